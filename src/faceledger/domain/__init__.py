@@ -1,0 +1,33 @@
+"""Layer 1: frozen value types and errors. No I/O."""
+
+from faceledger.domain.errors import (
+    FaceLedgerError,
+    ImageTooLargeError,
+    InvalidImageFormatError,
+    InvalidParameterError,
+    LicenceNotAcceptedError,
+    ModelPackError,
+    ResourceNotFoundError,
+)
+from faceledger.domain.faces import (
+    LANDMARK_NAMES,
+    CompareResult,
+    FaceMatch,
+    Faces,
+    Image,
+)
+
+__all__ = [
+    "LANDMARK_NAMES",
+    "CompareResult",
+    "FaceLedgerError",
+    "FaceMatch",
+    "Faces",
+    "Image",
+    "ImageTooLargeError",
+    "InvalidImageFormatError",
+    "InvalidParameterError",
+    "LicenceNotAcceptedError",
+    "ModelPackError",
+    "ResourceNotFoundError",
+]

@@ -1,0 +1,62 @@
+"""The FaceLedger error hierarchy.
+
+Every error a user can cause carries the Rekognition error code (``code``) and the HTTP status
+that botocore expects for it (``http_status``); adapters serialise them in one place each.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class FaceLedgerError(Exception):
+    """Base class. ``message`` is safe to show to the caller (no secrets, no paths of ours)."""
+
+    code: ClassVar[str] = "InternalServerError"
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidParameterError(FaceLedgerError):
+    """A parameter is out of range or malformed, or the image holds no face where one is needed."""
+
+    code = "InvalidParameterException"
+    http_status = 400
+
+
+class InvalidImageFormatError(FaceLedgerError):
+    """The bytes are not a JPEG or PNG we can decode (empty, truncated, GIF, text…)."""
+
+    code = "InvalidImageFormatException"
+    http_status = 400
+
+
+class ImageTooLargeError(FaceLedgerError):
+    """The image exceeds the byte limit (5 MiB) or the pixel limit (decompression bombs)."""
+
+    code = "ImageTooLargeException"
+    http_status = 400
+
+
+class ResourceNotFoundError(FaceLedgerError):
+    """A collection, face, user or model pack that does not exist."""
+
+    code = "ResourceNotFoundException"
+    http_status = 400
+
+
+class ModelPackError(FaceLedgerError):
+    """A model pack is missing, malformed, or a file fails its SHA-256 check."""
+
+    code = "ModelPackError"
+    http_status = 500
+
+
+class LicenceNotAcceptedError(ModelPackError):
+    """A pack whose licence forbids commercial use was requested without the operator's consent."""
+
+    code = "LicenceNotAcceptedError"
+    http_status = 403

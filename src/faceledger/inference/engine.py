@@ -1,0 +1,237 @@
+"""``FaceEngine``: detect → quality → align → embed → compare, for one model pack.
+
+The pack loads once, lazily and thread-safely, on first use. Model sessions are not shared
+between threads: each worker thread gets its own detector and embedder (OpenCV DNN objects are
+not thread-safe), so bulk work (`analyse_many`) runs on every core.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from faceledger.domain.errors import FaceLedgerError, InvalidParameterError
+from faceledger.domain.faces import CompareResult, FaceMatch, Faces, Image
+from faceledger.inference.align import align_faces
+from faceledger.inference.calibration import Calibration
+from faceledger.inference.detectors import Detector, SCRFDDetector, YuNetDetector
+from faceledger.inference.embedder import Embedder
+from faceledger.inference.manifest import PackManifest
+from faceledger.inference.packs import DEFAULT_PACK, PackFiles, PackRegistry
+from faceledger.inference.quality import brightness_sharpness, pose_from_landmarks
+from faceledger.inference.sessions import apply_graph_fixes, make_session
+
+T = TypeVar("T")
+
+MAX_FACES_PER_IMAGE = 100
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Tunables with measured defaults (see bench/)."""
+
+    detect_score_threshold: float = 0.6
+    # Images are detected at their own resolution up to this long side; larger ones are
+    # scaled down (a 40 px face in a 1920×1080 photo stays ≥ 40 px).
+    max_detect_side_px: int = 1920
+    # Small images are padded up to this square so that a face filling the frame is found.
+    min_detect_side_px: int = 320
+    workers: int = max(1, min(os.cpu_count() or 1, 8))
+
+
+class _Worker:
+    """One thread's model sessions."""
+
+    def __init__(self, files: PackFiles) -> None:
+        manifest = files.manifest
+        det = manifest.detector
+        det_bytes = apply_graph_fixes(files.detector_bytes, det.graph_fixes)
+        self.detector: Detector
+        if det.kind == "yunet":
+            self.detector = YuNetDetector(det_bytes)
+        elif det.kind == "scrfd":
+            self.detector = SCRFDDetector(make_session(det.runtime, det_bytes),
+                                          input_size=det.input_size)
+        else:
+            raise FaceLedgerError(f"unknown detector kind {det.kind!r}")
+        emb = manifest.embedder
+        emb_bytes = apply_graph_fixes(files.embedder_bytes, emb.graph_fixes)
+        self.embedder = Embedder(make_session(emb.runtime, emb_bytes), emb)
+
+
+class FaceEngine:
+    """Face detection, embedding and comparison with one model pack (default ``yunet-sface``).
+
+    ``similarity`` values are the pack's calibrated 0–100 scale (see ``calibration``).
+    """
+
+    def __init__(
+        self,
+        pack: str = DEFAULT_PACK,
+        *,
+        registry: PackRegistry | None = None,
+        options: EngineOptions | None = None,
+    ) -> None:
+        self._registry = registry or PackRegistry()
+        self.manifest: PackManifest = self._registry.manifest(pack)
+        self.options = options or EngineOptions()
+        self.calibration = Calibration.from_table(self.manifest.calibration)
+        self._files: PackFiles | None = None
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._pool: ThreadPoolExecutor | None = None
+
+    # -- loading -------------------------------------------------------------------------
+    @property
+    def face_model_version(self) -> str:
+        return self.manifest.face_model_version
+
+    @property
+    def embedding_size(self) -> int:
+        return self.manifest.embedder.embedding_size
+
+    @property
+    def loaded(self) -> bool:
+        return self._files is not None
+
+    def load(self) -> None:
+        """Verify and load the pack (idempotent, thread-safe); warms this thread's sessions."""
+        self._worker()
+
+    def _pack_files(self) -> PackFiles:
+        if self._files is None:
+            with self._lock:
+                if self._files is None:
+                    self._files = self._registry.load(self.manifest.name)
+        return self._files
+
+    def _worker(self) -> _Worker:
+        worker: _Worker | None = getattr(self._local, "worker", None)
+        if worker is None:
+            worker = _Worker(self._pack_files())
+            self._local.worker = worker
+        return worker
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    # -- single image ---------------------------------------------------------------------
+    def detect(self, image: Image, *, max_faces: int = MAX_FACES_PER_IMAGE) -> Faces:
+        """Faces with confidence, landmarks and quality, largest first, at most ``max_faces``."""
+        faces, _ = self._detect(image, max_faces)
+        return faces
+
+    def analyse(self, image: Image, *, max_faces: int = MAX_FACES_PER_IMAGE) -> Faces:
+        """``detect`` plus an embedding per face."""
+        faces, crops = self._detect(image, max_faces)
+        if len(faces) == 0:
+            return faces.with_embeddings(np.zeros((0, self.embedding_size), np.float32))
+        return faces.with_embeddings(self._worker().embedder.embed(crops))
+
+    def _detect(self, image: Image, max_faces: int) -> tuple[Faces, NDArray[np.uint8]]:
+        if not 1 <= max_faces <= MAX_FACES_PER_IMAGE:
+            raise InvalidParameterError(
+                f"max_faces must be between 1 and {MAX_FACES_PER_IMAGE}, got {max_faces}"
+            )
+        worker = self._worker()
+        pixels = image.pixels_bgr
+        h, w = pixels.shape[:2]
+        scale = 1.0
+        long_side = max(h, w)
+        if long_side > self.options.max_detect_side_px:
+            import cv2
+
+            scale = self.options.max_detect_side_px / long_side
+            pixels = cv2.resize(pixels, (round(w * scale), round(h * scale)),
+                                interpolation=cv2.INTER_AREA)
+        min_side = self.options.min_detect_side_px
+        if pixels.shape[0] < min_side or pixels.shape[1] < min_side:
+            padded = np.zeros((max(min_side, pixels.shape[0]), max(min_side, pixels.shape[1]), 3),
+                              dtype=np.uint8)
+            padded[: pixels.shape[0], : pixels.shape[1]] = pixels
+            pixels = padded
+        raw = worker.detector.detect(pixels, score_threshold=self.options.detect_score_threshold)
+        if len(raw) == 0:
+            return raw, np.zeros((0, 112, 112, 3), np.uint8)
+        boxes = raw.boxes_px / scale
+        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w)
+        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)
+        faces = Faces(boxes_px=boxes, scores=raw.scores, landmarks_px=raw.landmarks_px / scale)
+        keep = faces.areas_px > 0
+        faces = faces[keep].largest_first()[:max_faces]
+        crops = align_faces(image.pixels_bgr, faces)
+        brightness, sharpness = brightness_sharpness(crops)
+        yaw, pitch, roll = pose_from_landmarks(faces.landmarks_px)
+        faces = faces.with_quality(
+            brightness=brightness, sharpness=sharpness, yaw_deg=yaw, pitch_deg=pitch, roll_deg=roll
+        )
+        return faces, crops
+
+    # -- bulk -----------------------------------------------------------------------------
+    def analyse_many(
+        self,
+        items: Iterable[T],
+        *,
+        loader: Callable[[T], Image],
+        max_faces: int = MAX_FACES_PER_IMAGE,
+    ) -> Iterator[tuple[T, Faces | FaceLedgerError]]:
+        """Analyse many images on ``options.workers`` threads, yielding results in input order.
+
+        ``loader`` turns an item (a path, bytes…) into an Image inside the worker, so decoding
+        is parallel too. A bad item yields its FaceLedgerError instead of stopping the batch.
+        """
+        self._pack_files()
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.options.workers,
+                                                    thread_name_prefix="faceledger-engine")
+        pool = self._pool
+
+        def work(item: T) -> Faces | FaceLedgerError:
+            try:
+                return self.analyse(loader(item), max_faces=max_faces)
+            except FaceLedgerError as exc:
+                return exc
+
+        window = self.options.workers * 4
+        pending: list[tuple[T, object]] = []
+        for item in items:
+            pending.append((item, pool.submit(work, item)))
+            if len(pending) >= window:
+                first, future = pending.pop(0)
+                yield first, future.result()  # type: ignore[attr-defined]
+        for item, future in pending:
+            yield item, future.result()  # type: ignore[attr-defined]
+
+    # -- comparison -----------------------------------------------------------------------
+    def similarity(self, a: NDArray[np.float32], b: NDArray[np.float32]) -> NDArray[np.float64]:
+        """Calibrated Similarity (0–100) between embeddings ``a`` (D,) or (N, D) and ``b``."""
+        cos = np.asarray(a, np.float32) @ np.asarray(b, np.float32).T
+        return self.calibration.similarity(cos)
+
+    def compare(
+        self, source: Image, target: Image, *, max_target_faces: int = MAX_FACES_PER_IMAGE
+    ) -> CompareResult:
+        """The largest face of ``source`` against every face of ``target`` (largest first)."""
+        src = self.analyse(source, max_faces=1)
+        if len(src) == 0:
+            raise InvalidParameterError("no face was found in the source image")
+        tgt = self.analyse(target, max_faces=max_target_faces)
+        assert src.embeddings is not None and tgt.embeddings is not None
+        cos = tgt.embeddings @ src.embeddings[0]
+        sims = self.calibration.similarity(cos)
+        matches = tuple(
+            FaceMatch(target_index=i, cosine=float(cos[i]), similarity=float(sims[i]))
+            for i in range(len(tgt))
+        )
+        return CompareResult(source=src, targets=tgt, matches=matches)
