@@ -85,7 +85,8 @@ class Faces:
 
     @classmethod
     def empty(cls) -> Faces:
-        return cls(np.zeros((0, 4)), np.zeros((0,)), np.zeros((0, 5, 2)))
+        f32 = np.float32
+        return cls(np.zeros((0, 4), f32), np.zeros((0,), f32), np.zeros((0, 5, 2), f32))
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -161,8 +162,12 @@ class Faces:
         for i in range(len(self)):
             x1, y1, x2, y2 = (round(float(v), 1) for v in self.boxes_px[i])
             face: dict[str, Any] = {
-                "bbox_px": {"left": x1, "top": y1, "width": round(x2 - x1, 1),
-                            "height": round(y2 - y1, 1)},
+                "bbox_px": {
+                    "left": x1,
+                    "top": y1,
+                    "width": round(x2 - x1, 1),
+                    "height": round(y2 - y1, 1),
+                },
                 "confidence": round(float(self.scores[i]) * 100.0, 3),
                 "landmarks_px": {
                     name: {"x": round(float(x), 1), "y": round(float(y), 1)}

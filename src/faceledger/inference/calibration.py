@@ -41,13 +41,17 @@ class Calibration:
 
     def similarity(self, cosine: ArrayLike) -> NDArray[np.float64]:
         """Calibrated Similarity (0–100) for raw cosine score(s)."""
-        return np.interp(np.clip(np.asarray(cosine, dtype=np.float64), -1, 1),
-                         self.cosines, self.similarities)
+        return np.interp(
+            np.clip(np.asarray(cosine, dtype=np.float64), -1, 1), self.cosines, self.similarities
+        )
 
     def cosine(self, similarity: ArrayLike) -> NDArray[np.float64]:
         """The raw cosine at which Similarity reaches ``similarity`` (the inverse map)."""
-        return np.interp(np.clip(np.asarray(similarity, dtype=np.float64), 0, 100),
-                         self.similarities, self.cosines)
+        return np.interp(
+            np.clip(np.asarray(similarity, dtype=np.float64), 0, 100),
+            self.similarities,
+            self.cosines,
+        )
 
     def false_match_rate(self, similarity: float) -> float | None:
         """Measured FMR at the published threshold at or just below ``similarity``, if any."""

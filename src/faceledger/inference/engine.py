@@ -7,11 +7,14 @@ not thread-safe), so bulk work (`analyse_many`) runs on every core.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -57,8 +60,9 @@ class _Worker:
         if det.kind == "yunet":
             self.detector = YuNetDetector(det_bytes)
         elif det.kind == "scrfd":
-            self.detector = SCRFDDetector(make_session(det.runtime, det_bytes),
-                                          input_size=det.input_size)
+            self.detector = SCRFDDetector(
+                make_session(det.runtime, det_bytes), input_size=det.input_size
+            )
         else:
             raise FaceLedgerError(f"unknown detector kind {det.kind!r}")
         emb = manifest.embedder
@@ -86,7 +90,7 @@ class FaceEngine:
         self._files: PackFiles | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: ProcessPoolExecutor | None = None
 
     # -- loading -------------------------------------------------------------------------
     @property
@@ -151,12 +155,17 @@ class FaceEngine:
             import cv2
 
             scale = self.options.max_detect_side_px / long_side
-            pixels = cv2.resize(pixels, (round(w * scale), round(h * scale)),
-                                interpolation=cv2.INTER_AREA)
+            pixels = np.asarray(
+                cv2.resize(
+                    pixels, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA
+                ),
+                dtype=np.uint8,
+            )
         min_side = self.options.min_detect_side_px
         if pixels.shape[0] < min_side or pixels.shape[1] < min_side:
-            padded = np.zeros((max(min_side, pixels.shape[0]), max(min_side, pixels.shape[1]), 3),
-                              dtype=np.uint8)
+            padded = np.zeros(
+                (max(min_side, pixels.shape[0]), max(min_side, pixels.shape[1]), 3), dtype=np.uint8
+            )
             padded[: pixels.shape[0], : pixels.shape[1]] = pixels
             pixels = padded
         raw = worker.detector.detect(pixels, score_threshold=self.options.detect_score_threshold)
@@ -184,34 +193,47 @@ class FaceEngine:
         loader: Callable[[T], Image],
         max_faces: int = MAX_FACES_PER_IMAGE,
     ) -> Iterator[tuple[T, Faces | FaceLedgerError]]:
-        """Analyse many images on ``options.workers`` threads, yielding results in input order.
+        """Analyse many images on ``options.workers`` processes, yielding in input order.
 
-        ``loader`` turns an item (a path, bytes…) into an Image inside the worker, so decoding
-        is parallel too. A bad item yields its FaceLedgerError instead of stopping the batch.
+        OpenCV DNN holds the GIL while it runs, so threads do not add throughput; each worker
+        process runs its own single-threaded sessions instead. ``loader`` (a picklable,
+        module-level function such as ``load_image``) turns an item into an Image inside the
+        worker, so decoding is parallel too. A bad item yields its FaceLedgerError instead of
+        stopping the batch.
         """
-        self._pack_files()
+        if self.options.workers <= 1:
+            for item in items:
+                yield item, _analyse_item(self, loader, item, max_faces)
+            return
+        pool = self._process_pool()
+        window = self.options.workers * 4
+        pending: deque[tuple[T, Future[Faces | FaceLedgerError]]] = deque()
+        for item in items:
+            pending.append((item, pool.submit(_pool_analyse, loader, item, max_faces)))
+            if len(pending) >= window:
+                first, future = pending.popleft()
+                yield first, future.result()
+        while pending:
+            first, future = pending.popleft()
+            yield first, future.result()
+
+    def _process_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
+            self._pack_files()  # fail here, in the caller, if the pack is unusable
             with self._lock:
                 if self._pool is None:
-                    self._pool = ThreadPoolExecutor(self.options.workers,
-                                                    thread_name_prefix="faceledger-engine")
-        pool = self._pool
-
-        def work(item: T) -> Faces | FaceLedgerError:
-            try:
-                return self.analyse(loader(item), max_faces=max_faces)
-            except FaceLedgerError as exc:
-                return exc
-
-        window = self.options.workers * 4
-        pending: list[tuple[T, object]] = []
-        for item in items:
-            pending.append((item, pool.submit(work, item)))
-            if len(pending) >= window:
-                first, future = pending.pop(0)
-                yield first, future.result()  # type: ignore[attr-defined]
-        for item, future in pending:
-            yield item, future.result()  # type: ignore[attr-defined]
+                    self._pool = ProcessPoolExecutor(
+                        self.options.workers,
+                        mp_context=multiprocessing.get_context("spawn"),
+                        initializer=_pool_init,
+                        initargs=(
+                            self.manifest.name,
+                            self._registry.model_dirs,
+                            tuple(self._registry.accepted_licences),
+                            replace(self.options, workers=1),
+                        ),
+                    )
+        return self._pool
 
     # -- comparison -----------------------------------------------------------------------
     def similarity(self, a: NDArray[np.float32], b: NDArray[np.float32]) -> NDArray[np.float64]:
@@ -235,3 +257,33 @@ class FaceEngine:
             for i in range(len(tgt))
         )
         return CompareResult(source=src, targets=tgt, matches=matches)
+
+
+def _analyse_item(
+    engine: FaceEngine, loader: Callable[[T], Image], item: T, max_faces: int
+) -> Faces | FaceLedgerError:
+    try:
+        return engine.analyse(loader(item), max_faces=max_faces)
+    except FaceLedgerError as exc:
+        return exc
+
+
+_POOL_ENGINE: FaceEngine | None = None
+
+
+def _pool_init(
+    pack: str, model_dirs: tuple[Path, ...], accepted: tuple[str, ...], options: EngineOptions
+) -> None:
+    """Runs once in each bulk worker process: one OpenCV thread, one engine."""
+    global _POOL_ENGINE
+    from faceledger.inference.sessions import configure_opencv
+
+    configure_opencv(threads=1)
+    registry = PackRegistry(model_dirs, accepted_licences=accepted)
+    _POOL_ENGINE = FaceEngine(pack, registry=registry, options=options)
+    _POOL_ENGINE.load()
+
+
+def _pool_analyse(loader: Callable[[T], Image], item: T, max_faces: int) -> Faces | FaceLedgerError:
+    assert _POOL_ENGINE is not None, "worker not initialised"
+    return _analyse_item(_POOL_ENGINE, loader, item, max_faces)

@@ -7,6 +7,7 @@ pack is a directory holding its model files and a ``pack.json`` of the same form
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,7 +125,9 @@ def _model_file(data: dict[str, Any], role: str, where: str) -> ModelFile:
     )
 
 
-def parse_manifest(data: dict[str, Any], *, where: str, directory: Path | None = None) -> PackManifest:
+def parse_manifest(
+    data: dict[str, Any], *, where: str, directory: Path | None = None
+) -> PackManifest:
     """Validate a manifest dict. ``directory`` is the pack folder for directory packs."""
     name = str(_require(data, "name", where))
     lic = _require(data, "licence", where)
@@ -138,7 +141,7 @@ def parse_manifest(data: dict[str, Any], *, where: str, directory: Path | None =
     if "calibration" in data:
         cal = data["calibration"]
         anchors = tuple((float(c), float(s)) for c, s in cal["anchors"])
-        for (c0, s0), (c1, s1) in zip(anchors, anchors[1:], strict=False):
+        for (c0, s0), (c1, s1) in itertools.pairwise(anchors):
             if not (c1 > c0 and s1 > s0):
                 raise ModelPackError(f"{where}.calibration: anchors must increase strictly")
         calibration = CalibrationTable(

@@ -6,6 +6,7 @@ hashed are the bytes that run) on one NCHW float32 batch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from typing import Protocol
@@ -78,10 +79,8 @@ def configure_opencv(threads: int | None = None) -> None:
     import cv2
 
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-    try:
+    with contextlib.suppress(AttributeError):  # older builds have no utils.logging
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    except AttributeError:  # pragma: no cover - older builds
-        pass
     if threads is not None:
         cv2.setNumThreads(threads)
 

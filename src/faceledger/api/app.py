@@ -1,0 +1,293 @@
+"""The app factory: ``create_app(settings)`` → FastAPI, with a lifespan and one error format.
+
+Every error leaves as ``{"error": {"code": ..., "message": ...}}``:
+
+* a ``FaceLedgerError`` with its ``code`` and ``http_status`` (one handler);
+* request validation problems (missing field, bad ``max_faces``) as 400
+  ``InvalidParameterException``, all problems in one sentence;
+* other HTTP errors (404, 405, unparsable multipart) with a code derived from the status;
+* anything else as 500 ``InternalServerError`` with a request id; the traceback goes to the
+  server log, never to the client.
+
+Request bodies are capped per route before they are parsed (see ``BodySizeLimitMiddleware``).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from faceledger import __version__
+from faceledger.api import ServiceDep
+from faceledger.api.native.routes import IMAGES_PER_REQUEST
+from faceledger.api.native.routes import router as native_router
+from faceledger.config import Settings
+from faceledger.domain.errors import FaceLedgerError, ImageTooLargeError
+from faceledger.services.faces import FaceService
+
+logger = logging.getLogger("faceledger.api")
+
+# Room for multipart boundaries, part headers and small form fields, on top of the images.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+# An over-limit body is read and discarded up to this many bytes before the error is sent, so
+# that the client, still sending, reads the response instead of a connection reset.
+DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
+
+
+# -- error serialisation (the one place) -----------------------------------------------------
+def error_response(
+    code: str, message: str, status: int, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+async def _faceledger_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, FaceLedgerError)
+    if exc.http_status >= 500:
+        logger.error(
+            "%s %s failed: %s: %s", request.method, request.url.path, exc.code, exc.message
+        )
+    return error_response(exc.code, exc.message, exc.http_status)
+
+
+def _describe_validation_error(error: Mapping[str, Any]) -> str:
+    loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "form")]
+    name = ".".join(loc) or "request"
+    if error.get("type") == "missing":
+        return f"'{name}' is required"
+    msg = str(error.get("msg", "is invalid"))
+    msg = msg[:1].lower() + msg[1:]
+    text = f"'{name}': {msg}"
+    value = error.get("input")
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        text += f" (got {shown})"
+    return text
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = list(dict.fromkeys(_describe_validation_error(e) for e in exc.errors()))
+    message = "Invalid request: " + "; ".join(problems) + "."
+    return error_response("InvalidParameterException", message, 400)
+
+
+_HTTP_CODES = {400: "InvalidParameterException", 413: "ImageTooLargeException"}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    try:
+        phrase = HTTPStatus(exc.status_code).phrase
+    except ValueError:
+        phrase = "Error"
+    code = _HTTP_CODES.get(exc.status_code, phrase.title().replace(" ", "").replace("-", ""))
+    message = str(exc.detail) if exc.detail else phrase
+    return error_response(code, message, exc.status_code, headers=exc.headers)
+
+
+# -- ASGI middleware -------------------------------------------------------------------------
+class InternalErrorMiddleware:
+    """Turns any unhandled exception into a 500 JSON error with a request id (logged once)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception:
+            request_id = uuid.uuid4().hex[:16]
+            logger.exception(
+                "request %s: %s %s failed", request_id, scope.get("method"), scope.get("path")
+            )
+            if started:
+                raise
+            response = error_response(
+                "InternalServerError",
+                f"internal error; see the server log (request id {request_id})",
+                500,
+                headers={"X-Request-ID": request_id},
+            )
+            await response(scope, receive, send)
+
+
+class BodySizeLimitMiddleware:
+    """Refuses request bodies larger than a per-path cap before anything parses them.
+
+    A declared ``Content-Length`` over the cap is refused at once; a chunked body is buffered
+    up to the cap (never more) and refused when it goes over. Either way the excess is read
+    and discarded (up to ``DRAIN_LIMIT_BYTES``) before the 400 ``ImageTooLargeException`` is
+    sent, unless the client asked ``Expect: 100-continue`` and so has sent nothing yet.
+    Paths not in ``limits`` pass through untouched.
+    """
+
+    def __init__(self, app: ASGIApp, limits: Mapping[str, int], what: Mapping[str, str]) -> None:
+        self.app = app
+        self.limits = dict(limits)
+        self.what = dict(what)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.limits.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length")
+        if declared is not None and declared.strip().isdigit():
+            size = int(declared)
+            if size <= limit:
+                await self.app(scope, receive, send)
+                return
+            if headers.get("expect", "").lower() != "100-continue":
+                await self._drain(receive, 0)
+            await self._refuse(scope, receive, send, size, limit)
+            return
+        # No usable Content-Length (chunked): buffer up to the cap, then replay.
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body = message.get("body", b"")
+            total += len(body)
+            if total > limit:
+                complete = True
+                if message.get("more_body", False):
+                    total, complete = await self._drain(receive, total)
+                await self._refuse(scope, receive, send, total, limit, at_least=not complete)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        replay: list[Message] = [
+            {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        ]
+
+        async def replay_receive() -> Message:
+            if replay:
+                return replay.pop()
+            return await receive()
+
+        await self.app(scope, replay_receive, send)
+
+    @staticmethod
+    async def _drain(receive: Receive, total: int) -> tuple[int, bool]:
+        """Read and discard the rest of the body; (bytes seen, whether the body ended)."""
+        while total <= DRAIN_LIMIT_BYTES:
+            message = await receive()
+            if message["type"] != "http.request":
+                return total, False
+            total += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return total, True
+        return total, False
+
+    async def _refuse(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        size: int,
+        limit: int,
+        *,
+        at_least: bool = False,
+    ) -> None:
+        what = self.what.get(scope.get("path", ""), "the upload")
+        exc = ImageTooLargeError(
+            f"The request body is {'at least ' if at_least else ''}{size:,} bytes; "
+            f"this endpoint accepts at most {limit:,} bytes ({what}). "
+            "Send a smaller or more compressed JPEG or PNG."
+        )
+        response = error_response(
+            exc.code, exc.message, exc.http_status, headers={"Connection": "close"}
+        )
+        await response(scope, receive, send)
+
+
+# -- the app ---------------------------------------------------------------------------------
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the FaceLedger HTTP app. Nothing loads here; the lifespan loads the default pack.
+
+    ``settings`` defaults to ``Settings()`` (the ``FACELEDGER_*`` environment).
+    """
+    settings = settings if settings is not None else Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = FaceService(settings)
+        app.state.service = service
+        app.state.engine_limiter = anyio.CapacityLimiter(settings.workers)
+        logger.info("loading model pack %r", service.pack)
+        # Verify and load now so the first request is fast; a broken pack stops start-up.
+        await anyio.to_thread.run_sync(service.load)
+        logger.info("model pack %r loaded (%s)", service.pack, service.face_model_version)
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(service.close)
+
+    app = FastAPI(
+        title="FaceLedger",
+        version=__version__,
+        summary="Self-hosted face detection, comparison and search with an audit ledger.",
+        description=(
+            "Native REST API. Boxes and landmarks are in pixels of the orientation-corrected "
+            "image; `similarity` is the model pack's calibrated 0–100 Similarity. Errors are "
+            '`{"error": {"code": ..., "message": ...}}`.'
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+
+    app.add_exception_handler(FaceLedgerError, _faceledger_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
+    max_bytes = settings.max_image_bytes
+    limits = {
+        path: count * max_bytes + MULTIPART_OVERHEAD_BYTES
+        for path, count in IMAGES_PER_REQUEST.items()
+    }
+    what = {
+        path: f"{count} image{'s' if count > 1 else ''} of at most {max_bytes:,} bytes"
+        for path, count in IMAGES_PER_REQUEST.items()
+    }
+    app.add_middleware(BodySizeLimitMiddleware, limits=limits, what=what)
+    app.add_middleware(InternalErrorMiddleware)  # outermost of ours: catches the rest
+
+    @app.get("/healthz", tags=["health"], summary="Liveness and model status")
+    async def healthz(service: ServiceDep) -> dict[str, Any]:
+        """`status` is always "ok" when the server answers; `loaded` says whether the model
+        pack is in memory."""
+        return {"status": "ok", **service.health()}
+
+    app.include_router(native_router)
+    return app

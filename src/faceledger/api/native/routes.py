@@ -1,0 +1,95 @@
+"""``/v1/detect`` and ``/v1/compare``: thin adapters over ``FaceService``.
+
+Uploads are multipart files. Each is read with a cap of ``settings.max_image_bytes`` (the whole
+request body was already capped by the app's ``BodySizeLimitMiddleware``, using
+``IMAGES_PER_REQUEST``), decoded once by the service, and the engine runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from pydantic import BaseModel
+
+from faceledger.api import ServiceDep, run_blocking
+from faceledger.domain.errors import ImageTooLargeError
+from faceledger.inference.engine import MAX_FACES_PER_IMAGE
+
+# How many images each route's request body may carry; the body cap is this × the image limit.
+IMAGES_PER_REQUEST: dict[str, int] = {"/v1/detect": 1, "/v1/compare": 2}
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {
+        "model": ErrorResponse,
+        "description": "InvalidParameterException (bad field, no face in the source image), "
+        "InvalidImageFormatException (not a complete JPEG/PNG) or ImageTooLargeException.",
+    },
+    500: {"model": ErrorResponse, "description": "InternalServerError (see the server log)."},
+}
+
+router = APIRouter(prefix="/v1", tags=["faces"], responses=_ERRORS)
+
+
+async def read_upload(upload: UploadFile, field: str, max_bytes: int) -> bytes:
+    """The upload's bytes, reading at most ``max_bytes + 1`` of them."""
+    size = upload.size
+    if size is None or size <= max_bytes:
+        data = await upload.read(max_bytes + 1)
+        if len(data) <= max_bytes:
+            return data
+        size = len(data)
+        shown = f"at least {size:,}"
+    else:
+        shown = f"{size:,}"
+    raise ImageTooLargeError(
+        f"The '{field}' image is {shown} bytes; the maximum is {max_bytes:,} bytes "
+        f"({max_bytes / 1_048_576:.1f} MiB). Send a smaller or more compressed JPEG or PNG."
+    )
+
+
+@router.post("/detect", summary="Detect faces in an image")
+async def detect(
+    request: Request,
+    service: ServiceDep,
+    image: Annotated[UploadFile, File(description="A JPEG or PNG image, at most 5 MiB.")],
+    max_faces: Annotated[
+        int,
+        Form(ge=1, le=MAX_FACES_PER_IMAGE, description="Return at most this many faces."),
+    ] = MAX_FACES_PER_IMAGE,
+) -> dict[str, Any]:
+    """Faces, largest first: `bbox_px` (left, top, width, height), `confidence` (0–100),
+    five `landmarks_px`, `quality` (brightness, sharpness 0–100) and `pose_deg`."""
+    data = await read_upload(image, "image", service.settings.max_image_bytes)
+    return await run_blocking(request, service.detect, data, max_faces=max_faces)
+
+
+@router.post("/compare", summary="Compare the largest face of one image with every face of another")
+async def compare(
+    request: Request,
+    service: ServiceDep,
+    source: Annotated[UploadFile, File(description="Image whose largest face is compared.")],
+    target: Annotated[UploadFile, File(description="Image whose faces are compared with it.")],
+    max_target_faces: Annotated[
+        int,
+        Form(ge=1, le=MAX_FACES_PER_IMAGE, description="Compare at most this many target faces."),
+    ] = MAX_FACES_PER_IMAGE,
+) -> dict[str, Any]:
+    """`matches` are sorted by `similarity` (calibrated 0–100), highest first; `cosine` is the
+    raw model score. No face in `source` → 400 InvalidParameterException."""
+    max_bytes = service.settings.max_image_bytes
+    source_bytes = await read_upload(source, "source", max_bytes)
+    target_bytes = await read_upload(target, "target", max_bytes)
+    return await run_blocking(
+        request, service.compare, source_bytes, target_bytes, max_target_faces=max_target_faces
+    )

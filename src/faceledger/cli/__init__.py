@@ -1,0 +1,1 @@
+"""The ``faceledger`` command line (Typer): a thin adapter over ``faceledger.services``."""

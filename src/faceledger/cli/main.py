@@ -1,0 +1,379 @@
+"""``faceledger``: serve the API, detect and compare faces, manage model packs, evaluate.
+
+Results go to stdout as JSON (or a table); messages, progress and errors go to stderr.
+Exit codes: 0 success · 1 a verification failed (``models verify``) or an internal error ·
+2 a usage error or a FaceLedger error (``error: <Code>: <message>``) · 130 interrupted.
+Settings come from ``FACELEDGER_*`` environment variables (see ``faceledger.config``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from faceledger import __version__
+from faceledger.config import Settings
+from faceledger.domain.errors import FaceLedgerError
+
+if TYPE_CHECKING:
+    from faceledger.domain.faces import Image
+    from faceledger.services.faces import FaceService
+
+logger = logging.getLogger("faceledger.cli")
+
+app = typer.Typer(
+    name="faceledger",
+    help="Self-hosted face recognition with an accountable audit ledger.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Model packs: list and verify.", no_args_is_help=True)
+eval_app = typer.Typer(help="Measure accuracy on public benchmarks.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(eval_app, name="eval")
+
+
+class CliError(Exception):
+    """A problem worth one line on stderr (``error: <message>``) and an exit code."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise CliError(f"invalid settings (FACELEDGER_* environment): {problems}") from None
+
+
+def _service(settings: Settings) -> FaceService:
+    # Imported here so that `faceledger --help` (and Ctrl-C during start-up) stay quick.
+    from faceledger.services.faces import FaceService
+
+    return FaceService(settings)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _existing_file(path: Path) -> Path:
+    if not path.exists():
+        raise CliError(f"no such file: {path}")
+    if path.is_dir():
+        raise CliError(f"{path} is a directory, not an image file")
+    return path
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _stderr(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+_ANNOTATE_FORMATS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# BGR colours per landmark, in LANDMARK_NAMES order.
+_LANDMARK_COLOURS = ((255, 0, 0), (0, 0, 255), (0, 255, 0), (255, 0, 255), (0, 255, 255))
+
+
+def _write_annotated(image: Image, faces: list[dict[str, Any]], out: Path) -> None:
+    """A copy of ``image`` with each face's box, number and landmarks drawn on it."""
+    import cv2
+
+    from faceledger.domain.faces import LANDMARK_NAMES
+
+    suffix = out.suffix.lower()
+    if suffix not in _ANNOTATE_FORMATS:
+        raise CliError(
+            f"--annotate: cannot tell the image format from {out.name!r}; "
+            f"use one of {', '.join(_ANNOTATE_FORMATS)}"
+        )
+    canvas = image.pixels_bgr.copy()
+    thickness = max(1, round(max(image.width_px, image.height_px) / 500))
+    for number, face in enumerate(faces, start=1):
+        box = face["bbox_px"]
+        x1, y1 = round(box["left"]), round(box["top"])
+        x2, y2 = round(box["left"] + box["width"]), round(box["top"] + box["height"])
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), (0, 200, 0), thickness)
+        label = f"{number} {face['confidence']:.0f}%"
+        cv2.putText(
+            canvas,
+            label,
+            (x1, max(0, y1 - 4 * thickness)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4 * thickness,
+            (0, 200, 0),
+            thickness,
+            cv2.LINE_AA,
+        )
+        for name, colour in zip(LANDMARK_NAMES, _LANDMARK_COLOURS, strict=True):
+            point = face["landmarks_px"][name]
+            cv2.circle(canvas, (round(point["x"]), round(point["y"])), 2 * thickness, colour, -1)
+    ok, encoded = cv2.imencode(suffix, canvas)
+    if not ok:
+        raise CliError(f"--annotate: could not encode {out.name}")
+    try:
+        out.write_bytes(encoded.tobytes())
+    except OSError as exc:
+        raise CliError(f"cannot write {out}: {exc.strerror or exc}") from None
+
+
+# -- commands --------------------------------------------------------------------------------
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"faceledger {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Show the version and exit.", callback=_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Self-hosted face recognition with an accountable audit ledger."""
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port.")] = None,
+) -> None:
+    """Run the HTTP API (native /v1 and docs at /docs) with uvicorn."""
+    settings = _settings(host=host, port=port)
+    _configure_logging(settings.log_level)
+    # Fail here with one line (unknown pack, licence not accepted, missing or tampered files)
+    # rather than with uvicorn's start-up traceback; the app's lifespan then loads the pack.
+    _service(settings).registry.load(settings.default_pack)
+    import uvicorn
+
+    from faceledger.api.app import create_app
+
+    shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"http://{shown_host}:{settings.port}"
+    logger.info("FaceLedger %s serving on %s (API docs at %s/docs)", __version__, url, url)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+    )
+
+
+@app.command()
+def detect(
+    photo: Annotated[Path, typer.Argument(help="A JPEG or PNG image.")],
+    annotate: Annotated[
+        Path | None,
+        typer.Option(
+            "--annotate",
+            metavar="OUT.jpg",
+            help="Also write a copy with boxes and landmarks drawn.",
+        ),
+    ] = None,
+    max_faces: Annotated[
+        int, typer.Option("--max-faces", min=1, max=100, help="At most this many faces.")
+    ] = 100,
+) -> None:
+    """Detect faces: JSON with pixel boxes, confidence, landmarks, quality and pose."""
+    service = _service(_settings())
+    image = service.image(_existing_file(photo))
+    result = service.detect(image, max_faces=max_faces)
+    if annotate is not None:
+        _write_annotated(image, result["faces"], annotate)
+        _stderr(f"wrote {annotate} ({len(result['faces'])} faces)")
+    _print_json(result)
+
+
+@app.command()
+def compare(
+    source: Annotated[Path, typer.Argument(help="Image whose largest face is compared.")],
+    target: Annotated[Path, typer.Argument(help="Image whose faces are compared with it.")],
+) -> None:
+    """Compare the largest face of SOURCE with every face of TARGET (Similarity 0–100)."""
+    service = _service(_settings())
+    _print_json(service.compare(_existing_file(source), _existing_file(target)))
+
+
+@models_app.command("list")
+def models_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Known model packs: FaceModelVersion, licence, and whether they are installed."""
+    from rich.console import Console
+    from rich.table import Table
+
+    settings = _settings()
+    packs = _service(settings).models()
+    if as_json:
+        _print_json(packs)
+        return
+    table = Table(title="Model packs")
+    table.add_column("name", no_wrap=True)
+    table.add_column("FaceModelVersion")
+    table.add_column("licence")
+    table.add_column("commercial use")
+    table.add_column("installed")
+    table.add_column("verified")
+    for pack in packs:
+        name = pack["name"] + (" (default)" if pack["default"] else "")
+        commercial = (
+            "yes"
+            if pack["commercial_use"]
+            else ("no (accepted)" if pack["licence_accepted"] else "no")
+        )
+        verified = "yes" if pack["verified"] else ("-" if not pack["installed"] else "FAILED")
+        table.add_row(
+            name,
+            pack["face_model_version"],
+            pack["licence"],
+            commercial,
+            "yes" if pack["installed"] else "no",
+            verified,
+        )
+    console = Console()
+    if not console.is_terminal:  # piped: never truncate cells to an assumed 80 columns
+        console = Console(width=200)
+    console.print(table)
+    dirs = ", ".join(str(d) for d in settings.model_dirs)
+    console.print(f"Pack folders searched: {dirs}", highlight=False, soft_wrap=True)
+
+
+@models_app.command("verify")
+def models_verify(
+    name: Annotated[str | None, typer.Argument(help="One pack (default: every pack).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Check the SHA-256 of every model file: ok / missing / mismatch.
+
+    Exits 1 when a pack that is installed (or NAME, when given) fails.
+    """
+    reports = _service(_settings()).verify_models(name)
+    failed = [r["name"] for r in reports if not r["ok"] and (r["installed"] or name)]
+    if as_json:
+        _print_json(reports)
+    else:
+        for report in reports:
+            if report["ok"]:
+                status = "ok"
+            elif not report["installed"] and not name:
+                status = "not installed (skipped)"
+            else:
+                status = "FAILED"
+            typer.echo(f"{report['name']}: {status}")
+            if report["problem"]:
+                typer.echo(f"  {report['problem']}")
+            for f in report["files"]:
+                line = f"  {f['role']:<9} {f['filename']}: {f['status']}"
+                if f["status"] == "mismatch":
+                    line += f" (sha256 {f['actual_sha256']}, expected {f['expected_sha256']})"
+                typer.echo(line)
+    if failed:
+        _stderr(f"error: verification failed for {', '.join(failed)}")
+        raise typer.Exit(1)
+
+
+@eval_app.command("lfw")
+def eval_lfw(
+    data: Annotated[Path, typer.Option("--data", help="Folder of LFW images (<Name>/...).")],
+    pairs: Annotated[Path, typer.Option("--pairs", help="LFW pairs file (pairs*.txt).")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Report folder (default: <data_dir>/reports/lfw)."),
+    ] = None,
+) -> None:
+    """Verification accuracy on LFW pairs with the default pack; writes a report."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    settings = _settings()
+    try:
+        from faceledger.evaluation.lfw import run_lfw_eval
+    except ImportError as exc:
+        if exc.name not in ("faceledger.evaluation", "faceledger.evaluation.lfw"):
+            raise
+        raise CliError("the LFW evaluation is not available in this installation") from None
+    if not data.is_dir():
+        raise CliError(f"--data: no such folder: {data}")
+    _existing_file(pairs)
+    out_dir = out if out is not None else settings.data_dir / "reports" / "lfw"
+    service = _service(settings)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    ) as bar:
+        task = bar.add_task("LFW pairs", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = run_lfw_eval(service.engine, data, pairs, out_dir, progress=progress)
+    _print_json(result)
+    _stderr(f"report written to {out_dir}")
+
+
+# -- entry point -----------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point: runs the app and turns every failure into one line.
+
+    Usage errors are reported by Typer itself (exit 2); everything a command raises ends here.
+    """
+    try:
+        app(args=list(argv) if argv is not None else None, prog_name="faceledger")
+        code = 0
+    except SystemExit as exc:  # Typer's own exits: usage errors (2), Ctrl-C (130), typer.Exit
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            _stderr(str(exc.code))
+            code = 1
+        if code == 130:
+            _stderr("interrupted")
+    except FaceLedgerError as exc:
+        _stderr(f"error: {exc.code}: {exc.message}")
+        code = 2
+    except CliError as exc:
+        _stderr(f"error: {exc.message}")
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        _stderr("interrupted")
+        code = 130
+    except Exception as exc:
+        _stderr(f"error: InternalError: {type(exc).__name__}: {exc}")
+        if os.environ.get("FACELEDGER_LOG_LEVEL", "").upper() == "DEBUG":
+            traceback.print_exc()
+        else:
+            _stderr("(set FACELEDGER_LOG_LEVEL=DEBUG to see the traceback)")
+        code = 1
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""One validated ``Settings`` object, read from ``FACELEDGER_*`` environment variables.
+
+Nothing reads settings at import time: the CLI and ``create_app`` callers construct
+``Settings()`` and pass it down; tests construct their own (``Settings(data_dir=tmp_path)``).
+
+List settings accept a JSON list or a plain separated string in the environment::
+
+    FACELEDGER_ACCEPT_MODEL_LICENCES=buffalo_l,antelopev2
+    FACELEDGER_MODEL_DIRS=/srv/models:/opt/faceledger/models      # os.pathsep-separated
+    FACELEDGER_MODEL_DIRS='["/srv/models"]'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
+
+
+def _split_list(value: Any, separator: str) -> Any:
+    """A JSON list, or a string split on ``separator`` (empty items dropped)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"not a valid JSON list: {exc}") from None
+    return [item.strip() for item in text.split(separator) if item.strip()]
+
+
+class Settings(BaseSettings):
+    """Server, model and limit settings. Unknown keyword arguments are refused (typos)."""
+
+    model_config = SettingsConfigDict(env_prefix="FACELEDGER_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    data_dir: Path = Path("./data")
+    # Folders searched for model packs (``<dir>/<pack name>/``); default ``[data_dir/"models"]``.
+    model_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    # Packs whose non-commercial licence the operator accepts, by pack name.
+    accept_model_licences: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    default_pack: str = Field(default="yunet-sface", min_length=1)
+    # Engine threads (bulk work, and concurrent API requests running inference).
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    # Per-image upload limit (Rekognition's 5 MiB).
+    max_image_bytes: int = Field(default=5_242_880, ge=1)
+    log_level: LogLevel = "INFO"
+
+    @field_validator("model_dirs", mode="before")
+    @classmethod
+    def _parse_model_dirs(cls, value: Any) -> Any:
+        return _split_list(value, os.pathsep)
+
+    @field_validator("accept_model_licences", mode="before")
+    @classmethod
+    def _parse_licences(cls, value: Any) -> Any:
+        return _split_list(value, ",")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _default_model_dirs(self) -> Settings:
+        if not self.model_dirs:
+            self.model_dirs = [self.data_dir / "models"]
+        return self

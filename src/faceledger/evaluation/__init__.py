@@ -1,0 +1,1 @@
+"""Accuracy evaluation (LFW protocol) and calibration fitting. Uses the inference layer only."""

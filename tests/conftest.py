@@ -1,0 +1,121 @@
+"""Shared test helpers: where the read-only test models and data live (never in the repo).
+
+``$FACELEDGER_SHARED`` (default ``../shared`` next to the repository) holds ``models/``;
+``$FACELEDGER_TEST_DATA`` (default ``../shared/data``) holds the photos and LFW. Tests that need
+them request the fixtures below, which skip with the path they looked at when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from faceledger.inference.engine import FaceEngine
+
+_REPO_PARENT = Path(__file__).resolve().parents[2]
+
+
+def shared_root() -> Path:
+    return Path(os.environ.get("FACELEDGER_SHARED", _REPO_PARENT / "shared"))
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("FACELEDGER_TEST_DATA", shared_root() / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_models_dir() -> Path:
+    """The extra ONNX models (``../shared/models``); skips when the folder is absent."""
+    folder = shared_root() / "models"
+    if not folder.is_dir():
+        pytest.skip(f"test models not found at {folder} (set FACELEDGER_SHARED)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """Test photos and LFW (``../shared/data``); skips when the folder is absent."""
+    folder = data_root()
+    if not folder.is_dir():
+        pytest.skip(f"test data not found at {folder} (set FACELEDGER_TEST_DATA)")
+    return folder
+
+
+# --- fixtures for the engine, the HTTP API and the CLI ------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``$FACELEDGER_SHARED`` or ``<repo>/../shared`` (may not exist; see ``data_dir``)."""
+    return shared_root()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """Photos and the LFW development split; skips when the folder is absent."""
+    folder = data_root()
+    if not folder.is_dir():
+        pytest.skip(f"LFW/photos test data not found at {folder}; set FACELEDGER_TEST_DATA")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[FaceEngine]:
+    """One default-pack engine for the whole session (models load once, on first use)."""
+    from faceledger.inference.engine import FaceEngine
+
+    face_engine = FaceEngine()
+    yield face_engine
+    face_engine.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real uvicorn server on a free loopback port, serving ``create_app(Settings(...))``.
+
+    Yields the base URL once ``/healthz`` answers (the lifespan has loaded the default pack).
+    """
+    import httpx
+    import uvicorn
+
+    from faceledger.api.app import create_app
+    from faceledger.config import Settings
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("server-data"))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))  # bound here, so the port cannot be taken before uvicorn starts
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="live-server", daemon=True
+    )
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            if not thread.is_alive():
+                pytest.fail("the live server exited during start-up (see the log above)")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"the live server did not answer {url}/healthz within 60 s")
+            time.sleep(0.05)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()

@@ -1,0 +1,344 @@
+"""The native REST API against a real uvicorn server (``live_server``), spoken to with httpx.
+
+Photos and LFW come from ``../shared/data`` (the ``data_dir`` fixture skips when absent); the
+bad-upload cases are synthetic and need no test data.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import cv2
+import httpx
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from PIL import Image as PILImage
+from PIL import ImageOps
+
+from faceledger.domain.faces import LANDMARK_NAMES
+
+MAX_IMAGE_BYTES = 5_242_880
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _encode(pixels: np.ndarray, ext: str = ".png") -> bytes:
+    ok, buf = cv2.imencode(ext, pixels)
+    assert ok
+    return buf.tobytes()
+
+
+def _gray_png(side: int = 200) -> bytes:
+    return _encode(np.full((side, side, 3), 128, np.uint8))
+
+
+def _noise_jpeg(side: int = 200) -> bytes:
+    rng = np.random.default_rng(0)
+    return _encode(rng.integers(0, 256, (side, side, 3), dtype=np.uint8), ".jpg")
+
+
+def _gif() -> bytes:
+    out = io.BytesIO()
+    PILImage.new("RGB", (120, 120), (200, 10, 10)).save(out, format="GIF")
+    return out.getvalue()
+
+
+def detect(url: str, data: bytes, filename: str = "photo.jpg", **form: Any) -> httpx.Response:
+    return httpx.post(
+        f"{url}/v1/detect",
+        files={"image": (filename, data, "application/octet-stream")},
+        data={k: str(v) for k, v in form.items()},
+        timeout=60,
+    )
+
+
+def compare(url: str, source: bytes, target: bytes) -> httpx.Response:
+    return httpx.post(
+        f"{url}/v1/compare",
+        files={"source": ("source.jpg", source), "target": ("target.jpg", target)},
+        timeout=60,
+    )
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code, body
+    assert body["error"]["message"]
+    assert "Traceback" not in response.text
+    return body["error"]
+
+
+def _lfw_image(data_dir: Path, name: str, number: str) -> bytes:
+    path = data_dir / "lfw-devtrain" / "images" / name / f"{name}_{int(number):04d}.jpg"
+    return path.read_bytes()
+
+
+def _first_pairs(data_dir: Path) -> tuple[list[str], list[str]]:
+    """The first same-person and the first different-people line of pairsDevTrain.txt."""
+    lines = (data_dir / "lfw-devtrain" / "pairsDevTrain.txt").read_text().splitlines()[1:]
+    rows = [line.split() for line in lines if line.strip()]
+    same = next(r for r in rows if len(r) == 3)
+    different = next(r for r in rows if len(r) == 4)
+    return same, different
+
+
+@pytest.fixture(scope="module")
+def couple(data_dir: Path) -> bytes:
+    return (data_dir / "photos" / "couple.jpg").read_bytes()
+
+
+# --- health, docs ------------------------------------------------------------------------------
+
+
+def test_healthz_reports_the_loaded_default_pack(live_server: str) -> None:
+    body = httpx.get(f"{live_server}/healthz", timeout=10).json()
+    assert body["status"] == "ok"
+    assert body["pack"] == "yunet-sface"
+    assert body["face_model_version"].startswith("yunet-sface")
+    assert body["loaded"] is True  # loaded by the lifespan, before any request
+
+
+def test_docs_and_openapi_are_served(live_server: str) -> None:
+    docs = httpx.get(f"{live_server}/docs", timeout=10)
+    assert docs.status_code == 200
+    assert "swagger" in docs.text.lower()
+    spec = httpx.get(f"{live_server}/openapi.json", timeout=10).json()
+    assert {"/healthz", "/v1/detect", "/v1/compare"} <= set(spec["paths"])
+    detect_body = spec["paths"]["/v1/detect"]["post"]["requestBody"]["content"]
+    assert "multipart/form-data" in detect_body
+
+
+# --- detect ------------------------------------------------------------------------------------
+
+
+def test_detect_couple_gives_two_faces_in_pixels(live_server: str, couple: bytes) -> None:
+    response = detect(live_server, couple, "couple.jpg")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    width, height = ImageOps.exif_transpose(PILImage.open(io.BytesIO(couple))).size
+    assert (body["image"]["width_px"], body["image"]["height_px"]) == (width, height)
+    faces = body["faces"]
+    assert len(faces) == 2
+    areas = [f["bbox_px"]["width"] * f["bbox_px"]["height"] for f in faces]
+    assert areas == sorted(areas, reverse=True)  # largest first
+    for face in faces:
+        box = face["bbox_px"]
+        assert box["width"] > 20 and box["height"] > 20  # pixels, not ratios
+        assert box["left"] >= 0 and box["left"] + box["width"] <= width + 0.1
+        assert box["top"] >= 0 and box["top"] + box["height"] <= height + 0.1
+        assert 0 < face["confidence"] <= 100
+        assert tuple(face["landmarks_px"]) == LANDMARK_NAMES
+        for point in face["landmarks_px"].values():
+            assert 0 <= point["x"] <= width and 0 <= point["y"] <= height
+        assert set(face["quality"]) == {"brightness", "sharpness"}
+        assert all(0 <= v <= 100 for v in face["quality"].values())
+        assert set(face["pose_deg"]) == {"yaw", "pitch", "roll"}
+
+
+def test_detect_max_faces_limits_the_result(live_server: str, couple: bytes) -> None:
+    response = detect(live_server, couple, max_faces=1)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["faces"]) == 1
+
+
+def test_detect_gray_image_finds_no_face(live_server: str) -> None:
+    response = detect(live_server, _gray_png(), "gray.png")
+    assert response.status_code == 200, response.text
+    assert response.json()["faces"] == []
+
+
+# --- compare -----------------------------------------------------------------------------------
+
+
+def test_compare_same_person_scores_high(live_server: str, data_dir: Path) -> None:
+    (name, i, j), _ = _first_pairs(data_dir)
+    response = compare(live_server, _lfw_image(data_dir, name, i), _lfw_image(data_dir, name, j))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["face_model_version"].startswith("yunet-sface")
+    assert isinstance(body["calibrated"], bool)
+    assert "bbox_px" in body["source_face"]
+    assert body["matches"][0]["similarity"] > 80
+
+
+def test_compare_different_people_scores_low(live_server: str, data_dir: Path) -> None:
+    _, (name_a, i, name_b, j) = _first_pairs(data_dir)
+    response = compare(
+        live_server, _lfw_image(data_dir, name_a, i), _lfw_image(data_dir, name_b, j)
+    )
+    assert response.status_code == 200, response.text
+    assert max(m["similarity"] for m in response.json()["matches"]) < 50
+
+
+def test_compare_matches_are_sorted_by_similarity(live_server: str, couple: bytes) -> None:
+    body = compare(live_server, couple, couple).json()
+    sims = [m["similarity"] for m in body["matches"]]
+    assert len(sims) == 2
+    assert sims == sorted(sims, reverse=True)
+    assert sims[0] > 95  # the source face found itself
+    top = body["matches"][0]
+    assert top["face"]["bbox_px"] == body["source_face"]["bbox_px"]
+    assert -1 <= top["cosine"] <= 1
+
+
+def test_compare_without_a_source_face_is_invalid_parameter(
+    live_server: str, couple: bytes
+) -> None:
+    error = assert_error(
+        compare(live_server, _gray_png(), couple), 400, "InvalidParameterException"
+    )
+    assert "source" in error["message"]
+
+
+# --- bad uploads -------------------------------------------------------------------------------
+
+BAD_UPLOADS: list[tuple[str, Callable[[], bytes], str, str]] = [
+    ("empty", lambda: b"", "InvalidImageFormatException", "empty"),
+    (
+        "truncated-jpeg",
+        lambda: _noise_jpeg()[: len(_noise_jpeg()) // 2],
+        "InvalidImageFormatException",
+        "truncated",
+    ),
+    (
+        "text-named-jpg",
+        lambda: b"hello, this is not a photo\n" * 10,
+        "InvalidImageFormatException",
+        "text",
+    ),
+    ("gif", _gif, "InvalidImageFormatException", "GIF"),
+    ("png-8x8", lambda: _encode(np.zeros((8, 8, 3), np.uint8)), "InvalidParameterException", "8×8"),
+    # Over the whole-body cap: refused from Content-Length before the multipart is parsed.
+    (
+        "6-MB-body",
+        lambda: b"\xff\xd8\xff" + bytes(6_000_000),
+        "ImageTooLargeException",
+        "request body",
+    ),
+    # Just over the image limit but inside the body cap: refused by the capped upload read.
+    (
+        "just-over-5-MiB",
+        lambda: b"\xff\xd8\xff" + bytes(MAX_IMAGE_BYTES),
+        "ImageTooLargeException",
+        "'image' image",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("data_factory", "code", "fragment"),
+    [
+        pytest.param(factory, code, fragment, id=name)
+        for name, factory, code, fragment in BAD_UPLOADS
+    ],
+)
+def test_bad_uploads_are_400_json_errors(
+    live_server: str, data_factory: Callable[[], bytes], code: str, fragment: str
+) -> None:
+    error = assert_error(detect(live_server, data_factory(), "x.jpg"), 400, code)
+    assert fragment.lower() in error["message"].lower()
+
+
+def _multipart(field: str, data: bytes, boundary: str = "faceledger-test-boundary") -> bytes:
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
+        f'filename="x.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+    ).encode()
+    return head + data + f"\r\n--{boundary}--\r\n".encode()
+
+
+def _chunked(body: bytes, size: int = 65536) -> Iterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+def _post_chunked(url: str, body: bytes) -> httpx.Response:
+    """A body without Content-Length (Transfer-Encoding: chunked)."""
+    return httpx.post(
+        f"{url}/v1/detect",
+        content=_chunked(body),
+        headers={"Content-Type": "multipart/form-data; boundary=faceledger-test-boundary"},
+        timeout=60,
+    )
+
+
+def test_chunked_oversized_upload_is_refused(live_server: str) -> None:
+    body = _multipart("image", b"\xff\xd8\xff" + bytes(6_000_000))
+    assert_error(_post_chunked(live_server, body), 400, "ImageTooLargeException")
+
+
+def test_chunked_upload_within_the_limit_still_works(live_server: str, couple: bytes) -> None:
+    response = _post_chunked(live_server, _multipart("image", couple))
+    assert response.status_code == 200, response.text
+    assert len(response.json()["faces"]) == 2
+
+
+# --- request validation --------------------------------------------------------------------------
+
+
+def test_missing_field_is_invalid_parameter(live_server: str) -> None:
+    error = assert_error(
+        httpx.post(f"{live_server}/v1/detect", timeout=10), 400, "InvalidParameterException"
+    )
+    assert "'image' is required" in error["message"]
+
+
+def test_compare_missing_target_is_invalid_parameter(live_server: str) -> None:
+    response = httpx.post(
+        f"{live_server}/v1/compare", files={"source": ("a.png", _gray_png())}, timeout=10
+    )
+    error = assert_error(response, 400, "InvalidParameterException")
+    assert "'target' is required" in error["message"]
+
+
+@pytest.mark.parametrize("max_faces", ["0", "101", "many"])
+def test_bad_max_faces_is_invalid_parameter(live_server: str, max_faces: str) -> None:
+    error = assert_error(
+        detect(live_server, _gray_png(), max_faces=max_faces), 400, "InvalidParameterException"
+    )
+    assert "max_faces" in error["message"]
+
+
+def test_all_problems_are_reported_in_one_message(live_server: str) -> None:
+    response = httpx.post(f"{live_server}/v1/detect", data={"max_faces": "0"}, timeout=10)
+    message = assert_error(response, 400, "InvalidParameterException")["message"]
+    assert "'image' is required" in message and "max_faces" in message
+
+
+def test_unknown_path_is_a_json_error(live_server: str) -> None:
+    assert_error(httpx.get(f"{live_server}/v1/nope", timeout=10), 404, "NotFound")
+
+
+# --- unexpected failures -----------------------------------------------------------------
+
+
+def test_unexpected_exception_is_a_500_without_traceback(tmp_path: Path) -> None:
+    """In-process (no lifespan, no models): a route that crashes yields the generic 500."""
+    from faceledger.api.app import create_app
+    from faceledger.config import Settings
+
+    app: FastAPI = create_app(Settings(data_dir=tmp_path))
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internal detail")
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get("/boom")
+
+    response = anyio.run(call)
+    error = assert_error(response, 500, "InternalServerError")
+    assert "request id" in error["message"]
+    assert response.headers["x-request-id"] in error["message"]
+    assert "secret internal detail" not in response.text
