@@ -44,6 +44,10 @@ class EngineOptions:
     # Images are detected at their own resolution up to this long side; larger ones are
     # scaled down (a 40 px face in a 1920×1080 photo stays ≥ 40 px).
     max_detect_side_px: int = 1920
+    # Large images are also detected at this long side, where YuNet's landmarks on big faces
+    # are accurate; faces narrower than coarse_min_face_px there come from the fine pass.
+    coarse_side_px: int = 640
+    coarse_min_face_px: float = 48.0
     # Small images are padded up to this square so that a face filling the frame is found.
     min_detect_side_px: int = 320
     workers: int = max(1, min(os.cpu_count() or 1, 8))
@@ -146,37 +150,10 @@ class FaceEngine:
             raise InvalidParameterError(
                 f"max_faces must be between 1 and {MAX_FACES_PER_IMAGE}, got {max_faces}"
             )
-        worker = self._worker()
-        pixels = image.pixels_bgr
-        h, w = pixels.shape[:2]
-        scale = 1.0
-        long_side = max(h, w)
-        if long_side > self.options.max_detect_side_px:
-            import cv2
-
-            scale = self.options.max_detect_side_px / long_side
-            pixels = np.asarray(
-                cv2.resize(
-                    pixels, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA
-                ),
-                dtype=np.uint8,
-            )
-        min_side = self.options.min_detect_side_px
-        if pixels.shape[0] < min_side or pixels.shape[1] < min_side:
-            padded = np.zeros(
-                (max(min_side, pixels.shape[0]), max(min_side, pixels.shape[1]), 3), dtype=np.uint8
-            )
-            padded[: pixels.shape[0], : pixels.shape[1]] = pixels
-            pixels = padded
-        raw = worker.detector.detect(pixels, score_threshold=self.options.detect_score_threshold)
-        if len(raw) == 0:
-            return raw, np.zeros((0, 112, 112, 3), np.uint8)
-        boxes = raw.boxes_px / scale
-        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w)
-        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)
-        faces = Faces(boxes_px=boxes, scores=raw.scores, landmarks_px=raw.landmarks_px / scale)
-        keep = faces.areas_px > 0
-        faces = faces[keep].largest_first()[:max_faces]
+        faces = self._detect_multiscale(image.pixels_bgr)
+        if len(faces) == 0:
+            return faces, np.zeros((0, 112, 112, 3), np.uint8)
+        faces = faces.largest_first()[:max_faces]
         crops = align_faces(image.pixels_bgr, faces)
         brightness, sharpness = brightness_sharpness(crops)
         yaw, pitch, roll = pose_from_landmarks(faces.landmarks_px)
@@ -184,6 +161,67 @@ class FaceEngine:
             brightness=brightness, sharpness=sharpness, yaw_deg=yaw, pitch_deg=pitch, roll_deg=roll
         )
         return faces, crops
+
+    def _detect_at(self, pixels: NDArray[np.uint8], long_side_px: int) -> Faces:
+        """Detect on ``pixels`` scaled so its long side is at most ``long_side_px``.
+
+        Boxes and landmarks come back in the coordinates of ``pixels``. Images smaller than
+        ``min_detect_side_px`` are padded (not scaled up) so a face filling the frame is found.
+        """
+        import cv2
+
+        h, w = pixels.shape[:2]
+        scale = min(1.0, long_side_px / max(h, w))
+        work = pixels
+        if scale < 1.0:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            work = np.asarray(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), np.uint8)
+        min_side = self.options.min_detect_side_px
+        if work.shape[0] < min_side or work.shape[1] < min_side:
+            padded = np.zeros(
+                (max(min_side, work.shape[0]), max(min_side, work.shape[1]), 3), dtype=np.uint8
+            )
+            padded[: work.shape[0], : work.shape[1]] = work
+            work = padded
+        raw = self._worker().detector.detect(
+            work, score_threshold=self.options.detect_score_threshold
+        )
+        if len(raw) == 0:
+            return raw
+        boxes = raw.boxes_px / scale
+        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w)
+        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)
+        faces = Faces(boxes_px=boxes, scores=raw.scores, landmarks_px=raw.landmarks_px / scale)
+        return faces[faces.areas_px > 0]
+
+    def _detect_multiscale(self, pixels: NDArray[np.uint8]) -> Faces:
+        """Two scales: a coarse pass for large faces, a fine pass for small ones.
+
+        YuNet's landmarks degrade on faces much larger than it was trained on (a 600 px face
+        gets its eye line wrong by ~10°), and small faces need full resolution. So large images
+        are detected at ``coarse_side_px`` (faces there keep their landmarks) and at up to
+        ``max_detect_side_px``; a face from the fine pass replaces its coarse twin only when it
+        is small in the coarse image. Images no larger than the coarse side take one pass.
+        """
+        coarse_side = self.options.coarse_side_px
+        long_side = max(pixels.shape[:2])
+        if long_side <= coarse_side:
+            return self._detect_at(pixels, coarse_side)
+        coarse = self._detect_at(pixels, coarse_side)
+        fine = self._detect_at(pixels, self.options.max_detect_side_px)
+        if len(fine) == 0:
+            return coarse
+        if len(coarse) == 0:
+            return fine
+        coarse_scale = coarse_side / long_side
+        small_coarse = coarse.widths_px * coarse_scale < self.options.coarse_min_face_px
+        overlap = _iou(coarse.boxes_px, fine.boxes_px)  # (coarse, fine)
+        matched_fine = overlap.max(axis=0) > 0.3
+        keep_coarse = ~(small_coarse & (overlap.max(axis=1) > 0.3))
+        # fine faces: those no coarse face covers, and those replacing a small coarse face
+        replaces = (overlap > 0.3) & small_coarse[:, None]
+        keep_fine = ~matched_fine | replaces.any(axis=0)
+        return _concat(coarse[keep_coarse], fine[keep_fine])
 
     # -- bulk -----------------------------------------------------------------------------
     def analyse_many(
@@ -287,3 +325,25 @@ def _pool_init(
 def _pool_analyse(loader: Callable[[T], Image], item: T, max_faces: int) -> Faces | FaceLedgerError:
     assert _POOL_ENGINE is not None, "worker not initialised"
     return _analyse_item(_POOL_ENGINE, loader, item, max_faces)
+
+
+def _iou(a: NDArray[np.float32], b: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Pairwise IoU of (N, 4) and (M, 4) x1, y1, x2, y2 boxes."""
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
+
+
+def _concat(a: Faces, b: Faces) -> Faces:
+    """Faces of ``a`` then ``b`` (detector output only: no quality, no embeddings)."""
+    return Faces(
+        boxes_px=np.concatenate([a.boxes_px, b.boxes_px]),
+        scores=np.concatenate([a.scores, b.scores]),
+        landmarks_px=np.concatenate([a.landmarks_px, b.landmarks_px]),
+    )
