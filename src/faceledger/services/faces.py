@@ -159,6 +159,8 @@ class FaceService:
                     "face": target_faces[m.target_index],
                     "similarity": round(m.similarity, 4),
                     "cosine": round(m.cosine, 6),
+                    # measured FMR at the highest published threshold this score clears
+                    "false_match_rate_at_most": engine.calibration.false_match_rate(m.similarity),
                 }
                 for m in matches
             ],
