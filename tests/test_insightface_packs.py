@@ -440,3 +440,53 @@ def test_detection_does_not_mutate_the_image(detector: SCRFDDetector, photos: Pa
     before = pixels.copy()
     detector.detect(pixels, score_threshold=0.5)
     np.testing.assert_array_equal(pixels, before)
+
+
+def test_engine_runs_a_user_pack_end_to_end(model_dir: Path, shared_data_dir: Path) -> None:
+    """SCRFD + MobileFaceNet through FaceEngine: detect, align, embed (128-d), compare."""
+    from faceledger.inference.engine import FaceEngine
+    from faceledger.inference.imaging import load_image
+
+    registry = PackRegistry([model_dir], accepted_licences={PACK})
+    engine = FaceEngine(PACK, registry=registry)
+    assert not engine.loaded
+    couple = load_image(shared_data_dir / "photos" / "couple.jpg")
+    faces = engine.analyse(couple)
+    assert engine.loaded
+    assert len(faces) == 2
+    assert faces.embeddings is not None and faces.embeddings.shape == (2, 128)
+    assert not engine.calibration.calibrated  # a user pack without a fitted calibration says so
+    result = engine.compare(couple, couple)
+    cosines = sorted(m.cosine for m in result.matches)
+    assert cosines[-1] > 0.99 and cosines[0] < 0.5
+
+
+def test_pack_loads_once_under_concurrent_first_use(model_dir: Path) -> None:
+    """Many threads hitting a cold engine at once: the pack is read and verified exactly once."""
+    import threading
+
+    from faceledger.inference.engine import FaceEngine
+
+    registry = PackRegistry([model_dir], accepted_licences={PACK})
+    calls = []
+    original = registry.load
+
+    def counting_load(name: str):  # type: ignore[no-untyped-def]
+        calls.append(name)
+        return original(name)
+
+    registry.load = counting_load  # type: ignore[method-assign]
+    engine = FaceEngine(PACK, registry=registry)
+    barrier = threading.Barrier(6)
+
+    def first_use() -> None:
+        barrier.wait()
+        engine.load()
+
+    threads = [threading.Thread(target=first_use) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == [PACK]
+    assert engine.loaded

@@ -18,13 +18,17 @@ class Embedder:
         self._session = session
         self._model = model
         self.embedding_size = model.embedding_size
+        # A graph exported with a fixed batch of 1 (common for ONNX Runtime packs) runs face by
+        # face; OpenCV DNN and dynamic graphs take whole batches.
+        shape = getattr(session, "input_shape", None)
+        self.batch_size = 1 if shape and shape[0] == 1 else BATCH_SIZE
 
     def embed(self, crops_bgr: NDArray[np.uint8]) -> NDArray[np.float32]:
         """(N, 112, 112, 3) BGR uint8 → (N, D) float32 with unit L2 norm."""
         n = len(crops_bgr)
         out = np.zeros((n, self.embedding_size), dtype=np.float32)
-        for start in range(0, n, BATCH_SIZE):
-            chunk = crops_bgr[start : start + BATCH_SIZE].astype(np.float32)
+        for start in range(0, n, self.batch_size):
+            chunk = crops_bgr[start : start + self.batch_size].astype(np.float32)
             if self._model.colour == "rgb":
                 chunk = chunk[..., ::-1]
             chunk = (chunk - self._model.mean) / self._model.std
