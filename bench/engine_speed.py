@@ -252,7 +252,7 @@ def run_ours(engine: FaceEngine, paths: list[Path], sizes: list[tuple[int, int]]
     results: list[Faces | FaceLedgerError] = []
     start = time.perf_counter()
     for _, result in engine.analyse_many(paths, loader=load_image):
-        results.append(result)
+        results.append(result if isinstance(result, FaceLedgerError) else result.faces)
     seconds = time.perf_counter() - start
     emb = np.zeros((n, engine.embedding_size), np.float32)
     found = np.zeros(n, bool)

@@ -163,11 +163,14 @@ def test_bulk_on_two_processes_matches_single_images(data_dir: Path) -> None:
         results = list(bulk.analyse_many(items, loader=load_image))
         assert [item for item, _ in results] == items, "results come back in input order"
         assert isinstance(results[6][1], InvalidParameterError | InvalidImageFormatError)
-        for item, faces in results:
+        for item, result in results:
             if item == bogus:
                 continue
-            ref = single.analyse(load_image(item))
-            assert not isinstance(faces, Exception)
+            image = load_image(item)
+            ref = single.analyse(image)
+            assert not isinstance(result, Exception)
+            assert result.sha256 == image.sha256 and result.width_px == image.width_px
+            faces = result.faces
             assert faces.embeddings is not None and ref.embeddings is not None
             assert len(faces) == len(ref) >= 1
             assert float(faces.embeddings[0] @ ref.embeddings[0]) > 0.999

@@ -11,6 +11,7 @@ from faceledger.domain.errors import (
 )
 from faceledger.domain.faces import (
     LANDMARK_NAMES,
+    AnalysedImage,
     CompareResult,
     FaceMatch,
     Faces,
@@ -19,6 +20,7 @@ from faceledger.domain.faces import (
 
 __all__ = [
     "LANDMARK_NAMES",
+    "AnalysedImage",
     "CompareResult",
     "FaceLedgerError",
     "FaceMatch",

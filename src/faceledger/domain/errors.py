@@ -60,3 +60,10 @@ class LicenceNotAcceptedError(ModelPackError):
 
     code = "LicenceNotAcceptedError"
     http_status = 403
+
+
+class ResourceAlreadyExistsError(FaceLedgerError):
+    """A collection or user id that is already taken."""
+
+    code = "ResourceAlreadyExistsException"
+    http_status = 400

@@ -191,6 +191,24 @@ class Faces:
         return out
 
 
+@dataclass(frozen=True, eq=False)
+class AnalysedImage:
+    """An image's identity and size (the pixels are dropped) with its analysed faces."""
+
+    sha256: str
+    format: str
+    width_px: int
+    height_px: int
+    size_bytes: int
+    faces: Faces
+
+    @classmethod
+    def of(cls, image: Image, faces: Faces) -> AnalysedImage:
+        return cls(
+            image.sha256, image.format, image.width_px, image.height_px, image.size_bytes, faces
+        )
+
+
 @dataclass(frozen=True)
 class FaceMatch:
     """One target face compared with the source face."""

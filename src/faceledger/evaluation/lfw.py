@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from faceledger.domain.errors import FaceLedgerError, InvalidParameterError
-from faceledger.domain.faces import Faces
+from faceledger.domain.faces import AnalysedImage, Faces
 from faceledger.inference.engine import FaceEngine
 from faceledger.inference.imaging import load_image
 
@@ -96,22 +96,16 @@ def embed_images(
 
     for done, (path, result) in enumerate(engine.analyse_many(paths, loader=load_image), 1):
         i = index[path]
-        if isinstance(result, Faces) and len(result):
-            k = central_face(result, *_image_size(path))
-            assert k is not None and result.embeddings is not None
-            emb[i] = result.embeddings[k]
+        if isinstance(result, AnalysedImage) and len(result.faces):
+            faces = result.faces
+            k = central_face(faces, result.width_px, result.height_px)
+            assert k is not None and faces.embeddings is not None
+            emb[i] = faces.embeddings[k]
             found[i] = True
-            scores[i] = result.scores[k]
+            scores[i] = faces.scores[k]
         if progress is not None:
             progress(done, n)
     return EmbeddedSet(relpaths, emb, found, scores)
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image as PILImage
-
-    with PILImage.open(path) as im:
-        return int(im.width), int(im.height)
 
 
 def best_threshold(scores: NDArray[np.float64], labels: NDArray[np.bool_]) -> float:

@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from faceledger.domain.errors import FaceLedgerError, InvalidParameterError
-from faceledger.domain.faces import CompareResult, FaceMatch, Faces, Image
+from faceledger.domain.faces import AnalysedImage, CompareResult, FaceMatch, Faces, Image
 from faceledger.inference.align import align_faces
 from faceledger.inference.calibration import Calibration
 from faceledger.inference.detectors import Detector, SCRFDDetector, YuNetDetector
@@ -230,8 +230,11 @@ class FaceEngine:
         *,
         loader: Callable[[T], Image],
         max_faces: int = MAX_FACES_PER_IMAGE,
-    ) -> Iterator[tuple[T, Faces | FaceLedgerError]]:
+    ) -> Iterator[tuple[T, AnalysedImage | FaceLedgerError]]:
         """Analyse many images on ``options.workers`` processes, yielding in input order.
+
+        Each result is an ``AnalysedImage`` (the image's SHA-256 and size, and its faces with
+        embeddings), or the FaceLedgerError that image raised.
 
         OpenCV DNN holds the GIL while it runs, so threads do not add throughput; each worker
         process runs its own single-threaded sessions instead. ``loader`` (a picklable,
@@ -245,7 +248,7 @@ class FaceEngine:
             return
         pool = self._process_pool()
         window = self.options.workers * 4
-        pending: deque[tuple[T, Future[Faces | FaceLedgerError]]] = deque()
+        pending: deque[tuple[T, Future[AnalysedImage | FaceLedgerError]]] = deque()
         for item in items:
             pending.append((item, pool.submit(_pool_analyse, loader, item, max_faces)))
             if len(pending) >= window:
@@ -299,9 +302,10 @@ class FaceEngine:
 
 def _analyse_item(
     engine: FaceEngine, loader: Callable[[T], Image], item: T, max_faces: int
-) -> Faces | FaceLedgerError:
+) -> AnalysedImage | FaceLedgerError:
     try:
-        return engine.analyse(loader(item), max_faces=max_faces)
+        image = loader(item)
+        return AnalysedImage.of(image, engine.analyse(image, max_faces=max_faces))
     except FaceLedgerError as exc:
         return exc
 
@@ -322,7 +326,9 @@ def _pool_init(
     _POOL_ENGINE.load()
 
 
-def _pool_analyse(loader: Callable[[T], Image], item: T, max_faces: int) -> Faces | FaceLedgerError:
+def _pool_analyse(
+    loader: Callable[[T], Image], item: T, max_faces: int
+) -> AnalysedImage | FaceLedgerError:
     assert _POOL_ENGINE is not None, "worker not initialised"
     return _analyse_item(_POOL_ENGINE, loader, item, max_faces)
 

@@ -1,0 +1,102 @@
+"""Collections, enrolled faces, users and search results (Rekognition's vocabulary).
+
+Bounding boxes of stored faces are ratios of the image's width and height (Rekognition's
+``BoundingBox``), because the image itself is not kept. Timestamps are epoch seconds.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from faceledger.domain.errors import InvalidParameterError
+
+# Patterns and lengths from botocore's Rekognition service model.
+COLLECTION_ID_RE = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
+EXTERNAL_IMAGE_ID_RE = re.compile(r"[a-zA-Z0-9_.\-:]{1,255}")
+USER_ID_RE = re.compile(r"[a-zA-Z0-9_.\-:]{1,128}")
+FACE_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+QualityFilter = Literal["NONE", "AUTO", "LOW", "MEDIUM", "HIGH"]
+QUALITY_FILTERS: tuple[str, ...] = ("NONE", "AUTO", "LOW", "MEDIUM", "HIGH")
+UnindexedReason = Literal[
+    "EXCEEDS_MAX_FACES",
+    "EXTREME_POSE",
+    "LOW_BRIGHTNESS",
+    "LOW_SHARPNESS",
+    "LOW_CONFIDENCE",
+    "SMALL_BOUNDING_BOX",
+    "LOW_FACE_QUALITY",
+]
+
+
+def check_id(value: str, pattern: re.Pattern[str], name: str) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise InvalidParameterError(f"{name} {value!r} is invalid: it must match {pattern.pattern}")
+    return value
+
+
+@dataclass(frozen=True)
+class BoundingBox:
+    """Ratios of the image size (0–1), Rekognition's convention."""
+
+    left: float
+    top: float
+    width: float
+    height: float
+
+
+@dataclass(frozen=True)
+class Collection:
+    collection_id: str
+    face_model_version: str
+    created_at: float
+    face_count: int = 0
+    user_count: int = 0
+
+
+@dataclass(frozen=True)
+class StoredFace:
+    face_id: str
+    image_id: str
+    external_image_id: str | None
+    bounding_box: BoundingBox
+    confidence: float  # detector confidence, 0–100
+    user_id: str | None = None
+    face_model_version: str = ""
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: str
+    status: Literal["ACTIVE", "UPDATING", "CREATING", "CREATED"] = "ACTIVE"
+
+
+@dataclass(frozen=True)
+class CollectionMatch:
+    similarity: float  # calibrated 0–100
+    face: StoredFace
+
+
+@dataclass(frozen=True)
+class UnindexedFace:
+    reasons: tuple[UnindexedReason, ...]
+    face_index: int  # index into the image's detected faces (largest first)
+
+
+@dataclass(frozen=True)
+class IndexFacesResult:
+    face_records: tuple[tuple[StoredFace, int], ...]  # (stored face, detected-face index)
+    unindexed: tuple[UnindexedFace, ...]
+    face_model_version: str
+    duplicate: bool = False  # the same image and ExternalImageId were indexed before
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing; ``next_token`` is opaque, None on the last page."""
+
+    items: tuple[object, ...]
+    next_token: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)

@@ -1,0 +1,468 @@
+"""The embedded store: SQLite in WAL mode with ``synchronous=FULL``.
+
+A write is acknowledged only after its transaction commits, so an acknowledged IndexFaces or
+DeleteFaces survives ``kill -9`` (and power loss) of the process. Embeddings live here as
+float32 blobs; every add and delete is also appended to ``changes`` with a monotonic sequence
+number, which lets a saved vector-index snapshot catch up with the store on start-up instead
+of being rebuilt.
+
+One ``SQLiteStore`` may be shared by threads: each thread gets its own connection.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from faceledger.domain.collections import BoundingBox, Collection, StoredFace, User
+from faceledger.domain.errors import (
+    InvalidParameterError,
+    ResourceAlreadyExistsError,
+    ResourceNotFoundError,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS collections (
+    collection_id TEXT PRIMARY KEY,
+    face_model_version TEXT NOT NULL,
+    embedding_dim INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS faces (
+    row_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    collection_id TEXT NOT NULL REFERENCES collections(collection_id) ON DELETE CASCADE,
+    face_id TEXT NOT NULL UNIQUE,
+    image_id TEXT NOT NULL,
+    image_sha256 TEXT NOT NULL,
+    external_image_id TEXT,
+    bbox_left REAL NOT NULL, bbox_top REAL NOT NULL,
+    bbox_width REAL NOT NULL, bbox_height REAL NOT NULL,
+    confidence REAL NOT NULL,
+    user_id TEXT,
+    embedding BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS faces_by_collection ON faces(collection_id, row_id);
+CREATE INDEX IF NOT EXISTS faces_by_image ON faces(collection_id, image_sha256, external_image_id);
+CREATE INDEX IF NOT EXISTS faces_by_user ON faces(collection_id, user_id);
+CREATE TABLE IF NOT EXISTS users (
+    collection_id TEXT NOT NULL REFERENCES collections(collection_id) ON DELETE CASCADE,
+    user_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (collection_id, user_id)
+);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    collection_id TEXT NOT NULL,
+    row_id INTEGER NOT NULL,
+    op TEXT NOT NULL CHECK (op IN ('add', 'del'))
+);
+CREATE INDEX IF NOT EXISTS changes_by_collection ON changes(collection_id, seq);
+"""
+
+
+@dataclass(frozen=True)
+class NewFace:
+    """A face to enrol (the store assigns FaceId and ImageId)."""
+
+    image_sha256: str
+    external_image_id: str | None
+    bounding_box: BoundingBox
+    confidence: float
+    embedding: NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class FaceRow:
+    row_id: int
+    face: StoredFace
+
+
+_FACE_COLUMNS = (
+    "row_id, face_id, image_id, external_image_id, bbox_left, bbox_top, bbox_width, "
+    "bbox_height, confidence, user_id"
+)
+
+
+def _row_to_face(row: sqlite3.Row, face_model_version: str) -> FaceRow:
+    return FaceRow(
+        int(row["row_id"]),
+        StoredFace(
+            face_id=row["face_id"],
+            image_id=row["image_id"],
+            external_image_id=row["external_image_id"],
+            bounding_box=BoundingBox(
+                row["bbox_left"], row["bbox_top"], row["bbox_width"], row["bbox_height"]
+            ),
+            confidence=float(row["confidence"]),
+            user_id=row["user_id"],
+            face_model_version=face_model_version,
+        ),
+    )
+
+
+class SQLiteStore:
+    """Collections, faces (with embeddings), users and the change log in one SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        with self._tx() as db:
+            db.executescript(SCHEMA)
+
+    # -- connections ----------------------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; committed (durably) when the block exits without error."""
+        db = self._db()
+        with self._write_lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # -- collections ----------------------------------------------------------------------
+    def create_collection(
+        self, collection_id: str, face_model_version: str, dim: int
+    ) -> Collection:
+        now = time.time()
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO collections VALUES (?, ?, ?, ?)",
+                    (collection_id, face_model_version, dim, now),
+                )
+        except sqlite3.IntegrityError:
+            raise ResourceAlreadyExistsError(
+                f"collection {collection_id!r} already exists"
+            ) from None
+        return Collection(collection_id, face_model_version, now)
+
+    def collection(self, collection_id: str) -> Collection:
+        row = (
+            self._db()
+            .execute(
+                "SELECT c.*, (SELECT COUNT(*) FROM faces f WHERE f.collection_id = c.collection_id)"
+                " AS face_count, (SELECT COUNT(*) FROM users u WHERE u.collection_id ="
+                " c.collection_id) AS user_count FROM collections c WHERE collection_id = ?",
+                (collection_id,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            raise ResourceNotFoundError(f"collection {collection_id!r} does not exist")
+        return Collection(
+            row["collection_id"],
+            row["face_model_version"],
+            float(row["created_at"]),
+            int(row["face_count"]),
+            int(row["user_count"]),
+        )
+
+    def embedding_dim(self, collection_id: str) -> int:
+        row = (
+            self._db()
+            .execute(
+                "SELECT embedding_dim FROM collections WHERE collection_id = ?", (collection_id,)
+            )
+            .fetchone()
+        )
+        if row is None:
+            raise ResourceNotFoundError(f"collection {collection_id!r} does not exist")
+        return int(row[0])
+
+    def list_collections(self, *, after: str | None, limit: int) -> list[Collection]:
+        rows = (
+            self._db()
+            .execute(
+                "SELECT collection_id FROM collections WHERE collection_id > ? "
+                "ORDER BY collection_id LIMIT ?",
+                (after or "", limit),
+            )
+            .fetchall()
+        )
+        return [self.collection(r[0]) for r in rows]
+
+    def delete_collection(self, collection_id: str) -> None:
+        with self._tx() as db:
+            cur = db.execute("DELETE FROM collections WHERE collection_id = ?", (collection_id,))
+            if cur.rowcount == 0:
+                raise ResourceNotFoundError(f"collection {collection_id!r} does not exist")
+            db.execute("DELETE FROM faces WHERE collection_id = ?", (collection_id,))
+            db.execute("DELETE FROM users WHERE collection_id = ?", (collection_id,))
+            db.execute("DELETE FROM changes WHERE collection_id = ?", (collection_id,))
+        # Deleted rows must not linger in free pages of the file or in the WAL.
+        self._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # -- faces ----------------------------------------------------------------------------
+    def faces_of_image(
+        self, collection_id: str, image_sha256: str, external_image_id: str | None
+    ) -> list[FaceRow]:
+        fmv = self.collection(collection_id).face_model_version
+        rows = (
+            self._db()
+            .execute(
+                f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_id = ? AND image_sha256 = ? "
+                "AND external_image_id IS ? ORDER BY row_id",
+                (collection_id, image_sha256, external_image_id),
+            )
+            .fetchall()
+        )
+        return [_row_to_face(r, fmv) for r in rows]
+
+    def add_faces(self, collection_id: str, faces: Sequence[NewFace]) -> list[FaceRow]:
+        """Insert faces of one image in one transaction (all or none)."""
+        fmv = self.collection(collection_id).face_model_version
+        dim = self.embedding_dim(collection_id)
+        image_id = str(uuid.uuid4())
+        now = time.time()
+        out: list[FaceRow] = []
+        with self._tx() as db:
+            for face in faces:
+                vector = np.ascontiguousarray(face.embedding, dtype="<f4")
+                if vector.shape != (dim,):
+                    raise InvalidParameterError(
+                        f"embedding has shape {vector.shape}; collection expects ({dim},)"
+                    )
+                face_id = str(uuid.uuid4())
+                box = face.bounding_box
+                cur = db.execute(
+                    "INSERT INTO faces (collection_id, face_id, image_id, image_sha256, "
+                    "external_image_id, bbox_left, bbox_top, bbox_width, bbox_height, "
+                    "confidence, user_id, embedding, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+                    (
+                        collection_id,
+                        face_id,
+                        image_id,
+                        face.image_sha256,
+                        face.external_image_id,
+                        box.left,
+                        box.top,
+                        box.width,
+                        box.height,
+                        face.confidence,
+                        vector.tobytes(),
+                        now,
+                    ),
+                )
+                row_id = int(cur.lastrowid or 0)
+                db.execute(
+                    "INSERT INTO changes (collection_id, row_id, op) VALUES (?, ?, 'add')",
+                    (collection_id, row_id),
+                )
+                out.append(
+                    FaceRow(
+                        row_id,
+                        StoredFace(
+                            face_id,
+                            image_id,
+                            face.external_image_id,
+                            box,
+                            face.confidence,
+                            None,
+                            fmv,
+                        ),
+                    )
+                )
+        return out
+
+    def faces_by_id(self, collection_id: str, face_ids: Sequence[str]) -> dict[str, FaceRow]:
+        fmv = self.collection(collection_id).face_model_version
+        out: dict[str, FaceRow] = {}
+        for start in range(0, len(face_ids), 500):
+            chunk = list(face_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            for r in self._db().execute(
+                f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_id = ? "
+                f"AND face_id IN ({marks})",
+                (collection_id, *chunk),
+            ):
+                out[r["face_id"]] = _row_to_face(r, fmv)
+        return out
+
+    def faces_by_row(self, collection_id: str, row_ids: Sequence[int]) -> dict[int, FaceRow]:
+        fmv = self.collection(collection_id).face_model_version
+        out: dict[int, FaceRow] = {}
+        for start in range(0, len(row_ids), 500):
+            chunk = [int(r) for r in row_ids[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
+            for r in self._db().execute(
+                f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_id = ? "
+                f"AND row_id IN ({marks})",
+                (collection_id, *chunk),
+            ):
+                out[int(r["row_id"])] = _row_to_face(r, fmv)
+        return out
+
+    def embedding(self, collection_id: str, face_id: str) -> tuple[int, NDArray[np.float32]]:
+        row = (
+            self._db()
+            .execute(
+                "SELECT row_id, embedding FROM faces WHERE collection_id = ? AND face_id = ?",
+                (collection_id, face_id),
+            )
+            .fetchone()
+        )
+        if row is None:
+            raise ResourceNotFoundError(f"face {face_id!r} is not in collection {collection_id!r}")
+        return int(row[0]), np.frombuffer(row[1], dtype="<f4").astype(np.float32)
+
+    def list_faces(
+        self,
+        collection_id: str,
+        *,
+        after_row: int,
+        limit: int,
+        user_id: str | None = None,
+        face_ids: Sequence[str] | None = None,
+    ) -> list[FaceRow]:
+        fmv = self.collection(collection_id).face_model_version
+        sql = f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_id = ? AND row_id > ?"
+        args: list[object] = [collection_id, after_row]
+        if user_id is not None:
+            sql += " AND user_id = ?"
+            args.append(user_id)
+        if face_ids is not None:
+            sql += f" AND face_id IN ({','.join('?' * len(face_ids))})"
+            args.extend(face_ids)
+        sql += " ORDER BY row_id LIMIT ?"
+        args.append(limit)
+        return [_row_to_face(r, fmv) for r in self._db().execute(sql, args)]
+
+    def delete_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[str]:
+        """Delete faces (one transaction); returns the FaceIds that existed and were deleted."""
+        self.collection(collection_id)
+        deleted: list[str] = []
+        with self._tx() as db:
+            for face_id in face_ids:
+                row = db.execute(
+                    "SELECT row_id FROM faces WHERE collection_id = ? AND face_id = ?",
+                    (collection_id, face_id),
+                ).fetchone()
+                if row is None:
+                    continue
+                db.execute("DELETE FROM faces WHERE row_id = ?", (row[0],))
+                db.execute(
+                    "INSERT INTO changes (collection_id, row_id, op) VALUES (?, ?, 'del')",
+                    (collection_id, row[0]),
+                )
+                deleted.append(face_id)
+        return deleted
+
+    # -- vectors for the index --------------------------------------------------------------
+    def all_embeddings(
+        self, collection_id: str, *, batch: int = 100_000
+    ) -> Iterator[tuple[NDArray[np.int64], NDArray[np.float32]]]:
+        """Every (row_id, embedding) of a collection, in row order, in batches."""
+        dim = self.embedding_dim(collection_id)
+        after = 0
+        while True:
+            rows = (
+                self._db()
+                .execute(
+                    "SELECT row_id, embedding FROM faces WHERE collection_id = ? AND row_id > ? "
+                    "ORDER BY row_id LIMIT ?",
+                    (collection_id, after, batch),
+                )
+                .fetchall()
+            )
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(-1, dim)
+            yield ids, vecs.astype(np.float32)
+            after = int(ids[-1])
+
+    def last_change(self, collection_id: str) -> int:
+        row = (
+            self._db()
+            .execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM changes WHERE collection_id = ?",
+                (collection_id,),
+            )
+            .fetchone()
+        )
+        return int(row[0])
+
+    def changes_since(
+        self, collection_id: str, seq: int
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.int64], int]:
+        """Faces added (still present) and row ids deleted after ``seq``; and the newest seq."""
+        dim = self.embedding_dim(collection_id)
+        rows = (
+            self._db()
+            .execute(
+                "SELECT c.seq, c.row_id, c.op, f.embedding FROM changes c LEFT JOIN faces f "
+                "ON f.row_id = c.row_id WHERE c.collection_id = ? AND c.seq > ? ORDER BY c.seq",
+                (collection_id, seq),
+            )
+            .fetchall()
+        )
+        added = [(r[1], r[3]) for r in rows if r[2] == "add" and r[3] is not None]
+        deleted = np.array([r[1] for r in rows if r[2] == "del"], dtype=np.int64)
+        last = int(rows[-1][0]) if rows else seq
+        ids = np.array([a[0] for a in added], dtype=np.int64)
+        vecs = (
+            np.frombuffer(b"".join(a[1] for a in added), dtype="<f4").reshape(-1, dim).copy()
+            if added
+            else np.zeros((0, dim), np.float32)
+        )
+        return ids, vecs, deleted, last
+
+    # -- users ----------------------------------------------------------------------------
+    def create_user(self, collection_id: str, user_id: str) -> None:
+        self.collection(collection_id)
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO users VALUES (?, ?, ?)", (collection_id, user_id, time.time())
+                )
+        except sqlite3.IntegrityError:
+            raise ResourceAlreadyExistsError(
+                f"user {user_id!r} already exists in collection {collection_id!r}"
+            ) from None
+
+    def list_users(self, collection_id: str, *, after: str | None, limit: int) -> list[User]:
+        self.collection(collection_id)
+        rows = (
+            self._db()
+            .execute(
+                "SELECT user_id FROM users WHERE collection_id = ? AND user_id > ? "
+                "ORDER BY user_id LIMIT ?",
+                (collection_id, after or "", limit),
+            )
+            .fetchall()
+        )
+        return [User(r[0]) for r in rows]
