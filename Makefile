@@ -30,6 +30,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
+	$(BIN)/python bench/calibrate.py
 	$(BIN)/python bench/engine_speed.py
 	$(BIN)/python bench/lfw_accuracy.py
 	$(BIN)/python bench/group_detection.py

@@ -339,6 +339,10 @@ def eval_lfw(
     _stderr(f"report written to {out_dir}")
 
 
+# Collection verbs live in their own module; importing it registers them on ``app``.
+from faceledger.cli import collections as _collections  # noqa: E402,F401
+
+
 # -- entry point -----------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: runs the app and turns every failure into one line.

@@ -67,3 +67,10 @@ class ResourceAlreadyExistsError(FaceLedgerError):
 
     code = "ResourceAlreadyExistsException"
     http_status = 400
+
+
+class InvalidPaginationTokenError(FaceLedgerError):
+    """A NextToken that this installation did not issue for this listing."""
+
+    code = "InvalidPaginationTokenException"
+    http_status = 400

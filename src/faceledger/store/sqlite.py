@@ -118,8 +118,8 @@ class SQLiteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._write_lock = threading.Lock()
-        with self._tx() as db:
-            db.executescript(SCHEMA)
+        with self._write_lock:
+            self._db().executescript(SCHEMA)  # idempotent; executescript manages its own commit
 
     # -- connections ----------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
@@ -130,6 +130,7 @@ class SQLiteStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten, not left
             self._local.db = db
         return db
 
@@ -297,6 +298,16 @@ class SQLiteStore:
                     )
                 )
         return out
+
+    def external_image_ids(self, collection_id: str) -> set[str]:
+        """Every ExternalImageId with at least one face in the collection."""
+        self.collection(collection_id)
+        rows = self._db().execute(
+            "SELECT DISTINCT external_image_id FROM faces WHERE collection_id = ? "
+            "AND external_image_id IS NOT NULL",
+            (collection_id,),
+        )
+        return {r[0] for r in rows}
 
     def faces_by_id(self, collection_id: str, face_ids: Sequence[str]) -> dict[str, FaceRow]:
         fmv = self.collection(collection_id).face_model_version

@@ -1,0 +1,223 @@
+"""CLI verbs for collections: ``collections …``, ``index DIR``, ``search PHOTO``.
+
+Registered on the main app by ``faceledger.cli.main`` (imported at its end).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from faceledger.cli.main import CliError, _existing_file, _print_json, _settings, _stderr, app
+from faceledger.domain.errors import FaceLedgerError
+
+if TYPE_CHECKING:
+    from faceledger.services.collections import CollectionService
+
+collections_app = typer.Typer(
+    help="Create, list, describe and delete collections.", no_args_is_help=True
+)
+app.add_typer(collections_app, name="collections")
+
+_UNSAFE = re.compile(r"[^a-zA-Z0-9_.\-:]")
+
+
+def external_id_for(path: Path, root: Path) -> str:
+    """ExternalImageId from a path relative to ``root``.
+
+    '/' becomes ':' and other characters outside Rekognition's pattern become '_'
+    (``2024/Jane Doe.jpg`` → ``2024:Jane_Doe.jpg``).
+    """
+    rel = path.relative_to(root).as_posix().replace("/", ":")
+    return _UNSAFE.sub("_", rel)[-255:]
+
+
+def _service() -> CollectionService:
+    from faceledger.services.collections import CollectionService
+
+    return CollectionService(_settings())
+
+
+def _collection_dict(c: object) -> dict[str, object]:
+    from dataclasses import asdict
+
+    return asdict(c)  # type: ignore[call-overload]
+
+
+@collections_app.command("create")
+def create(collection_id: Annotated[str, typer.Argument(metavar="COLLECTION")]) -> None:
+    """Create an empty collection pinned to the server's model pack."""
+    _print_json(_collection_dict(_service().create_collection(collection_id)))
+
+
+@collections_app.command("describe")
+def describe(collection_id: Annotated[str, typer.Argument(metavar="COLLECTION")]) -> None:
+    """FaceCount, UserCount, FaceModelVersion and creation time."""
+    _print_json(_collection_dict(_service().describe_collection(collection_id)))
+
+
+@collections_app.command("list")
+def list_(
+    max_results: Annotated[int, typer.Option("--max-results")] = 1000,
+    next_token: Annotated[str | None, typer.Option("--next-token")] = None,
+) -> None:
+    """Collections in id order (paginated)."""
+    page, token = _service().list_collections(next_token=next_token, max_results=max_results)
+    _print_json({"collections": [_collection_dict(c) for c in page], "next_token": token})
+
+
+@collections_app.command("delete")
+def delete(collection_id: Annotated[str, typer.Argument(metavar="COLLECTION")]) -> None:
+    """Delete a collection: every face, vector, user and index file goes."""
+    _service().delete_collection(collection_id)
+    _stderr(f"deleted collection {collection_id}")
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+
+
+@app.command("index")
+def index(
+    folder: Annotated[Path, typer.Argument(metavar="DIR", help="Folder of photos (recursive).")],
+    collection: Annotated[str, typer.Option("--collection", "-c")],
+    max_faces: Annotated[int | None, typer.Option("--max-faces", help="Per image, 1–100.")] = None,
+    quality_filter: Annotated[str, typer.Option("--quality-filter")] = "AUTO",
+) -> None:
+    """Enrol every photo under DIR (ExternalImageId = relative path); resumable.
+
+    Files already enrolled under their ExternalImageId are skipped, so an interrupted run
+    continues where it stopped. Unreadable files and faces that fail the quality filter are
+    summarised at the end and never stop the run.
+    """
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from faceledger.inference.imaging import load_image
+
+    if not folder.is_dir():
+        raise CliError(f"no such folder: {folder}")
+    service = _service()
+    service.describe_collection(collection)  # fail early on an unknown collection
+    root = folder.resolve()
+    files = _files(root)
+    done_ids = service.store.external_image_ids(collection)
+    todo = [p for p in files if external_id_for(p, root) not in done_ids]
+    skipped = len(files) - len(todo)
+    unreadable: list[tuple[str, str]] = []
+    reasons: Counter[str] = Counter()
+    no_face = indexed_faces = 0
+    start = time.perf_counter()
+    engine = service.faces.engine
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    ) as bar:
+        task = bar.add_task("indexing", total=len(todo), rate="")
+        try:
+            for path, result in engine.analyse_many(todo, loader=load_image):
+                rel = str(path.relative_to(root))
+                if isinstance(result, FaceLedgerError):
+                    unreadable.append((rel, f"{result.code}: {result.message}"))
+                else:
+                    enrolled = service.enrol(
+                        collection,
+                        result,
+                        external_image_id=external_id_for(path, root),
+                        max_faces=max_faces,
+                        quality_filter=quality_filter,
+                    )
+                    indexed_faces += len(enrolled.face_records)
+                    if len(result.faces) == 0:
+                        no_face += 1
+                    for face in enrolled.unindexed:
+                        reasons.update(face.reasons)
+                elapsed = max(time.perf_counter() - start, 1e-9)
+                bar.update(task, advance=1, rate=f"{indexed_faces / elapsed:.1f} faces/s")
+        finally:
+            engine.close()
+            service.close()
+    elapsed = time.perf_counter() - start
+    _print_json(
+        {
+            "collection": collection,
+            "files": len(files),
+            "skipped_already_indexed": skipped,
+            "processed": len(todo),
+            "indexed_faces": indexed_faces,
+            "faces_per_s": round(indexed_faces / elapsed, 1) if todo else 0.0,
+            "seconds": round(elapsed, 1),
+            "images_without_face": no_face,
+            "unindexed_faces_by_reason": dict(reasons),
+            "unreadable_files": [{"file": f, "error": e} for f, e in unreadable],
+        }
+    )
+
+
+@app.command("search")
+def search(
+    photo: Annotated[Path, typer.Argument(metavar="PHOTO")],
+    collection: Annotated[str, typer.Option("--collection", "-c")],
+    threshold: Annotated[float, typer.Option("--threshold", help="Similarity 0–100.")] = 80.0,
+    max_faces: Annotated[int, typer.Option("--max-faces")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """Search a collection with the largest face of PHOTO; candidates as a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    service = _service()
+    result = service.search_faces_by_image(
+        collection, _existing_file(photo), max_faces=max_faces, threshold=threshold
+    )
+    calibration = service.faces.engine.calibration
+    rows = [
+        {
+            "similarity": round(m.similarity, 2),
+            "false_match_rate_at_most": calibration.false_match_rate(m.similarity),
+            "face_id": m.face.face_id,
+            "external_image_id": m.face.external_image_id,
+            "user_id": m.face.user_id,
+        }
+        for m in result.matches
+    ]
+    if as_json:
+        _print_json({"threshold": result.threshold, "matches": rows})
+        return
+    table = Table(title=f"{len(rows)} candidate(s) in {collection} at Similarity ≥ {threshold:g}")
+    for column in ("Similarity", "FMR ≤", "ExternalImageId", "FaceId", "UserId"):
+        table.add_column(column)
+    for r in rows:
+        fmr = r["false_match_rate_at_most"]
+        table.add_row(
+            f"{r['similarity']:.2f}",
+            f"{fmr:.0e}" if fmr is not None else "-",
+            str(r["external_image_id"] or ""),
+            str(r["face_id"]),
+            str(r["user_id"] or ""),
+        )
+    Console().print(table)
+    if not rows:
+        typer.echo("no candidate above the threshold")
+    typer.echo("A match is a lead for human review, not an identification.")

@@ -1,0 +1,402 @@
+"""Collections: enrol faces and search them (Rekognition's collection verbs).
+
+``CollectionService`` wires the SQLite store (source of truth), one vector index per collection
+(``CollectionIndexes``) and the process's ``FaceEngine`` (from ``FaceService``). Results are
+domain objects; the adapters (CLI, HTTP) shape them.
+
+Quality filter (IndexFaces, and searches when asked): a face is refused, with every reason that
+applies, when it falls below the level's limits. AUTO is MEDIUM. Limits were chosen from the
+LFW development split's distribution (sharpness 1st percentile 9.9, brightness 30.6–69.9 for
+1–99 %) so that AUTO drops under 1 % of ordinary enrolment photos:
+
+| level  | confidence | sharpness | brightness  | face width | yaw / pitch |
+|--------|-----------:|----------:|------------:|-----------:|------------:|
+| LOW    | < 0.60     | < 4       | < 10, > 95  | < 24 px    | > 75 / 60   |
+| MEDIUM | < 0.70     | < 8       | < 15, > 92  | < 32 px    | > 60 / 45   |
+| HIGH   | < 0.80     | < 15      | < 25, > 85  | < 48 px    | > 40 / 30   |
+
+MaxFaces keeps the faces of best quality, then the largest (Rekognition's rule); the rest are
+reported as EXCEEDS_MAX_FACES. Quality for that ranking is the detector confidence, then size.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from faceledger.config import Settings
+from faceledger.domain.collections import (
+    COLLECTION_ID_RE,
+    EXTERNAL_IMAGE_ID_RE,
+    FACE_ID_RE,
+    QUALITY_FILTERS,
+    USER_ID_RE,
+    BoundingBox,
+    Collection,
+    CollectionMatch,
+    IndexFacesResult,
+    StoredFace,
+    UnindexedFace,
+    UnindexedReason,
+    check_id,
+)
+from faceledger.domain.errors import InvalidParameterError
+from faceledger.domain.faces import AnalysedImage, Faces
+from faceledger.services.faces import FaceService, ImageSource
+from faceledger.services.tokens import TokenSigner, load_or_create_secret
+from faceledger.services.vectors import CollectionIndexes
+from faceledger.store.sqlite import NewFace, SQLiteStore
+
+DEFAULT_FACE_MATCH_THRESHOLD = 80.0
+MAX_SEARCH_FACES = 4096
+DEFAULT_SEARCH_MAX_FACES = 80
+LIST_PAGE_MAX = 4096
+
+
+@dataclass(frozen=True)
+class QualityLimits:
+    min_confidence: float
+    min_sharpness: float
+    brightness_range: tuple[float, float]
+    min_width_px: float
+    max_yaw_deg: float
+    max_pitch_deg: float
+
+
+QUALITY_LIMITS: dict[str, QualityLimits] = {
+    "LOW": QualityLimits(0.60, 4.0, (10.0, 95.0), 24.0, 75.0, 60.0),
+    "MEDIUM": QualityLimits(0.70, 8.0, (15.0, 92.0), 32.0, 60.0, 45.0),
+    "HIGH": QualityLimits(0.80, 15.0, (25.0, 85.0), 48.0, 40.0, 30.0),
+}
+QUALITY_LIMITS["AUTO"] = QUALITY_LIMITS["MEDIUM"]
+
+
+def quality_reasons(faces: Faces, level: str) -> list[list[UnindexedReason]]:
+    """For each face, the reasons it fails ``level`` (empty when it passes or level is NONE)."""
+    if level not in QUALITY_FILTERS:
+        raise InvalidParameterError(
+            f"QualityFilter must be one of {', '.join(QUALITY_FILTERS)}, got {level!r}"
+        )
+    out: list[list[UnindexedReason]] = [[] for _ in range(len(faces))]
+    if level == "NONE" or len(faces) == 0:
+        return out
+    lim = QUALITY_LIMITS[level]
+    assert faces.sharpness is not None and faces.brightness is not None
+    assert faces.yaw_deg is not None and faces.pitch_deg is not None
+    for i in range(len(faces)):
+        reasons = out[i]
+        if faces.scores[i] < lim.min_confidence:
+            reasons.append("LOW_CONFIDENCE")
+        if faces.sharpness[i] < lim.min_sharpness:
+            reasons.append("LOW_SHARPNESS")
+        low, high = lim.brightness_range
+        if not low <= faces.brightness[i] <= high:
+            reasons.append("LOW_BRIGHTNESS")
+        if faces.widths_px[i] < lim.min_width_px:
+            reasons.append("SMALL_BOUNDING_BOX")
+        if abs(faces.yaw_deg[i]) > lim.max_yaw_deg or abs(faces.pitch_deg[i]) > lim.max_pitch_deg:
+            reasons.append("EXTREME_POSE")
+    return out
+
+
+def ratio_box(analysed: AnalysedImage, index: int) -> BoundingBox:
+    x1, y1, x2, y2 = (float(v) for v in analysed.faces.boxes_px[index])
+    w, h = float(analysed.width_px), float(analysed.height_px)
+    return BoundingBox(left=x1 / w, top=y1 / h, width=(x2 - x1) / w, height=(y2 - y1) / h)
+
+
+def _check_int(value: int, low: int, high: int, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidParameterError(
+            f"{name} must be an integer from {low} to {high}, got {value!r}"
+        )
+    return value
+
+
+def _check_threshold(value: float, name: str) -> float:
+    if not isinstance(value, int | float) or not 0.0 <= float(value) <= 100.0:
+        raise InvalidParameterError(f"{name} must be between 0 and 100, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class SearchByImageResult:
+    searched_face_bounding_box: BoundingBox
+    searched_face_confidence: float  # 0–100
+    matches: tuple[CollectionMatch, ...]
+    face_model_version: str
+    threshold: float
+
+
+class CollectionService:
+    """Create, describe, list and delete collections; index, list, delete and search faces."""
+
+    def __init__(self, settings: Settings, faces: FaceService | None = None) -> None:
+        self.settings = settings
+        self.faces = faces or FaceService(settings)
+        self.store = SQLiteStore(settings.data_dir / "faceledger.sqlite3")
+        self.indexes = CollectionIndexes(self.store, settings.data_dir / "indexes")
+        self._tokens = TokenSigner(load_or_create_secret(settings.data_dir / "token.key"))
+        self._enrol_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.indexes.save_all()
+
+    # -- collections ------------------------------------------------------------------------
+    def create_collection(self, collection_id: str) -> Collection:
+        """A new, empty collection pinned to the server's pack (its FaceModelVersion)."""
+        check_id(collection_id, COLLECTION_ID_RE, "CollectionId")
+        engine = self.faces.engine
+        return self.store.create_collection(
+            collection_id, engine.face_model_version, engine.embedding_size
+        )
+
+    def describe_collection(self, collection_id: str) -> Collection:
+        check_id(collection_id, COLLECTION_ID_RE, "CollectionId")
+        return self.store.collection(collection_id)
+
+    def list_collections(
+        self, *, next_token: str | None = None, max_results: int = 1000
+    ) -> tuple[list[Collection], str | None]:
+        _check_int(max_results, 0, 4096, "MaxResults")
+        after = self._tokens.decode(next_token, "collections", "") if next_token else None
+        page = self.store.list_collections(after=after, limit=max_results + 1)
+        more = len(page) > max_results
+        page = page[:max_results]
+        token = (
+            self._tokens.encode("collections", "", page[-1].collection_id)
+            if more and page
+            else None
+        )
+        return page, token
+
+    def delete_collection(self, collection_id: str) -> None:
+        """Delete the collection with every face, vector, user and index snapshot."""
+        check_id(collection_id, COLLECTION_ID_RE, "CollectionId")
+        with self._enrol_lock:
+            self.store.delete_collection(collection_id)
+            self.indexes.drop(collection_id)
+
+    def _pinned(self, collection_id: str) -> Collection:
+        collection = self.describe_collection(collection_id)
+        engine_version = self.faces.engine.face_model_version
+        if collection.face_model_version != engine_version:
+            raise InvalidParameterError(
+                f"collection {collection_id!r} holds {collection.face_model_version} vectors; "
+                f"this server runs {engine_version}. Vectors of different packs never mix."
+            )
+        return collection
+
+    # -- faces ------------------------------------------------------------------------------
+    def index_faces(
+        self,
+        collection_id: str,
+        image: ImageSource,
+        *,
+        external_image_id: str | None = None,
+        max_faces: int | None = None,
+        quality_filter: str = "AUTO",
+    ) -> IndexFacesResult:
+        """Detect, filter and enrol the faces of one image (Rekognition's IndexFaces)."""
+        self._pinned(collection_id)
+        decoded = self.faces.image(image)
+        analysed = AnalysedImage.of(decoded, self.faces.engine.analyse(decoded))
+        return self.enrol(
+            collection_id,
+            analysed,
+            external_image_id=external_image_id,
+            max_faces=max_faces,
+            quality_filter=quality_filter,
+        )
+
+    def enrol(
+        self,
+        collection_id: str,
+        analysed: AnalysedImage,
+        *,
+        external_image_id: str | None = None,
+        max_faces: int | None = None,
+        quality_filter: str = "AUTO",
+    ) -> IndexFacesResult:
+        """Enrol an already analysed image (bulk enrolment analyses on worker processes)."""
+        collection = self._pinned(collection_id)
+        if external_image_id is not None:
+            check_id(external_image_id, EXTERNAL_IMAGE_ID_RE, "ExternalImageId")
+        if max_faces is not None:
+            _check_int(max_faces, 1, 100, "MaxFaces")
+        faces = analysed.faces
+        reasons = quality_reasons(faces, quality_filter)
+        passing = [i for i in range(len(faces)) if not reasons[i]]
+        passing.sort(key=lambda i: (-round(float(faces.scores[i]), 2), -float(faces.areas_px[i])))
+        if max_faces is not None:
+            for i in passing[max_faces:]:
+                reasons[i].append("EXCEEDS_MAX_FACES")
+            passing = passing[:max_faces]
+        unindexed = tuple(UnindexedFace(tuple(r), i) for i, r in enumerate(reasons) if r)
+        with self._enrol_lock:
+            existing = self.store.faces_of_image(collection_id, analysed.sha256, external_image_id)
+            if existing:
+                return IndexFacesResult(
+                    tuple((row.face, -1) for row in existing),
+                    (),
+                    collection.face_model_version,
+                    duplicate=True,
+                )
+            assert faces.embeddings is not None
+            new = [
+                NewFace(
+                    image_sha256=analysed.sha256,
+                    external_image_id=external_image_id,
+                    bounding_box=ratio_box(analysed, i),
+                    confidence=float(faces.scores[i]) * 100.0,
+                    embedding=faces.embeddings[i],
+                )
+                for i in sorted(passing)
+            ]
+            rows = self.store.add_faces(collection_id, new) if new else []
+        records = tuple((row.face, i) for row, i in zip(rows, sorted(passing), strict=True))
+        return IndexFacesResult(records, unindexed, collection.face_model_version)
+
+    def list_faces(
+        self,
+        collection_id: str,
+        *,
+        next_token: str | None = None,
+        max_results: int = 1000,
+        user_id: str | None = None,
+        face_ids: list[str] | None = None,
+    ) -> tuple[list[StoredFace], str | None]:
+        check_id(collection_id, COLLECTION_ID_RE, "CollectionId")
+        _check_int(max_results, 0, LIST_PAGE_MAX, "MaxResults")
+        if user_id is not None:
+            check_id(user_id, USER_ID_RE, "UserId")
+        for face_id in face_ids or ():
+            check_id(face_id, FACE_ID_RE, "FaceId")
+        after = int(self._tokens.decode(next_token, "faces", collection_id)) if next_token else 0
+        rows = self.store.list_faces(
+            collection_id,
+            after_row=after,
+            limit=max_results + 1,
+            user_id=user_id,
+            face_ids=face_ids,
+        )
+        more = len(rows) > max_results
+        rows = rows[:max_results]
+        token = (
+            self._tokens.encode("faces", collection_id, rows[-1].row_id) if more and rows else None
+        )
+        return [r.face for r in rows], token
+
+    def delete_faces(
+        self, collection_id: str, face_ids: list[str]
+    ) -> tuple[list[str], list[dict[str, Any]]]:
+        """Delete faces; returns (DeletedFaces, UnsuccessfulFaceDeletions)."""
+        check_id(collection_id, COLLECTION_ID_RE, "CollectionId")
+        if not 1 <= len(face_ids) <= 4096:
+            raise InvalidParameterError("FaceIds must list 1 to 4096 face ids")
+        for face_id in face_ids:
+            check_id(face_id, FACE_ID_RE, "FaceId")
+        with self._enrol_lock:
+            known = self.store.faces_by_id(collection_id, face_ids)
+            unsuccessful: list[dict[str, Any]] = []
+            deletable = []
+            for face_id in face_ids:
+                row = known.get(face_id)
+                if row is None:
+                    unsuccessful.append({"FaceId": face_id, "Reasons": ["FACE_NOT_FOUND"]})
+                elif row.face.user_id is not None:
+                    unsuccessful.append(
+                        {
+                            "FaceId": face_id,
+                            "UserId": row.face.user_id,
+                            "Reasons": ["ASSOCIATED_TO_AN_EXISTING_USER"],
+                        }
+                    )
+                else:
+                    deletable.append(face_id)
+            deleted = self.store.delete_faces(collection_id, deletable)
+        return deleted, unsuccessful
+
+    # -- search -----------------------------------------------------------------------------
+    def _search_vector(
+        self,
+        collection_id: str,
+        vector: np.ndarray,
+        *,
+        max_faces: int,
+        threshold: float,
+        exclude_row: int | None = None,
+    ) -> tuple[CollectionMatch, ...]:
+        _check_int(max_faces, 1, MAX_SEARCH_FACES, "MaxFaces")
+        threshold = _check_threshold(threshold, "FaceMatchThreshold")
+        calibration = self.faces.engine.calibration
+        min_cosine = float(calibration.cosine(threshold))
+        k = max_faces + (1 if exclude_row is not None else 0)
+        ids, cosines = self.indexes.search(
+            collection_id, vector.astype(np.float32), k=k, min_cosine=min_cosine
+        )
+        rows = self.store.faces_by_row(collection_id, [int(i) for i in ids])
+        matches = []
+        for row_id, cosine in zip(ids, cosines, strict=True):
+            row = rows.get(int(row_id))
+            if row is None or int(row_id) == exclude_row:
+                continue  # deleted between the index read and the join
+            similarity = float(calibration.similarity(float(cosine)))
+            if similarity >= threshold:
+                matches.append(CollectionMatch(similarity, row.face))
+        matches.sort(key=lambda m: -m.similarity)
+        return tuple(matches[:max_faces])
+
+    def search_faces(
+        self,
+        collection_id: str,
+        face_id: str,
+        *,
+        max_faces: int = DEFAULT_SEARCH_MAX_FACES,
+        threshold: float = DEFAULT_FACE_MATCH_THRESHOLD,
+    ) -> tuple[CollectionMatch, ...]:
+        """Faces of the collection matching an enrolled face (the face itself excluded)."""
+        self._pinned(collection_id)
+        check_id(face_id, FACE_ID_RE, "FaceId")
+        row_id, vector = self.store.embedding(collection_id, face_id)
+        return self._search_vector(
+            collection_id, vector, max_faces=max_faces, threshold=threshold, exclude_row=row_id
+        )
+
+    def search_faces_by_image(
+        self,
+        collection_id: str,
+        image: ImageSource,
+        *,
+        max_faces: int = DEFAULT_SEARCH_MAX_FACES,
+        threshold: float = DEFAULT_FACE_MATCH_THRESHOLD,
+        quality_filter: str = "NONE",
+    ) -> SearchByImageResult:
+        """Search with the largest face of an image; no face → InvalidParameterException."""
+        collection = self._pinned(collection_id)
+        _check_int(max_faces, 1, MAX_SEARCH_FACES, "MaxFaces")
+        _check_threshold(threshold, "FaceMatchThreshold")
+        decoded = self.faces.image(image)
+        faces = self.faces.engine.analyse(decoded, max_faces=1)
+        if len(faces) == 0:
+            raise InvalidParameterError("no face was found in the image")
+        reasons = quality_reasons(faces, quality_filter)[0]
+        if reasons:
+            raise InvalidParameterError(
+                f"the largest face fails QualityFilter {quality_filter}: {', '.join(reasons)}"
+            )
+        assert faces.embeddings is not None
+        analysed = AnalysedImage.of(decoded, faces)
+        matches = self._search_vector(
+            collection_id, faces.embeddings[0], max_faces=max_faces, threshold=threshold
+        )
+        return SearchByImageResult(
+            ratio_box(analysed, 0),
+            float(faces.scores[0]) * 100.0,
+            matches,
+            collection.face_model_version,
+            threshold,
+        )

@@ -1,0 +1,109 @@
+"""One vector index per collection, kept in step with the store.
+
+The store is the source of truth. Each collection's index lives in memory; a snapshot on disk
+(``<data_dir>/indexes/<collection>.index`` plus ``.json`` with the store's change sequence it
+reflects) makes start-up fast: on first use the snapshot is loaded and the store's changes
+since its sequence are replayed; without a usable snapshot the index is rebuilt from the store.
+A crash can therefore lose no acknowledged write: the snapshot is only a cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from faceledger.index import VectorIndex, load_index, make_index
+from faceledger.store.sqlite import SQLiteStore
+
+SNAPSHOT_EVERY_CHANGES = 50_000
+
+
+class CollectionIndexes:
+    def __init__(self, store: SQLiteStore, folder: Path) -> None:
+        self._store = store
+        self._folder = folder
+        self._indexes: dict[str, tuple[VectorIndex, int]] = {}  # collection → (index, seq)
+        self._lock = threading.RLock()
+
+    def _paths(self, collection_id: str) -> tuple[Path, Path]:
+        return (
+            self._folder / f"{collection_id}.index",
+            self._folder / f"{collection_id}.json",
+        )
+
+    def get(self, collection_id: str) -> VectorIndex:
+        """The collection's index, current with every committed write."""
+        with self._lock:
+            entry = self._indexes.get(collection_id)
+            if entry is None:
+                entry = self._open(collection_id)
+            index, seq = entry
+            ids, vecs, deleted, last = self._store.changes_since(collection_id, seq)
+            if last != seq:
+                if len(deleted):
+                    index.remove(deleted)
+                if len(ids):
+                    index.remove(ids)  # a rebuild's scan may already hold some of them
+                    index.add(ids, vecs)
+            self._indexes[collection_id] = (index, last)
+            return index
+
+    def _open(self, collection_id: str) -> tuple[VectorIndex, int]:
+        index_path, meta_path = self._paths(collection_id)
+        dim = self._store.embedding_dim(collection_id)
+        if index_path.is_file() and meta_path.is_file():
+            try:
+                meta = json.loads(meta_path.read_text())
+                index = load_index(index_path)
+                if index.dim == dim and int(meta["seq"]) <= self._store.last_change(collection_id):
+                    return index, int(meta["seq"])
+            except (OSError, ValueError, KeyError, RuntimeError):
+                pass  # stale or damaged snapshot: rebuild below
+        return self._rebuild(collection_id, dim)
+
+    def _rebuild(self, collection_id: str, dim: int) -> tuple[VectorIndex, int]:
+        seq = self._store.last_change(collection_id)
+        count = self._store.collection(collection_id).face_count
+        index = make_index(dim, expected_size=count)
+        for ids, vecs in self._store.all_embeddings(collection_id):
+            index.add(ids, vecs)
+        # Writes that landed during the scan are replayed by get() from ``seq`` on.
+        return index, seq
+
+    def search(
+        self, collection_id: str, query: NDArray[np.float32], *, k: int, min_cosine: float
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        index = self.get(collection_id)
+        ids, cosines = index.search(query.reshape(1, -1), k=k, min_cosine=min_cosine)
+        keep = ids[0] >= 0
+        return ids[0][keep], cosines[0][keep]
+
+    def save(self, collection_id: str) -> None:
+        """Write the collection's snapshot (atomically); called on close and periodically."""
+        with self._lock:
+            entry = self._indexes.get(collection_id)
+            if entry is None:
+                return
+            index, seq = entry
+            index_path, meta_path = self._paths(collection_id)
+            self._folder.mkdir(parents=True, exist_ok=True)
+            index.save(index_path)
+            tmp = meta_path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps({"seq": seq, "count": len(index)}))
+            os.replace(tmp, meta_path)
+
+    def save_all(self) -> None:
+        for collection_id in list(self._indexes):
+            self.save(collection_id)
+
+    def drop(self, collection_id: str) -> None:
+        """Forget a deleted collection and remove its snapshot files."""
+        with self._lock:
+            self._indexes.pop(collection_id, None)
+            for path in self._paths(collection_id):
+                path.unlink(missing_ok=True)
