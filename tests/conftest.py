@@ -41,12 +41,9 @@ def shared_models_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_data_dir() -> Path:
-    """Test photos and LFW (``../shared/data``); skips when the folder is absent."""
-    folder = data_root()
-    if not folder.is_dir():
-        pytest.skip(f"test data not found at {folder} (set FACELEDGER_TEST_DATA)")
-    return folder
+def shared_data_dir(data_dir: Path) -> Path:
+    """Another name for ``data_dir`` (test photos and LFW); skips when absent."""
+    return data_dir
 
 
 # --- fixtures for the engine, the HTTP API and the CLI ------------------------------------------
