@@ -74,3 +74,24 @@ class InvalidPaginationTokenError(FaceLedgerError):
 
     code = "InvalidPaginationTokenException"
     http_status = 400
+
+
+class UserAlreadyExistsError(ResourceAlreadyExistsError):
+    """CreateUser of a UserId that exists (Rekognition answers ConflictException)."""
+
+    code = "ConflictException"
+    http_status = 400
+
+
+class ServiceQuotaExceededError(FaceLedgerError):
+    """A user would hold more than ``MAX_FACES_PER_USER`` faces."""
+
+    code = "ServiceQuotaExceededException"
+    http_status = 400
+
+
+class IdempotentParameterMismatchError(FaceLedgerError):
+    """A ClientRequestToken reused with different parameters."""
+
+    code = "IdempotentParameterMismatchException"
+    http_status = 400

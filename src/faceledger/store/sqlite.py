@@ -6,6 +6,11 @@ float32 blobs; every add and delete is also appended to ``changes`` with a monot
 number, which lets a saved vector-index snapshot catch up with the store on start-up instead
 of being rebuilt.
 
+Users own faces through ``faces.user_id`` (a face belongs to at most one user); associating,
+disassociating and deleting a user are one transaction each. ``request_tokens`` remembers
+ClientRequestTokens (parameters and response, for ``REQUEST_TOKEN_TTL_S``) so retried user
+calls are answered once.
+
 One ``SQLiteStore`` may be shared by threads: each thread gets its own connection.
 """
 
@@ -60,6 +65,15 @@ CREATE TABLE IF NOT EXISTS users (
     created_at REAL NOT NULL,
     PRIMARY KEY (collection_id, user_id)
 );
+CREATE TABLE IF NOT EXISTS request_tokens (
+    collection_id TEXT NOT NULL REFERENCES collections(collection_id) ON DELETE CASCADE,
+    operation TEXT NOT NULL,
+    token TEXT NOT NULL,
+    params TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (collection_id, operation, token)
+);
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     collection_id TEXT NOT NULL,
@@ -79,6 +93,37 @@ class NewFace:
     bounding_box: BoundingBox
     confidence: float
     embedding: NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """A ClientRequestToken already used for an operation: the call's parameters and response
+    (both JSON text, written by the service that recorded them)."""
+
+    params: str
+    response: str
+
+
+@dataclass(frozen=True)
+class UserFacesChange:
+    """What one AssociateFaces / DisassociateFaces transaction did, face by face.
+
+    ``changed``: faces (dis)associated now; ``not_found``: no such face in the collection;
+    ``other_user``: (FaceId, the UserId it belongs to); faces already in the wanted state are
+    in none of these. ``face_count`` is the user's faces after the transaction.
+    ``limit_exceeded``: the association would have taken the user past its limit, so nothing
+    was written.
+    """
+
+    changed: tuple[str, ...]
+    not_found: tuple[str, ...]
+    other_user: tuple[tuple[str, str], ...]
+    face_count: int
+    limit_exceeded: bool = False
+
+
+# A ClientRequestToken is remembered this long (seconds), then forgotten.
+REQUEST_TOKEN_TTL_S = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -477,3 +522,277 @@ class SQLiteStore:
             .fetchall()
         )
         return [User(r[0]) for r in rows]
+
+    def user_exists(self, collection_id: str, user_id: str) -> bool:
+        """Whether the user exists; ResourceNotFoundError when the collection does not."""
+        self.collection(collection_id)
+        row = (
+            self._db()
+            .execute(
+                "SELECT 1 FROM users WHERE collection_id = ? AND user_id = ?",
+                (collection_id, user_id),
+            )
+            .fetchone()
+        )
+        return row is not None
+
+    def user_face_ids(self, collection_id: str, user_id: str) -> list[str]:
+        """The FaceIds associated with the user, in enrolment order."""
+        self.collection(collection_id)
+        rows = self._db().execute(
+            "SELECT face_id FROM faces WHERE collection_id = ? AND user_id = ? ORDER BY row_id",
+            (collection_id, user_id),
+        )
+        return [r[0] for r in rows]
+
+    def user_face_counts(self, collection_id: str, user_ids: Sequence[str]) -> dict[str, int]:
+        """How many faces each of ``user_ids`` has (users without faces are left out)."""
+        out: dict[str, int] = {}
+        for start in range(0, len(user_ids), 500):
+            chunk = list(user_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            for r in self._db().execute(
+                f"SELECT user_id, COUNT(*) FROM faces WHERE collection_id = ? "
+                f"AND user_id IN ({marks}) GROUP BY user_id",
+                (collection_id, *chunk),
+            ):
+                out[r[0]] = int(r[1])
+        return out
+
+    def user_embeddings(
+        self, collection_id: str, user_ids: Sequence[str]
+    ) -> dict[str, NDArray[np.float32]]:
+        """Each user's face embeddings, (n, dim) in enrolment order; users without faces are
+        left out."""
+        dim = self.embedding_dim(collection_id)
+        blobs: dict[str, list[bytes]] = {}
+        for start in range(0, len(user_ids), 500):
+            chunk = list(user_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            for r in self._db().execute(
+                f"SELECT user_id, embedding FROM faces WHERE collection_id = ? "
+                f"AND user_id IN ({marks}) ORDER BY row_id",
+                (collection_id, *chunk),
+            ):
+                blobs.setdefault(r[0], []).append(r[1])
+        return {
+            user: np.frombuffer(b"".join(parts), dtype="<f4").reshape(-1, dim).astype(np.float32)
+            for user, parts in blobs.items()
+        }
+
+    def face_embeddings(
+        self, collection_id: str, face_ids: Sequence[str]
+    ) -> dict[str, NDArray[np.float32]]:
+        """Embeddings of the given faces that exist in the collection."""
+        self.collection(collection_id)
+        out: dict[str, NDArray[np.float32]] = {}
+        for start in range(0, len(face_ids), 500):
+            chunk = list(face_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            for r in self._db().execute(
+                f"SELECT face_id, embedding FROM faces WHERE collection_id = ? "
+                f"AND face_id IN ({marks})",
+                (collection_id, *chunk),
+            ):
+                out[r[0]] = np.frombuffer(r[1], dtype="<f4").astype(np.float32)
+        return out
+
+    def _classify_faces(
+        self, db: sqlite3.Connection, collection_id: str, face_ids: Sequence[str]
+    ) -> dict[str, str | None]:
+        """FaceId → its user_id (None when unassociated) for the faces that exist."""
+        owners: dict[str, str | None] = {}
+        for start in range(0, len(face_ids), 500):
+            chunk = list(face_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            for r in db.execute(
+                f"SELECT face_id, user_id FROM faces WHERE collection_id = ? "
+                f"AND face_id IN ({marks})",
+                (collection_id, *chunk),
+            ):
+                owners[r[0]] = r[1]
+        return owners
+
+    @staticmethod
+    def _require_user(db: sqlite3.Connection, collection_id: str, user_id: str) -> None:
+        row = db.execute(
+            "SELECT 1 FROM users WHERE collection_id = ? AND user_id = ?", (collection_id, user_id)
+        ).fetchone()
+        if row is None:
+            raise ResourceNotFoundError(
+                f"user {user_id!r} does not exist in collection {collection_id!r}"
+            )
+
+    @staticmethod
+    def _user_face_count(db: sqlite3.Connection, collection_id: str, user_id: str) -> int:
+        row = db.execute(
+            "SELECT COUNT(*) FROM faces WHERE collection_id = ? AND user_id = ?",
+            (collection_id, user_id),
+        ).fetchone()
+        return int(row[0])
+
+    def associate(
+        self,
+        collection_id: str,
+        user_id: str,
+        face_ids: Sequence[str],
+        *,
+        max_faces_per_user: int | None = None,
+    ) -> UserFacesChange:
+        """Associate unowned faces with the user, in one transaction.
+
+        A face can belong to one user only: faces of another user are reported, never moved.
+        When the user would end up with more than ``max_faces_per_user`` faces nothing is
+        written and ``limit_exceeded`` is set. ResourceNotFoundError for an unknown collection
+        or user.
+        """
+        self.collection(collection_id)
+        wanted = list(dict.fromkeys(face_ids))
+        with self._tx() as db:
+            self._require_user(db, collection_id, user_id)
+            owners = self._classify_faces(db, collection_id, wanted)
+            not_found = tuple(f for f in wanted if f not in owners)
+            other = tuple(
+                (f, owner)
+                for f in wanted
+                if f in owners and (owner := owners[f]) is not None and owner != user_id
+            )
+            free = [f for f in wanted if f in owners and owners[f] is None]
+            count = self._user_face_count(db, collection_id, user_id)
+            if max_faces_per_user is not None and free and count + len(free) > max_faces_per_user:
+                return UserFacesChange((), not_found, other, count, limit_exceeded=True)
+            for face_id in free:
+                db.execute(
+                    "UPDATE faces SET user_id = ? WHERE collection_id = ? AND face_id = ? "
+                    "AND user_id IS NULL",
+                    (user_id, collection_id, face_id),
+                )
+        return UserFacesChange(tuple(free), not_found, other, count + len(free))
+
+    def disassociate(
+        self, collection_id: str, user_id: str, face_ids: Sequence[str]
+    ) -> UserFacesChange:
+        """Remove the user's association from its faces among ``face_ids`` (one transaction).
+
+        Faces of another user are reported, never changed; unassociated faces are ignored.
+        ResourceNotFoundError for an unknown collection or user.
+        """
+        self.collection(collection_id)
+        wanted = list(dict.fromkeys(face_ids))
+        with self._tx() as db:
+            self._require_user(db, collection_id, user_id)
+            owners = self._classify_faces(db, collection_id, wanted)
+            not_found = tuple(f for f in wanted if f not in owners)
+            other = tuple(
+                (f, owner)
+                for f in wanted
+                if f in owners and (owner := owners[f]) is not None and owner != user_id
+            )
+            mine = [f for f in wanted if owners.get(f) == user_id]
+            for face_id in mine:
+                db.execute(
+                    "UPDATE faces SET user_id = NULL WHERE collection_id = ? AND face_id = ?",
+                    (collection_id, face_id),
+                )
+            count = self._user_face_count(db, collection_id, user_id)
+        return UserFacesChange(tuple(mine), not_found, other, count)
+
+    def delete_user(
+        self,
+        collection_id: str,
+        user_id: str,
+        *,
+        request_token: str | None = None,
+        params: str = "",
+    ) -> RequestRecord | None:
+        """Delete a user; its faces stay in the collection, disassociated (one transaction).
+
+        With ``request_token``, the token is remembered in the same transaction; when that
+        token was already used for DeleteUser, nothing happens and its record is returned
+        (the caller compares parameters). ResourceNotFoundError for an unknown collection or
+        user.
+        """
+        self.collection(collection_id)
+        with self._tx() as db:
+            if request_token is not None:
+                earlier = self._request_record(db, collection_id, "DeleteUser", request_token)
+                if earlier is not None:
+                    return earlier
+            self._require_user(db, collection_id, user_id)
+            db.execute(
+                "UPDATE faces SET user_id = NULL WHERE collection_id = ? AND user_id = ?",
+                (collection_id, user_id),
+            )
+            db.execute(
+                "DELETE FROM users WHERE collection_id = ? AND user_id = ?",
+                (collection_id, user_id),
+            )
+            if request_token is not None:
+                self._insert_request(db, collection_id, "DeleteUser", request_token, params, "{}")
+        return None
+
+    def create_user_once(
+        self, collection_id: str, user_id: str, *, request_token: str, params: str
+    ) -> RequestRecord | None:
+        """CreateUser with an idempotency token, remembered in the same transaction.
+
+        Returns None when the user was created now; the earlier record (nothing written) when
+        the token was already used for CreateUser in this collection. ResourceAlreadyExistsError
+        when the user exists and the token is new.
+        """
+        self.collection(collection_id)
+        try:
+            with self._tx() as db:
+                earlier = self._request_record(db, collection_id, "CreateUser", request_token)
+                if earlier is not None:
+                    return earlier
+                db.execute(
+                    "INSERT INTO users VALUES (?, ?, ?)", (collection_id, user_id, time.time())
+                )
+                self._insert_request(db, collection_id, "CreateUser", request_token, params, "{}")
+        except sqlite3.IntegrityError:
+            raise ResourceAlreadyExistsError(
+                f"user {user_id!r} already exists in collection {collection_id!r}"
+            ) from None
+        return None
+
+    # -- idempotency tokens ---------------------------------------------------------------
+    @staticmethod
+    def _request_record(
+        db: sqlite3.Connection, collection_id: str, operation: str, token: str
+    ) -> RequestRecord | None:
+        row = db.execute(
+            "SELECT params, response FROM request_tokens WHERE collection_id = ? AND "
+            "operation = ? AND token = ? AND created_at >= ?",
+            (collection_id, operation, token, time.time() - REQUEST_TOKEN_TTL_S),
+        ).fetchone()
+        return None if row is None else RequestRecord(row[0], row[1])
+
+    @staticmethod
+    def _insert_request(
+        db: sqlite3.Connection,
+        collection_id: str,
+        operation: str,
+        token: str,
+        params: str,
+        response: str,
+    ) -> None:
+        now = time.time()
+        db.execute("DELETE FROM request_tokens WHERE created_at < ?", (now - REQUEST_TOKEN_TTL_S,))
+        db.execute(
+            "INSERT OR REPLACE INTO request_tokens VALUES (?, ?, ?, ?, ?, ?)",
+            (collection_id, operation, token, params, response, now),
+        )
+
+    def request_record(
+        self, collection_id: str, operation: str, token: str
+    ) -> RequestRecord | None:
+        """The record of an earlier call with this ClientRequestToken, if remembered."""
+        return self._request_record(self._db(), collection_id, operation, token)
+
+    def record_request(
+        self, collection_id: str, operation: str, token: str, params: str, response: str
+    ) -> None:
+        """Remember a call's parameters and response under its ClientRequestToken."""
+        with self._tx() as db:
+            self._insert_request(db, collection_id, operation, token, params, response)
