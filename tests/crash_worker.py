@@ -5,7 +5,8 @@
 Enrols synthetic faces (random unit vectors) one image at a time, deletes some of the faces it
 enrolled earlier, and every few operations searches and writes the index snapshot, so a kill
 can land inside any of these. A line ``ADD <ext> <face_id>`` or ``DEL <face_id>`` is printed
-(and flushed) only after the call returned, i.e. after the write was acknowledged.
+(and flushed) only after the call returned, i.e. after the write was acknowledged;
+``DELETING <face_id>`` is printed before a delete starts (its outcome is unknown until DEL).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def main() -> None:
         number += 1
         if mine and rng.random() < 0.3:
             victim = mine.pop(int(rng.integers(len(mine))))
+            print(f"DELETING {victim}", flush=True)  # in flight: may or may not commit
             deleted, _ = service.delete_faces(COLLECTION, [victim])
             if deleted:
                 print(f"DEL {victim}", flush=True)
