@@ -79,9 +79,15 @@ def build_index(
     id_arr = as_ids(ids)
     width = dim if dim is not None else int(getattr(vectors, "shape", (0, 0))[-1])
     vecs = as_vectors(vectors, width)
-    index = make_index(width, expected_size=len(id_arr), policy=policy)
-    if isinstance(index, ANNIndex) and len(id_arr) < index.train_min:
-        index = ExactIndex(width, capacity=max(1024, len(id_arr)))
+    policy = policy or IndexPolicy()
+    n = len(id_arr)
+    index: VectorIndex
+    if policy.use_ann(n, width) and n >= ann.MIN_TRAIN_PER_LIST * 16:
+        # as many cells as the size allows, so that the index trains on this very add
+        nlist = min(nlist_for(n, max_nlist=policy.max_nlist), n // ann.MIN_TRAIN_PER_LIST)
+        index = ANNIndex(width, expected_size=n, nlist=nlist, max_nlist=policy.max_nlist)
+    else:
+        index = ExactIndex(width, capacity=max(1024, n))
     index.add(id_arr, vecs)
     return index
 

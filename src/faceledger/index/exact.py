@@ -98,9 +98,7 @@ class ExactIndex:
             removed += 1
         return removed
 
-    def search(
-        self, queries: ArrayLike, *, k: int, min_cosine: float | None = None
-    ) -> SearchHits:
+    def search(self, queries: ArrayLike, *, k: int, min_cosine: float | None = None) -> SearchHits:
         k = check_k(k)
         q = as_vectors(queries, self._dim, name="queries")
         hits = empty_hits(q.shape[0], k)
