@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from faceledger.index import VectorIndex, load_index, make_index
+from faceledger.index import IndexPolicy, VectorIndex, load_index, make_index
 from faceledger.store.sqlite import SQLiteStore
 
 SNAPSHOT_EVERY_CHANGES = 50_000
@@ -29,6 +29,7 @@ class CollectionIndexes:
         self._folder = folder
         self._indexes: dict[str, tuple[VectorIndex, int]] = {}  # collection → (index, seq)
         self._lock = threading.RLock()
+        self._policy = IndexPolicy()
 
     def _paths(self, collection_id: str) -> tuple[Path, Path]:
         return (
@@ -50,6 +51,13 @@ class CollectionIndexes:
                 if len(ids):
                     index.remove(ids)  # a rebuild's scan may already hold some of them
                     index.add(ids, vecs)
+            if self._policy.wants_rebuild(index):
+                # outgrew its backend (exact → ANN, or an ANN trained on far fewer vectors)
+                index, last = self._rebuild(collection_id, index.dim)
+                ids, vecs, deleted, last = self._store.changes_since(collection_id, last)
+                index.remove(deleted)
+                index.remove(ids)
+                index.add(ids, vecs)
             self._indexes[collection_id] = (index, last)
             return index
 
@@ -69,7 +77,7 @@ class CollectionIndexes:
     def _rebuild(self, collection_id: str, dim: int) -> tuple[VectorIndex, int]:
         seq = self._store.last_change(collection_id)
         count = self._store.collection(collection_id).face_count
-        index = make_index(dim, expected_size=count)
+        index = make_index(dim, expected_size=count, policy=self._policy)
         for ids, vecs in self._store.all_embeddings(collection_id):
             index.add(ids, vecs)
         # Writes that landed during the scan are replayed by get() from ``seq`` on.
