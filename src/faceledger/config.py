@@ -8,6 +8,7 @@ List settings accept a JSON list or a plain separated string in the environment:
     FACELEDGER_ACCEPT_MODEL_LICENCES=buffalo_l,antelopev2
     FACELEDGER_MODEL_DIRS=/srv/models:/opt/faceledger/models      # os.pathsep-separated
     FACELEDGER_MODEL_DIRS='["/srv/models"]'
+    FACELEDGER_S3_LOCAL_BUCKETS=photos=/srv/photos,archive=/srv/archive
 """
 
 from __future__ import annotations
@@ -55,6 +56,27 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=5_242_880, ge=1)
     log_level: LogLevel = "INFO"
 
+    # -- the Rekognition API and authentication -------------------------------------------
+    # The region that SigV4 credential scopes must name, and that ARNs carry.
+    region: str = Field(default="us-east-1", pattern=r"^[a-z0-9-]{1,32}$")
+    # The account id in collection ARNs (``arn:aws:rekognition:<region>:<account>:collection/…``).
+    account_id: str = Field(default="000000000000", pattern=r"^[0-9]{12}$")
+    # Largest accepted difference between a request's X-Amz-Date and the server clock.
+    max_clock_skew_seconds: int = Field(default=300, ge=1, le=3600)
+    # DEVELOPMENT ONLY: accept any (or no) signature or bearer token as an admin. The server
+    # logs a loud warning at start-up when this is on.
+    insecure_accept_any_signature: bool = False
+
+    # -- Image.S3Object -------------------------------------------------------------------
+    # An S3-compatible endpoint (MinIO, Ceph, AWS); None uses boto3's default for the region.
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    # Credentials for that endpoint; None uses boto3's default chain (env, ~/.aws, …).
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    # Buckets served from local folders instead: ``bucket=/path,other=/path`` or a JSON object.
+    s3_local_buckets: Annotated[dict[str, Path], NoDecode] = Field(default_factory=dict)
+
     @field_validator("model_dirs", mode="before")
     @classmethod
     def _parse_model_dirs(cls, value: Any) -> Any:
@@ -64,6 +86,25 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_licences(cls, value: Any) -> Any:
         return _split_list(value, ",")
+
+    @field_validator("s3_local_buckets", mode="before")
+    @classmethod
+    def _parse_local_buckets(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                return json.loads(text)
+            except ValueError as exc:
+                raise ValueError(f"not a valid JSON object: {exc}") from None
+        pairs = {}
+        for item in _split_list(text, ","):
+            bucket, sep, folder = item.partition("=")
+            if not sep or not bucket.strip() or not folder.strip():
+                raise ValueError(f"expected bucket=/folder, got {item!r}")
+            pairs[bucket.strip()] = folder.strip()
+        return pairs
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -36,7 +36,9 @@ from faceledger.api.native.routes import IMAGES_PER_REQUEST
 from faceledger.api.native.routes import router as native_router
 from faceledger.config import Settings
 from faceledger.domain.errors import FaceLedgerError, ImageTooLargeError
+from faceledger.services.collections import CollectionService
 from faceledger.services.faces import FaceService
+from faceledger.services.users import UserService
 
 logger = logging.getLogger("faceledger.api")
 
@@ -243,7 +245,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = FaceService(settings)
+        collections = CollectionService(settings, service)
         app.state.service = service
+        app.state.collections = collections
+        app.state.users = UserService(collections)
         app.state.engine_limiter = anyio.CapacityLimiter(settings.workers)
         logger.info("loading model pack %r", service.pack)
         # Verify and load now so the first request is fast; a broken pack stops start-up.
@@ -252,6 +257,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await anyio.to_thread.run_sync(collections.close)
             await anyio.to_thread.run_sync(service.close)
 
     app = FastAPI(

@@ -95,3 +95,63 @@ class IdempotentParameterMismatchError(FaceLedgerError):
 
     code = "IdempotentParameterMismatchException"
     http_status = 400
+
+
+class InvalidS3ObjectError(FaceLedgerError):
+    """An ``Image.S3Object`` that cannot be read (no such bucket or key, no S3 configured)."""
+
+    code = "InvalidS3ObjectException"
+    http_status = 400
+
+
+# -- authentication and authorisation (codes botocore knows from AWS's JSON services) --------
+class AuthError(FaceLedgerError):
+    """Base of the authentication errors: the request is not from a known, valid key."""
+
+    code = "UnrecognizedClientException"
+    http_status = 400
+
+
+class MissingAuthenticationTokenError(AuthError):
+    """No ``Authorization`` header (or bearer token) at all."""
+
+    code = "MissingAuthenticationTokenException"
+
+
+class IncompleteSignatureError(AuthError):
+    """An ``Authorization`` header that is not a well-formed AWS4-HMAC-SHA256 signature."""
+
+    code = "IncompleteSignatureException"
+
+
+class UnrecognizedClientError(AuthError):
+    """An access key id that does not exist or was revoked."""
+
+    code = "UnrecognizedClientException"
+
+
+class InvalidSignatureError(AuthError):
+    """A signature that does not match, a wrong credential scope, or a clock skew > 5 min."""
+
+    code = "InvalidSignatureException"
+
+
+class AccessDeniedError(FaceLedgerError):
+    """A known principal whose roles do not allow the operation."""
+
+    code = "AccessDeniedException"
+    http_status = 400
+
+
+class UnknownOperationError(FaceLedgerError):
+    """An ``X-Amz-Target`` naming no Rekognition operation, or one FaceLedger does not serve."""
+
+    code = "UnknownOperationException"
+    http_status = 400
+
+
+class ShapeValidationError(FaceLedgerError):
+    """A request that is not a JSON object of the operation's input shape."""
+
+    code = "ValidationException"
+    http_status = 400
