@@ -11,13 +11,16 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
+    import httpx
+
+    from faceledger.config import Settings
     from faceledger.inference.engine import FaceEngine
 
 _REPO_PARENT = Path(__file__).resolve().parents[2]
@@ -75,23 +78,67 @@ def engine() -> Iterator[FaceEngine]:
 
 
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real uvicorn server on a free loopback port, serving ``create_app(Settings(...))``.
+def live_server_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The live server's settings: its own data directory, shared with ``api_key``."""
+    from faceledger.config import Settings
+
+    return Settings(data_dir=tmp_path_factory.mktemp("server-data"))
+
+
+def _create_key(settings: Settings, principal: str, roles: list[str]) -> tuple[str, str]:
+    """A new access key in ``settings.data_dir``: ``(key_id, secret)``."""
+    from faceledger.services.keys import KeyService
+
+    keys = KeyService(settings)
+    try:
+        key, secret = keys.create(principal, roles)
+    finally:
+        keys.close()
+    return key.key_id, secret
+
+
+@pytest.fixture(scope="session")
+def api_key(live_server_settings: Settings) -> tuple[str, str]:
+    """``(key_id, secret)`` of an ``admin`` key, created before the live server starts.
+
+    Send it as ``Authorization: Bearer <key_id>:<secret>`` (``auth_headers``).
+    """
+    return _create_key(live_server_settings, "test-admin", ["admin"])
+
+
+@pytest.fixture(scope="session")
+def auth_headers(api_key: tuple[str, str]) -> dict[str, str]:
+    """``{"Authorization": "Bearer <key_id>:<secret>"}`` for ``api_key``."""
+    key_id, secret = api_key
+    return {"Authorization": f"Bearer {key_id}:{secret}"}
+
+
+@pytest.fixture(scope="session")
+def make_key(live_server_settings: Settings) -> Callable[[str, list[str]], tuple[str, str]]:
+    """Creates more keys for the live server: ``make_key(principal, roles)`` → (id, secret).
+
+    The server looks keys up in its store on each request, so a key made while it runs works.
+    """
+    return lambda principal, roles: _create_key(live_server_settings, principal, roles)
+
+
+@pytest.fixture(scope="session")
+def live_server(live_server_settings: Settings, api_key: tuple[str, str]) -> Iterator[str]:
+    """A real uvicorn server on a free loopback port, serving ``create_app(live_server_settings)``.
 
     Yields the base URL once ``/healthz`` answers (the lifespan has loaded the default pack).
+    ``api_key`` exists in its data directory before it starts.
     """
     import httpx
     import uvicorn
 
     from faceledger.api.app import create_app
-    from faceledger.config import Settings
 
-    settings = Settings(data_dir=tmp_path_factory.mktemp("server-data"))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))  # bound here, so the port cannot be taken before uvicorn starts
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+        uvicorn.Config(create_app(live_server_settings), log_level="warning", lifespan="on")
     )
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="live-server", daemon=True
@@ -116,3 +163,12 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+@pytest.fixture(scope="session")
+def api(live_server: str, auth_headers: dict[str, str]) -> Iterator[httpx.Client]:
+    """An ``httpx.Client`` of the live server that sends the session's admin key."""
+    import httpx
+
+    with httpx.Client(base_url=live_server, headers=auth_headers, timeout=60) as client:
+        yield client

@@ -1,7 +1,9 @@
 """The native REST API against a real uvicorn server (``live_server``), spoken to with httpx.
 
-Photos and LFW come from ``../shared/data`` (the ``data_dir`` fixture skips when absent); the
-bad-upload cases are synthetic and need no test data.
+Requests carry the session's admin key (``api`` is an ``httpx.Client`` that sends it); the
+authentication tests use their own headers. Photos and LFW come from ``../shared/data`` (the
+``data_dir`` fixture skips when absent); the bad-upload cases are synthetic and need no test
+data.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 from PIL import Image as PILImage
 from PIL import ImageOps
 
@@ -49,20 +51,20 @@ def _gif() -> bytes:
     return out.getvalue()
 
 
-def detect(url: str, data: bytes, filename: str = "photo.jpg", **form: Any) -> httpx.Response:
-    return httpx.post(
-        f"{url}/v1/detect",
+def detect(
+    api: httpx.Client, data: bytes, filename: str = "photo.jpg", **form: Any
+) -> httpx.Response:
+    return api.post(
+        "/v1/detect",
         files={"image": (filename, data, "application/octet-stream")},
         data={k: str(v) for k, v in form.items()},
-        timeout=60,
     )
 
 
-def compare(url: str, source: bytes, target: bytes) -> httpx.Response:
-    return httpx.post(
-        f"{url}/v1/compare",
+def compare(api: httpx.Client, source: bytes, target: bytes) -> httpx.Response:
+    return api.post(
+        "/v1/compare",
         files={"source": ("source.jpg", source), "target": ("target.jpg", target)},
-        timeout=60,
     )
 
 
@@ -117,11 +119,122 @@ def test_docs_and_openapi_are_served(live_server: str) -> None:
     assert "multipart/form-data" in detect_body
 
 
+# --- authentication ----------------------------------------------------------------------------
+
+
+def _auth_error(response: httpx.Response, code: str) -> dict[str, Any]:
+    error = assert_error(response, 401, code)
+    assert response.headers["www-authenticate"] == "Bearer"
+    return error
+
+
+def test_no_authorization_header_is_401(live_server: str, couple: bytes) -> None:
+    response = httpx.post(f"{live_server}/v1/detect", files={"image": couple}, timeout=60)
+    _auth_error(response, "MissingAuthenticationTokenException")
+
+
+@pytest.mark.parametrize(
+    ("header", "code"),
+    [
+        ("Basic dXNlcjpwYXNz", "IncompleteSignatureException"),
+        ("Bearer no-colon-here", "IncompleteSignatureException"),
+        ("Bearer FLAKAAAAAAAAAAAAAAAA:not-a-key", "UnrecognizedClientException"),
+    ],
+    ids=["basic", "no-colon", "unknown-key"],
+)
+def test_malformed_or_unknown_keys_are_401(
+    live_server: str, couple: bytes, header: str, code: str
+) -> None:
+    response = httpx.post(
+        f"{live_server}/v1/detect",
+        files={"image": couple},
+        headers={"Authorization": header},
+        timeout=60,
+    )
+    _auth_error(response, code)
+
+
+def test_wrong_secret_is_401(live_server: str, api_key: tuple[str, str], couple: bytes) -> None:
+    key_id, secret = api_key
+    response = httpx.post(
+        f"{live_server}/v1/detect",
+        files={"image": couple},
+        headers={"Authorization": f"Bearer {key_id}:{secret[::-1]}"},
+        timeout=60,
+    )
+    error = _auth_error(response, "InvalidSignatureException")
+    assert secret not in error["message"]
+
+
+def test_roles_decide_what_a_key_may_call(
+    live_server: str,
+    make_key: Callable[[str, list[str]], tuple[str, str]],
+    couple: bytes,
+) -> None:
+    key_id, secret = make_key("field-officer", ["searcher"])
+    headers = {"Authorization": f"Bearer {key_id}:{secret}"}
+    with httpx.Client(base_url=live_server, headers=headers, timeout=60) as searcher:
+        allowed = searcher.post("/v1/detect", files={"image": couple})
+        assert allowed.status_code == 200, allowed.text
+        denied = searcher.post("/v1/collections/any/faces", files={"image": couple})
+    error = assert_error(denied, 403, "AccessDeniedException")
+    assert "field-officer" in error["message"] and "IndexFaces" in error["message"]
+    assert "searcher" in error["message"]
+
+
+def test_an_auditor_may_not_detect(
+    live_server: str, make_key: Callable[[str, list[str]], tuple[str, str]], couple: bytes
+) -> None:
+    key_id, secret = make_key("auditor-1", ["auditor"])
+    response = httpx.post(
+        f"{live_server}/v1/detect",
+        files={"image": couple},
+        headers={"Authorization": f"Bearer {key_id}:{secret}"},
+        timeout=60,
+    )
+    assert "DetectFaces" in assert_error(response, 403, "AccessDeniedException")["message"]
+
+
+def test_insecure_mode_takes_every_request_as_the_dev_admin(tmp_path: Path) -> None:
+    """In-process (no lifespan, so no key store at all): the key check is skipped."""
+    from faceledger.api.app import create_app
+    from faceledger.api.native.auth import require
+    from faceledger.config import Settings
+    from faceledger.domain.principals import INSECURE_DEV_PRINCIPAL, Principal
+
+    app: FastAPI = create_app(Settings(data_dir=tmp_path, insecure_accept_any_signature=True))
+
+    @app.get("/v1/whoami")
+    async def whoami(request: Request, principal: Principal = Depends(require("CreateKey"))) -> str:
+        assert request.state.principal is principal
+        return principal.name
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get("/v1/whoami", headers={"Authorization": "Bearer x:y"})
+
+    response = anyio.run(call)
+    assert response.status_code == 200, response.text
+    assert response.json() == INSECURE_DEV_PRINCIPAL.name
+
+
+def test_openapi_declares_the_bearer_scheme(live_server: str) -> None:
+    spec = httpx.get(f"{live_server}/openapi.json", timeout=10).json()
+    schemes = spec["components"]["securitySchemes"]
+    assert [s["scheme"] for s in schemes.values()] == ["bearer"]
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if path.startswith("/v1/"):
+                assert operation.get("security"), f"{method.upper()} {path} has no security"
+                assert {"401", "403"} <= set(operation["responses"]), (method, path)
+
+
 # --- detect ------------------------------------------------------------------------------------
 
 
-def test_detect_couple_gives_two_faces_in_pixels(live_server: str, couple: bytes) -> None:
-    response = detect(live_server, couple, "couple.jpg")
+def test_detect_couple_gives_two_faces_in_pixels(api: httpx.Client, couple: bytes) -> None:
+    response = detect(api, couple, "couple.jpg")
     assert response.status_code == 200, response.text
     body = response.json()
     width, height = ImageOps.exif_transpose(PILImage.open(io.BytesIO(couple))).size
@@ -144,14 +257,14 @@ def test_detect_couple_gives_two_faces_in_pixels(live_server: str, couple: bytes
         assert set(face["pose_deg"]) == {"yaw", "pitch", "roll"}
 
 
-def test_detect_max_faces_limits_the_result(live_server: str, couple: bytes) -> None:
-    response = detect(live_server, couple, max_faces=1)
+def test_detect_max_faces_limits_the_result(api: httpx.Client, couple: bytes) -> None:
+    response = detect(api, couple, max_faces=1)
     assert response.status_code == 200, response.text
     assert len(response.json()["faces"]) == 1
 
 
-def test_detect_gray_image_finds_no_face(live_server: str) -> None:
-    response = detect(live_server, _gray_png(), "gray.png")
+def test_detect_gray_image_finds_no_face(api: httpx.Client) -> None:
+    response = detect(api, _gray_png(), "gray.png")
     assert response.status_code == 200, response.text
     assert response.json()["faces"] == []
 
@@ -159,9 +272,9 @@ def test_detect_gray_image_finds_no_face(live_server: str) -> None:
 # --- compare -----------------------------------------------------------------------------------
 
 
-def test_compare_same_person_scores_high(live_server: str, data_dir: Path) -> None:
+def test_compare_same_person_scores_high(api: httpx.Client, data_dir: Path) -> None:
     (name, i, j), _ = _first_pairs(data_dir)
-    response = compare(live_server, _lfw_image(data_dir, name, i), _lfw_image(data_dir, name, j))
+    response = compare(api, _lfw_image(data_dir, name, i), _lfw_image(data_dir, name, j))
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["face_model_version"].startswith("yunet-sface")
@@ -172,17 +285,15 @@ def test_compare_same_person_scores_high(live_server: str, data_dir: Path) -> No
     assert body["matches"][0]["false_match_rate_at_most"] <= 1e-5
 
 
-def test_compare_different_people_scores_low(live_server: str, data_dir: Path) -> None:
+def test_compare_different_people_scores_low(api: httpx.Client, data_dir: Path) -> None:
     _, (name_a, i, name_b, j) = _first_pairs(data_dir)
-    response = compare(
-        live_server, _lfw_image(data_dir, name_a, i), _lfw_image(data_dir, name_b, j)
-    )
+    response = compare(api, _lfw_image(data_dir, name_a, i), _lfw_image(data_dir, name_b, j))
     assert response.status_code == 200, response.text
     assert max(m["similarity"] for m in response.json()["matches"]) < 50
 
 
-def test_compare_matches_are_sorted_by_similarity(live_server: str, couple: bytes) -> None:
-    body = compare(live_server, couple, couple).json()
+def test_compare_matches_are_sorted_by_similarity(api: httpx.Client, couple: bytes) -> None:
+    body = compare(api, couple, couple).json()
     sims = [m["similarity"] for m in body["matches"]]
     assert len(sims) == 2
     assert sims == sorted(sims, reverse=True)
@@ -193,11 +304,9 @@ def test_compare_matches_are_sorted_by_similarity(live_server: str, couple: byte
 
 
 def test_compare_without_a_source_face_is_invalid_parameter(
-    live_server: str, couple: bytes
+    api: httpx.Client, couple: bytes
 ) -> None:
-    error = assert_error(
-        compare(live_server, _gray_png(), couple), 400, "InvalidParameterException"
-    )
+    error = assert_error(compare(api, _gray_png(), couple), 400, "InvalidParameterException")
     assert "source" in error["message"]
 
 
@@ -244,9 +353,9 @@ BAD_UPLOADS: list[tuple[str, Callable[[], bytes], str, str]] = [
     ],
 )
 def test_bad_uploads_are_400_json_errors(
-    live_server: str, data_factory: Callable[[], bytes], code: str, fragment: str
+    api: httpx.Client, data_factory: Callable[[], bytes], code: str, fragment: str
 ) -> None:
-    error = assert_error(detect(live_server, data_factory(), "x.jpg"), 400, code)
+    error = assert_error(detect(api, data_factory(), "x.jpg"), 400, code)
     assert fragment.lower() in error["message"].lower()
 
 
@@ -263,23 +372,22 @@ def _chunked(body: bytes, size: int = 65536) -> Iterator[bytes]:
         yield body[start : start + size]
 
 
-def _post_chunked(url: str, body: bytes) -> httpx.Response:
+def _post_chunked(api: httpx.Client, body: bytes) -> httpx.Response:
     """A body without Content-Length (Transfer-Encoding: chunked)."""
-    return httpx.post(
-        f"{url}/v1/detect",
+    return api.post(
+        "/v1/detect",
         content=_chunked(body),
         headers={"Content-Type": "multipart/form-data; boundary=faceledger-test-boundary"},
-        timeout=60,
     )
 
 
-def test_chunked_oversized_upload_is_refused(live_server: str) -> None:
+def test_chunked_oversized_upload_is_refused(api: httpx.Client) -> None:
     body = _multipart("image", b"\xff\xd8\xff" + bytes(6_000_000))
-    assert_error(_post_chunked(live_server, body), 400, "ImageTooLargeException")
+    assert_error(_post_chunked(api, body), 400, "ImageTooLargeException")
 
 
-def test_chunked_upload_within_the_limit_still_works(live_server: str, couple: bytes) -> None:
-    response = _post_chunked(live_server, _multipart("image", couple))
+def test_chunked_upload_within_the_limit_still_works(api: httpx.Client, couple: bytes) -> None:
+    response = _post_chunked(api, _multipart("image", couple))
     assert response.status_code == 200, response.text
     assert len(response.json()["faces"]) == 2
 
@@ -287,31 +395,27 @@ def test_chunked_upload_within_the_limit_still_works(live_server: str, couple: b
 # --- request validation --------------------------------------------------------------------------
 
 
-def test_missing_field_is_invalid_parameter(live_server: str) -> None:
-    error = assert_error(
-        httpx.post(f"{live_server}/v1/detect", timeout=10), 400, "InvalidParameterException"
-    )
+def test_missing_field_is_invalid_parameter(api: httpx.Client) -> None:
+    error = assert_error(api.post("/v1/detect"), 400, "InvalidParameterException")
     assert "'image' is required" in error["message"]
 
 
-def test_compare_missing_target_is_invalid_parameter(live_server: str) -> None:
-    response = httpx.post(
-        f"{live_server}/v1/compare", files={"source": ("a.png", _gray_png())}, timeout=10
-    )
+def test_compare_missing_target_is_invalid_parameter(api: httpx.Client) -> None:
+    response = api.post("/v1/compare", files={"source": ("a.png", _gray_png())})
     error = assert_error(response, 400, "InvalidParameterException")
     assert "'target' is required" in error["message"]
 
 
 @pytest.mark.parametrize("max_faces", ["0", "101", "many"])
-def test_bad_max_faces_is_invalid_parameter(live_server: str, max_faces: str) -> None:
+def test_bad_max_faces_is_invalid_parameter(api: httpx.Client, max_faces: str) -> None:
     error = assert_error(
-        detect(live_server, _gray_png(), max_faces=max_faces), 400, "InvalidParameterException"
+        detect(api, _gray_png(), max_faces=max_faces), 400, "InvalidParameterException"
     )
     assert "max_faces" in error["message"]
 
 
-def test_all_problems_are_reported_in_one_message(live_server: str) -> None:
-    response = httpx.post(f"{live_server}/v1/detect", data={"max_faces": "0"}, timeout=10)
+def test_all_problems_are_reported_in_one_message(api: httpx.Client) -> None:
+    response = api.post("/v1/detect", data={"max_faces": "0"})
     message = assert_error(response, 400, "InvalidParameterException")["message"]
     assert "'image' is required" in message and "max_faces" in message
 

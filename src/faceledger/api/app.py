@@ -15,6 +15,7 @@ Request bodies are capped per route before they are parsed (see ``BodySizeLimitM
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -32,12 +33,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from faceledger import __version__
 from faceledger.api import ServiceDep
+from faceledger.api.native.collections import router as native_collections_router
 from faceledger.api.native.routes import IMAGES_PER_REQUEST
 from faceledger.api.native.routes import router as native_router
+from faceledger.api.rekognition.router import router as rekognition_router
 from faceledger.config import Settings
-from faceledger.domain.errors import FaceLedgerError, ImageTooLargeError
+from faceledger.domain.errors import (
+    AccessDeniedError,
+    AuthError,
+    FaceLedgerError,
+    ImageTooLargeError,
+)
 from faceledger.services.collections import CollectionService
 from faceledger.services.faces import FaceService
+from faceledger.services.keys import KeyService
+from faceledger.services.objects import ImageObjects
 from faceledger.services.users import UserService
 
 logger = logging.getLogger("faceledger.api")
@@ -49,6 +59,14 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
 
 
+INSECURE_WARNING = (
+    "!" * 78,
+    "INSECURE: FACELEDGER_INSECURE_ACCEPT_ANY_SIGNATURE is on. Any signature and any bearer",
+    "token is accepted and every caller is an admin. Never run this outside development.",
+    "!" * 78,
+)
+
+
 # -- error serialisation (the one place) -----------------------------------------------------
 def error_response(
     code: str, message: str, status: int, headers: Mapping[str, str] | None = None
@@ -58,13 +76,28 @@ def error_response(
     )
 
 
+def _native_status(exc: FaceLedgerError) -> tuple[int, dict[str, str] | None]:
+    """The native API's status (and headers) for an error.
+
+    Rekognition answers 400 for authentication and authorisation errors (botocore expects
+    it); the native API answers as HTTP does: 401 with a ``WWW-Authenticate: Bearer``
+    challenge for an ``AuthError``, 403 for ``AccessDeniedError``.
+    """
+    if isinstance(exc, AuthError):
+        return 401, {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, AccessDeniedError):
+        return 403, None
+    return exc.http_status, None
+
+
 async def _faceledger_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, FaceLedgerError)
     if exc.http_status >= 500:
         logger.error(
             "%s %s failed: %s: %s", request.method, request.url.path, exc.code, exc.message
         )
-    return error_response(exc.code, exc.message, exc.http_status)
+    status, headers = _native_status(exc)
+    return error_response(exc.code, exc.message, status, headers=headers)
 
 
 def _describe_validation_error(error: Mapping[str, Any]) -> str:
@@ -147,19 +180,37 @@ class BodySizeLimitMiddleware:
     up to the cap (never more) and refused when it goes over. Either way the excess is read
     and discarded (up to ``DRAIN_LIMIT_BYTES``) before the 400 ``ImageTooLargeException`` is
     sent, unless the client asked ``Expect: 100-continue`` and so has sent nothing yet.
-    Paths not in ``limits`` pass through untouched.
+    ``limits`` (and ``what``, the wording of the refusal) are keyed by exact paths or by path
+    templates such as ``/v1/collections/{collection_id}/faces``, where each ``{name}`` matches
+    one non-empty path segment. Paths matching no key pass through untouched.
     """
 
     def __init__(self, app: ASGIApp, limits: Mapping[str, int], what: Mapping[str, str]) -> None:
         self.app = app
         self.limits = dict(limits)
         self.what = dict(what)
+        self._templates = [
+            (re.compile(self._template_regex(key)), key) for key in self.limits if "{" in key
+        ]
+
+    @staticmethod
+    def _template_regex(template: str) -> str:
+        """A regex for a path template: each ``{name}`` is one path segment, the rest literal."""
+        parts = re.split(r"\{[^{}/]*\}", template)
+        return "[^/]+".join(re.escape(part) for part in parts)
+
+    def _key(self, path: str) -> str | None:
+        """The ``limits`` key that ``path`` matches: itself, else the first matching template."""
+        if path in self.limits:
+            return path
+        return next((key for pattern, key in self._templates if pattern.fullmatch(path)), None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = self.limits.get(scope.get("path", "")) if scope["type"] == "http" else None
-        if limit is None:
+        key = self._key(scope.get("path", "")) if scope["type"] == "http" else None
+        if key is None:
             await self.app(scope, receive, send)
             return
+        limit = self.limits[key]
         headers = Headers(scope=scope)
         declared = headers.get("content-length")
         if declared is not None and declared.strip().isdigit():
@@ -169,7 +220,7 @@ class BodySizeLimitMiddleware:
                 return
             if headers.get("expect", "").lower() != "100-continue":
                 await self._drain(receive, 0)
-            await self._refuse(scope, receive, send, size, limit)
+            await self._refuse(scope, receive, send, key, size, limit)
             return
         # No usable Content-Length (chunked): buffer up to the cap, then replay.
         chunks: list[bytes] = []
@@ -184,7 +235,7 @@ class BodySizeLimitMiddleware:
                 complete = True
                 if message.get("more_body", False):
                     total, complete = await self._drain(receive, total)
-                await self._refuse(scope, receive, send, total, limit, at_least=not complete)
+                await self._refuse(scope, receive, send, key, total, limit, at_least=not complete)
                 return
             chunks.append(body)
             if not message.get("more_body", False):
@@ -217,12 +268,13 @@ class BodySizeLimitMiddleware:
         scope: Scope,
         receive: Receive,
         send: Send,
+        key: str,
         size: int,
         limit: int,
         *,
         at_least: bool = False,
     ) -> None:
-        what = self.what.get(scope.get("path", ""), "the upload")
+        what = self.what.get(key, "the upload")
         exc = ImageTooLargeError(
             f"The request body is {'at least ' if at_least else ''}{size:,} bytes; "
             f"this endpoint accepts at most {limit:,} bytes ({what}). "
@@ -249,6 +301,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.service = service
         app.state.collections = collections
         app.state.users = UserService(collections)
+        app.state.keys = KeyService(settings)
+        app.state.objects = ImageObjects(settings)
+        if settings.insecure_accept_any_signature:
+            for line in INSECURE_WARNING:
+                logger.warning(line)
         app.state.engine_limiter = anyio.CapacityLimiter(settings.workers)
         logger.info("loading model pack %r", service.pack)
         # Verify and load now so the first request is fast; a broken pack stops start-up.
@@ -258,6 +315,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await anyio.to_thread.run_sync(collections.close)
+            app.state.objects.close()
             await anyio.to_thread.run_sync(service.close)
 
     app = FastAPI(
@@ -296,4 +354,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok", **service.health()}
 
     app.include_router(native_router)
+    app.include_router(native_collections_router)
+    app.include_router(rekognition_router)
     return app

@@ -169,6 +169,8 @@ def serve(
     # Fail here with one line (unknown pack, licence not accepted, missing or tampered files)
     # rather than with uvicorn's start-up traceback; the app's lifespan then loads the pack.
     _service(settings).registry.load(settings.default_pack)
+    # The first admin key (shown once on stderr) and the insecure-mode warning.
+    _keys.announce_keys_at_start(settings)
     import uvicorn
 
     from faceledger.api.app import create_app
@@ -341,6 +343,7 @@ def eval_lfw(
 
 # Collection verbs live in their own module; importing it registers them on ``app``.
 from faceledger.cli import collections as _collections  # noqa: E402,F401
+from faceledger.cli import keys as _keys  # noqa: E402
 
 
 # -- entry point -----------------------------------------------------------------------------

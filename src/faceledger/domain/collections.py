@@ -11,11 +11,15 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from faceledger.domain.errors import InvalidParameterError
+from faceledger.domain.faces import AnalysedImage
 
 # Patterns and lengths from botocore's Rekognition service model.
 COLLECTION_ID_RE = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
 EXTERNAL_IMAGE_ID_RE = re.compile(r"[a-zA-Z0-9_.\-:]{1,255}")
 USER_ID_RE = re.compile(r"[a-zA-Z0-9_.\-:]{1,128}")
+TAG_KEY_RE = re.compile(r"(?!aws:)[\w\s.:/=+\-@]{1,128}")
+TAG_VALUE_RE = re.compile(r"[\w\s.:/=+\-@]{0,256}")
+MAX_TAGS = 200  # TagMap's limit in the service model
 FACE_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 QualityFilter = Literal["NONE", "AUTO", "LOW", "MEDIUM", "HIGH"]
@@ -91,6 +95,7 @@ class IndexFacesResult:
     unindexed: tuple[UnindexedFace, ...]
     face_model_version: str
     duplicate: bool = False  # the same image and ExternalImageId were indexed before
+    analysed: AnalysedImage | None = None  # the image's detected faces (for FaceDetails)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,10 @@ from faceledger.domain.collections import (
     COLLECTION_ID_RE,
     EXTERNAL_IMAGE_ID_RE,
     FACE_ID_RE,
+    MAX_TAGS,
     QUALITY_FILTERS,
+    TAG_KEY_RE,
+    TAG_VALUE_RE,
     USER_ID_RE,
     BoundingBox,
     Collection,
@@ -122,6 +125,15 @@ def _check_threshold(value: float, name: str) -> float:
     return float(value)
 
 
+def _check_tags(tags: dict[str, str]) -> dict[str, str]:
+    if len(tags) > MAX_TAGS:
+        raise InvalidParameterError(f"at most {MAX_TAGS} tags are allowed, got {len(tags)}")
+    for key, value in tags.items():
+        check_id(key, TAG_KEY_RE, "TagKey")
+        check_id(value, TAG_VALUE_RE, "TagValue")
+    return dict(tags)
+
+
 @dataclass(frozen=True)
 class SearchByImageResult:
     searched_face_bounding_box: BoundingBox
@@ -146,13 +158,31 @@ class CollectionService:
         self.indexes.save_all()
 
     # -- collections ------------------------------------------------------------------------
-    def create_collection(self, collection_id: str) -> Collection:
+    def create_collection(
+        self, collection_id: str, tags: dict[str, str] | None = None
+    ) -> Collection:
         """A new, empty collection pinned to the server's pack (its FaceModelVersion)."""
         check_id(collection_id, COLLECTION_ID_RE, "CollectionId")
+        tags = _check_tags(tags or {})
         engine = self.faces.engine
         return self.store.create_collection(
-            collection_id, engine.face_model_version, engine.embedding_size
+            collection_id, engine.face_model_version, engine.embedding_size, tags
         )
+
+    # -- tags (TagResource / UntagResource / ListTagsForResource on a collection) ---------
+    def collection_tags(self, collection_id: str) -> dict[str, str]:
+        check_id(collection_id, COLLECTION_ID_RE, "CollectionId")
+        return self.store.tags(collection_id)
+
+    def tag_collection(self, collection_id: str, tags: dict[str, str]) -> None:
+        check_id(collection_id, COLLECTION_ID_RE, "CollectionId")
+        self.store.set_tags(collection_id, _check_tags(tags), MAX_TAGS)
+
+    def untag_collection(self, collection_id: str, keys: list[str]) -> None:
+        check_id(collection_id, COLLECTION_ID_RE, "CollectionId")
+        for key in keys:
+            check_id(key, TAG_KEY_RE, "TagKey")
+        self.store.remove_tags(collection_id, list(keys))
 
     def describe_collection(self, collection_id: str) -> Collection:
         check_id(collection_id, COLLECTION_ID_RE, "CollectionId")
@@ -244,6 +274,7 @@ class CollectionService:
                     (),
                     collection.face_model_version,
                     duplicate=True,
+                    analysed=analysed,
                 )
             assert faces.embeddings is not None
             new = [
@@ -258,7 +289,9 @@ class CollectionService:
             ]
             rows = self.store.add_faces(collection_id, new) if new else []
         records = tuple((row.face, i) for row, i in zip(rows, sorted(passing), strict=True))
-        return IndexFacesResult(records, unindexed, collection.face_model_version)
+        return IndexFacesResult(
+            records, unindexed, collection.face_model_version, analysed=analysed
+        )
 
     def list_faces(
         self,

@@ -14,7 +14,7 @@ from typing import Any
 
 from faceledger.config import Settings
 from faceledger.domain.errors import ModelPackError
-from faceledger.domain.faces import Image
+from faceledger.domain.faces import AnalysedImage, CompareResult, Image
 from faceledger.inference.engine import MAX_FACES_PER_IMAGE, EngineOptions, FaceEngine
 from faceledger.inference.imaging import decode_image, load_image
 from faceledger.inference.packs import FileCheck, PackRegistry
@@ -115,6 +115,13 @@ class FaceService:
         return load_image(source, max_bytes=self.settings.max_image_bytes)
 
     # -- verbs ----------------------------------------------------------------------------
+    def detect_faces(
+        self, image: ImageSource, *, max_faces: int = MAX_FACES_PER_IMAGE
+    ) -> AnalysedImage:
+        """The image's faces, largest first, with quality and pose (no embeddings)."""
+        decoded = self.image(image)
+        return AnalysedImage.of(decoded, self.engine.detect(decoded, max_faces=max_faces))
+
     def detect(self, image: ImageSource, *, max_faces: int = MAX_FACES_PER_IMAGE) -> dict[str, Any]:
         """Faces in an image, largest first: pixel boxes, confidence (0–100), five landmarks,
         quality (brightness, sharpness 0–100) and pose (degrees).
@@ -129,6 +136,19 @@ class FaceService:
             "faces": faces.to_dicts(),
         }
 
+    def compare_faces(
+        self,
+        source: ImageSource,
+        target: ImageSource,
+        *,
+        max_target_faces: int = MAX_FACES_PER_IMAGE,
+    ) -> tuple[Image, Image, CompareResult]:
+        """Decoded source and target and the comparison (see :meth:`compare`)."""
+        source_image = self.image(source)
+        target_image = self.image(target)
+        result = self.engine.compare(source_image, target_image, max_target_faces=max_target_faces)
+        return source_image, target_image, result
+
     def compare(
         self,
         source: ImageSource,
@@ -142,10 +162,10 @@ class FaceService:
         pack has no Similarity calibration (then Similarity is 100·max(cosine, 0)).
         Raises InvalidParameterError when the source image has no face.
         """
-        source_image = self.image(source)
-        target_image = self.image(target)
+        source_image, target_image, result = self.compare_faces(
+            source, target, max_target_faces=max_target_faces
+        )
         engine = self.engine
-        result = engine.compare(source_image, target_image, max_target_faces=max_target_faces)
         target_faces = result.targets.to_dicts()
         matches = sorted(result.matches, key=lambda m: m.similarity, reverse=True)
         return {

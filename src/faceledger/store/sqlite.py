@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ from faceledger.domain.errors import (
     InvalidParameterError,
     ResourceAlreadyExistsError,
     ResourceNotFoundError,
+    ServiceQuotaExceededError,
 )
 
 SCHEMA = """
@@ -73,6 +74,12 @@ CREATE TABLE IF NOT EXISTS request_tokens (
     response TEXT NOT NULL,
     created_at REAL NOT NULL,
     PRIMARY KEY (collection_id, operation, token)
+);
+CREATE TABLE IF NOT EXISTS tags (
+    collection_id TEXT NOT NULL REFERENCES collections(collection_id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (collection_id, key)
 );
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -200,7 +207,11 @@ class SQLiteStore:
 
     # -- collections ----------------------------------------------------------------------
     def create_collection(
-        self, collection_id: str, face_model_version: str, dim: int
+        self,
+        collection_id: str,
+        face_model_version: str,
+        dim: int,
+        tags: Mapping[str, str] | None = None,
     ) -> Collection:
         now = time.time()
         try:
@@ -208,6 +219,10 @@ class SQLiteStore:
                 db.execute(
                     "INSERT INTO collections VALUES (?, ?, ?, ?)",
                     (collection_id, face_model_version, dim, now),
+                )
+                db.executemany(
+                    "INSERT INTO tags VALUES (?, ?, ?)",
+                    [(collection_id, k, v) for k, v in (tags or {}).items()],
                 )
         except sqlite3.IntegrityError:
             raise ResourceAlreadyExistsError(
@@ -267,9 +282,52 @@ class SQLiteStore:
                 raise ResourceNotFoundError(f"collection {collection_id!r} does not exist")
             db.execute("DELETE FROM faces WHERE collection_id = ?", (collection_id,))
             db.execute("DELETE FROM users WHERE collection_id = ?", (collection_id,))
+            db.execute("DELETE FROM tags WHERE collection_id = ?", (collection_id,))
             db.execute("DELETE FROM changes WHERE collection_id = ?", (collection_id,))
         # Deleted rows must not linger in free pages of the file or in the WAL.
         self._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # -- tags -----------------------------------------------------------------------------
+    def _require_collection(self, db: sqlite3.Connection, collection_id: str) -> None:
+        row = db.execute(
+            "SELECT 1 FROM collections WHERE collection_id = ?", (collection_id,)
+        ).fetchone()
+        if row is None:
+            raise ResourceNotFoundError(f"collection {collection_id!r} does not exist")
+
+    def tags(self, collection_id: str) -> dict[str, str]:
+        db = self._db()
+        self._require_collection(db, collection_id)
+        rows = db.execute(
+            "SELECT key, value FROM tags WHERE collection_id = ? ORDER BY key", (collection_id,)
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def set_tags(self, collection_id: str, tags: Mapping[str, str], max_tags: int) -> None:
+        """Add or overwrite tags; refuses (changing nothing) when the total would exceed
+        ``max_tags``."""
+        with self._tx() as db:
+            self._require_collection(db, collection_id)
+            db.executemany(
+                "INSERT OR REPLACE INTO tags VALUES (?, ?, ?)",
+                [(collection_id, k, v) for k, v in tags.items()],
+            )
+            (count,) = db.execute(
+                "SELECT COUNT(*) FROM tags WHERE collection_id = ?", (collection_id,)
+            ).fetchone()
+            if count > max_tags:
+                raise ServiceQuotaExceededError(
+                    f"collection {collection_id!r} would have {count} tags; "
+                    f"at most {max_tags} are allowed"
+                )
+
+    def remove_tags(self, collection_id: str, keys: list[str]) -> None:
+        with self._tx() as db:
+            self._require_collection(db, collection_id)
+            db.executemany(
+                "DELETE FROM tags WHERE collection_id = ? AND key = ?",
+                [(collection_id, k) for k in keys],
+            )
 
     # -- faces ----------------------------------------------------------------------------
     def faces_of_image(

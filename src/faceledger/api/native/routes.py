@@ -1,7 +1,10 @@
 """``/v1/detect`` and ``/v1/compare``: thin adapters over ``FaceService``.
 
-Uploads are multipart files. Each is read with a cap of ``settings.max_image_bytes`` (the whole
-request body was already capped by the app's ``BodySizeLimitMiddleware``, using
+Both need an API key (``Authorization: Bearer <key_id>:<secret>``) whose roles allow
+DetectFaces / CompareFaces (see ``faceledger.api.native.auth``).
+
+Uploads are multipart files. Each is read with a cap of ``settings.max_image_bytes`` (the
+whole request body was already capped by the app's ``BodySizeLimitMiddleware``, using
 ``IMAGES_PER_REQUEST``), decoded once by the service, and the engine runs in a worker thread.
 """
 
@@ -9,15 +12,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from pydantic import BaseModel
 
 from faceledger.api import ServiceDep, run_blocking
+from faceledger.api.native.auth import require
 from faceledger.domain.errors import ImageTooLargeError
 from faceledger.inference.engine import MAX_FACES_PER_IMAGE
 
-# How many images each route's request body may carry; the body cap is this × the image limit.
-IMAGES_PER_REQUEST: dict[str, int] = {"/v1/detect": 1, "/v1/compare": 2}
+# How many images each multipart route's request body may carry, by path template (a
+# ``{name}`` matches one path segment); the body cap is this × the image limit. Every route
+# that takes an upload must be listed (``tests/test_native_collections.py`` checks the spec).
+IMAGES_PER_REQUEST: dict[str, int] = {
+    "/v1/detect": 1,
+    "/v1/compare": 2,
+    "/v1/collections/{collection_id}/faces": 1,  # IndexFaces (POST; GET lists faces)
+    "/v1/collections/{collection_id}/search": 1,  # SearchFacesByImage
+    "/v1/collections/{collection_id}/users/search": 1,  # SearchUsersByImage
+}
 
 
 class ErrorBody(BaseModel):
@@ -29,13 +41,29 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+# Documented error answers shared by every native router (each adds its own 400 wording).
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": ErrorResponse,
+        "description": "MissingAuthenticationTokenException (no `Authorization: Bearer` "
+        "header), IncompleteSignatureException (not `<key_id>:<secret>`), "
+        "UnrecognizedClientException (unknown or revoked key) or InvalidSignatureException "
+        "(wrong secret).",
+    },
+    403: {
+        "model": ErrorResponse,
+        "description": "AccessDeniedException: the key's roles do not allow this operation.",
+    },
+    500: {"model": ErrorResponse, "description": "InternalServerError (see the server log)."},
+}
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {
         "model": ErrorResponse,
         "description": "InvalidParameterException (bad field, no face in the source image), "
         "InvalidImageFormatException (not a complete JPEG/PNG) or ImageTooLargeException.",
     },
-    500: {"model": ErrorResponse, "description": "InternalServerError (see the server log)."},
+    **COMMON_ERRORS,
 }
 
 router = APIRouter(prefix="/v1", tags=["faces"], responses=_ERRORS)
@@ -58,7 +86,9 @@ async def read_upload(upload: UploadFile, field: str, max_bytes: int) -> bytes:
     )
 
 
-@router.post("/detect", summary="Detect faces in an image")
+@router.post(
+    "/detect", summary="Detect faces in an image", dependencies=[Depends(require("DetectFaces"))]
+)
 async def detect(
     request: Request,
     service: ServiceDep,
@@ -74,7 +104,11 @@ async def detect(
     return await run_blocking(request, service.detect, data, max_faces=max_faces)
 
 
-@router.post("/compare", summary="Compare the largest face of one image with every face of another")
+@router.post(
+    "/compare",
+    summary="Compare the largest face of one image with every face of another",
+    dependencies=[Depends(require("CompareFaces"))],
+)
 async def compare(
     request: Request,
     service: ServiceDep,

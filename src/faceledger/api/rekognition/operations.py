@@ -1,0 +1,406 @@
+"""The dispatch table: one function per Rekognition operation, keyed by its name.
+
+Each handler takes the request ``Context`` and the validated parameters (blobs already
+decoded to bytes) and returns the operation's output members as JSON-ready values. Handlers are
+blocking (engine, SQLite, index) and run in a worker thread. Defaults are Rekognition's
+(``../shared/DESIGN.md``, "Protocol facts"), read where the service model does not state them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from faceledger.api.rekognition import shapes
+from faceledger.config import Settings
+from faceledger.domain.errors import InvalidParameterError, ResourceNotFoundError
+from faceledger.domain.faces import AnalysedImage
+from faceledger.domain.principals import Principal
+from faceledger.inference.engine import MAX_FACES_PER_IMAGE
+from faceledger.services.collections import (
+    DEFAULT_FACE_MATCH_THRESHOLD,
+    DEFAULT_SEARCH_MAX_FACES,
+    CollectionService,
+    quality_reasons,
+)
+from faceledger.services.faces import FaceService
+from faceledger.services.objects import ImageObjects
+from faceledger.services.users import UserService
+
+DEFAULT_LIST_FACES = 1000
+DEFAULT_LIST_COLLECTIONS = 1000
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a handler may use: the services, the settings and who is asking."""
+
+    settings: Settings
+    faces: FaceService
+    collections: CollectionService
+    users: UserService
+    objects: ImageObjects
+    principal: Principal
+    request_id: str
+
+    def image(self, image: dict[str, Any], name: str = "Image") -> bytes:
+        """The bytes of an ``Image``: inline ``Bytes`` or an ``S3Object``, exactly one."""
+        has_bytes, has_object = "Bytes" in image, "S3Object" in image
+        if has_bytes == has_object:
+            raise InvalidParameterError(f"{name} must have exactly one of Bytes and S3Object")
+        if has_bytes:
+            data: bytes = image["Bytes"]
+            return data
+        obj = image["S3Object"]
+        if "Bucket" not in obj or "Name" not in obj:
+            raise InvalidParameterError(f"{name}.S3Object needs both Bucket and Name")
+        return self.objects.read(obj["Bucket"], obj["Name"], obj.get("Version"))
+
+    def arn(self, collection_id: str) -> str:
+        return shapes.collection_arn(self.settings.region, self.settings.account_id, collection_id)
+
+    def collection_of_arn(self, arn: str) -> str:
+        """The CollectionId an ARN of this installation names."""
+        prefix = f"arn:aws:rekognition:{self.settings.region}:{self.settings.account_id}:"
+        kind, _, collection_id = arn.removeprefix(prefix).partition("/")
+        if not arn.startswith(prefix) or kind != "collection" or not collection_id:
+            raise ResourceNotFoundError(
+                f"{arn!r} is not a collection ARN of this installation "
+                f"(expected {prefix}collection/<CollectionId>)"
+            )
+        return collection_id
+
+
+Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
+OPERATIONS: dict[str, Handler] = {}
+
+
+def operation(func: Handler) -> Handler:
+    """Register ``func`` under its Rekognition name (``create_collection`` → CreateCollection)."""
+    name = "".join(part.title() for part in func.__name__.split("_"))
+    OPERATIONS[name] = func
+    return func
+
+
+def _kwargs(params: dict[str, Any], **names: str) -> dict[str, Any]:
+    """Service keyword arguments for the request members present (``kwarg="Member"``)."""
+    return {kwarg: params[member] for kwarg, member in names.items() if member in params}
+
+
+# -- collections ---------------------------------------------------------------------------
+@operation
+def create_collection(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    c = ctx.collections.create_collection(p["CollectionId"], p.get("Tags"))
+    return {
+        "StatusCode": 200,
+        "CollectionArn": ctx.arn(c.collection_id),
+        "FaceModelVersion": c.face_model_version,
+    }
+
+
+@operation
+def describe_collection(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    c = ctx.collections.describe_collection(p["CollectionId"])
+    return shapes.describe_collection(c, ctx.arn(c.collection_id))
+
+
+@operation
+def list_collections(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    page, token = ctx.collections.list_collections(
+        next_token=p.get("NextToken"), max_results=p.get("MaxResults", DEFAULT_LIST_COLLECTIONS)
+    )
+    out: dict[str, Any] = {
+        "CollectionIds": [c.collection_id for c in page],
+        "FaceModelVersions": [c.face_model_version for c in page],
+    }
+    if token:
+        out["NextToken"] = token
+    return out
+
+
+@operation
+def delete_collection(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    ctx.collections.delete_collection(p["CollectionId"])
+    return {"StatusCode": 200}
+
+
+# -- tags ----------------------------------------------------------------------------------
+@operation
+def tag_resource(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    ctx.collections.tag_collection(ctx.collection_of_arn(p["ResourceArn"]), p["Tags"])
+    return {}
+
+
+@operation
+def untag_resource(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    ctx.collections.untag_collection(ctx.collection_of_arn(p["ResourceArn"]), p["TagKeys"])
+    return {}
+
+
+@operation
+def list_tags_for_resource(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    return {"Tags": ctx.collections.collection_tags(ctx.collection_of_arn(p["ResourceArn"]))}
+
+
+# -- faces ---------------------------------------------------------------------------------
+def _detail(analysed: AnalysedImage, index: int) -> dict[str, Any]:
+    return shapes.face_detail(analysed.faces, index, analysed.width_px, analysed.height_px)
+
+
+@operation
+def index_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    result = ctx.collections.index_faces(
+        p["CollectionId"],
+        ctx.image(p["Image"]),
+        **_kwargs(
+            p,
+            external_image_id="ExternalImageId",
+            max_faces="MaxFaces",
+            quality_filter="QualityFilter",
+        ),
+    )
+    analysed = result.analysed
+    assert analysed is not None
+    records = []
+    for face, index in result.face_records:
+        if index >= 0:
+            detail = _detail(analysed, index)
+        else:  # an earlier IndexFaces of the same image: the stored box
+            detail = {
+                "BoundingBox": shapes.bounding_box(face.bounding_box),
+                "Confidence": round(face.confidence, shapes.SCORE_DIGITS),
+            }
+        records.append({"Face": shapes.stored_face(face), "FaceDetail": detail})
+    return {
+        "FaceRecords": records,
+        "FaceModelVersion": result.face_model_version,
+        "UnindexedFaces": [
+            {"Reasons": list(u.reasons), "FaceDetail": _detail(analysed, u.face_index)}
+            for u in result.unindexed
+        ],
+    }
+
+
+@operation
+def list_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    collection = ctx.collections.describe_collection(p["CollectionId"])
+    faces, token = ctx.collections.list_faces(
+        p["CollectionId"],
+        next_token=p.get("NextToken"),
+        max_results=p.get("MaxResults", DEFAULT_LIST_FACES),
+        **_kwargs(p, user_id="UserId", face_ids="FaceIds"),
+    )
+    out: dict[str, Any] = {
+        "Faces": [shapes.stored_face(f) for f in faces],
+        "FaceModelVersion": collection.face_model_version,
+    }
+    if token:
+        out["NextToken"] = token
+    return out
+
+
+@operation
+def delete_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    deleted, unsuccessful = ctx.collections.delete_faces(p["CollectionId"], p["FaceIds"])
+    return {"DeletedFaces": deleted, "UnsuccessfulFaceDeletions": unsuccessful}
+
+
+# -- search --------------------------------------------------------------------------------
+@operation
+def search_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    collection = ctx.collections.describe_collection(p["CollectionId"])
+    matches = ctx.collections.search_faces(
+        p["CollectionId"],
+        p["FaceId"],
+        max_faces=p.get("MaxFaces", DEFAULT_SEARCH_MAX_FACES),
+        threshold=p.get("FaceMatchThreshold", DEFAULT_FACE_MATCH_THRESHOLD),
+    )
+    return {
+        "SearchedFaceId": p["FaceId"],
+        "FaceMatches": [shapes.face_match(m) for m in matches],
+        "FaceModelVersion": collection.face_model_version,
+    }
+
+
+@operation
+def search_faces_by_image(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    result = ctx.collections.search_faces_by_image(
+        p["CollectionId"],
+        ctx.image(p["Image"]),
+        max_faces=p.get("MaxFaces", DEFAULT_SEARCH_MAX_FACES),
+        threshold=p.get("FaceMatchThreshold", DEFAULT_FACE_MATCH_THRESHOLD),
+        quality_filter=p.get("QualityFilter", "NONE"),
+    )
+    return {
+        "SearchedFaceBoundingBox": shapes.bounding_box(result.searched_face_bounding_box),
+        "SearchedFaceConfidence": round(result.searched_face_confidence, shapes.SCORE_DIGITS),
+        "FaceMatches": [shapes.face_match(m) for m in result.matches],
+        "FaceModelVersion": result.face_model_version,
+    }
+
+
+# -- images without a collection -------------------------------------------------------------
+@operation
+def detect_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    analysed = ctx.faces.detect_faces(ctx.image(p["Image"]))
+    return {"FaceDetails": [_detail(analysed, i) for i in range(len(analysed.faces))]}
+
+
+@operation
+def compare_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    threshold = float(p.get("SimilarityThreshold", DEFAULT_FACE_MATCH_THRESHOLD))
+    quality_filter = p.get("QualityFilter", "NONE")
+    source, target, result = ctx.faces.compare_faces(
+        ctx.image(p["SourceImage"], "SourceImage"),
+        ctx.image(p["TargetImage"], "TargetImage"),
+        max_target_faces=MAX_FACES_PER_IMAGE,
+    )
+    failing = quality_reasons(result.source, quality_filter)[0]
+    if failing:
+        raise InvalidParameterError(
+            f"the source image's largest face fails QualityFilter {quality_filter}: "
+            + ", ".join(failing)
+        )
+    target_reasons = quality_reasons(result.targets, quality_filter)
+    matched, unmatched = [], []
+    for m in sorted(result.matches, key=lambda m: -m.similarity):
+        if target_reasons[m.target_index]:
+            continue  # filtered out: neither matched nor unmatched
+        detail = shapes.face_detail(
+            result.targets, m.target_index, target.width_px, target.height_px
+        )
+        if m.similarity >= threshold:
+            matched.append({"Similarity": round(m.similarity, shapes.SCORE_DIGITS), "Face": detail})
+        else:
+            unmatched.append(detail)
+    source_box = shapes.face_box(result.source, 0, source.width_px, source.height_px)
+    return {
+        "SourceImageFace": {
+            "BoundingBox": shapes.bounding_box(source_box),
+            "Confidence": round(float(result.source.scores[0]) * 100.0, shapes.SCORE_DIGITS),
+        },
+        "FaceMatches": matched,
+        "UnmatchedFaces": unmatched,
+    }
+
+
+# -- users ---------------------------------------------------------------------------------
+@operation
+def create_user(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    ctx.users.create_user(p["CollectionId"], p["UserId"], p.get("ClientRequestToken"))
+    return {}
+
+
+@operation
+def delete_user(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    ctx.users.delete_user(p["CollectionId"], p["UserId"], p.get("ClientRequestToken"))
+    return {}
+
+
+@operation
+def list_users(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    users, token = ctx.users.list_users(
+        p["CollectionId"], **_kwargs(p, next_token="NextToken", max_results="MaxResults")
+    )
+    out: dict[str, Any] = {"Users": [shapes.user(u) for u in users]}
+    if token:
+        out["NextToken"] = token
+    return out
+
+
+@operation
+def associate_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    outcome = ctx.users.associate_faces(
+        p["CollectionId"],
+        p["UserId"],
+        p["FaceIds"],
+        **_kwargs(
+            p,
+            user_match_threshold="UserMatchThreshold",
+            client_request_token="ClientRequestToken",
+        ),
+    )
+    return {
+        "AssociatedFaces": [{"FaceId": f} for f in outcome.faces],
+        "UnsuccessfulFaceAssociations": outcome.unsuccessful,
+        "UserStatus": outcome.user_status,
+    }
+
+
+@operation
+def disassociate_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    outcome = ctx.users.disassociate_faces(
+        p["CollectionId"],
+        p["UserId"],
+        p["FaceIds"],
+        **_kwargs(p, client_request_token="ClientRequestToken"),
+    )
+    return {
+        "DisassociatedFaces": [{"FaceId": f} for f in outcome.faces],
+        "UnsuccessfulFaceDisassociations": outcome.unsuccessful,
+        "UserStatus": outcome.user_status,
+    }
+
+
+@operation
+def search_users(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    result = ctx.users.search_users(
+        p["CollectionId"],
+        **_kwargs(
+            p,
+            user_id="UserId",
+            face_id="FaceId",
+            user_match_threshold="UserMatchThreshold",
+            max_users="MaxUsers",
+        ),
+    )
+    out: dict[str, Any] = {
+        "UserMatches": [
+            {"Similarity": round(m.similarity, shapes.SCORE_DIGITS), "User": shapes.user(m.user)}
+            for m in result.matches
+        ],
+        "FaceModelVersion": result.face_model_version,
+    }
+    if result.searched_face_id is not None:
+        out["SearchedFace"] = {"FaceId": result.searched_face_id}
+    if result.searched_user_id is not None:
+        out["SearchedUser"] = {"UserId": result.searched_user_id}
+    return out
+
+
+@operation
+def search_users_by_image(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    result = ctx.users.search_users_by_image(
+        p["CollectionId"],
+        ctx.image(p["Image"]),
+        **_kwargs(
+            p,
+            user_match_threshold="UserMatchThreshold",
+            max_users="MaxUsers",
+            quality_filter="QualityFilter",
+        ),
+    )
+
+    def detail(face: Any) -> dict[str, Any]:
+        return {
+            "BoundingBox": shapes.bounding_box(face.bounding_box),
+            "Confidence": round(face.confidence, shapes.SCORE_DIGITS),
+        }
+
+    out: dict[str, Any] = {
+        "UserMatches": [
+            {"Similarity": round(m.similarity, shapes.SCORE_DIGITS), "User": shapes.user(m.user)}
+            for m in result.matches
+        ],
+        "FaceModelVersion": result.face_model_version,
+        "UnsearchedFaces": [
+            {"FaceDetails": detail(u.face), "Reasons": list(u.reasons)} for u in result.unsearched
+        ],
+    }
+    if result.searched_face is not None:
+        out["SearchedFace"] = {"FaceDetail": detail(result.searched_face)}
+    return out
+
+
+IMPLEMENTED: frozenset[str] = frozenset(OPERATIONS)

@@ -1,0 +1,150 @@
+"""``POST /``: the Rekognition JSON 1.1 endpoint that boto3, the AWS CLI and AWS SDKs call.
+
+One request: read the body (capped) → verify its SigV4 signature against ``faceledger keys``
+→ find the operation from ``X-Amz-Target`` → check the principal's roles → validate the body
+against botocore's input shape → run the operation's handler in a worker thread → answer
+``application/x-amz-json-1.1`` with ``x-amzn-RequestId``.
+
+Errors leave from one place (``error_response``) as ``{"__type": Code, "message": …}`` with the
+code also in ``X-Amzn-ErrorType``; anything unexpected is logged with the request id and
+answered as ``InternalServerError`` (500), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from faceledger.api import run_blocking
+from faceledger.api.rekognition.operations import IMPLEMENTED, OPERATIONS, Context
+from faceledger.api.rekognition.protocol import (
+    CONTENT_TYPE,
+    operation_model,
+    parse_body,
+    validate,
+)
+from faceledger.api.rekognition.sigv4 import verify_sigv4
+from faceledger.config import Settings
+from faceledger.domain.errors import AccessDeniedError, FaceLedgerError, ImageTooLargeError
+from faceledger.domain.principals import INSECURE_DEV_PRINCIPAL, Principal
+
+logger = logging.getLogger("faceledger.api.rekognition")
+
+router = APIRouter()
+
+# JSON, base64 and the other members around the images a request may carry (CompareFaces: 2).
+JSON_OVERHEAD_BYTES = 64 * 1024
+IMAGES_PER_REQUEST = 2
+# An over-limit body is read and discarded up to this many bytes before the error is sent.
+DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
+
+
+def body_limit(settings: Settings) -> int:
+    """Largest accepted request body: two base64 images at the byte limit, plus JSON."""
+    return IMAGES_PER_REQUEST * 4 * math.ceil(settings.max_image_bytes / 3) + JSON_OVERHEAD_BYTES
+
+
+def error_response(exc: FaceLedgerError, request_id: str) -> Response:
+    """The one place Rekognition errors are serialised."""
+    body = json.dumps({"__type": exc.code, "message": exc.message})
+    return Response(
+        body,
+        status_code=exc.http_status,
+        media_type=CONTENT_TYPE,
+        headers={"x-amzn-RequestId": request_id, "X-Amzn-ErrorType": exc.code},
+    )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (after draining the rest) one larger than ``limit``."""
+    declared = request.headers.get("content-length", "")
+    chunks: list[bytes] = []
+    total = 0
+    too_large = declared.isdigit() and int(declared) > limit
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            too_large = True
+        if too_large:
+            if total > DRAIN_LIMIT_BYTES:
+                break
+            continue
+        chunks.append(chunk)
+    if too_large:
+        size = int(declared) if declared.isdigit() else total
+        raise ImageTooLargeError(
+            f"The request body is {size:,} bytes; at most {limit:,} are accepted "
+            f"(images of at most {request.app.state.settings.max_image_bytes:,} bytes each, "
+            "base64-encoded). Send a smaller or more compressed JPEG or PNG."
+        )
+    return b"".join(chunks)
+
+
+def authenticate(request: Request, body: bytes, settings: Settings) -> Principal:
+    """The principal whose access key signed this request (SigV4)."""
+    if settings.insecure_accept_any_signature:
+        return INSECURE_DEV_PRINCIPAL
+    return verify_sigv4(
+        method=request.method,
+        # the path as sent (still percent-encoded), which is what the client signed
+        path=request.scope.get("raw_path", b"/").decode("latin-1") or "/",
+        query_string=request.url.query,
+        headers=request.headers,
+        body=body,
+        credentials=request.app.state.keys.credentials,
+        region=settings.region,
+        service="rekognition",
+        now=datetime.now(UTC),
+        max_skew_seconds=settings.max_clock_skew_seconds,
+    )
+
+
+@router.post("/", include_in_schema=False)
+async def rekognition(request: Request) -> Response:
+    request_id = str(uuid.uuid4())
+    settings: Settings = request.app.state.settings
+    target = request.headers.get("x-amz-target")
+    try:
+        body = await read_body(request, body_limit(settings))
+        principal = authenticate(request, body, settings)
+        operation = operation_model(target, IMPLEMENTED)
+        if not principal.may(operation.name):
+            raise AccessDeniedError(
+                f"principal {principal.name!r} (roles: {', '.join(principal.roles)}) "
+                f"is not allowed to call {operation.name}"
+            )
+        params = validate(operation, parse_body(body))
+        context = Context(
+            settings=settings,
+            faces=request.app.state.service,
+            collections=request.app.state.collections,
+            users=request.app.state.users,
+            objects=request.app.state.objects,
+            principal=principal,
+            request_id=request_id,
+        )
+        result: dict[str, Any] = await run_blocking(
+            request, OPERATIONS[operation.name], context, params
+        )
+    except FaceLedgerError as exc:
+        if exc.http_status >= 500:
+            logger.error("request %s (%s) failed: %s: %s", request_id, target, exc.code, exc)
+        return error_response(exc, request_id)
+    except Exception:
+        logger.exception("request %s (%s) failed", request_id, target)
+        return error_response(
+            FaceLedgerError(f"internal error; see the server log (request id {request_id})"),
+            request_id,
+        )
+    return Response(
+        json.dumps(result, separators=(",", ":")),
+        media_type=CONTENT_TYPE,
+        headers={"x-amzn-RequestId": request_id},
+    )

@@ -1,0 +1,108 @@
+"""Domain results shaped as Rekognition's JSON output members.
+
+Units follow Rekognition: bounding boxes and landmarks are ratios of the orientation-corrected
+image's width and height; Confidence, Similarity, Brightness and Sharpness are 0–100; Pose is in
+degrees. FaceLedger fills the FaceDetail members it measures (BoundingBox, Confidence,
+Landmarks, Pose, Quality); the attributes it does not estimate (age, emotions, glasses, …) are
+left out rather than invented, whatever ``Attributes`` asks for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faceledger.domain.collections import (
+    BoundingBox,
+    Collection,
+    CollectionMatch,
+    StoredFace,
+    User,
+)
+from faceledger.domain.faces import LANDMARK_NAMES, Faces
+
+DIGITS = 6  # ratios
+SCORE_DIGITS = 4  # Similarity, Confidence, quality
+
+
+def bounding_box(box: BoundingBox) -> dict[str, float]:
+    return {
+        "Width": round(box.width, DIGITS),
+        "Height": round(box.height, DIGITS),
+        "Left": round(box.left, DIGITS),
+        "Top": round(box.top, DIGITS),
+    }
+
+
+def face_box(faces: Faces, i: int, width_px: int, height_px: int) -> BoundingBox:
+    x1, y1, x2, y2 = (float(v) for v in faces.boxes_px[i])
+    w, h = float(width_px), float(height_px)
+    return BoundingBox(left=x1 / w, top=y1 / h, width=(x2 - x1) / w, height=(y2 - y1) / h)
+
+
+def face_detail(faces: Faces, i: int, width_px: int, height_px: int) -> dict[str, Any]:
+    """A FaceDetail (also a ComparedFace: same member names for what we fill)."""
+    detail: dict[str, Any] = {
+        "BoundingBox": bounding_box(face_box(faces, i, width_px, height_px)),
+        "Landmarks": [
+            {
+                "Type": name,
+                "X": round(float(x) / width_px, DIGITS),
+                "Y": round(float(y) / height_px, DIGITS),
+            }
+            for name, (x, y) in zip(LANDMARK_NAMES, faces.landmarks_px[i], strict=True)
+        ],
+        "Confidence": round(float(faces.scores[i]) * 100.0, SCORE_DIGITS),
+    }
+    if faces.has_quality:
+        assert faces.yaw_deg is not None and faces.pitch_deg is not None
+        assert faces.roll_deg is not None
+        assert faces.brightness is not None and faces.sharpness is not None
+        detail["Pose"] = {
+            "Roll": round(float(faces.roll_deg[i]), 2),
+            "Yaw": round(float(faces.yaw_deg[i]), 2),
+            "Pitch": round(float(faces.pitch_deg[i]), 2),
+        }
+        detail["Quality"] = {
+            "Brightness": round(float(faces.brightness[i]), SCORE_DIGITS),
+            "Sharpness": round(float(faces.sharpness[i]), SCORE_DIGITS),
+        }
+    return detail
+
+
+def stored_face(face: StoredFace, *, with_user: bool = True) -> dict[str, Any]:
+    """A Face (IndexFaces, ListFaces, search matches)."""
+    out: dict[str, Any] = {
+        "FaceId": face.face_id,
+        "BoundingBox": bounding_box(face.bounding_box),
+        "ImageId": face.image_id,
+        "Confidence": round(face.confidence, SCORE_DIGITS),
+    }
+    if face.external_image_id is not None:
+        out["ExternalImageId"] = face.external_image_id
+    if face.face_model_version:
+        out["IndexFacesModelVersion"] = face.face_model_version
+    if with_user and face.user_id is not None:
+        out["UserId"] = face.user_id
+    return out
+
+
+def face_match(match: CollectionMatch) -> dict[str, Any]:
+    return {"Similarity": round(match.similarity, SCORE_DIGITS), "Face": stored_face(match.face)}
+
+
+def user(u: User) -> dict[str, Any]:
+    return {"UserId": u.user_id, "UserStatus": u.status}
+
+
+def collection_arn(region: str, account_id: str, collection_id: str) -> str:
+    return f"arn:aws:rekognition:{region}:{account_id}:collection/{collection_id}"
+
+
+def describe_collection(c: Collection, arn: str) -> dict[str, Any]:
+    return {
+        "FaceCount": c.face_count,
+        "FaceModelVersion": c.face_model_version,
+        "CollectionARN": arn,
+        "CreationTimestamp": c.created_at,
+        "UserCount": c.user_count,
+    }

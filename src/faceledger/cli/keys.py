@@ -1,0 +1,188 @@
+"""CLI verbs for access keys: ``keys create|list|revoke``, and the first-start announcements
+that ``serve`` makes (the first admin key, the insecure development mode).
+
+Registered on the main app by ``faceledger.cli.main`` (imported at its end). A secret is
+printed exactly once, by the command that creates it; nothing here logs one.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from faceledger.cli.main import _print_json, _settings, _stderr, app
+from faceledger.config import Settings
+
+if TYPE_CHECKING:
+    from faceledger.services.keys import AccessKey, KeyService
+
+logger = logging.getLogger("faceledger.cli")
+
+keys_app = typer.Typer(
+    help="Access keys: create (secret shown once), list and revoke.", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+
+
+def _service(settings: Settings) -> KeyService:
+    from faceledger.services.keys import KeyService
+
+    return KeyService(settings)
+
+
+def endpoint_url(settings: Settings) -> str:
+    """The URL a client on this machine would use (a wildcard bind address becomes loopback)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.host, settings.host)
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{settings.port}"
+
+
+def _time(epoch_s: float | None) -> str:
+    if epoch_s is None:
+        return "-"
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _key_dict(key: AccessKey) -> dict[str, Any]:
+    return {
+        "key_id": key.key_id,
+        "principal": key.principal,
+        "roles": list(key.roles),
+        "created_at": key.created_at,
+        "revoked_at": key.revoked_at,
+        "description": key.description,
+        "active": key.active,
+    }
+
+
+def boto3_snippet(settings: Settings, key_id: str, secret: str) -> list[str]:
+    """Three lines of Python that make a Rekognition client for this server and key."""
+    return [
+        "import boto3",
+        f'rekognition = boto3.client("rekognition", endpoint_url="{endpoint_url(settings)}", '
+        f'region_name="{settings.region}",',
+        f'    aws_access_key_id="{key_id}", aws_secret_access_key="{secret}")',
+    ]
+
+
+def _usage_lines(settings: Settings, key_id: str, secret: str) -> list[str]:
+    return [
+        f"  Access key id:     {key_id}",
+        f"  Secret access key: {secret}",
+        "",
+        "The secret is shown only this once: store it now (it cannot be shown again).",
+        "",
+        "boto3 / AWS SDKs (Rekognition API):",
+        *(f"  {line}" for line in boto3_snippet(settings, key_id, secret)),
+        "",
+        "Native API (/v1):",
+        f"  Authorization: Bearer {key_id}:{secret}",
+    ]
+
+
+@keys_app.command("create")
+def create(
+    principal: Annotated[
+        str, typer.Option("--principal", help="Who holds the key (1–64 of A–Z a–z 0–9 _.@:-).")
+    ],
+    role: Annotated[
+        list[str],
+        typer.Option("--role", help="admin, operator, searcher or auditor (repeatable)."),
+    ],
+    description: Annotated[str, typer.Option("--description", help="A note for `list`.")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with the secret).")] = False,
+) -> None:
+    """Create an access key for PRINCIPAL; prints its id and secret once."""
+    settings = _settings()
+    key, secret = _service(settings).create(principal, role, description)
+    if as_json:
+        _print_json(
+            {
+                **_key_dict(key),
+                "secret": secret,
+                "endpoint_url": endpoint_url(settings),
+                "region": settings.region,
+            }
+        )
+        return
+    typer.echo(f"Access key created for principal {key.principal!r} ({', '.join(key.roles)}).")
+    for line in _usage_lines(settings, key.key_id, secret):
+        typer.echo(line)
+
+
+@keys_app.command("list")
+def list_(
+    show_all: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Access keys (never their secrets): id, principal, roles, created, revoked."""
+    from rich.console import Console
+    from rich.table import Table
+
+    keys = _service(_settings()).list(include_revoked=show_all)
+    if as_json:
+        _print_json([_key_dict(k) for k in keys])
+        return
+    table = Table(title="Access keys" + (" (including revoked)" if show_all else ""))
+    for column in ("key id", "principal", "roles", "created (UTC)", "revoked (UTC)", "note"):
+        table.add_column(column, no_wrap=column == "key id")
+    for key in keys:
+        table.add_row(
+            key.key_id,
+            key.principal,
+            ", ".join(key.roles),
+            _time(key.created_at),
+            _time(key.revoked_at),
+            key.description,
+        )
+    console = Console()
+    if not console.is_terminal:  # piped: never truncate cells to an assumed 80 columns
+        console = Console(width=200)
+    console.print(table)
+    if not keys:
+        typer.echo("no access keys" + ("" if show_all else " (add --all to see revoked ones)"))
+
+
+@keys_app.command("revoke")
+def revoke(key_id: Annotated[str, typer.Argument(metavar="KEY_ID")]) -> None:
+    """Revoke a key: it stays listed (with --all) but never authenticates again."""
+    key = _service(_settings()).revoke(key_id)
+    _stderr(f"revoked access key {key.key_id} of principal {key.principal}")
+
+
+# -- start-up announcements (called by `serve`) ----------------------------------------------
+_INSECURE_WARNING = (
+    "=" * 78,
+    "INSECURE: FACELEDGER_INSECURE_ACCEPT_ANY_SIGNATURE is on.",
+    "INSECURE: any signature (or none) is accepted; every caller is admin.",
+    "INSECURE: anyone who can reach this port can read, change and delete every collection.",
+    "INSECURE: never use this outside development.",
+    "=" * 78,
+)
+
+
+def announce_keys_at_start(settings: Settings) -> None:
+    """Before serving: create and show the first admin key if none is active (once, on
+    stderr, never through logging), and warn loudly about the insecure development mode."""
+    created = _service(settings).ensure_admin_key()
+    if created is not None:
+        key, secret = created
+        frame = "=" * 78
+        _stderr(frame)
+        _stderr("FaceLedger created the first admin access key (principal 'admin').")
+        _stderr("It will NOT be shown again: store the secret now.")
+        _stderr("")
+        for line in _usage_lines(settings, key.key_id, secret)[:2]:
+            _stderr(line)
+        _stderr("")
+        for line in boto3_snippet(settings, key.key_id, secret):
+            _stderr(f"  {line}")
+        _stderr("")
+        _stderr("Create keys for people and systems with `faceledger keys create`.")
+        _stderr(frame)
+    if settings.insecure_accept_any_signature:
+        for line in _INSECURE_WARNING:
+            logger.warning("%s", line)

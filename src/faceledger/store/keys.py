@@ -1,0 +1,242 @@
+"""Access keys: the ``access_keys`` table of the store's SQLite file.
+
+Each key belongs to a principal and carries that principal's roles. SigV4 is a symmetric
+scheme (the server recomputes the client's HMAC), so **the secret is stored in the database,
+retrievably, not as a one-way hash**. Anyone who can read ``<data_dir>/faceledger.sqlite3``
+(or its ``-wal`` file, or a backup of it) can sign requests as every active key: protect the
+data directory like a credentials file. This module creates the data directory 0700 and the
+database file 0600, and narrows an existing database file to 0600 when it finds it readable
+by others.
+
+A revoked key stays listed (who had access, and until when) but never authenticates; its
+secret is overwritten on revocation, so later copies of the file no longer hold it.
+
+The table lives in the same file as collections and faces but is opened with its own
+connection (one per thread, like ``SQLiteStore``), in WAL mode with ``synchronous=FULL``: a
+created or revoked key is durable once the call returns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import stat
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS access_keys (
+    key_id TEXT PRIMARY KEY,
+    secret TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    roles TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    revoked_at REAL,
+    description TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS access_keys_by_principal ON access_keys(principal);
+"""
+
+
+@dataclass(frozen=True)
+class AccessKey:
+    """An access key as listed: never its secret. Times are epoch seconds."""
+
+    key_id: str
+    principal: str
+    roles: tuple[str, ...]
+    created_at: float
+    revoked_at: float | None
+    description: str
+
+    @property
+    def active(self) -> bool:
+        """Whether the key may still authenticate (it has not been revoked)."""
+        return self.revoked_at is None
+
+
+_COLUMNS = "key_id, principal, roles, created_at, revoked_at, description"
+
+
+def _row_to_key(row: sqlite3.Row) -> AccessKey:
+    return AccessKey(
+        key_id=row["key_id"],
+        principal=row["principal"],
+        roles=tuple(json.loads(row["roles"])),
+        created_at=float(row["created_at"]),
+        revoked_at=None if row["revoked_at"] is None else float(row["revoked_at"]),
+        description=row["description"],
+    )
+
+
+def _create_private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 unless it exists (an empty file is a valid,
+    empty SQLite database, so SQLite then adopts it and its mode)."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def _restrict_mode(path: Path) -> None:
+    """Narrow ``path`` (and its WAL/shared-memory files) to 0600 if others may read it."""
+    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            mode = stat.S_IMODE(candidate.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if not mode & 0o077:
+            continue
+        try:
+            os.chmod(candidate, 0o600)
+        except OSError as exc:  # not our file: say so, but do not refuse to run
+            logger.warning(
+                "%s holds access-key secrets but is mode %o and could not be narrowed to "
+                "0600 (%s); restrict it yourself",
+                candidate,
+                mode,
+                exc.strerror or exc,
+            )
+
+
+class KeyStore:
+    """Access keys with their secrets in the store's SQLite file; safe to share by threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        _create_private_file(self.path)
+        _restrict_mode(self.path)
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        with self._write_lock:
+            self._db().executescript(SCHEMA)  # idempotent; executescript manages its own commit
+
+    # -- connections ----------------------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA secure_delete=ON")  # overwritten secrets do not linger in pages
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; committed (durably) when the block exits without error."""
+        db = self._db()
+        with self._write_lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close this thread's connection (other threads close their own on exit)."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # -- keys -----------------------------------------------------------------------------
+    @staticmethod
+    def _insert(db: sqlite3.Connection, key: AccessKey, secret: str) -> None:
+        db.execute(
+            "INSERT INTO access_keys (key_id, secret, principal, roles, created_at, revoked_at,"
+            " description) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                key.key_id,
+                secret,
+                key.principal,
+                json.dumps(list(key.roles)),
+                key.created_at,
+                key.revoked_at,
+                key.description,
+            ),
+        )
+
+    def add(self, key: AccessKey, secret: str) -> bool:
+        """Insert a new key; False (nothing written) if its key id is already taken."""
+        try:
+            with self._tx() as db:
+                self._insert(db, key, secret)
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def add_unless_role_active(self, role: str, key: AccessKey, secret: str) -> bool:
+        """Insert ``key`` only if no active key carries ``role``, in one transaction (so two
+        servers starting at once create one first admin key, not two). True if inserted."""
+        with self._tx() as db:
+            if self._role_active(db, role):
+                return False
+            self._insert(db, key, secret)
+        return True
+
+    @staticmethod
+    def _role_active(db: sqlite3.Connection, role: str) -> bool:
+        row = db.execute(
+            "SELECT 1 FROM access_keys, json_each(access_keys.roles) AS r "
+            "WHERE access_keys.revoked_at IS NULL AND r.value = ? LIMIT 1",
+            (role,),
+        ).fetchone()
+        return row is not None
+
+    def has_active_role(self, role: str) -> bool:
+        """Whether some unrevoked key carries ``role``."""
+        return self._role_active(self._db(), role)
+
+    def get(self, key_id: str) -> tuple[AccessKey, str] | None:
+        """The key and its secret (empty once revoked), or None if there is no such key."""
+        row = (
+            self._db()
+            .execute(f"SELECT {_COLUMNS}, secret FROM access_keys WHERE key_id = ?", (key_id,))
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return _row_to_key(row), str(row["secret"])
+
+    def list(self, *, include_revoked: bool) -> list[AccessKey]:
+        """Keys in creation order (then key id); revoked ones only if asked for."""
+        where = "" if include_revoked else "WHERE revoked_at IS NULL "
+        rows = (
+            self._db()
+            .execute(f"SELECT {_COLUMNS} FROM access_keys {where}ORDER BY created_at, key_id")
+            .fetchall()
+        )
+        return [_row_to_key(r) for r in rows]
+
+    def revoke(self, key_id: str, at: float) -> AccessKey | None:
+        """Mark the key revoked at ``at`` (kept if already revoked) and overwrite its secret.
+
+        Returns the key as it now stands, or None if there is no such key.
+        """
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE access_keys SET revoked_at = COALESCE(revoked_at, ?), secret = '' "
+                "WHERE key_id = ?",
+                (at, key_id),
+            )
+            if cur.rowcount == 0:
+                return None
+        # The old secret must not linger in the WAL either.
+        self._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        found = self.get(key_id)
+        return None if found is None else found[0]

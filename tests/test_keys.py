@@ -1,0 +1,317 @@
+"""Access keys: the store, the service verbs, bearer authentication and the `keys` CLI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import stat
+import threading
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from faceledger.cli.keys import announce_keys_at_start
+from faceledger.config import Settings
+from faceledger.domain.errors import (
+    IncompleteSignatureError,
+    InvalidParameterError,
+    InvalidSignatureError,
+    MissingAuthenticationTokenError,
+    ResourceNotFoundError,
+    UnrecognizedClientError,
+)
+from faceledger.domain.principals import Principal
+from faceledger.services.keys import AccessKey, KeyService
+from faceledger.store.sqlite import SQLiteStore
+from test_cli import run
+
+KEY_ID = re.compile(r"FLAK[A-Z2-7]{16}")
+SECRET = re.compile(r"[A-Za-z0-9_-]{40}")
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> KeyService:
+    return KeyService(Settings(data_dir=tmp_path))
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# -- create / list / revoke ------------------------------------------------------------------------
+def test_create_returns_an_aws_shaped_key_and_its_secret(keys: KeyService) -> None:
+    key, secret = keys.create("alice@example.org", ["searcher", "auditor"], "laptop")
+    assert KEY_ID.fullmatch(key.key_id) and SECRET.fullmatch(secret)
+    assert (key.principal, key.roles, key.description) == (
+        "alice@example.org",
+        ("searcher", "auditor"),
+        "laptop",
+    )
+    assert key.active and key.revoked_at is None and key.created_at > 1.7e9
+    other, other_secret = keys.create("alice@example.org", ["searcher"])
+    assert other.key_id != key.key_id and other_secret != secret
+
+
+def test_roles_are_deduplicated_in_order(keys: KeyService) -> None:
+    key, _ = keys.create("bob", ["operator", "searcher", "operator"])
+    assert key.roles == ("operator", "searcher")
+    assert keys.create("carol", "admin")[0].roles == ("admin",)  # a bare string is one role
+
+
+@pytest.mark.parametrize(
+    ("principal", "roles", "description", "message"),
+    [
+        ("", ["admin"], "", "principal '' is not valid"),
+        ("a b", ["admin"], "", "is not valid"),
+        ("x" * 65, ["admin"], "", "1–64 characters"),
+        ("al/ice", ["admin"], "", "is not valid"),
+        ("alice", [], "", "at least one role"),
+        ("alice", ["root"], "", "unknown role.*'root'.*admin, operator, searcher, auditor"),
+        ("alice", ["admin", "Admin"], "", "'Admin'"),
+        ("alice", ["admin"], "x" * 257, "at most 256"),
+        ("alice", ["admin"], "line\nbreak", "control characters"),
+    ],
+)
+def test_bad_input_is_an_invalid_parameter(
+    keys: KeyService, principal: str, roles: list[str], description: str, message: str
+) -> None:
+    with pytest.raises(InvalidParameterError, match=message):
+        keys.create(principal, roles, description)
+    assert keys.list(include_revoked=True) == []
+
+
+def test_list_never_exposes_secrets(keys: KeyService) -> None:
+    _, secret = keys.create("alice", ["searcher"])
+    listed = keys.list()
+    assert len(listed) == 1 and isinstance(listed[0], AccessKey)
+    assert secret not in json.dumps(asdict(listed[0]))
+    assert not hasattr(listed[0], "secret")
+
+
+def test_revoke_keeps_the_key_listed_and_is_idempotent(keys: KeyService) -> None:
+    first, _ = keys.create("alice", ["searcher"])
+    second, _ = keys.create("bob", ["auditor"])
+    revoked = keys.revoke(first.key_id)
+    assert not revoked.active and revoked.revoked_at is not None
+    assert [k.key_id for k in keys.list()] == [second.key_id]
+    assert [k.key_id for k in keys.list(include_revoked=True)] == [first.key_id, second.key_id]
+    again = keys.revoke(first.key_id)
+    assert again.revoked_at == revoked.revoked_at  # the first revocation time is kept
+
+
+def test_revoking_an_unknown_key_is_not_found(keys: KeyService) -> None:
+    with pytest.raises(ResourceNotFoundError, match="FLAKNOPE"):
+        keys.revoke("FLAKNOPE")
+
+
+def test_revoking_overwrites_the_secret_in_the_file(keys: KeyService, tmp_path: Path) -> None:
+    key, secret = keys.create("alice", ["searcher"])
+    keys.revoke(key.key_id)
+    found = keys.store.get(key.key_id)
+    assert found is not None and found[1] == ""
+    keys.close()
+    files = [p for p in tmp_path.iterdir() if p.name.startswith("faceledger.sqlite3")]
+    assert files and all(secret.encode() not in p.read_bytes() for p in files)
+
+
+def test_keys_persist_across_services(tmp_path: Path) -> None:
+    first = KeyService(Settings(data_dir=tmp_path))
+    key, secret = first.create("alice", ["operator"], "ci")
+    gone, _ = first.create("bob", ["searcher"])
+    first.revoke(gone.key_id)
+    first.close()
+    second = KeyService(Settings(data_dir=tmp_path))
+    assert second.list(include_revoked=True) == first.list(include_revoked=True)
+    assert second.credentials(key.key_id) == (Principal("alice", ("operator",), key.key_id), secret)
+    with pytest.raises(UnrecognizedClientError):
+        second.credentials(gone.key_id)
+
+
+def test_creating_from_many_threads(keys: KeyService) -> None:
+    made: list[str] = []
+
+    def work() -> None:
+        for _ in range(5):
+            made.append(keys.create("worker", ["searcher"])[0].key_id)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(made)) == 40
+    assert {k.key_id for k in keys.list()} == set(made)
+
+
+# -- the database file ---------------------------------------------------------------------------
+def test_a_fresh_data_dir_gets_a_private_database(tmp_path: Path) -> None:
+    data_dir = tmp_path / "new" / "data"
+    keys = KeyService(Settings(data_dir=data_dir))
+    keys.create("alice", ["admin"])
+    assert _mode(data_dir / "faceledger.sqlite3") == 0o600
+    assert _mode(data_dir) == 0o700
+    for sidecar in ("faceledger.sqlite3-wal", "faceledger.sqlite3-shm"):
+        if (data_dir / sidecar).exists():
+            assert _mode(data_dir / sidecar) == 0o600
+
+
+def test_an_existing_readable_database_is_narrowed_and_shared(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "faceledger.sqlite3")
+    store.create_collection("cases", "yunet-sface", 128)
+    (tmp_path / "faceledger.sqlite3").chmod(0o644)
+    keys = KeyService(Settings(data_dir=tmp_path))
+    assert _mode(tmp_path / "faceledger.sqlite3") == 0o600
+    key, _ = keys.create("alice", ["auditor"])
+    assert store.collection("cases").collection_id == "cases"  # same file, both tables
+    assert keys.credentials(key.key_id)[0].name == "alice"
+
+
+# -- credentials and bearer authentication -------------------------------------------------------
+def test_credentials_of_an_active_key(keys: KeyService) -> None:
+    key, secret = keys.create("alice", ["searcher"])
+    principal, got = keys.credentials(key.key_id)
+    assert principal == Principal("alice", ("searcher",), key.key_id) and got == secret
+    assert principal.may("SearchFacesByImage") and not principal.may("DeleteCollection")
+
+
+def test_credentials_refuse_unknown_and_revoked_keys_alike(keys: KeyService) -> None:
+    key, _ = keys.create("alice", ["searcher"])
+    keys.revoke(key.key_id)
+    for key_id in ("FLAKAAAAAAAAAAAAAAAA", key.key_id):
+        with pytest.raises(UnrecognizedClientError) as caught:
+            keys.credentials(key_id)
+        assert caught.value.message == "The security token included in the request is invalid."
+
+
+def test_bearer_authenticates_the_principal(keys: KeyService) -> None:
+    key, secret = keys.create("alice", ["operator"])
+    expected = Principal("alice", ("operator",), key.key_id)
+    assert keys.authenticate_bearer(f"Bearer {key.key_id}:{secret}") == expected
+    assert keys.authenticate_bearer(f"  bearer   {key.key_id}:{secret} ") == expected
+
+
+@pytest.mark.parametrize("header", [None, "", "   "])
+def test_bearer_missing_is_missing_token(keys: KeyService, header: str | None) -> None:
+    with pytest.raises(MissingAuthenticationTokenError):
+        keys.authenticate_bearer(header)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Basic YWxpY2U6c2VjcmV0",
+        "Bearer",
+        "Bearer FLAKAAAAAAAAAAAAAAAA",
+        "Bearer :secret",
+        "Bearer FLAKAAAAAAAAAAAAAAAA:",
+        "FLAKAAAAAAAAAAAAAAAA:secret",
+        "AWS4-HMAC-SHA256 Credential=x",
+    ],
+)
+def test_bearer_malformed_is_incomplete(keys: KeyService, header: str) -> None:
+    with pytest.raises(IncompleteSignatureError, match="Bearer <access key id>:<secret"):
+        keys.authenticate_bearer(header)
+
+
+def test_bearer_unknown_revoked_and_wrong_secret(keys: KeyService) -> None:
+    key, secret = keys.create("alice", ["operator"])
+    with pytest.raises(InvalidSignatureError):
+        keys.authenticate_bearer(f"Bearer {key.key_id}:{secret[:-1]}x")
+    with pytest.raises(InvalidSignatureError):
+        keys.authenticate_bearer(f"Bearer {key.key_id}:{secret}é")  # non-ASCII: no crash
+    with pytest.raises(UnrecognizedClientError):
+        keys.authenticate_bearer(f"Bearer FLAKAAAAAAAAAAAAAAAA:{secret}")
+    keys.revoke(key.key_id)
+    with pytest.raises(UnrecognizedClientError):
+        keys.authenticate_bearer(f"Bearer {key.key_id}:{secret}")
+
+
+# -- the first admin key ---------------------------------------------------------------------------
+def test_ensure_admin_key_is_idempotent(keys: KeyService) -> None:
+    keys.create("ops", ["operator"])  # not an admin: does not count
+    created = keys.ensure_admin_key()
+    assert created is not None
+    key, secret = created
+    assert (key.principal, key.roles, key.description) == (
+        "admin",
+        ("admin",),
+        "created at first start",
+    )
+    assert keys.authenticate_bearer(f"Bearer {key.key_id}:{secret}").may("CreateKey")
+    assert keys.ensure_admin_key() is None
+    assert keys.ensure_admin_key() is None
+    keys.revoke(key.key_id)  # the last admin key gone: the next start makes a new one
+    replacement = keys.ensure_admin_key()
+    assert replacement is not None and replacement[0].key_id != key.key_id
+
+
+def test_any_active_admin_key_counts(keys: KeyService) -> None:
+    keys.create("root", ["operator", "admin"])
+    assert keys.ensure_admin_key() is None
+
+
+def test_announce_at_start_shows_the_first_key_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(data_dir=tmp_path, host="0.0.0.0", port=9000, region="eu-central-1")
+    announce_keys_at_start(settings)
+    shown = capsys.readouterr()
+    (key,) = KeyService(settings).list()
+    assert shown.out == "" and key.key_id in shown.err
+    secret = KeyService(settings).credentials(key.key_id)[1]
+    assert secret in shown.err and "NOT be shown again" in shown.err
+    assert 'endpoint_url="http://127.0.0.1:9000"' in shown.err
+    assert 'region_name="eu-central-1"' in shown.err
+    assert "INSECURE" not in caplog.text
+    announce_keys_at_start(settings)
+    assert capsys.readouterr().err == ""
+    with caplog.at_level(logging.WARNING):
+        announce_keys_at_start(settings.model_copy(update={"insecure_accept_any_signature": True}))
+    assert "every caller is admin" in caplog.text and "outside development" in caplog.text
+    assert secret not in caplog.text
+
+
+# -- the CLI (real subprocesses) -----------------------------------------------------------------
+def test_cli_create_list_revoke(tmp_path: Path) -> None:
+    made = run(
+        "keys", "create", "--principal", "alice", "--role", "searcher", "--json", cwd=tmp_path
+    )
+    assert made.returncode == 0, made.stderr
+    created = json.loads(made.stdout)
+    assert KEY_ID.fullmatch(created["key_id"]) and SECRET.fullmatch(created["secret"])
+    assert created["roles"] == ["searcher"] and created["endpoint_url"] == "http://127.0.0.1:8080"
+
+    text = run(
+        "keys", "create", "--principal", "ci", "--role", "operator", "--role", "searcher",
+        "--description", "build server", cwd=tmp_path,
+    )  # fmt: skip
+    assert text.returncode == 0, text.stderr
+    assert "aws_access_key_id=" in text.stdout and "Authorization: Bearer FLAK" in text.stdout
+    assert "shown only this once" in text.stdout
+
+    listed = run("keys", "list", "--json", cwd=tmp_path)
+    rows = json.loads(listed.stdout)
+    assert [r["principal"] for r in rows] == ["alice", "ci"]
+    assert created["secret"] not in listed.stdout
+    table = run("keys", "list", cwd=tmp_path).stdout
+    assert created["key_id"] in table and "operator, searcher" in table
+    assert created["secret"] not in table
+
+    revoked = run("keys", "revoke", created["key_id"], cwd=tmp_path)
+    assert revoked.returncode == 0 and created["key_id"] in revoked.stderr
+    active = json.loads(run("keys", "list", "--json", cwd=tmp_path).stdout)
+    assert [r["principal"] for r in active] == ["ci"]
+    every = json.loads(run("keys", "list", "--all", "--json", cwd=tmp_path).stdout)
+    assert [r["active"] for r in every] == [False, True]
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    bad_role = run("keys", "create", "--principal", "alice", "--role", "root", cwd=tmp_path)
+    assert bad_role.returncode == 2
+    assert bad_role.stderr.startswith("error: InvalidParameterException: unknown role")
+    unknown = run("keys", "revoke", "FLAKAAAAAAAAAAAAAAAA", cwd=tmp_path)
+    assert unknown.returncode == 2
+    assert unknown.stderr.startswith("error: ResourceNotFoundException:")
+    assert "Traceback" not in bad_role.stderr + unknown.stderr

@@ -1,0 +1,527 @@
+"""The Rekognition JSON API driven by boto3 against a real server (uvicorn on loopback).
+
+Every response is parsed by botocore, and a ``before-parse`` hook also checks each raw JSON
+response against the operation's output shape from botocore's service model (no member
+botocore does not know, right JSON types), so a shape mistake fails here even where botocore
+would silently drop it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.session
+import httpx
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+from botocore.model import Shape
+
+REGION = "us-east-1"
+_MODEL = botocore.session.get_session().get_service_model("rekognition")
+
+
+# -- response shape checking ------------------------------------------------------------------
+def _check_shape(value: Any, shape: Shape, path: str, problems: list[str]) -> None:
+    kind = shape.type_name
+    if kind == "structure":
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected an object, got {type(value).__name__}")
+            return
+        for key, item in value.items():
+            member = shape.members.get(key)
+            if member is None:
+                problems.append(f"{path}.{key}: not a member of {shape.name}")
+            else:
+                _check_shape(item, member, f"{path}.{key}", problems)
+    elif kind == "list":
+        if not isinstance(value, list):
+            problems.append(f"{path}: expected a list")
+            return
+        for i, item in enumerate(value):
+            _check_shape(item, shape.member, f"{path}[{i}]", problems)
+    elif kind == "map":
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected a map")
+            return
+        for key, item in value.items():
+            _check_shape(item, shape.value, f"{path}[{key}]", problems)
+    elif kind == "string":
+        if not isinstance(value, str):
+            problems.append(f"{path}: expected a string, got {value!r}")
+        elif getattr(shape, "enum", None) and value not in shape.enum:
+            problems.append(f"{path}: {value!r} not in the enum {shape.name}")
+    elif kind in ("integer", "long"):
+        if not isinstance(value, int) or isinstance(value, bool):
+            problems.append(f"{path}: expected an integer, got {value!r}")
+    elif kind in ("float", "double"):
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            problems.append(f"{path}: expected a number, got {value!r}")
+    elif kind == "boolean":
+        if not isinstance(value, bool):
+            problems.append(f"{path}: expected a boolean")
+    elif kind == "timestamp" and not isinstance(value, int | float):
+        problems.append(f"{path}: expected epoch seconds, got {value!r}")
+
+
+class ShapeChecker:
+    """A botocore ``before-parse`` hook recording shape problems of every 2xx response."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.checked: list[str] = []
+
+    def __call__(self, operation_model: Any, response_dict: dict[str, Any], **_: Any) -> None:
+        headers = {k.lower(): v for k, v in response_dict["headers"].items()}
+        if not headers.get("x-amzn-requestid"):
+            self.problems.append(f"{operation_model.name}: no x-amzn-RequestId header")
+        if response_dict["status_code"] >= 300:
+            body = json.loads(response_dict["body"])
+            if set(body) != {"__type", "message"}:
+                self.problems.append(f"{operation_model.name}: error body {body}")
+            if headers.get("x-amzn-errortype") != body.get("__type"):
+                self.problems.append(f"{operation_model.name}: X-Amzn-ErrorType mismatch")
+            return
+        assert headers["content-type"] == "application/x-amz-json-1.1"
+        body = json.loads(response_dict["body"])
+        _check_shape(body, operation_model.output_shape, operation_model.name, self.problems)
+        self.checked.append(operation_model.name)
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+def _client(url: str, key: str, secret: str, **config: Any) -> Any:
+    return boto3.client(
+        "rekognition",
+        endpoint_url=url,
+        region_name=config.pop("region", REGION),
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}, **config),
+    )
+
+
+@pytest.fixture(scope="module")
+def checker() -> Iterator[ShapeChecker]:
+    check = ShapeChecker()
+    yield check
+    assert not check.problems, "\n".join(check.problems)
+
+
+@pytest.fixture(scope="module")
+def rek(live_server: str, api_key: tuple[str, str], checker: ShapeChecker) -> Any:
+    client = _client(live_server, *api_key)
+    client.meta.events.register("before-parse.rekognition", checker)
+    return client
+
+
+@pytest.fixture(scope="module")
+def raw_rek(live_server: str, api_key: tuple[str, str], checker: ShapeChecker) -> Any:
+    """A client without client-side validation, to reach the server's own checks."""
+    client = _client(live_server, *api_key, parameter_validation=False)
+    client.meta.events.register("before-parse.rekognition", checker)
+    return client
+
+
+@pytest.fixture(scope="module")
+def people(data_dir: Path) -> dict[str, list[bytes]]:
+    """Four LFW people with at least three images each (bytes)."""
+    root = data_dir / "lfw-devtrain" / "images"
+    out: dict[str, list[bytes]] = {}
+    for folder in sorted(root.iterdir()):
+        images = sorted(folder.glob("*.jpg"))
+        if len(images) >= 3:
+            out[folder.name] = [p.read_bytes() for p in images[:3]]
+        if len(out) == 4:
+            break
+    return out
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response["Error"]["Code"])
+
+
+def _no_face_jpeg() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (320, 240), (120, 160, 200)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+# -- collections ----------------------------------------------------------------------------
+def test_collection_lifecycle_and_paging(rek: Any) -> None:
+    created = rek.create_collection(CollectionId="lifecycle-a", Tags={"team": "bookings"})
+    assert created["StatusCode"] == 200
+    assert created["CollectionArn"] == (
+        f"arn:aws:rekognition:{REGION}:000000000000:collection/lifecycle-a"
+    )
+    assert created["FaceModelVersion"].startswith("yunet-sface")
+    with pytest.raises(rek.exceptions.ResourceAlreadyExistsException):
+        rek.create_collection(CollectionId="lifecycle-a")
+    rek.create_collection(CollectionId="lifecycle-b")
+    described = rek.describe_collection(CollectionId="lifecycle-a")
+    assert described["FaceCount"] == 0 and described["UserCount"] == 0
+    assert isinstance(described["CreationTimestamp"], dt.datetime)
+    assert abs(described["CreationTimestamp"].timestamp() - dt.datetime.now().timestamp()) < 600
+    assert described["CollectionARN"] == created["CollectionArn"]
+
+    first = rek.list_collections(MaxResults=1)
+    assert len(first["CollectionIds"]) == 1 and first["NextToken"]
+    assert first["FaceModelVersions"] == [created["FaceModelVersion"]]
+    ids = list(first["CollectionIds"])
+    token = first.get("NextToken")
+    while token:
+        page = rek.list_collections(MaxResults=1, NextToken=token)
+        ids += page["CollectionIds"]
+        token = page.get("NextToken")
+    assert {"lifecycle-a", "lifecycle-b"} <= set(ids)
+    assert ids == sorted(ids)
+    with pytest.raises(rek.exceptions.InvalidPaginationTokenException):
+        rek.list_collections(NextToken=first["NextToken"][:-3] + "abc")
+    # the paginator botocore ships works over our tokens
+    paged = [
+        cid
+        for page in rek.get_paginator("list_collections").paginate(PaginationConfig={"PageSize": 1})
+        for cid in page["CollectionIds"]
+    ]
+    assert paged == ids
+
+    assert rek.list_tags_for_resource(ResourceArn=created["CollectionArn"])["Tags"] == {
+        "team": "bookings"
+    }
+    rek.tag_resource(ResourceArn=created["CollectionArn"], Tags={"case": "2026-17", "x": "1"})
+    rek.untag_resource(ResourceArn=created["CollectionArn"], TagKeys=["x"])
+    tags = rek.list_tags_for_resource(ResourceArn=created["CollectionArn"])["Tags"]
+    assert tags == {"team": "bookings", "case": "2026-17"}
+    with pytest.raises(rek.exceptions.ResourceNotFoundException):
+        rek.list_tags_for_resource(
+            ResourceArn=f"arn:aws:rekognition:{REGION}:000000000000:collection/none-such"
+        )
+    with pytest.raises(rek.exceptions.ResourceNotFoundException):
+        rek.tag_resource(ResourceArn="arn:aws:s3:::bucket-name-x", Tags={"a": "b"})
+
+    assert rek.delete_collection(CollectionId="lifecycle-a")["StatusCode"] == 200
+    assert rek.delete_collection(CollectionId="lifecycle-b")["StatusCode"] == 200
+    with pytest.raises(rek.exceptions.ResourceNotFoundException):
+        rek.describe_collection(CollectionId="lifecycle-a")
+    with pytest.raises(rek.exceptions.ResourceNotFoundException):
+        rek.delete_collection(CollectionId="lifecycle-a")
+
+
+# -- faces and search ------------------------------------------------------------------------
+def _check_box(box: dict[str, float]) -> None:
+    assert set(box) == {"Width", "Height", "Left", "Top"}
+    assert 0 < box["Width"] <= 1 and 0 < box["Height"] <= 1
+    assert -0.2 < box["Left"] < 1 and -0.2 < box["Top"] < 1
+
+
+def test_index_list_search_delete(rek: Any, people: dict[str, list[bytes]]) -> None:
+    rek.create_collection(CollectionId="faces-1")
+    names = list(people)
+    face_of: dict[str, str] = {}
+    for name in names:
+        result = rek.index_faces(
+            CollectionId="faces-1",
+            Image={"Bytes": people[name][0]},
+            ExternalImageId=f"{name}.jpg",
+            MaxFaces=1,
+            QualityFilter="AUTO",
+            DetectionAttributes=["DEFAULT"],
+        )
+        assert len(result["FaceRecords"]) == 1
+        record = result["FaceRecords"][0]
+        face, detail = record["Face"], record["FaceDetail"]
+        assert face["ExternalImageId"] == f"{name}.jpg"
+        assert face["Confidence"] > 50
+        _check_box(face["BoundingBox"])
+        assert [lm["Type"] for lm in detail["Landmarks"]] == [
+            "eyeLeft",
+            "eyeRight",
+            "nose",
+            "mouthLeft",
+            "mouthRight",
+        ]
+        left, right = detail["Landmarks"][0], detail["Landmarks"][1]
+        assert 0 < left["X"] < right["X"] < 1  # eyeLeft is on the image's left
+        assert set(detail["Pose"]) == {"Roll", "Yaw", "Pitch"}
+        assert 0 <= detail["Quality"]["Sharpness"] <= 100
+        assert result["FaceModelVersion"] == face["IndexFacesModelVersion"]
+        face_of[name] = face["FaceId"]
+    # the same image with the same ExternalImageId again: no duplicate
+    again = rek.index_faces(
+        CollectionId="faces-1",
+        Image={"Bytes": people[names[0]][0]},
+        ExternalImageId=f"{names[0]}.jpg",
+    )
+    assert [r["Face"]["FaceId"] for r in again["FaceRecords"]] == [face_of[names[0]]]
+    assert rek.describe_collection(CollectionId="faces-1")["FaceCount"] == len(names)
+
+    # ListFaces pages with opaque tokens; FaceIds filter
+    listed, token = [], None
+    while True:
+        kwargs = {"NextToken": token} if token else {}
+        page = rek.list_faces(CollectionId="faces-1", MaxResults=3, **kwargs)
+        listed += [f["FaceId"] for f in page["Faces"]]
+        token = page.get("NextToken")
+        if not token:
+            break
+    assert sorted(listed) == sorted(face_of.values())
+    only = rek.list_faces(CollectionId="faces-1", FaceIds=[face_of[names[1]]])["Faces"]
+    assert [f["FaceId"] for f in only] == [face_of[names[1]]]
+
+    # SearchFacesByImage with another photo of each person finds that person first
+    for name in names:
+        found = rek.search_faces_by_image(
+            CollectionId="faces-1", Image={"Bytes": people[name][1]}, FaceMatchThreshold=80
+        )
+        _check_box(found["SearchedFaceBoundingBox"])
+        assert found["SearchedFaceConfidence"] > 50
+        assert found["FaceMatches"], f"{name} not found"
+        best = found["FaceMatches"][0]
+        assert best["Face"]["FaceId"] == face_of[name]
+        assert best["Similarity"] >= 80
+        sims = [m["Similarity"] for m in found["FaceMatches"]]
+        assert sims == sorted(sims, reverse=True)
+
+    # SearchFaces by FaceId: the face itself is not a match; MaxFaces respected
+    by_id = rek.search_faces(
+        CollectionId="faces-1", FaceId=face_of[names[0]], FaceMatchThreshold=0, MaxFaces=2
+    )
+    assert by_id["SearchedFaceId"] == face_of[names[0]]
+    assert face_of[names[0]] not in [m["Face"]["FaceId"] for m in by_id["FaceMatches"]]
+    assert len(by_id["FaceMatches"]) == 2
+
+    # no face in the probe
+    with pytest.raises(rek.exceptions.InvalidParameterException):
+        rek.search_faces_by_image(CollectionId="faces-1", Image={"Bytes": _no_face_jpeg()})
+    with pytest.raises(rek.exceptions.ResourceNotFoundException):
+        rek.search_faces(CollectionId="faces-1", FaceId="00000000-0000-0000-0000-000000000000")
+
+    deleted = rek.delete_faces(
+        CollectionId="faces-1",
+        FaceIds=[face_of[names[0]], "11111111-1111-1111-1111-111111111111"],
+    )
+    assert deleted["DeletedFaces"] == [face_of[names[0]]]
+    assert deleted["UnsuccessfulFaceDeletions"] == [
+        {"FaceId": "11111111-1111-1111-1111-111111111111", "Reasons": ["FACE_NOT_FOUND"]}
+    ]
+    gone = rek.search_faces_by_image(CollectionId="faces-1", Image={"Bytes": people[names[0]][1]})
+    assert face_of[names[0]] not in [m["Face"]["FaceId"] for m in gone["FaceMatches"]]
+    rek.delete_collection(CollectionId="faces-1")
+
+
+def test_detect_and_compare_faces(rek: Any, data_dir: Path, people: dict[str, list[bytes]]) -> None:
+    couple = (data_dir / "photos" / "couple.jpg").read_bytes()
+    details = rek.detect_faces(Image={"Bytes": couple}, Attributes=["ALL"])["FaceDetails"]
+    assert len(details) == 2
+    areas = [d["BoundingBox"]["Width"] * d["BoundingBox"]["Height"] for d in details]
+    assert areas == sorted(areas, reverse=True)  # largest first
+    for d in details:
+        _check_box(d["BoundingBox"])
+        assert d["Confidence"] > 80
+
+    a, b = list(people)[:2]
+    same = rek.compare_faces(
+        SourceImage={"Bytes": people[a][0]}, TargetImage={"Bytes": people[a][2]}
+    )
+    assert len(same["FaceMatches"]) == 1 and same["FaceMatches"][0]["Similarity"] >= 80
+    assert same["UnmatchedFaces"] == []
+    _check_box(same["SourceImageFace"]["BoundingBox"])
+    other = rek.compare_faces(
+        SourceImage={"Bytes": people[a][0]},
+        TargetImage={"Bytes": people[b][0]},
+        SimilarityThreshold=80,
+    )
+    assert other["FaceMatches"] == [] and len(other["UnmatchedFaces"]) == 1
+    with pytest.raises(rek.exceptions.InvalidParameterException):
+        rek.compare_faces(SourceImage={"Bytes": _no_face_jpeg()}, TargetImage={"Bytes": couple})
+
+
+# -- users ------------------------------------------------------------------------------------
+def test_users_round_trip(rek: Any, people: dict[str, list[bytes]]) -> None:
+    rek.create_collection(CollectionId="users-1")
+    a, b = list(people)[:2]
+    faces_a = [
+        rek.index_faces(CollectionId="users-1", Image={"Bytes": img})["FaceRecords"][0]["Face"][
+            "FaceId"
+        ]
+        for img in people[a][:2]
+    ]
+    face_b = rek.index_faces(CollectionId="users-1", Image={"Bytes": people[b][0]})["FaceRecords"][
+        0
+    ]["Face"]["FaceId"]
+    rek.create_user(CollectionId="users-1", UserId="person-a")
+    with pytest.raises(ClientError) as err:
+        rek.create_user(CollectionId="users-1", UserId="person-a")
+    assert _code(err.value) == "ConflictException"
+    assoc = rek.associate_faces(CollectionId="users-1", UserId="person-a", FaceIds=faces_a)
+    assert sorted(f["FaceId"] for f in assoc["AssociatedFaces"]) == sorted(faces_a)
+    assert assoc["UserStatus"] in ("ACTIVE", "UPDATING")
+    wrong = rek.associate_faces(
+        CollectionId="users-1", UserId="person-a", FaceIds=[face_b], UserMatchThreshold=75
+    )
+    assert wrong["AssociatedFaces"] == []
+    assert wrong["UnsuccessfulFaceAssociations"][0]["Reasons"] == ["LOW_MATCH_CONFIDENCE"]
+    users = rek.list_users(CollectionId="users-1")["Users"]
+    assert users == [{"UserId": "person-a", "UserStatus": "ACTIVE"}]
+
+    by_face = rek.search_users(CollectionId="users-1", FaceId=faces_a[0])
+    assert by_face["SearchedFace"] == {"FaceId": faces_a[0]}
+    assert by_face["UserMatches"][0]["User"]["UserId"] == "person-a"
+    by_image = rek.search_users_by_image(CollectionId="users-1", Image={"Bytes": people[a][2]})
+    assert by_image["UserMatches"][0]["User"]["UserId"] == "person-a"
+    assert by_image["UserMatches"][0]["Similarity"] >= 80
+    assert "FaceDetail" in by_image["SearchedFace"]
+    nobody = rek.search_users_by_image(CollectionId="users-1", Image={"Bytes": _no_face_jpeg()})
+    assert nobody["UserMatches"] == [] and "SearchedFace" not in nobody
+
+    listed = rek.list_faces(CollectionId="users-1", UserId="person-a")["Faces"]
+    assert sorted(f["FaceId"] for f in listed) == sorted(faces_a)
+    assert all(f["UserId"] == "person-a" for f in listed)
+    dis = rek.disassociate_faces(CollectionId="users-1", UserId="person-a", FaceIds=[faces_a[0]])
+    assert dis["DisassociatedFaces"] == [{"FaceId": faces_a[0]}]
+    rek.delete_user(CollectionId="users-1", UserId="person-a")
+    assert rek.list_users(CollectionId="users-1")["Users"] == []
+    with pytest.raises(rek.exceptions.ResourceNotFoundException):
+        rek.delete_user(CollectionId="users-1", UserId="person-a")
+    rek.delete_collection(CollectionId="users-1")
+
+
+# -- bad input ------------------------------------------------------------------------------
+def test_bad_images_get_rekognition_codes(
+    rek: Any, raw_rek: Any, people: dict[str, list[bytes]]
+) -> None:
+    jpeg = next(iter(people.values()))[0]
+    cases = {
+        "InvalidImageFormatException": [b"not an image at all", jpeg[: len(jpeg) // 2], b""],
+        "ImageTooLargeException": [jpeg + b"\0" * 5_300_000],
+    }
+    for code, blobs in cases.items():
+        for blob in blobs:
+            with pytest.raises(ClientError) as err:
+                raw_rek.detect_faces(Image={"Bytes": blob})
+            assert _code(err.value) == code, (code, len(blob))
+    with pytest.raises(ClientError) as err:
+        raw_rek.detect_faces(Image={"Bytes": jpeg, "S3Object": {"Bucket": "abc", "Name": "x"}})
+    assert _code(err.value) == "InvalidParameterException"
+    with pytest.raises(rek.exceptions.InvalidS3ObjectException):
+        rek.detect_faces(Image={"S3Object": {"Bucket": "no-such-bucket", "Name": "x.jpg"}})
+
+
+def test_server_validation_reports_every_violation(raw_rek: Any) -> None:
+    with pytest.raises(ClientError) as err:
+        raw_rek.search_faces(
+            CollectionId="bad id!",
+            FaceId="not-a-face-id",
+            MaxFaces=0,
+            FaceMatchThreshold=101,
+        )
+    assert _code(err.value) == "InvalidParameterException"
+    message = err.value.response["Error"]["Message"]
+    for part in ("CollectionId", "FaceId", "MaxFaces", "FaceMatchThreshold"):
+        assert part in message, message
+    assert message.startswith("4 validation errors detected")
+    with pytest.raises(ClientError) as err:
+        raw_rek.index_faces(CollectionId="c", Image={"Bytes": b"x"}, QualityFilter="BEST")
+    assert "QualityFilter" in err.value.response["Error"]["Message"]
+
+
+def test_unimplemented_operation_is_named(rek: Any, people: dict[str, list[bytes]]) -> None:
+    jpeg = next(iter(people.values()))[0]
+    with pytest.raises(ClientError) as err:
+        rek.detect_labels(Image={"Bytes": jpeg})
+    assert _code(err.value) == "UnknownOperationException"
+    assert "DetectLabels" in err.value.response["Error"]["Message"]
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def _signed(url: str, key: str, secret: str, target: str | None, body: bytes) -> httpx.Response:
+    headers = {"Content-Type": "application/x-amz-json-1.1"}
+    if target:
+        headers["X-Amz-Target"] = target
+    request = AWSRequest(method="POST", url=url + "/", data=body, headers=headers)
+    SigV4Auth(Credentials(key, secret), "rekognition", REGION).add_auth(request)
+    return httpx.post(url + "/", content=body, headers=dict(request.headers.items()))
+
+
+def test_raw_protocol_errors(live_server: str, api_key: tuple[str, str]) -> None:
+    for target, body, code in [
+        (None, b"{}", "UnknownOperationException"),
+        ("RekognitionService.NoSuchThing", b"{}", "UnknownOperationException"),
+        ("Other.ListCollections", b"{}", "UnknownOperationException"),
+        ("RekognitionService.ListCollections", b"{not json", "InvalidParameterException"),
+        ("RekognitionService.ListCollections", b"[1, 2]", "InvalidParameterException"),
+        ("RekognitionService.ListCollections", b'{"Unknown": 1}', "InvalidParameterException"),
+        (
+            "RekognitionService.DetectFaces",
+            b'{"Image": {"Bytes": "***"}}',
+            "InvalidParameterException",
+        ),
+    ]:
+        response = _signed(live_server, *api_key, target, body)
+        assert response.status_code == 400, (target, response.text)
+        assert response.headers["content-type"] == "application/x-amz-json-1.1"
+        assert response.headers["x-amzn-requestid"]
+        assert response.headers["x-amzn-errortype"] == code
+        assert response.json()["__type"] == code, (target, body, response.text)
+    ok = _signed(live_server, *api_key, "RekognitionService.ListCollections", b"")
+    assert ok.status_code == 200 and "CollectionIds" in ok.json()
+
+
+# -- authentication ------------------------------------------------------------------------
+def test_signatures_are_verified(live_server: str, api_key: tuple[str, str]) -> None:
+    key, secret = api_key
+    cases = [
+        (
+            _client(live_server, key, secret[:-1] + ("x" if secret[-1] != "x" else "y")),
+            "InvalidSignatureException",
+        ),
+        (_client(live_server, "FLAKAAAAAAAAAAAAAAAA", secret), "UnrecognizedClientException"),
+        (_client(live_server, key, secret, region="eu-west-1"), "InvalidSignatureException"),
+    ]
+    for client, code in cases:
+        with pytest.raises(ClientError) as err:
+            client.list_collections()
+        assert _code(err.value) == code
+    unsigned = httpx.post(
+        live_server + "/",
+        content=b"{}",
+        headers={
+            "X-Amz-Target": "RekognitionService.ListCollections",
+            "Content-Type": "application/x-amz-json-1.1",
+        },
+    )
+    assert unsigned.status_code == 400
+    assert unsigned.json()["__type"] == "MissingAuthenticationTokenException"
+
+
+def test_roles_are_enforced(live_server: str, live_server_settings: Any) -> None:
+    from faceledger.services.keys import KeyService
+
+    keys = KeyService(live_server_settings)
+    searcher, secret = keys.create("reader", ["searcher"])
+    client = _client(live_server, searcher.key_id, secret)
+    client.list_collections()  # allowed
+    with pytest.raises(client.exceptions.AccessDeniedException):
+        client.create_collection(CollectionId="not-allowed")
+    keys.revoke(searcher.key_id)
+    with pytest.raises(ClientError) as err:
+        client.list_collections()
+    assert _code(err.value) == "UnrecognizedClientException"
+
+
+def test_every_operation_was_exercised_and_shape_checked(checker: ShapeChecker) -> None:
+    """Runs last in this module: each implemented operation answered at least once."""
+    from faceledger.api.rekognition.operations import IMPLEMENTED
+
+    missing = IMPLEMENTED - set(checker.checked)
+    assert not missing, f"operations never called successfully: {sorted(missing)}"
