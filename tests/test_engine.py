@@ -176,3 +176,23 @@ def test_bulk_on_two_processes_matches_single_images(data_dir: Path) -> None:
             assert float(faces.embeddings[0] @ ref.embeddings[0]) > 0.999
     finally:
         bulk.close()
+
+
+def test_thread_budget_adapts_opencv_threads_to_concurrency() -> None:
+    import cv2
+
+    from faceledger.inference.engine import ThreadBudget
+
+    before = cv2.getNumThreads()
+    try:
+        budget = ThreadBudget(cores=2)
+        with budget():
+            assert cv2.getNumThreads() == 2  # alone: every core
+            with budget():
+                assert cv2.getNumThreads() == 1  # two at once: one thread each
+            assert cv2.getNumThreads() == 2
+        fixed = ThreadBudget(fixed=1, cores=2)
+        with fixed():
+            assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)

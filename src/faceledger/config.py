@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     default_pack: str = Field(default="yunet-sface", min_length=1)
     # Engine threads (bulk work, and concurrent API requests running inference).
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    # OpenCV threads for in-process inference: 0 adapts (every core for a request running
+    # alone, one per request while several run at once); N fixes it (see ThreadBudget).
+    inference_threads: int = Field(default=0, ge=0, le=256)
     # Per-image upload limit (Rekognition's 5 MiB).
     max_image_bytes: int = Field(default=5_242_880, ge=1)
     log_level: LogLevel = "INFO"

@@ -331,6 +331,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
 
+    # FastAPI documents a 422 HTTPValidationError for every route with parameters, but request
+    # validation problems leave as 400 InvalidParameterException (``_validation_error``). The
+    # spec drops those 422s (and their schemas) and documents the 400 ErrorResponse wherever a
+    # route does not already. FastAPI caches the spec it builds, so this edits it in place;
+    # the edit is idempotent, and FastAPI rebuilds (and this re-edits) when routes change.
+    generate_openapi = app.openapi
+
+    def openapi_without_422() -> dict[str, Any]:
+        spec = generate_openapi()
+        schemas = spec.get("components", {}).get("schemas", {})
+        for operations in spec.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.get("responses", {})
+                if responses.pop("422", None) is None or "400" in responses:
+                    continue
+                responses["400"] = {
+                    "description": "InvalidParameterException: a parameter is missing or invalid."
+                }
+                if "ErrorResponse" in schemas:
+                    error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
+                    responses["400"]["content"] = {"application/json": {"schema": error_ref}}
+        for name in ("HTTPValidationError", "ValidationError"):  # only the 422s used them
+            schemas.pop(name, None)
+        return spec
+
+    app.openapi = openapi_without_422  # type: ignore[method-assign]
+
     app.add_exception_handler(FaceLedgerError, _faceledger_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

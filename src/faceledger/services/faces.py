@@ -78,7 +78,10 @@ class FaceService:
                     self._engine = FaceEngine(
                         self.pack,
                         registry=self.registry,
-                        options=EngineOptions(workers=self.settings.workers),
+                        options=EngineOptions(
+                            workers=self.settings.workers,
+                            inference_threads=self.settings.inference_threads,
+                        ),
                     )
         return self._engine
 
