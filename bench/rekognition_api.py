@@ -327,7 +327,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="faceledger-bench-") as tmp:
         data = Path(tmp)
         settings = Settings(data_dir=data)
-        key_record, secret = KeyService(settings).create("bench", ["admin"])
+        key_record, secret = KeyService(settings).create("bench", ["admin", "enrol", "search"])
         key = (key_record.key_id, secret)
         print(f"building a {args.faces:,}-face collection …", flush=True)
         out["collection"] = build_collection(settings, args.faces, probe)

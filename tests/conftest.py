@@ -7,6 +7,7 @@ them request the fixtures below, which skip with the path they looked at when it
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -103,7 +104,7 @@ def api_key(live_server_settings: Settings) -> tuple[str, str]:
 
     Send it as ``Authorization: Bearer <key_id>:<secret>`` (``auth_headers``).
     """
-    return _create_key(live_server_settings, "test-admin", ["admin"])
+    return _create_key(live_server_settings, "test-admin", ["admin", "enrol", "search"])
 
 
 @pytest.fixture(scope="session")
@@ -122,12 +123,12 @@ def make_key(live_server_settings: Settings) -> Callable[[str, list[str]], tuple
     return lambda principal, roles: _create_key(live_server_settings, principal, roles)
 
 
-@pytest.fixture(scope="session")
-def live_server(live_server_settings: Settings, api_key: tuple[str, str]) -> Iterator[str]:
-    """A real uvicorn server on a free loopback port, serving ``create_app(live_server_settings)``.
+@contextlib.contextmanager
+def start_live_server(settings: Settings) -> Iterator[str]:
+    """Serve ``create_app(settings)`` with a real uvicorn server on a free loopback port.
 
-    Yields the base URL once ``/healthz`` answers (the lifespan has loaded the default pack).
-    ``api_key`` exists in its data directory before it starts.
+    Yields the base URL once ``/healthz`` answers (the lifespan has loaded the default pack);
+    stops the server on exit. Create any keys in ``settings.data_dir`` before entering.
     """
     import httpx
     import uvicorn
@@ -138,7 +139,7 @@ def live_server(live_server_settings: Settings, api_key: tuple[str, str]) -> Ite
     sock.bind(("127.0.0.1", 0))  # bound here, so the port cannot be taken before uvicorn starts
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(create_app(live_server_settings), log_level="warning", lifespan="on")
+        uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
     )
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="live-server", daemon=True
@@ -163,6 +164,17 @@ def live_server(live_server_settings: Settings, api_key: tuple[str, str]) -> Ite
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(live_server_settings: Settings, api_key: tuple[str, str]) -> Iterator[str]:
+    """A real uvicorn server on a free loopback port, serving ``create_app(live_server_settings)``.
+
+    Yields the base URL once ``/healthz`` answers (the lifespan has loaded the default pack).
+    ``api_key`` exists in its data directory before it starts.
+    """
+    with start_live_server(live_server_settings) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

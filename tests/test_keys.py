@@ -42,21 +42,21 @@ def _mode(path: Path) -> int:
 
 # -- create / list / revoke ------------------------------------------------------------------------
 def test_create_returns_an_aws_shaped_key_and_its_secret(keys: KeyService) -> None:
-    key, secret = keys.create("alice@example.org", ["searcher", "auditor"], "laptop")
+    key, secret = keys.create("alice@example.org", ["search", "audit"], "laptop")
     assert KEY_ID.fullmatch(key.key_id) and SECRET.fullmatch(secret)
     assert (key.principal, key.roles, key.description) == (
         "alice@example.org",
-        ("searcher", "auditor"),
+        ("search", "audit"),
         "laptop",
     )
     assert key.active and key.revoked_at is None and key.created_at > 1.7e9
-    other, other_secret = keys.create("alice@example.org", ["searcher"])
+    other, other_secret = keys.create("alice@example.org", ["search"])
     assert other.key_id != key.key_id and other_secret != secret
 
 
 def test_roles_are_deduplicated_in_order(keys: KeyService) -> None:
-    key, _ = keys.create("bob", ["operator", "searcher", "operator"])
-    assert key.roles == ("operator", "searcher")
+    key, _ = keys.create("bob", ["enrol", "search", "enrol"])
+    assert key.roles == ("enrol", "search")
     assert keys.create("carol", "admin")[0].roles == ("admin",)  # a bare string is one role
 
 
@@ -68,7 +68,7 @@ def test_roles_are_deduplicated_in_order(keys: KeyService) -> None:
         ("x" * 65, ["admin"], "", "1–64 characters"),
         ("al/ice", ["admin"], "", "is not valid"),
         ("alice", [], "", "at least one role"),
-        ("alice", ["root"], "", "unknown role.*'root'.*admin, operator, searcher, auditor"),
+        ("alice", ["root"], "", "unknown role.*'root'.*admin, enrol, search, audit"),
         ("alice", ["admin", "Admin"], "", "'Admin'"),
         ("alice", ["admin"], "x" * 257, "at most 256"),
         ("alice", ["admin"], "line\nbreak", "control characters"),
@@ -83,7 +83,7 @@ def test_bad_input_is_an_invalid_parameter(
 
 
 def test_list_never_exposes_secrets(keys: KeyService) -> None:
-    _, secret = keys.create("alice", ["searcher"])
+    _, secret = keys.create("alice", ["search"])
     listed = keys.list()
     assert len(listed) == 1 and isinstance(listed[0], AccessKey)
     assert secret not in json.dumps(asdict(listed[0]))
@@ -91,8 +91,8 @@ def test_list_never_exposes_secrets(keys: KeyService) -> None:
 
 
 def test_revoke_keeps_the_key_listed_and_is_idempotent(keys: KeyService) -> None:
-    first, _ = keys.create("alice", ["searcher"])
-    second, _ = keys.create("bob", ["auditor"])
+    first, _ = keys.create("alice", ["search"])
+    second, _ = keys.create("bob", ["audit"])
     revoked = keys.revoke(first.key_id)
     assert not revoked.active and revoked.revoked_at is not None
     assert [k.key_id for k in keys.list()] == [second.key_id]
@@ -107,7 +107,7 @@ def test_revoking_an_unknown_key_is_not_found(keys: KeyService) -> None:
 
 
 def test_revoking_overwrites_the_secret_in_the_file(keys: KeyService, tmp_path: Path) -> None:
-    key, secret = keys.create("alice", ["searcher"])
+    key, secret = keys.create("alice", ["search"])
     keys.revoke(key.key_id)
     found = keys.store.get(key.key_id)
     assert found is not None and found[1] == ""
@@ -118,13 +118,13 @@ def test_revoking_overwrites_the_secret_in_the_file(keys: KeyService, tmp_path: 
 
 def test_keys_persist_across_services(tmp_path: Path) -> None:
     first = KeyService(Settings(data_dir=tmp_path))
-    key, secret = first.create("alice", ["operator"], "ci")
-    gone, _ = first.create("bob", ["searcher"])
+    key, secret = first.create("alice", ["enrol"], "ci")
+    gone, _ = first.create("bob", ["search"])
     first.revoke(gone.key_id)
     first.close()
     second = KeyService(Settings(data_dir=tmp_path))
     assert second.list(include_revoked=True) == first.list(include_revoked=True)
-    assert second.credentials(key.key_id) == (Principal("alice", ("operator",), key.key_id), secret)
+    assert second.credentials(key.key_id) == (Principal("alice", ("enrol",), key.key_id), secret)
     with pytest.raises(UnrecognizedClientError):
         second.credentials(gone.key_id)
 
@@ -134,7 +134,7 @@ def test_creating_from_many_threads(keys: KeyService) -> None:
 
     def work() -> None:
         for _ in range(5):
-            made.append(keys.create("worker", ["searcher"])[0].key_id)
+            made.append(keys.create("worker", ["search"])[0].key_id)
 
     threads = [threading.Thread(target=work) for _ in range(8)]
     for t in threads:
@@ -163,21 +163,21 @@ def test_an_existing_readable_database_is_narrowed_and_shared(tmp_path: Path) ->
     (tmp_path / "faceledger.sqlite3").chmod(0o644)
     keys = KeyService(Settings(data_dir=tmp_path))
     assert _mode(tmp_path / "faceledger.sqlite3") == 0o600
-    key, _ = keys.create("alice", ["auditor"])
+    key, _ = keys.create("alice", ["audit"])
     assert store.collection("cases").collection_id == "cases"  # same file, both tables
     assert keys.credentials(key.key_id)[0].name == "alice"
 
 
 # -- credentials and bearer authentication -------------------------------------------------------
 def test_credentials_of_an_active_key(keys: KeyService) -> None:
-    key, secret = keys.create("alice", ["searcher"])
+    key, secret = keys.create("alice", ["search"])
     principal, got = keys.credentials(key.key_id)
-    assert principal == Principal("alice", ("searcher",), key.key_id) and got == secret
+    assert principal == Principal("alice", ("search",), key.key_id) and got == secret
     assert principal.may("SearchFacesByImage") and not principal.may("DeleteCollection")
 
 
 def test_credentials_refuse_unknown_and_revoked_keys_alike(keys: KeyService) -> None:
-    key, _ = keys.create("alice", ["searcher"])
+    key, _ = keys.create("alice", ["search"])
     keys.revoke(key.key_id)
     for key_id in ("FLAKAAAAAAAAAAAAAAAA", key.key_id):
         with pytest.raises(UnrecognizedClientError) as caught:
@@ -186,8 +186,8 @@ def test_credentials_refuse_unknown_and_revoked_keys_alike(keys: KeyService) -> 
 
 
 def test_bearer_authenticates_the_principal(keys: KeyService) -> None:
-    key, secret = keys.create("alice", ["operator"])
-    expected = Principal("alice", ("operator",), key.key_id)
+    key, secret = keys.create("alice", ["enrol"])
+    expected = Principal("alice", ("enrol",), key.key_id)
     assert keys.authenticate_bearer(f"Bearer {key.key_id}:{secret}") == expected
     assert keys.authenticate_bearer(f"  bearer   {key.key_id}:{secret} ") == expected
 
@@ -216,7 +216,7 @@ def test_bearer_malformed_is_incomplete(keys: KeyService, header: str) -> None:
 
 
 def test_bearer_unknown_revoked_and_wrong_secret(keys: KeyService) -> None:
-    key, secret = keys.create("alice", ["operator"])
+    key, secret = keys.create("alice", ["enrol"])
     with pytest.raises(InvalidSignatureError):
         keys.authenticate_bearer(f"Bearer {key.key_id}:{secret[:-1]}x")
     with pytest.raises(InvalidSignatureError):
@@ -230,13 +230,13 @@ def test_bearer_unknown_revoked_and_wrong_secret(keys: KeyService) -> None:
 
 # -- the first admin key ---------------------------------------------------------------------------
 def test_ensure_admin_key_is_idempotent(keys: KeyService) -> None:
-    keys.create("ops", ["operator"])  # not an admin: does not count
+    keys.create("ops", ["enrol"])  # not an admin: does not count
     created = keys.ensure_admin_key()
     assert created is not None
     key, secret = created
     assert (key.principal, key.roles, key.description) == (
         "admin",
-        ("admin",),
+        ("admin", "enrol", "search"),
         "created at first start",
     )
     assert keys.authenticate_bearer(f"Bearer {key.key_id}:{secret}").may("CreateKey")
@@ -248,7 +248,7 @@ def test_ensure_admin_key_is_idempotent(keys: KeyService) -> None:
 
 
 def test_any_active_admin_key_counts(keys: KeyService) -> None:
-    keys.create("root", ["operator", "admin"])
+    keys.create("root", ["enrol", "admin"])
     assert keys.ensure_admin_key() is None
 
 
@@ -276,15 +276,15 @@ def test_announce_at_start_shows_the_first_key_once(
 # -- the CLI (real subprocesses) -----------------------------------------------------------------
 def test_cli_create_list_revoke(tmp_path: Path) -> None:
     made = run(
-        "keys", "create", "--principal", "alice", "--role", "searcher", "--json", cwd=tmp_path
+        "keys", "create", "--principal", "alice", "--role", "search", "--json", cwd=tmp_path
     )
     assert made.returncode == 0, made.stderr
     created = json.loads(made.stdout)
     assert KEY_ID.fullmatch(created["key_id"]) and SECRET.fullmatch(created["secret"])
-    assert created["roles"] == ["searcher"] and created["endpoint_url"] == "http://127.0.0.1:8080"
+    assert created["roles"] == ["search"] and created["endpoint_url"] == "http://127.0.0.1:8080"
 
     text = run(
-        "keys", "create", "--principal", "ci", "--role", "operator", "--role", "searcher",
+        "keys", "create", "--principal", "ci", "--role", "enrol", "--role", "search",
         "--description", "build server", cwd=tmp_path,
     )  # fmt: skip
     assert text.returncode == 0, text.stderr
@@ -296,7 +296,7 @@ def test_cli_create_list_revoke(tmp_path: Path) -> None:
     assert [r["principal"] for r in rows] == ["alice", "ci"]
     assert created["secret"] not in listed.stdout
     table = run("keys", "list", cwd=tmp_path).stdout
-    assert created["key_id"] in table and "operator, searcher" in table
+    assert created["key_id"] in table and "enrol, search" in table
     assert created["secret"] not in table
 
     revoked = run("keys", "revoke", created["key_id"], cwd=tmp_path)

@@ -305,6 +305,22 @@ def test_index_reports_unindexed_faces(api: httpx.Client, collection: str, data_
     [refused] = body["unindexed_faces"]
     assert refused["reasons"] == ["EXCEEDS_MAX_FACES"]
     assert {face["face_index"], refused["face_index"]} == {0, 1}
+    # a refused face has its pixel box and confidence too: /v1/detect's face at its index
+    detected = ok(api.post("/v1/detect", files={"image": couple}))["faces"]
+    for item in (face, refused):
+        expected = detected[item["face_index"]]
+        for side in ("left", "top", "width", "height"):
+            assert item["bbox_px"][side] == pytest.approx(expected["bbox_px"][side], abs=0.2)
+        assert item["confidence"] == pytest.approx(expected["confidence"], abs=0.01)
+    width, height = _size(couple)
+    box = refused["bbox_px"]
+    assert box["width"] > 20 and box["height"] > 20
+    assert box["left"] >= 0 and box["left"] + box["width"] <= width + 0.1
+    assert box["top"] >= 0 and box["top"] + box["height"] <= height + 0.1
+    assert box != face["bbox_px"]
+    # the same upload again is a duplicate: its faces come back, nothing is refused
+    again = ok(index(api, collection, couple, max_faces=1, quality_filter="NONE"))
+    assert again["duplicate"] is True and again["unindexed_faces"] == []
 
 
 # --- users ---------------------------------------------------------------------------------

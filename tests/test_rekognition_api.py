@@ -508,7 +508,7 @@ def test_roles_are_enforced(live_server: str, live_server_settings: Any) -> None
     from faceledger.services.keys import KeyService
 
     keys = KeyService(live_server_settings)
-    searcher, secret = keys.create("reader", ["searcher"])
+    searcher, secret = keys.create("reader", ["search"])
     client = _client(live_server, searcher.key_id, secret)
     client.list_collections()  # allowed
     with pytest.raises(client.exceptions.AccessDeniedException):

@@ -90,7 +90,7 @@ def create(
     ],
     role: Annotated[
         list[str],
-        typer.Option("--role", help="admin, operator, searcher or auditor (repeatable)."),
+        typer.Option("--role", help="admin, enrol, search, or audit (repeatable)."),
     ],
     description: Annotated[str, typer.Option("--description", help="A note for `list`.")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with the secret).")] = False,

@@ -3,62 +3,58 @@
 A principal (a person or a system) holds access keys (``faceledger keys``); every request is
 authenticated to one principal, and its roles decide which operations it may call. Operations
 are named as Rekognition names them; the native API and the CLI use the same names, so one
-table governs every surface.
+table governs every surface. Duties are separated: no role does everything.
 
-| role       | may call                                                                  |
-|------------|---------------------------------------------------------------------------|
-| `admin`    | everything, including key and policy management                            |
-| `operator` | collection, face and user changes, and everything a `searcher` may call    |
-| `searcher` | detect, compare, searches, and reading collections, faces and users        |
-| `auditor`  | reading collections, faces and users (and, with the ledger, the audit log) |
+| role     | may call                                                                          |
+|----------|-----------------------------------------------------------------------------------|
+| `admin`  | collections (create, delete, describe, list, tags), access keys, policies          |
+| `enrol`  | index, list and delete faces; create, list and delete users; (dis)associate faces  |
+| `search` | detect, compare, search faces and users; describe and list collections            |
+| `audit`  | read the ledger, nothing else                                                      |
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-ROLES: tuple[str, ...] = ("admin", "operator", "searcher", "auditor")
+ROLES: tuple[str, ...] = ("admin", "enrol", "search", "audit")
 
-READ_OPERATIONS = frozenset(
-    {
-        "DescribeCollection",
-        "ListCollections",
-        "ListFaces",
-        "ListUsers",
+_COLLECTION_READS = frozenset({"DescribeCollection", "ListCollections"})
+
+ROLE_OPERATIONS: dict[str, frozenset[str]] = {
+    "admin": _COLLECTION_READS
+    | {
+        "CreateCollection",
+        "DeleteCollection",
+        "TagResource",
+        "UntagResource",
         "ListTagsForResource",
-    }
-)
-SEARCH_OPERATIONS = frozenset(
-    {
+        "CreateKey",
+        "ListKeys",
+        "RevokeKey",
+        "PutCollectionPolicy",
+    },
+    "enrol": _COLLECTION_READS
+    | {
+        "IndexFaces",
+        "ListFaces",
+        "DeleteFaces",
+        "CreateUser",
+        "ListUsers",
+        "DeleteUser",
+        "AssociateFaces",
+        "DisassociateFaces",
+    },
+    "search": _COLLECTION_READS
+    | {
         "DetectFaces",
         "CompareFaces",
         "SearchFaces",
         "SearchFacesByImage",
         "SearchUsers",
         "SearchUsersByImage",
-    }
-)
-WRITE_OPERATIONS = frozenset(
-    {
-        "CreateCollection",
-        "DeleteCollection",
-        "IndexFaces",
-        "DeleteFaces",
-        "CreateUser",
-        "DeleteUser",
-        "AssociateFaces",
-        "DisassociateFaces",
-        "TagResource",
-        "UntagResource",
-    }
-)
-ADMIN_OPERATIONS = frozenset({"CreateKey", "ListKeys", "RevokeKey"})
-
-_ALLOWED: dict[str, frozenset[str]] = {
-    "admin": READ_OPERATIONS | SEARCH_OPERATIONS | WRITE_OPERATIONS | ADMIN_OPERATIONS,
-    "operator": READ_OPERATIONS | SEARCH_OPERATIONS | WRITE_OPERATIONS,
-    "searcher": READ_OPERATIONS | SEARCH_OPERATIONS,
-    "auditor": READ_OPERATIONS,
+    },
+    "audit": frozenset({"ReadLedger"}),
 }
 
 
@@ -72,8 +68,8 @@ class Principal:
 
     def may(self, operation: str) -> bool:
         """Whether any of the principal's roles allows ``operation`` (a Rekognition name)."""
-        return any(operation in _ALLOWED.get(role, frozenset()) for role in self.roles)
+        return any(operation in ROLE_OPERATIONS.get(role, frozenset()) for role in self.roles)
 
 
 # The principal of the explicit development mode that accepts any signature (never by default).
-INSECURE_DEV_PRINCIPAL = Principal("insecure-dev-mode", ("admin",), "NONE")
+INSECURE_DEV_PRINCIPAL = Principal("insecure-dev-mode", ("admin", "enrol", "search"), "NONE")

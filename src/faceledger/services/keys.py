@@ -38,6 +38,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # AWS's wording for an access key id it does not know (or that was deactivated).
 UNRECOGNIZED_KEY_MESSAGE = "The security token included in the request is invalid."
 FIRST_ADMIN_DESCRIPTION = "created at first start"
+FIRST_KEY_ROLES: tuple[str, ...] = ("admin", "enrol", "search")
 
 
 def new_key_id() -> str:
@@ -124,13 +125,16 @@ class KeyService:
     def ensure_admin_key(self) -> tuple[AccessKey, str] | None:
         """Create the first admin key when no active key has role ``admin``.
 
+        It also holds ``enrol`` and ``search`` so that a fresh installation works end to end
+        with one key; production deployments give people keys with only the roles they need.
+
         Returns the new key and its secret (for the operator to see once), or None when an
         active admin key already exists. Safe against two processes starting at once.
         """
         if self.store.has_active_role("admin"):
             return None
         secret = new_secret()
-        key = self._new_key("admin", ("admin",), FIRST_ADMIN_DESCRIPTION)
+        key = self._new_key("admin", FIRST_KEY_ROLES, FIRST_ADMIN_DESCRIPTION)
         if self.store.add_unless_role_active("admin", key, secret):
             return key, secret
         return None

@@ -39,6 +39,7 @@ from faceledger.domain.collections import (
     BoundingBox,
     Collection,
     CollectionMatch,
+    IndexFacesResult,
     QualityFilter,
     StoredFace,
 )
@@ -191,6 +192,8 @@ class IndexedFace(FaceOut):
 
 class UnindexedFaceOut(BaseModel):
     face_index: int = Field(description="Index among the image's detected faces, largest first.")
+    bbox_px: BoxPx
+    confidence: float = Field(description="Detector confidence, 0–100.")
     reasons: list[str] = Field(
         description="EXCEEDS_MAX_FACES, EXTREME_POSE, LOW_BRIGHTNESS, LOW_SHARPNESS, "
         "LOW_CONFIDENCE, SMALL_BOUNDING_BOX."
@@ -407,6 +410,37 @@ def _unsearched(face: UnsearchedFace, image: Image) -> UnsearchedFaceOut:
     )
 
 
+def _unindexed(result: IndexFacesResult) -> list[UnindexedFaceOut]:
+    """The refused faces with their pixel boxes and confidences, from the analysed image.
+
+    ``face_index`` points into ``result.analysed.faces``; boxes there are pixels (x1, y1, x2,
+    y2) of the decoded upload, so no ratio round trip is needed.
+    """
+    if not result.unindexed:
+        return []
+    analysed = result.analysed
+    if analysed is None:
+        raise RuntimeError("IndexFacesResult has unindexed faces but no analysed image")
+    faces = analysed.faces
+    out = []
+    for face in result.unindexed:
+        x1, y1, x2, y2 = (float(v) for v in faces.boxes_px[face.face_index])
+        out.append(
+            UnindexedFaceOut(
+                face_index=face.face_index,
+                bbox_px=BoxPx(
+                    left=round(x1, 1),
+                    top=round(y1, 1),
+                    width=round(x2 - x1, 1),
+                    height=round(y2 - y1, 1),
+                ),
+                confidence=round(float(faces.scores[face.face_index]) * 100.0, 3),
+                reasons=list(face.reasons),
+            )
+        )
+    return out
+
+
 def _unsuccessful(items: Sequence[dict[str, Any]]) -> list[UnsuccessfulFace]:
     """The services' Rekognition-shaped failure dicts, in snake_case."""
     return [
@@ -562,15 +596,12 @@ async def index_faces(
         )
         for face, index in result.face_records
     ]
-    unindexed = [
-        UnindexedFaceOut(face_index=u.face_index, reasons=list(u.reasons)) for u in result.unindexed
-    ]
     return IndexFacesOut(
         face_model_version=result.face_model_version,
         image=_image(decoded),
         duplicate=result.duplicate,
         faces=faces,
-        unindexed_faces=unindexed,
+        unindexed_faces=_unindexed(result),
     )
 
 
