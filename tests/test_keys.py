@@ -275,9 +275,7 @@ def test_announce_at_start_shows_the_first_key_once(
 
 # -- the CLI (real subprocesses) -----------------------------------------------------------------
 def test_cli_create_list_revoke(tmp_path: Path) -> None:
-    made = run(
-        "keys", "create", "--principal", "alice", "--role", "search", "--json", cwd=tmp_path
-    )
+    made = run("keys", "create", "--principal", "alice", "--role", "search", "--json", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     created = json.loads(made.stdout)
     assert KEY_ID.fullmatch(created["key_id"]) and SECRET.fullmatch(created["secret"])
