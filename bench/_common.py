@@ -53,9 +53,21 @@ def machine() -> dict[str, Any]:
     }
 
 
+def scrub_paths(text: str) -> str:
+    """Machine paths out of a result: the repo becomes relative, the shared data ``../shared``
+    (results are committed; nothing outside the repo and ``../shared`` exists for users)."""
+    text = text.replace(str(data_dir()), "../shared/data")
+    text = text.replace(str(REPO.parent / "shared"), "../shared")
+    return text.replace(str(REPO) + "/", "").replace(str(REPO), ".")
+
+
+def scrub_file(path: Path) -> None:
+    path.write_text(scrub_paths(path.read_text()))
+
+
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / name
-    path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    path.write_text(scrub_paths(json.dumps(payload, indent=2, default=float)) + "\n")
     print(f"wrote {path.relative_to(REPO)}")
     return path

@@ -78,12 +78,31 @@ def engine() -> Iterator[FaceEngine]:
     face_engine.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def ledger_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The audit ledger's signing key for the whole session, in a session temporary folder.
+
+    Set as ``FACELEDGER_LEDGER_KEY_FILE`` (every ``Settings()`` and every CLI subprocess
+    inherits it), so no test ever creates or reads the user's ``~/.config/faceledger`` key;
+    the variable is restored at the end of the session.
+    """
+    path = tmp_path_factory.mktemp("ledger-key") / "ledger.key"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FACELEDGER_LEDGER_KEY_FILE", str(path))
+        yield path
+
+
 @pytest.fixture(scope="session")
 def live_server_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """The live server's settings: its own data directory, shared with ``api_key``."""
+    """The live server's settings: its own data directory, shared with ``api_key``.
+
+    Collections without a policy get Rekognition's behaviour (threshold floor 80, the default
+    FaceMatchThreshold), which the API contract tests expect; the installation default floor
+    (97) and per-collection policies have their own tests.
+    """
     from faceledger.config import Settings
 
-    return Settings(data_dir=tmp_path_factory.mktemp("server-data"))
+    return Settings(data_dir=tmp_path_factory.mktemp("server-data"), default_threshold_floor=80)
 
 
 def _create_key(settings: Settings, principal: str, roles: list[str]) -> tuple[str, str]:

@@ -5,6 +5,7 @@ Each run pays process start-up (and a model load for detect/compare), so the cas
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -15,6 +16,8 @@ from pathlib import Path
 import cv2
 import pytest
 
+from faceledger.audit.ledger import Ledger
+from faceledger.config import Settings
 from faceledger.domain.faces import LANDMARK_NAMES
 
 
@@ -77,6 +80,12 @@ def test_detect_prints_json_and_writes_an_annotated_copy(tmp_path: Path, data_di
     assert annotated.shape[:2] == (body["image"]["height_px"], body["image"]["width_px"])
     original = cv2.imread(str(photo))
     assert original is not None and (annotated != original).any()  # something was drawn
+    # the detection is in the ledger: who (the local operator), what (the photo's SHA-256)
+    with Ledger.from_settings(Settings(data_dir=tmp_path / "data")) as ledger:
+        [record] = [e.event for e in ledger.entries(operation="DetectFaces") if e.event]
+    assert record.source == "cli" and record.outcome == "ok"
+    assert record.probe_sha256 == (hashlib.sha256(photo.read_bytes()).hexdigest(),)
+    assert record.result == {"faces": 2}
 
 
 def test_compare_same_person(tmp_path: Path, data_dir: Path) -> None:

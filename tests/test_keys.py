@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sqlite3
 import stat
 import threading
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
+from faceledger.audit.ledger import Ledger
 from faceledger.cli.keys import announce_keys_at_start
 from faceledger.config import Settings
 from faceledger.domain.errors import (
@@ -20,6 +23,7 @@ from faceledger.domain.errors import (
     InvalidSignatureError,
     MissingAuthenticationTokenError,
     ResourceNotFoundError,
+    ThrottlingError,
     UnrecognizedClientError,
 )
 from faceledger.domain.principals import Principal
@@ -218,7 +222,9 @@ def test_bearer_malformed_is_incomplete(keys: KeyService, header: str) -> None:
 def test_bearer_unknown_revoked_and_wrong_secret(keys: KeyService) -> None:
     key, secret = keys.create("alice", ["enrol"])
     with pytest.raises(InvalidSignatureError):
-        keys.authenticate_bearer(f"Bearer {key.key_id}:{secret[:-1]}x")
+        keys.authenticate_bearer(
+            f"Bearer {key.key_id}:{secret[:-1]}{'y' if secret.endswith('x') else 'x'}"
+        )
     with pytest.raises(InvalidSignatureError):
         keys.authenticate_bearer(f"Bearer {key.key_id}:{secret}é")  # non-ASCII: no crash
     with pytest.raises(UnrecognizedClientError):
@@ -304,6 +310,23 @@ def test_cli_create_list_revoke(tmp_path: Path) -> None:
     every = json.loads(run("keys", "list", "--all", "--json", cwd=tmp_path).stdout)
     assert [r["active"] for r in every] == [False, True]
 
+    # each command is a ledger record of the local operator; no secret ever reaches it
+    with Ledger.from_settings(Settings(data_dir=tmp_path / "data")) as ledger:
+        records = list(ledger.entries())
+    events = [e.event for e in records if e.event is not None]
+    assert [(e.operation, e.outcome, e.source) for e in events] == [
+        ("CreateKey", "ok", "cli"),
+        ("CreateKey", "ok", "cli"),
+        ("ListKeys", "ok", "cli"),
+        ("ListKeys", "ok", "cli"),
+        ("RevokeKey", "ok", "cli"),
+        ("ListKeys", "ok", "cli"),
+        ("ListKeys", "ok", "cli"),
+    ]
+    assert events[0].result["key_id"] == created["key_id"]
+    assert events[4].result == {"key_id": created["key_id"], "principal": "alice"}
+    assert created["secret"] not in json.dumps([e.to_dict() for e in records])
+
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     bad_role = run("keys", "create", "--principal", "alice", "--role", "root", cwd=tmp_path)
@@ -313,3 +336,193 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert unknown.returncode == 2
     assert unknown.stderr.startswith("error: ResourceNotFoundException:")
     assert "Traceback" not in bad_role.stderr + unknown.stderr
+
+
+# -- rate limits ---------------------------------------------------------------------------------
+class FakeClock:
+    """Monotonic seconds that move only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+    def advance(self, seconds: float) -> None:
+        self.now_s += seconds
+
+
+def _limited(tmp_path: Path, clock: FakeClock, rate: float = 2.0, burst: int = 3) -> KeyService:
+    settings = Settings(data_dir=tmp_path, default_rate_per_second=rate, default_burst=burst)
+    return KeyService(settings, clock=clock)
+
+
+def _admitted(keys: KeyService, key_id: str, tries: int) -> int:
+    """How many of ``tries`` verified SigV4 requests of ``key_id`` pass the rate limit."""
+    passed = 0
+    for _ in range(tries):
+        try:
+            keys.admit(key_id)
+        except ThrottlingError:
+            continue
+        passed += 1
+    return passed
+
+
+def test_a_key_gets_its_burst_then_is_throttled_then_refills(tmp_path: Path) -> None:
+    clock = FakeClock()
+    keys = _limited(tmp_path, clock, rate=2.0, burst=3)
+    key, secret = keys.create("alice", ["search"])
+    assert _admitted(keys, key.key_id, 3) == 3
+    with pytest.raises(ThrottlingError) as refused:
+        keys.admit(key.key_id)
+    assert refused.value.code == "ThrottlingException"
+    assert refused.value.message == (
+        f"Rate exceeded for key {key.key_id}: at most 2 requests per second (burst 3)"
+    )
+    clock.advance(0.5)  # one token back at 2 per second
+    assert _admitted(keys, key.key_id, 5) == 1
+    clock.advance(60.0)  # a long pause refills the bucket to its size, no further
+    assert _admitted(keys, key.key_id, 10) == 3
+    # the bearer path shares the bucket; a wrong secret spends nothing
+    clock.advance(1.0)
+    with pytest.raises(InvalidSignatureError):
+        keys.authenticate_bearer(
+            f"Bearer {key.key_id}:{secret[:-1]}{'y' if secret.endswith('x') else 'x'}"
+        )
+    keys.authenticate_bearer(f"Bearer {key.key_id}:{secret}")
+    keys.authenticate_bearer(f"Bearer {key.key_id}:{secret}")
+    with pytest.raises(ThrottlingError):
+        keys.authenticate_bearer(f"Bearer {key.key_id}:{secret}")
+
+
+def test_unknown_and_revoked_keys_are_refused_before_the_rate_limit(tmp_path: Path) -> None:
+    keys = _limited(tmp_path, FakeClock(), rate=1.0, burst=1)
+    key, _ = keys.create("alice", ["search"])
+    keys.revoke(key.key_id)
+    for _ in range(3):
+        with pytest.raises(UnrecognizedClientError):
+            keys.credentials(key.key_id)
+        with pytest.raises(UnrecognizedClientError):
+            keys.credentials("FLAKAAAAAAAAAAAAAAAA")
+        with pytest.raises(UnrecognizedClientError):
+            keys.admit(key.key_id)
+
+
+def test_looking_up_a_secret_spends_no_token(tmp_path: Path) -> None:
+    """SigV4 looks the secret up before the signature is checked: a forged request naming
+    someone's key must not throttle it; only ``admit`` (after verification) spends."""
+    keys = _limited(tmp_path, FakeClock(), rate=1.0, burst=1)
+    key, _ = keys.create("alice", ["search"])
+    for _ in range(5):
+        keys.credentials(key.key_id)
+    assert _admitted(keys, key.key_id, 3) == 1
+
+
+def test_each_key_has_its_own_bucket_and_may_override_the_defaults(tmp_path: Path) -> None:
+    clock = FakeClock()
+    keys = _limited(tmp_path, clock, rate=2.0, burst=3)
+    slow, _ = keys.create("camera-7", ["search"], rate_per_second=0.5, burst=1)
+    busy, _ = keys.create("batch", ["enrol"], burst=20)  # default rate, own burst
+    plain, _ = keys.create("alice", ["search"])
+    assert (slow.rate_per_second, slow.burst) == (0.5, 1)
+    assert (busy.rate_per_second, busy.burst) == (None, 20)
+    assert _admitted(keys, slow.key_id, 5) == 1
+    assert _admitted(keys, busy.key_id, 50) == 20
+    assert _admitted(keys, plain.key_id, 5) == 3  # the others did not drain this one
+    clock.advance(1.0)
+    assert _admitted(keys, slow.key_id, 5) == 0  # half a token
+    clock.advance(1.0)
+    assert _admitted(keys, slow.key_id, 5) == 1
+    assert _admitted(keys, busy.key_id, 50) == 4  # 2 s at the default 2 per second
+    with pytest.raises(ThrottlingError, match=r"at most 0\.5 requests per second \(burst 1\)"):
+        keys.admit(slow.key_id)
+
+
+def test_a_rate_of_zero_is_unlimited(tmp_path: Path) -> None:
+    clock = FakeClock()
+    unlimited = _limited(tmp_path / "a", clock, rate=0.0, burst=1)
+    key, _ = unlimited.create("alice", ["search"])
+    assert _admitted(unlimited, key.key_id, 1000) == 1000
+    limited = _limited(tmp_path / "b", clock, rate=1.0, burst=1)
+    free, _ = limited.create("ingest", ["enrol"], rate_per_second=0)  # exempt by its own limit
+    capped, _ = limited.create("alice", ["search"])
+    assert _admitted(limited, free.key_id, 1000) == 1000
+    assert _admitted(limited, capped.key_id, 10) == 1
+
+
+def test_limits_persist_and_older_databases_gain_the_columns(tmp_path: Path) -> None:
+    old = sqlite3.connect(tmp_path / "faceledger.sqlite3")
+    old.executescript(
+        "CREATE TABLE access_keys (key_id TEXT PRIMARY KEY, secret TEXT NOT NULL, "
+        "principal TEXT NOT NULL, roles TEXT NOT NULL, created_at REAL NOT NULL, "
+        "revoked_at REAL, description TEXT NOT NULL DEFAULT '');"
+        "INSERT INTO access_keys VALUES ('FLAKOLDOLDOLDOLDOLDO', 's' , 'old', '[\"search\"]', "
+        "1.8e9, NULL, '');"
+    )
+    old.close()
+    first = KeyService(Settings(data_dir=tmp_path))
+    (legacy,) = first.list()
+    assert (legacy.key_id, legacy.rate_per_second, legacy.burst) == (
+        "FLAKOLDOLDOLDOLDOLDO",
+        None,
+        None,
+    )
+    key, _ = first.create("camera-7", ["search"], rate_per_second=0.25, burst=2)
+    first.close()
+    clock = FakeClock()
+    second = KeyService(Settings(data_dir=tmp_path), clock=clock)
+    listed = {k.key_id: k for k in second.list()}
+    assert (listed[key.key_id].rate_per_second, listed[key.key_id].burst) == (0.25, 2)
+    assert _admitted(second, key.key_id, 5) == 2  # the stored limit, not the default 100
+    assert second.limiter.limits(listed["FLAKOLDOLDOLDOLDOLDO"]) == (50.0, 100)
+
+
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        ({"rate_per_second": -1}, "rate_per_second must be a number from 0"),
+        ({"rate_per_second": float("nan")}, "rate_per_second"),
+        ({"rate_per_second": float("inf")}, "rate_per_second"),
+        ({"rate_per_second": True}, "rate_per_second"),
+        ({"rate_per_second": "5"}, "rate_per_second"),
+        ({"burst": 0}, "burst must be an integer from 1"),
+        ({"burst": 2.5}, "burst"),
+        ({"burst": 10_000_000}, "burst"),
+    ],
+)
+def test_bad_limits_are_invalid_parameters(
+    keys: KeyService, limits: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidParameterError, match=message):
+        keys.create("alice", ["search"], **limits)  # type: ignore[arg-type]
+    assert keys.list(include_revoked=True) == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"default_rate_per_second": -1.0},
+        {"default_burst": 0},
+        {"default_rate_per_second": float("nan")},
+    ],
+)
+def test_bad_default_limits_are_refused(tmp_path: Path, bad: dict[str, float]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(data_dir=tmp_path, **bad)  # type: ignore[arg-type]
+
+
+def test_the_bucket_is_exact_under_threads(tmp_path: Path) -> None:
+    keys = _limited(tmp_path, FakeClock(), rate=1.0, burst=25)  # the clock stands still
+    key, _ = keys.create("alice", ["search"])
+    passed: list[int] = []
+
+    def work() -> None:
+        passed.append(_admitted(keys, key.key_id, 10))
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(passed) == 25

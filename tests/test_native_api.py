@@ -18,7 +18,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from PIL import Image as PILImage
 from PIL import ImageOps
 
@@ -196,27 +196,47 @@ def test_an_auditor_may_not_detect(
 
 
 def test_insecure_mode_takes_every_request_as_the_dev_admin(tmp_path: Path) -> None:
-    """In-process (no lifespan, so no key store at all): the key check is skipped."""
+    """In-process (no lifespan, so no key store at all): the key check is skipped, and the
+    caller carries the purpose headers and a fresh request id."""
     from faceledger.api.app import create_app
-    from faceledger.api.native.auth import require
+    from faceledger.api.native.auth import current_caller
     from faceledger.config import Settings
-    from faceledger.domain.principals import INSECURE_DEV_PRINCIPAL, Principal
+    from faceledger.domain.audit import Caller
+    from faceledger.domain.principals import INSECURE_DEV_PRINCIPAL
 
     app: FastAPI = create_app(Settings(data_dir=tmp_path, insecure_accept_any_signature=True))
 
     @app.get("/v1/whoami")
-    async def whoami(request: Request, principal: Principal = Depends(require("CreateKey"))) -> str:
-        assert request.state.principal is principal
-        return principal.name
+    async def whoami(caller: Caller = Depends(current_caller)) -> dict[str, Any]:
+        assert caller.principal == INSECURE_DEV_PRINCIPAL
+        return {
+            "principal": caller.principal.name,
+            "source": caller.source,
+            "request_id": caller.request_id,
+            "purpose": caller.purpose,
+            "case_reference": caller.case_reference,
+        }
 
-    async def call() -> httpx.Response:
+    async def call() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await client.get("/v1/whoami", headers={"Authorization": "Bearer x:y"})
+            headers = {
+                "Authorization": "Bearer x:y",
+                "X-FaceLedger-Purpose": "missing person",
+                "x-faceledger-case": "C-17",
+            }
+            return [
+                await client.get("/v1/whoami", headers=headers),
+                await client.get("/v1/whoami", headers={"Authorization": "Bearer x:y"}),
+            ]
 
-    response = anyio.run(call)
-    assert response.status_code == 200, response.text
-    assert response.json() == INSECURE_DEV_PRINCIPAL.name
+    first, second = anyio.run(call)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["principal"] == INSECURE_DEV_PRINCIPAL.name and body["source"] == "native"
+    assert (body["purpose"], body["case_reference"]) == ("missing person", "C-17")
+    assert second.json()["purpose"] is None and second.json()["case_reference"] is None
+    assert len(body["request_id"]) == 36 and body["request_id"] != second.json()["request_id"]
 
 
 def test_openapi_declares_the_bearer_scheme(live_server: str) -> None:

@@ -102,6 +102,12 @@ def search_users(api: httpx.Client, collection: str, data: bytes, **form: Any) -
     )
 
 
+def set_floor(api: httpx.Client, collection: str, floor: float) -> None:
+    """Give ``collection`` a policy with this threshold floor (no purpose required)."""
+    policy = {"require_purpose": False, "threshold_floor": floor}
+    ok(api.put(f"/v1/collections/{collection}/policy", json=policy))
+
+
 @pytest.fixture
 def collection(api: httpx.Client) -> Iterator[str]:
     """A fresh collection, deleted afterwards (if the test left it)."""
@@ -145,6 +151,8 @@ def test_openapi_documents_every_route(live_server: str) -> None:
         ("post", f"{c}/users/{{user_id}}/faces/delete"),
         ("get", f"{c}/users/{{user_id}}/matches"),
         ("post", f"{c}/users/search"),
+        ("get", f"{c}/policy"),
+        ("put", f"{c}/policy"),
     }
     served = {(m, p) for p, ops in spec["paths"].items() for m in ops}
     assert expected <= served
@@ -199,6 +207,7 @@ def test_index_list_search_and_delete_faces(
     api: httpx.Client, collection: str, gallery_people: dict[str, list[Path]]
 ) -> None:
     names = list(gallery_people)
+    set_floor(api, collection, 0)  # searches below Rekognition's 80 rank every candidate
     enrolled: dict[str, str] = {}
     for name in names[:4]:
         data = gallery_people[name][0].read_bytes()
@@ -246,7 +255,8 @@ def test_index_list_search_and_delete_faces(
     # a second photo of an enrolled person finds them first; an unknown person finds no one
     probe = gallery_people[names[1]][1].read_bytes()
     hit = ok(search(api, collection, probe))
-    assert hit["threshold"] == 80 and hit["face_model_version"].startswith("yunet-sface")
+    assert hit["threshold"] == hit["requested_threshold"] == 80
+    assert hit["face_model_version"].startswith("yunet-sface")
     assert hit["matches"][0]["face"]["external_image_id"] == names[1]
     assert hit["matches"][0]["similarity"] >= 80
     assert all(m["similarity"] >= 80 for m in hit["matches"])
@@ -261,6 +271,7 @@ def test_index_list_search_and_delete_faces(
     )
     sims = [m["similarity"] for m in low["matches"]]
     assert len(sims) == 3 and sims == sorted(sims, reverse=True)
+    assert low["threshold"] == low["requested_threshold"] == 0
 
     # search by FaceId never returns the face itself
     by_id = ok(
@@ -270,6 +281,7 @@ def test_index_list_search_and_delete_faces(
         )
     )
     assert by_id["searched_face_id"] == enrolled[names[2]]
+    assert by_id["threshold"] == by_id["requested_threshold"] == 0
     assert len(by_id["matches"]) == 3
     assert enrolled[names[2]] not in {m["face"]["face_id"] for m in by_id["matches"]}
 
@@ -330,6 +342,7 @@ def test_user_round_trip(
     api: httpx.Client, collection: str, user_people: dict[str, list[Path]], data_dir: Path
 ) -> None:
     base = f"/v1/collections/{collection}"
+    set_floor(api, collection, 0)  # searches below Rekognition's 80 rank every user
     a, b, _ = list(user_people)
     fa = [enrol(api, collection, user_people[a][i], f"{a}-{i}") for i in range(3)]
     fb = enrol(api, collection, user_people[b][0], f"{b}-0")
@@ -369,7 +382,9 @@ def test_user_round_trip(
     assert by_image["matches"][0]["user"]["status"] == "ACTIVE"
     assert by_image["searched_face"]["bbox_px"]["width"] > 20
     assert by_image["unsearched_faces"] == []
+    assert by_image["threshold"] == by_image["requested_threshold"] == 0
     by_face = ok(api.get(f"{base}/faces/{fa[2]}/user_matches"))
+    assert by_face["threshold"] == by_face["requested_threshold"] == 80
     assert [m["user"]["user_id"] for m in by_face["matches"]] == ["alice"]
     assert by_face["searched_face_id"] == fa[2] and by_face["searched_user_id"] is None
     by_user = ok(api.get(f"{base}/users/alice/matches", params={"threshold": 0}))

@@ -123,6 +123,7 @@ def rek(
         s3_endpoint_url=s3_url,
         s3_access_key_id="test",
         s3_secret_access_key="test",
+        default_threshold_floor=80,  # Rekognition's behaviour, as the live server's
     )
     keys = KeyService(settings)
     try:

@@ -70,6 +70,25 @@ class Settings(BaseSettings):
     # logs a loud warning at start-up when this is on.
     insecure_accept_any_signature: bool = False
 
+    # -- the audit ledger -----------------------------------------------------------------
+    # HMAC key signing the ledger's checkpoints. It must live outside ``data_dir`` (someone who
+    # can rewrite the data directory must not be able to re-sign a rewritten ledger); default
+    # ``$XDG_CONFIG_HOME/faceledger/ledger.key`` (``~/.config/…``), created 0600 on first use.
+    ledger_key_file: Path | None = None
+    # A signed checkpoint every N records or S seconds, whichever comes first.
+    ledger_checkpoint_every: int = Field(default=1000, ge=1)
+    ledger_checkpoint_seconds: float = Field(default=60.0, gt=0)
+
+    # -- policy defaults for collections without a policy of their own --------------------
+    # Searches must carry a purpose and a case reference.
+    require_purpose: bool = False
+    # Lowest effective match threshold (calibrated Similarity). Chosen on the 1:N LFW test
+    # (bench/one_to_n.py): at most one non-mated probe, not an LFW label fault, matches anyone.
+    default_threshold_floor: float = Field(default=97.0, ge=0.0, le=100.0)
+
+    # Seconds between maintenance runs of the server: retention purges, index snapshots.
+    maintenance_seconds: float = Field(default=600.0, gt=0)
+
     # -- Image.S3Object -------------------------------------------------------------------
     # An S3-compatible endpoint (MinIO, Ceph, AWS); None uses boto3's default for the region.
     s3_endpoint_url: str | None = None
@@ -79,6 +98,12 @@ class Settings(BaseSettings):
     s3_secret_access_key: str | None = None
     # Buckets served from local folders instead: ``bucket=/path,other=/path`` or a JSON object.
     s3_local_buckets: Annotated[dict[str, Path], NoDecode] = Field(default_factory=dict)
+
+    # -- rate limits per access key (a key's own limits, set when it is created, win) -------
+    # Sustained requests per second per key (a token bucket's refill rate); 0 = unlimited.
+    default_rate_per_second: float = Field(default=50.0, ge=0.0, allow_inf_nan=False)
+    # Requests a key may send at once after a quiet spell (the bucket's size).
+    default_burst: int = Field(default=100, ge=1)
 
     @field_validator("model_dirs", mode="before")
     @classmethod

@@ -2,7 +2,9 @@
 
 ``create_app(settings)`` (in ``faceledger.api.app``) is the app factory. This module also holds
 the request-scoped dependencies that every router shares: the ``FaceService`` kept on
-``app.state`` by the lifespan, and ``run_blocking`` to run engine work off the event loop.
+``app.state`` by the lifespan (health only: every verb goes through the accountable
+``FaceLedger`` at ``app.state.ledger``), and ``run_blocking`` to run engine work off the event
+loop.
 ``create_app`` is imported lazily so that routers can import these without a cycle.
 """
 
@@ -14,23 +16,12 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 import anyio.to_thread
 from fastapi import Depends, Request
 
-from faceledger.services.collections import CollectionService
 from faceledger.services.faces import FaceService
-from faceledger.services.users import UserService
 
 if TYPE_CHECKING:
     from faceledger.api.app import create_app
 
-__all__ = [
-    "CollectionsDep",
-    "ServiceDep",
-    "UsersDep",
-    "create_app",
-    "get_collections",
-    "get_service",
-    "get_users",
-    "run_blocking",
-]
+__all__ = ["ServiceDep", "create_app", "get_service", "run_blocking"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -42,21 +33,7 @@ def get_service(request: Request) -> FaceService:
     return service
 
 
-def get_collections(request: Request) -> CollectionService:
-    """The process's ``CollectionService`` (same engine as ``get_service``)."""
-    collections: CollectionService = request.app.state.collections
-    return collections
-
-
-def get_users(request: Request) -> UserService:
-    """The process's ``UserService`` (over ``get_collections``)."""
-    users: UserService = request.app.state.users
-    return users
-
-
 ServiceDep = Annotated[FaceService, Depends(get_service)]
-CollectionsDep = Annotated[CollectionService, Depends(get_collections)]
-UsersDep = Annotated[UserService, Depends(get_users)]
 
 
 async def run_blocking(

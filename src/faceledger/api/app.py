@@ -44,11 +44,7 @@ from faceledger.domain.errors import (
     FaceLedgerError,
     ImageTooLargeError,
 )
-from faceledger.services.collections import CollectionService
-from faceledger.services.faces import FaceService
-from faceledger.services.keys import KeyService
-from faceledger.services.objects import ImageObjects
-from faceledger.services.users import UserService
+from faceledger.services.accountable import FaceLedger
 
 logger = logging.getLogger("faceledger.api")
 
@@ -286,6 +282,18 @@ class BodySizeLimitMiddleware:
         await response(scope, receive, send)
 
 
+async def _maintenance(gate: FaceLedger, every_s: float) -> None:
+    """Retention purges and index snapshots, every ``every_s`` seconds, off the event loop."""
+    while True:
+        await anyio.sleep(every_s)
+        try:
+            done = await anyio.to_thread.run_sync(gate.maintain)
+            if done["purged"]:
+                logger.info("retention purged faces: %s", done["purged"])
+        except Exception:
+            logger.exception("maintenance run failed (will retry)")
+
+
 # -- the app ---------------------------------------------------------------------------------
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the FaceLedger HTTP app. Nothing loads here; the lifespan loads the default pack.
@@ -296,13 +304,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service = FaceService(settings)
-        collections = CollectionService(settings, service)
+        gate = FaceLedger(settings)
+        service = gate.faces
+        app.state.ledger = gate
         app.state.service = service
-        app.state.collections = collections
-        app.state.users = UserService(collections)
-        app.state.keys = KeyService(settings)
-        app.state.objects = ImageObjects(settings)
+        app.state.collections = gate.collections
+        app.state.users = gate.users
+        app.state.keys = gate.keys
+        app.state.objects = gate.objects
         if settings.insecure_accept_any_signature:
             for line in INSECURE_WARNING:
                 logger.warning(line)
@@ -312,10 +321,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await anyio.to_thread.run_sync(service.load)
         logger.info("model pack %r loaded (%s)", service.pack, service.face_model_version)
         try:
-            yield
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_maintenance, gate, settings.maintenance_seconds)
+                try:
+                    yield
+                finally:
+                    tasks.cancel_scope.cancel()
         finally:
-            await anyio.to_thread.run_sync(collections.close)
-            app.state.objects.close()
+            await anyio.to_thread.run_sync(gate.close)
             await anyio.to_thread.run_sync(service.close)
 
     app = FastAPI(

@@ -1,26 +1,38 @@
-"""CLI verbs for collections: ``collections …``, ``index DIR``, ``search PHOTO``.
+"""CLI verbs for collections: ``collections …`` (with ``policy``), ``index DIR``, ``search PHOTO``.
 
-Registered on the main app by ``faceledger.cli.main`` (imported at its end).
+Registered on the main app by ``faceledger.cli.main`` (imported at its end). Every verb calls
+the accountable gateway as the local operator, so each is written to the audit ledger.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from faceledger.cli.main import CliError, _existing_file, _print_json, _settings, _stderr, app
+from faceledger.cli.main import (
+    CliError,
+    _existing_file,
+    _gateway,
+    _operator,
+    _print_json,
+    _stderr,
+    app,
+)
 from faceledger.domain.errors import FaceLedgerError
 
 if TYPE_CHECKING:
-    from faceledger.services.collections import CollectionService
+    from faceledger.domain.audit import Caller
+    from faceledger.services.accountable import FaceLedger
 
 collections_app = typer.Typer(
-    help="Create, list, describe and delete collections.", no_args_is_help=True
+    help="Create, list, describe and delete collections; show and set their policy.",
+    no_args_is_help=True,
 )
 app.add_typer(collections_app, name="collections")
 
@@ -37,12 +49,6 @@ def external_id_for(path: Path, root: Path) -> str:
     return _UNSAFE.sub("_", rel)[-255:]
 
 
-def _service() -> CollectionService:
-    from faceledger.services.collections import CollectionService
-
-    return CollectionService(_settings())
-
-
 def _collection_dict(c: object) -> dict[str, object]:
     from dataclasses import asdict
 
@@ -52,13 +58,17 @@ def _collection_dict(c: object) -> dict[str, object]:
 @collections_app.command("create")
 def create(collection_id: Annotated[str, typer.Argument(metavar="COLLECTION")]) -> None:
     """Create an empty collection pinned to the server's model pack."""
-    _print_json(_collection_dict(_service().create_collection(collection_id)))
+    with _gateway() as gate:
+        created = gate.create_collection(_operator(), collection_id)
+    _print_json(_collection_dict(created))
 
 
 @collections_app.command("describe")
 def describe(collection_id: Annotated[str, typer.Argument(metavar="COLLECTION")]) -> None:
     """FaceCount, UserCount, FaceModelVersion and creation time."""
-    _print_json(_collection_dict(_service().describe_collection(collection_id)))
+    with _gateway() as gate:
+        described = gate.describe_collection(_operator(), collection_id)
+    _print_json(_collection_dict(described))
 
 
 @collections_app.command("list")
@@ -67,15 +77,65 @@ def list_(
     next_token: Annotated[str | None, typer.Option("--next-token")] = None,
 ) -> None:
     """Collections in id order (paginated)."""
-    page, token = _service().list_collections(next_token=next_token, max_results=max_results)
+    with _gateway() as gate:
+        page, token = gate.list_collections(
+            _operator(), next_token=next_token, max_results=max_results
+        )
     _print_json({"collections": [_collection_dict(c) for c in page], "next_token": token})
 
 
 @collections_app.command("delete")
 def delete(collection_id: Annotated[str, typer.Argument(metavar="COLLECTION")]) -> None:
     """Delete a collection: every face, vector, user and index file goes."""
-    _service().delete_collection(collection_id)
+    with _gateway() as gate:
+        gate.delete_collection(_operator(), collection_id)
     _stderr(f"deleted collection {collection_id}")
+
+
+@collections_app.command("policy")
+def policy(
+    collection_id: Annotated[str, typer.Argument(metavar="COLLECTION")],
+    require_purpose: Annotated[
+        bool | None,
+        typer.Option(
+            "--require-purpose/--no-require-purpose",
+            help="Whether searches must carry a purpose and a case reference.",
+            show_default=False,
+        ),
+    ] = None,
+    floor: Annotated[
+        float | None,
+        typer.Option(
+            "--floor",
+            metavar="N",
+            help="Threshold floor (calibrated Similarity 0–100): lower requested thresholds "
+            "are raised to it.",
+        ),
+    ] = None,
+    retention_days: Annotated[
+        int | None,
+        typer.Option(
+            "--retention-days", metavar="N", help="Retention in days (0: no retention limit)."
+        ),
+    ] = None,
+) -> None:
+    """Show COLLECTION's accountability policy; with options, change those settings (the
+    others are kept). A collection without a policy has the installation's defaults."""
+    changes: dict[str, Any] = {}
+    if require_purpose is not None:
+        changes["require_purpose"] = require_purpose
+    if floor is not None:
+        changes["threshold_floor"] = floor
+    if retention_days is not None:
+        changes["retention_days"] = retention_days or None
+    caller = _operator()
+    with _gateway() as gate:
+        current = gate.get_policy(caller, collection_id)
+        if changes:
+            current = gate.put_policy(
+                caller, collection_id, dataclasses.replace(current, **changes)
+            )
+    _print_json({"collection_id": collection_id, **dataclasses.asdict(current)})
 
 
 def _files(root: Path) -> list[Path]:
@@ -97,8 +157,25 @@ def index(
 
     Files already enrolled under their ExternalImageId are skipped, so an interrupted run
     continues where it stopped. Unreadable files and faces that fail the quality filter are
-    summarised at the end and never stop the run.
+    summarised at the end and never stop the run. Each image enrolled is one IndexFaces
+    record in the audit ledger.
     """
+    if not folder.is_dir():
+        raise CliError(f"no such folder: {folder}")
+    caller = _operator()
+    with _gateway() as gate:
+        _index_folder(gate, caller, folder, collection, max_faces, quality_filter)
+
+
+def _index_folder(
+    gate: FaceLedger,
+    caller: Caller,
+    folder: Path,
+    collection: str,
+    max_faces: int | None,
+    quality_filter: str,
+) -> None:
+    """``index``: worker processes analyse the photos; the gateway enrols each one."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -111,20 +188,18 @@ def index(
 
     from faceledger.inference.imaging import load_image
 
-    if not folder.is_dir():
-        raise CliError(f"no such folder: {folder}")
-    service = _service()
-    service.describe_collection(collection)  # fail early on an unknown collection
+    gate.describe_collection(caller, collection)  # fail early on an unknown collection
     root = folder.resolve()
     files = _files(root)
-    done_ids = service.store.external_image_ids(collection)
+    # resuming: which files are enrolled already (ids only, no biometric data)
+    done_ids = gate.collections.store.external_image_ids(collection)
     todo = [p for p in files if external_id_for(p, root) not in done_ids]
     skipped = len(files) - len(todo)
     unreadable: list[tuple[str, str]] = []
     reasons: Counter[str] = Counter()
     no_face = indexed_faces = 0
     start = time.perf_counter()
-    engine = service.faces.engine
+    engine = gate.faces.engine
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -141,7 +216,8 @@ def index(
                 if isinstance(result, FaceLedgerError):
                     unreadable.append((rel, f"{result.code}: {result.message}"))
                 else:
-                    enrolled = service.enrol(
+                    enrolled = gate.index_faces(
+                        caller,
                         collection,
                         result,
                         external_image_id=external_id_for(path, root),
@@ -157,7 +233,6 @@ def index(
                 bar.update(task, advance=1, rate=f"{indexed_faces / elapsed:.1f} faces/s")
         finally:
             engine.close()
-            service.close()
     elapsed = time.perf_counter() - start
     _print_json(
         {
@@ -179,19 +254,41 @@ def index(
 def search(
     photo: Annotated[Path, typer.Argument(metavar="PHOTO")],
     collection: Annotated[str, typer.Option("--collection", "-c")],
-    threshold: Annotated[float, typer.Option("--threshold", help="Similarity 0–100.")] = 80.0,
+    threshold: Annotated[
+        float,
+        typer.Option(
+            "--threshold", help="Similarity 0–100 (raised to the collection's threshold floor)."
+        ),
+    ] = 80.0,
     max_faces: Annotated[int, typer.Option("--max-faces")] = 10,
+    purpose: Annotated[
+        str | None,
+        typer.Option("--purpose", help="Why you search (kept in the audit ledger)."),
+    ] = None,
+    case: Annotated[
+        str | None,
+        typer.Option("--case", help="The case reference (kept in the audit ledger)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
 ) -> None:
-    """Search a collection with the largest face of PHOTO; candidates as a table."""
+    """Search a collection with the largest face of PHOTO; candidates as a table.
+
+    A collection whose policy requires a purpose refuses a search without --purpose and
+    --case; the threshold applied (shown) is at least the collection's threshold floor.
+    """
     from rich.console import Console
     from rich.table import Table
 
-    service = _service()
-    result = service.search_faces_by_image(
-        collection, _existing_file(photo), max_faces=max_faces, threshold=threshold
-    )
-    calibration = service.faces.engine.calibration
+    _existing_file(photo)
+    with _gateway() as gate:
+        result = gate.search_faces_by_image(
+            _operator(purpose, case),
+            collection,
+            gate.faces.read_file(photo),
+            max_faces=max_faces,
+            threshold=threshold,
+        )
+        calibration = gate.faces.engine.calibration
     rows = [
         {
             "similarity": round(m.similarity, 2),
@@ -203,9 +300,13 @@ def search(
         for m in result.matches
     ]
     if as_json:
-        _print_json({"threshold": result.threshold, "matches": rows})
+        _print_json(
+            {"threshold": result.threshold, "requested_threshold": threshold, "matches": rows}
+        )
         return
-    table = Table(title=f"{len(rows)} candidate(s) in {collection} at Similarity ≥ {threshold:g}")
+    table = Table(
+        title=f"{len(rows)} candidate(s) in {collection} at Similarity ≥ {result.threshold:g}"
+    )
     for column in ("Similarity", "FMR ≤", "ExternalImageId", "FaceId", "UserId"):
         table.add_column(column)
     for r in rows:
@@ -218,6 +319,11 @@ def search(
             str(r["user_id"] or ""),
         )
     Console().print(table)
+    if result.threshold != threshold:
+        typer.echo(
+            f"threshold {result.threshold:g} applied: the collection's floor raised the "
+            f"requested {threshold:g}"
+        )
     if not rows:
         typer.echo("no candidate above the threshold")
     typer.echo("A match is a lead for human review, not an identification.")

@@ -2,7 +2,9 @@
 that ``serve`` makes (the first admin key, the insecure development mode).
 
 Registered on the main app by ``faceledger.cli.main`` (imported at its end). A secret is
-printed exactly once, by the command that creates it; nothing here logs one.
+printed exactly once, by the command that creates it; nothing here logs one. ``create``,
+``list`` and ``revoke`` go through the accountable gateway as the local operator (each is a
+ledger record); the first admin key that ``serve`` makes is not a request and does not.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from faceledger.cli.main import _print_json, _settings, _stderr, app
+from faceledger.cli.main import _gateway, _operator, _print_json, _settings, _stderr, app
 from faceledger.config import Settings
 
 if TYPE_CHECKING:
@@ -97,7 +99,8 @@ def create(
 ) -> None:
     """Create an access key for PRINCIPAL; prints its id and secret once."""
     settings = _settings()
-    key, secret = _service(settings).create(principal, role, description)
+    with _gateway(settings) as gate:
+        key, secret = gate.create_key(_operator(), principal, role, description)
     if as_json:
         _print_json(
             {
@@ -122,7 +125,8 @@ def list_(
     from rich.console import Console
     from rich.table import Table
 
-    keys = _service(_settings()).list(include_revoked=show_all)
+    with _gateway() as gate:
+        keys = gate.list_keys(_operator(), include_revoked=show_all)
     if as_json:
         _print_json([_key_dict(k) for k in keys])
         return
@@ -149,7 +153,8 @@ def list_(
 @keys_app.command("revoke")
 def revoke(key_id: Annotated[str, typer.Argument(metavar="KEY_ID")]) -> None:
     """Revoke a key: it stays listed (with --all) but never authenticates again."""
-    key = _service(_settings()).revoke(key_id)
+    with _gateway() as gate:
+        key = gate.revoke_key(_operator(), key_id)
     _stderr(f"revoked access key {key.key_id} of principal {key.principal}")
 
 

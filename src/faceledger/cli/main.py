@@ -4,16 +4,21 @@ Results go to stdout as JSON (or a table); messages, progress and errors go to s
 Exit codes: 0 success · 1 a verification failed (``models verify``) or an internal error ·
 2 a usage error or a FaceLedger error (``error: <Code>: <message>``) · 130 interrupted.
 Settings come from ``FACELEDGER_*`` environment variables (see ``faceledger.config``).
+
+Every command that reads or changes biometric data or access keys goes through the accountable
+gateway (``FaceLedger``) as the local operator (``local_operator()``: source "cli", the
+operating-system user), so it is written to the audit ledger like an API call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -25,7 +30,9 @@ from faceledger.config import Settings
 from faceledger.domain.errors import FaceLedgerError
 
 if TYPE_CHECKING:
+    from faceledger.domain.audit import Caller
     from faceledger.domain.faces import Image
+    from faceledger.services.accountable import FaceLedger
     from faceledger.services.faces import FaceService
 
 logger = logging.getLogger("faceledger.cli")
@@ -68,6 +75,28 @@ def _service(settings: Settings) -> FaceService:
     from faceledger.services.faces import FaceService
 
     return FaceService(settings)
+
+
+@contextlib.contextmanager
+def _gateway(settings: Settings | None = None) -> Iterator[FaceLedger]:
+    """The accountable gateway over ``settings`` (default: the environment's), closed after
+    (which saves the indexes and signs the ledger's latest records)."""
+    from faceledger.services.accountable import FaceLedger
+
+    gate = FaceLedger(settings if settings is not None else _settings())
+    try:
+        yield gate
+    finally:
+        gate.close()
+
+
+def _operator(purpose: str | None = None, case_reference: str | None = None) -> Caller:
+    """The CLI's caller (the local operator), with a purpose and case reference if given."""
+    import dataclasses
+
+    from faceledger.services.accountable import local_operator
+
+    return dataclasses.replace(local_operator(), purpose=purpose, case_reference=case_reference)
 
 
 def _configure_logging(level: str) -> None:
@@ -202,12 +231,14 @@ def detect(
     ] = 100,
 ) -> None:
     """Detect faces: JSON with pixel boxes, confidence, landmarks, quality and pose."""
-    service = _service(_settings())
-    image = service.image(_existing_file(photo))
-    result = service.detect(image, max_faces=max_faces)
-    if annotate is not None:
-        _write_annotated(image, result["faces"], annotate)
-        _stderr(f"wrote {annotate} ({len(result['faces'])} faces)")
+    _existing_file(photo)
+    with _gateway() as gate:
+        data = gate.faces.read_file(photo)
+        analysed = gate.detect_faces(_operator(), data)
+        result = gate.faces.detect_result(analysed, max_faces=max_faces)
+        if annotate is not None:
+            _write_annotated(gate.faces.image(data), result["faces"], annotate)
+            _stderr(f"wrote {annotate} ({len(result['faces'])} faces)")
     _print_json(result)
 
 
@@ -217,8 +248,14 @@ def compare(
     target: Annotated[Path, typer.Argument(help="Image whose faces are compared with it.")],
 ) -> None:
     """Compare the largest face of SOURCE with every face of TARGET (Similarity 0–100)."""
-    service = _service(_settings())
-    _print_json(service.compare(_existing_file(source), _existing_file(target)))
+    _existing_file(source)
+    _existing_file(target)
+    with _gateway() as gate:
+        compared = gate.compare_faces(
+            _operator(), gate.faces.read_file(source), gate.faces.read_file(target)
+        )
+        result = gate.faces.compare_result(*compared)
+    _print_json(result)
 
 
 @models_app.command("list")
@@ -342,7 +379,9 @@ def eval_lfw(
 
 
 # Collection verbs live in their own module; importing it registers them on ``app``.
+from faceledger.cli import audit as _audit  # noqa: E402,F401
 from faceledger.cli import collections as _collections  # noqa: E402,F401
+from faceledger.cli import eval_report as _eval_report  # noqa: E402,F401
 from faceledger.cli import keys as _keys  # noqa: E402
 
 

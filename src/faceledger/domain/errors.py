@@ -155,3 +155,24 @@ class ShapeValidationError(FaceLedgerError):
 
     code = "ValidationException"
     http_status = 400
+
+
+class LedgerError(FaceLedgerError):
+    """The audit ledger could not be written: the operation fails rather than go unrecorded."""
+
+    code = "InternalServerError"
+    http_status = 500
+
+
+class LedgerTamperedError(FaceLedgerError):
+    """The ledger's hash chain or a signed checkpoint does not verify."""
+
+    code = "LedgerTampered"
+    http_status = 500
+
+
+class ThrottlingError(FaceLedgerError):
+    """A key sent more requests than its rate limit allows (boto3 retries these)."""
+
+    code = "ThrottlingException"
+    http_status = 400

@@ -24,10 +24,14 @@ behaves like an exact index until it is big enough. ``nlist`` comes from ``expec
 the size at training, whichever is larger); once a collection outgrows it,
 ``IndexPolicy.wants_rebuild`` says so and the caller rebuilds from the store.
 
-**Removal** marks the face dead (tombstone, O(1)); dead faces are skipped when re-ranking.
-When more than a quarter of the stored faces are dead, that ``remove`` compacts: the cells
-are emptied and the live vectors re-added (no retraining), which takes as long as adding
-them did (≈ 1 min per 10 M faces here).
+**Removal** really removes: the faces' PQ codes are deleted from the cells
+(``remove_ids``, one pass over every cell's id list, so it costs O(size) per call rather than
+per face: ≈ 5 ms for 1 to 100 faces, 22 ms for 4,096, at 1 M faces on 2 cores) and their
+float16 rows are overwritten with zeros, so neither memory nor a later snapshot holds a
+deleted vector. The slots themselves stay allocated (dead, id -1) until a compaction: when
+more than a quarter of the slots are dead, that ``remove`` empties the cells and re-adds the
+live vectors (no retraining), which takes as long as adding them did (≈ 1 min per 10 M faces
+here). Snapshots written before removal erased data are erased of their dead slots on load.
 
 File format: ``FLIVF002`` magic, u64 header length, JSON header; then either the pending
 (untrained) part as an ExactIndex stream, or the faiss index, the slot→id array and the fp16
@@ -114,12 +118,18 @@ class _Fp16Rows:
         while done < len(vectors):
             block, offset = divmod(self.rows, _BLOCK)
             if block == len(self.blocks):
-                self.blocks.append(np.empty((_BLOCK, self.dim), dtype=np.float16))
+                self.blocks.append(np.zeros((_BLOCK, self.dim), dtype=np.float16))
             take = min(_BLOCK - offset, len(vectors) - done)
             self.blocks[block][offset : offset + take] = vectors[done : done + take]
             done += take
             self.rows += take
         return first
+
+    def zero(self, slots: NDArray[np.int64]) -> None:
+        """Overwrite these rows with zeros (removed faces must not linger in memory or files)."""
+        block = slots >> _BLOCK_SHIFT
+        for b in np.unique(block).tolist():
+            self.blocks[b][slots[block == b] & (_BLOCK - 1)] = 0
 
     def gather(self, slots: NDArray[np.int64]) -> VectorArray:
         out = np.empty((len(slots), self.dim), dtype=np.float32)
@@ -337,6 +347,7 @@ class ANNIndex:
         gone, slots = self._slots_of(wanted)
         if gone.size == 0:
             return 0
+        self._erase(slots)
         self._slot_ids[slots] = -1
         self._id_slot[gone] = -1
         self._n -= gone.size
@@ -345,8 +356,16 @@ class ANNIndex:
             self.compact()
         return int(gone.size)
 
+    def _erase(self, slots: IdArray) -> None:
+        """Delete the PQ codes of these slots from the cells and zero their float16 rows."""
+        self._ivf.remove_ids(_faiss().IDSelectorBatch(np.ascontiguousarray(slots)))
+        self._rows.zero(slots)
+
     def compact(self) -> None:
-        """Drop tombstones: empty the cells and re-add the live vectors (no retraining)."""
+        """Reclaim dead slots: empty the cells and re-add the live vectors (no retraining).
+
+        Dead slots hold no data any more (``remove`` erased it); this only frees their memory.
+        """
         if self._ivf is None or self._dead == 0:
             return
         old_rows, old_ids = self._rows, self._slot_ids
@@ -469,8 +488,11 @@ class ANNIndex:
         index._id_slot[slot_ids[live]] = np.flatnonzero(live)
         index._n = int(live.sum())
         index._dead = slots - index._n
-        if index._n != h["size"] or ivf.ntotal != slots:
+        if index._n != h["size"] or ivf.ntotal not in (index._n, slots):
             raise ValueError("corrupt ANNIndex file: sizes disagree")
+        if index._dead and ivf.ntotal == slots:
+            # written before removal erased codes: erase the dead slots' data now
+            index._erase(np.flatnonzero(~live).astype(np.int64))
         return index
 
 

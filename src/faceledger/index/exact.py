@@ -4,7 +4,8 @@ Vectors are kept as float32 in one growable matrix; a query is one BLAS matrix p
 rows plus an ``argpartition`` top-k, so results are exact. float32 rather than float16: numpy has
 no fp16 BLAS, and converting on every query costs more than the memory saved at the sizes this
 backend serves (see ``IndexPolicy`` for the switch to ANN). Removal swaps the last row into the
-hole, so the matrix stays dense and no compaction is needed.
+hole, so the matrix stays dense and no compaction is needed, and zeroes the freed last row, so
+a removed vector does not linger in memory.
 
 File format: ``FLEXACT1`` magic, then two ``.npy`` arrays (ids int64, vectors float32).
 """
@@ -94,6 +95,9 @@ class ExactIndex:
                 self._vectors[pos] = self._vectors[last]
                 self._ids[pos] = moved
                 self._pos[moved] = pos
+            # the freed row (the removed vector, or the moved copy) must not linger in memory
+            self._vectors[last] = 0.0
+            self._ids[last] = 0
             self._n = last
             removed += 1
         return removed

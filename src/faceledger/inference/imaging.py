@@ -150,11 +150,19 @@ def load_image(
     max_pixels: int = MAX_IMAGE_PIXELS,
     min_side_px: int = MIN_IMAGE_SIDE_PX,
 ) -> Image:
-    """Read the file at ``path`` and :func:`decode_image` it (same limits, same errors).
+    """Read the file at ``path`` (:func:`read_image_file`) and :func:`decode_image` it (same
+    limits, same errors)."""
+    data = read_image_file(path, max_bytes=max_bytes)
+    return decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels, min_side_px=min_side_px)
+
+
+def read_image_file(path: str | os.PathLike[str], *, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+    """The bytes of the file at ``path``, undecoded (for verbs that take encoded bytes).
 
     A file larger than ``max_bytes`` is refused from its size before it is read, and at most
     ``max_bytes + 1`` bytes are ever read (the file may grow, or not be a regular file).
-    An unreadable file raises ``InvalidParameterError`` naming the path as given.
+    Raises ``ImageTooLargeError``, or ``InvalidParameterError`` naming the path as given when
+    the file cannot be read.
     """
     shown = os.fspath(path)
     try:
@@ -168,7 +176,7 @@ def load_image(
         raise InvalidParameterError(f"Cannot read the image file {shown!r}: {reason}.") from exc
     if len(data) > max_bytes:
         raise _too_many_bytes(len(data), max_bytes, at_least=True)
-    return decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels, min_side_px=min_side_px)
+    return data
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,11 +17,17 @@ LFW development split's distribution (sharpness 1st percentile 9.9, brightness 3
 
 MaxFaces keeps the faces of best quality, then the largest (Rekognition's rule); the rest are
 reported as EXCEEDS_MAX_FACES. Quality for that ranking is the detector confidence, then size.
+
+Deletion is final (DeleteFaces, DeleteCollection, retention purges): the store overwrites the
+rows and truncates its WAL, and the vector index erases the vectors and drops its snapshot
+(see ``SQLiteStore.scrub_wal`` and ``CollectionIndexes.purge_deleted``). Only the ledger keeps
+the fact that a deletion happened (and which FaceIds), never a vector.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +63,9 @@ DEFAULT_FACE_MATCH_THRESHOLD = 80.0
 MAX_SEARCH_FACES = 4096
 DEFAULT_SEARCH_MAX_FACES = 80
 LIST_PAGE_MAX = 4096
+#: A retention purge deletes at most this many faces per store transaction.
+PURGE_BATCH = 4096
+SECONDS_PER_DAY = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -204,7 +213,10 @@ class CollectionService:
         return page, token
 
     def delete_collection(self, collection_id: str) -> None:
-        """Delete the collection with every face, vector, user and index snapshot."""
+        """Delete the collection with every face, vector, user and index snapshot.
+
+        The store overwrites the rows and truncates its WAL (``SQLiteStore.delete_collection``);
+        the index is forgotten and its snapshot files removed."""
         check_id(collection_id, COLLECTION_ID_RE, "CollectionId")
         with self._enrol_lock:
             self.store.delete_collection(collection_id)
@@ -351,7 +363,49 @@ class CollectionService:
                 else:
                     deletable.append(face_id)
             deleted = self.store.delete_faces(collection_id, deletable)
+        if deleted:
+            self.indexes.purge_deleted(collection_id)
         return deleted, unsuccessful
+
+    def purge_expired(
+        self, collection_id: str, retention_days: int | None, now: float | None = None
+    ) -> list[str]:
+        """Delete the faces enrolled more than ``retention_days`` days before ``now`` (Unix
+        seconds, default the current time); returns their FaceIds, oldest first.
+
+        ``retention_days`` None (no retention in the collection's policy) deletes nothing.
+        The deletion takes the DeleteFaces path (rows overwritten, WAL truncated, vectors
+        erased from the index and its snapshot), in transactions of ``PURGE_BATCH`` faces.
+
+        Faces associated with a user are deleted too (unlike DeleteFaces, which refuses them):
+        a retention period is a promise about how long biometric data is kept, and a user link
+        must not extend it. The link lives in the face's row, so it goes with it; the user
+        itself (an id, no biometric data) stays, with its remaining faces, or none (status
+        CREATED, as after DisassociateFaces). Scheduling and the ledger record are the
+        caller's (the gateway's) job.
+        """
+        check_id(collection_id, COLLECTION_ID_RE, "CollectionId")
+        self.store.collection(collection_id)  # ResourceNotFoundError for an unknown collection
+        if retention_days is None:
+            return []
+        if (
+            isinstance(retention_days, bool)
+            or not isinstance(retention_days, int | float)
+            or not retention_days > 0
+        ):
+            raise InvalidParameterError(
+                f"retention_days must be a positive number of days, got {retention_days!r}"
+            )
+        cutoff = (time.time() if now is None else float(now)) - retention_days * SECONDS_PER_DAY
+        expired = self.store.faces_older_than(collection_id, cutoff)
+        deleted: list[str] = []
+        for start in range(0, len(expired), PURGE_BATCH):
+            with self._enrol_lock:
+                batch = expired[start : start + PURGE_BATCH]
+                deleted.extend(self.store.delete_faces(collection_id, batch))
+        if deleted:
+            self.indexes.purge_deleted(collection_id)
+        return deleted
 
     # -- search -----------------------------------------------------------------------------
     def _search_vector(

@@ -16,14 +16,14 @@ from faceledger.config import Settings
 from faceledger.domain.errors import ModelPackError
 from faceledger.domain.faces import AnalysedImage, CompareResult, Image
 from faceledger.inference.engine import MAX_FACES_PER_IMAGE, EngineOptions, FaceEngine
-from faceledger.inference.imaging import decode_image, load_image
+from faceledger.inference.imaging import decode_image, load_image, read_image_file
 from faceledger.inference.packs import FileCheck, PackRegistry
 
 # Encoded bytes (an upload), a file path, or an already decoded image.
 ImageSource = bytes | os.PathLike[str] | Image
 
 
-def image_info(image: Image) -> dict[str, Any]:
+def image_info(image: Image | AnalysedImage) -> dict[str, Any]:
     """The decoded image's size (after EXIF orientation), format and SHA-256 of its bytes."""
     return {
         "width_px": image.width_px,
@@ -117,6 +117,11 @@ class FaceService:
             return decode_image(bytes(source), max_bytes=self.settings.max_image_bytes)
         return load_image(source, max_bytes=self.settings.max_image_bytes)
 
+    def read_file(self, path: os.PathLike[str]) -> bytes:
+        """An image file's bytes, undecoded, refused over ``settings.max_image_bytes`` (for
+        the verbs that take encoded bytes, such as ``FaceLedger``'s)."""
+        return read_image_file(path, max_bytes=self.settings.max_image_bytes)
+
     # -- verbs ----------------------------------------------------------------------------
     def detect_faces(
         self, image: ImageSource, *, max_faces: int = MAX_FACES_PER_IMAGE
@@ -131,12 +136,17 @@ class FaceService:
 
         Returns ``{"face_model_version", "image": {...}, "faces": [...]}``.
         """
-        decoded = self.image(image)
-        faces = self.engine.detect(decoded, max_faces=max_faces)
+        return self.detect_result(self.detect_faces(image, max_faces=max_faces))
+
+    def detect_result(
+        self, analysed: AnalysedImage, *, max_faces: int = MAX_FACES_PER_IMAGE
+    ) -> dict[str, Any]:
+        """:meth:`detect`'s answer for an image already analysed (``detect_faces``), keeping
+        its ``max_faces`` largest faces (as ``detect_faces(max_faces=…)`` would have)."""
         return {
             "face_model_version": self.engine.face_model_version,
-            "image": image_info(decoded),
-            "faces": faces.to_dicts(),
+            "image": image_info(analysed),
+            "faces": analysed.faces[:max_faces].to_dicts(),
         }
 
     def compare_faces(
@@ -168,7 +178,26 @@ class FaceService:
         source_image, target_image, result = self.compare_faces(
             source, target, max_target_faces=max_target_faces
         )
+        return self.compare_result(source_image, target_image, result)
+
+    def compare_result(
+        self,
+        source_image: Image,
+        target_image: Image,
+        result: CompareResult,
+        *,
+        max_target_faces: int = MAX_FACES_PER_IMAGE,
+    ) -> dict[str, Any]:
+        """:meth:`compare`'s answer for a comparison already made (``compare_faces``), keeping
+        the ``max_target_faces`` largest target faces (as ``compare_faces(max_target_faces=…)``
+        would have: targets are largest first)."""
         engine = self.engine
+        if len(result.targets) > max_target_faces:
+            result = CompareResult(
+                result.source,
+                result.targets[:max_target_faces],
+                tuple(m for m in result.matches if m.target_index < max_target_faces),
+            )
         target_faces = result.targets.to_dicts()
         matches = sorted(result.matches, key=lambda m: m.similarity, reverse=True)
         return {

@@ -5,6 +5,19 @@ secret; it belongs to a principal and carries roles from ``faceledger.domain.pri
 The secret is returned once, by ``create``; afterwards only the verifiers see it
 (``credentials`` for SigV4, ``authenticate_bearer`` for the native API). Secrets are stored
 in the data directory's database (see ``faceledger.store.keys``).
+
+**Rate limits.** Every authenticated request takes a token from its key's bucket
+(:class:`RateLimiter`): ``rate_per_second`` tokens a second refill a bucket of ``burst`` tokens,
+so a key may send ``burst`` requests at once and ``rate_per_second`` a second on average. An
+empty bucket answers ``ThrottlingException``, which boto3 and the AWS CLI retry with backoff. A
+key's own limits (set at creation) win over ``Settings.default_rate_per_second`` /
+``default_burst``; a rate of 0 means unlimited. Buckets live in memory, per server process
+(several workers each allow the full rate; a restart refills them).
+
+The bucket is consulted once per request, where the key is looked up: in ``credentials``
+(SigV4; the signature is verified afterwards by the caller, so a request with a bad signature
+still spends a token of the key it names) and in ``authenticate_bearer`` (after the secret has
+been checked, so only holders of the secret spend tokens).
 """
 
 from __future__ import annotations
@@ -12,10 +25,13 @@ from __future__ import annotations
 import base64
 import builtins
 import hmac
+import math
 import re
 import secrets
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from faceledger.config import Settings
 from faceledger.domain.errors import (
@@ -24,12 +40,13 @@ from faceledger.domain.errors import (
     InvalidSignatureError,
     MissingAuthenticationTokenError,
     ResourceNotFoundError,
+    ThrottlingError,
     UnrecognizedClientError,
 )
 from faceledger.domain.principals import ROLES, Principal
 from faceledger.store.keys import AccessKey, KeyStore
 
-__all__ = ["AccessKey", "KeyService"]
+__all__ = ["AccessKey", "KeyService", "RateLimiter"]
 
 KEY_ID_PREFIX = "FLAK"
 _PRINCIPAL = re.compile(r"[A-Za-z0-9_.@:-]{1,64}")
@@ -39,6 +56,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 UNRECOGNIZED_KEY_MESSAGE = "The security token included in the request is invalid."
 FIRST_ADMIN_DESCRIPTION = "created at first start"
 FIRST_KEY_ROLES: tuple[str, ...] = ("admin", "enrol", "search")
+#: Upper bounds for a key's own limits (beyond them a limit means nothing).
+MAX_RATE_PER_SECOND = 1_000_000.0
+MAX_BURST = 1_000_000
 
 
 def new_key_id() -> str:
@@ -84,29 +104,144 @@ def _check_description(description: str) -> str:
     return description
 
 
+def _check_rate(rate_per_second: float | None) -> float | None:
+    if rate_per_second is None:
+        return None
+    if (
+        isinstance(rate_per_second, bool)
+        or not isinstance(rate_per_second, int | float)
+        or not math.isfinite(rate_per_second)
+        or not 0 <= rate_per_second <= MAX_RATE_PER_SECOND
+    ):
+        raise InvalidParameterError(
+            f"rate_per_second must be a number from 0 (unlimited) to {MAX_RATE_PER_SECOND:g}, "
+            f"got {rate_per_second!r}"
+        )
+    return float(rate_per_second)
+
+
+def _check_burst(burst: int | None) -> int | None:
+    if burst is None:
+        return None
+    if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= MAX_BURST:
+        raise InvalidParameterError(
+            f"burst must be an integer from 1 to {MAX_BURST}, got {burst!r}"
+        )
+    return burst
+
+
+@dataclass(slots=True)
+class _Bucket:
+    """One key's token bucket: ``tokens`` left at clock time ``at_s``."""
+
+    rate_per_second: float
+    burst: int
+    tokens: float
+    at_s: float
+
+    def take(self, now_s: float) -> bool:
+        """Refill for the time elapsed since the last request, then take one token if any."""
+        elapsed_s = max(0.0, now_s - self.at_s)
+        self.tokens = min(float(self.burst), self.tokens + elapsed_s * self.rate_per_second)
+        self.at_s = now_s
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+class RateLimiter:
+    """Token buckets per access key id, in memory; safe to share by threads.
+
+    ``clock`` returns monotonic seconds (``time.monotonic``; tests pass a fake one). A bucket
+    starts full and is replaced, full, when the key's limits change.
+    """
+
+    def __init__(
+        self,
+        default_rate_per_second: float,
+        default_burst: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.default_rate_per_second = float(default_rate_per_second)
+        self.default_burst = int(default_burst)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buckets: dict[str, _Bucket] = {}
+
+    def limits(self, key: AccessKey) -> tuple[float, int]:
+        """The key's effective (requests per second, burst): its own, else the defaults."""
+        rate = self.default_rate_per_second if key.rate_per_second is None else key.rate_per_second
+        burst = self.default_burst if key.burst is None else key.burst
+        return rate, burst
+
+    def admit(self, key: AccessKey) -> None:
+        """Spend one of the key's tokens; ThrottlingError when its bucket is empty."""
+        rate, burst = self.limits(key)
+        if rate <= 0:
+            return  # unlimited
+        with self._lock:
+            now_s = self._clock()
+            bucket = self._buckets.get(key.key_id)
+            if bucket is None or (bucket.rate_per_second, bucket.burst) != (rate, burst):
+                bucket = _Bucket(rate, burst, float(burst), now_s)
+                self._buckets[key.key_id] = bucket
+            allowed = bucket.take(now_s)
+        if not allowed:
+            raise ThrottlingError(
+                f"Rate exceeded for key {key.key_id}: at most {rate:g} requests per second "
+                f"(burst {burst})"
+            )
+
+
 class KeyService:
     """The access-key verbs, over the ``access_keys`` table of ``settings.data_dir``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = KeyStore(settings.data_dir / "faceledger.sqlite3")
+        self.limiter = RateLimiter(
+            settings.default_rate_per_second, settings.default_burst, clock=clock
+        )
 
     def close(self) -> None:
         self.store.close()
 
     # -- management -----------------------------------------------------------------------
-    def _new_key(self, principal: str, roles: tuple[str, ...], description: str) -> AccessKey:
-        return AccessKey(new_key_id(), principal, roles, time.time(), None, description)
+    def _new_key(
+        self,
+        principal: str,
+        roles: tuple[str, ...],
+        description: str,
+        rate_per_second: float | None = None,
+        burst: int | None = None,
+    ) -> AccessKey:
+        return AccessKey(
+            new_key_id(), principal, roles, time.time(), None, description, rate_per_second, burst
+        )
 
     def create(
-        self, principal: str, roles: Sequence[str], description: str = ""
+        self,
+        principal: str,
+        roles: Sequence[str],
+        description: str = "",
+        *,
+        rate_per_second: float | None = None,
+        burst: int | None = None,
     ) -> tuple[AccessKey, str]:
-        """A new active key for ``principal`` with ``roles``, and its secret (shown once)."""
+        """A new active key for ``principal`` with ``roles``, and its secret (shown once).
+
+        ``rate_per_second`` (0 = unlimited) and ``burst`` set the key's own rate limit; None
+        leaves it to the installation's defaults (``Settings.default_rate_per_second``,
+        ``default_burst``), read at each request.
+        """
         name = _check_principal(principal)
         checked_roles = _check_roles(roles)
         text = _check_description(description)
+        rate, size = _check_rate(rate_per_second), _check_burst(burst)
         secret = new_secret()
         for _ in range(5):  # 80 random bits: a collision is astronomically unlikely
-            key = self._new_key(name, checked_roles, text)
+            key = self._new_key(name, checked_roles, text, rate, size)
             if self.store.add(key, secret):
                 return key, secret
         raise RuntimeError("could not allocate an unused access key id")
@@ -140,19 +275,34 @@ class KeyService:
         return None
 
     # -- authentication -------------------------------------------------------------------
-    def credentials(self, key_id: str) -> tuple[Principal, str]:
-        """The principal and secret of an active key (for SigV4 verification).
-
-        Unknown and revoked keys are refused alike, with AWS's wording.
-        """
+    def _active_key(self, key_id: str) -> tuple[AccessKey, str]:
+        """The active key and its secret; unknown and revoked keys are refused alike, with
+        AWS's wording."""
         found = self.store.get(key_id)
         if found is None or not found[0].active:
             raise UnrecognizedClientError(UNRECOGNIZED_KEY_MESSAGE)
-        key, secret = found
+        return found
+
+    def credentials(self, key_id: str) -> tuple[Principal, str]:
+        """The principal and secret of an active key (for SigV4 verification).
+
+        Unknown and revoked keys are refused alike, with AWS's wording. Spends no token: the
+        caller calls :meth:`admit` once the signature has been verified, so that requests with
+        a wrong signature cannot throttle someone else's key.
+        """
+        key, secret = self._active_key(key_id)
         return Principal(key.principal, key.roles, key.key_id), secret
 
+    def admit(self, key_id: str) -> None:
+        """Spend one of a verified key's tokens (ThrottlingError when over its rate)."""
+        key, _ = self._active_key(key_id)
+        self.limiter.admit(key)
+
     def authenticate_bearer(self, authorization: str | None) -> Principal:
-        """The principal of a native-API ``Authorization: Bearer <key_id>:<secret>`` header."""
+        """The principal of a native-API ``Authorization: Bearer <key_id>:<secret>`` header.
+
+        Called once per native request: a correct secret spends one of the key's tokens
+        (ThrottlingError when the key is over its rate)."""
         if authorization is None or not authorization.strip():
             raise MissingAuthenticationTokenError("Missing Authentication Token")
         scheme, _, token = authorization.strip().partition(" ")
@@ -161,9 +311,10 @@ class KeyService:
             raise IncompleteSignatureError(
                 "The Authorization header must be 'Bearer <access key id>:<secret access key>'."
             )
-        principal, expected = self.credentials(key_id)
+        key, expected = self._active_key(key_id)
         if not hmac.compare_digest(secret.encode("utf-8"), expected.encode("utf-8")):
             raise InvalidSignatureError(
                 "The secret access key does not match the access key id. Check your secret."
             )
-        return principal
+        self.limiter.admit(key)  # after the secret check: only its holders spend tokens
+        return Principal(key.principal, key.roles, key.key_id)

@@ -5,6 +5,10 @@ The store is the source of truth. Each collection's index lives in memory; a sna
 reflects) makes start-up fast: on first use the snapshot is loaded and the store's changes
 since its sequence are replayed; without a usable snapshot the index is rebuilt from the store.
 A crash can therefore lose no acknowledged write: the snapshot is only a cache.
+
+Deletion is final here too: after faces are deleted from the store, ``purge_deleted`` takes
+them out of the in-memory index at once (both backends erase the vectors, not only their ids)
+and removes the collection's snapshot, which still holds them; the next save writes a clean one.
 """
 
 from __future__ import annotations
@@ -91,23 +95,53 @@ class CollectionIndexes:
         keep = ids[0] >= 0
         return ids[0][keep], cosines[0][keep]
 
-    def save(self, collection_id: str) -> None:
-        """Write the collection's snapshot (atomically); called on close and periodically."""
+    def save(self, collection_id: str, *, only_if_changed: bool = False) -> None:
+        """Write the collection's snapshot (atomically); called on close and periodically.
+
+        ``only_if_changed`` skips a collection whose snapshot on disk already reflects the
+        index (a 20 M-face snapshot is gigabytes; periodic saves must not rewrite it idly).
+        """
         with self._lock:
             entry = self._indexes.get(collection_id)
             if entry is None:
                 return
             index, seq = entry
             index_path, meta_path = self._paths(collection_id)
+            if only_if_changed and meta_path.is_file() and index_path.is_file():
+                try:
+                    if int(json.loads(meta_path.read_text())["seq"]) == seq:
+                        return
+                except (OSError, ValueError, KeyError):
+                    pass
             self._folder.mkdir(parents=True, exist_ok=True)
             index.save(index_path)
             tmp = meta_path.with_suffix(".json.tmp")
             tmp.write_text(json.dumps({"seq": seq, "count": len(index)}))
             os.replace(tmp, meta_path)
 
-    def save_all(self) -> None:
+    def purge_deleted(self, collection_id: str) -> None:
+        """Erase the store's deleted faces from the index now and remove the snapshot files.
+
+        Called after DeleteFaces (and any other deletion of faces), once the store has
+        committed: ``get`` applies the deletions to the in-memory index (whose backends
+        overwrite the removed vectors), and the on-disk snapshot, which still holds the deleted
+        vectors, is unlinked. It is only a cache: the next ``save`` (on close, or periodically)
+        writes a clean one from memory.
+
+        Cost: if the index was not in memory, ``get`` loads it first (reading the snapshot, or
+        rebuilding from the store, as the next search would anyway). Until the next save there
+        is no snapshot, so a restart in between rebuilds the index from the store instead of
+        loading it: every vector is read and re-added (tens of seconds per million faces; an
+        ANN index also retrains), paid by the first search after the restart.
+        """
+        with self._lock:
+            self.get(collection_id)
+            for path in self._paths(collection_id):
+                path.unlink(missing_ok=True)
+
+    def save_all(self, *, only_if_changed: bool = False) -> None:
         for collection_id in list(self._indexes):
-            self.save(collection_id)
+            self.save(collection_id, only_if_changed=only_if_changed)
 
     def drop(self, collection_id: str) -> None:
         """Forget a deleted collection and remove its snapshot files."""

@@ -11,6 +11,10 @@ by others.
 A revoked key stays listed (who had access, and until when) but never authenticates; its
 secret is overwritten on revocation, so later copies of the file no longer hold it.
 
+Each key may carry its own rate limit (``rate_per_second``, ``burst``); NULL means the
+installation's default (``Settings.default_rate_per_second`` / ``default_burst``). Databases
+created before these columns existed gain them when opened (``ALTER TABLE … ADD COLUMN``).
+
 The table lives in the same file as collections and faces but is opened with its own
 connection (one per thread, like ``SQLiteStore``), in WAL mode with ``synchronous=FULL``: a
 created or revoked key is durable once the call returns.
@@ -39,15 +43,24 @@ CREATE TABLE IF NOT EXISTS access_keys (
     roles TEXT NOT NULL,
     created_at REAL NOT NULL,
     revoked_at REAL,
-    description TEXT NOT NULL DEFAULT ''
+    description TEXT NOT NULL DEFAULT '',
+    rate_per_second REAL,
+    burst INTEGER
 );
 CREATE INDEX IF NOT EXISTS access_keys_by_principal ON access_keys(principal);
 """
 
+#: Columns added after the first release: (name, SQL type), added to older databases on open.
+ADDED_COLUMNS: tuple[tuple[str, str], ...] = (("rate_per_second", "REAL"), ("burst", "INTEGER"))
+
 
 @dataclass(frozen=True)
 class AccessKey:
-    """An access key as listed: never its secret. Times are epoch seconds."""
+    """An access key as listed: never its secret. Times are epoch seconds.
+
+    ``rate_per_second`` (sustained requests per second, 0 = unlimited) and ``burst`` (requests
+    allowed at once) override the installation's defaults; None means the default.
+    """
 
     key_id: str
     principal: str
@@ -55,6 +68,8 @@ class AccessKey:
     created_at: float
     revoked_at: float | None
     description: str
+    rate_per_second: float | None = None
+    burst: int | None = None
 
     @property
     def active(self) -> bool:
@@ -62,7 +77,7 @@ class AccessKey:
         return self.revoked_at is None
 
 
-_COLUMNS = "key_id, principal, roles, created_at, revoked_at, description"
+_COLUMNS = "key_id, principal, roles, created_at, revoked_at, description, rate_per_second, burst"
 
 
 def _row_to_key(row: sqlite3.Row) -> AccessKey:
@@ -73,6 +88,8 @@ def _row_to_key(row: sqlite3.Row) -> AccessKey:
         created_at=float(row["created_at"]),
         revoked_at=None if row["revoked_at"] is None else float(row["revoked_at"]),
         description=row["description"],
+        rate_per_second=None if row["rate_per_second"] is None else float(row["rate_per_second"]),
+        burst=None if row["burst"] is None else int(row["burst"]),
     )
 
 
@@ -120,6 +137,7 @@ class KeyStore:
         self._write_lock = threading.Lock()
         with self._write_lock:
             self._db().executescript(SCHEMA)  # idempotent; executescript manages its own commit
+        self._add_missing_columns()
 
     # -- connections ----------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
@@ -147,6 +165,17 @@ class KeyStore:
                 raise
             db.execute("COMMIT")
 
+    def _add_missing_columns(self) -> None:
+        """Migrate a database made by an older version: add the columns it lacks.
+
+        One write transaction, so two processes opening the same old file add each column once.
+        """
+        with self._tx() as db:
+            have = {r["name"] for r in db.execute("PRAGMA table_info(access_keys)")}
+            for name, sql_type in ADDED_COLUMNS:
+                if name not in have:
+                    db.execute(f"ALTER TABLE access_keys ADD COLUMN {name} {sql_type}")
+
     def close(self) -> None:
         """Close this thread's connection (other threads close their own on exit)."""
         db = getattr(self._local, "db", None)
@@ -159,7 +188,7 @@ class KeyStore:
     def _insert(db: sqlite3.Connection, key: AccessKey, secret: str) -> None:
         db.execute(
             "INSERT INTO access_keys (key_id, secret, principal, roles, created_at, revoked_at,"
-            " description) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " description, rate_per_second, burst) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 key.key_id,
                 secret,
@@ -168,6 +197,8 @@ class KeyStore:
                 key.created_at,
                 key.revoked_at,
                 key.description,
+                key.rate_per_second,
+                key.burst,
             ),
         )
 

@@ -11,11 +11,18 @@ disassociating and deleting a user are one transaction each. ``request_tokens`` 
 ClientRequestTokens (parameters and response, for ``REQUEST_TOKEN_TTL_S``) so retried user
 calls are answered once.
 
+Deleting is final: connections run with ``secure_delete=ON`` (a deleted row's bytes are
+overwritten in its page, a freed page is zeroed), and every deletion of faces, users or
+collections ends with a ``TRUNCATE`` checkpoint (``scrub_wal``), so the old page images that still
+hold the deleted rows do not survive in the ``-wal`` file either. (DeleteUser deletes only the
+user row: its faces stay, disassociated, as in Rekognition.)
+
 One ``SQLiteStore`` may be shared by threads: each thread gets its own connection.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -35,6 +42,14 @@ from faceledger.domain.errors import (
     ResourceNotFoundError,
     ServiceQuotaExceededError,
 )
+
+logger = logging.getLogger(__name__)
+
+#: A TRUNCATE checkpoint waits this long (ms) for readers and writers per attempt…
+CHECKPOINT_BUSY_TIMEOUT_MS = 250
+#: …and is attempted this many times before giving up (the next deletion tries again).
+CHECKPOINT_ATTEMPTS = 8
+_BUSY_TIMEOUT_MS = 30_000  # the connections' ordinary busy timeout (sqlite3.connect timeout)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS collections (
@@ -80,6 +95,11 @@ CREATE TABLE IF NOT EXISTS tags (
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (collection_id, key)
+);
+CREATE TABLE IF NOT EXISTS policies (
+    collection_id TEXT PRIMARY KEY REFERENCES collections(collection_id) ON DELETE CASCADE,
+    policy TEXT NOT NULL,
+    updated_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -177,7 +197,7 @@ class SQLiteStore:
     def _db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
@@ -204,6 +224,43 @@ class SQLiteStore:
         if db is not None:
             db.close()
             self._local.db = None
+
+    def scrub_wal(self) -> bool:
+        """Checkpoint the WAL into the main file and truncate it to zero bytes.
+
+        Called after every deletion: until the WAL is checkpointed and reset, its old frames
+        still hold the page images of deleted rows. A TRUNCATE checkpoint needs every reader to
+        be on the newest snapshot and no writer, so it holds this store's write lock and, while
+        another connection is busy, retries briefly (``CHECKPOINT_ATTEMPTS`` ×
+        ``CHECKPOINT_BUSY_TIMEOUT_MS``). Returns False (with a warning logged) when it could
+        not complete; the deleted rows then stay in the WAL until a later checkpoint succeeds.
+        """
+        db = self._db()
+        with self._write_lock:
+            db.execute(f"PRAGMA busy_timeout = {CHECKPOINT_BUSY_TIMEOUT_MS}")
+            try:
+                for attempt in range(CHECKPOINT_ATTEMPTS):
+                    if self._checkpoint_truncate(db):
+                        return True
+                    time.sleep(0.01 * (attempt + 1))
+            finally:
+                db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        logger.warning(
+            "%s: the WAL could not be checkpointed after a deletion (the database stayed "
+            "busy); deleted rows remain in %s-wal until a later checkpoint",
+            self.path,
+            self.path.name,
+        )
+        return False
+
+    @staticmethod
+    def _checkpoint_truncate(db: sqlite3.Connection) -> bool:
+        """One ``wal_checkpoint(TRUNCATE)``; True when it completed (not busy)."""
+        try:
+            busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.OperationalError:  # "database is locked" on some SQLite versions
+            return False
+        return not busy
 
     # -- collections ----------------------------------------------------------------------
     def create_collection(
@@ -283,9 +340,9 @@ class SQLiteStore:
             db.execute("DELETE FROM faces WHERE collection_id = ?", (collection_id,))
             db.execute("DELETE FROM users WHERE collection_id = ?", (collection_id,))
             db.execute("DELETE FROM tags WHERE collection_id = ?", (collection_id,))
+            db.execute("DELETE FROM policies WHERE collection_id = ?", (collection_id,))
             db.execute("DELETE FROM changes WHERE collection_id = ?", (collection_id,))
-        # Deleted rows must not linger in free pages of the file or in the WAL.
-        self._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.scrub_wal()  # deleted rows must not linger in the WAL
 
     # -- tags -----------------------------------------------------------------------------
     def _require_collection(self, db: sqlite3.Connection, collection_id: str) -> None:
@@ -327,6 +384,24 @@ class SQLiteStore:
             db.executemany(
                 "DELETE FROM tags WHERE collection_id = ? AND key = ?",
                 [(collection_id, k) for k in keys],
+            )
+
+    # -- policies -------------------------------------------------------------------------
+    def policy(self, collection_id: str) -> str | None:
+        """The collection's policy document (JSON), None when it has none of its own."""
+        db = self._db()
+        self._require_collection(db, collection_id)
+        row = db.execute(
+            "SELECT policy FROM policies WHERE collection_id = ?", (collection_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_policy(self, collection_id: str, policy: str) -> None:
+        with self._tx() as db:
+            self._require_collection(db, collection_id)
+            db.execute(
+                "INSERT OR REPLACE INTO policies VALUES (?, ?, ?)",
+                (collection_id, policy, time.time()),
             )
 
     # -- faces ----------------------------------------------------------------------------
@@ -476,7 +551,8 @@ class SQLiteStore:
         return [_row_to_face(r, fmv) for r in self._db().execute(sql, args)]
 
     def delete_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[str]:
-        """Delete faces (one transaction); returns the FaceIds that existed and were deleted."""
+        """Delete faces (one transaction, then ``scrub_wal``); returns the FaceIds that existed
+        and were deleted. A face's user association goes with its row."""
         self.collection(collection_id)
         deleted: list[str] = []
         with self._tx() as db:
@@ -493,7 +569,20 @@ class SQLiteStore:
                     (collection_id, row[0]),
                 )
                 deleted.append(face_id)
+        if deleted:
+            self.scrub_wal()  # deleted rows must not linger in the WAL
         return deleted
+
+    def faces_older_than(self, collection_id: str, cutoff_epoch: float) -> list[str]:
+        """FaceIds of the collection's faces enrolled before ``cutoff_epoch`` (Unix seconds),
+        oldest first (a retention purge deletes them). ResourceNotFoundError for an unknown
+        collection."""
+        self.collection(collection_id)
+        rows = self._db().execute(
+            "SELECT face_id FROM faces WHERE collection_id = ? AND created_at < ? ORDER BY row_id",
+            (collection_id, float(cutoff_epoch)),
+        )
+        return [r[0] for r in rows]
 
     # -- vectors for the index --------------------------------------------------------------
     def all_embeddings(
@@ -787,6 +876,7 @@ class SQLiteStore:
             )
             if request_token is not None:
                 self._insert_request(db, collection_id, "DeleteUser", request_token, params, "{}")
+        self.scrub_wal()  # the user row must not linger in the WAL either
         return None
 
     def create_user_once(

@@ -1,9 +1,14 @@
-"""``/v1/collections/...``: collections, faces and users, thin adapters over the services.
+"""``/v1/collections/...``: collections, policies, faces and users, thin adapters over the
+accountable gateway.
 
-Each route calls one verb of ``CollectionService`` or ``UserService`` in a worker thread
-(``run_blocking``) and shapes its domain result into a pydantic model, so the OpenAPI spec at
-``/docs`` says exactly what comes back. Each route needs an API key whose roles allow the
-Rekognition operation it performs (``require("IndexFaces")`` …; see ``auth``).
+Each route calls one ``FaceLedger`` verb (``app.state.ledger``) in a worker thread
+(``run_blocking``) with the request's ``Caller`` (see ``auth``), and shapes its domain result
+into a pydantic model, so the OpenAPI spec at ``/docs`` says exactly what comes back. The
+gateway checks that the key's roles allow the Rekognition operation (IndexFaces, …), applies
+the collection's policy to searches (purpose and case reference required, threshold floor)
+and writes the call, refused or not, to the audit ledger. A route touches no data before the
+gateway has checked the roles: an upload is decoded, if the answer needs its pixel size, only
+after the gateway call.
 
 Units and conventions:
 
@@ -13,6 +18,8 @@ Units and conventions:
   (Rekognition's ``BoundingBox``): the image is not kept, so its pixel size is not known.
 * ``similarity`` — the model pack's calibrated 0–100 Similarity; ``confidence`` — detector
   confidence 0–100; ``created_at`` — epoch seconds.
+* ``threshold`` in a search answer is the effective one: the ``requested_threshold`` raised to
+  the collection's ``threshold_floor`` (its policy, or the installation's default).
 * Identifiers (``collection_id``, ``user_id``, ``face_id``, ``external_image_id``) carry their
   pattern in the spec; the services check them and answer InvalidParameterException.
 * A resource that does not exist answers 400 ResourceNotFoundException (Rekognition's code);
@@ -25,12 +32,13 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field
 
-from faceledger.api import CollectionsDep, UsersDep, run_blocking
-from faceledger.api.native.auth import require
+from faceledger.api import run_blocking
+from faceledger.api.native.auth import CASE_DOC, PURPOSE_DOC, CallerDep, GateDep, with_purpose
 from faceledger.api.native.routes import COMMON_ERRORS, ErrorResponse, read_upload
+from faceledger.domain.audit import Caller
 from faceledger.domain.collections import (
     COLLECTION_ID_RE,
     EXTERNAL_IMAGE_ID_RE,
@@ -43,15 +51,18 @@ from faceledger.domain.collections import (
     QualityFilter,
     StoredFace,
 )
-from faceledger.domain.faces import Image
+from faceledger.domain.errors import FaceLedgerError
+from faceledger.domain.faces import AnalysedImage, Image
+from faceledger.domain.policy import MAX_CASE_CHARS, MAX_PURPOSE_CHARS, CollectionPolicy
 from faceledger.inference.engine import MAX_FACES_PER_IMAGE
+from faceledger.services.accountable import FaceLedger
 from faceledger.services.collections import (
     DEFAULT_FACE_MATCH_THRESHOLD,
     DEFAULT_SEARCH_MAX_FACES,
     LIST_PAGE_MAX,
     MAX_SEARCH_FACES,
 )
-from faceledger.services.faces import FaceService, image_info
+from faceledger.services.faces import image_info
 from faceledger.services.users import (
     CLIENT_REQUEST_TOKEN_RE,
     DEFAULT_ASSOCIATE_THRESHOLD,
@@ -113,7 +124,24 @@ ClientRequestToken = Annotated[
 NextToken = Annotated[
     str | None, Query(description="`next_token` of the previous page (opaque, signed).")
 ]
-THRESHOLD_DOC = "Lowest calibrated Similarity (0–100) returned."
+THRESHOLD_DOC = (
+    "Lowest calibrated Similarity (0–100) returned; raised to the collection's threshold floor "
+    "when lower."
+)
+EFFECTIVE_THRESHOLD_DOC = (
+    "The threshold applied: the requested one, raised to the collection's threshold floor."
+)
+REQUESTED_THRESHOLD_DOC = "The threshold the request asked for."
+SEARCH_PURPOSE_DOC = PURPOSE_DOC + " Wins over the X-FaceLedger-Purpose header."
+SEARCH_CASE_DOC = CASE_DOC + " Wins over the X-FaceLedger-Case header."
+PurposeForm = Annotated[
+    str | None, Form(max_length=MAX_PURPOSE_CHARS, description=SEARCH_PURPOSE_DOC)
+]
+CaseForm = Annotated[str | None, Form(max_length=MAX_CASE_CHARS, description=SEARCH_CASE_DOC)]
+PurposeQuery = Annotated[
+    str | None, Query(max_length=MAX_PURPOSE_CHARS, description=SEARCH_PURPOSE_DOC)
+]
+CaseQuery = Annotated[str | None, Query(max_length=MAX_CASE_CHARS, description=SEARCH_CASE_DOC)]
 
 
 # -- response and request models ----------------------------------------------------------
@@ -246,7 +274,8 @@ class FaceMatchOut(BaseModel):
 
 class SearchFacesByImageOut(BaseModel):
     face_model_version: str
-    threshold: float
+    threshold: float = Field(description=EFFECTIVE_THRESHOLD_DOC)
+    requested_threshold: float = Field(description=REQUESTED_THRESHOLD_DOC)
     image: ImageOut
     searched_face: ProbeFace = Field(description="The image's largest face, which was searched.")
     matches: list[FaceMatchOut] = Field(description="Highest similarity first.")
@@ -254,7 +283,8 @@ class SearchFacesByImageOut(BaseModel):
 
 class SearchFacesOut(BaseModel):
     searched_face_id: str
-    threshold: float
+    threshold: float = Field(description=EFFECTIVE_THRESHOLD_DOC)
+    requested_threshold: float = Field(description=REQUESTED_THRESHOLD_DOC)
     matches: list[FaceMatchOut] = Field(description="Highest similarity first; never the face.")
 
 
@@ -316,7 +346,8 @@ class UserMatchOut(BaseModel):
 
 class SearchUsersOut(BaseModel):
     face_model_version: str
-    threshold: float
+    threshold: float = Field(description=EFFECTIVE_THRESHOLD_DOC)
+    requested_threshold: float = Field(description=REQUESTED_THRESHOLD_DOC)
     searched_user_id: str | None
     searched_face_id: str | None
     matches: list[UserMatchOut] = Field(description="Highest similarity first.")
@@ -328,13 +359,38 @@ class UnsearchedFaceOut(ProbeFace):
 
 class SearchUsersByImageOut(BaseModel):
     face_model_version: str
-    threshold: float
+    threshold: float = Field(description=EFFECTIVE_THRESHOLD_DOC)
+    requested_threshold: float = Field(description=REQUESTED_THRESHOLD_DOC)
     image: ImageOut
     searched_face: ProbeFace | None = Field(
         description="The largest face, searched; null when the image has no usable face."
     )
     matches: list[UserMatchOut] = Field(description="Highest similarity first.")
     unsearched_faces: list[UnsearchedFaceOut]
+
+
+class CollectionPolicyIn(BaseModel):
+    """A collection's accountability policy (it replaces the installation's defaults)."""
+
+    require_purpose: bool = Field(
+        description="Searches must carry a purpose and a case reference (fields or headers)."
+    )
+    threshold_floor: float = Field(
+        ge=0.0,
+        le=100.0,
+        description="Lowest effective match threshold (calibrated Similarity, 0–100): a lower "
+        "requested threshold is raised to it.",
+    )
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36_500,
+        description="How long the collection's data may be kept, in days; null for no limit.",
+    )
+
+
+class CollectionPolicyOut(CollectionPolicyIn):
+    collection_id: str
 
 
 # -- shaping domain results --------------------------------------------------------------
@@ -348,11 +404,20 @@ def _collection(collection: Collection) -> CollectionOut:
     )
 
 
+def _policy(collection_id: str, policy: CollectionPolicy) -> CollectionPolicyOut:
+    return CollectionPolicyOut(
+        collection_id=collection_id,
+        require_purpose=policy.require_purpose,
+        threshold_floor=policy.threshold_floor,
+        retention_days=policy.retention_days,
+    )
+
+
 def _ratio(box: BoundingBox) -> BoxRatio:
     return BoxRatio(left=box.left, top=box.top, width=box.width, height=box.height)
 
 
-def _pixels(box: BoundingBox, image: Image) -> BoxPx:
+def _pixels(box: BoundingBox, image: Image | AnalysedImage) -> BoxPx:
     """A ratio box in pixels of ``image`` (the image it was measured on)."""
     w, h = image.width_px, image.height_px
     return BoxPx(
@@ -393,7 +458,7 @@ def _user_matches(matches: Sequence[UserMatch]) -> list[UserMatchOut]:
     ]
 
 
-def _image(image: Image) -> ImageOut:
+def _image(image: Image | AnalysedImage) -> ImageOut:
     return ImageOut(**image_info(image))
 
 
@@ -454,80 +519,81 @@ def _unsuccessful(items: Sequence[dict[str, Any]]) -> list[UnsuccessfulFace]:
     ]
 
 
-def _search_users_out(result: UserSearchResult) -> SearchUsersOut:
+def _search_users_out(result: UserSearchResult, requested: float) -> SearchUsersOut:
     return SearchUsersOut(
         face_model_version=result.face_model_version,
         threshold=result.threshold,
+        requested_threshold=requested,
         searched_user_id=result.searched_user_id,
         searched_face_id=result.searched_face_id,
         matches=_user_matches(result.matches),
     )
 
 
-def _with_image(faces: FaceService, data: bytes, verb: Callable[[Image], R]) -> tuple[Image, R]:
-    """Decode an upload once (the service's limits), then run ``verb`` on the decoded image.
+def _decoded(
+    gate: FaceLedger,
+    caller: Caller,
+    operation: str,
+    data: bytes,
+    verb: Callable[[bytes | Image], R],
+) -> tuple[Image, R]:
+    """Decode the upload once and run ``verb`` (a gateway call) on the decoded image.
 
-    The adapter keeps the decoded image to turn the verb's ratio boxes back into pixels.
+    The answer gives boxes in pixels of the upload, which the verb's ratio boxes do not carry.
+    The caller's roles are checked first (a refusal is ledgered), so nobody's upload is
+    decoded on behalf of a caller who may not search; an upload that does not decode is
+    handed to the gateway as bytes, which refuses and ledgers it the same way.
     """
-    image = faces.image(data)
-    return image, verb(image)
+    gate.authorise(caller, operation)
+    try:
+        decoded = gate.faces.image(data)
+    except FaceLedgerError:
+        verb(data)
+        raise
+    return decoded, verb(decoded)
 
 
-async def _upload(faces: FaceService, upload: UploadFile) -> bytes:
+async def _upload(gate: FaceLedger, upload: UploadFile) -> bytes:
     """The ``image`` upload's bytes, capped at ``settings.max_image_bytes``."""
-    return await read_upload(upload, "image", faces.settings.max_image_bytes)
+    return await read_upload(upload, "image", gate.settings.max_image_bytes)
 
 
 ImageUpload = Annotated[UploadFile, File(description="A JPEG or PNG image, at most 5 MiB.")]
 
 
 # -- collections -------------------------------------------------------------------------
-@router.post(
-    "/collections",
-    status_code=201,
-    tags=["collections"],
-    summary="Create a collection",
-    dependencies=[Depends(require("CreateCollection"))],
-)
+@router.post("/collections", status_code=201, tags=["collections"], summary="Create a collection")
 async def create_collection(
-    request: Request, collections: CollectionsDep, body: CreateCollectionIn
+    request: Request, gate: GateDep, caller: CallerDep, body: CreateCollectionIn
 ) -> CollectionOut:
     """An empty collection pinned to the server's model pack. A taken id →
     ResourceAlreadyExistsException."""
-    created = await run_blocking(request, collections.create_collection, body.collection_id)
+    created = await run_blocking(request, gate.create_collection, caller, body.collection_id)
     return _collection(created)
 
 
-@router.get(
-    "/collections",
-    tags=["collections"],
-    summary="List collections",
-    dependencies=[Depends(require("ListCollections"))],
-)
+@router.get("/collections", tags=["collections"], summary="List collections")
 async def list_collections(
     request: Request,
-    collections: CollectionsDep,
+    gate: GateDep,
+    caller: CallerDep,
     next_token: NextToken = None,
     max_results: Annotated[int, Query(ge=1, le=LIST_PAGE_MAX)] = DEFAULT_PAGE_SIZE,
 ) -> CollectionList:
     """Collections by id, a page at a time."""
     page, token = await run_blocking(
-        request, collections.list_collections, next_token=next_token, max_results=max_results
+        request, gate.list_collections, caller, next_token=next_token, max_results=max_results
     )
     return CollectionList(collections=[_collection(c) for c in page], next_token=token)
 
 
-@router.get(
-    "/collections/{collection_id}",
-    tags=["collections"],
-    summary="Describe a collection",
-    dependencies=[Depends(require("DescribeCollection"))],
-)
+@router.get("/collections/{collection_id}", tags=["collections"], summary="Describe a collection")
 async def describe_collection(
-    request: Request, collections: CollectionsDep, collection_id: CollectionIdPath
+    request: Request, gate: GateDep, caller: CallerDep, collection_id: CollectionIdPath
 ) -> CollectionOut:
     """Face and user counts, model pack and creation time."""
-    return _collection(await run_blocking(request, collections.describe_collection, collection_id))
+    described = await run_blocking(request, gate.describe_collection, caller, collection_id)
+    return _collection(described)
 
 
 @router.delete(
@@ -535,26 +601,23 @@ async def describe_collection(
     status_code=204,
     tags=["collections"],
     summary="Delete a collection",
-    dependencies=[Depends(require("DeleteCollection"))],
 )
 async def delete_collection(
-    request: Request, collections: CollectionsDep, collection_id: CollectionIdPath
+    request: Request, gate: GateDep, caller: CallerDep, collection_id: CollectionIdPath
 ) -> Response:
     """Deletes the collection with all its faces, vectors and users."""
-    await run_blocking(request, collections.delete_collection, collection_id)
+    await run_blocking(request, gate.delete_collection, caller, collection_id)
     return Response(status_code=204)
 
 
 # -- faces -------------------------------------------------------------------------------
 @router.post(
-    "/collections/{collection_id}/faces",
-    tags=["faces"],
-    summary="Index the faces of an image",
-    dependencies=[Depends(require("IndexFaces"))],
+    "/collections/{collection_id}/faces", tags=["faces"], summary="Index the faces of an image"
 )
 async def index_faces(
     request: Request,
-    collections: CollectionsDep,
+    gate: GateDep,
+    caller: CallerDep,
     collection_id: CollectionIdPath,
     image: ImageUpload,
     external_image_id: Annotated[
@@ -574,31 +637,31 @@ async def index_faces(
 ) -> IndexFacesOut:
     """Detects the faces, refuses those that fail the quality filter (with reasons) and keeps
     the best `max_faces`. Boxes are in pixels of the upload (`bbox_px`) and as ratios."""
-    data = await _upload(collections.faces, image)
-    decoded, result = await run_blocking(
+    data = await _upload(gate, image)
+    result = await run_blocking(
         request,
-        _with_image,
-        collections.faces,
+        gate.index_faces,
+        caller,
+        collection_id,
         data,
-        lambda img: collections.index_faces(
-            collection_id,
-            img,
-            external_image_id=external_image_id,
-            max_faces=max_faces,
-            quality_filter=quality_filter,
-        ),
+        external_image_id=external_image_id,
+        max_faces=max_faces,
+        quality_filter=quality_filter,
     )
+    analysed = result.analysed
+    if analysed is None:
+        raise RuntimeError("IndexFacesResult of an upload has no analysed image")
     faces = [
         IndexedFace(
             **_face_fields(face),
-            bbox_px=_pixels(face.bounding_box, decoded),
+            bbox_px=_pixels(face.bounding_box, analysed),
             face_index=index if index >= 0 else None,
         )
         for face, index in result.face_records
     ]
     return IndexFacesOut(
         face_model_version=result.face_model_version,
-        image=_image(decoded),
+        image=_image(analysed),
         duplicate=result.duplicate,
         faces=faces,
         unindexed_faces=_unindexed(result),
@@ -606,14 +669,12 @@ async def index_faces(
 
 
 @router.get(
-    "/collections/{collection_id}/faces",
-    tags=["faces"],
-    summary="List the faces of a collection",
-    dependencies=[Depends(require("ListFaces"))],
+    "/collections/{collection_id}/faces", tags=["faces"], summary="List the faces of a collection"
 )
 async def list_faces(
     request: Request,
-    collections: CollectionsDep,
+    gate: GateDep,
+    caller: CallerDep,
     collection_id: CollectionIdPath,
     user_id: Annotated[
         str | None,
@@ -629,7 +690,8 @@ async def list_faces(
     """Faces in the order they were indexed, a page at a time."""
     page, token = await run_blocking(
         request,
-        collections.list_faces,
+        gate.list_faces,
+        caller,
         collection_id,
         next_token=next_token,
         max_results=max_results,
@@ -639,22 +701,18 @@ async def list_faces(
     return FaceList(faces=[_face(f) for f in page], next_token=token)
 
 
-@router.post(
-    "/collections/{collection_id}/faces/delete",
-    tags=["faces"],
-    summary="Delete faces",
-    dependencies=[Depends(require("DeleteFaces"))],
-)
+@router.post("/collections/{collection_id}/faces/delete", tags=["faces"], summary="Delete faces")
 async def delete_faces(
     request: Request,
-    collections: CollectionsDep,
+    gate: GateDep,
+    caller: CallerDep,
     collection_id: CollectionIdPath,
     body: DeleteFacesIn,
 ) -> DeleteFacesOut:
     """Deletes the faces that exist and belong to no user; the others are listed in
     `unsuccessful` with a reason (FACE_NOT_FOUND, ASSOCIATED_TO_AN_EXISTING_USER)."""
     deleted, unsuccessful = await run_blocking(
-        request, collections.delete_faces, collection_id, list(body.face_ids)
+        request, gate.delete_faces, caller, collection_id, list(body.face_ids)
     )
     return DeleteFacesOut(deleted_face_ids=deleted, unsuccessful=_unsuccessful(unsuccessful))
 
@@ -663,11 +721,11 @@ async def delete_faces(
     "/collections/{collection_id}/search",
     tags=["faces"],
     summary="Search the collection with the largest face of an image",
-    dependencies=[Depends(require("SearchFacesByImage"))],
 )
 async def search_faces_by_image(
     request: Request,
-    collections: CollectionsDep,
+    gate: GateDep,
+    caller: CallerDep,
     collection_id: CollectionIdPath,
     image: ImageUpload,
     max_faces: Annotated[
@@ -679,18 +737,25 @@ async def search_faces_by_image(
     quality_filter: Annotated[
         QualityFilter, Form(description="Refuse a probe face below this quality.")
     ] = "NONE",
+    purpose: PurposeForm = None,
+    case_reference: CaseForm = None,
 ) -> SearchFacesByImageOut:
-    """Stored faces whose Similarity to the image's largest face reaches `threshold`.
-    No face in the image (or one failing `quality_filter`) → InvalidParameterException."""
-    data = await _upload(collections.faces, image)
+    """Stored faces whose Similarity to the image's largest face reaches `threshold` (raised
+    to the collection's floor). No face in the image (or one failing `quality_filter`) →
+    InvalidParameterException; no purpose where the policy requires one → 403."""
+    data = await _upload(gate, image)
+    searcher = with_purpose(caller, purpose, case_reference)
     decoded, result = await run_blocking(
         request,
-        _with_image,
-        collections.faces,
+        _decoded,
+        gate,
+        searcher,
+        "SearchFacesByImage",
         data,
-        lambda img: collections.search_faces_by_image(
+        lambda image: gate.search_faces_by_image(
+            searcher,
             collection_id,
-            img,
+            image,
             max_faces=max_faces,
             threshold=threshold,
             quality_filter=quality_filter,
@@ -700,6 +765,7 @@ async def search_faces_by_image(
     return SearchFacesByImageOut(
         face_model_version=result.face_model_version,
         threshold=result.threshold,
+        requested_threshold=threshold,
         image=_image(decoded),
         searched_face=_probe(searched, decoded),
         matches=_face_matches(result.matches),
@@ -710,11 +776,11 @@ async def search_faces_by_image(
     "/collections/{collection_id}/faces/{face_id}/matches",
     tags=["faces"],
     summary="Search the collection with a stored face",
-    dependencies=[Depends(require("SearchFaces"))],
 )
 async def search_faces(
     request: Request,
-    collections: CollectionsDep,
+    gate: GateDep,
+    caller: CallerDep,
     collection_id: CollectionIdPath,
     face_id: FaceIdPath,
     max_faces: Annotated[
@@ -723,18 +789,25 @@ async def search_faces(
     threshold: Annotated[float, Query(ge=0.0, le=100.0, description=THRESHOLD_DOC)] = (
         DEFAULT_FACE_MATCH_THRESHOLD
     ),
+    purpose: PurposeQuery = None,
+    case_reference: CaseQuery = None,
 ) -> SearchFacesOut:
-    """Other stored faces whose Similarity to this face reaches `threshold`."""
-    matches = await run_blocking(
+    """Other stored faces whose Similarity to this face reaches `threshold` (raised to the
+    collection's floor)."""
+    matches, effective = await run_blocking(
         request,
-        collections.search_faces,
+        gate.search_faces,
+        with_purpose(caller, purpose, case_reference),
         collection_id,
         face_id,
         max_faces=max_faces,
         threshold=threshold,
     )
     return SearchFacesOut(
-        searched_face_id=face_id, threshold=threshold, matches=_face_matches(matches)
+        searched_face_id=face_id,
+        threshold=effective,
+        requested_threshold=threshold,
+        matches=_face_matches(matches),
     )
 
 
@@ -742,11 +815,11 @@ async def search_faces(
     "/collections/{collection_id}/faces/{face_id}/user_matches",
     tags=["users"],
     summary="Search the collection's users with a stored face",
-    dependencies=[Depends(require("SearchUsers"))],
 )
 async def search_users_by_face(
     request: Request,
-    users: UsersDep,
+    gate: GateDep,
+    caller: CallerDep,
     collection_id: CollectionIdPath,
     face_id: FaceIdPath,
     max_users: Annotated[
@@ -755,59 +828,64 @@ async def search_users_by_face(
     threshold: Annotated[float, Query(ge=0.0, le=100.0, description=THRESHOLD_DOC)] = (
         DEFAULT_USER_MATCH_THRESHOLD
     ),
+    purpose: PurposeQuery = None,
+    case_reference: CaseQuery = None,
 ) -> SearchUsersOut:
-    """Users whose faces, combined, reach `threshold` against this face (its own user
-    included)."""
+    """Users whose faces, combined, reach `threshold` (raised to the collection's floor)
+    against this face (its own user included)."""
     result = await run_blocking(
         request,
-        users.search_users,
+        gate.search_users,
+        with_purpose(caller, purpose, case_reference),
         collection_id,
         face_id=face_id,
         user_match_threshold=threshold,
         max_users=max_users,
     )
-    return _search_users_out(result)
+    return _search_users_out(result, threshold)
 
 
 # -- users -------------------------------------------------------------------------------
 @router.post(
-    "/collections/{collection_id}/users",
-    status_code=201,
-    tags=["users"],
-    summary="Create a user",
-    dependencies=[Depends(require("CreateUser"))],
+    "/collections/{collection_id}/users", status_code=201, tags=["users"], summary="Create a user"
 )
 async def create_user(
-    request: Request, users: UsersDep, collection_id: CollectionIdPath, body: CreateUserIn
+    request: Request,
+    gate: GateDep,
+    caller: CallerDep,
+    collection_id: CollectionIdPath,
+    body: CreateUserIn,
 ) -> CreatedUser:
     """An empty user (status CREATED until a face is associated). A taken id →
     ConflictException, unless this `client_request_token` created it."""
     await run_blocking(
         request,
-        users.create_user,
+        gate.create_user,
+        caller,
         collection_id,
         body.user_id,
-        client_request_token=body.client_request_token,
+        body.client_request_token,
     )
     return CreatedUser(collection_id=collection_id, user_id=body.user_id)
 
 
-@router.get(
-    "/collections/{collection_id}/users",
-    tags=["users"],
-    summary="List users",
-    dependencies=[Depends(require("ListUsers"))],
-)
+@router.get("/collections/{collection_id}/users", tags=["users"], summary="List users")
 async def list_users(
     request: Request,
-    users: UsersDep,
+    gate: GateDep,
+    caller: CallerDep,
     collection_id: CollectionIdPath,
     next_token: NextToken = None,
     max_results: Annotated[int, Query(ge=1, le=MAX_USERS)] = DEFAULT_PAGE_SIZE,
 ) -> UserList:
     """Users by id with their status, a page at a time."""
     page, token = await run_blocking(
-        request, users.list_users, collection_id, next_token=next_token, max_results=max_results
+        request,
+        gate.list_users,
+        caller,
+        collection_id,
+        next_token=next_token,
+        max_results=max_results,
     )
     return UserList(
         users=[UserOut(user_id=u.user_id, status=u.status) for u in page], next_token=token
@@ -819,11 +897,11 @@ async def list_users(
     status_code=204,
     tags=["users"],
     summary="Delete a user",
-    dependencies=[Depends(require("DeleteUser"))],
 )
 async def delete_user(
     request: Request,
-    users: UsersDep,
+    gate: GateDep,
+    caller: CallerDep,
     collection_id: CollectionIdPath,
     user_id: UserIdPath,
     client_request_token: Annotated[
@@ -836,11 +914,7 @@ async def delete_user(
 ) -> Response:
     """Deletes the user; its faces stay in the collection, disassociated."""
     await run_blocking(
-        request,
-        users.delete_user,
-        collection_id,
-        user_id,
-        client_request_token=client_request_token,
+        request, gate.delete_user, caller, collection_id, user_id, client_request_token
     )
     return Response(status_code=204)
 
@@ -849,11 +923,11 @@ async def delete_user(
     "/collections/{collection_id}/users/{user_id}/faces",
     tags=["users"],
     summary="Associate faces with a user",
-    dependencies=[Depends(require("AssociateFaces"))],
 )
 async def associate_faces(
     request: Request,
-    users: UsersDep,
+    gate: GateDep,
+    caller: CallerDep,
     collection_id: CollectionIdPath,
     user_id: UserIdPath,
     body: AssociateFacesIn,
@@ -862,7 +936,8 @@ async def associate_faces(
     `unsuccessful` with a reason. A user holds at most 100 faces."""
     outcome = await run_blocking(
         request,
-        users.associate_faces,
+        gate.associate_faces,
+        caller,
         collection_id,
         user_id,
         list(body.face_ids),
@@ -880,11 +955,11 @@ async def associate_faces(
     "/collections/{collection_id}/users/{user_id}/faces/delete",
     tags=["users"],
     summary="Disassociate faces from a user",
-    dependencies=[Depends(require("DisassociateFaces"))],
 )
 async def disassociate_faces(
     request: Request,
-    users: UsersDep,
+    gate: GateDep,
+    caller: CallerDep,
     collection_id: CollectionIdPath,
     user_id: UserIdPath,
     body: DisassociateFacesIn,
@@ -892,7 +967,8 @@ async def disassociate_faces(
     """The faces leave the user and stay in the collection."""
     outcome = await run_blocking(
         request,
-        users.disassociate_faces,
+        gate.disassociate_faces,
+        caller,
         collection_id,
         user_id,
         list(body.face_ids),
@@ -909,11 +985,11 @@ async def disassociate_faces(
     "/collections/{collection_id}/users/{user_id}/matches",
     tags=["users"],
     summary="Search the collection's users with a user",
-    dependencies=[Depends(require("SearchUsers"))],
 )
 async def search_users(
     request: Request,
-    users: UsersDep,
+    gate: GateDep,
+    caller: CallerDep,
     collection_id: CollectionIdPath,
     user_id: UserIdPath,
     max_users: Annotated[
@@ -922,28 +998,32 @@ async def search_users(
     threshold: Annotated[float, Query(ge=0.0, le=100.0, description=THRESHOLD_DOC)] = (
         DEFAULT_USER_MATCH_THRESHOLD
     ),
+    purpose: PurposeQuery = None,
+    case_reference: CaseQuery = None,
 ) -> SearchUsersOut:
-    """Other users whose faces, combined, reach `threshold` against this user's."""
+    """Other users whose faces, combined, reach `threshold` (raised to the collection's
+    floor) against this user's."""
     result = await run_blocking(
         request,
-        users.search_users,
+        gate.search_users,
+        with_purpose(caller, purpose, case_reference),
         collection_id,
         user_id=user_id,
         user_match_threshold=threshold,
         max_users=max_users,
     )
-    return _search_users_out(result)
+    return _search_users_out(result, threshold)
 
 
 @router.post(
     "/collections/{collection_id}/users/search",
     tags=["users"],
     summary="Search the collection's users with the largest face of an image",
-    dependencies=[Depends(require("SearchUsersByImage"))],
 )
 async def search_users_by_image(
     request: Request,
-    users: UsersDep,
+    gate: GateDep,
+    caller: CallerDep,
     collection_id: CollectionIdPath,
     image: ImageUpload,
     max_users: Annotated[
@@ -955,19 +1035,25 @@ async def search_users_by_image(
     quality_filter: Annotated[
         QualityFilter, Form(description="Refuse a probe face below this quality.")
     ] = "NONE",
+    purpose: PurposeForm = None,
+    case_reference: CaseForm = None,
 ) -> SearchUsersByImageOut:
-    """Users whose faces, combined, reach `threshold` against the image's largest face. No
-    usable face → no matches and a null `searched_face` (not an error)."""
-    faces = users.collections.faces
-    data = await _upload(faces, image)
+    """Users whose faces, combined, reach `threshold` (raised to the collection's floor)
+    against the image's largest face. No usable face → no matches and a null
+    `searched_face` (not an error)."""
+    data = await _upload(gate, image)
+    searcher = with_purpose(caller, purpose, case_reference)
     decoded, result = await run_blocking(
         request,
-        _with_image,
-        faces,
+        _decoded,
+        gate,
+        searcher,
+        "SearchUsersByImage",
         data,
-        lambda img: users.search_users_by_image(
+        lambda image: gate.search_users_by_image(
+            searcher,
             collection_id,
-            img,
+            image,
             user_match_threshold=threshold,
             max_users=max_users,
             quality_filter=quality_filter,
@@ -977,8 +1063,47 @@ async def search_users_by_image(
     return SearchUsersByImageOut(
         face_model_version=result.face_model_version,
         threshold=result.threshold,
+        requested_threshold=threshold,
         image=_image(decoded),
         searched_face=_probe(searched, decoded) if searched is not None else None,
         matches=_user_matches(result.matches),
         unsearched_faces=[_unsearched(u, decoded) for u in result.unsearched],
     )
+
+
+# -- policies (last, so the spec lists them after the routes they govern) ---------------
+@router.get(
+    "/collections/{collection_id}/policy",
+    tags=["collections"],
+    summary="Show a collection's accountability policy",
+)
+async def get_collection_policy(
+    request: Request, gate: GateDep, caller: CallerDep, collection_id: CollectionIdPath
+) -> CollectionPolicyOut:
+    """Whether searches need a purpose and a case reference, the threshold floor and the
+    retention. A collection without a policy of its own has the installation's defaults."""
+    policy = await run_blocking(request, gate.get_policy, caller, collection_id)
+    return _policy(collection_id, policy)
+
+
+@router.put(
+    "/collections/{collection_id}/policy",
+    tags=["collections"],
+    summary="Set a collection's accountability policy",
+)
+async def put_collection_policy(
+    request: Request,
+    gate: GateDep,
+    caller: CallerDep,
+    collection_id: CollectionIdPath,
+    body: CollectionPolicyIn,
+) -> CollectionPolicyOut:
+    """Replaces the collection's policy (needs the admin role: PutCollectionPolicy). It
+    applies to every later search, on every API."""
+    policy = CollectionPolicy(
+        require_purpose=body.require_purpose,
+        threshold_floor=body.threshold_floor,
+        retention_days=body.retention_days,
+    )
+    stored = await run_blocking(request, gate.put_policy, caller, collection_id, policy)
+    return _policy(collection_id, stored)

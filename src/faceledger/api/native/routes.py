@@ -1,7 +1,9 @@
-"""``/v1/detect`` and ``/v1/compare``: thin adapters over ``FaceService``.
+"""``/v1/detect`` and ``/v1/compare``: thin adapters over the accountable gateway.
 
 Both need an API key (``Authorization: Bearer <key_id>:<secret>``) whose roles allow
-DetectFaces / CompareFaces (see ``faceledger.api.native.auth``).
+DetectFaces / CompareFaces. Each calls one ``FaceLedger`` verb (which checks the roles and
+writes the call to the audit ledger) and shapes its result with ``FaceService``
+(see ``faceledger.api.native.auth``).
 
 Uploads are multipart files. Each is read with a cap of ``settings.max_image_bytes`` (the
 whole request body was already capped by the app's ``BodySizeLimitMiddleware``, using
@@ -12,11 +14,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import BaseModel
 
-from faceledger.api import ServiceDep, run_blocking
-from faceledger.api.native.auth import require
+from faceledger.api import run_blocking
+from faceledger.api.native.auth import CallerDep, GateDep
 from faceledger.domain.errors import ImageTooLargeError
 from faceledger.inference.engine import MAX_FACES_PER_IMAGE
 
@@ -52,7 +54,9 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     },
     403: {
         "model": ErrorResponse,
-        "description": "AccessDeniedException: the key's roles do not allow this operation.",
+        "description": "AccessDeniedException: the key's roles do not allow this operation, "
+        "or the collection's policy requires a purpose and a case reference that the search "
+        "did not carry.",
     },
     500: {"model": ErrorResponse, "description": "InternalServerError (see the server log)."},
 }
@@ -86,12 +90,11 @@ async def read_upload(upload: UploadFile, field: str, max_bytes: int) -> bytes:
     )
 
 
-@router.post(
-    "/detect", summary="Detect faces in an image", dependencies=[Depends(require("DetectFaces"))]
-)
+@router.post("/detect", summary="Detect faces in an image")
 async def detect(
     request: Request,
-    service: ServiceDep,
+    gate: GateDep,
+    caller: CallerDep,
     image: Annotated[UploadFile, File(description="A JPEG or PNG image, at most 5 MiB.")],
     max_faces: Annotated[
         int,
@@ -100,18 +103,19 @@ async def detect(
 ) -> dict[str, Any]:
     """Faces, largest first: `bbox_px` (left, top, width, height), `confidence` (0–100),
     five `landmarks_px`, `quality` (brightness, sharpness 0–100) and `pose_deg`."""
-    data = await read_upload(image, "image", service.settings.max_image_bytes)
-    return await run_blocking(request, service.detect, data, max_faces=max_faces)
+    data = await read_upload(image, "image", gate.settings.max_image_bytes)
+    analysed = await run_blocking(request, gate.detect_faces, caller, data)
+    return gate.faces.detect_result(analysed, max_faces=max_faces)
 
 
 @router.post(
     "/compare",
     summary="Compare the largest face of one image with every face of another",
-    dependencies=[Depends(require("CompareFaces"))],
 )
 async def compare(
     request: Request,
-    service: ServiceDep,
+    gate: GateDep,
+    caller: CallerDep,
     source: Annotated[UploadFile, File(description="Image whose largest face is compared.")],
     target: Annotated[UploadFile, File(description="Image whose faces are compared with it.")],
     max_target_faces: Annotated[
@@ -121,9 +125,8 @@ async def compare(
 ) -> dict[str, Any]:
     """`matches` are sorted by `similarity` (calibrated 0–100), highest first; `cosine` is the
     raw model score. No face in `source` → 400 InvalidParameterException."""
-    max_bytes = service.settings.max_image_bytes
+    max_bytes = gate.settings.max_image_bytes
     source_bytes = await read_upload(source, "source", max_bytes)
     target_bytes = await read_upload(target, "target", max_bytes)
-    return await run_blocking(
-        request, service.compare, source_bytes, target_bytes, max_target_faces=max_target_faces
-    )
+    compared = await run_blocking(request, gate.compare_faces, caller, source_bytes, target_bytes)
+    return gate.faces.compare_result(*compared, max_target_faces=max_target_faces)

@@ -9,40 +9,39 @@ blocking (engine, SQLite, index) and run in a worker thread. Defaults are Rekogn
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from faceledger.api.rekognition import shapes
 from faceledger.config import Settings
+from faceledger.domain.audit import Caller
 from faceledger.domain.errors import InvalidParameterError, ResourceNotFoundError
 from faceledger.domain.faces import AnalysedImage
-from faceledger.domain.principals import Principal
-from faceledger.inference.engine import MAX_FACES_PER_IMAGE
+from faceledger.services.accountable import FaceLedger
 from faceledger.services.collections import (
     DEFAULT_FACE_MATCH_THRESHOLD,
     DEFAULT_SEARCH_MAX_FACES,
-    CollectionService,
     quality_reasons,
 )
-from faceledger.services.faces import FaceService
-from faceledger.services.objects import ImageObjects
-from faceledger.services.users import UserService
 
+# The effective match threshold after the collection's floor (Rekognition has no field for it).
+THRESHOLD_HEADER = "X-FaceLedger-Effective-Threshold"
 DEFAULT_LIST_FACES = 1000
 DEFAULT_LIST_COLLECTIONS = 1000
 
 
 @dataclass(frozen=True)
 class Context:
-    """What a handler may use: the services, the settings and who is asking."""
+    """What a handler may use: the accountable service, the settings and who is asking."""
 
     settings: Settings
-    faces: FaceService
-    collections: CollectionService
-    users: UserService
-    objects: ImageObjects
-    principal: Principal
-    request_id: str
+    gate: FaceLedger
+    caller: Caller
+    # Extra response headers a handler sets (the effective, floored match threshold).
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def effective_threshold(self, value: float) -> None:
+        self.headers[THRESHOLD_HEADER] = f"{value:g}"
 
     def image(self, image: dict[str, Any], name: str = "Image") -> bytes:
         """The bytes of an ``Image``: inline ``Bytes`` or an ``S3Object``, exactly one."""
@@ -55,7 +54,7 @@ class Context:
         obj = image["S3Object"]
         if "Bucket" not in obj or "Name" not in obj:
             raise InvalidParameterError(f"{name}.S3Object needs both Bucket and Name")
-        return self.objects.read(obj["Bucket"], obj["Name"], obj.get("Version"))
+        return self.gate.objects.read(obj["Bucket"], obj["Name"], obj.get("Version"))
 
     def arn(self, collection_id: str) -> str:
         return shapes.collection_arn(self.settings.region, self.settings.account_id, collection_id)
@@ -91,7 +90,7 @@ def _kwargs(params: dict[str, Any], **names: str) -> dict[str, Any]:
 # -- collections ---------------------------------------------------------------------------
 @operation
 def create_collection(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    c = ctx.collections.create_collection(p["CollectionId"], p.get("Tags"))
+    c = ctx.gate.create_collection(ctx.caller, p["CollectionId"], p.get("Tags"))
     return {
         "StatusCode": 200,
         "CollectionArn": ctx.arn(c.collection_id),
@@ -101,14 +100,16 @@ def create_collection(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 
 @operation
 def describe_collection(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    c = ctx.collections.describe_collection(p["CollectionId"])
+    c = ctx.gate.describe_collection(ctx.caller, p["CollectionId"])
     return shapes.describe_collection(c, ctx.arn(c.collection_id))
 
 
 @operation
 def list_collections(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    page, token = ctx.collections.list_collections(
-        next_token=p.get("NextToken"), max_results=p.get("MaxResults", DEFAULT_LIST_COLLECTIONS)
+    page, token = ctx.gate.list_collections(
+        ctx.caller,
+        next_token=p.get("NextToken"),
+        max_results=p.get("MaxResults", DEFAULT_LIST_COLLECTIONS),
     )
     out: dict[str, Any] = {
         "CollectionIds": [c.collection_id for c in page],
@@ -121,26 +122,26 @@ def list_collections(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 
 @operation
 def delete_collection(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    ctx.collections.delete_collection(p["CollectionId"])
+    ctx.gate.delete_collection(ctx.caller, p["CollectionId"])
     return {"StatusCode": 200}
 
 
 # -- tags ----------------------------------------------------------------------------------
 @operation
 def tag_resource(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    ctx.collections.tag_collection(ctx.collection_of_arn(p["ResourceArn"]), p["Tags"])
+    ctx.gate.tag_collection(ctx.caller, ctx.collection_of_arn(p["ResourceArn"]), p["Tags"])
     return {}
 
 
 @operation
 def untag_resource(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    ctx.collections.untag_collection(ctx.collection_of_arn(p["ResourceArn"]), p["TagKeys"])
+    ctx.gate.untag_collection(ctx.caller, ctx.collection_of_arn(p["ResourceArn"]), p["TagKeys"])
     return {}
 
 
 @operation
 def list_tags_for_resource(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    return {"Tags": ctx.collections.collection_tags(ctx.collection_of_arn(p["ResourceArn"]))}
+    return {"Tags": ctx.gate.collection_tags(ctx.caller, ctx.collection_of_arn(p["ResourceArn"]))}
 
 
 # -- faces ---------------------------------------------------------------------------------
@@ -150,7 +151,8 @@ def _detail(analysed: AnalysedImage, index: int) -> dict[str, Any]:
 
 @operation
 def index_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    result = ctx.collections.index_faces(
+    result = ctx.gate.index_faces(
+        ctx.caller,
         p["CollectionId"],
         ctx.image(p["Image"]),
         **_kwargs(
@@ -184,13 +186,14 @@ def index_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 
 @operation
 def list_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    collection = ctx.collections.describe_collection(p["CollectionId"])
-    faces, token = ctx.collections.list_faces(
+    faces, token = ctx.gate.list_faces(
+        ctx.caller,
         p["CollectionId"],
         next_token=p.get("NextToken"),
         max_results=p.get("MaxResults", DEFAULT_LIST_FACES),
         **_kwargs(p, user_id="UserId", face_ids="FaceIds"),
     )
+    collection = ctx.gate.collections.describe_collection(p["CollectionId"])
     out: dict[str, Any] = {
         "Faces": [shapes.stored_face(f) for f in faces],
         "FaceModelVersion": collection.face_model_version,
@@ -202,20 +205,22 @@ def list_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 
 @operation
 def delete_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    deleted, unsuccessful = ctx.collections.delete_faces(p["CollectionId"], p["FaceIds"])
+    deleted, unsuccessful = ctx.gate.delete_faces(ctx.caller, p["CollectionId"], p["FaceIds"])
     return {"DeletedFaces": deleted, "UnsuccessfulFaceDeletions": unsuccessful}
 
 
 # -- search --------------------------------------------------------------------------------
 @operation
 def search_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    collection = ctx.collections.describe_collection(p["CollectionId"])
-    matches = ctx.collections.search_faces(
+    matches, threshold = ctx.gate.search_faces(
+        ctx.caller,
         p["CollectionId"],
         p["FaceId"],
         max_faces=p.get("MaxFaces", DEFAULT_SEARCH_MAX_FACES),
         threshold=p.get("FaceMatchThreshold", DEFAULT_FACE_MATCH_THRESHOLD),
     )
+    ctx.effective_threshold(threshold)
+    collection = ctx.gate.collections.describe_collection(p["CollectionId"])
     return {
         "SearchedFaceId": p["FaceId"],
         "FaceMatches": [shapes.face_match(m) for m in matches],
@@ -225,13 +230,15 @@ def search_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 
 @operation
 def search_faces_by_image(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    result = ctx.collections.search_faces_by_image(
+    result = ctx.gate.search_faces_by_image(
+        ctx.caller,
         p["CollectionId"],
         ctx.image(p["Image"]),
         max_faces=p.get("MaxFaces", DEFAULT_SEARCH_MAX_FACES),
         threshold=p.get("FaceMatchThreshold", DEFAULT_FACE_MATCH_THRESHOLD),
         quality_filter=p.get("QualityFilter", "NONE"),
     )
+    ctx.effective_threshold(result.threshold)
     return {
         "SearchedFaceBoundingBox": shapes.bounding_box(result.searched_face_bounding_box),
         "SearchedFaceConfidence": round(result.searched_face_confidence, shapes.SCORE_DIGITS),
@@ -243,7 +250,7 @@ def search_faces_by_image(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 # -- images without a collection -------------------------------------------------------------
 @operation
 def detect_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    analysed = ctx.faces.detect_faces(ctx.image(p["Image"]))
+    analysed = ctx.gate.detect_faces(ctx.caller, ctx.image(p["Image"]))
     return {"FaceDetails": [_detail(analysed, i) for i in range(len(analysed.faces))]}
 
 
@@ -251,10 +258,10 @@ def detect_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 def compare_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     threshold = float(p.get("SimilarityThreshold", DEFAULT_FACE_MATCH_THRESHOLD))
     quality_filter = p.get("QualityFilter", "NONE")
-    source, target, result = ctx.faces.compare_faces(
+    source, target, result = ctx.gate.compare_faces(
+        ctx.caller,
         ctx.image(p["SourceImage"], "SourceImage"),
         ctx.image(p["TargetImage"], "TargetImage"),
-        max_target_faces=MAX_FACES_PER_IMAGE,
     )
     failing = quality_reasons(result.source, quality_filter)[0]
     if failing:
@@ -288,20 +295,22 @@ def compare_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 # -- users ---------------------------------------------------------------------------------
 @operation
 def create_user(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    ctx.users.create_user(p["CollectionId"], p["UserId"], p.get("ClientRequestToken"))
+    ctx.gate.create_user(ctx.caller, p["CollectionId"], p["UserId"], p.get("ClientRequestToken"))
     return {}
 
 
 @operation
 def delete_user(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    ctx.users.delete_user(p["CollectionId"], p["UserId"], p.get("ClientRequestToken"))
+    ctx.gate.delete_user(ctx.caller, p["CollectionId"], p["UserId"], p.get("ClientRequestToken"))
     return {}
 
 
 @operation
 def list_users(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    users, token = ctx.users.list_users(
-        p["CollectionId"], **_kwargs(p, next_token="NextToken", max_results="MaxResults")
+    users, token = ctx.gate.list_users(
+        ctx.caller,
+        p["CollectionId"],
+        **_kwargs(p, next_token="NextToken", max_results="MaxResults"),
     )
     out: dict[str, Any] = {"Users": [shapes.user(u) for u in users]}
     if token:
@@ -311,7 +320,8 @@ def list_users(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 
 @operation
 def associate_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    outcome = ctx.users.associate_faces(
+    outcome = ctx.gate.associate_faces(
+        ctx.caller,
         p["CollectionId"],
         p["UserId"],
         p["FaceIds"],
@@ -330,7 +340,8 @@ def associate_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 
 @operation
 def disassociate_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    outcome = ctx.users.disassociate_faces(
+    outcome = ctx.gate.disassociate_faces(
+        ctx.caller,
         p["CollectionId"],
         p["UserId"],
         p["FaceIds"],
@@ -345,7 +356,8 @@ def disassociate_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 
 @operation
 def search_users(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    result = ctx.users.search_users(
+    result = ctx.gate.search_users(
+        ctx.caller,
         p["CollectionId"],
         **_kwargs(
             p,
@@ -355,6 +367,7 @@ def search_users(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
             max_users="MaxUsers",
         ),
     )
+    ctx.effective_threshold(result.threshold)
     out: dict[str, Any] = {
         "UserMatches": [
             {"Similarity": round(m.similarity, shapes.SCORE_DIGITS), "User": shapes.user(m.user)}
@@ -371,7 +384,8 @@ def search_users(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 
 @operation
 def search_users_by_image(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    result = ctx.users.search_users_by_image(
+    result = ctx.gate.search_users_by_image(
+        ctx.caller,
         p["CollectionId"],
         ctx.image(p["Image"]),
         **_kwargs(
@@ -388,6 +402,7 @@ def search_users_by_image(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
             "Confidence": round(face.confidence, shapes.SCORE_DIGITS),
         }
 
+    ctx.effective_threshold(result.threshold)
     out: dict[str, Any] = {
         "UserMatches": [
             {"Similarity": round(m.similarity, shapes.SCORE_DIGITS), "User": shapes.user(m.user)}

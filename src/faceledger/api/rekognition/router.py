@@ -32,13 +32,18 @@ from faceledger.api.rekognition.protocol import (
 )
 from faceledger.api.rekognition.sigv4 import verify_sigv4
 from faceledger.config import Settings
-from faceledger.domain.errors import AccessDeniedError, FaceLedgerError, ImageTooLargeError
+from faceledger.domain.audit import Caller
+from faceledger.domain.errors import FaceLedgerError, ImageTooLargeError
 from faceledger.domain.principals import INSECURE_DEV_PRINCIPAL, Principal
+from faceledger.services.accountable import FaceLedger
 
 logger = logging.getLogger("faceledger.api.rekognition")
 
 router = APIRouter()
 
+# Why a search is made (a collection's policy can require both): AWS SDKs send these headers.
+PURPOSE_HEADER = "x-faceledger-purpose"
+CASE_HEADER = "x-faceledger-case"
 # JSON, base64 and the other members around the images a request may carry (CompareFaces: 2).
 JSON_OVERHEAD_BYTES = 64 * 1024
 IMAGES_PER_REQUEST = 2
@@ -91,7 +96,7 @@ def authenticate(request: Request, body: bytes, settings: Settings) -> Principal
     """The principal whose access key signed this request (SigV4)."""
     if settings.insecure_accept_any_signature:
         return INSECURE_DEV_PRINCIPAL
-    return verify_sigv4(
+    principal = verify_sigv4(
         method=request.method,
         # the path as sent (still percent-encoded), which is what the client signed
         path=request.scope.get("raw_path", b"/").decode("latin-1") or "/",
@@ -104,6 +109,8 @@ def authenticate(request: Request, body: bytes, settings: Settings) -> Principal
         now=datetime.now(UTC),
         max_skew_seconds=settings.max_clock_skew_seconds,
     )
+    request.app.state.keys.admit(principal.key_id)  # rate limit, once the signature holds
+    return principal
 
 
 @router.post("/", include_in_schema=False)
@@ -115,24 +122,23 @@ async def rekognition(request: Request) -> Response:
         body = await read_body(request, body_limit(settings))
         principal = authenticate(request, body, settings)
         operation = operation_model(target, IMPLEMENTED)
-        if not principal.may(operation.name):
-            raise AccessDeniedError(
-                f"principal {principal.name!r} (roles: {', '.join(principal.roles)}) "
-                f"is not allowed to call {operation.name}"
-            )
-        params = validate(operation, parse_body(body))
-        context = Context(
-            settings=settings,
-            faces=request.app.state.service,
-            collections=request.app.state.collections,
-            users=request.app.state.users,
-            objects=request.app.state.objects,
-            principal=principal,
+        gate: FaceLedger = request.app.state.ledger
+        caller = Caller(
+            principal,
+            source="rekognition",
             request_id=request_id,
+            purpose=request.headers.get(PURPOSE_HEADER) or None,
+            case_reference=request.headers.get(CASE_HEADER) or None,
         )
-        result: dict[str, Any] = await run_blocking(
-            request, OPERATIONS[operation.name], context, params
-        )
+        params = validate(operation, parse_body(body))
+        context = Context(settings=settings, gate=gate, caller=caller)
+
+        def handle() -> dict[str, Any]:
+            # roles first (a refusal is ledgered), before any image is fetched
+            gate.authorise(caller, operation.name)
+            return OPERATIONS[operation.name](context, params)
+
+        result: dict[str, Any] = await run_blocking(request, handle)
     except FaceLedgerError as exc:
         if exc.http_status >= 500:
             logger.error("request %s (%s) failed: %s: %s", request_id, target, exc.code, exc)
@@ -146,5 +152,5 @@ async def rekognition(request: Request) -> Response:
     return Response(
         json.dumps(result, separators=(",", ":")),
         media_type=CONTENT_TYPE,
-        headers={"x-amzn-RequestId": request_id},
+        headers={"x-amzn-RequestId": request_id, **context.headers},
     )

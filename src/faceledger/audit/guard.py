@@ -1,0 +1,90 @@
+"""The privacy guard: no image bytes and no embeddings ever reach the ledger.
+
+The ledger keeps what an ``AuditEvent`` carries, and an event's ``result`` is a free-form dict
+filled by the services. A mistake there (a probe's bytes, an embedding as a numpy array or a
+float list, a base64 image) would write biometric data into an append-only file that is meant
+to be kept for years and cannot be edited. So ``check_event`` refuses, with ``LedgerError``
+(the operation then fails rather than leak), any event whose content holds:
+
+- ``bytes`` / ``bytearray`` / ``memoryview``;
+- an array object (anything exposing ``__array__`` or ``__array_interface__``: numpy, torch…);
+- a list of more than ``MAX_FLOAT_LIST`` numbers containing a float (an embedding);
+- a string longer than ``MAX_STRING_CHARS`` (base64 of an image or a vector);
+- a probe digest that is not 64 lowercase hex characters.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from faceledger.domain.audit import AuditEvent
+from faceledger.domain.errors import LedgerError
+
+MAX_FLOAT_LIST = 64
+MAX_STRING_CHARS = 4096
+MAX_DEPTH = 16
+# The encoded record (JSON) may not exceed this (a search returning 4,096 matches fits).
+MAX_RECORD_BYTES = 1 << 20
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def _refuse(where: str, what: str) -> LedgerError:
+    return LedgerError(
+        f"refusing to write {what} at {where} to the audit ledger "
+        "(it never holds image bytes or embeddings)"
+    )
+
+
+def _check_value(value: Any, where: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise _refuse(where, f"content nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str):
+        if len(value) > MAX_STRING_CHARS:
+            raise _refuse(where, f"a string of {len(value)} characters")
+    elif isinstance(value, bool | int | float) or value is None:
+        return
+    elif isinstance(value, bytes | bytearray | memoryview):
+        raise _refuse(where, f"{type(value).__name__} ({len(value)} bytes)")
+    elif hasattr(value, "__array_interface__") or hasattr(value, "__array__"):
+        kind = type(value).__module__ + "." + type(value).__name__
+        if getattr(value, "shape", None) == ():
+            raise _refuse(where, f"an array scalar ({kind}; convert it with float() or int())")
+        raise _refuse(where, f"an array ({kind})")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_value(item, f"{where}.{key}", depth + 1)
+    elif isinstance(value, list | tuple):
+        if len(value) > MAX_FLOAT_LIST and any(isinstance(v, float) for v in value):
+            numbers = sum(
+                1 for v in value if isinstance(v, int | float) and not isinstance(v, bool)
+            )
+            if numbers > MAX_FLOAT_LIST:
+                raise _refuse(where, f"a list of {numbers} numbers (an embedding?)")
+        for index, item in enumerate(value):
+            _check_value(item, f"{where}[{index}]", depth + 1)
+    # Anything else (sets, objects) is caught by the JSON encoder.
+
+
+def check_event(event: AuditEvent) -> None:
+    """Raise ``LedgerError`` if ``event`` could carry image bytes or an embedding."""
+    for digest in event.probe_sha256:
+        if not isinstance(digest, str) or not _SHA256_HEX.fullmatch(digest):
+            raise _refuse("probe_sha256", "a value that is not a lowercase hex SHA-256")
+    if not isinstance(event.result, dict):
+        raise _refuse("result", f"a {type(event.result).__name__} instead of a dict")
+    for name in (
+        "operation",
+        "principal",
+        "key_id",
+        "source",
+        "request_id",
+        "outcome",
+        "purpose",
+        "case_reference",
+        "collection_id",
+    ):
+        _check_value(getattr(event, name), name, 0)
+    _check_value(list(event.roles), "roles", 0)
+    _check_value(event.result, "result", 0)

@@ -1,0 +1,232 @@
+"""Signed checkpoints: the ledger key, checkpoint HMACs and the witness file.
+
+The hash chain alone proves that records were not edited, removed or reordered *relative to
+each other*, but someone who can rewrite the data directory could recompute the whole chain,
+or cut off its tail. Two things kept **outside the data directory**, next to the key, close
+those gaps:
+
+- the key (32 random bytes, file 0600 in a 0700 folder) signs periodic checkpoint records with
+  HMAC-SHA256 over ``ledger_id|covers_seq|covers_digest``: a recomputed chain cannot carry
+  valid checkpoints without the key;
+- the witness file ``<key dir>/ledger-<ledger_id>.witness.json`` names the latest checkpoint's
+  seq and digest: the chain must still contain that record, so truncating the tail shows.
+
+The witness is only ever moved forward (a lock file serialises writers from several
+processes) and replaced atomically (temporary file, fsync, rename, fsync of the folder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from faceledger.domain.errors import LedgerError
+
+logger = logging.getLogger(__name__)
+
+KEY_BYTES = 32
+
+
+def default_key_file() -> Path:
+    """``$XDG_CONFIG_HOME/faceledger/ledger.key``, else ``~/.config/faceledger/ledger.key``."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "faceledger" / "ledger.key"
+
+
+def resolve_key_file(key_file: Path | None, data_dir: Path) -> Path:
+    """The key file to use; refuses one inside ``data_dir`` (whoever can rewrite the data
+    directory must not also hold the key that signs the ledger)."""
+    path = Path(key_file) if key_file is not None else default_key_file()
+    path = path.expanduser()
+    resolved, data = path.resolve(), Path(data_dir).expanduser().resolve()
+    if resolved == data or resolved.is_relative_to(data):
+        raise LedgerError(
+            f"the ledger key file {path} is inside the data directory {data_dir}: keep it "
+            "elsewhere (FACELEDGER_LEDGER_KEY_FILE), or a rewritten ledger could be re-signed"
+        )
+    return path
+
+
+def load_key(path: Path) -> bytes | None:
+    """The key in ``path``, or None if the file does not exist."""
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise LedgerError(f"cannot read the ledger key {path}: {exc.strerror or exc}") from None
+    if len(key) != KEY_BYTES:
+        raise LedgerError(f"the ledger key {path} is not {KEY_BYTES} bytes long ({len(key)})")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        logger.warning("the ledger key %s is mode %o; restrict it to 0600", path, mode)
+    return key
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """The key in ``path``, created (32 random bytes, 0600, folder 0700) if absent.
+
+    Creation is atomic and never overwrites: a complete temporary file is hard-linked into
+    place, so two processes starting at once end up with the same key.
+    """
+    key = load_key(path)
+    if key is not None:
+        return key
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, secrets.token_bytes(KEY_BYTES))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process won the race: use its key
+        finally:
+            tmp.unlink()
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        raise LedgerError(f"cannot create the ledger key {path}: {exc.strerror or exc}") from None
+    key = load_key(path)
+    if key is None:
+        raise LedgerError(f"the ledger key {path} vanished while it was being created")
+    logger.info("created the ledger signing key %s", path)
+    return key
+
+
+def checkpoint_mac(key: bytes, ledger_id: str, covers_seq: int, covers_digest: str) -> str:
+    """HMAC-SHA256 (hex) of ``ledger_id|covers_seq|covers_digest``."""
+    message = f"{ledger_id}|{covers_seq}|{covers_digest}".encode("ascii")
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def checkpoint_payload(
+    key: bytes, ledger_id: str, covers_seq: int, covers_digest: str, now: float
+) -> dict[str, Any]:
+    """The content of a checkpoint record signing record ``covers_seq`` (digest hex)."""
+    return {
+        "kind": "checkpoint",
+        "time": now,
+        "ledger_id": ledger_id,
+        "covers_seq": covers_seq,
+        "covers_digest": covers_digest,
+        "hmac": checkpoint_mac(key, ledger_id, covers_seq, covers_digest),
+    }
+
+
+def mac_ok(key: bytes, ledger_id: str, covers_seq: int, covers_digest: str, mac: str) -> bool:
+    """Whether ``mac`` is the key's signature of that checkpoint (constant-time compare)."""
+    return hmac.compare_digest(checkpoint_mac(key, ledger_id, covers_seq, covers_digest), mac)
+
+
+# -- the witness file -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Witness:
+    """The latest signed checkpoint of one ledger, as recorded outside the data directory.
+
+    ``seq``/``digest``: the checkpoint record itself; ``covers_*``: the record it signs;
+    ``time``: epoch seconds.
+    """
+
+    ledger_id: str
+    seq: int
+    digest: str
+    covers_seq: int
+    covers_digest: str
+    hmac: str
+    time: float
+    ledger_path: str = ""  # the ledger file it was written for (absolute)
+
+
+def witness_path(key_file: Path, ledger_id: str) -> Path:
+    return key_file.parent / f"ledger-{ledger_id}.witness.json"
+
+
+def read_witness(path: Path) -> Witness | None:
+    """The witness in ``path`` (None if absent); ``LedgerError`` if it is unreadable."""
+    try:
+        data = json.loads(path.read_text("utf-8"))
+        return Witness(
+            ledger_id=str(data["ledger_id"]),
+            seq=int(data["seq"]),
+            digest=str(data["digest"]),
+            covers_seq=int(data["covers_seq"]),
+            covers_digest=str(data["covers_digest"]),
+            hmac=str(data["hmac"]),
+            time=float(data["time"]),
+            ledger_path=str(data.get("ledger_path", "")),
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LedgerError(f"the ledger witness {path} is unreadable: {exc}") from None
+
+
+def witnesses_in(folder: Path) -> list[tuple[Path, Witness]]:
+    """Every readable witness file in ``folder`` (unreadable ones are skipped)."""
+    found = []
+    for path in sorted(folder.glob("ledger-*.witness.json")):
+        try:
+            witness = read_witness(path)
+        except LedgerError:
+            continue
+        if witness is not None:
+            found.append((path, witness))
+    return found
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_witness(path: Path, witness: Witness) -> bool:
+    """Durably replace the witness with ``witness`` unless it already names a later one.
+
+    Returns whether the file was written.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with _locked(path):
+        try:
+            current = read_witness(path)
+        except LedgerError:
+            current = None  # a damaged witness is replaced by a good one
+        if current is not None and current.seq >= witness.seq:
+            return False
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, (json.dumps(asdict(witness), indent=2) + "\n").encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    return True

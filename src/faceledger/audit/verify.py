@@ -1,0 +1,272 @@
+"""Verification of a ledger: the hash chain, the signed checkpoints and the witness.
+
+``verify_chain`` streams ``(seq, body, digest)`` rows in seq order and stops at the first
+record that is not what an untouched ledger would hold. The loop is a fast path (slice the
+fixed-width prefix, one SHA-256, compare bytes); only when something fails, or at a checkpoint
+(one in ``checkpoint_every`` records), does it look closer to say *what* happened:
+
+| tampering                                | first bad seq reported                         |
+|------------------------------------------|------------------------------------------------|
+| a body byte edited                       | that record                                    |
+| a body edited and its digest recomputed  | that record (its successor no longer links)    |
+| a row deleted (gap)                      | the missing seq                                |
+| rows inserted (later rows renumbered)    | the first inserted seq                         |
+| rows swapped / reordered                 | the first displaced seq                        |
+| the whole chain recomputed               | the first checkpoint whose signature fails     |
+| the tail truncated                       | the first seq after the end (from the witness) |
+
+A record appended *after* the last checkpoint by someone who recomputes its link is, like in
+any hash chain, indistinguishable from a real one until a checkpoint signs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from binascii import hexlify
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from faceledger.audit.chain import (
+    GENESIS_HEX,
+    KIND_AT,
+    KIND_CHECKPOINT,
+    PREV_END,
+    PREV_START,
+    SEQ_END,
+    body_kind,
+    body_payload,
+    body_seq,
+)
+from faceledger.audit.signing import Witness, mac_ok
+from faceledger.domain.errors import LedgerError
+
+Row = tuple[int, Any, Any]  # (seq, body, digest) as read; body/digest should be bytes
+Progress = Callable[[int, int], None]  # (records checked, records in the ledger)
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What ``verify`` found. ``first_bad_seq`` and ``reason`` are None when ``ok``."""
+
+    ok: bool
+    records: int  # records checked (all of them when ok)
+    checkpoints: int  # valid signed checkpoints seen
+    first_bad_seq: int | None = None
+    reason: str | None = None
+    last_seq: int = 0
+    last_checkpoint_seq: int | None = None
+    witness_seq: int | None = None
+    seconds: float = 0.0
+    warnings: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["warnings"] = list(self.warnings)
+        return data
+
+
+class _Bad(Exception):
+    """The first bad record: raised out of the loop with its seq and a human reason."""
+
+    def __init__(self, seq: int | None, reason: str) -> None:
+        super().__init__(reason)
+        self.seq = seq
+        self.reason = reason
+
+
+def _diagnose(
+    seq: int,
+    body: Any,
+    digest: Any,
+    expected: int,
+    prev_hex: bytes,
+    digest_at: Callable[[int], bytes | None],
+) -> _Bad:
+    """Why row ``seq`` failed the fast path (``expected``: the seq it should have had)."""
+    if seq != expected:
+        if seq > expected:
+            missing = f"{expected}" if seq == expected + 1 else f"{expected}–{seq - 1}"
+            return _Bad(expected, f"record {missing} is missing (deleted); the next is {seq}")
+        return _Bad(seq, f"record {seq} is out of order (expected {expected})")
+    if isinstance(body, str):  # rewritten through SQL text functions: judge its content
+        body = body.encode("utf-8", "surrogateescape")
+    if not isinstance(body, bytes) or not isinstance(digest, bytes):
+        return _Bad(seq, f"record {seq} is malformed (its body or digest is not a byte string)")
+    named = body_seq(body)
+    if named is None:
+        return _Bad(seq, f"record {seq} is malformed (its body does not start with its seq)")
+    if named != seq:
+        if named < seq:
+            before = GENESIS_HEX if named == 1 else hexlify(digest_at(named - 1) or b"")
+            if body[PREV_START:PREV_END] == before:
+                count = seq - named
+                return _Bad(
+                    named,
+                    f"record {named} is now stored at seq {seq}: {count} record(s) were "
+                    f"inserted at seq {named}",
+                )
+        return _Bad(
+            seq,
+            f"record {seq} holds the body of record {named} (records were reordered, or "
+            "deleted and renumbered)",
+        )
+    if hashlib.sha256(body).digest() != digest:
+        return _Bad(seq, f"record {seq} was edited: its body does not match its digest")
+    if body[PREV_START:PREV_END] != prev_hex:
+        if seq == 1:
+            return _Bad(1, "record 1 does not start the chain (its previous digest is not zero)")
+        return _Bad(
+            seq - 1,
+            f"record {seq - 1} was changed: its digest is not the one record {seq} was "
+            f"chained to (edited and its digest recomputed, or record {seq} was forged)",
+        )
+    if body_kind(body) is None:
+        return _Bad(seq, f"record {seq} has an unknown kind marker")
+    return _Bad(seq, f"record {seq} was rewritten (its body is stored as text, not bytes)")
+
+
+def _check_checkpoint(
+    seq: int, body: bytes, prev_hex: bytes, ledger_id: str, key: bytes | None, key_file: Path
+) -> None:
+    """Raise ``_Bad`` unless checkpoint ``seq`` signs its predecessor with our key."""
+    try:
+        cp = body_payload(body)
+        covers_seq, covers_digest = int(cp["covers_seq"]), str(cp["covers_digest"])
+        cp_ledger, mac = str(cp["ledger_id"]), str(cp["hmac"])
+        kind = cp["kind"]
+    except (ValueError, KeyError, TypeError):
+        raise _Bad(seq, f"checkpoint {seq} is malformed") from None
+    if kind != KIND_CHECKPOINT:
+        raise _Bad(seq, f"record {seq} is marked as a checkpoint but its content is not one")
+    if cp_ledger != ledger_id:
+        raise _Bad(
+            seq,
+            f"checkpoint {seq} belongs to ledger {cp_ledger}, not to this ledger {ledger_id} "
+            "(records copied from another ledger, or the ledger id was changed)",
+        )
+    if covers_seq != seq - 1 or covers_digest.encode("ascii") != prev_hex:
+        raise _Bad(
+            seq,
+            f"checkpoint {seq} signed record {covers_seq} with digest {covers_digest[:16]}…, "
+            f"but the chain now holds {prev_hex[:16].decode()}… at seq {seq - 1}: the records "
+            "before it were rewritten",
+        )
+    if key is None:
+        raise LedgerError(
+            f"cannot check the signed checkpoint at seq {seq}: the ledger key {key_file} does "
+            "not exist (point FACELEDGER_LEDGER_KEY_FILE at the key that signed this ledger)"
+        )
+    if not mac_ok(key, ledger_id, covers_seq, covers_digest, mac):
+        raise _Bad(
+            seq,
+            f"the signature of checkpoint {seq} does not verify: records up to {seq - 1} were "
+            "rewritten and re-chained (or this is not the key that signed the ledger)",
+        )
+
+
+def verify_chain(
+    chunks: Iterable[Sequence[Row]],
+    *,
+    ledger_id: str,
+    key: bytes | None,
+    key_file: Path,
+    witness: Witness | None,
+    witness_file: Path,
+    digest_at: Callable[[int], bytes | None],
+    total: int = 0,
+    progress: Progress | None = None,
+) -> VerifyReport:
+    """Check every row of ``chunks`` (seq order) and the witness; see the module docstring."""
+    started = time.perf_counter()
+    sha256 = hashlib.sha256
+    expected, prev_hex, digest = 1, GENESIS_HEX, b""
+    checkpoints, last_cp = 0, None
+    warnings: list[str] = []
+    witness_seq = witness.seq if witness is not None else 0
+    witness_hex = witness.digest.encode("ascii", "replace") if witness is not None else b""
+    cp_code = ord("C")
+    try:
+        if witness is not None:
+            if witness.ledger_id != ledger_id:
+                raise _Bad(None, f"the witness {witness_file} belongs to another ledger")
+            if key is not None and not mac_ok(
+                key, ledger_id, witness.covers_seq, witness.covers_digest, witness.hmac
+            ):
+                raise _Bad(None, f"the witness {witness_file} is not signed by the ledger key")
+        for chunk in chunks:
+            for seq, body, stored in chunk:
+                try:
+                    bad = (
+                        seq != expected
+                        or body[PREV_START:PREV_END] != prev_hex
+                        or (digest := sha256(body).digest()) != stored
+                        or body[:SEQ_END] != b"%020d" % seq
+                    )
+                except TypeError:  # a body or digest that is not bytes
+                    bad = True
+                if bad:
+                    raise _diagnose(seq, body, stored, expected, prev_hex, digest_at)
+                if body[KIND_AT] == cp_code:
+                    _check_checkpoint(seq, body, prev_hex, ledger_id, key, key_file)
+                    checkpoints += 1
+                    last_cp = seq
+                prev_hex = hexlify(digest)
+                if seq == witness_seq and prev_hex != witness_hex:
+                    raise _Bad(
+                        seq,
+                        f"record {seq} is not the signed checkpoint that the witness "
+                        f"{witness_file} names: the ledger was rewritten up to it",
+                    )
+                expected += 1
+            if progress is not None:
+                progress(expected - 1, max(total, expected - 1))
+        last_seq = expected - 1
+        if witness is not None and last_seq < witness.seq:
+            raise _Bad(
+                last_seq + 1,
+                f"the ledger ends at record {last_seq}, but the witness {witness_file} names "
+                f"checkpoint {witness.seq} (signed {_iso(witness.time)}): records from "
+                f"{last_seq + 1} on were removed (truncated)",
+            )
+    except _Bad as bad:
+        return VerifyReport(
+            ok=False,
+            records=expected - 1,
+            checkpoints=checkpoints,
+            first_bad_seq=bad.seq,
+            reason=bad.reason,
+            last_seq=expected - 1,
+            last_checkpoint_seq=last_cp,
+            witness_seq=witness.seq if witness is not None else None,
+            seconds=time.perf_counter() - started,
+        )
+    if witness is None:
+        if checkpoints:
+            warnings.append(
+                f"no witness file {witness_file}: a truncated tail would not be detected "
+                "(is this the key that signed the ledger?)"
+            )
+        elif last_seq:
+            warnings.append("no signed checkpoint yet: a truncated tail would not be detected")
+    elif last_cp is not None and last_seq > last_cp:
+        warnings.append(
+            f"records {last_cp + 1}–{last_seq} follow the last signed checkpoint: only the "
+            "hash chain protects them until the next checkpoint"
+        )
+    return VerifyReport(
+        ok=True,
+        records=last_seq,
+        checkpoints=checkpoints,
+        last_seq=last_seq,
+        last_checkpoint_seq=last_cp,
+        witness_seq=witness.seq if witness is not None else None,
+        seconds=time.perf_counter() - started,
+        warnings=tuple(warnings),
+    )
+
+
+def _iso(epoch_s: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(epoch_s))

@@ -1,0 +1,267 @@
+"""CLI verbs for the audit ledger: ``audit verify|tail|export|checkpoint``.
+
+Registered on the main app by ``faceledger.cli.main`` (imported at its end). The ledger is
+``<data_dir>/ledger.sqlite3``, its signing key ``FACELEDGER_LEDGER_KEY_FILE`` (default
+``$XDG_CONFIG_HOME/faceledger/ledger.key``). ``verify`` exits 0 when the ledger is intact and 1
+(``first bad record: <seq>: <reason>``) when it is not; the other verbs only read, except
+``checkpoint``, which appends a signed checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
+
+import typer
+
+from faceledger.cli.main import CliError, _print_json, _settings, _stderr, app
+from faceledger.domain.errors import LedgerError
+
+if TYPE_CHECKING:
+    from faceledger.audit.ledger import Ledger, LedgerEntry
+    from faceledger.audit.verify import VerifyReport
+
+audit_app = typer.Typer(
+    help="The audit ledger: verify the hash chain, read and export records.",
+    no_args_is_help=True,
+)
+app.add_typer(audit_app, name="audit")
+
+
+class ExportFormat(StrEnum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+@contextlib.contextmanager
+def _ledger() -> Iterator[Ledger]:
+    from faceledger.audit.ledger import Ledger
+
+    settings = _settings()
+    try:
+        ledger = Ledger.from_settings(settings)
+    except LedgerError as exc:
+        raise CliError(exc.message) from None
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+
+
+def parse_time(text: str | None, option: str) -> float | None:
+    """Epoch seconds from epoch seconds or ISO 8601 (a time without a zone is UTC)."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise CliError(
+            f"{option}: expected ISO 8601 (2025-01-31, 2025-01-31T12:00:00Z) or epoch seconds, "
+            f"got {text!r}"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+def _utc(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _summary(result: dict[str, Any], width: int = 60) -> str:
+    """``FaceMatches: 3, FaceMatchThreshold=80.0`` — a result in one short cell."""
+    parts = []
+    for key, value in result.items():
+        if isinstance(value, list | tuple):
+            parts.append(f"{key}: {len(value)}")
+        elif isinstance(value, dict):
+            parts.append(f"{key}: {{…}}")
+        else:
+            parts.append(f"{key}={value}")
+    text = ", ".join(parts)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# -- verify ----------------------------------------------------------------------------------
+def _describe_ok(report: VerifyReport) -> str:
+    where = (
+        f", the last at seq {report.last_checkpoint_seq}"
+        if report.last_checkpoint_seq is not None
+        else ""
+    )
+    witness = f"; witness at seq {report.witness_seq}" if report.witness_seq is not None else ""
+    plural = "" if report.checkpoints == 1 else "s"
+    return (
+        f"ledger intact: {report.records:,} records ({report.checkpoints:,} signed "
+        f"checkpoint{plural}{where}{witness}), verified in {report.seconds:.2f} s"
+    )
+
+
+@audit_app.command("verify")
+def verify(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Prove the hash chain and signed checkpoints intact; exit 1 naming the first bad record."""
+    with _ledger() as ledger:
+        if sys.stderr.isatty() and not as_json:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            ) as bar:
+                task = bar.add_task("verifying", total=None)
+
+                def progress(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                report = ledger.verify(progress=progress)
+        else:
+            report = ledger.verify()
+        path = ledger.path
+    if as_json:
+        _print_json({"ledger": str(path), **report.to_dict()})
+    elif report.ok:
+        typer.echo(_describe_ok(report))
+        for warning in report.warnings:
+            _stderr(f"warning: {warning}")
+    elif report.first_bad_seq is not None:
+        typer.echo(f"first bad record: {report.first_bad_seq}: {report.reason}")
+    else:
+        typer.echo(f"ledger NOT intact: {report.reason}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+# -- tail ------------------------------------------------------------------------------------
+@audit_app.command("tail")
+def tail(
+    count: Annotated[int, typer.Option("-n", "--lines", min=1, help="How many records.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """The newest records (oldest of them first): who did what, why, and what came of it."""
+    from faceledger.audit.export import entry_record
+
+    with _ledger() as ledger:
+        entries: list[LedgerEntry] = list(ledger.entries(newest_first=True, limit=count))
+    entries.reverse()
+    if as_json:
+        _print_json([entry_record(e) for e in entries])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Audit ledger (newest last)")
+    for column in (
+        "seq",
+        "time (UTC)",
+        "principal",
+        "roles",
+        "operation",
+        "collection",
+        "outcome",
+        "purpose",
+        "case",
+        "result",
+    ):
+        table.add_column(column, no_wrap=column in ("seq", "time (UTC)"))
+    for entry in entries:
+        p = entry.payload
+        table.add_row(
+            str(entry.seq),
+            _utc(entry.time),
+            str(p.get("principal", "")),
+            ", ".join(p.get("roles", ())),
+            str(p.get("operation", "")),
+            p.get("collection_id") or "-",
+            str(p.get("outcome", "")),
+            p.get("purpose") or "-",
+            p.get("case_reference") or "-",
+            _summary(p.get("result") or {}),
+        )
+    console = Console()
+    if not console.is_terminal:  # piped: never truncate cells to an assumed 80 columns
+        console = Console(width=240)
+    console.print(table)
+    if not entries:
+        typer.echo("the ledger holds no records yet")
+
+
+# -- export ----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _output(path: Path | None) -> Iterator[TextIO]:
+    if path is None:
+        yield sys.stdout
+        return
+    try:  # 0600: an export says who searched for whom
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
+    with open(fd, "w", encoding="utf-8", newline="") as out:
+        yield out
+
+
+@audit_app.command("export")
+def export(
+    since: Annotated[
+        str | None, typer.Option(help="From this time (ISO 8601 or epoch seconds; UTC).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Before this time (same forms).")] = None,
+    principal: Annotated[str | None, typer.Option(help="Only this principal.")] = None,
+    collection: Annotated[str | None, typer.Option(help="Only this collection id.")] = None,
+    operation: Annotated[
+        str | None, typer.Option(help="Only this operation (e.g. SearchFacesByImage).")
+    ] = None,
+    outcome: Annotated[str | None, typer.Option(help='Only this outcome ("ok" or a code).')] = None,
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="jsonl or csv.")] = (
+        ExportFormat.jsonl
+    ),
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here (default: stdout).")
+    ] = None,
+) -> None:
+    """Export records (oldest first) matching every filter given, as JSON lines or CSV."""
+    from faceledger.audit.export import write
+
+    start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    with _ledger() as ledger, _output(output) as out:
+        count = write(
+            ledger.entries(
+                since=start,
+                until=end,
+                principal=principal,
+                collection_id=collection,
+                operation=operation,
+                outcome=outcome,
+            ),
+            out,
+            fmt.value,
+        )
+    if output is not None:
+        _stderr(f"exported {count:,} records to {output}")
+
+
+# -- checkpoint ------------------------------------------------------------------------------
+@audit_app.command("checkpoint")
+def checkpoint() -> None:
+    """Append a signed checkpoint now and move the witness (outside the data directory)."""
+    with _ledger() as ledger:
+        entry = ledger.checkpoint()
+        witness = ledger.witness_file
+    covers = entry.payload.get("covers_seq")
+    typer.echo(f"signed checkpoint {entry.seq} (covers record {covers}); witness: {witness}")

@@ -1,0 +1,139 @@
+"""``faceledger eval report``: FMR and FNMR overall and per group, as an HTML + JSON report.
+
+Registered on ``eval_app`` by ``faceledger.cli.main`` (imported at its end).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from faceledger.cli.main import CliError, _print_json, _service, _settings, _stderr, eval_app
+
+
+class FaceChoice(StrEnum):
+    """Which face of an image is evaluated (faceledger.evaluation.fairness.FACE_CHOICES)."""
+
+    largest = "largest"
+    central = "central"
+
+
+def _existing(path: Path | None, option: str) -> Path | None:
+    if path is not None and not path.is_file():
+        raise CliError(f"{option}: no such file: {path}")
+    return path
+
+
+def _compact(report: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """What stdout gets: where the report is, and the displayed rates per threshold."""
+
+    def rates(pop: dict[str, Any]) -> dict[str, Any]:
+        return {
+            key: {"fmr": at["fmr"]["display"], "fnmr": at["fnmr"]["display"]}
+            for key, at in pop["at"].items()
+        }
+
+    result: dict[str, Any] = {
+        "report_html": str(out_dir / "report.html"),
+        "report_json": str(out_dir / "report.json"),
+        "face_model_version": report["meta"]["face_model_version"],
+        "face": report["meta"]["face_choice"],
+        "identities": report["overall"]["identities"],
+        "images": report["overall"]["images"],
+        "genuine_pairs": report["overall"]["genuine_pairs"],
+        "impostor_pairs": report["overall"]["impostor_pairs"],
+        "overall": rates(report["overall"]),
+    }
+    if report["groups"]["grouped"]:
+        result["groups"] = {g["group"]: rates(g) for g in report["per_group"]}
+    return result
+
+
+@eval_app.command("report")
+def eval_report(
+    data: Annotated[
+        Path, typer.Option("--data", help="Labelled images laid out as DIR/<identity>/<image>.")
+    ],
+    groups: Annotated[
+        Path | None,
+        typer.Option("--groups", help="CSV 'identity,group' (missing identities: 'unassigned')."),
+    ] = None,
+    exclusions: Annotated[
+        Path | None,
+        typer.Option("--exclusions", help="Pairs to drop (format of bench/lfw_exclusions.txt)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Report folder (default: <data_dir>/reports/fairness)."),
+    ] = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option("--cache", help="Folder for the embeddings cache (default: --out)."),
+    ] = None,
+    face: Annotated[
+        FaceChoice,
+        typer.Option(
+            "--face",
+            help="Face kept per image: 'largest' (as the API compares) or 'central' (nearest "
+            "the image centre: LFW's labelled person when a bystander is larger).",
+        ),
+    ] = FaceChoice.largest,
+    title: Annotated[str | None, typer.Option("--title", help="Report title.")] = None,
+    note: Annotated[
+        list[str] | None,
+        typer.Option("--note", help="A note on the data for the report (repeatable)."),
+    ] = None,
+) -> None:
+    """FMR and FNMR at each Similarity threshold, overall and per group; HTML + JSON report.
+
+    Every pair of images is scored (genuine: same identity; impostor: two identities).
+    Embeddings are cached, so a second run with other groups or exclusions is quick.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from faceledger.evaluation.report import (
+        ReportRequest,
+        run_report,
+        sources_summary,
+        summary_table,
+    )
+
+    settings = _settings()
+    if not data.is_dir():
+        raise CliError(f"--data: no such folder: {data}")
+    request = ReportRequest(
+        data_dir=data,
+        out_dir=out if out is not None else settings.data_dir / "reports" / "fairness",
+        groups_file=_existing(groups, "--groups"),
+        exclusions_file=_existing(exclusions, "--exclusions"),
+        cache_dir=cache,
+        face=face.value,
+        notes=tuple(note or ()),
+        title=title or ReportRequest.title,
+    )
+    engine = _service(settings).engine
+    try:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        ) as bar:
+            task = bar.add_task("embedding images", total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            report = run_report(engine, request, progress=progress)
+    finally:
+        engine.close()
+    _stderr(summary_table(report))
+    _stderr(sources_summary(report))
+    _print_json(_compact(report, request.out_dir))
+    _stderr(f"report written to {request.out_dir / 'report.html'}")

@@ -1,0 +1,44 @@
+"""A collection's accountability policy: purpose required, threshold floor, retention.
+
+The floor silently raises any lower requested match threshold (as Rekognition's stream
+processors raise anything below 80 to 80); responses and the ledger carry the effective value.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from faceledger.domain.errors import InvalidParameterError
+
+MAX_PURPOSE_CHARS = 256
+MAX_CASE_CHARS = 128
+
+
+@dataclass(frozen=True)
+class CollectionPolicy:
+    require_purpose: bool = False
+    threshold_floor: float = 0.0
+    retention_days: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.threshold_floor) <= 100.0:
+            raise InvalidParameterError(
+                f"threshold_floor must be between 0 and 100, got {self.threshold_floor!r}"
+            )
+        if self.retention_days is not None and not 1 <= int(self.retention_days) <= 36_500:
+            raise InvalidParameterError(
+                f"retention_days must be 1 to 36500 days, got {self.retention_days!r}"
+            )
+
+    def effective_threshold(self, requested: float) -> float:
+        return max(float(requested), float(self.threshold_floor))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> CollectionPolicy:
+        data: dict[str, Any] = json.loads(text)
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})

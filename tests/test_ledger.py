@@ -1,0 +1,590 @@
+"""The audit ledger: hash chain, tampering of every kind, signed checkpoints and the witness,
+group commit from threads and processes, durability under ``kill -9``, the privacy guard.
+
+Run as a script, this file is the worker that other processes use (``append`` and ``crash``
+modes, see ``_worker``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import random
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from faceledger.audit import Ledger, LedgerEntry
+from faceledger.audit.chain import (
+    KIND_CHECKPOINT,
+    KIND_EVENT,
+    body_kind,
+    body_payload,
+    canonical_json,
+    link,
+)
+from faceledger.audit.signing import checkpoint_payload, read_witness
+from faceledger.config import Settings
+from faceledger.domain.audit import AuditEvent, Caller
+from faceledger.domain.errors import LedgerError
+from faceledger.domain.principals import Principal
+
+FAKE_KEY = b"k" * 32
+
+
+def event(n: int, **changes: object) -> AuditEvent:
+    """A search event like the services write (three matches, one probe digest)."""
+    caller = Caller(
+        Principal(f"officer-{n % 7}", ("search",), f"FLAK{n % 3:016d}"),
+        source="native",
+        request_id=f"req-{n}",
+        purpose="identify a suspect",
+        case_reference=f"CASE-{n % 5}",
+    )
+    base = AuditEvent.of(
+        caller,
+        "SearchFacesByImage",
+        collection_id=f"col-{n % 2}",
+        probe_sha256=(hashlib.sha256(str(n).encode()).hexdigest(),),
+        result={
+            "FaceMatches": [{"FaceId": f"face-{n}-{i}", "Similarity": 99.0 - i} for i in range(3)]
+        },
+    )
+    if not changes:
+        return base
+    return AuditEvent(**{**base.__dict__, **changes})  # type: ignore[arg-type]
+
+
+def open_ledger(tmp_path: Path, **kwargs: object) -> Ledger:
+    return Ledger(
+        tmp_path / "data" / "ledger.sqlite3",
+        key_file=tmp_path / "keys" / "ledger.key",
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def fill(ledger: Ledger, count: int, batch: int = 25) -> None:
+    for start in range(0, count, batch):
+        ledger.append_many(event(n) for n in range(start, min(count, start + batch)))
+
+
+def raw(ledger: Ledger) -> sqlite3.Connection:
+    """A plain connection to the ledger file, with the append-only triggers dropped (as an
+    attacker who can write the file would)."""
+    db = sqlite3.connect(ledger.path, isolation_level=None)
+    db.execute("DROP TRIGGER IF EXISTS records_no_update")
+    db.execute("DROP TRIGGER IF EXISTS records_no_delete")
+    return db
+
+
+def checkpoint_seqs(ledger: Ledger) -> list[int]:
+    return [e.seq for e in ledger.entries(include_checkpoints=True) if e.kind == KIND_CHECKPOINT]
+
+
+@pytest.fixture
+def closed(tmp_path: Path) -> Ledger:
+    """A ledger of 300 events with checkpoints every 100 records, closed (so its final
+    checkpoint is witnessed), reopened for verification."""
+    ledger = open_ledger(tmp_path, checkpoint_every=100)
+    fill(ledger, 300)
+    ledger.close()
+    reopened = open_ledger(tmp_path, checkpoint_every=100)
+    assert reopened.verify().ok
+    return reopened
+
+
+# -- the chain ------------------------------------------------------------------------------
+def test_records_are_chained_and_round_trip(tmp_path: Path) -> None:
+    ledger = open_ledger(tmp_path)
+    first = ledger.append(event(1))
+    second = ledger.append(event(2))
+    assert (first.seq, second.seq) == (1, 2)
+    db = raw(ledger)
+    rows = db.execute("SELECT seq, body, digest FROM records ORDER BY seq").fetchall()
+    assert rows[0][1][:86] == b"%020d %s " % (1, b"0" * 64)  # genesis link
+    assert rows[1][1][21:85] == rows[0][2].hex().encode()  # record 2 holds record 1's digest
+    assert all(hashlib.sha256(body).digest() == digest for _, body, digest in rows)
+    assert rows[0][2].hex() == first.digest
+    stored = list(ledger.entries())
+    assert [e.event for e in stored] == [event(1), event(2)]
+    assert stored[0].time == pytest.approx(time.time(), abs=60)
+    ledger.close()
+
+
+def test_an_intact_ledger_of_thousands_verifies(tmp_path: Path) -> None:
+    ledger = open_ledger(tmp_path, checkpoint_every=500)
+    fill(ledger, 3000, batch=100)
+    ledger.close()
+    report = open_ledger(tmp_path).verify()
+    assert report.ok, report.reason
+    assert report.records == report.last_seq >= 3001 and report.checkpoints >= 6
+    assert report.witness_seq == report.last_checkpoint_seq == report.last_seq
+    assert report.first_bad_seq is None and report.warnings == ()
+
+
+# -- tampering: each kind is found at the right record ----------------------------------------
+def _verify_bad(ledger: Ledger) -> tuple[int | None, str]:
+    report = ledger.verify()
+    assert not report.ok
+    return report.first_bad_seq, report.reason or ""
+
+
+def test_an_edited_body_byte_is_found(closed: Ledger) -> None:
+    db = raw(closed)
+    (body,) = db.execute("SELECT body FROM records WHERE seq = 137").fetchone()
+    forged = body.replace(b'"outcome":"ok"', b'"outcome":"no"')
+    assert forged != body
+    db.execute("UPDATE records SET body = ? WHERE seq = 137", (forged,))
+    seq, reason = _verify_bad(closed)
+    assert seq == 137 and "edited" in reason
+
+
+def test_an_edit_with_its_digest_recomputed_is_found(closed: Ledger) -> None:
+    db = raw(closed)
+    (body,) = db.execute("SELECT body FROM records WHERE seq = 137").fetchone()
+    forged = body.replace(b"officer-", b"officex-")
+    db.execute(
+        "UPDATE records SET body = ?, digest = ? WHERE seq = 137",
+        (forged, hashlib.sha256(forged).digest()),
+    )
+    seq, reason = _verify_bad(closed)
+    assert seq == 137 and "record 137 was changed" in reason
+
+
+def test_a_deleted_middle_row_is_found(closed: Ledger) -> None:
+    raw(closed).execute("DELETE FROM records WHERE seq = 150")
+    seq, reason = _verify_bad(closed)
+    assert seq == 150 and "missing" in reason
+
+
+def test_deleted_first_rows_are_found(closed: Ledger) -> None:
+    raw(closed).execute("DELETE FROM records WHERE seq <= 3")
+    assert _verify_bad(closed)[0] == 1
+
+
+def test_a_truncated_tail_is_found_through_the_witness(closed: Ledger) -> None:
+    last = closed.last_seq()
+    witness = read_witness(closed.witness_file)
+    assert witness is not None and witness.seq == last  # close() signed the tail
+    raw(closed).execute("DELETE FROM records WHERE seq > 250")
+    seq, reason = _verify_bad(closed)
+    assert seq == 251 and "truncated" in reason
+
+
+def test_a_truncated_tail_is_not_found_without_the_witness(closed: Ledger) -> None:
+    """The witness is what makes truncation visible (hence kept outside the data dir)."""
+    raw(closed).execute("DELETE FROM records WHERE seq > 250")
+    closed.witness_file.unlink()
+    report = closed.verify()
+    assert report.ok and any("witness" in w for w in report.warnings)
+
+
+def test_an_inserted_forged_row_is_found(closed: Ledger) -> None:
+    db = raw(closed)
+    (prev,) = db.execute("SELECT digest FROM records WHERE seq = 119").fetchone()
+    # make room at seq 120 (later rows move up by one), then insert a well-chained forgery
+    db.execute("UPDATE records SET seq = -seq WHERE seq >= 120")
+    db.execute("UPDATE records SET seq = 1 - seq WHERE seq < 0")
+    payload = {"kind": KIND_EVENT, "time": time.time(), **event(999, principal="ghost").to_dict()}
+    body, digest = link(120, prev, KIND_EVENT, canonical_json(payload))
+    db.execute("INSERT INTO records VALUES (?, ?, ?)", (120, body, digest))
+    seq, reason = _verify_bad(closed)
+    assert seq == 120 and "inserted" in reason
+
+
+def test_swapped_bodies_are_found(closed: Ledger) -> None:
+    db = raw(closed)
+    (a,) = db.execute("SELECT body FROM records WHERE seq = 130").fetchone()
+    (b,) = db.execute("SELECT body FROM records WHERE seq = 160").fetchone()
+    db.execute("UPDATE records SET body = ? WHERE seq = 130", (b,))
+    db.execute("UPDATE records SET body = ? WHERE seq = 160", (a,))
+    seq, reason = _verify_bad(closed)
+    assert seq == 130 and "body of record 160" in reason
+
+
+def test_swapped_rows_are_found(closed: Ledger) -> None:
+    db = raw(closed)
+    db.execute("UPDATE records SET seq = -1 WHERE seq = 41")
+    db.execute("UPDATE records SET seq = 41 WHERE seq = 42")
+    db.execute("UPDATE records SET seq = 42 WHERE seq = -1")
+    assert _verify_bad(closed)[0] == 41
+
+
+def _rewrite_chain(ledger: Ledger, *, key: bytes, keep_checkpoints: bool) -> None:
+    """Recompute the whole chain, changing record 50's principal: checkpoints are re-signed
+    with ``key`` (or dropped, with the records renumbered)."""
+    db = raw(ledger)
+    rows = db.execute("SELECT seq, body FROM records ORDER BY seq").fetchall()
+    db.execute("BEGIN")
+    db.execute("DELETE FROM records")
+    seq, prev = 0, bytes(32)
+    for old_seq, body in rows:
+        kind = body_kind(body)
+        payload = body_payload(body)
+        if kind == KIND_CHECKPOINT:
+            if not keep_checkpoints:
+                continue
+            payload = checkpoint_payload(key, ledger.ledger_id, seq, prev.hex(), payload["time"])
+        elif old_seq == 50:
+            payload["principal"] = "someone-else"
+        seq += 1
+        new_body, prev = link(seq, prev, kind or KIND_EVENT, canonical_json(payload))
+        db.execute("INSERT INTO records VALUES (?, ?, ?)", (seq, new_body, prev))
+    db.execute("COMMIT")
+
+
+def test_a_recomputed_chain_fails_the_checkpoint_signature(closed: Ledger) -> None:
+    first_checkpoint = checkpoint_seqs(closed)[0]
+    _rewrite_chain(closed, key=FAKE_KEY, keep_checkpoints=True)
+    seq, reason = _verify_bad(closed)
+    assert seq == first_checkpoint and "signature" in reason
+
+
+def test_a_recomputed_chain_without_checkpoints_fails_the_witness(closed: Ledger) -> None:
+    witness = read_witness(closed.witness_file)
+    assert witness is not None
+    _rewrite_chain(closed, key=FAKE_KEY, keep_checkpoints=False)
+    seq, reason = _verify_bad(closed)
+    assert seq is not None and seq <= witness.seq
+    assert "witness" in reason or "truncated" in reason
+
+
+def test_a_checkpoint_from_another_ledger_is_found(closed: Ledger) -> None:
+    raw(closed).execute("UPDATE meta SET ledger_id = 'f' || substr(ledger_id, 2)")
+    reopened = Ledger(closed.path, key_file=closed.key_file)
+    seq, reason = _verify_bad(reopened)
+    assert seq == checkpoint_seqs(closed)[0] and "another ledger" in reason
+
+
+def test_a_replaced_ledger_is_found(closed: Ledger, tmp_path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{closed.path}{suffix}").unlink(missing_ok=True)
+    fresh = open_ledger(tmp_path)
+    fresh.append(event(1))
+    report = fresh.verify()
+    assert not report.ok and "deleted or replaced" in (report.reason or "")
+    fresh.close()
+
+
+def test_the_ledger_refuses_updates_and_deletes_through_sql(closed: Ledger) -> None:
+    db = sqlite3.connect(closed.path, isolation_level=None)
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        db.execute("DELETE FROM records WHERE seq = 5")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        db.execute("UPDATE records SET body = x'00' WHERE seq = 5")
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+def test_checkpoints_follow_the_count_the_clock_and_close(tmp_path: Path) -> None:
+    ledger = open_ledger(tmp_path, checkpoint_every=10, checkpoint_seconds=0.3)
+    for n in range(25):
+        ledger.append(event(n))
+    by_count = checkpoint_seqs(ledger)
+    assert len(by_count) == 2  # at seq 11 (covering 1–10) and 22 (the checkpoint counts)
+    ledger.append(event(99))
+    deadline = time.monotonic() + 5
+    while len(checkpoint_seqs(ledger)) == 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(checkpoint_seqs(ledger)) == 3  # signed by the clock, without another append
+    ledger.append(event(100))
+    ledger.close()
+    final = checkpoint_seqs(ledger)
+    assert len(final) == 4 and final[-1] == ledger.last_seq()
+    witness = read_witness(ledger.witness_file)
+    assert witness is not None and witness.seq == final[-1]
+    assert open_ledger(tmp_path).verify().ok
+
+
+def test_forced_checkpoint_and_read_only_use_write_nothing_else(tmp_path: Path) -> None:
+    ledger = open_ledger(tmp_path)
+    ledger.append(event(1))
+    entry = ledger.checkpoint()
+    assert entry.kind == KIND_CHECKPOINT and entry.payload["covers_seq"] == 1
+    assert entry.seq == 2
+    ledger.close()  # the head is already signed: no second checkpoint
+    reader = open_ledger(tmp_path)
+    assert [e.seq for e in reader.entries()] == [1] and reader.verify().ok
+    reader.close()  # a reader that appended nothing writes nothing
+    assert open_ledger(tmp_path).last_seq() == 2
+
+
+# -- files, key and settings ----------------------------------------------------------------
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_default_key_is_created_private_outside_the_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FACELEDGER_LEDGER_KEY_FILE", raising=False)  # set by conftest
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    ledger = Ledger.from_settings(Settings(data_dir=tmp_path / "data"))
+    assert ledger.path == tmp_path / "data" / "ledger.sqlite3"
+    assert ledger.key_file == tmp_path / "config" / "faceledger" / "ledger.key"
+    ledger.append(event(1))
+    assert len(ledger.key_file.read_bytes()) == 32
+    assert _mode(ledger.key_file) == 0o600 and _mode(ledger.key_file.parent) == 0o700
+    assert _mode(ledger.path) == 0o600
+    ledger.close()
+
+
+def test_verify_without_the_signing_key_says_so(closed: Ledger) -> None:
+    closed.key_file.unlink()
+    with pytest.raises(LedgerError, match="does not exist"):
+        closed.verify()
+
+
+def test_a_key_file_inside_the_data_dir_is_refused(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", ledger_key_file=tmp_path / "data" / "k.key")
+    with pytest.raises(LedgerError, match="inside the data directory"):
+        Ledger.from_settings(settings)
+    with pytest.raises(LedgerError, match="inside the data directory"):
+        Ledger(tmp_path / "d" / "ledger.sqlite3", key_file=tmp_path / "d" / "keys" / "k")
+    assert not (tmp_path / "data" / "k.key").exists()
+
+
+# -- the privacy guard ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"image": b"\xff\xd8\xff\xe0 jpeg"},
+        {"nested": [{"crop": bytearray(b"pixels")}]},
+        {"embedding": [0.01 * i for i in range(128)]},
+        {"embedding": "QUJD" * 2000},  # base64 of a vector or an image
+    ],
+    ids=["bytes", "nested-bytearray", "float-list", "long-string"],
+)
+def test_the_guard_refuses_image_bytes_and_embeddings(tmp_path: Path, result: dict) -> None:
+    ledger = open_ledger(tmp_path)
+    with pytest.raises(LedgerError, match="never holds image bytes or embeddings"):
+        ledger.append(event(1, result=result))
+    assert ledger.last_seq() == 0
+    ledger.close()
+
+
+def test_the_guard_refuses_numpy_and_bad_digests(tmp_path: Path) -> None:
+    np = pytest.importorskip("numpy")
+    ledger = open_ledger(tmp_path)
+    for result in ({"embedding": np.zeros(128, np.float32)}, {"score": np.float32(0.5)}):
+        with pytest.raises(LedgerError, match="array"):
+            ledger.append(event(1, result=result))
+    with pytest.raises(LedgerError, match="SHA-256"):
+        ledger.append(event(1, probe_sha256=("not-a-digest",)))
+    with pytest.raises(LedgerError, match="cannot be recorded"):
+        ledger.append(event(1, result={"odd": {1, 2}}))
+    # what searches legitimately record passes: many matches, short score lists, counts
+    many = {"FaceMatches": [{"FaceId": f"f{i}", "Similarity": 90.0} for i in range(500)]}
+    ledger.append(event(1, result={**many, "scores": [0.5] * 64, "count": 3}))
+    assert ledger.last_seq() == 1
+    ledger.close()
+
+
+# -- reading --------------------------------------------------------------------------------
+def test_entries_filter_and_order(tmp_path: Path) -> None:
+    ledger = open_ledger(tmp_path, checkpoint_every=7)
+    fill(ledger, 20, batch=4)
+    ledger.append(event(20, outcome="AccessDeniedException", operation="IndexFaces"))
+    everything = list(ledger.entries())
+    assert len(everything) == 21 and all(e.kind == KIND_EVENT for e in everything)
+    assert [e.seq for e in everything] == sorted(e.seq for e in everything)
+    assert len(checkpoint_seqs(ledger)) >= 2
+    officer = [e.event for e in ledger.entries(principal="officer-3")]
+    assert officer and all(e is not None and e.principal == "officer-3" for e in officer)
+    assert len(officer) == sum(1 for n in range(21) if n % 7 == 3)
+    in_col = list(ledger.entries(collection_id="col-1", principal="officer-1"))
+    assert {e.payload["request_id"] for e in in_col} == {
+        f"req-{n}" for n in range(21) if n % 2 == 1 and n % 7 == 1
+    }
+    denied = list(ledger.entries(outcome="AccessDeniedException"))
+    assert [e.payload["operation"] for e in denied] == ["IndexFaces"]
+    assert list(ledger.entries(operation="IndexFaces")) == denied
+    newest = list(ledger.entries(newest_first=True, limit=3))
+    assert [e.seq for e in newest] == [e.seq for e in everything[::-1][:3]]
+    middle = everything[10].time
+    later = list(ledger.entries(since=middle))
+    assert later and all(e.time >= middle for e in later)
+    assert all(e.time < middle for e in ledger.entries(until=middle))
+    assert len(later) + len(list(ledger.entries(until=middle))) == 21
+    ledger.close()
+
+
+# -- failures ---------------------------------------------------------------------------------
+def test_a_failed_commit_fails_every_waiting_caller_then_recovers(tmp_path: Path) -> None:
+    ledger = open_ledger(tmp_path)
+    ledger.append(event(0))
+    db = sqlite3.connect(ledger.path, isolation_level=None)
+    db.execute(
+        "CREATE TRIGGER fail BEFORE INSERT ON records "
+        "BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END"
+    )
+    errors: list[Exception] = []
+    barrier = threading.Barrier(6)
+
+    def append(n: int) -> None:
+        barrier.wait()
+        try:
+            ledger.append(event(n))
+        except LedgerError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=append, args=(n,)) for n in range(1, 7)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 6 and all("disk full" in str(e) for e in errors)
+    db.execute("DROP TRIGGER fail")
+    entry = ledger.append(event(7))
+    assert entry.seq == 2
+    ledger.close()
+    assert open_ledger(tmp_path).verify().ok
+
+
+def test_a_rewrite_of_our_last_record_stops_further_appends(tmp_path: Path) -> None:
+    """Recomputing the tail's digests keeps the chain linked; the next checkpoint must not
+    then vouch for it, so the process that wrote the record refuses to go on."""
+    ledger = open_ledger(tmp_path)
+    last = ledger.append_many([event(0), event(1)])[-1]
+    db = raw(ledger)
+    (body,) = db.execute("SELECT body FROM records WHERE seq = ?", (last.seq,)).fetchone()
+    forged = body.replace(b"officer-1", b"officer-9")
+    db.execute(
+        "UPDATE records SET body = ?, digest = ? WHERE seq = ?",
+        (forged, hashlib.sha256(forged).digest(), last.seq),
+    )
+    with pytest.raises(LedgerError, match=f"record {last.seq} .* changed after this process"):
+        ledger.append(event(2))
+    assert ledger.last_seq() == last.seq
+    with contextlib.suppress(LedgerError):  # its closing checkpoint is refused the same way
+        ledger.close()
+
+
+def test_appends_after_close_are_refused(tmp_path: Path) -> None:
+    ledger = open_ledger(tmp_path)
+    ledger.append(event(0))
+    ledger.close()
+    with pytest.raises(LedgerError, match="closed"):
+        ledger.append(event(1))
+
+
+# -- concurrency and durability --------------------------------------------------------------
+def _spawn(mode: str, tmp_path: Path, count: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, __file__, mode, str(tmp_path), str(count)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_threads_and_processes_form_one_chain(tmp_path: Path) -> None:
+    ledger = open_ledger(tmp_path, checkpoint_every=200)
+    ledger.append(event(0))  # create the file and key before the processes race for them
+    workers = [_spawn("append", tmp_path, 300) for _ in range(2)]
+    for worker in workers:  # both processes are up; all start appending together
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "READY"
+    for worker in workers:
+        assert worker.stdin is not None
+        worker.stdin.write("GO\n")
+        worker.stdin.flush()
+    returned: list[LedgerEntry] = []
+    lock = threading.Lock()
+
+    def append(k: int) -> None:
+        for n in range(250):
+            entry = ledger.append(event(k * 1000 + n))
+            with lock:
+                returned.append(entry)
+
+    threads = [threading.Thread(target=append, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    acks = {e.seq: e.digest for e in returned}
+    theirs: list[int] = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=60)
+        assert worker.returncode == 0, err
+        lines = [line.split() for line in out.splitlines()]
+        assert len(lines) == 300
+        for seq, digest in lines:
+            assert int(seq) not in acks  # no seq handed out twice
+            acks[int(seq)] = digest
+            theirs.append(int(seq))
+    ledger.close()
+    assert len(acks) == 2000 + 600
+    ours = [e.seq for e in returned]
+    assert min(theirs) < max(ours) and min(ours) < max(theirs)  # they did interleave
+    stored = {e.seq: e.digest for e in open_ledger(tmp_path).entries()}
+    assert len(stored) == 1 + 2000 + 600
+    assert all(stored[seq] == digest for seq, digest in acks.items())
+    report = open_ledger(tmp_path).verify()
+    assert report.ok, report.reason
+    assert report.checkpoints >= 3
+
+
+def test_acknowledged_appends_survive_kill_9(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    acknowledged: list[int] = []
+    for _ in range(3):
+        worker = _spawn("crash", tmp_path, 0)
+        assert worker.stdout is not None
+        assert worker.stdout.readline().strip() == "READY"
+        time.sleep(rng.uniform(0.05, 0.4))
+        os.kill(worker.pid, signal.SIGKILL)
+        out, _ = worker.communicate(timeout=30)
+        acknowledged += [int(line) for line in out.split()]
+    assert len(acknowledged) > 20
+    ledger = open_ledger(tmp_path)
+    stored = {e.seq for e in ledger.entries()}
+    assert set(acknowledged) <= stored
+    report = ledger.verify()
+    assert report.ok, report.reason
+    # the chain carries on after the crashes
+    assert ledger.append(event(1)).seq == ledger.last_seq()
+    ledger.close()
+    assert open_ledger(tmp_path).verify().ok
+
+
+# -- the worker processes ---------------------------------------------------------------------
+def _worker(mode: str, folder: Path, count: int) -> None:
+    """Print READY, then — ``append``: once a line arrives on stdin, append ``count`` events
+    from 2 threads, printing ``<seq> <digest>`` per acknowledged append; ``crash``: append
+    from 4 threads until killed, printing (flushed) each acknowledged seq."""
+    ledger = open_ledger(folder, checkpoint_every=50)
+    lock = threading.Lock()
+    print("READY", flush=True)
+    if mode == "append":
+        sys.stdin.readline()  # "GO"
+
+    def run(k: int) -> None:
+        n = 0
+        while mode == "crash" or n < count // 2:
+            entry = ledger.append(event(os.getpid() + k * 100_000 + n))
+            with lock:
+                if mode == "crash":
+                    print(entry.seq, flush=True)
+                else:
+                    print(entry.seq, entry.digest)
+            n += 1
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(4 if mode == "crash" else 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ledger.close()
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]))
