@@ -35,6 +35,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/lfw_accuracy.py
 	$(BIN)/python bench/group_detection.py
 	$(BIN)/python bench/serve_memory.py
+	$(BIN)/python bench/enrolment.py
+	$(BIN)/python bench/one_to_n.py
+	$(BIN)/python bench/vector_index.py
+	$(BIN)/python bench/rekognition_api.py
+	$(BIN)/python bench/ledger.py
+	$(BIN)/python bench/fairness_report.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -176,6 +176,8 @@ def run_cli(folder: Path, data_dir: Path, quality_filter: str | None) -> dict[st
         **os.environ,
         "FACELEDGER_DATA_DIR": str(data_dir),
         "FACELEDGER_WORKERS": "2",
+        # the ledger's signing key lives outside the data directory, here beside it
+        "FACELEDGER_LEDGER_KEY_FILE": str(data_dir.parent / f"{data_dir.name}-ledger.key"),
     }
     create = [str(CLI), "collections", "create", "lfw"]
     subprocess.run(create, env=env, check=True, capture_output=True)

@@ -5,7 +5,8 @@ One run, side by side on the same machine and data:
 1. builds a collection of ``--faces`` (default 100,000) faces: synthetic identities (random
    unit centres with samples at a face model's same-person spread) plus the probe's person
    enrolled from a real photo;
-2. times ``CollectionService.search_faces_by_image`` in this process (the in-process figure);
+2. times the same service call in this process — ``FaceLedger.search_faces_by_image``, the
+   accountable gateway the server calls (roles, policy, ledger record) — the in-process figure;
 3. starts ``faceledger serve`` as a subprocess on a free loopback port and times boto3
    ``search_faces_by_image`` of the same 640×480 JPEG end to end (the ratio to step 2 is the
    HTTP + SigV4 + JSON + base64 overhead);
@@ -105,20 +106,23 @@ def mirror(jpeg: bytes) -> bytes:
     return buf.tobytes()
 
 
-def time_in_process(settings: Any, probe: bytes, runs: int) -> dict[str, Any]:
-    from faceledger.services.collections import CollectionService
+def in_process_timer(settings: Any, probe: bytes) -> tuple[Any, Any]:
+    """A function timing one in-process gateway call (ms), and the gateway to close."""
+    from faceledger.domain.audit import Caller
+    from faceledger.domain.principals import Principal
+    from faceledger.services.accountable import FaceLedger
 
-    service = CollectionService(settings)
-    result = service.search_faces_by_image(COLLECTION, probe)  # warm: load models and index
+    gate = FaceLedger(settings)
+    caller = Caller(Principal("bench", ("search",), "BENCH"), source="cli", request_id="bench")
+    result = gate.search_faces_by_image(caller, COLLECTION, probe)  # warm: models and index
     assert result.matches and result.matches[0].face.external_image_id == "probe-person"
-    times = []
-    for _ in range(runs):
+
+    def once() -> float:
         t = time.perf_counter()
-        service.search_faces_by_image(COLLECTION, probe)
-        times.append((time.perf_counter() - t) * 1000)
-    service.close()
-    service.faces.close()
-    return summarise(times)
+        gate.search_faces_by_image(caller, COLLECTION, probe)
+        return (time.perf_counter() - t) * 1000
+
+    return once, gate
 
 
 def summarise(times_ms: list[float]) -> dict[str, Any]:
@@ -142,6 +146,8 @@ def start_server(data: Path, port: int, inference_threads: int = 0) -> subproces
     env = dict(os.environ, FACELEDGER_DATA_DIR=str(data), FACELEDGER_PORT=str(port))
     env["FACELEDGER_INFERENCE_THREADS"] = str(inference_threads)
     env["FACELEDGER_LOG_LEVEL"] = "WARNING"
+    env["FACELEDGER_LEDGER_KEY_FILE"] = str(data.parent / "keys" / "ledger.key")
+    env["FACELEDGER_DEFAULT_THRESHOLD_FLOOR"] = "80"
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("faceledger")), "serve"],
         env=env,
@@ -180,16 +186,34 @@ def client(url: str, key: tuple[str, str]) -> Any:
     )
 
 
-def time_boto3(url: str, key: tuple[str, str], probe: bytes, runs: int) -> dict[str, Any]:
+def boto3_timer(url: str, key: tuple[str, str], probe: bytes) -> Any:
+    """A function timing one boto3 call end to end (ms)."""
     rek = client(url, key)
     found = rek.search_faces_by_image(CollectionId=COLLECTION, Image={"Bytes": probe})
     assert found["FaceMatches"][0]["Face"]["ExternalImageId"] == "probe-person"
-    times = []
-    for _ in range(runs):
+
+    def once() -> float:
         t = time.perf_counter()
         rek.search_faces_by_image(CollectionId=COLLECTION, Image={"Bytes": probe})
-        times.append((time.perf_counter() - t) * 1000)
-    return summarise(times)
+        return (time.perf_counter() - t) * 1000
+
+    return once
+
+
+def side_by_side(in_process: Any, over_http: Any, runs: int) -> dict[str, Any]:
+    """Alternate single in-process and boto3 calls so drifts in machine load hit both alike;
+    also the median of the per-pair differences (the protocol's own cost)."""
+    a: list[float] = []
+    b: list[float] = []
+    for _ in range(runs):
+        a.append(in_process())
+        b.append(over_http())
+    diffs = sorted(y - x for x, y in zip(a, b, strict=True))
+    return {
+        "in_process": summarise(a),
+        "boto3": summarise(b),
+        "paired_difference_median_ms": round(statistics.median(diffs), 2),
+    }
 
 
 def load(
@@ -237,7 +261,41 @@ def load(
         "errors": sum(errors.values()),
         "error_kinds": dict(errors),
         "latency": summarise(latencies) if latencies else None,
+        "latencies_ms": latencies,
     }
+
+
+def alternating_load(
+    url: str, key: tuple[str, str], probe: bytes, seconds: float, rounds: int = 3
+) -> dict[str, Any]:
+    """1 client, then 8, repeated ``rounds`` times (``seconds`` split between the rounds), so
+    that drifts in the machine's load hit both; figures aggregate the rounds."""
+    phase = seconds / rounds
+    runs: dict[int, list[dict[str, Any]]] = {1: [], 8: []}
+    for _ in range(rounds):
+        for clients in (1, 8):
+            runs[clients].append(load(url, key, probe, clients, phase))
+    out: dict[str, Any] = {}
+    for clients, parts in runs.items():
+        latencies = [x for part in parts for x in part.pop("latencies_ms")]
+        elapsed = sum(part["seconds"] for part in parts)
+        errors: Counter[str] = Counter()
+        for part in parts:
+            errors.update(part["error_kinds"])
+        out[f"load_{clients}"] = {
+            "clients": clients,
+            "seconds": round(elapsed, 2),
+            "requests": len(latencies),
+            "throughput_per_s": round(len(latencies) / elapsed, 2),
+            "rounds_throughput_per_s": [part["throughput_per_s"] for part in parts],
+            "errors": sum(errors.values()),
+            "error_kinds": dict(errors),
+            "latency": summarise(latencies) if latencies else None,
+        }
+    out["throughput_ratio_8_to_1"] = round(
+        out["load_8"]["throughput_per_s"] / out["load_1"]["throughput_per_s"], 3
+    )
+    return out
 
 
 class CallCounter:
@@ -311,8 +369,10 @@ def profile_decodes(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=int, default=100_000)
-    parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--runs", type=int, default=60)
+    parser.add_argument(
+        "--seconds", type=float, default=60.0, help="per client count, over 3 alternating rounds"
+    )
+    parser.add_argument("--runs", type=int, default=120)
     args = parser.parse_args()
 
     from faceledger.config import Settings
@@ -325,51 +385,48 @@ def main() -> None:
         "probe": {"width_px": 640, "height_px": 480, "bytes": len(probe)},
     }
     with tempfile.TemporaryDirectory(prefix="faceledger-bench-") as tmp:
-        data = Path(tmp)
-        settings = Settings(data_dir=data)
+        data = Path(tmp) / "data"
+        settings = Settings(
+            data_dir=data,
+            ledger_key_file=Path(tmp) / "keys" / "ledger.key",
+            default_threshold_floor=80,
+        )
         key_record, secret = KeyService(settings).create("bench", ["admin", "enrol", "search"])
         key = (key_record.key_id, secret)
         print(f"building a {args.faces:,}-face collection …", flush=True)
         out["collection"] = build_collection(settings, args.faces, probe)
         print(f"  {out['collection']}", flush=True)
 
-        out["in_process"] = time_in_process(settings, probe, args.runs)
-        print(f"in-process search_faces_by_image: {out['in_process']}", flush=True)
-
         port = free_port()
         server = start_server(data, port)
         url = f"http://127.0.0.1:{port}"
         try:
-            out["boto3"] = time_boto3(url, key, probe, args.runs)
+            in_process, gate = in_process_timer(settings, probe)
+            timed = side_by_side(in_process, boto3_timer(url, key, probe), args.runs)
+            gate.close()
+            gate.faces.close()
+            out["in_process"], out["boto3"] = timed["in_process"], timed["boto3"]
+            out["paired_difference_median_ms"] = timed["paired_difference_median_ms"]
+            print(f"in-process FaceLedger.search_faces_by_image: {out['in_process']}", flush=True)
             print(f"boto3 end to end: {out['boto3']}", flush=True)
             out["ratio_boto3_to_in_process_median"] = round(
                 out["boto3"]["median_ms"] / out["in_process"]["median_ms"], 3
             )
-            out["load_1"] = load(url, key, probe, 1, args.seconds)
+            out.update(alternating_load(url, key, probe, args.seconds))
             print(f"1 client: {out['load_1']}", flush=True)
-            out["load_8"] = load(url, key, probe, 8, args.seconds)
             print(f"8 clients: {out['load_8']}", flush=True)
         finally:
             server.terminate()
             server.wait(timeout=60)
-        out["throughput_ratio_8_to_1"] = round(
-            out["load_8"]["throughput_per_s"] / out["load_1"]["throughput_per_s"], 3
-        )
         # The same, with OpenCV fixed at one thread per inference (FACELEDGER_INFERENCE_THREADS=1)
         port = free_port()
         server = start_server(data, port, inference_threads=1)
         url = f"http://127.0.0.1:{port}"
         try:
-            one = {
-                "load_1": load(url, key, probe, 1, args.seconds),
-                "load_8": load(url, key, probe, 8, args.seconds),
-            }
+            one = alternating_load(url, key, probe, args.seconds)
         finally:
             server.terminate()
             server.wait(timeout=60)
-        one["throughput_ratio_8_to_1"] = round(
-            one["load_8"]["throughput_per_s"] / one["load_1"]["throughput_per_s"], 3
-        )
         out["inference_threads_1"] = one
         print(f"inference_threads=1: {one}", flush=True)
         out["decode_profile"] = profile_decodes(settings, key, probe, 20)

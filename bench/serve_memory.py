@@ -84,7 +84,12 @@ def healthz(port: int) -> dict[str, Any] | None:
 def measure_serve(idle_s: float) -> dict[str, Any]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="serve_memory_") as data_dir:
-        env = {**os.environ, "FACELEDGER_DATA_DIR": data_dir, "FACELEDGER_LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "FACELEDGER_DATA_DIR": data_dir,
+            "FACELEDGER_LOG_LEVEL": "WARNING",
+            "FACELEDGER_LEDGER_KEY_FILE": data_dir + "-ledger.key",
+        }
         cmd = [str(BIN / "faceledger"), "serve", "--port", str(port)]
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -180,7 +185,11 @@ print(json.dumps({"steps": steps, "heavy_modules_loaded": roots}))
 
 def breakdown() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="serve_memory_") as data_dir:
-        env = {**os.environ, "FACELEDGER_DATA_DIR": data_dir}
+        env = {
+            **os.environ,
+            "FACELEDGER_DATA_DIR": data_dir,
+            "FACELEDGER_LEDGER_KEY_FILE": data_dir + "-ledger.key",
+        }
         out = subprocess.run(
             [sys.executable, "-c", _BREAKDOWN], env=env, capture_output=True, text=True, check=True
         )

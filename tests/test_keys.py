@@ -286,6 +286,17 @@ def test_cli_create_list_revoke(tmp_path: Path) -> None:
     created = json.loads(made.stdout)
     assert KEY_ID.fullmatch(created["key_id"]) and SECRET.fullmatch(created["secret"])
     assert created["roles"] == ["search"] and created["endpoint_url"] == "http://127.0.0.1:8080"
+    assert created["rate_per_second"] is None and created["burst"] is None  # the defaults
+
+    limited = run(
+        "keys", "create", "--principal", "camera-7", "--role", "search",
+        "--rate-per-second", "2.5", "--burst", "4", "--json", cwd=tmp_path,
+    )  # fmt: skip
+    assert limited.returncode == 0, limited.stderr
+    assert (json.loads(limited.stdout)["rate_per_second"], json.loads(limited.stdout)["burst"]) == (
+        2.5,
+        4,
+    )
 
     text = run(
         "keys", "create", "--principal", "ci", "--role", "enrol", "--role", "search",
@@ -297,7 +308,7 @@ def test_cli_create_list_revoke(tmp_path: Path) -> None:
 
     listed = run("keys", "list", "--json", cwd=tmp_path)
     rows = json.loads(listed.stdout)
-    assert [r["principal"] for r in rows] == ["alice", "ci"]
+    assert [r["principal"] for r in rows] == ["alice", "camera-7", "ci"]
     assert created["secret"] not in listed.stdout
     table = run("keys", "list", cwd=tmp_path).stdout
     assert created["key_id"] in table and "enrol, search" in table
@@ -306,15 +317,16 @@ def test_cli_create_list_revoke(tmp_path: Path) -> None:
     revoked = run("keys", "revoke", created["key_id"], cwd=tmp_path)
     assert revoked.returncode == 0 and created["key_id"] in revoked.stderr
     active = json.loads(run("keys", "list", "--json", cwd=tmp_path).stdout)
-    assert [r["principal"] for r in active] == ["ci"]
+    assert [r["principal"] for r in active] == ["camera-7", "ci"]
     every = json.loads(run("keys", "list", "--all", "--json", cwd=tmp_path).stdout)
-    assert [r["active"] for r in every] == [False, True]
+    assert [r["active"] for r in every] == [False, True, True]
 
     # each command is a ledger record of the local operator; no secret ever reaches it
     with Ledger.from_settings(Settings(data_dir=tmp_path / "data")) as ledger:
         records = list(ledger.entries())
     events = [e.event for e in records if e.event is not None]
     assert [(e.operation, e.outcome, e.source) for e in events] == [
+        ("CreateKey", "ok", "cli"),
         ("CreateKey", "ok", "cli"),
         ("CreateKey", "ok", "cli"),
         ("ListKeys", "ok", "cli"),
@@ -324,7 +336,8 @@ def test_cli_create_list_revoke(tmp_path: Path) -> None:
         ("ListKeys", "ok", "cli"),
     ]
     assert events[0].result["key_id"] == created["key_id"]
-    assert events[4].result == {"key_id": created["key_id"], "principal": "alice"}
+    assert events[1].result["rate_per_second"] == 2.5 and events[1].result["burst"] == 4
+    assert events[5].result == {"key_id": created["key_id"], "principal": "alice"}
     assert created["secret"] not in json.dumps([e.to_dict() for e in records])
 
 

@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     require_purpose: bool = False
     # Lowest effective match threshold (calibrated Similarity). Chosen on the 1:N LFW test
     # (bench/one_to_n.py): at most one non-mated probe, not an LFW label fault, matches anyone.
-    default_threshold_floor: float = Field(default=97.0, ge=0.0, le=100.0)
+    default_threshold_floor: float = Field(default=96.8, ge=0.0, le=100.0)
 
     # Seconds between maintenance runs of the server: retention purges, index snapshots.
     maintenance_seconds: float = Field(default=600.0, gt=0)

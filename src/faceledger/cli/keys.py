@@ -57,6 +57,8 @@ def _key_dict(key: AccessKey) -> dict[str, Any]:
         "revoked_at": key.revoked_at,
         "description": key.description,
         "active": key.active,
+        "rate_per_second": key.rate_per_second,  # None: the installation's default
+        "burst": key.burst,
     }
 
 
@@ -95,12 +97,24 @@ def create(
         typer.Option("--role", help="admin, enrol, search, or audit (repeatable)."),
     ],
     description: Annotated[str, typer.Option("--description", help="A note for `list`.")] = "",
+    rate_per_second: Annotated[
+        float | None,
+        typer.Option(
+            "--rate-per-second",
+            help="Requests per second for this key (0 = unlimited; default: the installation's).",
+        ),
+    ] = None,
+    burst: Annotated[
+        int | None, typer.Option("--burst", help="Requests allowed at once above the rate.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with the secret).")] = False,
 ) -> None:
     """Create an access key for PRINCIPAL; prints its id and secret once."""
     settings = _settings()
     with _gateway(settings) as gate:
-        key, secret = gate.create_key(_operator(), principal, role, description)
+        key, secret = gate.create_key(
+            _operator(), principal, role, description, rate_per_second=rate_per_second, burst=burst
+        )
     if as_json:
         _print_json(
             {

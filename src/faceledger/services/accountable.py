@@ -655,16 +655,27 @@ class FaceLedger:
 
     # -- keys --------------------------------------------------------------------------------
     def create_key(
-        self, caller: Caller, principal: str, roles: list[str], description: str = ""
+        self,
+        caller: Caller,
+        principal: str,
+        roles: list[str],
+        description: str = "",
+        *,
+        rate_per_second: float | None = None,
+        burst: int | None = None,
     ) -> tuple[AccessKey, str]:
         return self._run(
             caller,
             "CreateKey",
-            lambda: self.keys.create(principal, roles, description),
+            lambda: self.keys.create(
+                principal, roles, description, rate_per_second=rate_per_second, burst=burst
+            ),
             summary=lambda out: {
                 "key_id": out[0].key_id,
                 "principal": principal,
                 "roles": list(out[0].roles),
+                "rate_per_second": rate_per_second,
+                "burst": burst,
             },
         )
 
