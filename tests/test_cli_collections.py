@@ -36,7 +36,7 @@ def test_index_folder_resumes_and_search_finds_the_person(tmp_path: Path, data_d
 
     created = run("collections", "create", "cases", cwd=tmp_path)
     assert created.returncode == 0, created.stderr
-    # Rekognition's default behaviour for this collection (the installation's floor is 97)
+    # Rekognition's default behaviour for this collection (not the installation's floor)
     policy = run("collections", "policy", "cases", "--floor", "80", cwd=tmp_path)
     assert policy.returncode == 0, policy.stderr
     assert json.loads(policy.stdout) == {
@@ -111,7 +111,7 @@ def test_policy_requiring_a_purpose_refuses_a_search_without_one(
     photo = data_dir / "photos" / "img1.jpg"
     assert run("collections", "create", "cases", cwd=tmp_path).returncode == 0
     shown = run("collections", "policy", "cases", cwd=tmp_path)
-    assert json.loads(shown.stdout)["threshold_floor"] == 97  # the installation's default
+    assert json.loads(shown.stdout)["threshold_floor"] == Settings().default_threshold_floor
     changed = run(
         "collections", "policy", "cases", "--require-purpose", "--retention-days", "30",
         cwd=tmp_path,
@@ -120,7 +120,7 @@ def test_policy_requiring_a_purpose_refuses_a_search_without_one(
     assert json.loads(changed.stdout) == {
         "collection_id": "cases",
         "require_purpose": True,
-        "threshold_floor": 97.0,  # kept
+        "threshold_floor": Settings().default_threshold_floor,  # kept
         "retention_days": 30,
     }
     refused = run("search", str(photo), "--collection", "cases", cwd=tmp_path)
