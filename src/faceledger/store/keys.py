@@ -27,11 +27,10 @@ import logging
 import os
 import sqlite3
 import stat
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from faceledger.store.connections import Connections
 
 logger = logging.getLogger(__name__)
 
@@ -133,37 +132,19 @@ class KeyStore:
         self.path = Path(path)
         _create_private_file(self.path)
         _restrict_mode(self.path)
-        self._local = threading.local()
-        self._write_lock = threading.Lock()
+        self._connections = Connections(self.path)
+        self._write_lock = self._connections.write_lock
+        self._db = self._connections.db
+        self._tx = self._connections.tx
         with self._write_lock:
             self._db().executescript(SCHEMA)  # idempotent; executescript manages its own commit
         self._add_missing_columns()
 
-    # -- connections ----------------------------------------------------------------------
-    def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA secure_delete=ON")  # overwritten secrets do not linger in pages
-            self._local.db = db
-        return db
+    def close(self) -> None:
+        """Close this thread's connection (other threads close their own on exit)."""
+        self._connections.close()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction; committed (durably) when the block exits without error."""
-        db = self._db()
-        with self._write_lock:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+    # -- connections ----------------------------------------------------------------------
 
     def _add_missing_columns(self) -> None:
         """Migrate a database made by an older version: add the columns it lacks.
@@ -175,13 +156,6 @@ class KeyStore:
             for name, sql_type in ADDED_COLUMNS:
                 if name not in have:
                     db.execute(f"ALTER TABLE access_keys ADD COLUMN {name} {sql_type}")
-
-    def close(self) -> None:
-        """Close this thread's connection (other threads close their own on exit)."""
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
 
     # -- keys -----------------------------------------------------------------------------
     @staticmethod

@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +40,7 @@ from faceledger.domain.errors import (
     ResourceNotFoundError,
     ServiceQuotaExceededError,
 )
+from faceledger.store.connections import BUSY_TIMEOUT_MS, Connections
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +48,6 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_BUSY_TIMEOUT_MS = 250
 #: …and is attempted this many times before giving up (the next deletion tries again).
 CHECKPOINT_ATTEMPTS = 8
-_BUSY_TIMEOUT_MS = 30_000  # the connections' ordinary busy timeout (sqlite3.connect timeout)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS collections (
@@ -188,42 +186,18 @@ class SQLiteStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._write_lock = threading.Lock()
+        self._connections = Connections(self.path)
+        self._write_lock = self._connections.write_lock
+        self._db = self._connections.db
+        self._tx = self._connections.tx
         with self._write_lock:
             self._db().executescript(SCHEMA)  # idempotent; executescript manages its own commit
 
-    # -- connections ----------------------------------------------------------------------
-    def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten, not left
-            self._local.db = db
-        return db
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction; committed (durably) when the block exits without error."""
-        db = self._db()
-        with self._write_lock:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        """Close this thread's connection (other threads close their own on exit)."""
+        self._connections.close()
+
+    # -- connections ----------------------------------------------------------------------
 
     def scrub_wal(self) -> bool:
         """Checkpoint the WAL into the main file and truncate it to zero bytes.
@@ -244,7 +218,7 @@ class SQLiteStore:
                         return True
                     time.sleep(0.01 * (attempt + 1))
             finally:
-                db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+                db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         logger.warning(
             "%s: the WAL could not be checkpointed after a deletion (the database stayed "
             "busy); deleted rows remain in %s-wal until a later checkpoint",

@@ -1,0 +1,60 @@
+"""Per-thread connections to one SQLite file, and its write transactions.
+
+Every store file is opened the same way: WAL (readers never block the writer), synchronous=FULL
+(a commit is durable when it returns), foreign keys on, and secure_delete (deleted rows are
+overwritten in the file, not left in free pages). SQLite connections are not shared between
+threads: each thread opens its own, and one lock serialises this process's writers (other
+processes wait on SQLite's own lock, up to the busy timeout).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BUSY_TIMEOUT_MS = 30_000  # how long a connection waits for another process's write lock
+
+
+class Connections:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        # Held for every write transaction of this process; also by maintenance that must not
+        # interleave with writes (WAL checkpoints).
+        self.write_lock = threading.Lock()
+
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection (opened on first use)."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA secure_delete=ON")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; committed (durably) when the block exits without error."""
+        db = self.db()
+        with self.write_lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close this thread's connection (other threads close their own on exit)."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
