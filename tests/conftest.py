@@ -35,6 +35,19 @@ def data_root() -> Path:
     return Path(os.environ.get("FACELEDGER_TEST_DATA", shared_root() / "data"))
 
 
+def lfw_people(data_dir: Path, min_images: int, count: int) -> dict[str, list[Path]]:
+    """The first ``count`` LFW devtrain people (by name) with at least ``min_images`` photos."""
+    root = data_dir / "lfw-devtrain" / "images"
+    out: dict[str, list[Path]] = {}
+    for folder in sorted(root.iterdir()):
+        images = sorted(folder.glob("*.jpg"))
+        if len(images) >= min_images:
+            out[folder.name] = images
+        if len(out) == count:
+            break
+    return out
+
+
 @pytest.fixture(scope="session")
 def shared_models_dir() -> Path:
     """The extra ONNX models (``../shared/models``); skips when the folder is absent."""

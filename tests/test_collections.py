@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import lfw_people
 from faceledger.config import Settings
 from faceledger.domain.errors import (
     InvalidPaginationTokenError,
@@ -36,15 +37,7 @@ def service(tmp_path: Path, face_service: FaceService) -> CollectionService:
 @pytest.fixture(scope="module")
 def people(data_dir: Path) -> dict[str, list[Path]]:
     """Six LFW people with at least two images each."""
-    root = data_dir / "lfw-devtrain" / "images"
-    out: dict[str, list[Path]] = {}
-    for folder in sorted(root.iterdir()):
-        images = sorted(folder.glob("*.jpg"))
-        if len(images) >= 2:
-            out[folder.name] = images
-        if len(out) == 6:
-            break
-    return out
+    return lfw_people(data_dir, 2, 6)
 
 
 def test_collection_ids_and_lifecycle(service: CollectionService) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from conftest import lfw_people
 from faceledger.config import Settings
 from faceledger.domain.collections import BoundingBox
 from faceledger.domain.errors import InvalidParameterError, ResourceNotFoundError
@@ -55,15 +56,7 @@ def face_service() -> Iterator[FaceService]:
 @pytest.fixture(scope="module")
 def people(data_dir: Path) -> dict[str, list[Path]]:
     """Four LFW people with at least two images each."""
-    root = data_dir / "lfw-devtrain" / "images"
-    out: dict[str, list[Path]] = {}
-    for folder in sorted(root.iterdir()):
-        images = sorted(folder.glob("*.jpg"))
-        if len(images) >= 2:
-            out[folder.name] = images
-        if len(out) == 4:
-            break
-    return out
+    return lfw_people(data_dir, 2, 4)
 
 
 def _service(data: Path, face_service: FaceService, backend: str) -> CollectionService:

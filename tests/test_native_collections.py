@@ -21,6 +21,7 @@ import pytest
 from PIL import Image as PILImage
 from PIL import ImageOps
 
+from conftest import lfw_people
 from faceledger.api.native.routes import IMAGES_PER_REQUEST
 
 MAX_IMAGE_BYTES = 5_242_880
@@ -45,19 +46,6 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
 def ok(response: httpx.Response, status: int = 200) -> Any:
     assert response.status_code == status, response.text
     return response.json() if response.content else None
-
-
-def _people(data_dir: Path, min_images: int, count: int) -> dict[str, list[Path]]:
-    """The first ``count`` LFW people (by name) with at least ``min_images`` photos."""
-    root = data_dir / "lfw-devtrain" / "images"
-    out: dict[str, list[Path]] = {}
-    for folder in sorted(root.iterdir()):
-        images = sorted(folder.glob("*.jpg"))
-        if len(images) >= min_images:
-            out[folder.name] = images
-        if len(out) == count:
-            break
-    return out
 
 
 def _gray_png(side: int = 200) -> bytes:
@@ -119,12 +107,12 @@ def collection(api: httpx.Client) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def gallery_people(data_dir: Path) -> dict[str, list[Path]]:
-    return _people(data_dir, min_images=2, count=6)
+    return lfw_people(data_dir, min_images=2, count=6)
 
 
 @pytest.fixture(scope="module")
 def user_people(data_dir: Path) -> dict[str, list[Path]]:
-    return _people(data_dir, min_images=4, count=3)
+    return lfw_people(data_dir, min_images=4, count=3)
 
 
 # --- the spec --------------------------------------------------------------------------------

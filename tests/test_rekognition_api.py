@@ -26,6 +26,8 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from botocore.model import Shape
 
+from conftest import lfw_people
+
 REGION = "us-east-1"
 _MODEL = botocore.session.get_session().get_service_model("rekognition")
 
@@ -134,15 +136,7 @@ def raw_rek(live_server: str, api_key: tuple[str, str], checker: ShapeChecker) -
 @pytest.fixture(scope="module")
 def people(data_dir: Path) -> dict[str, list[bytes]]:
     """Four LFW people with at least three images each (bytes)."""
-    root = data_dir / "lfw-devtrain" / "images"
-    out: dict[str, list[bytes]] = {}
-    for folder in sorted(root.iterdir()):
-        images = sorted(folder.glob("*.jpg"))
-        if len(images) >= 3:
-            out[folder.name] = [p.read_bytes() for p in images[:3]]
-        if len(out) == 4:
-            break
-    return out
+    return {n: [p.read_bytes() for p in imgs[:3]] for n, imgs in lfw_people(data_dir, 3, 4).items()}
 
 
 def _code(exc: ClientError) -> str:

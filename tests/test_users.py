@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import lfw_people
 from faceledger.config import Settings
 from faceledger.domain.errors import (
     IdempotentParameterMismatchError,
@@ -48,15 +49,7 @@ def users(collections: CollectionService) -> UserService:
 @pytest.fixture(scope="module")
 def people(data_dir: Path) -> dict[str, list[Path]]:
     """Three LFW people with at least four images each."""
-    root = data_dir / "lfw-devtrain" / "images"
-    out: dict[str, list[Path]] = {}
-    for folder in sorted(root.iterdir()):
-        images = sorted(folder.glob("*.jpg"))
-        if len(images) >= 4:
-            out[folder.name] = images
-        if len(out) == 3:
-            break
-    return out
+    return lfw_people(data_dir, 4, 3)
 
 
 def _enrol(collections: CollectionService, cid: str, path: Path, ext: str) -> str:

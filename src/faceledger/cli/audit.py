@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
-from faceledger.cli.main import CliError, _print_json, _settings, _stderr, app
+from faceledger.cli.main import CliError, _print_json, _settings, _stderr, app, progress_bar
 from faceledger.domain.errors import LedgerError
 
 if TYPE_CHECKING:
@@ -114,22 +114,7 @@ def verify(
     """Prove the hash chain and signed checkpoints intact; exit 1 naming the first bad record."""
     with _ledger() as ledger:
         if sys.stderr.isatty() and not as_json:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-            with Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            ) as bar:
-                task = bar.add_task("verifying", total=None)
-
-                def progress(done: int, total: int) -> None:
-                    bar.update(task, completed=done, total=total)
-
+            with progress_bar("verifying", transient=True) as progress:
                 report = ledger.verify(progress=progress)
         else:
             report = ledger.verify()

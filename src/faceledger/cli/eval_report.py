@@ -11,7 +11,15 @@ from typing import Annotated, Any
 
 import typer
 
-from faceledger.cli.main import CliError, _print_json, _service, _settings, _stderr, eval_app
+from faceledger.cli.main import (
+    CliError,
+    _print_json,
+    _service,
+    _settings,
+    _stderr,
+    eval_app,
+    progress_bar,
+)
 
 
 class FaceChoice(StrEnum):
@@ -92,8 +100,6 @@ def eval_report(
     Every pair of images is scored (genuine: same identity; impostor: two identities).
     Embeddings are cached, so a second run with other groups or exclusions is quick.
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from faceledger.evaluation.report import (
         ReportRequest,
@@ -117,19 +123,7 @@ def eval_report(
     )
     engine = _service(settings).engine
     try:
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        ) as bar:
-            task = bar.add_task("embedding images", total=None)
-
-            def progress(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
-
+        with progress_bar("embedding images", transient=True) as progress:
             report = run_report(engine, request, progress=progress)
     finally:
         engine.close()

@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from faceledger.services.faces import FaceService
 
 logger = logging.getLogger("faceledger.cli")
+
+ProgressCallback = Callable[[int, int], None]  # progress(done, total)
 
 app = typer.Typer(
     name="faceledger",
@@ -103,6 +105,28 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, *, transient: bool = False) -> Iterator[ProgressCallback]:
+    """A Rich progress bar on stderr; yields a ``progress(done, total)`` callback."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=transient,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield progress
 
 
 def _existing_file(path: Path) -> Path:
@@ -346,9 +370,6 @@ def eval_lfw(
     ] = None,
 ) -> None:
     """Verification accuracy on LFW pairs with the default pack; writes a report."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     settings = _settings()
     try:
         from faceledger.evaluation.lfw import run_lfw_eval
@@ -361,18 +382,7 @@ def eval_lfw(
     _existing_file(pairs)
     out_dir = out if out is not None else settings.data_dir / "reports" / "lfw"
     service = _service(settings)
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    ) as bar:
-        task = bar.add_task("LFW pairs", total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with progress_bar("LFW pairs") as progress:
         result = run_lfw_eval(service.engine, data, pairs, out_dir, progress=progress)
     _print_json(result)
     _stderr(f"report written to {out_dir}")

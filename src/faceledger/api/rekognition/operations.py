@@ -369,10 +369,7 @@ def search_users(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     )
     ctx.effective_threshold(result.threshold)
     out: dict[str, Any] = {
-        "UserMatches": [
-            {"Similarity": round(m.similarity, shapes.SCORE_DIGITS), "User": shapes.user(m.user)}
-            for m in result.matches
-        ],
+        "UserMatches": [shapes.user_match(m) for m in result.matches],
         "FaceModelVersion": result.face_model_version,
     }
     if result.searched_face_id is not None:
@@ -404,10 +401,7 @@ def search_users_by_image(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 
     ctx.effective_threshold(result.threshold)
     out: dict[str, Any] = {
-        "UserMatches": [
-            {"Similarity": round(m.similarity, shapes.SCORE_DIGITS), "User": shapes.user(m.user)}
-            for m in result.matches
-        ],
+        "UserMatches": [shapes.user_match(m) for m in result.matches],
         "FaceModelVersion": result.face_model_version,
         "UnsearchedFaces": [
             {"FaceDetails": detail(u.face), "Reasons": list(u.reasons)} for u in result.unsearched

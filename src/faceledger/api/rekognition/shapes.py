@@ -19,6 +19,7 @@ from faceledger.domain.collections import (
     User,
 )
 from faceledger.domain.faces import LANDMARK_NAMES, Faces
+from faceledger.services.users import UserMatch
 
 DIGITS = 6  # ratios
 SCORE_DIGITS = 4  # Similarity, Confidence, quality
@@ -92,6 +93,10 @@ def face_match(match: CollectionMatch) -> dict[str, Any]:
 
 def user(u: User) -> dict[str, Any]:
     return {"UserId": u.user_id, "UserStatus": u.status}
+
+
+def user_match(match: UserMatch) -> dict[str, Any]:
+    return {"Similarity": round(match.similarity, SCORE_DIGITS), "User": user(match.user)}
 
 
 def collection_arn(region: str, account_id: str, collection_id: str) -> str:
