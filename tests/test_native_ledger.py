@@ -19,10 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
+from conftest import lfw_people
 from faceledger.audit.ledger import Ledger
 from faceledger.config import Settings
 from faceledger.domain.audit import AuditEvent
-from test_native_collections import _people, assert_error, enrol, index, ok, search
+from test_native_collections import assert_error, enrol, index, ok, search
 
 PURPOSE_HEADERS = {"X-FaceLedger-Purpose": "missing person report", "X-FaceLedger-Case": "MP-1"}
 
@@ -41,7 +42,7 @@ def events(ledger: Ledger, **filters: Any) -> list[AuditEvent]:
 
 @pytest.fixture(scope="module")
 def people(data_dir: Path) -> dict[str, list[Path]]:
-    return _people(data_dir, min_images=2, count=3)
+    return lfw_people(data_dir, min_images=2, count=3)
 
 
 @pytest.fixture
