@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     # Requests a key may send at once after a quiet spell (the bucket's size).
     default_burst: int = Field(default=100, ge=1)
 
+    # -- server backend ------------------------------------------------------------------------
+    # ``postgresql://…``: collections, faces, users, jobs, keys and the ledger in PostgreSQL
+    # (vectors in pgvector) instead of the embedded SQLite store in ``data_dir``; several API
+    # processes can share one database. Apply the schema with ``faceledger db upgrade``.
+    database_url: str | None = Field(default=None, pattern=r"^postgres(ql)?://")
+
     @field_validator("model_dirs", mode="before")
     @classmethod
     def _parse_model_dirs(cls, value: Any) -> Any:
