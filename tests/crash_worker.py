@@ -2,6 +2,8 @@
 
     python crash_worker.py DATA_DIR SEED FIRST_IMAGE_NUMBER
 
+With ``FACELEDGER_DATABASE_URL`` set in its environment it writes to that PostgreSQL database.
+
 Enrols synthetic faces (random unit vectors) one image at a time, deletes some of the faces it
 enrolled earlier, and every few operations searches and writes the index snapshot, so a kill
 can land inside any of these. A line ``ADD <ext> <face_id>`` or ``DEL <face_id>`` is printed
@@ -68,7 +70,7 @@ def main() -> None:
             probe = image.faces.embeddings
             assert probe is not None
             service.indexes.search(COLLECTION, probe[0], k=5, min_cosine=0.0)
-            service.indexes.save(COLLECTION)
+            service.indexes.save_all()
 
 
 if __name__ == "__main__":

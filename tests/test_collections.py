@@ -30,8 +30,14 @@ def face_service() -> Iterator[FaceService]:
 
 
 @pytest.fixture
-def service(tmp_path: Path, face_service: FaceService) -> CollectionService:
-    return CollectionService(Settings(data_dir=tmp_path, workers=1), faces=face_service)
+def service(
+    tmp_path: Path, face_service: FaceService, database_url: str | None
+) -> Iterator[CollectionService]:
+    """A collection service on each store backend (SQLite, PostgreSQL)."""
+    settings = Settings(data_dir=tmp_path, workers=1, database_url=database_url)
+    service = CollectionService(settings, faces=face_service)
+    yield service
+    service.close()
 
 
 @pytest.fixture(scope="module")

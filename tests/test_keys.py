@@ -8,6 +8,7 @@ import re
 import sqlite3
 import stat
 import threading
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -36,8 +37,11 @@ SECRET = re.compile(r"[A-Za-z0-9_-]{40}")
 
 
 @pytest.fixture
-def keys(tmp_path: Path) -> KeyService:
-    return KeyService(Settings(data_dir=tmp_path))
+def keys(tmp_path: Path, database_url: str | None) -> Iterator[KeyService]:
+    """A key service on each store backend (SQLite in ``tmp_path``, PostgreSQL)."""
+    service = KeyService(Settings(data_dir=tmp_path, database_url=database_url))
+    yield service
+    service.close()
 
 
 def _mode(path: Path) -> int:
@@ -110,7 +114,8 @@ def test_revoking_an_unknown_key_is_not_found(keys: KeyService) -> None:
         keys.revoke("FLAKNOPE")
 
 
-def test_revoking_overwrites_the_secret_in_the_file(keys: KeyService, tmp_path: Path) -> None:
+def test_revoking_overwrites_the_secret_in_the_file(tmp_path: Path) -> None:
+    keys = KeyService(Settings(data_dir=tmp_path))
     key, secret = keys.create("alice", ["search"])
     keys.revoke(key.key_id)
     found = keys.store.get(key.key_id)
@@ -120,14 +125,16 @@ def test_revoking_overwrites_the_secret_in_the_file(keys: KeyService, tmp_path: 
     assert files and all(secret.encode() not in p.read_bytes() for p in files)
 
 
-def test_keys_persist_across_services(tmp_path: Path) -> None:
-    first = KeyService(Settings(data_dir=tmp_path))
+def test_keys_persist_across_services(tmp_path: Path, database_url: str | None) -> None:
+    settings = Settings(data_dir=tmp_path, database_url=database_url)
+    first = KeyService(settings)
     key, secret = first.create("alice", ["enrol"], "ci")
     gone, _ = first.create("bob", ["search"])
     first.revoke(gone.key_id)
+    listed = first.list(include_revoked=True)
     first.close()
-    second = KeyService(Settings(data_dir=tmp_path))
-    assert second.list(include_revoked=True) == first.list(include_revoked=True)
+    second = KeyService(settings)
+    assert second.list(include_revoked=True) == listed and len(listed) == 2
     assert second.credentials(key.key_id) == (Principal("alice", ("enrol",), key.key_id), secret)
     with pytest.raises(UnrecognizedClientError):
         second.credentials(gone.key_id)

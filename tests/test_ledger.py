@@ -1,6 +1,10 @@
 """The audit ledger: hash chain, tampering of every kind, signed checkpoints and the witness,
 group commit from threads and processes, durability under ``kill -9``, the privacy guard.
 
+Tests of the ledger's contract (``new_ledger``, ``closed``) run on both backends: the SQLite
+file and PostgreSQL (``faceledger.audit.postgres``); the processes and ``kill -9`` tests of the
+PostgreSQL ledger are in ``test_pg_ledger.py``.
+
 Run as a script, this file is the worker that other processes use (``append`` and ``crash``
 modes, see ``_worker``).
 """
@@ -18,7 +22,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +37,8 @@ from faceledger.audit.chain import (
     canonical_json,
     link,
 )
+from faceledger.audit.core import ChainLedger
+from faceledger.audit.postgres import PostgresLedger
 from faceledger.audit.signing import checkpoint_payload, read_witness
 from faceledger.config import Settings
 from faceledger.domain.audit import AuditEvent, Caller
@@ -71,39 +79,80 @@ def open_ledger(tmp_path: Path, **kwargs: object) -> Ledger:
     )
 
 
-def fill(ledger: Ledger, count: int, batch: int = 25) -> None:
+Opener = Callable[..., ChainLedger]  # new_ledger(**kwargs): the same ledger each call
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def new_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    """Opens the test's ledger on one backend (keyword arguments as ``Ledger``'s): a file in
+    ``tmp_path``, or a fresh PostgreSQL database upgraded to the head revision."""
+    key_file = tmp_path / "keys" / "ledger.key"
+    if request.param == "sqlite":
+        return lambda **kwargs: open_ledger(tmp_path, **kwargs)
+    url = request.getfixturevalue("migrated_database")
+    return lambda **kwargs: PostgresLedger(url, key_file=key_file, **kwargs)
+
+
+def reopen(ledger: ChainLedger, **kwargs: Any) -> ChainLedger:
+    """Another instance of the same ledger (as another process would open it)."""
+    if isinstance(ledger, PostgresLedger):
+        return PostgresLedger(ledger.url, key_file=ledger.key_file, **kwargs)
+    assert isinstance(ledger, Ledger)
+    return Ledger(ledger.path, key_file=ledger.key_file, **kwargs)
+
+
+def fill(ledger: ChainLedger, count: int, batch: int = 25) -> None:
     for start in range(0, count, batch):
         ledger.append_many(event(n) for n in range(start, min(count, start + batch)))
 
 
-def raw(ledger: Ledger) -> sqlite3.Connection:
-    """A plain connection to the ledger file, with the append-only triggers dropped (as an
-    attacker who can write the file would)."""
-    db = sqlite3.connect(ledger.path, isolation_level=None)
-    db.execute("DROP TRIGGER IF EXISTS records_no_update")
-    db.execute("DROP TRIGGER IF EXISTS records_no_delete")
-    return db
+class Raw:
+    """A plain connection to the ledger's storage with the append-only triggers off (as an
+    attacker who can write the file or the database would). It speaks the SQLite ledger's SQL
+    (``?`` placeholders, tables ``records`` and ``meta``) on either backend."""
+
+    def __init__(self, ledger: ChainLedger) -> None:
+        self.pg = isinstance(ledger, PostgresLedger)
+        if isinstance(ledger, PostgresLedger):
+            import psycopg
+
+            self.db: Any = psycopg.connect(
+                ledger.url, autocommit=True, options="-c search_path=ledger"
+            )
+            self.db.execute("ALTER TABLE records DISABLE TRIGGER USER")
+        else:
+            assert isinstance(ledger, Ledger)
+            self.db = sqlite3.connect(ledger.path, isolation_level=None)
+            self.db.execute("DROP TRIGGER IF EXISTS records_no_update")
+            self.db.execute("DROP TRIGGER IF EXISTS records_no_delete")
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        return self.db.execute(sql.replace("?", "%s") if self.pg else sql, params)
 
 
-def checkpoint_seqs(ledger: Ledger) -> list[int]:
+def raw(ledger: ChainLedger) -> Raw:
+    return Raw(ledger)
+
+
+def checkpoint_seqs(ledger: ChainLedger) -> list[int]:
     return [e.seq for e in ledger.entries(include_checkpoints=True) if e.kind == KIND_CHECKPOINT]
 
 
 @pytest.fixture
-def closed(tmp_path: Path) -> Ledger:
+def closed(new_ledger: Opener) -> ChainLedger:
     """A ledger of 300 events with checkpoints every 100 records, closed (so its final
     checkpoint is witnessed), reopened for verification."""
-    ledger = open_ledger(tmp_path, checkpoint_every=100)
+    ledger = new_ledger(checkpoint_every=100)
     fill(ledger, 300)
     ledger.close()
-    reopened = open_ledger(tmp_path, checkpoint_every=100)
+    reopened = new_ledger(checkpoint_every=100)
     assert reopened.verify().ok
     return reopened
 
 
 # -- the chain ------------------------------------------------------------------------------
-def test_records_are_chained_and_round_trip(tmp_path: Path) -> None:
-    ledger = open_ledger(tmp_path)
+def test_records_are_chained_and_round_trip(new_ledger: Opener) -> None:
+    ledger = new_ledger()
     first = ledger.append(event(1))
     second = ledger.append(event(2))
     assert (first.seq, second.seq) == (1, 2)
@@ -119,11 +168,11 @@ def test_records_are_chained_and_round_trip(tmp_path: Path) -> None:
     ledger.close()
 
 
-def test_an_intact_ledger_of_thousands_verifies(tmp_path: Path) -> None:
-    ledger = open_ledger(tmp_path, checkpoint_every=500)
+def test_an_intact_ledger_of_thousands_verifies(new_ledger: Opener) -> None:
+    ledger = new_ledger(checkpoint_every=500)
     fill(ledger, 3000, batch=100)
     ledger.close()
-    report = open_ledger(tmp_path).verify()
+    report = new_ledger().verify()
     assert report.ok, report.reason
     assert report.records == report.last_seq >= 3001 and report.checkpoints >= 6
     assert report.witness_seq == report.last_checkpoint_seq == report.last_seq
@@ -131,13 +180,13 @@ def test_an_intact_ledger_of_thousands_verifies(tmp_path: Path) -> None:
 
 
 # -- tampering: each kind is found at the right record ----------------------------------------
-def _verify_bad(ledger: Ledger) -> tuple[int | None, str]:
+def _verify_bad(ledger: ChainLedger) -> tuple[int | None, str]:
     report = ledger.verify()
     assert not report.ok
     return report.first_bad_seq, report.reason or ""
 
 
-def test_an_edited_body_byte_is_found(closed: Ledger) -> None:
+def test_an_edited_body_byte_is_found(closed: ChainLedger) -> None:
     db = raw(closed)
     (body,) = db.execute("SELECT body FROM records WHERE seq = 137").fetchone()
     forged = body.replace(b'"outcome":"ok"', b'"outcome":"no"')
@@ -147,7 +196,7 @@ def test_an_edited_body_byte_is_found(closed: Ledger) -> None:
     assert seq == 137 and "edited" in reason
 
 
-def test_an_edit_with_its_digest_recomputed_is_found(closed: Ledger) -> None:
+def test_an_edit_with_its_digest_recomputed_is_found(closed: ChainLedger) -> None:
     db = raw(closed)
     (body,) = db.execute("SELECT body FROM records WHERE seq = 137").fetchone()
     forged = body.replace(b"officer-", b"officex-")
@@ -159,18 +208,18 @@ def test_an_edit_with_its_digest_recomputed_is_found(closed: Ledger) -> None:
     assert seq == 137 and "record 137 was changed" in reason
 
 
-def test_a_deleted_middle_row_is_found(closed: Ledger) -> None:
+def test_a_deleted_middle_row_is_found(closed: ChainLedger) -> None:
     raw(closed).execute("DELETE FROM records WHERE seq = 150")
     seq, reason = _verify_bad(closed)
     assert seq == 150 and "missing" in reason
 
 
-def test_deleted_first_rows_are_found(closed: Ledger) -> None:
+def test_deleted_first_rows_are_found(closed: ChainLedger) -> None:
     raw(closed).execute("DELETE FROM records WHERE seq <= 3")
     assert _verify_bad(closed)[0] == 1
 
 
-def test_a_truncated_tail_is_found_through_the_witness(closed: Ledger) -> None:
+def test_a_truncated_tail_is_found_through_the_witness(closed: ChainLedger) -> None:
     last = closed.last_seq()
     witness = read_witness(closed.witness_file)
     assert witness is not None and witness.seq == last  # close() signed the tail
@@ -179,7 +228,7 @@ def test_a_truncated_tail_is_found_through_the_witness(closed: Ledger) -> None:
     assert seq == 251 and "truncated" in reason
 
 
-def test_a_truncated_tail_is_not_found_without_the_witness(closed: Ledger) -> None:
+def test_a_truncated_tail_is_not_found_without_the_witness(closed: ChainLedger) -> None:
     """The witness is what makes truncation visible (hence kept outside the data dir)."""
     raw(closed).execute("DELETE FROM records WHERE seq > 250")
     closed.witness_file.unlink()
@@ -187,7 +236,7 @@ def test_a_truncated_tail_is_not_found_without_the_witness(closed: Ledger) -> No
     assert report.ok and any("witness" in w for w in report.warnings)
 
 
-def test_an_inserted_forged_row_is_found(closed: Ledger) -> None:
+def test_an_inserted_forged_row_is_found(closed: ChainLedger) -> None:
     db = raw(closed)
     (prev,) = db.execute("SELECT digest FROM records WHERE seq = 119").fetchone()
     # make room at seq 120 (later rows move up by one), then insert a well-chained forgery
@@ -200,7 +249,7 @@ def test_an_inserted_forged_row_is_found(closed: Ledger) -> None:
     assert seq == 120 and "inserted" in reason
 
 
-def test_swapped_bodies_are_found(closed: Ledger) -> None:
+def test_swapped_bodies_are_found(closed: ChainLedger) -> None:
     db = raw(closed)
     (a,) = db.execute("SELECT body FROM records WHERE seq = 130").fetchone()
     (b,) = db.execute("SELECT body FROM records WHERE seq = 160").fetchone()
@@ -210,7 +259,7 @@ def test_swapped_bodies_are_found(closed: Ledger) -> None:
     assert seq == 130 and "body of record 160" in reason
 
 
-def test_swapped_rows_are_found(closed: Ledger) -> None:
+def test_swapped_rows_are_found(closed: ChainLedger) -> None:
     db = raw(closed)
     db.execute("UPDATE records SET seq = -1 WHERE seq = 41")
     db.execute("UPDATE records SET seq = 41 WHERE seq = 42")
@@ -218,7 +267,7 @@ def test_swapped_rows_are_found(closed: Ledger) -> None:
     assert _verify_bad(closed)[0] == 41
 
 
-def _rewrite_chain(ledger: Ledger, *, key: bytes, keep_checkpoints: bool) -> None:
+def _rewrite_chain(ledger: ChainLedger, *, key: bytes, keep_checkpoints: bool) -> None:
     """Recompute the whole chain, changing record 50's principal: checkpoints are re-signed
     with ``key`` (or dropped, with the records renumbered)."""
     db = raw(ledger)
@@ -241,14 +290,14 @@ def _rewrite_chain(ledger: Ledger, *, key: bytes, keep_checkpoints: bool) -> Non
     db.execute("COMMIT")
 
 
-def test_a_recomputed_chain_fails_the_checkpoint_signature(closed: Ledger) -> None:
+def test_a_recomputed_chain_fails_the_checkpoint_signature(closed: ChainLedger) -> None:
     first_checkpoint = checkpoint_seqs(closed)[0]
     _rewrite_chain(closed, key=FAKE_KEY, keep_checkpoints=True)
     seq, reason = _verify_bad(closed)
     assert seq == first_checkpoint and "signature" in reason
 
 
-def test_a_recomputed_chain_without_checkpoints_fails_the_witness(closed: Ledger) -> None:
+def test_a_recomputed_chain_without_checkpoints_fails_the_witness(closed: ChainLedger) -> None:
     witness = read_witness(closed.witness_file)
     assert witness is not None
     _rewrite_chain(closed, key=FAKE_KEY, keep_checkpoints=False)
@@ -257,34 +306,59 @@ def test_a_recomputed_chain_without_checkpoints_fails_the_witness(closed: Ledger
     assert "witness" in reason or "truncated" in reason
 
 
-def test_a_checkpoint_from_another_ledger_is_found(closed: Ledger) -> None:
-    raw(closed).execute("UPDATE meta SET ledger_id = 'f' || substr(ledger_id, 2)")
-    reopened = Ledger(closed.path, key_file=closed.key_file)
+def test_a_checkpoint_from_another_ledger_is_found(closed: ChainLedger) -> None:
+    raw(closed).execute(  # another id: change the first hex digit (to "f", or "e" if it is "f")
+        "UPDATE meta SET ledger_id = "
+        "(CASE WHEN substr(ledger_id, 1, 1) = 'f' THEN 'e' ELSE 'f' END) || substr(ledger_id, 2)"
+    )
+    reopened = reopen(closed)
     seq, reason = _verify_bad(reopened)
     assert seq == checkpoint_seqs(closed)[0] and "another ledger" in reason
 
 
-def test_a_replaced_ledger_is_found(closed: Ledger, tmp_path: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{closed.path}{suffix}").unlink(missing_ok=True)
-    fresh = open_ledger(tmp_path)
+def test_a_replaced_ledger_is_found(closed: ChainLedger, new_ledger: Opener) -> None:
+    if isinstance(closed, Ledger):
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{closed.path}{suffix}").unlink(missing_ok=True)
+    else:  # the database's ledger emptied and started afresh
+        db = raw(closed)
+        db.execute("DELETE FROM records")
+        db.execute("DELETE FROM meta")
+        db.execute("ALTER TABLE records ENABLE TRIGGER USER")
+    fresh = new_ledger()
+    assert fresh.ledger_id != closed.ledger_id
     fresh.append(event(1))
     report = fresh.verify()
     assert not report.ok and "deleted or replaced" in (report.reason or "")
     fresh.close()
 
 
-def test_the_ledger_refuses_updates_and_deletes_through_sql(closed: Ledger) -> None:
-    db = sqlite3.connect(closed.path, isolation_level=None)
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        db.execute("DELETE FROM records WHERE seq = 5")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        db.execute("UPDATE records SET body = x'00' WHERE seq = 5")
+def test_the_ledger_refuses_updates_and_deletes_through_sql(closed: ChainLedger) -> None:
+    if isinstance(closed, PostgresLedger):
+        import psycopg
+
+        pg = psycopg.connect(closed.url, autocommit=True)
+        for sql in (
+            "DELETE FROM ledger.records WHERE seq = 5",
+            "UPDATE ledger.records SET body = '\\x00' WHERE seq = 5",
+            "TRUNCATE ledger.records",
+        ):
+            with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+                pg.execute(sql)
+        pg.close()
+    else:
+        assert isinstance(closed, Ledger)
+        db = sqlite3.connect(closed.path, isolation_level=None)
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            db.execute("DELETE FROM records WHERE seq = 5")
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            db.execute("UPDATE records SET body = x'00' WHERE seq = 5")
+    assert closed.verify().ok
 
 
 # -- checkpoints ----------------------------------------------------------------------------
-def test_checkpoints_follow_the_count_the_clock_and_close(tmp_path: Path) -> None:
-    ledger = open_ledger(tmp_path, checkpoint_every=10, checkpoint_seconds=0.3)
+def test_checkpoints_follow_the_count_the_clock_and_close(new_ledger: Opener) -> None:
+    ledger = new_ledger(checkpoint_every=10, checkpoint_seconds=0.3)
     for n in range(25):
         ledger.append(event(n))
     by_count = checkpoint_seqs(ledger)
@@ -300,20 +374,20 @@ def test_checkpoints_follow_the_count_the_clock_and_close(tmp_path: Path) -> Non
     assert len(final) == 4 and final[-1] == ledger.last_seq()
     witness = read_witness(ledger.witness_file)
     assert witness is not None and witness.seq == final[-1]
-    assert open_ledger(tmp_path).verify().ok
+    assert new_ledger().verify().ok
 
 
-def test_forced_checkpoint_and_read_only_use_write_nothing_else(tmp_path: Path) -> None:
-    ledger = open_ledger(tmp_path)
+def test_forced_checkpoint_and_read_only_use_write_nothing_else(new_ledger: Opener) -> None:
+    ledger = new_ledger()
     ledger.append(event(1))
     entry = ledger.checkpoint()
     assert entry.kind == KIND_CHECKPOINT and entry.payload["covers_seq"] == 1
     assert entry.seq == 2
     ledger.close()  # the head is already signed: no second checkpoint
-    reader = open_ledger(tmp_path)
+    reader = new_ledger()
     assert [e.seq for e in reader.entries()] == [1] and reader.verify().ok
     reader.close()  # a reader that appended nothing writes nothing
-    assert open_ledger(tmp_path).last_seq() == 2
+    assert new_ledger().last_seq() == 2
 
 
 # -- files, key and settings ----------------------------------------------------------------
@@ -336,7 +410,7 @@ def test_default_key_is_created_private_outside_the_data_dir(
     ledger.close()
 
 
-def test_verify_without_the_signing_key_says_so(closed: Ledger) -> None:
+def test_verify_without_the_signing_key_says_so(closed: ChainLedger) -> None:
     closed.key_file.unlink()
     with pytest.raises(LedgerError, match="does not exist"):
         closed.verify()
@@ -362,17 +436,17 @@ def test_a_key_file_inside_the_data_dir_is_refused(tmp_path: Path) -> None:
     ],
     ids=["bytes", "nested-bytearray", "float-list", "long-string"],
 )
-def test_the_guard_refuses_image_bytes_and_embeddings(tmp_path: Path, result: dict) -> None:
-    ledger = open_ledger(tmp_path)
+def test_the_guard_refuses_image_bytes_and_embeddings(new_ledger: Opener, result: dict) -> None:
+    ledger = new_ledger()
     with pytest.raises(LedgerError, match="never holds image bytes or embeddings"):
         ledger.append(event(1, result=result))
     assert ledger.last_seq() == 0
     ledger.close()
 
 
-def test_the_guard_refuses_numpy_and_bad_digests(tmp_path: Path) -> None:
+def test_the_guard_refuses_numpy_and_bad_digests(new_ledger: Opener) -> None:
     np = pytest.importorskip("numpy")
-    ledger = open_ledger(tmp_path)
+    ledger = new_ledger()
     for result in ({"embedding": np.zeros(128, np.float32)}, {"score": np.float32(0.5)}):
         with pytest.raises(LedgerError, match="array"):
             ledger.append(event(1, result=result))
@@ -388,8 +462,8 @@ def test_the_guard_refuses_numpy_and_bad_digests(tmp_path: Path) -> None:
 
 
 # -- reading --------------------------------------------------------------------------------
-def test_entries_filter_and_order(tmp_path: Path) -> None:
-    ledger = open_ledger(tmp_path, checkpoint_every=7)
+def test_entries_filter_and_order(new_ledger: Opener) -> None:
+    ledger = new_ledger(checkpoint_every=7)
     fill(ledger, 20, batch=4)
     ledger.append(event(20, outcome="AccessDeniedException", operation="IndexFaces"))
     everything = list(ledger.entries())
@@ -417,14 +491,21 @@ def test_entries_filter_and_order(tmp_path: Path) -> None:
 
 
 # -- failures ---------------------------------------------------------------------------------
-def test_a_failed_commit_fails_every_waiting_caller_then_recovers(tmp_path: Path) -> None:
-    ledger = open_ledger(tmp_path)
+def test_a_failed_commit_fails_every_waiting_caller_then_recovers(new_ledger: Opener) -> None:
+    ledger = new_ledger()
     ledger.append(event(0))
-    db = sqlite3.connect(ledger.path, isolation_level=None)
-    db.execute(
-        "CREATE TRIGGER fail BEFORE INSERT ON records "
-        "BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END"
-    )
+    db = raw(ledger)
+    if db.pg:
+        db.execute(
+            "CREATE FUNCTION fail() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'disk full (simulated)'; END $$"
+        )
+        db.execute("CREATE TRIGGER fail BEFORE INSERT ON records EXECUTE FUNCTION fail()")
+    else:
+        db.execute(
+            "CREATE TRIGGER fail BEFORE INSERT ON records "
+            "BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END"
+        )
     errors: list[Exception] = []
     barrier = threading.Barrier(6)
 
@@ -441,17 +522,17 @@ def test_a_failed_commit_fails_every_waiting_caller_then_recovers(tmp_path: Path
     for t in threads:
         t.join()
     assert len(errors) == 6 and all("disk full" in str(e) for e in errors)
-    db.execute("DROP TRIGGER fail")
+    db.execute("DROP TRIGGER fail ON records" if db.pg else "DROP TRIGGER fail")
     entry = ledger.append(event(7))
     assert entry.seq == 2
     ledger.close()
-    assert open_ledger(tmp_path).verify().ok
+    assert new_ledger().verify().ok
 
 
-def test_a_rewrite_of_our_last_record_stops_further_appends(tmp_path: Path) -> None:
+def test_a_rewrite_of_our_last_record_stops_further_appends(new_ledger: Opener) -> None:
     """Recomputing the tail's digests keeps the chain linked; the next checkpoint must not
     then vouch for it, so the process that wrote the record refuses to go on."""
-    ledger = open_ledger(tmp_path)
+    ledger = new_ledger()
     last = ledger.append_many([event(0), event(1)])[-1]
     db = raw(ledger)
     (body,) = db.execute("SELECT body FROM records WHERE seq = ?", (last.seq,)).fetchone()
@@ -467,8 +548,8 @@ def test_a_rewrite_of_our_last_record_stops_further_appends(tmp_path: Path) -> N
         ledger.close()
 
 
-def test_appends_after_close_are_refused(tmp_path: Path) -> None:
-    ledger = open_ledger(tmp_path)
+def test_appends_after_close_are_refused(new_ledger: Opener) -> None:
+    ledger = new_ledger()
     ledger.append(event(0))
     ledger.close()
     with pytest.raises(LedgerError, match="closed"):

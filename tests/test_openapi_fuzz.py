@@ -138,7 +138,8 @@ def _fuzz(
     @hypothesis.given(case=strategy, photo=st.sampled_from([None, *photos]))
     def run(case: schemathesis.Case, photo: bytes | None) -> None:
         hypothesis.assume(len(urlencode(case.query or {}, doseq=True)) <= MAX_QUERY_BYTES)
-        if photo is not None and isinstance(case.body, dict):
+        multipart = (case.media_type or "").startswith("multipart/")
+        if photo is not None and multipart and isinstance(case.body, dict):
             body: dict[str, Any] = case.body
             for field in UPLOAD_FIELDS & body.keys():
                 body[field] = photo

@@ -519,6 +519,222 @@ def test_roles_are_enforced(live_server: str, live_server_settings: Any) -> None
     assert _code(err.value) == "UnrecognizedClientException"
 
 
+# -- stored video ----------------------------------------------------------------------------------
+def _wait_job(get: Any, job_id: str, timeout_s: float = 300.0) -> dict[str, Any]:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        out: dict[str, Any] = get(JobId=job_id)
+        if out["JobStatus"] != "IN_PROGRESS":
+            return out
+        assert time.monotonic() < deadline, f"job {job_id} still IN_PROGRESS after {timeout_s} s"
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def walk_video(live_server_settings: Any, data_dir: Path) -> Any:
+    """A 6 s 640×360 MP4 in the server's ``videos`` bucket: an enrolled person (first photo
+    of an LFW person; another photo is enrolled) on screen 0.5–4 s, a stranger 2–5.5 s."""
+    from videos import Actor, make_video
+
+    (enrolled, photos), (stranger, others) = list(lfw_people(data_dir, 3, 2).items())
+    actors = [
+        Actor(enrolled, photos[0], 0.5, 4.0, (40, 100), (240, 120)),
+        Actor(stranger, others[0], 2.0, 5.5, (420, 60), (300, 150)),
+    ]
+    folder = live_server_settings.video_dirs[0]
+    truth = make_video(folder / "walk.mp4", actors)
+    return truth, enrolled, photos[1], stranger
+
+
+def test_stored_video_face_search(rek: Any, walk_video: Any, live_server_settings: Any) -> None:
+    truth, enrolled, enrol_photo, _stranger = walk_video
+    rek.create_collection(CollectionId="video-search")
+    rek.index_faces(
+        CollectionId="video-search",
+        Image={"Bytes": enrol_photo.read_bytes()},
+        ExternalImageId="enrolled-person",
+    )
+    video = {"S3Object": {"Bucket": "videos", "Name": "walk.mp4"}}
+    started = rek.start_face_search(
+        Video=video, CollectionId="video-search", JobTag="walk", ClientRequestToken="walk-1"
+    )
+    # the same token and parameters → the same job; other parameters → a mismatch
+    again = rek.start_face_search(
+        Video=video, CollectionId="video-search", JobTag="walk", ClientRequestToken="walk-1"
+    )
+    assert again["JobId"] == started["JobId"]
+    with pytest.raises(rek.exceptions.IdempotentParameterMismatchException):
+        rek.start_face_search(
+            Video=video, CollectionId="video-search", JobTag="other", ClientRequestToken="walk-1"
+        )
+    done = _wait_job(rek.get_face_search, started["JobId"])
+    assert done["JobStatus"] == "SUCCEEDED", done.get("StatusMessage")
+    meta = done["VideoMetadata"]
+    assert (meta["FrameWidth"], meta["FrameHeight"]) == (640, 360)
+    assert meta["Codec"] == "h264" and abs(meta["FrameRate"] - 25) < 0.01
+    assert abs(meta["DurationMillis"] - truth.duration_ms) <= 80
+    assert done["JobTag"] == "walk" and done["Video"] == video
+
+    persons = done["Persons"]
+    matched = [p for p in persons if p.get("FaceMatches")]
+    assert matched, "the enrolled person was never matched"
+    first, last = truth.on_screen_ms(enrolled)
+    for p in matched:
+        assert {m["Face"]["ExternalImageId"] for m in p["FaceMatches"]} == {"enrolled-person"}
+        assert first - 100 <= p["Timestamp"] <= last + 100
+        box = p["Person"]["BoundingBox"]
+        cx = (box["Left"] + box["Width"] / 2) * truth.width
+        cy = (box["Top"] + box["Height"] / 2) * truth.height
+        assert truth.who_at(p["Timestamp"], cx, cy) == enrolled  # never the stranger
+    timestamps = [p["Timestamp"] for p in persons]
+    assert timestamps == sorted(timestamps)
+
+    # paging with MaxResults, and SortBy INDEX
+    pages, token = [], None
+    while True:
+        kwargs = {"NextToken": token} if token else {}
+        page = rek.get_face_search(JobId=started["JobId"], MaxResults=3, **kwargs)
+        pages += page["Persons"]
+        token = page.get("NextToken")
+        if not token:
+            break
+    assert pages == persons
+    by_index = rek.get_face_search(JobId=started["JobId"], SortBy="INDEX")["Persons"]
+    keys = [(p["Person"]["Index"], p["Timestamp"]) for p in by_index]
+    assert keys == sorted(keys)
+    with pytest.raises(rek.exceptions.InvalidPaginationTokenException):
+        rek.get_face_search(JobId=started["JobId"], NextToken="bogus.token")
+
+
+def test_stored_video_detection_and_tracking(rek: Any, walk_video: Any) -> None:
+    truth, enrolled, _, stranger = walk_video
+    video = {"S3Object": {"Bucket": "videos", "Name": "walk.mp4"}}
+    faces_job = rek.start_face_detection(Video=video)["JobId"]
+    persons_job = rek.start_person_tracking(Video=video)["JobId"]
+    faces = _wait_job(rek.get_face_detection, faces_job)
+    assert faces["JobStatus"] == "SUCCEEDED"
+    assert faces["Faces"] and all(0 <= f["Timestamp"] <= truth.duration_ms for f in faces["Faces"])
+    assert all(f["Face"]["Confidence"] > 50 for f in faces["Faces"])
+    tracked = _wait_job(rek.get_person_tracking, persons_job)
+    assert tracked["JobStatus"] == "SUCCEEDED"
+    # each person keeps one index: every detection of an index lies on the same actor
+    who: dict[int, set[str]] = {}
+    for p in tracked["Persons"]:
+        box = p["Person"]["BoundingBox"]
+        cx = (box["Left"] + box["Width"] / 2) * truth.width
+        cy = (box["Top"] + box["Height"] / 2) * truth.height
+        who.setdefault(p["Person"]["Index"], set()).add(str(truth.who_at(p["Timestamp"], cx, cy)))
+    assert all(len(names) == 1 for names in who.values()), who
+    assert {n for names in who.values() for n in names} == {enrolled, stranger}
+
+
+def test_stored_video_bad_input(rek: Any, live_server_settings: Any) -> None:
+    folder = live_server_settings.video_dirs[0]
+    (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    with pytest.raises(rek.exceptions.InvalidS3ObjectException):
+        rek.start_face_detection(Video={"S3Object": {"Bucket": "videos", "Name": "missing.mp4"}})
+    with pytest.raises(rek.exceptions.ResourceNotFoundException):
+        rek.start_face_search(
+            Video={"S3Object": {"Bucket": "videos", "Name": "broken.mp4"}},
+            CollectionId="no-such-collection",
+        )
+    with pytest.raises(rek.exceptions.ResourceNotFoundException):
+        rek.get_face_detection(JobId="no-such-job")
+    job = rek.start_face_detection(Video={"S3Object": {"Bucket": "videos", "Name": "broken.mp4"}})
+    failed = _wait_job(rek.get_face_detection, job["JobId"])
+    assert failed["JobStatus"] == "FAILED"
+    assert failed["StatusMessage"] and "Traceback" not in failed["StatusMessage"]
+    assert failed["Faces"] == []
+
+
+# -- stream processors -----------------------------------------------------------------------------
+def test_stream_processor_lifecycle(
+    rek: Any, walk_video: Any, live_server_settings: Any, api: Any
+) -> None:
+    """A processor over a file source (played at its frame rate, like a camera): matches of
+    the enrolled person reach the JSONL output and the ledger; the stranger never matches."""
+    import time
+
+    truth, _, enrol_photo, _ = walk_video
+    rek.create_collection(CollectionId="stream-search")
+    rek.index_faces(
+        CollectionId="stream-search",
+        Image={"Bytes": enrol_photo.read_bytes()},
+        ExternalImageId="enrolled-person",
+    )
+    account = "000000000000"
+    source = f"arn:aws:kinesisvideo:{REGION}:{account}:source/file://{truth.path}"
+    created = rek.create_stream_processor(
+        Name="gate-1",
+        Input={"KinesisVideoStream": {"Arn": source}},
+        Output={"KinesisDataStream": {"Arn": f"arn:aws:kinesis:{REGION}:{account}:stream/gate"}},
+        Settings={"FaceSearch": {"CollectionId": "stream-search", "FaceMatchThreshold": 60}},
+        RoleArn=f"arn:aws:iam::{account}:role/rekognition",
+    )
+    assert created["StreamProcessorArn"].endswith(":streamprocessor/gate-1")
+    with pytest.raises(rek.exceptions.ResourceInUseException):
+        rek.create_stream_processor(
+            Name="gate-1",
+            Input={"KinesisVideoStream": {"Arn": source}},
+            Output={"KinesisDataStream": {"Arn": f"arn:aws:kinesis:{REGION}:{account}:stream/g"}},
+            Settings={"FaceSearch": {"CollectionId": "stream-search"}},
+            RoleArn=f"arn:aws:iam::{account}:role/rekognition",
+        )
+    described = rek.describe_stream_processor(Name="gate-1")
+    assert described["Status"] == "STOPPED"
+    assert described["Settings"]["FaceSearch"]["FaceMatchThreshold"] == 80  # the floor of 80
+    assert described["Input"]["KinesisVideoStream"]["Arn"] == source
+    listed = rek.list_stream_processors()["StreamProcessors"]
+    assert {"Name": "gate-1", "Status": "STOPPED"} in listed
+    rek.update_stream_processor(Name="gate-1", DataSharingPreferenceForUpdate={"OptIn": False})
+    assert rek.describe_stream_processor(Name="gate-1")["DataSharingPreference"] == {"OptIn": False}
+
+    with api.stream("GET", "/v1/stream-processors/gate-1/events", timeout=60) as events:
+        session = rek.start_stream_processor(Name="gate-1")["SessionId"]
+        assert session
+        assert rek.describe_stream_processor(Name="gate-1")["Status"] == "RUNNING"
+        with pytest.raises(rek.exceptions.ResourceInUseException):
+            rek.delete_stream_processor(Name="gate-1")
+        with pytest.raises(rek.exceptions.ResourceInUseException):
+            rek.start_stream_processor(Name="gate-1")
+        # the SSE stream carries the match with its best-shot crop
+        seen: dict[str, Any] = {}
+        for line in events.iter_lines():
+            if line.startswith("data: "):
+                seen = json.loads(line[6:])
+                if seen.get("type") == "match":
+                    break
+        assert seen["external_image_id"] == "enrolled-person"
+        assert seen["crop_jpeg_base64"]
+    deadline = time.monotonic() + 120
+    while rek.describe_stream_processor(Name="gate-1")["Status"] in ("RUNNING", "STOPPING"):
+        assert time.monotonic() < deadline, "the file source never ended"
+        time.sleep(0.5)
+    ended = rek.describe_stream_processor(Name="gate-1")
+    assert ended["Status"] == "STOPPED", ended.get("StatusMessage")
+
+    lines = (live_server_settings.data_dir / "streams" / "gate.jsonl").read_text().splitlines()
+    matches = [json.loads(x) for x in lines]
+    assert matches and {m["external_image_id"] for m in matches} == {"enrolled-person"}
+    assert len({(m["track_id"], m["face_id"]) for m in matches}) == len(matches)  # once each
+    first, last = truth.on_screen_ms(walk_video[1])
+    assert all(first - 100 <= m["frame_timestamp_ms"] <= last + 100 for m in matches)
+
+    with pytest.raises(rek.exceptions.ResourceInUseException):
+        rek.stop_stream_processor(Name="gate-1")  # not running
+    rek.start_stream_processor(Name="gate-1")  # again, and stopped by hand this time
+    rek.stop_stream_processor(Name="gate-1")
+    stopped = rek.describe_stream_processor(Name="gate-1")
+    assert stopped["Status"] == "STOPPED" and "StatusMessage" not in stopped
+    rek.delete_stream_processor(Name="gate-1")
+    with pytest.raises(rek.exceptions.ResourceNotFoundException):
+        rek.describe_stream_processor(Name="gate-1")
+    with pytest.raises(rek.exceptions.ResourceNotFoundException):
+        rek.start_stream_processor(Name="gate-1")
+
+
 def test_every_operation_was_exercised_and_shape_checked(
     checker: ShapeChecker, data_dir: Path
 ) -> None:

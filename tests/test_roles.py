@@ -65,6 +65,24 @@ def _verbs(image: bytes) -> dict[str, Callable[[FaceLedger, Caller], Any]]:
         "CreateKey": lambda g, c: g.create_key(c, f"made-by-{c.principal.name}", ["search"]),
         "ListKeys": lambda g, c: g.list_keys(c),
         "RevokeKey": lambda g, c: g.revoke_key(c, "FLAKAAAAAAAAAAAAAAAA"),
+        "StartFaceDetection": lambda g, c: g.start_video_job(c, "faces", {"path": "none.mp4"}),
+        "GetFaceDetection": lambda g, c: g.get_video_job(c, "faces", "no-such-job"),
+        "StartFaceSearch": lambda g, c: g.start_video_job(
+            c, "search", {"path": "none.mp4"}, collection_id="c"
+        ),
+        "GetFaceSearch": lambda g, c: g.get_video_job(c, "search", "no-such-job"),
+        "StartPersonTracking": lambda g, c: g.start_video_job(c, "persons", {"path": "x.mp4"}),
+        "GetPersonTracking": lambda g, c: g.get_video_job(c, "persons", "no-such-job"),
+        "CreateStreamProcessor": lambda g, c: g.create_stream_processor(
+            c, f"sp-{c.principal.name}", "rtsp://127.0.0.1:9/x", collection_id="c"
+        ),
+        "DescribeStreamProcessor": lambda g, c: g.describe_stream_processor(c, "no-such"),
+        "ListStreamProcessors": lambda g, c: g.list_stream_processors(c),
+        "UpdateStreamProcessor": lambda g, c: g.update_stream_processor(c, "no-such"),
+        "DeleteStreamProcessor": lambda g, c: g.delete_stream_processor(c, "no-such"),
+        "StartStreamProcessor": lambda g, c: g.start_stream_processor(c, "no-such"),
+        "StopStreamProcessor": lambda g, c: g.stop_stream_processor(c, "no-such"),
+        "GetStreamEvents": lambda g, c: g.stream_events(c, "no-such"),
     }
 
 

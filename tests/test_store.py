@@ -1,14 +1,18 @@
-"""The SQLite store: collections, faces, change log, durability, real deletion."""
+"""The stores (SQLite and PostgreSQL): collections, faces, change log, durability, real
+deletion. Tests taking ``store`` or ``database_url`` run once per backend."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from faceledger.config import Settings
 from faceledger.domain.collections import BoundingBox
 from faceledger.domain.errors import ResourceAlreadyExistsError, ResourceNotFoundError
+from faceledger.store.factory import Store, open_store
 from faceledger.store.sqlite import NewFace, SQLiteStore
 
 
@@ -18,13 +22,14 @@ def _face(rng: np.random.Generator, sha: str = "a" * 64, ext: str | None = "img-
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SQLiteStore:
-    s = SQLiteStore(tmp_path / "db.sqlite3")
+def store(tmp_path: Path, database_url: str | None) -> Iterator[Store]:
+    s = open_store(Settings(data_dir=tmp_path, database_url=database_url))
     s.create_collection("c1", "pack-1", 8)
-    return s
+    yield s
+    s.close()
 
 
-def test_collections_lifecycle(store: SQLiteStore) -> None:
+def test_collections_lifecycle(store: Store) -> None:
     with pytest.raises(ResourceAlreadyExistsError):
         store.create_collection("c1", "pack-1", 8)
     store.create_collection("c0", "pack-1", 8)
@@ -37,9 +42,10 @@ def test_collections_lifecycle(store: SQLiteStore) -> None:
         store.delete_collection("c0")
 
 
-def test_faces_round_trip_and_change_log(store: SQLiteStore) -> None:
+def test_faces_round_trip(store: Store) -> None:
     rng = np.random.default_rng(0)
-    rows = store.add_faces("c1", [_face(rng), _face(rng)])
+    new = [_face(rng), _face(rng)]
+    rows = store.add_faces("c1", new)
     assert len({r.face.face_id for r in rows}) == 2
     assert rows[0].face.image_id == rows[1].face.image_id  # one image, one ImageId
     assert store.collection("c1").face_count == 2
@@ -47,6 +53,27 @@ def test_faces_round_trip_and_change_log(store: SQLiteStore) -> None:
         r.row_id for r in rows
     ]
     assert store.faces_of_image("c1", "a" * 64, None) == []
+    row_id, vec = store.embedding("c1", rows[0].face.face_id)
+    assert row_id == rows[0].row_id
+    assert np.allclose(vec, new[0].embedding, atol=1e-3)  # PostgreSQL keeps fp16 (halfvec)
+    assert store.delete_faces("c1", [rows[0].face.face_id, "missing"]) == [rows[0].face.face_id]
+    page = store.list_faces("c1", after_row=0, limit=10)
+    assert [r.face.face_id for r in page] == [rows[1].face.face_id]
+    assert store.collection("c1").face_count == 1
+    with pytest.raises(ResourceNotFoundError):
+        store.embedding("c1", rows[0].face.face_id)
+    (ids, vecs), *rest = list(store.all_embeddings("c1"))
+    assert not rest and list(ids) == [rows[1].row_id]
+    assert np.allclose(vecs[0], new[1].embedding, atol=1e-3)
+
+
+def test_change_log(tmp_path: Path) -> None:
+    """The embedded store's change log (its in-memory index replays it; PostgreSQL searches
+    in the database and keeps none)."""
+    rng = np.random.default_rng(0)
+    store = SQLiteStore(tmp_path / "db.sqlite3")
+    store.create_collection("c1", "pack-1", 8)
+    rows = store.add_faces("c1", [_face(rng), _face(rng)])
     _, vec = store.embedding("c1", rows[0].face.face_id)
     ids, vecs, deleted, seq = store.changes_since("c1", 0)
     assert list(ids) == [r.row_id for r in rows] and len(deleted) == 0 and seq == 2
@@ -54,20 +81,20 @@ def test_faces_round_trip_and_change_log(store: SQLiteStore) -> None:
     assert store.delete_faces("c1", [rows[0].face.face_id, "missing"]) == [rows[0].face.face_id]
     ids, vecs, deleted, seq2 = store.changes_since("c1", seq)
     assert list(deleted) == [rows[0].row_id] and len(ids) == 0 and seq2 == 3
-    page = store.list_faces("c1", after_row=0, limit=10)
-    assert [r.face.face_id for r in page] == [rows[1].face.face_id]
 
 
-def test_acknowledged_writes_survive_reopen(tmp_path: Path) -> None:
+def test_acknowledged_writes_survive_reopen(tmp_path: Path, database_url: str | None) -> None:
     rng = np.random.default_rng(1)
-    path = tmp_path / "db.sqlite3"
-    first = SQLiteStore(path)
+    settings = Settings(data_dir=tmp_path, database_url=database_url)
+    first = open_store(settings)
     first.create_collection("c", "p", 8)
     added = first.add_faces("c", [_face(rng)])
-    # no close(): a new process opening the file sees the committed write
-    second = SQLiteStore(path)
+    # no close(): a new process opening the database sees the committed write
+    second = open_store(settings)
     assert second.collection("c").face_count == 1
     assert second.faces_by_id("c", [added[0].face.face_id])
+    for opened in (first, second):
+        opened.close()
 
 
 def test_deleted_data_is_overwritten_in_the_file(tmp_path: Path) -> None:

@@ -105,6 +105,18 @@ class Settings(BaseSettings):
     # Requests a key may send at once after a quiet spell (the bucket's size).
     default_burst: int = Field(default=100, ge=1)
 
+    # -- video ----------------------------------------------------------------------------------
+    # Threads running stored-video jobs (each job uses the engine's threads too).
+    video_workers: int = Field(default=1, ge=1, le=64)
+    # Largest stored video accepted (Rekognition: 10 GB).
+    max_video_bytes: int = Field(default=10 * 1024**3, ge=1)
+    # Folders the native API may read videos (and file:// stream sources) from; none by default.
+    video_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    # Named live sources for AWS clients: ``cam1=rtsp://…,gate=http://…`` or a JSON object;
+    # ``KinesisVideoStream.Arn`` ``arn:aws:kinesisvideo:<region>:<account>:stream/cam1/1`` opens
+    # ``cam1``. (An ARN ending in ``:source/<URL>`` names a URL directly.)
+    video_sources: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+
     # -- server backend ------------------------------------------------------------------------
     # ``postgresql://…``: collections, faces, users, jobs, keys and the ledger in PostgreSQL
     # (vectors in pgvector) instead of the embedded SQLite store in ``data_dir``; several API
@@ -121,9 +133,14 @@ class Settings(BaseSettings):
     def _parse_licences(cls, value: Any) -> Any:
         return _split_list(value, ",")
 
-    @field_validator("s3_local_buckets", mode="before")
+    @field_validator("video_dirs", mode="before")
     @classmethod
-    def _parse_local_buckets(cls, value: Any) -> Any:
+    def _parse_video_dirs(cls, value: Any) -> Any:
+        return _split_list(value, os.pathsep)
+
+    @field_validator("s3_local_buckets", "video_sources", mode="before")
+    @classmethod
+    def _parse_mapping(cls, value: Any) -> Any:
         if not isinstance(value, str):
             return value
         text = value.strip()
@@ -136,7 +153,7 @@ class Settings(BaseSettings):
         for item in _split_list(text, ","):
             bucket, sep, folder = item.partition("=")
             if not sep or not bucket.strip() or not folder.strip():
-                raise ValueError(f"expected bucket=/folder, got {item!r}")
+                raise ValueError(f"expected name=value, got {item!r}")
             pairs[bucket.strip()] = folder.strip()
         return pairs
 

@@ -36,7 +36,9 @@ from faceledger.api import ServiceDep
 from faceledger.api.native.collections import router as native_collections_router
 from faceledger.api.native.routes import IMAGES_PER_REQUEST
 from faceledger.api.native.routes import router as native_router
+from faceledger.api.native.video import router as native_video_router
 from faceledger.api.rekognition.router import router as rekognition_router
+from faceledger.api.web import mount_web
 from faceledger.config import Settings
 from faceledger.domain.errors import (
     AccessDeniedError,
@@ -304,6 +306,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.database_url:
+            # A database not at this release's schema is refused before anything touches it.
+            from faceledger.store.migrations import SchemaNotCurrentError, require_head
+
+            try:
+                await anyio.to_thread.run_sync(require_head, settings.database_url)
+            except SchemaNotCurrentError as exc:
+                logger.error("refusing to start: %s", exc.message)
+                raise
         gate = FaceLedger(settings)
         service = gate.faces
         app.state.ledger = gate
@@ -320,6 +331,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Verify and load now so the first request is fast; a broken pack stops start-up.
         await anyio.to_thread.run_sync(service.load)
         logger.info("model pack %r loaded (%s)", service.pack, service.face_model_version)
+        gate.video.start_workers()  # and re-queue jobs a previous run left unfinished
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(_maintenance, gate, settings.maintenance_seconds)
@@ -395,5 +407,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(native_router)
     app.include_router(native_collections_router)
+    app.include_router(native_video_router)
     app.include_router(rekognition_router)
+    mount_web(app)  # the web app under /app (after the error handlers it wraps)
     return app

@@ -1,10 +1,10 @@
 """CLI verbs for the audit ledger: ``audit verify|tail|export|checkpoint``.
 
 Registered on the main app by ``faceledger.cli.main`` (imported at its end). The ledger is
-``<data_dir>/ledger.sqlite3``, its signing key ``FACELEDGER_LEDGER_KEY_FILE`` (default
-``$XDG_CONFIG_HOME/faceledger/ledger.key``). ``verify`` exits 0 when the ledger is intact and 1
-(``first bad record: <seq>: <reason>``) when it is not; the other verbs only read, except
-``checkpoint``, which appends a signed checkpoint.
+``<data_dir>/ledger.sqlite3`` (in PostgreSQL when ``FACELEDGER_DATABASE_URL`` is set), its
+signing key ``FACELEDGER_LEDGER_KEY_FILE`` (default ``$XDG_CONFIG_HOME/faceledger/ledger.key``).
+``verify`` exits 0 when the ledger is intact and 1 (``first bad record: <seq>: <reason>``) when
+it is not; the other verbs only read, except ``checkpoint``, which appends a signed checkpoint.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from faceledger.cli.main import CliError, _print_json, _settings, _stderr, app, 
 from faceledger.domain.errors import LedgerError
 
 if TYPE_CHECKING:
-    from faceledger.audit.ledger import Ledger, LedgerEntry
+    from faceledger.audit.ledger import ChainLedger, LedgerEntry
     from faceledger.audit.verify import VerifyReport
 
 audit_app = typer.Typer(
@@ -40,7 +40,7 @@ class ExportFormat(StrEnum):
 
 
 @contextlib.contextmanager
-def _ledger() -> Iterator[Ledger]:
+def _ledger() -> Iterator[ChainLedger]:
     from faceledger.audit.ledger import Ledger
 
     settings = _settings()
@@ -118,7 +118,7 @@ def verify(
                 report = ledger.verify(progress=progress)
         else:
             report = ledger.verify()
-        path = ledger.path
+        path = ledger.location
     if as_json:
         _print_json({"ledger": str(path), **report.to_dict()})
     elif report.ok:

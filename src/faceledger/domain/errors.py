@@ -176,3 +176,17 @@ class ThrottlingError(FaceLedgerError):
 
     code = "ThrottlingException"
     http_status = 400
+
+
+class ResourceInUseError(FaceLedgerError):
+    """The resource exists or is busy (a stream processor's name taken, or it is running)."""
+
+    code = "ResourceInUseException"
+    http_status = 400
+
+
+class VideoTooLargeError(FaceLedgerError):
+    """A stored video longer or bigger than the installation accepts."""
+
+    code = "VideoTooLargeException"
+    http_status = 400

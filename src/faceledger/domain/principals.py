@@ -7,9 +7,11 @@ table governs every surface. Duties are separated: no role does everything.
 
 | role     | may call                                                                          |
 |----------|-----------------------------------------------------------------------------------|
-| `admin`  | collections (create, delete, describe, list, tags), access keys, policies          |
+| `admin`  | collections (create, delete, describe, list, tags), access keys, policies;         |
+|          | stream processors (create, update, delete, describe, list)                        |
 | `enrol`  | index, list and delete faces; create, list and delete users; (dis)associate faces  |
-| `search` | detect, compare, search faces and users; describe and list collections            |
+| `search` | detect, compare, search faces and users; describe and list collections; stored-   |
+|          | video jobs (start, get); start, stop, describe and list stream processors          |
 | `audit`  | read the ledger, nothing else                                                      |
 """
 
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 ROLES: tuple[str, ...] = ("admin", "enrol", "search", "audit")
 
 _COLLECTION_READS = frozenset({"DescribeCollection", "ListCollections"})
+_PROCESSOR_READS = frozenset({"DescribeStreamProcessor", "ListStreamProcessors"})
 
 ROLE_OPERATIONS: dict[str, frozenset[str]] = {
     "admin": _COLLECTION_READS
@@ -33,7 +36,11 @@ ROLE_OPERATIONS: dict[str, frozenset[str]] = {
         "ListKeys",
         "RevokeKey",
         "PutCollectionPolicy",
-    },
+        "CreateStreamProcessor",
+        "UpdateStreamProcessor",
+        "DeleteStreamProcessor",
+    }
+    | _PROCESSOR_READS,
     "enrol": _COLLECTION_READS
     | {
         "IndexFaces",
@@ -53,7 +60,17 @@ ROLE_OPERATIONS: dict[str, frozenset[str]] = {
         "SearchFacesByImage",
         "SearchUsers",
         "SearchUsersByImage",
-    },
+        "StartFaceDetection",
+        "GetFaceDetection",
+        "StartFaceSearch",
+        "GetFaceSearch",
+        "StartPersonTracking",
+        "GetPersonTracking",
+        "StartStreamProcessor",
+        "StopStreamProcessor",
+        "GetStreamEvents",
+    }
+    | _PROCESSOR_READS,
     "audit": frozenset({"ReadLedger"}),
 }
 

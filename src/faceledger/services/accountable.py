@@ -62,6 +62,8 @@ from faceledger.services.users import (
     UserSearchResult,
     UserService,
 )
+from faceledger.services.video import JobPage, VideoService
+from faceledger.store.video import JobRow, ProcessorRow
 
 R = TypeVar("R")
 
@@ -110,8 +112,26 @@ class FaceLedger:
         self.keys = KeyService(settings)
         self.objects = ImageObjects(settings)
         self.ledger = ledger or Ledger.from_settings(settings)
+        self.video = VideoService(settings, self.collections, self.objects, self._record)
+
+    def _record(
+        self,
+        caller: Caller,
+        operation: str,
+        collection_id: str | None,
+        result: dict[str, Any],
+        outcome: str,
+    ) -> None:
+        """Ledger something that happened after the call that caused it (a video job's end, a
+        stream match), on behalf of the caller who started it."""
+        self.ledger.append(
+            AuditEvent.of(
+                caller, operation, outcome=outcome, collection_id=collection_id, result=result
+            )
+        )
 
     def close(self) -> None:
+        self.video.close()
         self.collections.close()
         self.objects.close()
         self.ledger.close()
@@ -611,10 +631,188 @@ class FaceLedger:
             },
         )
 
+    # -- video -------------------------------------------------------------------------------
+    def start_video_job(
+        self,
+        caller: Caller,
+        kind: str,
+        video: dict[str, Any],
+        *,
+        collection_id: str | None = None,
+        threshold: float | None = None,
+        job_tag: str | None = None,
+        client_token: str | None = None,
+    ) -> JobRow:
+        """Queue a stored-video job (``kind``: faces, search, persons). A face search applies
+        the collection's policy now: purpose required, threshold raised to the floor."""
+        operation = {"faces": "StartFaceDetection", "search": "StartFaceSearch"}.get(
+            kind, "StartPersonTracking"
+        )
+
+        def work() -> JobRow:
+            effective = threshold
+            if kind == "search" and collection_id is not None:
+                policy = self._search_policy(caller, collection_id)
+                requested = DEFAULT_FACE_MATCH_THRESHOLD if threshold is None else threshold
+                effective = policy.effective_threshold(requested)
+            return self.video.start_job(
+                caller,
+                kind,
+                video,
+                collection_id=collection_id,
+                threshold=effective,
+                job_tag=job_tag,
+                client_token=client_token,
+            )
+
+        return self._run(
+            caller,
+            operation,
+            work,
+            collection_id=collection_id,
+            summary=lambda job: {
+                "job_id": job.job_id,
+                "video": job.video,
+                "requested_threshold": threshold,
+                "threshold": job.params.get("threshold"),
+            },
+        )
+
+    def get_video_job(
+        self, caller: Caller, kind: str | None, job_id: str, **options: Any
+    ) -> JobPage:
+        """A page of a job's results; ``kind`` None (the native API) takes the job's own."""
+        if kind is None:
+            kind = self.video.kind_of(job_id)
+        operation = {"faces": "GetFaceDetection", "search": "GetFaceSearch"}.get(
+            kind, "GetPersonTracking"
+        )
+        return self._run(
+            caller,
+            operation,
+            lambda: self.video.get_job(job_id, kind, **options),
+            summary=lambda page: {
+                "job_id": job_id,
+                "status": page.job.status,
+                "items": len(page.items),
+            },
+        )
+
+    def create_stream_processor(
+        self,
+        caller: Caller,
+        name: str,
+        source: str,
+        *,
+        collection_id: str,
+        threshold: float | None = None,
+        outputs: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> ProcessorRow:
+        return self._run(
+            caller,
+            "CreateStreamProcessor",
+            lambda: self.video.create_processor(
+                name,
+                source,
+                collection_id=collection_id,
+                threshold=threshold,
+                outputs=outputs or {},
+                extra=extra,
+            ),
+            collection_id=collection_id,
+            summary=lambda row: {
+                "name": name,
+                "source": row.source,
+                "outputs": row.outputs,
+                "threshold": row.settings["threshold"],
+            },
+        )
+
+    def describe_stream_processor(
+        self, caller: Caller, name: str
+    ) -> tuple[ProcessorRow, dict[str, Any]]:
+        return self._run(
+            caller,
+            "DescribeStreamProcessor",
+            lambda: self.video.describe_processor(name),
+            summary=lambda out: {"name": name, "status": out[0].status},
+        )
+
+    def list_stream_processors(
+        self, caller: Caller, *, next_token: str | None = None, max_results: int = 1000
+    ) -> tuple[list[ProcessorRow], str | None]:
+        return self._run(
+            caller,
+            "ListStreamProcessors",
+            lambda: self.video.list_processors(next_token=next_token, max_results=max_results),
+            summary=lambda out: {"count": len(out[0])},
+        )
+
+    def update_stream_processor(self, caller: Caller, name: str, **changes: Any) -> ProcessorRow:
+        return self._run(
+            caller,
+            "UpdateStreamProcessor",
+            lambda: self.video.update_processor(name, **changes),
+            summary=lambda row: {"name": name, "threshold": row.settings.get("threshold")},
+        )
+
+    def delete_stream_processor(self, caller: Caller, name: str) -> None:
+        self._run(
+            caller,
+            "DeleteStreamProcessor",
+            lambda: self.video.delete_processor(name),
+            summary=lambda _: {"name": name},
+        )
+
+    def start_stream_processor(self, caller: Caller, name: str) -> str:
+        """Start watching; the collection's policy applies (purpose, threshold floor), and
+        every match is ledgered with this caller, purpose and case reference."""
+        collection: list[str] = []
+
+        def work() -> str:
+            row = self.video.store.processor(name)
+            collection_id = row.settings["collection_id"]
+            collection.append(collection_id)
+            policy = self._search_policy(caller, collection_id)
+            effective = policy.effective_threshold(float(row.settings["threshold"]))
+            return self.video.start_processor(caller, name, threshold=effective)
+
+        return self._run(
+            caller,
+            "StartStreamProcessor",
+            work,
+            summary=lambda session: {
+                "name": name,
+                "session_id": session,
+                "collection_id": collection[0] if collection else None,
+            },
+        )
+
+    def stream_events(self, caller: Caller, name: str) -> Any:
+        """A live subscription to a processor's events (a context manager; ``None`` name: all
+        processors). Opening one is ledgered: it shows matches as they happen."""
+
+        def work() -> Any:
+            if name:
+                self.video.store.processor(name)
+            return self.video.hub.subscribe(name or None)
+
+        return self._run(caller, "GetStreamEvents", work, summary=lambda _: {"name": name})
+
+    def stop_stream_processor(self, caller: Caller, name: str) -> None:
+        self._run(
+            caller,
+            "StopStreamProcessor",
+            lambda: self.video.stop_processor(name),
+            summary=lambda _: {"name": name},
+        )
+
     # -- maintenance (the server runs it periodically; `faceledger maintain` by hand) ----------
     def maintain(self) -> dict[str, Any]:
         """Purge faces past each collection's retention (one ledger record per collection that
         lost faces, by the ``system`` principal) and save changed index snapshots."""
+        self.video.requeue_unclaimed()  # jobs of a server process that died
         system = Caller(Principal("system:retention", (), "SYSTEM"), source="system", request_id="")
         purged: dict[str, int] = {}
         token: str | None = None

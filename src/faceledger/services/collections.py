@@ -56,8 +56,10 @@ from faceledger.domain.errors import InvalidParameterError
 from faceledger.domain.faces import AnalysedImage, Faces
 from faceledger.services.faces import FaceService, ImageSource
 from faceledger.services.tokens import TokenSigner, load_or_create_secret
-from faceledger.services.vectors import CollectionIndexes
-from faceledger.store.sqlite import NewFace, SQLiteStore
+from faceledger.services.vectors import VectorSearch, collection_vectors
+from faceledger.store.factory import open_store
+from faceledger.store.postgres import PostgresStore
+from faceledger.store.sqlite import NewFace
 
 DEFAULT_FACE_MATCH_THRESHOLD = 80.0
 MAX_SEARCH_FACES = 4096
@@ -158,13 +160,21 @@ class CollectionService:
     def __init__(self, settings: Settings, faces: FaceService | None = None) -> None:
         self.settings = settings
         self.faces = faces or FaceService(settings)
-        self.store = SQLiteStore(settings.data_dir / "faceledger.sqlite3")
-        self.indexes = CollectionIndexes(self.store, settings.data_dir / "indexes")
-        self._tokens = TokenSigner(load_or_create_secret(settings.data_dir / "token.key"))
+        # SQLite or PostgreSQL (``FACELEDGER_DATABASE_URL``), and its vector search.
+        self.store = open_store(settings)
+        self.indexes: VectorSearch = collection_vectors(self.store, settings.data_dir / "indexes")
+        # Replicas on one database share the token key, so a NextToken works on any of them.
+        self._tokens = TokenSigner(
+            self.store.shared_secret("pagination-tokens")
+            if isinstance(self.store, PostgresStore)
+            else load_or_create_secret(settings.data_dir / "token.key")
+        )
         self._enrol_lock = threading.Lock()
 
     def close(self) -> None:
         self.indexes.save_all()
+        if isinstance(self.store, PostgresStore):
+            self.store.close()  # the pool's connections (SQLite's close by thread)
 
     # -- collections ------------------------------------------------------------------------
     def create_collection(
@@ -436,6 +446,18 @@ class CollectionService:
                 matches.append(CollectionMatch(similarity, row.face))
         matches.sort(key=lambda m: -m.similarity)
         return tuple(matches[:max_faces])
+
+    def search_embedding(
+        self,
+        collection_id: str,
+        vector: np.ndarray,
+        *,
+        max_faces: int = DEFAULT_SEARCH_MAX_FACES,
+        threshold: float = DEFAULT_FACE_MATCH_THRESHOLD,
+    ) -> tuple[CollectionMatch, ...]:
+        """Faces of the collection matching an embedding made by the collection's pack (video
+        tracks are searched this way, one best-shot embedding at a time)."""
+        return self._search_vector(collection_id, vector, max_faces=max_faces, threshold=threshold)
 
     def search_faces(
         self,

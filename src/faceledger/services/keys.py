@@ -44,7 +44,8 @@ from faceledger.domain.errors import (
     UnrecognizedClientError,
 )
 from faceledger.domain.principals import ROLES, Principal
-from faceledger.store.keys import AccessKey, KeyStore
+from faceledger.store.factory import open_key_store
+from faceledger.store.keys import AccessKey
 
 __all__ = ["AccessKey", "KeyService", "RateLimiter"]
 
@@ -199,7 +200,7 @@ class KeyService:
     """The access-key verbs, over the ``access_keys`` table of ``settings.data_dir``."""
 
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.store = KeyStore(settings.data_dir / "faceledger.sqlite3")
+        self.store = open_key_store(settings)  # SQLite in data_dir, or PostgreSQL
         self.limiter = RateLimiter(
             settings.default_rate_per_second, settings.default_burst, clock=clock
         )

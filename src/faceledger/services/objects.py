@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import stat
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -45,6 +46,7 @@ from faceledger.domain.errors import (
     ImageTooLargeError,
     InvalidParameterError,
     InvalidS3ObjectError,
+    VideoTooLargeError,
 )
 
 logger = logging.getLogger(__name__)
@@ -99,6 +101,69 @@ class ImageObjects:
         if folder is not None:
             return self._read_local(folder, bucket, name, version)
         return self._read_remote(bucket, name, version)
+
+    def video_file(
+        self, bucket: str, name: str, version: str | None, *, cache_dir: Path, max_bytes: int
+    ) -> Path:
+        """A local file holding a ``Video.S3Object``: the file itself for a local bucket (same
+        safety rule as images), else a download into ``cache_dir`` (at most ``max_bytes``; the
+        caller removes it when done). Raises like :meth:`read`, ``VideoTooLargeError`` for size.
+        """
+        check_s3_object(bucket, name, version)
+        where = _describe(bucket, name, version)
+        folder = self.settings.s3_local_buckets.get(bucket)
+        if folder is not None:
+            if version is not None:
+                raise InvalidS3ObjectError(
+                    f"Unable to read S3 object {where}: versions are not supported for local "
+                    f"bucket {bucket!r}."
+                )
+            path = _local_path(folder, bucket, name, where)
+            try:
+                info = path.stat()
+            except OSError as exc:
+                raise _local_os_error(where, exc) from exc
+            if not stat.S_ISREG(info.st_mode):
+                raise InvalidS3ObjectError(f"Unable to read S3 object {where}: no such key.")
+            if info.st_size > max_bytes:
+                raise VideoTooLargeError(
+                    f"S3 object {where} is {info.st_size:,} bytes; the maximum is {max_bytes:,}"
+                )
+            return path
+        params = {"Bucket": bucket, "Key": name}
+        if version is not None:
+            params["VersionId"] = version
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=PurePosixPath(name).suffix[:8])
+        try:
+            response = self._s3().get_object(**params)
+            body = response["Body"]
+            size = response.get("ContentLength")
+            if isinstance(size, int) and size > max_bytes:
+                body.close()
+                raise VideoTooLargeError(
+                    f"S3 object {where} is {size:,} bytes; the maximum is {max_bytes:,}"
+                )
+            total = 0
+            with os.fdopen(fd, "wb") as out:
+                fd = -1
+                while chunk := body.read(_CHUNK_BYTES):
+                    total += len(chunk)
+                    if total > max_bytes:
+                        raise VideoTooLargeError(
+                            f"S3 object {where} is over the maximum of {max_bytes:,} bytes"
+                        )
+                    out.write(chunk)
+            body.close()
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise _s3_error(bucket, where, exc) from exc
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return Path(tmp)
 
     def close(self) -> None:
         """Close the S3 client's connections, if one was created (idempotent)."""

@@ -17,14 +17,51 @@ import json
 import os
 import threading
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from faceledger.index import IndexPolicy, VectorIndex, load_index, make_index
+from faceledger.store.factory import Store
+from faceledger.store.postgres import PostgresStore, PostgresVectors
 from faceledger.store.sqlite import SQLiteStore
 
 SNAPSHOT_EVERY_CHANGES = 50_000
+
+
+class VectorSearch(Protocol):
+    """The vector search of a store's collections, as the collection and user verbs use it.
+
+    ``CollectionIndexes`` (an in-memory index per collection over the embedded store) and
+    ``PostgresVectors`` (HNSW search in the database) satisfy it.
+    """
+
+    def search(
+        self, collection_id: str, query: NDArray[np.float32], *, k: int, min_cosine: float
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Up to ``k`` (row ids, cosines) best first, cosines below ``min_cosine`` left out."""
+        ...
+
+    def purge_deleted(self, collection_id: str) -> None:
+        """Erase every copy of the store's deleted faces' vectors (after a deletion)."""
+        ...
+
+    def drop(self, collection_id: str) -> None:
+        """Forget a deleted collection."""
+        ...
+
+    def save_all(self, *, only_if_changed: bool = False) -> None:
+        """Persist whatever cache the search keeps (on close and in maintenance)."""
+        ...
+
+
+def collection_vectors(store: Store, folder: Path) -> VectorSearch:
+    """The vector search for ``store``: in the database for PostgreSQL (several processes see
+    each other's writes at once); an in-memory index cache in ``folder`` for SQLite."""
+    if isinstance(store, PostgresStore):
+        return PostgresVectors(store)
+    return CollectionIndexes(store, folder)
 
 
 class CollectionIndexes:

@@ -111,3 +111,81 @@ def describe_collection(c: Collection, arn: str) -> dict[str, Any]:
         "CreationTimestamp": c.created_at,
         "UserCount": c.user_count,
     }
+
+
+# -- video (stored results are the domain's dataclasses as JSON: see services/video.py) --------
+def _box(d: dict[str, Any]) -> dict[str, float]:
+    return bounding_box(BoundingBox(d["left"], d["top"], d["width"], d["height"]))
+
+
+def video_face(face: dict[str, Any]) -> dict[str, Any]:
+    """A FaceDetail of a face in a video frame."""
+    return {
+        "BoundingBox": _box(face["box"]),
+        "Landmarks": [
+            {"Type": m["type"], "X": round(m["x"], DIGITS), "Y": round(m["y"], DIGITS)}
+            for m in face.get("landmarks", ())
+        ],
+        "Pose": {
+            "Roll": round(face["roll_deg"], 2),
+            "Yaw": round(face["yaw_deg"], 2),
+            "Pitch": round(face["pitch_deg"], 2),
+        },
+        "Quality": {
+            "Brightness": round(face["brightness"], SCORE_DIGITS),
+            "Sharpness": round(face["sharpness"], SCORE_DIGITS),
+        },
+        "Confidence": round(face["confidence"], SCORE_DIGITS),
+    }
+
+
+def video_person(item: dict[str, Any]) -> dict[str, Any]:
+    """A PersonDetail: Index, BoundingBox and (when measured) the Face."""
+    person: dict[str, Any] = {"Index": item["index"], "BoundingBox": _box(item["box"])}
+    if item.get("face") is not None:
+        person["Face"] = video_face(item["face"])
+    return person
+
+
+def video_hit(hit: dict[str, Any]) -> dict[str, Any]:
+    """A FaceMatch of GetFaceSearch: Similarity and the collection's Face."""
+    face: dict[str, Any] = {"FaceId": hit["face_id"]}
+    if hit.get("box") is not None:
+        face["BoundingBox"] = _box(hit["box"])
+    if hit.get("image_id") is not None:
+        face["ImageId"] = hit["image_id"]
+    if hit.get("external_image_id") is not None:
+        face["ExternalImageId"] = hit["external_image_id"]
+    if hit.get("confidence") is not None:
+        face["Confidence"] = round(hit["confidence"], SCORE_DIGITS)
+    if hit.get("user_id") is not None:
+        face["UserId"] = hit["user_id"]
+    return {"Similarity": round(hit["similarity"], SCORE_DIGITS), "Face": face}
+
+
+def video_item(kind: str, item: dict[str, Any]) -> dict[str, Any]:
+    """One result of a stored-video job: FaceDetection, PersonDetection or PersonMatch."""
+    if kind == "faces":
+        return {"Timestamp": item["timestamp_ms"], "Face": video_face(item["face"])}
+    out: dict[str, Any] = {"Timestamp": item["timestamp_ms"], "Person": video_person(item)}
+    if kind == "search":
+        out["FaceMatches"] = [video_hit(h) for h in item.get("matches", ())]
+    return out
+
+
+def video_metadata(m: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "Codec": m["codec"],
+        "DurationMillis": int(m["duration_ms"]),
+        "Format": m["format"],
+        "FrameRate": float(m["frame_rate"]),
+        "FrameHeight": int(m["frame_height"]),
+        "FrameWidth": int(m["frame_width"]),
+    }
+    if m.get("colour_range"):
+        out["ColorRange"] = m["colour_range"]
+    return out
+
+
+def stream_processor_arn(region: str, account_id: str, name: str) -> str:
+    return f"arn:aws:rekognition:{region}:{account_id}:streamprocessor/{name}"

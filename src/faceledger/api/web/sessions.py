@@ -1,0 +1,121 @@
+"""Server-side sessions of the web app: who is signed in, their CSRF token, idle expiry.
+
+A browser holds only a random session id, in an ``HttpOnly``, ``SameSite=Strict`` cookie
+scoped to ``/app``. The access key's secret is checked once, at sign-in, and kept nowhere
+(not in the session, the browser, a URL or local storage); the session keeps the principal
+(name, roles, key id). Every later request re-checks that the key is still active (a revoked
+key ends its sessions at their next request) and spends one of its rate-limit tokens.
+
+Sessions live in the server process's memory (``SessionStore`` on ``app.state``): a restart
+signs everybody out, and several server processes do not share them. A session ends after
+``idle_seconds`` without a request, after ``max_age_seconds`` in any case, or at sign-out.
+Each session has its own CSRF token, sent back in a hidden field of every form (and checked
+on every POST); the sign-in form, which has no session yet, uses a double-submit cookie.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from faceledger.domain.principals import Principal
+
+SESSION_COOKIE = "faceledger_session"
+LOGIN_CSRF_COOKIE = "faceledger_login_csrf"
+COOKIE_PATH = "/app"
+IDLE_TIMEOUT_SECONDS = 15 * 60
+MAX_AGE_SECONDS = 12 * 3600
+MAX_SESSIONS = 10_000
+
+
+def new_token() -> str:
+    """256 random bits, URL-safe text."""
+    return secrets.token_urlsafe(32)
+
+
+def same_token(given: str | None, expected: str | None) -> bool:
+    """Constant-time comparison of two tokens; absent or empty never matches."""
+    if not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+@dataclass
+class WebSession:
+    """One signed-in browser. ``principal`` is the key's owner; the secret is not kept."""
+
+    session_id: str
+    principal: Principal
+    csrf_token: str
+    created_s: float
+    last_seen_s: float
+
+
+class SessionStore:
+    """Sessions by id, in memory, safe to share by threads. ``clock``: monotonic seconds."""
+
+    def __init__(
+        self,
+        *,
+        idle_seconds: float = IDLE_TIMEOUT_SECONDS,
+        max_age_seconds: float = MAX_AGE_SECONDS,
+        max_sessions: int = MAX_SESSIONS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.idle_seconds = idle_seconds
+        self.max_age_seconds = max_age_seconds
+        self.max_sessions = max_sessions
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._sessions: dict[str, WebSession] = {}
+
+    def _expired(self, session: WebSession, now: float) -> bool:
+        return (
+            now - session.last_seen_s > self.idle_seconds
+            or now - session.created_s > self.max_age_seconds
+        )
+
+    def create(self, principal: Principal) -> WebSession:
+        """A new session (a new id: sign-in never reuses an id the browser already had)."""
+        now = self._clock()
+        session = WebSession(new_token(), principal, new_token(), now, now)
+        with self._lock:
+            for sid in [s for s, v in self._sessions.items() if self._expired(v, now)]:
+                del self._sessions[sid]
+            while len(self._sessions) >= self.max_sessions:  # the oldest goes first
+                del self._sessions[next(iter(self._sessions))]
+            self._sessions[session.session_id] = session
+        return session
+
+    def get(self, session_id: str | None) -> WebSession | None:
+        """The live session with this id (its idle clock restarts), or None."""
+        if not session_id:
+            return None
+        now = self._clock()
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None:
+                return None
+            if self._expired(session, now):
+                del self._sessions[session_id]
+                return None
+            session.last_seen_s = now
+            return session
+
+    def drop(self, session_id: str | None) -> None:
+        if session_id:
+            with self._lock:
+                self._sessions.pop(session_id, None)
+
+    def drop_key(self, key_id: str) -> None:
+        """End every session signed in with this access key (it was revoked)."""
+        with self._lock:
+            for sid in [s for s, v in self._sessions.items() if v.principal.key_id == key_id]:
+                del self._sessions[sid]
+
+    def __len__(self) -> int:
+        return len(self._sessions)

@@ -1,0 +1,532 @@
+"""What every ledger backend shares: group commit, checkpoints, reading and verification.
+
+``ChainLedger`` holds the logic; a backend (``faceledger.audit.ledger.Ledger`` on SQLite,
+``faceledger.audit.postgres.PostgresLedger`` on PostgreSQL) only supplies storage: a write
+transaction that holds the ledger's lock across processes (``_writing``, yielding a
+``LedgerWrite``), the queries behind ``entries``, ``last_seq`` and ``verify``, and closing its
+connections. Both store the same rows ``(seq, body, digest)`` (format in ``chain``), so a
+record's digest does not depend on where it is kept.
+
+**Group commit.** Appends from many threads are committed in batches, one transaction (one
+durable commit) each, by a *leader*: the calling thread that finds no commit running commits
+everything queued so far, while callers arriving meanwhile queue for the next batch (see
+``_submit``). Inside the transaction the leader reads the chain head under the backend's lock,
+so several *processes* appending to the same ledger still form one chain.
+
+**Checkpoints.** Every ``checkpoint_every`` records or ``checkpoint_seconds`` (a timer thread
+signs an idle tail; and at ``close()``), a checkpoint record signed with the ledger key is
+appended in the same transaction, and the witness file next to the key is moved forward (see
+``signing``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Self
+
+from faceledger.audit.chain import KIND_CHECKPOINT, KIND_EVENT, body_payload, canonical_json, link
+from faceledger.audit.guard import MAX_RECORD_BYTES, check_event
+from faceledger.audit.signing import (
+    Witness,
+    checkpoint_payload,
+    load_key,
+    load_or_create_key,
+    read_witness,
+    witness_path,
+    witnesses_in,
+    write_witness,
+)
+from faceledger.audit.verify import Progress, Row, VerifyReport, verify_chain
+from faceledger.domain.audit import AuditEvent
+from faceledger.domain.errors import LedgerError, LedgerTamperedError
+
+logger = logging.getLogger(__name__)
+
+# The filters ``entries`` accepts on an event's JSON fields (string equality).
+FIELD_FILTERS = ("principal", "collection_id", "operation", "outcome")
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One committed record: ``seq``, ``time`` (epoch seconds), ``digest`` (SHA-256 hex of the
+    body) and its decoded content (``payload``: ``kind``, ``time`` and the event's fields, or
+    a checkpoint's ``covers_seq``, ``covers_digest``, ``ledger_id``, ``hmac``)."""
+
+    seq: int
+    time: float
+    digest: str
+    payload: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def kind(self) -> str:
+        return str(self.payload.get("kind", KIND_EVENT))
+
+    @property
+    def event(self) -> AuditEvent | None:
+        """The event this record holds (None for a checkpoint)."""
+        if self.kind != KIND_EVENT:
+            return None
+        p = self.payload
+        return AuditEvent(
+            operation=p["operation"],
+            principal=p["principal"],
+            key_id=p["key_id"],
+            roles=tuple(p["roles"]),
+            source=p["source"],
+            request_id=p["request_id"],
+            outcome=p["outcome"],
+            purpose=p.get("purpose"),
+            case_reference=p.get("case_reference"),
+            collection_id=p.get("collection_id"),
+            probe_sha256=tuple(p.get("probe_sha256", ())),
+            result=dict(p.get("result", {})),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """``seq``, ``digest`` and the payload's fields, flat (for JSON output)."""
+        return {"seq": self.seq, "digest": self.digest, **self.payload}
+
+
+@dataclass(frozen=True)
+class EntryQuery:
+    """What ``entries`` asks a backend for: rows whose event fields equal ``fields`` and whose
+    time is in ``[since, until)``; events only unless ``include_checkpoints``."""
+
+    fields: Mapping[str, str]
+    since: float | None
+    until: float | None
+    limit: int | None
+    newest_first: bool
+    include_checkpoints: bool
+
+
+class LedgerWrite(Protocol):
+    """One open write transaction that holds the ledger's lock (one writer at a time, across
+    processes); committed when the ``_writing`` block exits without error."""
+
+    def head(self) -> tuple[int, bytes]:
+        """``(seq, digest)`` of the newest record; ``(0, 32 zero bytes)`` when empty."""
+
+    def checkpoint_state(self) -> tuple[int, float]:
+        """``(seq, time)`` of the last checkpoint (seq 0 and the creation time if none)."""
+
+    def digest_at(self, seq: int) -> bytes | None:
+        """The stored digest of record ``seq`` (None if there is none)."""
+
+    def insert(self, rows: Sequence[tuple[int, bytes, bytes]]) -> None:
+        """Insert ``(seq, body, digest)`` rows."""
+
+    def mark_checkpoint(self, seq: int, when: float) -> None:
+        """Remember that record ``seq``, at ``when``, is the last checkpoint."""
+
+
+@dataclass(frozen=True)
+class VerifySnapshot:
+    """One consistent view of the rows for ``verify``: how many, the rows in seq order (in
+    chunks) and a lookup of any record's digest."""
+
+    total: int
+    chunks: Iterable[Sequence[Row]]
+    digest_at: Callable[[int], bytes | None]
+
+
+class _Batch:
+    """Appends waiting for a leader; committed together, then ``done`` is set."""
+
+    __slots__ = ("done", "entries", "error", "final", "force_checkpoint", "items")
+
+    def __init__(self) -> None:
+        self.items: list[tuple[float, bytes, dict[str, Any]]] = []  # (time, json, payload)
+        self.force_checkpoint = False
+        self.final = False  # close(): sign what this process left unsigned
+        self.done = threading.Event()
+        self.entries: list[LedgerEntry] = []
+        self.error: LedgerError | None = None
+
+
+class ChainLedger(ABC):
+    """The hash-chained, checkpointed ledger; safe to share by threads and by processes.
+
+    A subclass's constructor calls ``_init_signing`` and sets ``location`` (where the records
+    live, as the witness records it), ``ledger_id`` and ``created_at``.
+    ``key_file`` signs checkpoints. Create a ledger after any ``fork()``: its timer thread
+    and connections do not survive one.
+    """
+
+    # Storage errors a failed commit is expected to raise (anything else is logged as a bug).
+    storage_errors: tuple[type[Exception], ...] = (OSError,)
+    location: str
+    ledger_id: str
+    created_at: float
+
+    def _init_signing(
+        self, key_file: Path, checkpoint_every: int, checkpoint_seconds: float
+    ) -> None:
+        if checkpoint_every < 1 or checkpoint_seconds <= 0:
+            raise ValueError("checkpoint_every must be ≥ 1 and checkpoint_seconds > 0")
+        self.key_file = key_file
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_seconds = checkpoint_seconds
+        self._cond = threading.Condition()
+        self._pending = _Batch()
+        self._committing = False  # a leader is committing a batch
+        self._closing = False
+        self._key: bytes | None = None  # loaded by the first append
+        self._timer: threading.Thread | None = None
+        self._wake_timer = threading.Event()
+        # When the last checkpoint was signed, and whether records of ours await one.
+        self._last_cp_time = 0.0
+        self._dirty = False
+        self._last_written: tuple[int, bytes] | None = None  # (seq, digest) we committed last
+
+    @property
+    def witness_file(self) -> Path:
+        return witness_path(self.key_file, self.ledger_id)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- storage, supplied by a backend ------------------------------------------------------
+    @abstractmethod
+    def _writing(self) -> AbstractContextManager[LedgerWrite]:
+        """A write transaction holding the ledger's lock; committed durably on a clean exit,
+        rolled back (and the connection recovered) when the block raises."""
+
+    @abstractmethod
+    def _checkpoint_state(self) -> tuple[int, float]:
+        """``(seq, time)`` of the last checkpoint, read outside any transaction."""
+
+    @abstractmethod
+    def last_seq(self) -> int:
+        """The seq of the newest record (0 for an empty ledger)."""
+
+    @abstractmethod
+    def _select(self, query: EntryQuery) -> Iterator[tuple[int, bytes, bytes]]:
+        """``(seq, body, digest)`` rows answering ``query``, in its order."""
+
+    @abstractmethod
+    def _snapshot(self) -> AbstractContextManager[VerifySnapshot]:
+        """One consistent read of every row, for ``verify``."""
+
+    @abstractmethod
+    def _close_storage(self) -> None:
+        """Close the connections this ledger opened."""
+
+    # -- appending ------------------------------------------------------------------------
+    def append(self, event: AuditEvent) -> LedgerEntry:
+        """Record ``event``; returns once it is durably committed. ``LedgerError`` if not."""
+        return self._submit([event])[0]
+
+    def append_many(self, events: Iterable[AuditEvent]) -> list[LedgerEntry]:
+        """Record several events in one transaction (all or none), in order."""
+        return self._submit(list(events))
+
+    def checkpoint(self) -> LedgerEntry:
+        """Append a signed checkpoint now (covering the current head) and move the witness
+        forward; returns the checkpoint record."""
+        return self._submit([], force_checkpoint=True)[-1]
+
+    @staticmethod
+    def _encode(event: AuditEvent, now: float) -> tuple[float, bytes, dict[str, Any]]:
+        if not isinstance(event, AuditEvent):
+            raise LedgerError(f"the ledger records AuditEvent objects, not {type(event).__name__}")
+        check_event(event)
+        payload = {"kind": KIND_EVENT, "time": now, **event.to_dict()}
+        try:
+            encoded = canonical_json(payload)
+        except (TypeError, ValueError) as exc:
+            raise LedgerError(f"the audit event cannot be recorded: {exc}") from None
+        if len(encoded) > MAX_RECORD_BYTES:
+            raise LedgerError(
+                f"the audit event is {len(encoded)} bytes; at most {MAX_RECORD_BYTES} are allowed"
+            )
+        return now, encoded, payload
+
+    def _submit(
+        self,
+        events: list[AuditEvent],
+        *,
+        force_checkpoint: bool = False,
+        tick: bool = False,
+        final: bool = False,
+    ) -> list[LedgerEntry]:
+        """Queue ``events`` and wait until a leader (maybe this thread) has committed them.
+
+        Group commit without a writer thread: the first caller that finds no commit running
+        becomes the leader and commits everything queued so far in one transaction, in its
+        own thread; callers arriving meanwhile queue up for the next transaction, whose leader
+        is the first of them to wake. An append that arrives at an idle ledger thus commits
+        at once, without any hand-over between threads.
+        """
+        now = time.time()
+        items = [self._encode(event, now) for event in events]
+        if not items and not (force_checkpoint or tick or final):
+            return []
+        with self._cond:
+            if self._closing and not final:
+                raise LedgerError("the audit ledger is closed")
+            if self._key is None:
+                self._start()
+            batch = self._pending
+            first = len(batch.items)
+            batch.items.extend(items)
+            batch.force_checkpoint |= force_checkpoint
+            batch.final |= final
+            while self._committing and not batch.done.is_set():
+                self._cond.wait()
+            leader = not batch.done.is_set()
+            if leader:
+                self._committing = True
+                self._pending = _Batch()
+        if leader:
+            self._lead(batch)
+        if batch.error is not None:
+            raise batch.error
+        if not items:
+            return batch.entries[-1:]
+        return batch.entries[first : first + len(items)]
+
+    def _start(self) -> None:
+        """Load (or create) the key and start the checkpoint timer. Called with the lock held."""
+        key = load_or_create_key(self.key_file)
+        try:
+            self._last_cp_time = self._checkpoint_state()[1]
+        except self.storage_errors as exc:
+            raise LedgerError(f"the audit ledger could not be read: {exc}") from None
+        self._key = key  # set last: a failed start is retried by the next append
+        self._timer = threading.Thread(
+            target=self._run_timer, name=f"ledger-timer-{self.ledger_id[:8]}", daemon=True
+        )
+        self._timer.start()
+
+    def _lead(self, batch: _Batch) -> None:
+        """Commit ``batch`` (this thread is the leader), then wake everyone waiting."""
+        witness: Witness | None = None
+        try:
+            batch.entries, witness = self._commit(batch)
+        except Exception as exc:  # every caller of the batch learns; the next starts afresh
+            batch.error = LedgerError(f"the audit ledger could not be written: {exc}")
+            if not isinstance(exc, (*self.storage_errors, LedgerError)):
+                logger.exception("unexpected error while committing to the ledger")
+        if witness is not None and batch.force_checkpoint:
+            self._write_witness(witness, batch)  # a forced checkpoint reports its witness
+        with self._cond:
+            self._committing = False
+            batch.done.set()
+            self._cond.notify_all()
+        if witness is not None and not batch.force_checkpoint:
+            self._write_witness(witness, None)
+
+    def _run_timer(self) -> None:
+        """Sign unsigned records of ours ``checkpoint_seconds`` after the last checkpoint,
+        even when no further append comes to do it."""
+        while not self._closing:
+            timeout = None
+            if self._dirty:
+                timeout = max(0.0, self._last_cp_time + self.checkpoint_seconds - time.time())
+            self._wake_timer.wait(timeout)
+            self._wake_timer.clear()
+            if self._closing:
+                return
+            if self._dirty and time.time() - self._last_cp_time >= self.checkpoint_seconds:
+                try:
+                    self._submit([], tick=True)
+                except LedgerError as exc:
+                    if not self._closing:  # close() signs instead
+                        logger.error("timed ledger checkpoint failed: %s", exc.message)
+
+    def _write_witness(self, witness: Witness, batch: _Batch | None) -> None:
+        try:
+            write_witness(self.witness_file, witness)
+        except OSError as exc:
+            message = (
+                f"checkpoint {witness.seq} is committed but the witness "
+                f"{self.witness_file} could not be written: {exc.strerror or exc}"
+            )
+            if batch is not None:
+                batch.error = LedgerError(message)
+            else:
+                logger.error("%s (a truncated tail may go unnoticed)", message)
+
+    def _commit(self, batch: _Batch) -> tuple[list[LedgerEntry], Witness | None]:
+        """One transaction: the batch's records, then a checkpoint if one is due."""
+        now = time.time()
+        if not batch.items and not batch.force_checkpoint and not self._dirty:
+            return [], None  # closing, or the timer, with nothing of ours unsigned
+        entries: list[LedgerEntry] = []
+        rows: list[tuple[int, bytes, bytes]] = []
+        witness = None
+        with self._writing() as tx:
+            seq, prev = tx.head()
+            last_cp_seq, last_cp_time = tx.checkpoint_state()
+            self._check_ours(tx, seq, prev)
+            for when, encoded, payload in batch.items:
+                seq += 1
+                body, prev = link(seq, prev, KIND_EVENT, encoded)
+                rows.append((seq, body, prev))
+                entries.append(LedgerEntry(seq, when, prev.hex(), payload))
+            unsigned = seq - last_cp_seq
+            due = (
+                batch.force_checkpoint
+                or unsigned >= self.checkpoint_every
+                or (unsigned > 0 and (batch.final or now - last_cp_time >= self.checkpoint_seconds))
+            )
+            if due:
+                assert self._key is not None
+                covers = prev.hex()
+                payload = checkpoint_payload(self._key, self.ledger_id, seq, covers, now)
+                seq += 1
+                body, prev = link(seq, prev, KIND_CHECKPOINT, canonical_json(payload))
+                rows.append((seq, body, prev))
+                entries.append(LedgerEntry(seq, now, prev.hex(), payload))
+                tx.mark_checkpoint(seq, now)
+                witness = Witness(
+                    ledger_id=self.ledger_id,
+                    seq=seq,
+                    digest=prev.hex(),
+                    covers_seq=seq - 1,
+                    covers_digest=covers,
+                    hmac=payload["hmac"],
+                    time=now,
+                    ledger_path=self.location,
+                )
+            tx.insert(rows)
+        if rows:
+            self._last_written = (seq, prev)
+        if witness is not None or unsigned == 0:  # unsigned == 0: another process signed ours
+            self._last_cp_time, self._dirty = (now if witness else last_cp_time), False
+        else:
+            self._last_cp_time = last_cp_time
+            if batch.items and not self._dirty:
+                self._dirty = True
+                self._wake_timer.set()  # the timer now has a deadline
+        return entries, witness
+
+    def _check_ours(self, tx: LedgerWrite, head_seq: int, head_digest: bytes) -> None:
+        """Refuse to extend (and later sign) a chain in which the last record this process
+        wrote has changed since: someone rewrote it, recomputing digests so that the chain
+        still links, and the next checkpoint would vouch for the rewrite."""
+        if self._last_written is None:
+            return
+        seq, digest = self._last_written
+        found = head_digest if head_seq == seq else tx.digest_at(seq)
+        if head_seq < seq or found != digest:
+            logger.error("the audit ledger %s was rewritten under this process", self.location)
+            raise LedgerTamperedError(
+                f"record {seq} of the audit ledger changed after this process wrote it "
+                "(the ledger was rewritten); refusing to extend it: run `faceledger audit verify`"
+            )
+
+    # -- reading --------------------------------------------------------------------------
+    def entries(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        principal: str | None = None,
+        collection_id: str | None = None,
+        operation: str | None = None,
+        outcome: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+        include_checkpoints: bool = False,
+    ) -> Iterator[LedgerEntry]:
+        """Records matching every filter given (times in epoch seconds, ``since`` inclusive,
+        ``until`` exclusive), oldest first unless ``newest_first``. Checkpoints are left out
+        unless ``include_checkpoints`` (and no event filter is given)."""
+        values = (principal, collection_id, operation, outcome)
+        query = EntryQuery(
+            fields={k: v for k, v in zip(FIELD_FILTERS, values, strict=True) if v is not None},
+            since=None if since is None else float(since),
+            until=None if until is None else float(until),
+            limit=None if limit is None else int(limit),
+            newest_first=newest_first,
+            include_checkpoints=include_checkpoints,
+        )
+        return self._decode(self._select(query))
+
+    @staticmethod
+    def _decode(rows: Iterator[tuple[int, bytes, bytes]]) -> Iterator[LedgerEntry]:
+        for seq, body, digest in rows:
+            try:
+                payload = body_payload(bytes(body))
+            except (ValueError, TypeError):
+                raise LedgerTamperedError(
+                    f"ledger record {seq} cannot be decoded; run `faceledger audit verify`"
+                ) from None
+            when = float(payload.get("time", 0.0))
+            yield LedgerEntry(int(seq), when, bytes(digest).hex(), payload)
+
+    # -- verification ---------------------------------------------------------------------
+    def verify(self, *, progress: Progress | None = None) -> VerifyReport:
+        """Check the whole chain, every checkpoint's signature and the witness; see
+        ``faceledger.audit.verify``. Does not need the writer; safe while others append."""
+        key = load_key(self.key_file)
+        witness = read_witness(self.witness_file)  # read before the rows: it only moves forward
+        with self._snapshot() as snapshot:
+            report = verify_chain(
+                snapshot.chunks,
+                ledger_id=self.ledger_id,
+                key=key,
+                key_file=self.key_file,
+                witness=witness,
+                witness_file=self.witness_file,
+                digest_at=snapshot.digest_at,
+                total=snapshot.total,
+                progress=progress,
+            )
+        if report.ok:
+            report = self._check_replaced(report)
+        return report
+
+    def _check_replaced(self, report: VerifyReport) -> VerifyReport:
+        """Fail if a witness says another ledger lived here (deleted or replaced)."""
+        for path, witness in witnesses_in(self.key_file.parent):
+            if witness.ledger_path == self.location and witness.ledger_id != self.ledger_id:
+                return VerifyReport(
+                    ok=False,
+                    records=report.records,
+                    checkpoints=report.checkpoints,
+                    first_bad_seq=None,
+                    reason=(
+                        f"the witness {path} says ledger {witness.ledger_id} with at least "
+                        f"{witness.seq} records lived at {self.location}, but this is ledger "
+                        f"{self.ledger_id}: the ledger was deleted or replaced (if that was "
+                        "deliberate, move that witness file away)"
+                    ),
+                    last_seq=report.last_seq,
+                    last_checkpoint_seq=report.last_checkpoint_seq,
+                    witness_seq=report.witness_seq,
+                    seconds=report.seconds,
+                    warnings=report.warnings,
+                )
+        return report
+
+    # -- closing --------------------------------------------------------------------------
+    def close(self) -> None:
+        """Sign what this process appended (a final checkpoint), stop the checkpoint timer and
+        close the connections. Further appends raise ``LedgerError``."""
+        with self._cond:
+            if self._closing:
+                return
+            self._closing = True
+            started = self._key is not None
+        self._wake_timer.set()
+        if self._timer is not None:
+            self._timer.join()
+        if started:
+            try:
+                self._submit([], final=True)
+            except LedgerError as exc:
+                logger.error("the final ledger checkpoint failed: %s", exc.message)
+        self._close_storage()

@@ -1,0 +1,250 @@
+"""The audit ledger in PostgreSQL (the server backend): one chain for every API process.
+
+Same records, digests, checkpoints and guarantees as the SQLite ledger (the shared logic is
+``faceledger.audit.core``); the rows live in ``ledger.records(seq, body, digest)`` with a
+one-row ``ledger.meta``, created by the Alembic revision ``0002_ledger``
+(``faceledger db upgrade``).
+
+**One chain across processes and machines.** Each group-commit batch is one transaction that
+first locks the one ``ledger.meta`` row (``SELECT … FOR UPDATE``), then reads the head and
+inserts the batch: the row lock orders every writer's transactions, whichever process or host
+it runs in, and a writer that dies mid-transaction (``kill -9``) has its transaction rolled back
+and its lock released by the server. ``synchronous_commit`` is forced ``on`` for the writer's
+session, so ``append`` returns only once the batch is in PostgreSQL's WAL on disk.
+
+**Append-only.** Triggers refuse UPDATE, DELETE and TRUNCATE on ``ledger.records`` (a guard
+against mistakes; give the API's role only INSERT and SELECT there). Tampering by a superuser
+is what ``verify`` detects, exactly as for the file.
+
+Connections: one writer (only the current group-commit leader uses it), one shared reader for
+short queries, and a fresh connection for each ``entries`` / ``verify`` pass (they stream with
+a server-side cursor; ``verify`` reads one REPEATABLE READ snapshot).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import IsolationLevel
+from psycopg.conninfo import conninfo_to_dict
+
+from faceledger.audit.chain import KIND_AT, KIND_CODES, KIND_EVENT, PREFIX_LEN
+from faceledger.audit.core import ChainLedger, EntryQuery, LedgerWrite, VerifySnapshot
+from faceledger.domain.errors import LedgerError
+
+RECORDS = "ledger.records"
+META = "ledger.meta"
+LOCK_TIMEOUT_MS = 30_000  # how long a writer waits for another's transaction (as SQLite's)
+_FETCH_ROWS = 8192
+
+# The JSON part of a body, for SQL filters (substring is 1-based, get_byte 0-based).
+_JSON_SQL = f"convert_from(substring(body FROM {PREFIX_LEN + 1}), 'UTF8')::jsonb"
+_EVENT_SQL = f"get_byte(body, {KIND_AT}) = {KIND_CODES[KIND_EVENT][0]}"
+
+
+def database_location(url: str) -> str:
+    """``postgresql://user@host:port/dbname`` of ``url``, without password or options: what
+    the witness records as where the ledger lives."""
+    info = conninfo_to_dict(url)
+    user = f"{info['user']}@" if info.get("user") else ""
+    host = info.get("host") or "localhost"
+    port = info.get("port") or "5432"
+    return f"postgresql://{user}{host}:{port}/{info.get('dbname') or ''}"
+
+
+class _PgWrite:
+    """``LedgerWrite`` inside a transaction that holds the lock on the meta row."""
+
+    def __init__(self, conn: psycopg.Connection[Any], checkpoint: tuple[int, float]) -> None:
+        self.conn = conn
+        self._checkpoint = checkpoint
+
+    def head(self) -> tuple[int, bytes]:
+        row = self.conn.execute(
+            f"SELECT seq, digest FROM {RECORDS} ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return (int(row[0]), bytes(row[1])) if row is not None else (0, bytes(32))
+
+    def checkpoint_state(self) -> tuple[int, float]:
+        return self._checkpoint
+
+    def digest_at(self, seq: int) -> bytes | None:
+        return _digest_at(self.conn, seq)
+
+    def insert(self, rows: Sequence[tuple[int, bytes, bytes]]) -> None:
+        with self.conn.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO {RECORDS} (seq, body, digest) VALUES (%s, %s, %s)", rows
+            )
+
+    def mark_checkpoint(self, seq: int, when: float) -> None:
+        self.conn.execute(
+            f"UPDATE {META} SET last_checkpoint_seq = %s, last_checkpoint_time = %s WHERE id = 1",
+            (seq, when),
+        )
+
+
+def _digest_at(conn: psycopg.Connection[Any], seq: int) -> bytes | None:
+    row = conn.execute(f"SELECT digest FROM {RECORDS} WHERE seq = %s", (seq,)).fetchone()
+    return bytes(row[0]) if row is not None and row[0] is not None else None
+
+
+def _meta(conn: psycopg.Connection[Any], *, lock: bool = False) -> tuple[int, float]:
+    sql = f"SELECT last_checkpoint_seq, last_checkpoint_time FROM {META} WHERE id = 1"
+    row = conn.execute(sql + (" FOR UPDATE" if lock else "")).fetchone()
+    if row is None:
+        raise LedgerError("the audit ledger has lost its meta row (ledger.meta)")
+    return int(row[0]), float(row[1])
+
+
+class PostgresLedger(ChainLedger):
+    """The audit ledger in the PostgreSQL database at ``url``; safe to share by threads, by
+    processes and by hosts (every replica of the API appends to the same chain).
+
+    ``key_file`` signs checkpoints; every process appending must use the same key (and each
+    keeps a witness next to it). The tables must exist (``faceledger db upgrade``).
+    """
+
+    storage_errors = (psycopg.Error, OSError)
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key_file: Path,
+        checkpoint_every: int = 1000,
+        checkpoint_seconds: float = 60.0,
+    ) -> None:
+        self._init_signing(Path(key_file), checkpoint_every, checkpoint_seconds)
+        self.url = url
+        try:
+            self.location = database_location(url)
+        except psycopg.Error as exc:
+            raise LedgerError(f"the ledger's database URL is not valid: {exc}") from None
+        self._lock = threading.Lock()  # guards opening and closing the two connections
+        self._reader_conn: psycopg.Connection[Any] | None = None
+        self._writer_conn: psycopg.Connection[Any] | None = None
+        try:
+            conn = self._reader()
+            now = time.time()
+            with conn.transaction():
+                conn.execute(
+                    f"INSERT INTO {META} (id, ledger_id, created_at, last_checkpoint_seq, "
+                    "last_checkpoint_time) VALUES (1, %s, %s, 0, %s) ON CONFLICT (id) DO NOTHING",
+                    (uuid.uuid4().hex, now, now),
+                )
+            row = conn.execute(f"SELECT ledger_id, created_at FROM {META} WHERE id = 1").fetchone()
+        except psycopg.errors.UndefinedTable:
+            self._close_storage()
+            raise LedgerError(
+                f"the database {self.location} has no audit ledger tables: run "
+                "`faceledger db upgrade`"
+            ) from None
+        except psycopg.Error as exc:
+            self._close_storage()
+            raise LedgerError(f"cannot open the audit ledger in {self.location}: {exc}") from None
+        assert row is not None
+        self.ledger_id: str = str(row[0])
+        self.created_at: float = float(row[1])
+
+    # -- connections ----------------------------------------------------------------------
+    def _connect(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.url, autocommit=autocommit, connect_timeout=30)
+
+    def _reader(self) -> psycopg.Connection[Any]:
+        """The shared connection for short reads (psycopg serialises threads on it)."""
+        with self._lock:
+            conn = self._reader_conn
+            if conn is None or conn.closed or conn.broken:
+                conn = self._reader_conn = self._connect()
+            return conn
+
+    def _writer(self) -> psycopg.Connection[Any]:
+        with self._lock:
+            conn = self._writer_conn
+            if conn is None or conn.closed or conn.broken:
+                conn = self._writer_conn = self._connect()
+                conn.execute("SET synchronous_commit TO on")
+                conn.execute(f"SET lock_timeout TO {LOCK_TIMEOUT_MS}")
+            return conn
+
+    # -- storage --------------------------------------------------------------------------
+    @contextmanager
+    def _writing(self) -> Iterator[LedgerWrite]:
+        conn = self._writer()
+        with conn.transaction():
+            checkpoint = _meta(conn, lock=True)  # the ledger's lock, held until commit
+            yield _PgWrite(conn, checkpoint)
+
+    def _checkpoint_state(self) -> tuple[int, float]:
+        return _meta(self._reader())
+
+    def last_seq(self) -> int:
+        row = self._reader().execute(f"SELECT max(seq) FROM {RECORDS}").fetchone()
+        return int(row[0] or 0) if row is not None else 0
+
+    def _select(self, query: EntryQuery) -> Iterator[tuple[int, bytes, bytes]]:
+        conditions: list[str] = []
+        params: list[Any] = []
+        if not query.include_checkpoints:
+            conditions.append(_EVENT_SQL)
+        for name, value in query.fields.items():  # names come from core.FIELD_FILTERS
+            conditions.append(f"({_JSON_SQL} ->> '{name}') = %s")
+            params.append(value)
+        if query.since is not None:
+            conditions.append(f"({_JSON_SQL} ->> 'time')::float8 >= %s")
+            params.append(query.since)
+        if query.until is not None:
+            conditions.append(f"({_JSON_SQL} ->> 'time')::float8 < %s")
+            params.append(query.until)
+        sql = f"SELECT seq, body, digest FROM {RECORDS}"
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
+        sql += " ORDER BY seq" + (" DESC" if query.newest_first else "")
+        if query.limit is not None:
+            sql += " LIMIT %s"
+            params.append(query.limit)
+        return self._stream(sql, params)
+
+    def _stream(self, sql: str, params: list[Any]) -> Iterator[tuple[int, bytes, bytes]]:
+        conn = self._connect(autocommit=False)
+        try:
+            with conn.cursor(name="ledger_entries") as cursor:
+                cursor.itersize = 1000
+                cursor.execute(sql, params)
+                yield from cursor
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[VerifySnapshot]:
+        conn = self._connect(autocommit=False)
+        try:
+            conn.isolation_level = IsolationLevel.REPEATABLE_READ  # one snapshot for the pass
+            conn.read_only = True
+            row = conn.execute(f"SELECT max(seq) FROM {RECORDS}").fetchone()
+            total = int(row[0] or 0) if row is not None else 0
+            with conn.cursor(name="ledger_verify") as cursor:
+                cursor.execute(f"SELECT seq, body, digest FROM {RECORDS} ORDER BY seq")
+                yield VerifySnapshot(
+                    total=total,
+                    chunks=iter(partial(cursor.fetchmany, _FETCH_ROWS), []),
+                    digest_at=partial(_digest_at, conn),
+                )
+        finally:
+            conn.close()
+
+    def _close_storage(self) -> None:
+        with self._lock:
+            for conn in (self._reader_conn, self._writer_conn):
+                if conn is not None:
+                    conn.close()
+            self._reader_conn = self._writer_conn = None

@@ -1,0 +1,233 @@
+"""CLI verbs for video: ``video faces|persons|search VIDEO`` and ``stream …``.
+
+``video`` analyses a stored video in this process (through the accountable gateway, so the job
+and its end are ledgered) and prints what it found. ``stream`` manages stream processor
+definitions (the same ones the server runs) and ``stream watch NAME`` runs one in the
+foreground, printing each match as a JSON line until Ctrl-C or the source ends.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from faceledger.cli.main import (
+    CliError,
+    _existing_file,
+    _gateway,
+    _operator,
+    _print_json,
+    _settings,
+    _stderr,
+    app,
+)
+
+video_app = typer.Typer(help="Analyse stored video files.", no_args_is_help=True)
+stream_app = typer.Typer(help="Live stream processors.", no_args_is_help=True)
+app.add_typer(video_app, name="video")
+app.add_typer(stream_app, name="stream")
+
+Purpose = Annotated[
+    str | None, typer.Option("--purpose", help="Why you search (kept in the audit ledger).")
+]
+Case = Annotated[
+    str | None, typer.Option("--case", help="The case reference (kept in the audit ledger).")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Every result as JSON.")]
+
+
+def _analyse(
+    kind: str,
+    video: Path,
+    *,
+    collection: str | None = None,
+    threshold: float | None = None,
+    purpose: str | None = None,
+    case: str | None = None,
+) -> dict[str, Any]:
+    _existing_file(video)
+    path = video.resolve()
+    base = _settings()
+    # The operator names the file: its folder is readable for this run.
+    settings = base.model_copy(update={"video_dirs": [*base.video_dirs, path.parent]})
+    with _gateway(settings) as gate:
+        caller = _operator(purpose, case)
+        job = gate.start_video_job(
+            caller, kind, {"path": str(path)}, collection_id=collection, threshold=threshold
+        )
+        gate.video.run_now(job.job_id)
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            page = gate.get_video_job(caller, kind, job.job_id, next_token=token)
+            items += page.items
+            token = page.next_token
+            if token is None:
+                break
+    if page.job.status != "SUCCEEDED":
+        raise CliError(f"the analysis failed: {page.job.status_message}")
+    return {"job_id": job.job_id, "metadata": page.job.metadata, "results": items}
+
+
+def _people(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per person index: first and last timestamp, and the best match if any."""
+    people: dict[int, dict[str, Any]] = {}
+    for item in items:
+        row = people.setdefault(
+            item["index"], {"person": item["index"], "first_ms": item["timestamp_ms"]}
+        )
+        row["last_ms"] = item["timestamp_ms"]
+        for hit in item.get("matches", ()):
+            if hit["similarity"] > row.get("similarity", -1):
+                row.update(
+                    similarity=round(hit["similarity"], 2),
+                    face_id=hit["face_id"],
+                    external_image_id=hit.get("external_image_id"),
+                )
+    return [people[i] for i in sorted(people)]
+
+
+@video_app.command("faces")
+def video_faces(video: Path, as_json: AsJson = False) -> None:
+    """Detect faces in every analysed frame of VIDEO."""
+    out = _analyse("faces", video)
+    if as_json:
+        _print_json(out)
+        return
+    meta = out["metadata"]
+    typer.echo(
+        f"{len(out['results'])} face detections in {meta['duration_ms'] / 1000:.1f} s of "
+        f"{meta['frame_width']}×{meta['frame_height']} {meta['codec']} video"
+    )
+
+
+@video_app.command("persons")
+def video_persons(video: Path, as_json: AsJson = False) -> None:
+    """Track the people (by their faces) in VIDEO; one line per person."""
+    out = _analyse("persons", video)
+    if as_json:
+        _print_json(out)
+        return
+    for row in _people(out["results"]):
+        typer.echo(f"person {row['person']}: {row['first_ms']} – {row['last_ms']} ms")
+
+
+@video_app.command("search")
+def video_search(
+    video: Path,
+    collection: Annotated[str, typer.Option("--collection", "-c")],
+    threshold: Annotated[
+        float, typer.Option("--threshold", help="Raised to the collection's threshold floor.")
+    ] = 80.0,
+    purpose: Purpose = None,
+    case: Case = None,
+    as_json: AsJson = False,
+) -> None:
+    """Search the people in VIDEO against a collection; one line per person matched."""
+    out = _analyse(
+        "search", video, collection=collection, threshold=threshold, purpose=purpose, case=case
+    )
+    if as_json:
+        _print_json(out)
+        return
+    matched = [row for row in _people(out["results"]) if "face_id" in row]
+    if not matched:
+        typer.echo("no one in the video matched the collection")
+    for row in matched:
+        typer.echo(
+            f"person {row['person']} ({row['first_ms']} – {row['last_ms']} ms): "
+            f"{row['external_image_id'] or row['face_id']} Similarity {row['similarity']}"
+        )
+    typer.echo("A match is a lead for human review, not an identification.")
+
+
+# -- stream processors ---------------------------------------------------------------------------
+def _row(row: Any, live: dict[str, Any] | None = None) -> dict[str, Any]:
+    out = {
+        "name": row.name,
+        "source": row.source,
+        "collection_id": row.settings["collection_id"],
+        "threshold": row.settings["threshold"],
+        "outputs": row.outputs,
+        "status": row.status,
+        "status_message": row.status_message,
+    }
+    if live:
+        out["live"] = live
+    return out
+
+
+@stream_app.command("create")
+def stream_create(
+    name: str,
+    source: Annotated[str, typer.Option("--source", help="rtsp://, http(s)://, camera:N …")],
+    collection: Annotated[str, typer.Option("--collection", "-c")],
+    threshold: Annotated[float | None, typer.Option("--threshold")] = None,
+    jsonl: Annotated[
+        str | None, typer.Option("--jsonl", help="Write matches to streams/NAME.jsonl.")
+    ] = None,
+    webhook: Annotated[str | None, typer.Option("--webhook", help="POST matches here.")] = None,
+) -> None:
+    """Define a stream processor (the server starts it on request)."""
+    outputs = {k: v for k, v in (("jsonl", jsonl), ("webhook", webhook)) if v is not None}
+    with _gateway() as gate:
+        row = gate.create_stream_processor(
+            _operator(), name, source, collection_id=collection, threshold=threshold,
+            outputs=outputs,
+        )  # fmt: skip
+    _print_json(_row(row))
+
+
+@stream_app.command("list")
+def stream_list() -> None:
+    """Stream processors and their last known status."""
+    with _gateway() as gate:
+        rows, token = gate.list_stream_processors(_operator())
+        while token:
+            more, token = gate.list_stream_processors(_operator(), next_token=token)
+            rows += more
+    _print_json([_row(r) for r in rows])
+
+
+@stream_app.command("describe")
+def stream_describe(name: str) -> None:
+    with _gateway() as gate:
+        row, live = gate.describe_stream_processor(_operator(), name)
+    _print_json(_row(row, live))
+
+
+@stream_app.command("delete")
+def stream_delete(name: str) -> None:
+    with _gateway() as gate:
+        gate.delete_stream_processor(_operator(), name)
+    _stderr(f"deleted stream processor {name}")
+
+
+@stream_app.command("watch")
+def stream_watch(name: str, purpose: Purpose = None, case: Case = None) -> None:
+    """Run NAME in the foreground: each match is ledgered, then printed as a JSON line (without
+    the best-shot crop). Ctrl-C stops it (the stop is ledgered too)."""
+    with _gateway() as gate:
+        caller = _operator(purpose, case)
+        with gate.stream_events(caller, name) as events:
+            gate.start_stream_processor(caller, name)
+            _stderr(f"watching {name} (Ctrl-C to stop)")
+            try:
+                while True:
+                    event = events.get(1.0)
+                    if event is None:
+                        continue
+                    if event.get("type") == "status":
+                        _stderr(f"{name}: {event.get('status')}")
+                        return
+                    event.pop("crop_jpeg_base64", None)
+                    typer.echo(json.dumps(event, sort_keys=True))
+            except KeyboardInterrupt:
+                _stderr("stopping")
+            finally:
+                row, _ = gate.describe_stream_processor(caller, name)
+                if row.status == "RUNNING":
+                    gate.stop_stream_processor(caller, name)

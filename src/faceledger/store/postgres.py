@@ -1,0 +1,939 @@
+"""The server store: PostgreSQL with pgvector, shared by any number of API processes.
+
+``PostgresStore`` has the public methods and the guarantees of ``SQLiteStore`` (same errors,
+same return types), on psycopg 3 with a small connection pool. The schema is made by the
+Alembic migrations in ``faceledger.store.migrations`` (``faceledger db upgrade``); this class
+never creates tables.
+
+**Vectors** live in ``faces.embedding`` as pgvector ``halfvec`` (fp16; no fixed dimension in
+the column, a collection's dimension is fixed by its pack). ``faces`` is partitioned by list on
+``collection_pk``; creating a collection creates its partition and the partition's HNSW index
+(on the empty table: instant, and no lock on the other collections' faces), then attaches it::
+
+    CREATE TABLE faces_<pk> (LIKE faces INCLUDING DEFAULTS);
+    CREATE INDEX faces_<pk>_hnsw ON faces_<pk>
+        USING hnsw ((embedding::halfvec(<dim>)) halfvec_cosine_ops);
+    ALTER TABLE faces ATTACH PARTITION faces_<pk> FOR VALUES IN (<pk>);
+
+``search_vectors`` queries ``faces`` with ``collection_pk = <pk>`` and the same expression
+(literals, so the planner prunes to the partition and matches its index), under
+``SET LOCAL hnsw.ef_search``. Searches run in the database, so every process sees every
+committed write at once: there is no in-memory index and no change log to replay. Deleting a
+collection detaches its partition (``CONCURRENTLY``) and drops it: its files are deleted.
+(A partial HNSW index per collection on one table was the alternative; its creation scans and
+write-locks the whole table, its removal takes an exclusive lock on it, and every VACUUM
+after a deletion would walk every collection's index.)
+
+**Durability**: a write returns after its transaction commits (``synchronous_commit`` is on by
+default), so an acknowledged enrolment survives ``kill -9`` of the API process — and of the
+database server, which replays its WAL.
+
+**Deletion is real** (DELETE, not a flag), but PostgreSQL's MVCC keeps a deleted (or updated)
+row's old version in its heap page as a dead tuple, and the HNSW index keeps its vector, until
+VACUUM removes them. So every deletion of faces, users or collections is followed by
+``VACUUM (INDEX_CLEANUP ON)`` of the tables it touched (``vacuum``): the rows become
+unreadable and pgvector overwrites the deleted vectors in the HNSW index. Unlike SQLite's
+``secure_delete``, PostgreSQL does not zero the space it frees: measured here, the last row
+of a heap page and B-tree entries (FaceId, image SHA-256, UserId) can keep their bytes in
+free space until reused. ``VACUUM FULL`` (``vacuum(full=True)``, ``faceledger db vacuum
+--full``, exclusive lock: a maintenance window) rewrites the tables into new files and leaves
+nothing. Neither reaches WAL segments not yet recycled, replicas or backups.
+
+**Concurrency**: transactions run at READ COMMITTED; the read-then-write verbs lock what they
+depend on (the user row for associations, the collection row for tag limits, an advisory lock
+per ClientRequestToken) so two processes cannot interleave them.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import psycopg
+from numpy.typing import NDArray
+from psycopg import errors as pg_errors
+from psycopg import sql as pg_sql
+
+from faceledger.domain.collections import BoundingBox, Collection, StoredFace, User
+from faceledger.domain.errors import (
+    InvalidParameterError,
+    ResourceAlreadyExistsError,
+    ResourceNotFoundError,
+    ServiceQuotaExceededError,
+)
+from faceledger.index.base import SearchHits
+from faceledger.store.pg_pool import open_pool
+from faceledger.store.sqlite import (
+    REQUEST_TOKEN_TTL_S,
+    FaceRow,
+    NewFace,
+    RequestRecord,
+    UserFacesChange,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Connections per store (per process). Each API process also has its key store's and the
+#: ledger's; PostgreSQL's default ``max_connections`` is 100.
+POOL_SIZE = 8
+#: HNSW search breadth when the caller gives none (pgvector's default is 40). Raised to ``k``
+#: when more results are asked for; pgvector caps it at 1,000.
+DEFAULT_EF_SEARCH = 200
+MAX_EF_SEARCH = 1000
+#: HNSW build parameters (pgvector's defaults).
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
+
+_FACE_COLUMNS = (
+    "row_id, face_id, image_id, external_image_id, bbox_left, bbox_top, bbox_width, "
+    "bbox_height, confidence, user_id"
+)
+
+
+def vector_literal(vector: NDArray[np.floating[Any]]) -> str:
+    """A vector in pgvector's text form ``[x,y,…]`` (cast to ``halfvec(dim)`` in SQL)."""
+    return "[" + ",".join(repr(float(x)) for x in np.asarray(vector, np.float32).ravel()) + "]"
+
+
+def partition_name(collection_pk: int) -> str:
+    """The collection's partition of ``faces``."""
+    return f"faces_{int(collection_pk)}"
+
+
+def hnsw_index_name(collection_pk: int) -> str:
+    """The HNSW index of the collection's partition."""
+    return f"faces_{int(collection_pk)}_hnsw"
+
+
+def hnsw_index_sql(collection_pk: int, dim: int) -> str:
+    """The DDL of the collection's HNSW index, on its partition (``create_collection`` runs it;
+    a bulk load may drop the index, ``COPY`` into the partition, and run it again)."""
+    return (
+        f"CREATE INDEX {hnsw_index_name(collection_pk)} ON {partition_name(collection_pk)} "
+        f"USING hnsw ((embedding::halfvec({int(dim)})) halfvec_cosine_ops) "
+        f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
+    )
+
+
+def _row_to_face(row: Sequence[Any], face_model_version: str) -> FaceRow:
+    row_id, face_id, image_id, ext, left, top, width, height, confidence, user_id = row
+    return FaceRow(
+        int(row_id),
+        StoredFace(
+            face_id=face_id,
+            image_id=image_id,
+            external_image_id=ext,
+            bounding_box=BoundingBox(left, top, width, height),
+            confidence=float(confidence),
+            user_id=user_id,
+            face_model_version=face_model_version,
+        ),
+    )
+
+
+def _as_vectors(values: Sequence[Sequence[float]], dim: int) -> NDArray[np.float32]:
+    if not values:
+        return np.zeros((0, dim), np.float32)
+    return np.asarray(values, dtype=np.float32).reshape(-1, dim)
+
+
+class PostgresStore:
+    """Collections, faces (vectors in pgvector), users, tags, policies and request tokens."""
+
+    def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
+        self.url = url
+        self._pool = open_pool(url, size=pool_size, name="faceledger-store")
+
+    def close(self) -> None:
+        """Close the pool's connections (idempotent)."""
+        self._pool.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[psycopg.Connection[Any]]:
+        """One transaction on a pooled connection, committed (durably) when the block exits
+        without error, rolled back otherwise."""
+        with self._pool.connection() as conn:
+            yield conn
+
+    # -- maintenance ----------------------------------------------------------------------
+    def vacuum(self, *tables: str, full: bool = False) -> None:
+        """``VACUUM (INDEX_CLEANUP ON)`` the tables (default: faces and users).
+
+        Called after every deletion. Until VACUUM runs, a deleted row is a dead tuple still
+        readable in its heap page, and a deleted face's vector is still in the HNSW index.
+        VACUUM prunes the dead tuples and, with ``INDEX_CLEANUP ON`` (never skipped, even for a
+        few dead rows in a large table), makes pgvector mark the HNSW elements deleted and
+        overwrite their vectors. It does not zero the free space it leaves: bytes of a pruned
+        row can survive in a heap or B-tree page until the space is reused. ``full=True``
+        (``VACUUM FULL``, ``faceledger db vacuum --full``) rewrites the tables and their
+        indexes into new files, leaving nothing of deleted rows in the database; it locks each
+        table exclusively while it runs (a maintenance window). VACUUM cannot run in a
+        transaction, so this uses an autocommit connection.
+        """
+        names = tables or ("faces", "users")
+        options = pg_sql.SQL("FULL" if full else "INDEX_CLEANUP ON")
+        with self._pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                for name in names:
+                    conn.execute(
+                        pg_sql.SQL("VACUUM ({}) {}").format(options, pg_sql.Identifier(name))
+                    )
+            finally:
+                conn.autocommit = False
+
+    # -- collections ----------------------------------------------------------------------
+    @staticmethod
+    def _info(
+        conn: psycopg.Connection[Any], collection_id: str, *, lock: bool = False
+    ) -> tuple[int, str, int]:
+        """(collection_pk, face_model_version, embedding_dim); ResourceNotFoundError if absent.
+        ``lock`` takes the collection row FOR UPDATE until the transaction ends."""
+        row = conn.execute(
+            "SELECT collection_pk, face_model_version, embedding_dim FROM collections "
+            "WHERE collection_id = %s" + (" FOR NO KEY UPDATE" if lock else ""),
+            (collection_id,),
+        ).fetchone()
+        if row is None:
+            raise ResourceNotFoundError(f"collection {collection_id!r} does not exist")
+        return int(row[0]), str(row[1]), int(row[2])
+
+    def _collection_info(self, collection_id: str) -> tuple[int, str, int]:
+        with self._tx() as conn:
+            return self._info(conn, collection_id)
+
+    def create_collection(
+        self,
+        collection_id: str,
+        face_model_version: str,
+        dim: int,
+        tags: Mapping[str, str] | None = None,
+    ) -> Collection:
+        """A new collection, with its tags, its partition of ``faces`` and the partition's HNSW
+        index (one transaction; see the module docstring)."""
+        now = time.time()
+        try:
+            with self._tx() as conn:
+                row = conn.execute(
+                    "INSERT INTO collections (collection_id, face_model_version, embedding_dim,"
+                    " created_at) VALUES (%s, %s, %s, %s) RETURNING collection_pk",
+                    (collection_id, face_model_version, int(dim), now),
+                ).fetchone()
+                assert row is not None
+                pk = int(row[0])
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO tags (collection_pk, key, value) VALUES (%s, %s, %s)",
+                        [(pk, k, v) for k, v in (tags or {}).items()],
+                    )
+                table = partition_name(pk)
+                conn.execute(f"CREATE TABLE {table} (LIKE faces INCLUDING DEFAULTS)")
+                conn.execute(f"ALTER TABLE {table} ADD CHECK (collection_pk = {pk})")
+                conn.execute(hnsw_index_sql(pk, dim))
+                conn.execute(f"ALTER TABLE faces ATTACH PARTITION {table} FOR VALUES IN ({pk})")
+        except pg_errors.UniqueViolation:
+            raise ResourceAlreadyExistsError(
+                f"collection {collection_id!r} already exists"
+            ) from None
+        return Collection(collection_id, face_model_version, now)
+
+    # face_count / user_count are kept in the collection's row by the writes below (in their
+    # transactions), so describing a collection costs the same at any size.
+    _COLLECTION_SQL = (
+        "SELECT c.collection_id, c.face_model_version, c.created_at, c.face_count, "
+        "c.user_count FROM collections c "
+    )
+
+    @staticmethod
+    def _count(conn: psycopg.Connection[Any], pk: int, column: str, delta: int) -> None:
+        """Add ``delta`` to the collection's ``face_count`` or ``user_count`` (row-locked until
+        the transaction ends: do it last)."""
+        assert column in ("face_count", "user_count")
+        if delta:
+            conn.execute(
+                f"UPDATE collections SET {column} = {column} + %s WHERE collection_pk = %s",
+                (delta, pk),
+            )
+
+    @staticmethod
+    def _to_collection(row: Sequence[Any]) -> Collection:
+        return Collection(str(row[0]), str(row[1]), float(row[2]), int(row[3]), int(row[4]))
+
+    def collection(self, collection_id: str) -> Collection:
+        with self._tx() as conn:
+            row = conn.execute(
+                self._COLLECTION_SQL + "WHERE c.collection_id = %s", (collection_id,)
+            ).fetchone()
+        if row is None:
+            raise ResourceNotFoundError(f"collection {collection_id!r} does not exist")
+        return self._to_collection(row)
+
+    def embedding_dim(self, collection_id: str) -> int:
+        return self._collection_info(collection_id)[2]
+
+    def list_collections(self, *, after: str | None, limit: int) -> list[Collection]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                self._COLLECTION_SQL + 'WHERE c.collection_id COLLATE "C" > %s '
+                'ORDER BY c.collection_id COLLATE "C" LIMIT %s',
+                (after or "", limit),
+            ).fetchall()
+        return [self._to_collection(r) for r in rows]
+
+    def delete_collection(self, collection_id: str) -> None:
+        """Delete the collection: its partition of ``faces`` (detached concurrently, then
+        dropped: the files go), then its row with its users, tags, policy and tokens (cascade),
+        then VACUUM of those tables. Each step can be repeated, so a deletion interrupted by a
+        crash completes when asked again."""
+        pk, _, _ = self._collection_info(collection_id)
+        table = partition_name(pk)
+        with self._pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                row = conn.execute(
+                    "SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = to_regclass(%s)",
+                    (table,),
+                ).fetchone()
+                if row is not None:  # attached (or left half-detached by a crash)
+                    mode = "FINALIZE" if row[0] else "CONCURRENTLY"
+                    conn.execute(f"ALTER TABLE faces DETACH PARTITION {table} {mode}")
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
+            finally:
+                conn.autocommit = False
+        with self._tx() as conn:
+            deleted = conn.execute("DELETE FROM collections WHERE collection_pk = %s", (pk,))
+            if deleted.rowcount == 0:
+                raise ResourceNotFoundError(f"collection {collection_id!r} does not exist")
+        self.vacuum("users", "tags", "policies", "request_tokens")
+
+    # -- tags -----------------------------------------------------------------------------
+    def tags(self, collection_id: str) -> dict[str, str]:
+        with self._tx() as conn:
+            pk, _, _ = self._info(conn, collection_id)
+            rows = conn.execute(
+                'SELECT key, value FROM tags WHERE collection_pk = %s ORDER BY key COLLATE "C"',
+                (pk,),
+            ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def set_tags(self, collection_id: str, tags: Mapping[str, str], max_tags: int) -> None:
+        """Add or overwrite tags; refuses (changing nothing) when the total would exceed
+        ``max_tags``."""
+        with self._tx() as conn:
+            pk, _, _ = self._info(conn, collection_id, lock=True)
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO tags (collection_pk, key, value) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (collection_pk, key) DO UPDATE SET value = EXCLUDED.value",
+                    [(pk, k, v) for k, v in tags.items()],
+                )
+            row = conn.execute("SELECT COUNT(*) FROM tags WHERE collection_pk = %s", (pk,))
+            count = int(row.fetchone()[0])  # type: ignore[index]
+            if count > max_tags:
+                raise ServiceQuotaExceededError(
+                    f"collection {collection_id!r} would have {count} tags; "
+                    f"at most {max_tags} are allowed"
+                )
+
+    def remove_tags(self, collection_id: str, keys: list[str]) -> None:
+        with self._tx() as conn:
+            pk, _, _ = self._info(conn, collection_id, lock=True)
+            conn.execute(
+                "DELETE FROM tags WHERE collection_pk = %s AND key = ANY(%s)", (pk, list(keys))
+            )
+
+    # -- policies -------------------------------------------------------------------------
+    def policy(self, collection_id: str) -> str | None:
+        """The collection's policy document (JSON), None when it has none of its own."""
+        with self._tx() as conn:
+            pk, _, _ = self._info(conn, collection_id)
+            row = conn.execute(
+                "SELECT policy FROM policies WHERE collection_pk = %s", (pk,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_policy(self, collection_id: str, policy: str) -> None:
+        with self._tx() as conn:
+            pk, _, _ = self._info(conn, collection_id, lock=True)
+            conn.execute(
+                "INSERT INTO policies (collection_pk, policy, updated_at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (collection_pk) DO UPDATE SET policy = EXCLUDED.policy, "
+                "updated_at = EXCLUDED.updated_at",
+                (pk, policy, time.time()),
+            )
+
+    # -- faces ----------------------------------------------------------------------------
+    def faces_of_image(
+        self, collection_id: str, image_sha256: str, external_image_id: str | None
+    ) -> list[FaceRow]:
+        with self._tx() as conn:
+            pk, fmv, _ = self._info(conn, collection_id)
+            rows = conn.execute(
+                f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_pk = %s "
+                "AND image_sha256 = %s AND external_image_id IS NOT DISTINCT FROM %s "
+                "ORDER BY row_id",
+                (pk, image_sha256, external_image_id),
+            ).fetchall()
+        return [_row_to_face(r, fmv) for r in rows]
+
+    def add_faces(self, collection_id: str, faces: Sequence[NewFace]) -> list[FaceRow]:
+        """Insert faces of one image in one transaction (all or none)."""
+        image_id = str(uuid.uuid4())
+        now = time.time()
+        out: list[FaceRow] = []
+        try:
+            with self._tx() as conn:
+                pk, fmv, dim = self._info(conn, collection_id)
+                for face in faces:
+                    vector = np.asarray(face.embedding, dtype=np.float32)
+                    if vector.shape != (dim,):
+                        raise InvalidParameterError(
+                            f"embedding has shape {vector.shape}; collection expects ({dim},)"
+                        )
+                    face_id = str(uuid.uuid4())
+                    box = face.bounding_box
+                    row = conn.execute(
+                        "INSERT INTO faces (collection_pk, face_id, image_id, image_sha256, "
+                        "external_image_id, bbox_left, bbox_top, bbox_width, bbox_height, "
+                        "confidence, user_id, embedding, created_at) VALUES "
+                        f"(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, %s::halfvec({dim}), %s) "
+                        "RETURNING row_id",
+                        (
+                            pk,
+                            face_id,
+                            image_id,
+                            face.image_sha256,
+                            face.external_image_id,
+                            box.left,
+                            box.top,
+                            box.width,
+                            box.height,
+                            face.confidence,
+                            vector_literal(vector),
+                            now,
+                        ),
+                    ).fetchone()
+                    assert row is not None
+                    out.append(
+                        FaceRow(
+                            int(row[0]),
+                            StoredFace(
+                                face_id,
+                                image_id,
+                                face.external_image_id,
+                                box,
+                                face.confidence,
+                                None,
+                                fmv,
+                            ),
+                        )
+                    )
+                self._count(conn, pk, "face_count", len(out))
+        except pg_errors.CheckViolation:  # its partition went with a concurrent deletion
+            raise ResourceNotFoundError(f"collection {collection_id!r} does not exist") from None
+        return out
+
+    def external_image_ids(self, collection_id: str) -> set[str]:
+        """Every ExternalImageId with at least one face in the collection."""
+        with self._tx() as conn:
+            pk, _, _ = self._info(conn, collection_id)
+            rows = conn.execute(
+                "SELECT DISTINCT external_image_id FROM faces WHERE collection_pk = %s "
+                "AND external_image_id IS NOT NULL",
+                (pk,),
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def faces_by_id(self, collection_id: str, face_ids: Sequence[str]) -> dict[str, FaceRow]:
+        with self._tx() as conn:
+            pk, fmv, _ = self._info(conn, collection_id)
+            rows = conn.execute(
+                f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_pk = %s AND face_id = ANY(%s)",
+                (pk, list(face_ids)),
+            ).fetchall()
+        return {r[1]: _row_to_face(r, fmv) for r in rows}
+
+    def faces_by_row(self, collection_id: str, row_ids: Sequence[int]) -> dict[int, FaceRow]:
+        with self._tx() as conn:
+            pk, fmv, _ = self._info(conn, collection_id)
+            rows = conn.execute(
+                f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_pk = %s AND row_id = ANY(%s)",
+                (pk, [int(r) for r in row_ids]),
+            ).fetchall()
+        return {int(r[0]): _row_to_face(r, fmv) for r in rows}
+
+    def embedding(self, collection_id: str, face_id: str) -> tuple[int, NDArray[np.float32]]:
+        """(row id, embedding) of a face; the embedding as stored (fp16, widened)."""
+        with self._tx() as conn:
+            pk, _, _ = self._info(conn, collection_id)
+            row = conn.execute(
+                "SELECT row_id, embedding::vector::real[] FROM faces "
+                "WHERE collection_pk = %s AND face_id = %s",
+                (pk, face_id),
+            ).fetchone()
+        if row is None:
+            raise ResourceNotFoundError(f"face {face_id!r} is not in collection {collection_id!r}")
+        return int(row[0]), np.asarray(row[1], dtype=np.float32)
+
+    def list_faces(
+        self,
+        collection_id: str,
+        *,
+        after_row: int,
+        limit: int,
+        user_id: str | None = None,
+        face_ids: Sequence[str] | None = None,
+    ) -> list[FaceRow]:
+        with self._tx() as conn:
+            pk, fmv, _ = self._info(conn, collection_id)
+            sql = f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_pk = %s AND row_id > %s"
+            args: list[object] = [pk, after_row]
+            if user_id is not None:
+                sql += " AND user_id = %s"
+                args.append(user_id)
+            if face_ids is not None:
+                sql += " AND face_id = ANY(%s)"
+                args.append(list(face_ids))
+            sql += " ORDER BY row_id LIMIT %s"
+            args.append(limit)
+            rows = conn.execute(sql, args).fetchall()
+        return [_row_to_face(r, fmv) for r in rows]
+
+    def delete_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[str]:
+        """Delete faces (one transaction, then VACUUM); returns the FaceIds that existed and
+        were deleted, in the order asked. A face's user association goes with its row."""
+        with self._tx() as conn:
+            pk, _, _ = self._info(conn, collection_id)
+            rows = conn.execute(
+                "DELETE FROM faces WHERE collection_pk = %s AND face_id = ANY(%s) "
+                "RETURNING face_id",
+                (pk, list(face_ids)),
+            ).fetchall()
+            self._count(conn, pk, "face_count", -len(rows))
+        gone = {r[0] for r in rows}
+        if gone:
+            self.vacuum(partition_name(pk))  # the deleted rows and vectors must not linger
+        return [f for f in dict.fromkeys(face_ids) if f in gone]
+
+    def faces_older_than(self, collection_id: str, cutoff_epoch: float) -> list[str]:
+        """FaceIds of the collection's faces enrolled before ``cutoff_epoch`` (Unix seconds),
+        oldest first. ResourceNotFoundError for an unknown collection."""
+        with self._tx() as conn:
+            pk, _, _ = self._info(conn, collection_id)
+            rows = conn.execute(
+                "SELECT face_id FROM faces WHERE collection_pk = %s AND created_at < %s "
+                "ORDER BY row_id",
+                (pk, float(cutoff_epoch)),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    # -- vectors --------------------------------------------------------------------------
+    def all_embeddings(
+        self, collection_id: str, *, batch: int = 100_000
+    ) -> Iterator[tuple[NDArray[np.int64], NDArray[np.float32]]]:
+        """Every (row_id, embedding) of a collection, in row order, in batches."""
+        pk, _, dim = self._collection_info(collection_id)
+        after = 0
+        while True:
+            with self._tx() as conn:
+                rows = conn.execute(
+                    "SELECT row_id, embedding::vector::real[] FROM faces "
+                    "WHERE collection_pk = %s AND row_id > %s ORDER BY row_id LIMIT %s",
+                    (pk, after, batch),
+                ).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            yield ids, _as_vectors([r[1] for r in rows], dim)
+            after = int(ids[-1])
+
+    def search_vectors(
+        self,
+        collection_id: str,
+        vectors: NDArray[np.float32],
+        *,
+        k: int,
+        ef_search: int | None = None,
+        min_cosine: float | None = None,
+    ) -> SearchHits:
+        """The ``k`` nearest faces (cosine) of each query, from the collection's HNSW index.
+
+        ``vectors``: (Q, dim) or (dim,) float32 unit vectors. Returns ``SearchHits`` like a
+        ``VectorIndex`` (ids are row ids; -1 / -inf padding; best first; cosines below
+        ``min_cosine`` dropped). ``ef_search`` (default ``DEFAULT_EF_SEARCH``, raised to
+        ``k``, at most 1,000) is set with ``SET LOCAL`` for this transaction only; when ``k``
+        exceeds it, pgvector's iterative scan (strict order) supplies the rest. A small
+        collection may be scanned exactly instead, when the planner finds that cheaper.
+        """
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        with self._tx() as conn:
+            pk, _, dim = self._info(conn, collection_id)
+            queries = np.asarray(vectors, dtype=np.float32).reshape(-1, dim)
+            ef = min(MAX_EF_SEARCH, max(int(ef_search or DEFAULT_EF_SEARCH), k))
+            conn.execute(f"SET LOCAL hnsw.ef_search = {ef}")
+            if k > ef:
+                conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+            statement = (
+                f"SELECT row_id, embedding::halfvec({dim}) <=> %s::halfvec({dim}) AS distance "
+                f"FROM faces WHERE collection_pk = {pk} ORDER BY distance LIMIT %s"
+            )
+            ids = np.full((len(queries), k), -1, np.int64)
+            cosines = np.full((len(queries), k), -np.inf, np.float32)
+            for q, query in enumerate(queries):
+                rows = conn.execute(statement, (vector_literal(query), k)).fetchall()
+                # The HNSW scan's order can differ from the exact distances by ~1e-5: re-sort.
+                rows.sort(key=lambda row: float(row[1]))
+                for j, (row_id, distance) in enumerate(rows):
+                    cosine = 1.0 - float(distance)
+                    if min_cosine is not None and cosine < min_cosine:
+                        break  # best first
+                    ids[q, j] = int(row_id)
+                    cosines[q, j] = cosine
+        return SearchHits(ids, cosines)
+
+    # -- users ----------------------------------------------------------------------------
+    def create_user(self, collection_id: str, user_id: str) -> None:
+        try:
+            with self._tx() as conn:
+                pk, _, _ = self._info(conn, collection_id)
+                conn.execute(
+                    "INSERT INTO users (collection_pk, user_id, created_at) VALUES (%s, %s, %s)",
+                    (pk, user_id, time.time()),
+                )
+                self._count(conn, pk, "user_count", 1)
+        except pg_errors.UniqueViolation:
+            raise ResourceAlreadyExistsError(
+                f"user {user_id!r} already exists in collection {collection_id!r}"
+            ) from None
+
+    def list_users(self, collection_id: str, *, after: str | None, limit: int) -> list[User]:
+        with self._tx() as conn:
+            pk, _, _ = self._info(conn, collection_id)
+            rows = conn.execute(
+                "SELECT user_id FROM users WHERE collection_pk = %s "
+                'AND user_id COLLATE "C" > %s ORDER BY user_id COLLATE "C" LIMIT %s',
+                (pk, after or "", limit),
+            ).fetchall()
+        return [User(r[0]) for r in rows]
+
+    def user_exists(self, collection_id: str, user_id: str) -> bool:
+        """Whether the user exists; ResourceNotFoundError when the collection does not."""
+        with self._tx() as conn:
+            pk, _, _ = self._info(conn, collection_id)
+            row = conn.execute(
+                "SELECT 1 FROM users WHERE collection_pk = %s AND user_id = %s", (pk, user_id)
+            ).fetchone()
+        return row is not None
+
+    def user_face_ids(self, collection_id: str, user_id: str) -> list[str]:
+        """The FaceIds associated with the user, in enrolment order."""
+        with self._tx() as conn:
+            pk, _, _ = self._info(conn, collection_id)
+            rows = conn.execute(
+                "SELECT face_id FROM faces WHERE collection_pk = %s AND user_id = %s "
+                "ORDER BY row_id",
+                (pk, user_id),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def user_face_counts(self, collection_id: str, user_ids: Sequence[str]) -> dict[str, int]:
+        """How many faces each of ``user_ids`` has (users without faces are left out)."""
+        with self._tx() as conn:
+            pk, _, _ = self._info(conn, collection_id)
+            rows = conn.execute(
+                "SELECT user_id, COUNT(*) FROM faces WHERE collection_pk = %s "
+                "AND user_id = ANY(%s) GROUP BY user_id",
+                (pk, list(user_ids)),
+            ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def user_embeddings(
+        self, collection_id: str, user_ids: Sequence[str]
+    ) -> dict[str, NDArray[np.float32]]:
+        """Each user's face embeddings, (n, dim) in enrolment order; users without faces are
+        left out."""
+        with self._tx() as conn:
+            pk, _, dim = self._info(conn, collection_id)
+            rows = conn.execute(
+                "SELECT user_id, embedding::vector::real[] FROM faces WHERE collection_pk = %s "
+                "AND user_id = ANY(%s) ORDER BY row_id",
+                (pk, list(user_ids)),
+            ).fetchall()
+        grouped: dict[str, list[list[float]]] = {}
+        for user, vector in rows:
+            grouped.setdefault(user, []).append(vector)
+        return {user: _as_vectors(vectors, dim) for user, vectors in grouped.items()}
+
+    def face_embeddings(
+        self, collection_id: str, face_ids: Sequence[str]
+    ) -> dict[str, NDArray[np.float32]]:
+        """Embeddings of the given faces that exist in the collection."""
+        with self._tx() as conn:
+            pk, _, _ = self._info(conn, collection_id)
+            rows = conn.execute(
+                "SELECT face_id, embedding::vector::real[] FROM faces WHERE collection_pk = %s "
+                "AND face_id = ANY(%s)",
+                (pk, list(face_ids)),
+            ).fetchall()
+        return {r[0]: np.asarray(r[1], dtype=np.float32) for r in rows}
+
+    @staticmethod
+    def _lock_user(
+        conn: psycopg.Connection[Any], pk: int, collection_id: str, user_id: str
+    ) -> None:
+        """Lock the user's row until the transaction ends; ResourceNotFoundError if absent."""
+        row = conn.execute(
+            "SELECT 1 FROM users WHERE collection_pk = %s AND user_id = %s FOR UPDATE",
+            (pk, user_id),
+        ).fetchone()
+        if row is None:
+            raise ResourceNotFoundError(
+                f"user {user_id!r} does not exist in collection {collection_id!r}"
+            )
+
+    @staticmethod
+    def _owners(
+        conn: psycopg.Connection[Any], pk: int, face_ids: Sequence[str]
+    ) -> dict[str, str | None]:
+        """FaceId → its user_id (None when unassociated) for the faces that exist, locked."""
+        rows = conn.execute(
+            "SELECT face_id, user_id FROM faces WHERE collection_pk = %s AND face_id = ANY(%s) "
+            "FOR NO KEY UPDATE",
+            (pk, list(face_ids)),
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    @staticmethod
+    def _user_face_count(conn: psycopg.Connection[Any], pk: int, user_id: str) -> int:
+        row = conn.execute(
+            "SELECT COUNT(*) FROM faces WHERE collection_pk = %s AND user_id = %s", (pk, user_id)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def associate(
+        self,
+        collection_id: str,
+        user_id: str,
+        face_ids: Sequence[str],
+        *,
+        max_faces_per_user: int | None = None,
+    ) -> UserFacesChange:
+        """Associate unowned faces with the user, in one transaction (see ``SQLiteStore``).
+
+        The user's row and the faces are locked, so concurrent associations from several
+        processes cannot take a user past its limit or give a face two users.
+        """
+        wanted = list(dict.fromkeys(face_ids))
+        with self._tx() as conn:
+            pk, _, _ = self._info(conn, collection_id)
+            self._lock_user(conn, pk, collection_id, user_id)
+            owners = self._owners(conn, pk, wanted)
+            not_found = tuple(f for f in wanted if f not in owners)
+            other = tuple(
+                (f, owner)
+                for f in wanted
+                if f in owners and (owner := owners[f]) is not None and owner != user_id
+            )
+            free = [f for f in wanted if f in owners and owners[f] is None]
+            count = self._user_face_count(conn, pk, user_id)
+            if max_faces_per_user is not None and free and count + len(free) > max_faces_per_user:
+                return UserFacesChange((), not_found, other, count, limit_exceeded=True)
+            if free:
+                conn.execute(
+                    "UPDATE faces SET user_id = %s WHERE collection_pk = %s "
+                    "AND face_id = ANY(%s) AND user_id IS NULL",
+                    (user_id, pk, free),
+                )
+        return UserFacesChange(tuple(free), not_found, other, count + len(free))
+
+    def disassociate(
+        self, collection_id: str, user_id: str, face_ids: Sequence[str]
+    ) -> UserFacesChange:
+        """Remove the user's association from its faces among ``face_ids`` (one transaction)."""
+        wanted = list(dict.fromkeys(face_ids))
+        with self._tx() as conn:
+            pk, _, _ = self._info(conn, collection_id)
+            self._lock_user(conn, pk, collection_id, user_id)
+            owners = self._owners(conn, pk, wanted)
+            not_found = tuple(f for f in wanted if f not in owners)
+            other = tuple(
+                (f, owner)
+                for f in wanted
+                if f in owners and (owner := owners[f]) is not None and owner != user_id
+            )
+            mine = [f for f in wanted if owners.get(f) == user_id]
+            if mine:
+                conn.execute(
+                    "UPDATE faces SET user_id = NULL WHERE collection_pk = %s "
+                    "AND face_id = ANY(%s)",
+                    (pk, mine),
+                )
+            count = self._user_face_count(conn, pk, user_id)
+        return UserFacesChange(tuple(mine), not_found, other, count)
+
+    def delete_user(
+        self,
+        collection_id: str,
+        user_id: str,
+        *,
+        request_token: str | None = None,
+        params: str = "",
+    ) -> RequestRecord | None:
+        """Delete a user; its faces stay in the collection, disassociated (one transaction),
+        then VACUUM. With ``request_token``: as ``SQLiteStore.delete_user``."""
+        with self._tx() as conn:
+            pk, _, _ = self._info(conn, collection_id)
+            if request_token is not None:
+                self._lock_token(conn, pk, "DeleteUser", request_token)
+                earlier = self._request_record(conn, pk, "DeleteUser", request_token)
+                if earlier is not None:
+                    return earlier
+            self._lock_user(conn, pk, collection_id, user_id)
+            conn.execute(
+                "UPDATE faces SET user_id = NULL WHERE collection_pk = %s AND user_id = %s",
+                (pk, user_id),
+            )
+            conn.execute(
+                "DELETE FROM users WHERE collection_pk = %s AND user_id = %s", (pk, user_id)
+            )
+            self._count(conn, pk, "user_count", -1)
+            if request_token is not None:
+                self._insert_request(conn, pk, "DeleteUser", request_token, params, "{}")
+        self.vacuum(partition_name(pk), "users")  # nor the user id, in dead tuples
+        return None
+
+    def create_user_once(
+        self, collection_id: str, user_id: str, *, request_token: str, params: str
+    ) -> RequestRecord | None:
+        """CreateUser with an idempotency token, remembered in the same transaction (see
+        ``SQLiteStore.create_user_once``)."""
+        try:
+            with self._tx() as conn:
+                pk, _, _ = self._info(conn, collection_id)
+                self._lock_token(conn, pk, "CreateUser", request_token)
+                earlier = self._request_record(conn, pk, "CreateUser", request_token)
+                if earlier is not None:
+                    return earlier
+                conn.execute(
+                    "INSERT INTO users (collection_pk, user_id, created_at) VALUES (%s, %s, %s)",
+                    (pk, user_id, time.time()),
+                )
+                self._insert_request(conn, pk, "CreateUser", request_token, params, "{}")
+                self._count(conn, pk, "user_count", 1)
+        except pg_errors.UniqueViolation:
+            raise ResourceAlreadyExistsError(
+                f"user {user_id!r} already exists in collection {collection_id!r}"
+            ) from None
+        return None
+
+    # -- idempotency tokens ---------------------------------------------------------------
+    @staticmethod
+    def _lock_token(conn: psycopg.Connection[Any], pk: int, operation: str, token: str) -> None:
+        """Serialise calls with the same token (any process) until the transaction ends."""
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, %s))",
+            (f"{operation}/{token}", pk),
+        )
+
+    @staticmethod
+    def _request_record(
+        conn: psycopg.Connection[Any], pk: int, operation: str, token: str
+    ) -> RequestRecord | None:
+        row = conn.execute(
+            "SELECT params, response FROM request_tokens WHERE collection_pk = %s AND "
+            "operation = %s AND token = %s AND created_at >= %s",
+            (pk, operation, token, time.time() - REQUEST_TOKEN_TTL_S),
+        ).fetchone()
+        return None if row is None else RequestRecord(row[0], row[1])
+
+    @staticmethod
+    def _insert_request(
+        conn: psycopg.Connection[Any],
+        pk: int,
+        operation: str,
+        token: str,
+        params: str,
+        response: str,
+    ) -> None:
+        now = time.time()
+        conn.execute(
+            "DELETE FROM request_tokens WHERE created_at < %s", (now - REQUEST_TOKEN_TTL_S,)
+        )
+        conn.execute(
+            "INSERT INTO request_tokens (collection_pk, operation, token, params, response, "
+            "created_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (collection_pk, operation,"
+            " token) DO UPDATE SET params = EXCLUDED.params, response = EXCLUDED.response, "
+            "created_at = EXCLUDED.created_at",
+            (pk, operation, token, params, response, now),
+        )
+
+    def request_record(
+        self, collection_id: str, operation: str, token: str
+    ) -> RequestRecord | None:
+        """The record of an earlier call with this ClientRequestToken, if remembered."""
+        with self._tx() as conn:
+            pk, _, _ = self._info(conn, collection_id)
+            return self._request_record(conn, pk, operation, token)
+
+    def record_request(
+        self, collection_id: str, operation: str, token: str, params: str, response: str
+    ) -> None:
+        """Remember a call's parameters and response under its ClientRequestToken."""
+        with self._tx() as conn:
+            pk, _, _ = self._info(conn, collection_id)
+            self._insert_request(conn, pk, operation, token, params, response)
+
+    # -- secrets shared by every process ----------------------------------------------------
+    def shared_secret(self, name: str, size: int = 32) -> bytes:
+        """A random secret shared by every process on this database (created on first use),
+        e.g. the key signing pagination tokens, so a token from one replica works on another."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO shared_secrets (name, secret, created_at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (name) DO NOTHING",
+                (name, secrets.token_bytes(size), time.time()),
+            )
+            row = conn.execute(
+                "SELECT secret FROM shared_secrets WHERE name = %s", (name,)
+            ).fetchone()
+        assert row is not None
+        return bytes(row[0])
+
+
+class PostgresVectors:
+    """The vector search of ``PostgresStore``'s collections, in the database (no cache).
+
+    Satisfies the services' ``VectorSearch`` seam, like ``CollectionIndexes`` does for the
+    embedded store: every process searches the committed rows, so a face enrolled through one
+    API process is found through another at once. Nothing to save or drop: the HNSW indexes
+    are the database's, and the store VACUUMs after each deletion.
+    """
+
+    def __init__(self, store: PostgresStore, *, ef_search: int = DEFAULT_EF_SEARCH) -> None:
+        self._store = store
+        self.ef_search = ef_search
+
+    def search(
+        self, collection_id: str, query: NDArray[np.float32], *, k: int, min_cosine: float
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        hits = self._store.search_vectors(
+            collection_id, query, k=k, ef_search=self.ef_search, min_cosine=min_cosine
+        )
+        keep = hits.ids[0] >= 0
+        return hits.ids[0][keep], hits.cosines[0][keep]
+
+    def purge_deleted(self, collection_id: str) -> None:
+        """Nothing left to do: ``delete_faces`` already VACUUMed the rows and the index."""
+
+    def drop(self, collection_id: str) -> None:
+        """Nothing left to do: ``delete_collection`` dropped the collection's HNSW index."""
+
+    def save_all(self, *, only_if_changed: bool = False) -> None:
+        """Nothing to save: the database is the index."""
