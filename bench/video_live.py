@@ -71,7 +71,10 @@ def main() -> None:
     require_lfw()
     from _common import data_dir
     from faceledger.inference.engine import FaceEngine
+    from faceledger.process import limit_malloc_arenas
     from faceledger.video.live import LiveProcessor
+
+    arenas_capped = limit_malloc_arenas()  # as `faceledger serve` does
     from videos import exact_searcher, make_video, single_face_people
 
     engine = FaceEngine()
@@ -147,6 +150,7 @@ def main() -> None:
         "height": HEIGHT,
         "fps": args.fps,
         "minutes": round(wall_s / 60, 2),
+        "malloc_arenas_capped": arenas_capped,
         "match_events": len(events),
         "events_per_stream": [sum(1 for s, _, _ in events if s == i) for i in range(args.streams)],
         "latency_s": {

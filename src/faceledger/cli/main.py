@@ -219,6 +219,9 @@ def serve(
     """Run the HTTP API (native /v1 and docs at /docs) with uvicorn."""
     settings = _settings(host=host, port=port)
     _configure_logging(settings.log_level)
+    from faceledger.process import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before any thread starts: keeps a long-running server's RSS flat
     # Fail here with one line (unknown pack, licence not accepted, missing or tampered files)
     # rather than with uvicorn's start-up traceback; the app's lifespan then loads the pack.
     _service(settings).registry.load(settings.default_pack)

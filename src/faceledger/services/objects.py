@@ -113,12 +113,7 @@ class ImageObjects:
         where = _describe(bucket, name, version)
         folder = self.settings.s3_local_buckets.get(bucket)
         if folder is not None:
-            if version is not None:
-                raise InvalidS3ObjectError(
-                    f"Unable to read S3 object {where}: versions are not supported for local "
-                    f"bucket {bucket!r}."
-                )
-            path = _local_path(folder, bucket, name, where)
+            path = _local_path(folder, bucket, name, where, version)
             try:
                 info = path.stat()
             except OSError as exc:
@@ -176,12 +171,7 @@ class ImageObjects:
     def _read_local(self, folder: Path, bucket: str, name: str, version: str | None) -> bytes:
         """Read ``name`` from the bucket's folder, enforcing the module's safety rule."""
         where = _describe(bucket, name, version)
-        if version is not None:
-            raise InvalidS3ObjectError(
-                f"Unable to read S3 object {where}: versions are not supported for local "
-                f"bucket {bucket!r}."
-            )
-        path = _local_path(folder, bucket, name, where)
+        path = _local_path(folder, bucket, name, where, version)
         try:
             fd = os.open(path, _OPEN_FLAGS)
         except OSError as exc:
@@ -286,12 +276,20 @@ _OPEN_FLAGS = (
 )
 
 
-def _local_path(folder: Path, bucket: str, name: str, where: str) -> Path:
+def _local_path(
+    folder: Path, bucket: str, name: str, where: str, version: str | None = None
+) -> Path:
     """The resolved file for ``name``, guaranteed to lie inside the bucket's folder.
 
-    Raises InvalidS3ObjectError for an unavailable folder, an absolute name, a ``..`` segment,
-    a NUL byte, or a path that resolves (through symlinks) outside the folder.
+    Raises InvalidS3ObjectError for a version (local buckets have none), an unavailable
+    folder, an absolute name, a ``..`` segment, a NUL byte, or a path that resolves (through
+    symlinks) outside the folder.
     """
+    if version is not None:
+        raise InvalidS3ObjectError(
+            f"Unable to read S3 object {where}: versions are not supported for local "
+            f"bucket {bucket!r}."
+        )
     try:
         root = folder.resolve(strict=True)
     except (OSError, RuntimeError):

@@ -7,9 +7,7 @@ sharing the database exactly one runs each job.
 
 from __future__ import annotations
 
-import json
 import time
-import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,12 +15,19 @@ from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
 from faceledger.domain.errors import (
-    IdempotentParameterMismatchError,
     ResourceInUseError,
     ResourceNotFoundError,
 )
 from faceledger.store.pg_pool import open_pool
-from faceledger.store.video import IN_PROGRESS, JobRow, ProcessorRow
+from faceledger.store.video import (
+    IN_PROGRESS,
+    JobRow,
+    ProcessorRow,
+    check_processor_changes,
+    decode_results,
+    encode_results,
+    same_request,
+)
 
 POOL_SIZE = 4
 
@@ -115,13 +120,7 @@ class PostgresVideoStore:
             ).fetchone()
         if row is None:  # the conflict was on job_id itself (never: ids are random)
             raise ResourceInUseError(f"the job id {job.job_id!r} is taken")
-        earlier = _job(row)
-        if (earlier.video, earlier.params, earlier.job_tag) != (job.video, job.params, job.job_tag):
-            raise IdempotentParameterMismatchError(
-                f"ClientRequestToken {job.client_token!r} was used for a different request "
-                f"(job {earlier.job_id})"
-            )
-        return earlier
+        return same_request(_job(row), job)
 
     def job(self, job_id: str) -> JobRow:
         with self._pool.connection() as conn:
@@ -166,9 +165,7 @@ class PostgresVideoStore:
         metadata: dict[str, Any] | None = None,
         results: list[Any] | None = None,
     ) -> None:
-        blob = None
-        if results is not None:
-            blob = zlib.compress(json.dumps(results, separators=(",", ":")).encode(), 6)
+        blob = encode_results(results) if results is not None else None
         with self._pool.connection() as conn:
             conn.execute(
                 "UPDATE video_jobs SET status = %s, status_message = %s, finished_at = %s,"
@@ -190,10 +187,7 @@ class PostgresVideoStore:
             ).fetchone()
         if row is None:
             raise ResourceNotFoundError(f"the job {job_id!r} does not exist")
-        if row[0] is None:
-            return []
-        out: list[Any] = json.loads(zlib.decompress(row[0]))
-        return out
+        return decode_results(row[0])
 
     # -- stream processors -------------------------------------------------------------------
     def create_processor(self, processor: ProcessorRow) -> None:
@@ -236,9 +230,7 @@ class PostgresVideoStore:
         return [_processor(r) for r in rows]
 
     def update_processor(self, name: str, **changes: Any) -> ProcessorRow:
-        allowed = {"status", "status_message", "settings", "extra", "outputs", "source", "owner"}
-        if not set(changes) <= allowed:
-            raise ValueError(f"cannot update {sorted(set(changes) - allowed)}")
+        check_processor_changes(changes)
         sets, values = [], []
         for column, value in changes.items():
             sets.append(f"{column} = %s")

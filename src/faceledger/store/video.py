@@ -103,6 +103,36 @@ class ProcessorRow:
     owner: str | None = None  # the process running it (while RUNNING)
 
 
+UPDATABLE_PROCESSOR_COLUMNS = frozenset(
+    {"status", "status_message", "settings", "extra", "outputs", "source", "owner"}
+)
+
+
+def check_processor_changes(changes: dict[str, Any]) -> None:
+    if not set(changes) <= UPDATABLE_PROCESSOR_COLUMNS:
+        raise ValueError(f"cannot update {sorted(set(changes) - UPDATABLE_PROCESSOR_COLUMNS)}")
+
+
+def same_request(earlier: JobRow, job: JobRow) -> JobRow:
+    """``earlier`` (the job a ClientRequestToken made), if ``job`` asks for the same thing;
+    else ``IdempotentParameterMismatchException``."""
+    if (earlier.video, earlier.params, earlier.job_tag) != (job.video, job.params, job.job_tag):
+        raise IdempotentParameterMismatchError(
+            f"ClientRequestToken {job.client_token!r} was used for a different request "
+            f"(job {earlier.job_id})"
+        )
+    return earlier
+
+
+def encode_results(results: list[Any]) -> bytes:
+    return zlib.compress(json.dumps(results, separators=(",", ":")).encode(), 6)
+
+
+def decode_results(blob: bytes | None) -> list[Any]:
+    out: list[Any] = json.loads(zlib.decompress(blob)) if blob is not None else []
+    return out
+
+
 _JOB_COLUMNS = (
     "job_id, kind, status, status_message, video, params, job_tag, client_token, principal,"
     " caller, created_at, finished_at, metadata, attempts"
@@ -170,17 +200,7 @@ class VideoStore:
                     (job.principal, job.kind, job.client_token),
                 ).fetchone()
                 if row is not None:
-                    earlier = _job(row)
-                    if (earlier.video, earlier.params, earlier.job_tag) != (
-                        job.video,
-                        job.params,
-                        job.job_tag,
-                    ):
-                        raise IdempotentParameterMismatchError(
-                            f"ClientRequestToken {job.client_token!r} was used for a different "
-                            f"request (job {earlier.job_id})"
-                        )
-                    return earlier
+                    return same_request(_job(row), job)
             db.execute(
                 f"INSERT INTO video_jobs ({_JOB_COLUMNS}) VALUES"
                 " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -249,9 +269,7 @@ class VideoStore:
         metadata: dict[str, Any] | None = None,
         results: list[Any] | None = None,
     ) -> None:
-        blob = None
-        if results is not None:
-            blob = zlib.compress(json.dumps(results, separators=(",", ":")).encode(), 6)
+        blob = encode_results(results) if results is not None else None
         with self._connections.tx() as db:
             db.execute(
                 "UPDATE video_jobs SET status = ?, status_message = ?, finished_at = ?,"
@@ -274,10 +292,7 @@ class VideoStore:
         )
         if row is None:
             raise ResourceNotFoundError(f"the job {job_id!r} does not exist")
-        if row["results"] is None:
-            return []
-        out: list[Any] = json.loads(zlib.decompress(row["results"]))
-        return out
+        return decode_results(row["results"])
 
     # -- stream processors -------------------------------------------------------------------
     def create_processor(self, processor: ProcessorRow) -> None:
@@ -323,9 +338,7 @@ class VideoStore:
 
     def update_processor(self, name: str, **changes: Any) -> ProcessorRow:
         """Set columns of a processor (``status``, ``status_message``, ``settings``, ``extra``)."""
-        allowed = {"status", "status_message", "settings", "extra", "outputs", "source", "owner"}
-        if not set(changes) <= allowed:
-            raise ValueError(f"cannot update {sorted(set(changes) - allowed)}")
+        check_processor_changes(changes)
         sets, values = [], []
         for column, value in changes.items():
             sets.append(f"{column} = ?")

@@ -33,6 +33,20 @@ from typing import Any, Protocol
 logger = logging.getLogger(__name__)
 
 
+def put_dropping_oldest(q: queue.Queue[Any], item: Any) -> int:
+    """Put ``item`` without blocking, dropping the oldest items while the queue is full; the
+    number dropped."""
+    dropped = 0
+    while True:
+        try:
+            q.put_nowait(item)
+            return dropped
+        except queue.Full:
+            with suppress(queue.Empty):
+                q.get_nowait()
+                dropped += 1
+
+
 class Sink(Protocol):
     def send(self, event: dict[str, Any]) -> None: ...
 
@@ -91,16 +105,7 @@ class WebhookSink:
         self._thread.start()
 
     def send(self, event: dict[str, Any]) -> None:
-        while True:
-            try:
-                self._queue.put_nowait(event)
-                return
-            except queue.Full:
-                try:
-                    self._queue.get_nowait()
-                    self.dropped += 1
-                except queue.Empty:
-                    pass
+        self.dropped += put_dropping_oldest(self._queue, event)
 
     def _post(self, body: bytes) -> None:
         request = urllib.request.Request(
@@ -156,16 +161,7 @@ class Subscription:
         self.dropped = 0
 
     def put(self, event: dict[str, Any]) -> None:
-        while True:
-            try:
-                self._queue.put_nowait(event)
-                return
-            except queue.Full:
-                try:
-                    self._queue.get_nowait()
-                    self.dropped += 1
-                except queue.Empty:
-                    pass
+        self.dropped += put_dropping_oldest(self._queue, event)
 
     def get(self, timeout: float) -> dict[str, Any] | None:
         """The next event, or None after ``timeout`` seconds without one."""
