@@ -11,6 +11,7 @@ import base64
 import io
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -557,6 +558,15 @@ def test_streams_start_watch_live_matches_and_stop(web: Web, page: Page, data_di
     row.get_by_label("Case reference").fill("MP-9")
     row.get_by_role("button", name="Start door-cam").click()
     expect(page.get_by_role("status").first).to_contain_text("Stream processor door-cam started.")
+
+    def state() -> str:
+        return str(web.api.get("/v1/stream-processors/door-cam").json()["live"].get("state"))
+
+    deadline = time.monotonic() + 60  # the reader may still be connecting on a busy machine
+    while state() != "RUNNING":
+        assert time.monotonic() < deadline, f"the processor stayed {state()}"
+        time.sleep(0.2)
+    page.goto(f"{web.url}/app/streams")  # (not a reload: that would post the start again)
     row = page.locator("#processors tr", has_text="door-cam")
     expect(row.locator(".status")).to_contain_text("RUNNING")
     row.get_by_role("button", name="Watch door-cam").click()
