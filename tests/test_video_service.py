@@ -193,6 +193,15 @@ def test_jsonl_and_hub(tmp_path: Path) -> None:
         assert everything.get(0.1) == {"processor": "a", "n": 1}  # the oldest was dropped
         assert everything.dropped == 1
     assert hub.subscribers == 0
+    with hub.subscribe("a", replay=True) as late:  # a page opened after the events
+        assert [late.get(0.1), late.get(0.1), late.get(0.1)] == [
+            {"processor": "a", "n": 0},
+            {"processor": "a", "n": 1},
+            None,
+        ]
+    hub.forget("a")
+    with hub.subscribe("a", replay=True) as after_delete:
+        assert after_delete.get(0.05) is None
     sink.close()
     lines = (tmp_path / "streams" / "x.jsonl").read_text().splitlines()
     assert [json.loads(x)["n"] for x in lines] == [0, 1, 2]

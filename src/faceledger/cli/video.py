@@ -212,7 +212,7 @@ def stream_watch(name: str, purpose: Purpose = None, case: Case = None) -> None:
     the best-shot crop). Ctrl-C stops it (the stop is ledgered too)."""
     with _gateway() as gate:
         caller = _operator(purpose, case)
-        with gate.stream_events(caller, name) as events:
+        with gate.stream_events(caller, name, replay=False) as events:
             gate.start_stream_processor(caller, name)
             _stderr(f"watching {name} (Ctrl-C to stop)")
             try:

@@ -789,14 +789,15 @@ class FaceLedger:
             },
         )
 
-    def stream_events(self, caller: Caller, name: str) -> Any:
+    def stream_events(self, caller: Caller, name: str, *, replay: bool = True) -> Any:
         """A live subscription to a processor's events (a context manager; ``None`` name: all
-        processors). Opening one is ledgered: it shows matches as they happen."""
+        processors), starting with its recent ones when ``replay``. Opening one is ledgered: it
+        shows matches as they happen."""
 
         def work() -> Any:
             if name:
                 self.video.store.processor(name)
-            return self.video.hub.subscribe(name or None)
+            return self.video.hub.subscribe(name or None, replay=replay)
 
         return self._run(caller, "GetStreamEvents", work, summary=lambda _: {"name": name})
 

@@ -617,6 +617,7 @@ class VideoService:
         if self._is_running(name):
             raise ResourceInUseError(f"stop the stream processor {name!r} before deleting it")
         self.store.delete_processor(name)
+        self.hub.forget(name)
 
     def _is_running(self, name: str) -> bool:
         with self._lock:

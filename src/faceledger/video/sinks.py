@@ -9,7 +9,8 @@ change). Sinks never block the processing thread for long:
   back-off (1 s, 2 s, 4 s … up to ``max_delay``, ``attempts`` times). Its queue is bounded; when
   the receiver is down for long, the oldest undelivered events are dropped and counted.
 * ``EventHub`` fans events out to live subscribers (the web app's server-sent events); a slow
-  subscriber loses its oldest events, never blocks the others.
+  subscriber loses its oldest events, never blocks the others. It keeps each processor's last
+  ``RECENT_EVENTS`` events in memory, so a page opened a moment after a match still shows it.
 
 The ledger is not a sink here: the service appends each match to it through the accountable
 gateway, so a match the ledger cannot record is not reported anywhere else either.
@@ -25,6 +26,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -171,6 +173,9 @@ class Subscription:
             return None
 
 
+RECENT_EVENTS = 20
+
+
 class EventHub:
     """Fans events out to live subscribers, each optionally filtered by processor name."""
 
@@ -178,9 +183,12 @@ class EventHub:
         self._lock = threading.Lock()
         self._subscribers: dict[Subscription, str | None] = {}
         self._queue_size = queue_size
+        self._recent: dict[str, deque[dict[str, Any]]] = {}
 
     def publish(self, event: dict[str, Any]) -> None:
         with self._lock:
+            name = str(event.get("processor"))
+            self._recent.setdefault(name, deque(maxlen=RECENT_EVENTS)).append(event)
             targets = [
                 s
                 for s, only in self._subscribers.items()
@@ -190,15 +198,32 @@ class EventHub:
             subscription.put(event)
 
     @contextmanager
-    def subscribe(self, processor: str | None = None) -> Iterator[Subscription]:
+    def subscribe(
+        self, processor: str | None = None, *, replay: bool = False
+    ) -> Iterator[Subscription]:
+        """A subscription to ``processor``'s events (None: every processor's); with ``replay``
+        it starts with the recent events kept in memory."""
         subscription = Subscription(self._queue_size)
         with self._lock:
+            if replay:
+                kept = (
+                    self._recent.get(processor, ())
+                    if processor is not None
+                    else [e for recent in self._recent.values() for e in recent]
+                )
+                for event in kept:
+                    subscription.put(event)
             self._subscribers[subscription] = processor
         try:
             yield subscription
         finally:
             with self._lock:
                 self._subscribers.pop(subscription, None)
+
+    def forget(self, processor: str) -> None:
+        """Drop a processor's recent events (it was deleted)."""
+        with self._lock:
+            self._recent.pop(processor, None)
 
     @property
     def subscribers(self) -> int:
