@@ -159,9 +159,10 @@ def test_native_stream_errors(api: httpx.Client) -> None:
     missing = api.post("/v1/stream-processors/no-such/start", json=START)
     assert missing.status_code == 400  # as the rest of /v1 answers an unknown resource
     assert missing.json()["error"]["code"] == "ResourceNotFoundException"
+    assert api.post("/v1/collections", json={"collection_id": "sp-errors"}).status_code == 201
     bad = api.post(
         "/v1/stream-processors",
-        json={"name": "bad", "source": "ftp://x/y", "collection_id": "lobby"},
+        json={"name": "bad", "source": "ftp://x/y", "collection_id": "sp-errors"},
     )
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "InvalidParameterException"
     job = api.get("/v1/video/jobs/does-not-exist")
