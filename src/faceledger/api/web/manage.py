@@ -141,6 +141,15 @@ async def create_collection(
 
 
 # -- one collection --------------------------------------------------------------------------
+async def _failed(
+    request: Request, gate: FaceLedger, user: WebUser, collection_id: str, exc: FaceLedgerError
+) -> HTMLResponse:
+    """The collection's page again, with the refusal or error as a readable message."""
+    return await _detail(
+        request, gate, user, collection_id, status=error_status(exc), problem=describe_error(exc)
+    )
+
+
 async def _detail(
     request: Request,
     gate: FaceLedger,
@@ -260,14 +269,7 @@ async def enrol(
         if fragment:
             results = [{"name": "", "problem": describe_error(exc)}]
             return _fragment(results, status=error_status(exc))
-        return await _detail(
-            request,
-            gate,
-            user,
-            collection_id,
-            status=error_status(exc),
-            problem=describe_error(exc),
-        )
+        return await _failed(request, gate, user, collection_id, exc)
     results = [
         await _enrol_one(request, gate, user, collection_id, upload, quality) for upload in files
     ]
@@ -297,14 +299,7 @@ async def delete_faces(
             request, gate.delete_faces, user.caller(), collection_id, face_ids
         )
     except FaceLedgerError as exc:
-        return await _detail(
-            request,
-            gate,
-            user,
-            collection_id,
-            status=error_status(exc),
-            problem=describe_error(exc),
-        )
+        return await _failed(request, gate, user, collection_id, exc)
     if not unsuccessful:
         return _done(collection_id, done="faces-deleted", n=str(len(deleted)))
     message = f"Deleted {len(deleted)} face{'s' if len(deleted) != 1 else ''}."
@@ -323,14 +318,7 @@ async def delete_user(
     try:
         await run_blocking(request, gate.delete_user, user.caller(), collection_id, user_id)
     except FaceLedgerError as exc:
-        return await _detail(
-            request,
-            gate,
-            user,
-            collection_id,
-            status=error_status(exc),
-            problem=describe_error(exc),
-        )
+        return await _failed(request, gate, user, collection_id, exc)
     return _done(collection_id, done="user-deleted", user=user_id)
 
 
@@ -357,14 +345,7 @@ async def put_policy(
         )
         await run_blocking(request, gate.put_policy, user.caller(), collection_id, policy)
     except FaceLedgerError as exc:
-        return await _detail(
-            request,
-            gate,
-            user,
-            collection_id,
-            status=error_status(exc),
-            problem=describe_error(exc),
-        )
+        return await _failed(request, gate, user, collection_id, exc)
     return _done(collection_id, done="policy")
 
 
@@ -381,14 +362,7 @@ async def delete_collection(
     try:
         await run_blocking(request, gate.delete_collection, user.caller(), collection_id)
     except FaceLedgerError as exc:
-        return await _detail(
-            request,
-            gate,
-            user,
-            collection_id,
-            status=error_status(exc),
-            problem=describe_error(exc),
-        )
+        return await _failed(request, gate, user, collection_id, exc)
     return await _list_page(
         request, gate, user, message=f"Deleted collection {collection_id} and all its faces."
     )
