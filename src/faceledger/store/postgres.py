@@ -75,6 +75,7 @@ from faceledger.store.sqlite import (
     NewFace,
     RequestRecord,
     UserFacesChange,
+    split_by_owner,
 )
 
 logger = logging.getLogger(__name__)
@@ -735,12 +736,7 @@ class PostgresStore:
             pk, _, _ = self._info(conn, collection_id)
             self._lock_user(conn, pk, collection_id, user_id)
             owners = self._owners(conn, pk, wanted)
-            not_found = tuple(f for f in wanted if f not in owners)
-            other = tuple(
-                (f, owner)
-                for f in wanted
-                if f in owners and (owner := owners[f]) is not None and owner != user_id
-            )
+            not_found, other = split_by_owner(wanted, owners, user_id)
             free = [f for f in wanted if f in owners and owners[f] is None]
             count = self._user_face_count(conn, pk, user_id)
             if max_faces_per_user is not None and free and count + len(free) > max_faces_per_user:
@@ -762,12 +758,7 @@ class PostgresStore:
             pk, _, _ = self._info(conn, collection_id)
             self._lock_user(conn, pk, collection_id, user_id)
             owners = self._owners(conn, pk, wanted)
-            not_found = tuple(f for f in wanted if f not in owners)
-            other = tuple(
-                (f, owner)
-                for f in wanted
-                if f in owners and (owner := owners[f]) is not None and owner != user_id
-            )
+            not_found, other = split_by_owner(wanted, owners, user_id)
             mine = [f for f in wanted if owners.get(f) == user_id]
             if mine:
                 conn.execute(

@@ -147,6 +147,20 @@ class UserFacesChange:
     limit_exceeded: bool = False
 
 
+def split_by_owner(
+    wanted: Sequence[str], owners: Mapping[str, str | None], user_id: str
+) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """For an association change of ``user_id``: the wanted faces that do not exist, and those
+    that belong to another user (FaceId, its UserId). ``owners``: FaceId → UserId or None."""
+    not_found = tuple(f for f in wanted if f not in owners)
+    other = tuple(
+        (f, owner)
+        for f in wanted
+        if f in owners and (owner := owners[f]) is not None and owner != user_id
+    )
+    return not_found, other
+
+
 # A ClientRequestToken is remembered this long (seconds), then forgotten.
 REQUEST_TOKEN_TTL_S = 24 * 3600.0
 
@@ -772,12 +786,7 @@ class SQLiteStore:
         with self._tx() as db:
             self._require_user(db, collection_id, user_id)
             owners = self._classify_faces(db, collection_id, wanted)
-            not_found = tuple(f for f in wanted if f not in owners)
-            other = tuple(
-                (f, owner)
-                for f in wanted
-                if f in owners and (owner := owners[f]) is not None and owner != user_id
-            )
+            not_found, other = split_by_owner(wanted, owners, user_id)
             free = [f for f in wanted if f in owners and owners[f] is None]
             count = self._user_face_count(db, collection_id, user_id)
             if max_faces_per_user is not None and free and count + len(free) > max_faces_per_user:
@@ -803,12 +812,7 @@ class SQLiteStore:
         with self._tx() as db:
             self._require_user(db, collection_id, user_id)
             owners = self._classify_faces(db, collection_id, wanted)
-            not_found = tuple(f for f in wanted if f not in owners)
-            other = tuple(
-                (f, owner)
-                for f in wanted
-                if f in owners and (owner := owners[f]) is not None and owner != user_id
-            )
+            not_found, other = split_by_owner(wanted, owners, user_id)
             mine = [f for f in wanted if owners.get(f) == user_id]
             for face_id in mine:
                 db.execute(
