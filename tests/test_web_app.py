@@ -76,7 +76,10 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
     with start_live_server(settings) as url:
         key_id, secret = keys["admin"]
         headers = {"Authorization": f"Bearer {key_id}:{secret}"}
-        with httpx.Client(base_url=url, headers=headers, timeout=120) as api:
+        # No kept-alive connections: uvicorn closes idle ones after 5 s, and a request sent on
+        # one it is closing at that moment fails with "Server disconnected".
+        no_keepalive = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(base_url=url, headers=headers, timeout=120, limits=no_keepalive) as api:
             yield Web(url, keys, api, videos)
 
 
