@@ -382,6 +382,36 @@ def vectors_section(
     }
     print(f"  postgres exact scan: {out['postgres_exact_scan']}", flush=True)
 
+    # -- PostgreSQL with each API process's in-memory index (FACELEDGER_VECTOR_SEARCH=memory) --
+    # What a replica does on its first search of the collection: read every vector from the
+    # database and build the index (then it keeps a snapshot on disk); each search then replays
+    # the change log (one round trip when nothing changed) and searches in memory.
+    from faceledger.services.vectors import CollectionIndexes
+
+    with psycopg.connect(url, autocommit=True) as conn:  # what the store's writes keep
+        conn.execute("UPDATE collections SET face_count = %s WHERE collection_pk = %s", (size, pk))
+    trim()
+    with tempfile.TemporaryDirectory(prefix="bench_pg_indexes_") as tmp:
+        indexes = CollectionIndexes(store, Path(tmp))
+        t0 = time.perf_counter()
+        memory_index = indexes.get("bench")
+        load_s = time.perf_counter() - t0
+        print(f"  replica index from PostgreSQL: {load_s:.0f} s", flush=True)
+
+        def memory_search(v: np.ndarray, k: int) -> list[int]:
+            ids, _ = indexes.search("bench", v[0], k=k, min_cosine=-1.0)
+            return [row_to_id[int(r)] for r in ids]
+
+        found, times = timed(memory_search, q)
+        out["postgres_memory_search"] = {
+            "build_from_database_s": round(load_s, 1),
+            "index": memory_index.describe() if hasattr(memory_index, "describe") else {},
+            **report(found, times, ds, gt, cos80),
+        }
+        indexes.drop("bench")  # frees it before the embedded index is built
+        del memory_index
+    print(f"  postgres + in-memory index: {out['postgres_memory_search']}", flush=True)
+
     # -- the embedded index --------------------------------------------------------------------
     trim()
     backend = FaceledgerBackend(size)

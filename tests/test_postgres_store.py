@@ -24,10 +24,16 @@ from faceledger.config import Settings
 from faceledger.domain.collections import BoundingBox
 from faceledger.domain.errors import ResourceNotFoundError
 from faceledger.services.collections import CollectionService
+from faceledger.services.vectors import CollectionIndexes
 from faceledger.store import migrations
 from faceledger.store.factory import open_key_store, open_store
 from faceledger.store.migrations import SchemaNotCurrentError
-from faceledger.store.postgres import PostgresStore, hnsw_index_name, partition_name
+from faceledger.store.postgres import (
+    PostgresStore,
+    PostgresVectors,
+    hnsw_index_name,
+    partition_name,
+)
 from faceledger.store.sqlite import NewFace
 from test_cli import _script
 
@@ -373,6 +379,82 @@ def test_writers_in_several_processes_keep_the_guarantees(migrated_database: str
         second.close()
 
 
+def test_each_replicas_in_memory_index_follows_every_writer(
+    migrated_database: str, tmp_path: Path
+) -> None:
+    """Two API processes' in-memory indexes (``CollectionIndexes`` over two stores on one
+    database): each replays the change log before searching, so it finds the other's
+    enrolments at once, loses none of many concurrent ones, drops the other's deletions (from
+    memory and from its snapshot on disk), and rebuilds when the collection is made again."""
+    first, second = PostgresStore(migrated_database), PostgresStore(migrated_database)
+    one = CollectionIndexes(first, tmp_path / "one")
+    two = CollectionIndexes(second, tmp_path / "two")
+    try:
+        first.create_collection("c", "p", DIM)
+        vectors = _unit(np.random.default_rng(8), 40)
+        faces = first.add_faces("c", _faces(vectors, "a"))
+        ids, cosines = two.search("c", vectors[7], k=1, min_cosine=0.0)
+        assert int(ids[0]) == faces[7].row_id and cosines[0] > 0.999
+
+        # concurrent enrolment through both while the second replica keeps replaying
+        stop = threading.Event()
+
+        def enrol(store: PostgresStore, seed: int) -> None:
+            for vector in _unit(np.random.default_rng(seed), 30):
+                store.add_faces("c", _faces(vector[None, :], f"race-{seed}"))
+
+        def replay() -> None:
+            while not stop.is_set():
+                two.get("c")
+
+        reader = threading.Thread(target=replay)
+        reader.start()
+        enrolers = [
+            threading.Thread(target=enrol, args=(s, 100 + i))
+            for i, s in enumerate([first, second] * 2)
+        ]
+        for e in enrolers:
+            e.start()
+        for e in enrolers:
+            e.join()
+        stop.set()
+        reader.join()
+        rows = [r.row_id for r in second.list_faces("c", after_row=0, limit=1000)]
+        assert len(rows) == 40 + 120
+        for replica in (one, two):
+            index = replica.get("c")
+            assert len(index) == len(rows) and all(index.contains(r) for r in rows)
+
+        # a deletion through one leaves the other's memory and its snapshot
+        two.save("c")
+        snapshot = tmp_path / "two" / "c.index"
+        assert snapshot.is_file()
+        first.delete_faces("c", [faces[7].face.face_id])
+        two.refresh_all()  # the maintenance pass, with no search in between
+        assert not snapshot.exists()
+        assert not two.get("c").contains(faces[7].row_id)
+        ids, _ = two.search("c", vectors[7], k=1, min_cosine=0.0)
+        assert int(ids[0]) != faces[7].row_id
+
+        # a restart loads the snapshot (written again) and catches up from its sequence number
+        two.save("c")
+        more = first.add_faces("c", _faces(_unit(np.random.default_rng(9), 3), "late"))
+        restarted = CollectionIndexes(second, tmp_path / "two")
+        index = restarted.get("c")
+        assert len(index) == len(rows) - 1 + 3 and index.contains(more[2].row_id)
+
+        # the collection deleted and made again through the first: the second rebuilds
+        first.delete_collection("c")
+        first.create_collection("c", "p", DIM)
+        fresh = first.add_faces("c", _faces(_unit(np.random.default_rng(10), 2), "new"))
+        for replica in (two, restarted):
+            index = replica.get("c")
+            assert len(index) == 2 and all(index.contains(f.row_id) for f in fresh)
+    finally:
+        first.close()
+        second.close()
+
+
 def test_pagination_tokens_work_on_every_replica(migrated_database: str, tmp_path: Path) -> None:
     one = CollectionService(Settings(data_dir=tmp_path / "a", database_url=migrated_database))
     two = CollectionService(Settings(data_dir=tmp_path / "b", database_url=migrated_database))
@@ -384,3 +466,27 @@ def test_pagination_tokens_work_on_every_replica(migrated_database: str, tmp_pat
     assert [c.collection_id for c in rest] == ["c2"]
     one.close()
     two.close()
+
+
+def test_vector_search_setting_chooses_memory_or_the_database(
+    migrated_database: str, tmp_path: Path
+) -> None:
+    """``FACELEDGER_VECTOR_SEARCH``: the in-memory index by default, pgvector's HNSW search
+    with ``database``; both find a face enrolled through the other; ``database`` needs a
+    PostgreSQL URL."""
+    memory = CollectionService(Settings(data_dir=tmp_path / "m", database_url=migrated_database))
+    database = CollectionService(
+        Settings(data_dir=tmp_path / "d", database_url=migrated_database, vector_search="database")
+    )
+    assert isinstance(memory.indexes, CollectionIndexes)
+    assert isinstance(database.indexes, PostgresVectors)
+    memory.store.create_collection("c", "p", DIM)
+    vectors = _unit(np.random.default_rng(11), 5)
+    rows = memory.store.add_faces("c", _faces(vectors, "x"))
+    for service in (memory, database):
+        ids, _ = service.indexes.search("c", vectors[3], k=1, min_cosine=0.0)
+        assert int(ids[0]) == rows[3].row_id
+    memory.close()
+    database.close()
+    with pytest.raises(ValueError, match="FACELEDGER_DATABASE_URL"):
+        Settings(data_dir=tmp_path, vector_search="database")

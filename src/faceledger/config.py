@@ -122,6 +122,12 @@ class Settings(BaseSettings):
     # (vectors in pgvector) instead of the embedded SQLite store in ``data_dir``; several API
     # processes can share one database. Apply the schema with ``faceledger db upgrade``.
     database_url: str | None = Field(default=None, pattern=r"^postgres(ql)?://")
+    # Where collections are searched. ``memory`` (default): each API process keeps an
+    # in-memory index per collection (faiss beyond 50,000 faces at 128-d), cached on disk under
+    # ``data_dir/indexes`` and brought up to date from the database's change log before every
+    # search. ``database`` (PostgreSQL only): pgvector's HNSW index in the database, no memory
+    # per process, but far lower recall at a million faces (see docs/SCALING.md).
+    vector_search: Literal["memory", "database"] = "memory"
 
     @field_validator("model_dirs", mode="before")
     @classmethod
@@ -166,4 +172,10 @@ class Settings(BaseSettings):
     def _default_model_dirs(self) -> Settings:
         if not self.model_dirs:
             self.model_dirs = [self.data_dir / "models"]
+        return self
+
+    @model_validator(mode="after")
+    def _database_search_needs_postgres(self) -> Settings:
+        if self.vector_search == "database" and not self.database_url:
+            raise ValueError("FACELEDGER_VECTOR_SEARCH=database needs FACELEDGER_DATABASE_URL")
         return self

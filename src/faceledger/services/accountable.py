@@ -849,6 +849,7 @@ class FaceLedger:
                     )
             if not token:
                 break
+        self.collections.indexes.refresh_all()  # other replicas' deletions leave this one too
         self.collections.indexes.save_all(only_if_changed=True)
         return {"purged": purged}
 

@@ -162,7 +162,11 @@ class CollectionService:
         self.faces = faces or FaceService(settings)
         # SQLite or PostgreSQL (``FACELEDGER_DATABASE_URL``), and its vector search.
         self.store = open_store(settings)
-        self.indexes: VectorSearch = collection_vectors(self.store, settings.data_dir / "indexes")
+        self.indexes: VectorSearch = collection_vectors(
+            self.store,
+            settings.data_dir / "indexes",
+            in_database=settings.vector_search == "database",
+        )
         # Replicas on one database share the token key, so a NextToken works on any of them.
         self._tokens = TokenSigner(
             self.store.shared_secret("pagination-tokens")

@@ -1,10 +1,13 @@
-"""One vector index per collection, kept in step with the store.
+"""One vector index per collection, kept in step with the store (either backend).
 
-The store is the source of truth. Each collection's index lives in memory; a snapshot on disk
+The store is the source of truth, and keeps a change log: a sequence number per added or
+deleted face, per collection. Each collection's index lives in memory; a snapshot on disk
 (``<data_dir>/indexes/<collection>.index`` plus ``.json`` with the store's change sequence it
 reflects) makes start-up fast: on first use the snapshot is loaded and the store's changes
 since its sequence are replayed; without a usable snapshot the index is rebuilt from the store.
-A crash can therefore lose no acknowledged write: the snapshot is only a cache.
+A crash can therefore lose no acknowledged write: the snapshot is only a cache. Before each
+search the changes since the index's sequence are replayed, so with PostgreSQL, where every
+API process keeps its own indexes, each process sees every other's committed writes at once.
 
 Deletion is final here too: after faces are deleted from the store, ``purge_deleted`` takes
 them out of the in-memory index at once (both backends erase the vectors, not only their ids)
@@ -16,16 +19,18 @@ from __future__ import annotations
 import json
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
+from faceledger.domain.errors import ResourceNotFoundError
 from faceledger.index import IndexPolicy, VectorIndex, load_index, make_index
 from faceledger.store.factory import Store
 from faceledger.store.postgres import PostgresStore, PostgresVectors
-from faceledger.store.sqlite import SQLiteStore
+from faceledger.store.sqlite import FaceChanges, SQLiteStore
 
 SNAPSHOT_EVERY_CHANGES = 50_000
 
@@ -33,7 +38,7 @@ SNAPSHOT_EVERY_CHANGES = 50_000
 class VectorSearch(Protocol):
     """The vector search of a store's collections, as the collection and user verbs use it.
 
-    ``CollectionIndexes`` (an in-memory index per collection over the embedded store) and
+    ``CollectionIndexes`` (an in-memory index per collection, over either store) and
     ``PostgresVectors`` (HNSW search in the database) satisfy it.
     """
 
@@ -51,24 +56,47 @@ class VectorSearch(Protocol):
         """Forget a deleted collection."""
         ...
 
+    def refresh_all(self) -> None:
+        """Catch up with writes made through other processes (in maintenance)."""
+        ...
+
     def save_all(self, *, only_if_changed: bool = False) -> None:
         """Persist whatever cache the search keeps (on close and in maintenance)."""
         ...
 
 
-def collection_vectors(store: Store, folder: Path) -> VectorSearch:
-    """The vector search for ``store``: in the database for PostgreSQL (several processes see
-    each other's writes at once); an in-memory index cache in ``folder`` for SQLite."""
-    if isinstance(store, PostgresStore):
+def collection_vectors(store: Store, folder: Path, *, in_database: bool = False) -> VectorSearch:
+    """The vector search for ``store``: an in-memory index per collection, cached in
+    ``folder`` and kept current from the store's change log, for either backend; or, with
+    ``in_database`` (PostgreSQL only), pgvector's HNSW search in the database."""
+    if in_database:
+        if not isinstance(store, PostgresStore):
+            raise ValueError("vector search in the database needs the PostgreSQL store")
         return PostgresVectors(store)
     return CollectionIndexes(store, folder)
 
 
+@dataclass(frozen=True)
+class _Entry:
+    index: VectorIndex
+    seq: int  # the store's change sequence number the index reflects
+    generation: int  # of the collection it was built for
+
+
 class CollectionIndexes:
-    def __init__(self, store: SQLiteStore, folder: Path) -> None:
+    """In-memory indexes over either store; see the module docstring.
+
+    With PostgreSQL every API process keeps its own (a cache of the shared database): each
+    search first replays the changes committed since its index's sequence number, by any
+    process, so a face enrolled through one replica is found through every other at once, and a
+    deleted one is gone from every replica's index on that replica's next search of the
+    collection (or its next maintenance pass, ``refresh_all``).
+    """
+
+    def __init__(self, store: SQLiteStore | PostgresStore, folder: Path) -> None:
         self._store = store
         self._folder = folder
-        self._indexes: dict[str, tuple[VectorIndex, int]] = {}  # collection → (index, seq)
+        self._indexes: dict[str, _Entry] = {}
         self._lock = threading.RLock()
         self._policy = IndexPolicy()
 
@@ -84,45 +112,57 @@ class CollectionIndexes:
             entry = self._indexes.get(collection_id)
             if entry is None:
                 entry = self._open(collection_id)
-            index, seq = entry
-            ids, vecs, deleted, last = self._store.changes_since(collection_id, seq)
-            if last != seq:
-                if len(deleted):
-                    index.remove(deleted)
-                if len(ids):
-                    index.remove(ids)  # a rebuild's scan may already hold some of them
-                    index.add(ids, vecs)
-            if self._policy.wants_rebuild(index):
+            changes = self._store.changes_since(collection_id, entry.seq)
+            if changes.generation != entry.generation:
+                # the collection was deleted and created again (by another process)
+                self._unlink(collection_id)
+                entry = self._rebuild(collection_id)
+                changes = self._store.changes_since(collection_id, entry.seq)
+            entry = self._apply(collection_id, entry, changes)
+            if self._policy.wants_rebuild(entry.index):
                 # outgrew its backend (exact → ANN, or an ANN trained on far fewer vectors)
-                index, last = self._rebuild(collection_id, index.dim)
-                ids, vecs, deleted, last = self._store.changes_since(collection_id, last)
-                index.remove(deleted)
-                index.remove(ids)
-                index.add(ids, vecs)
-            self._indexes[collection_id] = (index, last)
-            return index
+                entry = self._rebuild(collection_id)
+                entry = self._apply(
+                    collection_id, entry, self._store.changes_since(collection_id, entry.seq)
+                )
+            self._indexes[collection_id] = entry
+            return entry.index
 
-    def _open(self, collection_id: str) -> tuple[VectorIndex, int]:
+    def _apply(self, collection_id: str, entry: _Entry, changes: FaceChanges) -> _Entry:
+        index = entry.index
+        if len(changes.deleted):
+            index.remove(changes.deleted)
+            # the snapshot on disk still holds them: gone now, rewritten clean by the next save
+            self._unlink(collection_id)
+        if len(changes.ids):
+            index.remove(changes.ids)  # a rebuild's scan may already hold some of them
+            index.add(changes.ids, changes.vectors)
+        return _Entry(index, max(entry.seq, changes.last), entry.generation)
+
+    def _open(self, collection_id: str) -> _Entry:
         index_path, meta_path = self._paths(collection_id)
+        position = self._store.change_position(collection_id)
         dim = self._store.embedding_dim(collection_id)
         if index_path.is_file() and meta_path.is_file():
             try:
                 meta = json.loads(meta_path.read_text())
                 index = load_index(index_path)
-                if index.dim == dim and int(meta["seq"]) <= self._store.last_change(collection_id):
-                    return index, int(meta["seq"])
+                seq, generation = int(meta["seq"]), int(meta.get("generation", -1))
+                if index.dim == dim and generation == position.generation and seq <= position.seq:
+                    return _Entry(index, seq, generation)
             except (OSError, ValueError, KeyError, RuntimeError):
                 pass  # stale or damaged snapshot: rebuild below
-        return self._rebuild(collection_id, dim)
+        return self._rebuild(collection_id)
 
-    def _rebuild(self, collection_id: str, dim: int) -> tuple[VectorIndex, int]:
-        seq = self._store.last_change(collection_id)
+    def _rebuild(self, collection_id: str) -> _Entry:
+        position = self._store.change_position(collection_id)
+        dim = self._store.embedding_dim(collection_id)
         count = self._store.collection(collection_id).face_count
         index = make_index(dim, expected_size=count, policy=self._policy)
         for ids, vecs in self._store.all_embeddings(collection_id):
             index.add(ids, vecs)
-        # Writes that landed during the scan are replayed by get() from ``seq`` on.
-        return index, seq
+        # Writes that landed during the scan are replayed by get() from ``position.seq`` on.
+        return _Entry(index, position.seq, position.generation)
 
     def search(
         self, collection_id: str, query: NDArray[np.float32], *, k: int, min_cosine: float
@@ -142,18 +182,18 @@ class CollectionIndexes:
             entry = self._indexes.get(collection_id)
             if entry is None:
                 return
-            index, seq = entry
             index_path, meta_path = self._paths(collection_id)
             if only_if_changed and meta_path.is_file() and index_path.is_file():
                 try:
-                    if int(json.loads(meta_path.read_text())["seq"]) == seq:
+                    if int(json.loads(meta_path.read_text())["seq"]) == entry.seq:
                         return
                 except (OSError, ValueError, KeyError):
                     pass
             self._folder.mkdir(parents=True, exist_ok=True)
-            index.save(index_path)
+            entry.index.save(index_path)
             tmp = meta_path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps({"seq": seq, "count": len(index)}))
+            meta = {"seq": entry.seq, "generation": entry.generation, "count": len(entry.index)}
+            tmp.write_text(json.dumps(meta))
             os.replace(tmp, meta_path)
 
     def purge_deleted(self, collection_id: str) -> None:
@@ -173,8 +213,18 @@ class CollectionIndexes:
         """
         with self._lock:
             self.get(collection_id)
-            for path in self._paths(collection_id):
-                path.unlink(missing_ok=True)
+            self._unlink(collection_id)
+
+    def refresh_all(self) -> None:
+        """Bring every index in memory up to date with the store (each server's maintenance
+        pass): deletions made through another process leave this one's memory and snapshots
+        even if nobody searches the collection here; collections deleted elsewhere are
+        forgotten."""
+        for collection_id in list(self._indexes):
+            try:
+                self.get(collection_id)
+            except ResourceNotFoundError:
+                self.drop(collection_id)
 
     def save_all(self, *, only_if_changed: bool = False) -> None:
         for collection_id in list(self._indexes):
@@ -184,5 +234,8 @@ class CollectionIndexes:
         """Forget a deleted collection and remove its snapshot files."""
         with self._lock:
             self._indexes.pop(collection_id, None)
-            for path in self._paths(collection_id):
-                path.unlink(missing_ok=True)
+            self._unlink(collection_id)
+
+    def _unlink(self, collection_id: str) -> None:
+        for path in self._paths(collection_id):
+            path.unlink(missing_ok=True)

@@ -171,6 +171,33 @@ class FaceRow:
     face: StoredFace
 
 
+@dataclass(frozen=True)
+class ChangePosition:
+    """Where a collection's change log stands: its ``generation`` (a collection deleted and
+    created again under the same id is a new generation, whose sequence starts over) and
+    ``seq``, its last change's sequence number."""
+
+    generation: int
+    seq: int
+
+
+@dataclass(frozen=True)
+class FaceChanges:
+    """A collection's changes after some sequence number (``changes_since``): faces added and
+    still present (``ids``, ``vectors``), row ids deleted, and the newest sequence number."""
+
+    generation: int
+    ids: NDArray[np.int64]
+    vectors: NDArray[np.float32]
+    deleted: NDArray[np.int64]
+    last: int
+
+    @classmethod
+    def none(cls, generation: int, seq: int, dim: int) -> FaceChanges:
+        empty = np.zeros(0, np.int64)
+        return cls(generation, empty, np.zeros((0, dim), np.float32), empty, seq)
+
+
 _FACE_COLUMNS = (
     "row_id, face_id, image_id, external_image_id, bbox_left, bbox_top, bbox_width, "
     "bbox_height, confidence, user_id"
@@ -596,22 +623,32 @@ class SQLiteStore:
             yield ids, vecs.astype(np.float32)
             after = int(ids[-1])
 
-    def last_change(self, collection_id: str) -> int:
+    def _change_head(self, collection_id: str) -> tuple[ChangePosition, int]:
+        """(the collection's change position, its embedding dimension)."""
         row = (
             self._db()
             .execute(
-                "SELECT COALESCE(MAX(seq), 0) FROM changes WHERE collection_id = ?",
+                "SELECT c.created_at, c.embedding_dim, (SELECT COALESCE(MAX(seq), 0) FROM changes "
+                "WHERE collection_id = c.collection_id) FROM collections c "
+                "WHERE c.collection_id = ?",
                 (collection_id,),
             )
             .fetchone()
         )
-        return int(row[0])
+        if row is None:
+            raise ResourceNotFoundError(f"collection {collection_id!r} does not exist")
+        return ChangePosition(round(float(row[0]) * 1e6), int(row[2])), int(row[1])
 
-    def changes_since(
-        self, collection_id: str, seq: int
-    ) -> tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.int64], int]:
-        """Faces added (still present) and row ids deleted after ``seq``; and the newest seq."""
-        dim = self.embedding_dim(collection_id)
+    def change_position(self, collection_id: str) -> ChangePosition:
+        """The collection's generation (its creation time in microseconds) and last change."""
+        return self._change_head(collection_id)[0]
+
+    def changes_since(self, collection_id: str, seq: int) -> FaceChanges:
+        """Faces added (still present) and row ids deleted after ``seq``; and the newest seq.
+        (SQLite has one writer at a time, so sequence numbers commit in order.)"""
+        position, dim = self._change_head(collection_id)
+        if position.seq == seq:
+            return FaceChanges.none(position.generation, seq, dim)
         rows = (
             self._db()
             .execute(
@@ -622,15 +659,17 @@ class SQLiteStore:
             .fetchall()
         )
         added = [(r[1], r[3]) for r in rows if r[2] == "add" and r[3] is not None]
-        deleted = np.array([r[1] for r in rows if r[2] == "del"], dtype=np.int64)
-        last = int(rows[-1][0]) if rows else seq
-        ids = np.array([a[0] for a in added], dtype=np.int64)
-        vecs = (
-            np.frombuffer(b"".join(a[1] for a in added), dtype="<f4").reshape(-1, dim).copy()
-            if added
-            else np.zeros((0, dim), np.float32)
+        return FaceChanges(
+            generation=position.generation,
+            ids=np.array([a[0] for a in added], dtype=np.int64),
+            vectors=(
+                np.frombuffer(b"".join(a[1] for a in added), dtype="<f4").reshape(-1, dim).copy()
+                if added
+                else np.zeros((0, dim), np.float32)
+            ),
+            deleted=np.array([r[1] for r in rows if r[2] == "del"], dtype=np.int64),
+            last=int(rows[-1][0]) if rows else seq,
         )
-        return ids, vecs, deleted, last
 
     # -- users ----------------------------------------------------------------------------
     def create_user(self, collection_id: str, user_id: str) -> None:
