@@ -113,8 +113,9 @@ class CollectionIndexes:
             if entry is None:
                 entry = self._open(collection_id)
             changes = self._store.changes_since(collection_id, entry.seq)
-            if changes.generation != entry.generation:
-                # the collection was deleted and created again (by another process)
+            if changes.generation != entry.generation or changes.last < entry.seq:
+                # the collection was deleted and created again (by another process), or the
+                # database was restored from a backup older than the index
                 self._unlink(collection_id)
                 entry = self._rebuild(collection_id)
                 changes = self._store.changes_since(collection_id, entry.seq)
@@ -137,7 +138,7 @@ class CollectionIndexes:
         if len(changes.ids):
             index.remove(changes.ids)  # a rebuild's scan may already hold some of them
             index.add(changes.ids, changes.vectors)
-        return _Entry(index, max(entry.seq, changes.last), entry.generation)
+        return _Entry(index, changes.last, entry.generation)
 
     def _open(self, collection_id: str) -> _Entry:
         index_path, meta_path = self._paths(collection_id)

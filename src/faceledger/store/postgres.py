@@ -629,7 +629,7 @@ class PostgresStore:
             ids=np.array([a[0] for a in added], dtype=np.int64),
             vectors=_halfvecs([a[1] for a in added], dim),
             deleted=np.array([r[1] for r in rows if r[2]], dtype=np.int64),
-            last=int(rows[-1][0]) if rows else seq,
+            last=int(rows[-1][0]) if rows else head,  # head < seq: restored from a backup
         )
 
     def search_vectors(

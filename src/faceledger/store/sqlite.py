@@ -184,7 +184,8 @@ class ChangePosition:
 @dataclass(frozen=True)
 class FaceChanges:
     """A collection's changes after some sequence number (``changes_since``): faces added and
-    still present (``ids``, ``vectors``), row ids deleted, and the newest sequence number."""
+    still present (``ids``, ``vectors``), row ids deleted, and the newest sequence number
+    (``last`` below the number asked means the log went back: the database was restored)."""
 
     generation: int
     ids: NDArray[np.int64]
@@ -668,7 +669,7 @@ class SQLiteStore:
                 else np.zeros((0, dim), np.float32)
             ),
             deleted=np.array([r[1] for r in rows if r[2] == "del"], dtype=np.int64),
-            last=int(rows[-1][0]) if rows else seq,
+            last=int(rows[-1][0]) if rows else position.seq,  # < seq: restored from a backup
         )
 
     # -- users ----------------------------------------------------------------------------
