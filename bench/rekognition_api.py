@@ -11,7 +11,8 @@ One run, side by side on the same machine and data:
    ``search_faces_by_image`` of the same 640×480 JPEG end to end (the ratio to step 2 is the
    HTTP + SigV4 + JSON + base64 overhead);
 4. drives that server with 1 and then 8 concurrent boto3 clients (threads, one client each) for
-   ``--seconds`` each: throughput, p50/p99 latency, errors;
+   ``--seconds`` each: throughput, p50/p99 latency, errors, and CPU per request of the server
+   process and of the clients (this process: they share the machine's cores);
 5. counts, with a call profiler hooked into every thread of an in-process server, how many
    times each decode function runs per request (the upload must be decoded once).
 
@@ -216,10 +217,24 @@ def side_by_side(in_process: Any, over_http: Any, runs: int) -> dict[str, Any]:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def load(
-    url: str, key: tuple[str, str], probe: bytes, clients: int, seconds: float
+    url: str,
+    key: tuple[str, str],
+    probe: bytes,
+    clients: int,
+    seconds: float,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
-    """``clients`` threads, each with its own boto3 client, calling for ``seconds``."""
+    """``clients`` threads, each with its own boto3 client, calling for ``seconds``.
+
+    Also reports CPU per request: the server's (``server_pid``, when given) and this process's
+    (the boto3 clients share the machine's cores with the server)."""
     latencies: list[float] = []
     errors: Counter[str] = Counter()
     lock = threading.Lock()
@@ -248,16 +263,21 @@ def load(
         t.start()
     barrier.wait()
     started = time.perf_counter()
+    client_cpu = time.process_time()
+    server_cpu = cpu_seconds(server_pid) if server_pid is not None else 0.0
     time.sleep(seconds)
     stop.set()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - started
+    client_cpu = time.process_time() - client_cpu
+    server_cpu = cpu_seconds(server_pid) - server_cpu if server_pid is not None else 0.0
     return {
         "clients": clients,
         "seconds": round(elapsed, 2),
         "requests": len(latencies),
         "throughput_per_s": round(len(latencies) / elapsed, 2),
+        "cpu_seconds": {"server": server_cpu, "clients": client_cpu},
         "errors": sum(errors.values()),
         "error_kinds": dict(errors),
         "latency": summarise(latencies) if latencies else None,
@@ -266,7 +286,12 @@ def load(
 
 
 def alternating_load(
-    url: str, key: tuple[str, str], probe: bytes, seconds: float, rounds: int = 3
+    url: str,
+    key: tuple[str, str],
+    probe: bytes,
+    seconds: float,
+    rounds: int = 3,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
     """1 client, then 8, repeated ``rounds`` times (``seconds`` split between the rounds), so
     that drifts in the machine's load hit both; figures aggregate the rounds."""
@@ -274,7 +299,7 @@ def alternating_load(
     runs: dict[int, list[dict[str, Any]]] = {1: [], 8: []}
     for _ in range(rounds):
         for clients in (1, 8):
-            runs[clients].append(load(url, key, probe, clients, phase))
+            runs[clients].append(load(url, key, probe, clients, phase, server_pid))
     out: dict[str, Any] = {}
     for clients, parts in runs.items():
         latencies = [x for part in parts for x in part.pop("latencies_ms")]
@@ -282,11 +307,22 @@ def alternating_load(
         errors: Counter[str] = Counter()
         for part in parts:
             errors.update(part["error_kinds"])
+        cpu_ms = (
+            {
+                who: round(
+                    1000 * sum(part["cpu_seconds"][who] for part in parts) / len(latencies), 2
+                )
+                for who in ("server", "clients")
+            }
+            if latencies
+            else None
+        )
         out[f"load_{clients}"] = {
             "clients": clients,
             "seconds": round(elapsed, 2),
             "requests": len(latencies),
             "throughput_per_s": round(len(latencies) / elapsed, 2),
+            "cpu_ms_per_request": cpu_ms,
             "rounds_throughput_per_s": [part["throughput_per_s"] for part in parts],
             "errors": sum(errors.values()),
             "error_kinds": dict(errors),
@@ -412,7 +448,7 @@ def main() -> None:
             out["ratio_boto3_to_in_process_median"] = round(
                 out["boto3"]["median_ms"] / out["in_process"]["median_ms"], 3
             )
-            out.update(alternating_load(url, key, probe, args.seconds))
+            out.update(alternating_load(url, key, probe, args.seconds, server_pid=server.pid))
             print(f"1 client: {out['load_1']}", flush=True)
             print(f"8 clients: {out['load_8']}", flush=True)
         finally:
@@ -423,7 +459,7 @@ def main() -> None:
         server = start_server(data, port, inference_threads=1)
         url = f"http://127.0.0.1:{port}"
         try:
-            one = alternating_load(url, key, probe, args.seconds)
+            one = alternating_load(url, key, probe, args.seconds, server_pid=server.pid)
         finally:
             server.terminate()
             server.wait(timeout=60)

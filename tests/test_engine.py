@@ -184,12 +184,22 @@ def test_thread_budget_adapts_opencv_threads_to_concurrency() -> None:
     from faceledger.inference.engine import ThreadBudget
 
     before = cv2.getNumThreads()
+    now = [100.0]
     try:
-        budget = ThreadBudget(cores=2)
+        budget = ThreadBudget(cores=2, shared_window_s=0.2, clock=lambda: now[0])
         with budget():
             assert cv2.getNumThreads() == 2  # alone: every core
             with budget():
                 assert cv2.getNumThreads() == 1  # two at once: one thread each
+            # the one still running keeps one thread (under load the next request needs the
+            # other core at once)
+            assert cv2.getNumThreads() == 1
+            now[0] += 0.05
+        now[0] += 0.1  # alone, but 0.15 s after the last overlap: still under load
+        with budget():
+            assert cv2.getNumThreads() == 1
+        now[0] += 0.3  # no overlap for longer than the window: every core again
+        with budget():
             assert cv2.getNumThreads() == 2
         fixed = ThreadBudget(fixed=1, cores=2)
         with fixed():

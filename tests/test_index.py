@@ -277,3 +277,39 @@ def test_load_rejects_other_files(tmp_path: Path) -> None:
     bad.write_bytes(b"not an index at all")
     with pytest.raises(ValueError):
         load_index(bad)
+
+
+def test_ann_small_single_query_scans_on_one_openmp_thread(
+    data: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small single-query scan runs on one OpenMP thread (threads would double its CPU),
+    large scans and batches keep every thread, and the caller's setting is put back."""
+    import faiss
+
+    from faceledger.index import ann
+
+    ids, x = data
+    index = ann_small()
+    index.add(ids, x)
+    seen: list[int] = []
+
+    class Recording:
+        def __init__(self, ivf: object) -> None:
+            self.ivf = ivf
+
+        def search(self, *args: object, **kwargs: object) -> object:
+            seen.append(faiss.omp_get_max_threads())
+            return self.ivf.search(*args, **kwargs)  # type: ignore[attr-defined]
+
+    index._ivf = Recording(index._ivf)
+    faiss.omp_set_num_threads(2)
+    try:
+        batch = index.search(x[:3], k=5).ids
+        single = np.concatenate([index.search(x[i : i + 1], k=5).ids for i in range(3)])
+        assert faiss.omp_get_max_threads() == 2  # put back
+        monkeypatch.setattr(ann, "PARALLEL_MIN_SCAN", 1)  # now every scan counts as large
+        index.search(x[:1], k=5)
+    finally:
+        faiss.omp_set_num_threads(1)
+    assert seen == [2, 1, 1, 1, 2]  # batch, three small single scans, one large
+    np.testing.assert_array_equal(single, batch)

@@ -2,11 +2,12 @@
 
 How a query runs: the ``nprobe`` inverted-file cells (of ``nlist`` k-means cells) closest to
 the query are scanned with faiss's SIMD "fast-scan" product quantiser (``IndexIVFPQFastScan``,
-``dim/2`` sub-quantisers of 4 bits: 32 bytes per 128-d face; one query's cells are split over
-the OpenMP threads); the best ``rerank`` candidates are then scored exactly against float16
-copies of the vectors kept here, and the top k returned. Returned cosines are therefore exact
-to fp16 rounding (≈ 1e-4), not PQ estimates, which matters because they become the
-calibrated Similarity. Memory: ≈ 2·dim + dim/2 + 24 bytes per face (≈ 6.3 GB for 20 M 128-d).
+``dim/2`` sub-quantisers of 4 bits: 32 bytes per 128-d face; a large scan splits one query's
+cells over the OpenMP threads, a small one runs on one, see ``PARALLEL_MIN_SCAN``); the best
+``rerank`` candidates are then scored exactly against float16 copies of the vectors kept here,
+and the top k returned. Returned cosines are therefore exact to fp16 rounding (≈ 1e-4), not
+PQ estimates, which matters because they become the calibrated Similarity. Memory:
+≈ 2·dim + dim/2 + 24 bytes per face (≈ 6.3 GB for 20 M 128-d).
 
 Why not the obvious choices (numbers in ``bench/results/vector_index.json``): face embeddings
 are high-dimensional (LFW's SFace embeddings: participation ratio ≈ 96 of 128 dims) and, apart
@@ -71,6 +72,15 @@ TRAIN_SAMPLE_PER_LIST = 24
 COMPACT_DEAD_FRACTION = 0.25
 #: Candidates re-ranked exactly per query (and at least 2·k).
 DEFAULT_RERANK = 1000
+#: A single query expected to scan fewer PQ codes than this runs on one OpenMP thread. On 2
+#: cores, one query at a time (wall / CPU per query, 2 threads vs 1; same recall@10 either
+#: way): 100 K faces (75 K codes scanned) 2.3 / 4.5 ms vs 2.4 / 2.5 ms, 300 K 2.7–3.3 /
+#: 5.4–6.5 ms vs 3.2–3.8 / 3.4–3.7 ms, 1 M 4.3 / 8.7 ms vs 7.2 / 7.3 ms. Below this a second
+#: thread buys nothing and doubles the CPU; worse, GNU OpenMP's idle thread then spins for
+#: milliseconds on the core the next inference (OpenCV's own thread pool) or a concurrent
+#: request needs: back-to-back 100 K-face SearchFacesByImage calls in one process were
+#: 4–26 ms faster with this (busy machine, 4 paired runs).
+PARALLEL_MIN_SCAN = 200_000
 _BLOCK_SHIFT = 20  # fp16 rows are kept in blocks of 2^20 (no giant re-allocations)
 _BLOCK = 1 << _BLOCK_SHIFT
 
@@ -391,8 +401,20 @@ class ANNIndex:
         if self._n == 0 or q.shape[0] == 0:
             return hits
         want = max(self._rerank, 2 * k)
-        params = _faiss().SearchParametersIVF(nprobe=self.nprobe)
-        _, cand = self._ivf.search(q, want, params=params)
+        faiss = _faiss()
+        params = faiss.SearchParametersIVF(nprobe=self.nprobe)
+        scanned = self._n * min(self.nprobe, self._nlist) / self._nlist
+        if q.shape[0] == 1 and scanned < PARALLEL_MIN_SCAN:
+            # OpenMP's thread count is a per-thread setting: this changes only the calling
+            # thread's searches, and is put back for whatever it runs next
+            threads = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(1)
+            try:
+                _, cand = self._ivf.search(q, want, params=params)
+            finally:
+                faiss.omp_set_num_threads(threads)
+        else:
+            _, cand = self._ivf.search(q, want, params=params)
         for row in range(q.shape[0]):
             slots = cand[row]
             slots = slots[slots >= 0]
