@@ -236,15 +236,18 @@ class CollectionService:
             self.store.delete_collection(collection_id)
             self.indexes.drop(collection_id)
 
-    def _pinned(self, collection_id: str) -> Collection:
-        collection = self.describe_collection(collection_id)
+    def pinned_version(self, collection_id: str) -> str:
+        """The collection's FaceModelVersion, refused when it is not the engine's (without
+        describing it: counting a large collection's faces costs more than a search)."""
+        check_id(collection_id, COLLECTION_ID_RE, "CollectionId")
+        version = self.store.face_model_version(collection_id)
         engine_version = self.faces.engine.face_model_version
-        if collection.face_model_version != engine_version:
+        if version != engine_version:
             raise InvalidParameterError(
-                f"collection {collection_id!r} holds {collection.face_model_version} vectors; "
+                f"collection {collection_id!r} holds {version} vectors; "
                 f"this server runs {engine_version}. Vectors of different packs never mix."
             )
-        return collection
+        return version
 
     # -- faces ------------------------------------------------------------------------------
     def index_faces(
@@ -257,7 +260,7 @@ class CollectionService:
         quality_filter: str = "AUTO",
     ) -> IndexFacesResult:
         """Detect, filter and enrol the faces of one image (Rekognition's IndexFaces)."""
-        self._pinned(collection_id)
+        self.pinned_version(collection_id)
         decoded = self.faces.image(image)
         analysed = AnalysedImage.of(decoded, self.faces.engine.analyse(decoded))
         return self.enrol(
@@ -278,7 +281,7 @@ class CollectionService:
         quality_filter: str = "AUTO",
     ) -> IndexFacesResult:
         """Enrol an already analysed image (bulk enrolment analyses on worker processes)."""
-        collection = self._pinned(collection_id)
+        version = self.pinned_version(collection_id)
         if external_image_id is not None:
             check_id(external_image_id, EXTERNAL_IMAGE_ID_RE, "ExternalImageId")
         if max_faces is not None:
@@ -298,7 +301,7 @@ class CollectionService:
                 return IndexFacesResult(
                     tuple((row.face, -1) for row in existing),
                     (),
-                    collection.face_model_version,
+                    version,
                     duplicate=True,
                     analysed=analysed,
                 )
@@ -315,9 +318,7 @@ class CollectionService:
             ]
             rows = self.store.add_faces(collection_id, new) if new else []
         records = tuple((row.face, i) for row, i in zip(rows, sorted(passing), strict=True))
-        return IndexFacesResult(
-            records, unindexed, collection.face_model_version, analysed=analysed
-        )
+        return IndexFacesResult(records, unindexed, version, analysed=analysed)
 
     def list_faces(
         self,
@@ -472,7 +473,7 @@ class CollectionService:
         threshold: float = DEFAULT_FACE_MATCH_THRESHOLD,
     ) -> tuple[CollectionMatch, ...]:
         """Faces of the collection matching an enrolled face (the face itself excluded)."""
-        self._pinned(collection_id)
+        self.pinned_version(collection_id)
         check_id(face_id, FACE_ID_RE, "FaceId")
         row_id, vector = self.store.embedding(collection_id, face_id)
         return self._search_vector(
@@ -489,7 +490,7 @@ class CollectionService:
         quality_filter: str = "NONE",
     ) -> SearchByImageResult:
         """Search with the largest face of an image; no face → InvalidParameterException."""
-        collection = self._pinned(collection_id)
+        version = self.pinned_version(collection_id)
         _check_int(max_faces, 1, MAX_SEARCH_FACES, "MaxFaces")
         _check_threshold(threshold, "FaceMatchThreshold")
         decoded = self.faces.image(image)
@@ -510,6 +511,6 @@ class CollectionService:
             ratio_box(analysed, 0),
             float(faces.scores[0]) * 100.0,
             matches,
-            collection.face_model_version,
+            version,
             threshold,
         )

@@ -221,17 +221,6 @@ class UserService:
         check_id(collection_id, COLLECTION_ID_RE, "CollectionId")
         return self.collections.store.collection(collection_id)
 
-    def _pinned(self, collection_id: str) -> Collection:
-        """The collection, refused when its vectors come from another pack than the engine's."""
-        collection = self._collection(collection_id)
-        engine_version = self.collections.faces.engine.face_model_version
-        if collection.face_model_version != engine_version:
-            raise InvalidParameterError(
-                f"collection {collection_id!r} holds {collection.face_model_version} vectors; "
-                f"this server runs {engine_version}. Vectors of different packs never mix."
-            )
-        return collection
-
     def _require_user(self, collection_id: str, user_id: str) -> None:
         if not self.collections.store.user_exists(collection_id, user_id):
             raise ResourceNotFoundError(
@@ -336,7 +325,7 @@ class UserService:
         (``Confidence`` is the face's Similarity to the user). ServiceQuotaExceededError when
         the user would hold more than ``MAX_FACES_PER_USER`` faces (nothing is associated).
         """
-        self._pinned(collection_id)
+        self.collections.pinned_version(collection_id)
         check_id(user_id, USER_ID_RE, "UserId")
         wanted = _check_face_ids(face_ids)
         threshold = _check_threshold(user_match_threshold, "UserMatchThreshold")
@@ -512,13 +501,12 @@ class UserService:
 
         Exactly one of ``user_id`` / ``face_id``. A user without faces matches no one.
         """
-        collection = self._pinned(collection_id)
+        version = self.collections.pinned_version(collection_id)
         if (user_id is None) == (face_id is None):
             raise InvalidParameterError("give exactly one of UserId and FaceId")
         threshold = _check_threshold(user_match_threshold, "UserMatchThreshold")
         _check_int(max_users, 1, MAX_USERS, "MaxUsers")
         store = self.collections.store
-        version = collection.face_model_version
         if user_id is not None:
             check_id(user_id, USER_ID_RE, "UserId")
             self._require_user(collection_id, user_id)
@@ -555,13 +543,12 @@ class UserService:
         error) and no ``searched_face``. Every other face is in ``unsearched`` with
         FACE_NOT_LARGEST (the largest, when it fails the filter, with its quality reasons).
         """
-        collection = self._pinned(collection_id)
+        version = self.collections.pinned_version(collection_id)
         threshold = _check_threshold(user_match_threshold, "UserMatchThreshold")
         _check_int(max_users, 1, MAX_USERS, "MaxUsers")
         quality_reasons(Faces.empty(), quality_filter)  # validates it, even for a faceless image
         engine = self.collections.faces.engine
         decoded = self.collections.faces.image(image)
-        version = collection.face_model_version
         faces = engine.detect(decoded)  # largest first, with quality
         if len(faces) == 0:
             return UserSearchByImageResult((), version, threshold, None, ())

@@ -311,6 +311,10 @@ class PostgresStore:
             raise ResourceNotFoundError(f"collection {collection_id!r} does not exist")
         return self._to_collection(row)
 
+    def face_model_version(self, collection_id: str) -> str:
+        """The collection's FaceModelVersion; ResourceNotFoundError if it does not exist."""
+        return self._collection_info(collection_id)[1]
+
     def embedding_dim(self, collection_id: str) -> int:
         return self._collection_info(collection_id)[2]
 

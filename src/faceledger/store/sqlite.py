@@ -324,6 +324,21 @@ class SQLiteStore:
             int(row["user_count"]),
         )
 
+    def face_model_version(self, collection_id: str) -> str:
+        """The collection's FaceModelVersion; ResourceNotFoundError if it does not exist. (The
+        existence check of the verbs below: ``collection`` counts the faces, a scan.)"""
+        row = (
+            self._db()
+            .execute(
+                "SELECT face_model_version FROM collections WHERE collection_id = ?",
+                (collection_id,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            raise ResourceNotFoundError(f"collection {collection_id!r} does not exist")
+        return str(row[0])
+
     def embedding_dim(self, collection_id: str) -> int:
         row = (
             self._db()
@@ -424,7 +439,7 @@ class SQLiteStore:
     def faces_of_image(
         self, collection_id: str, image_sha256: str, external_image_id: str | None
     ) -> list[FaceRow]:
-        fmv = self.collection(collection_id).face_model_version
+        fmv = self.face_model_version(collection_id)
         rows = (
             self._db()
             .execute(
@@ -438,7 +453,7 @@ class SQLiteStore:
 
     def add_faces(self, collection_id: str, faces: Sequence[NewFace]) -> list[FaceRow]:
         """Insert faces of one image in one transaction (all or none)."""
-        fmv = self.collection(collection_id).face_model_version
+        fmv = self.face_model_version(collection_id)
         dim = self.embedding_dim(collection_id)
         image_id = str(uuid.uuid4())
         now = time.time()
@@ -495,7 +510,7 @@ class SQLiteStore:
 
     def external_image_ids(self, collection_id: str) -> set[str]:
         """Every ExternalImageId with at least one face in the collection."""
-        self.collection(collection_id)
+        self.face_model_version(collection_id)
         rows = self._db().execute(
             "SELECT DISTINCT external_image_id FROM faces WHERE collection_id = ? "
             "AND external_image_id IS NOT NULL",
@@ -504,7 +519,7 @@ class SQLiteStore:
         return {r[0] for r in rows}
 
     def faces_by_id(self, collection_id: str, face_ids: Sequence[str]) -> dict[str, FaceRow]:
-        fmv = self.collection(collection_id).face_model_version
+        fmv = self.face_model_version(collection_id)
         out: dict[str, FaceRow] = {}
         for start in range(0, len(face_ids), 500):
             chunk = list(face_ids[start : start + 500])
@@ -518,7 +533,7 @@ class SQLiteStore:
         return out
 
     def faces_by_row(self, collection_id: str, row_ids: Sequence[int]) -> dict[int, FaceRow]:
-        fmv = self.collection(collection_id).face_model_version
+        fmv = self.face_model_version(collection_id)
         out: dict[int, FaceRow] = {}
         for start in range(0, len(row_ids), 500):
             chunk = [int(r) for r in row_ids[start : start + 500]]
@@ -553,7 +568,7 @@ class SQLiteStore:
         user_id: str | None = None,
         face_ids: Sequence[str] | None = None,
     ) -> list[FaceRow]:
-        fmv = self.collection(collection_id).face_model_version
+        fmv = self.face_model_version(collection_id)
         sql = f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_id = ? AND row_id > ?"
         args: list[object] = [collection_id, after_row]
         if user_id is not None:
@@ -569,7 +584,7 @@ class SQLiteStore:
     def delete_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[str]:
         """Delete faces (one transaction, then ``scrub_wal``); returns the FaceIds that existed
         and were deleted. A face's user association goes with its row."""
-        self.collection(collection_id)
+        self.face_model_version(collection_id)
         deleted: list[str] = []
         with self._tx() as db:
             for face_id in face_ids:
@@ -593,7 +608,7 @@ class SQLiteStore:
         """FaceIds of the collection's faces enrolled before ``cutoff_epoch`` (Unix seconds),
         oldest first (a retention purge deletes them). ResourceNotFoundError for an unknown
         collection."""
-        self.collection(collection_id)
+        self.face_model_version(collection_id)
         rows = self._db().execute(
             "SELECT face_id FROM faces WHERE collection_id = ? AND created_at < ? ORDER BY row_id",
             (collection_id, float(cutoff_epoch)),
@@ -674,7 +689,7 @@ class SQLiteStore:
 
     # -- users ----------------------------------------------------------------------------
     def create_user(self, collection_id: str, user_id: str) -> None:
-        self.collection(collection_id)
+        self.face_model_version(collection_id)
         try:
             with self._tx() as db:
                 db.execute(
@@ -686,7 +701,7 @@ class SQLiteStore:
             ) from None
 
     def list_users(self, collection_id: str, *, after: str | None, limit: int) -> list[User]:
-        self.collection(collection_id)
+        self.face_model_version(collection_id)
         rows = (
             self._db()
             .execute(
@@ -700,7 +715,7 @@ class SQLiteStore:
 
     def user_exists(self, collection_id: str, user_id: str) -> bool:
         """Whether the user exists; ResourceNotFoundError when the collection does not."""
-        self.collection(collection_id)
+        self.face_model_version(collection_id)
         row = (
             self._db()
             .execute(
@@ -713,7 +728,7 @@ class SQLiteStore:
 
     def user_face_ids(self, collection_id: str, user_id: str) -> list[str]:
         """The FaceIds associated with the user, in enrolment order."""
-        self.collection(collection_id)
+        self.face_model_version(collection_id)
         rows = self._db().execute(
             "SELECT face_id FROM faces WHERE collection_id = ? AND user_id = ? ORDER BY row_id",
             (collection_id, user_id),
@@ -759,7 +774,7 @@ class SQLiteStore:
         self, collection_id: str, face_ids: Sequence[str]
     ) -> dict[str, NDArray[np.float32]]:
         """Embeddings of the given faces that exist in the collection."""
-        self.collection(collection_id)
+        self.face_model_version(collection_id)
         out: dict[str, NDArray[np.float32]] = {}
         for start in range(0, len(face_ids), 500):
             chunk = list(face_ids[start : start + 500])
@@ -821,7 +836,7 @@ class SQLiteStore:
         written and ``limit_exceeded`` is set. ResourceNotFoundError for an unknown collection
         or user.
         """
-        self.collection(collection_id)
+        self.face_model_version(collection_id)
         wanted = list(dict.fromkeys(face_ids))
         with self._tx() as db:
             self._require_user(db, collection_id, user_id)
@@ -847,7 +862,7 @@ class SQLiteStore:
         Faces of another user are reported, never changed; unassociated faces are ignored.
         ResourceNotFoundError for an unknown collection or user.
         """
-        self.collection(collection_id)
+        self.face_model_version(collection_id)
         wanted = list(dict.fromkeys(face_ids))
         with self._tx() as db:
             self._require_user(db, collection_id, user_id)
@@ -877,7 +892,7 @@ class SQLiteStore:
         (the caller compares parameters). ResourceNotFoundError for an unknown collection or
         user.
         """
-        self.collection(collection_id)
+        self.face_model_version(collection_id)
         with self._tx() as db:
             if request_token is not None:
                 earlier = self._request_record(db, collection_id, "DeleteUser", request_token)
@@ -906,7 +921,7 @@ class SQLiteStore:
         the token was already used for CreateUser in this collection. ResourceAlreadyExistsError
         when the user exists and the token is new.
         """
-        self.collection(collection_id)
+        self.face_model_version(collection_id)
         try:
             with self._tx() as db:
                 earlier = self._request_record(db, collection_id, "CreateUser", request_token)
