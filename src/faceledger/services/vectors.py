@@ -32,8 +32,6 @@ from faceledger.store.factory import Store
 from faceledger.store.postgres import PostgresStore, PostgresVectors
 from faceledger.store.sqlite import FaceChanges, SQLiteStore
 
-SNAPSHOT_EVERY_CHANGES = 50_000
-
 
 class VectorSearch(Protocol):
     """The vector search of a store's collections, as the collection and user verbs use it.
