@@ -205,7 +205,7 @@ def test_an_edit_with_its_digest_recomputed_is_found(closed: ChainLedger) -> Non
         (forged, hashlib.sha256(forged).digest()),
     )
     seq, reason = _verify_bad(closed)
-    assert seq == 137 and "record 137 was changed" in reason
+    assert seq == 137 and "record 137's MAC does not verify" in reason
 
 
 def test_a_deleted_middle_row_is_found(closed: ChainLedger) -> None:
@@ -228,12 +228,26 @@ def test_a_truncated_tail_is_found_through_the_witness(closed: ChainLedger) -> N
     assert seq == 251 and "truncated" in reason
 
 
-def test_a_truncated_tail_is_not_found_without_the_witness(closed: ChainLedger) -> None:
-    """The witness is what makes truncation visible (hence kept outside the data dir)."""
+def test_a_truncated_tail_is_found_through_the_tip_without_the_witness(
+    closed: ChainLedger,
+) -> None:
     raw(closed).execute("DELETE FROM records WHERE seq > 250")
     closed.witness_file.unlink()
+    seq, reason = _verify_bad(closed)
+    assert seq == 251 and "tip" in reason
+
+
+def test_a_truncated_tail_is_not_found_without_the_witness_and_the_tip(
+    closed: ChainLedger,
+) -> None:
+    """The witness and the tip are what make truncation visible (hence kept outside the data
+    dir)."""
+    raw(closed).execute("DELETE FROM records WHERE seq > 250")
+    closed.witness_file.unlink()
+    closed.tip_file.unlink()
     report = closed.verify()
     assert report.ok and any("witness" in w for w in report.warnings)
+    assert any("tip" in w for w in report.warnings)
 
 
 def test_an_inserted_forged_row_is_found(closed: ChainLedger) -> None:
@@ -244,9 +258,9 @@ def test_an_inserted_forged_row_is_found(closed: ChainLedger) -> None:
     db.execute("UPDATE records SET seq = 1 - seq WHERE seq < 0")
     payload = {"kind": KIND_EVENT, "time": time.time(), **event(999, principal="ghost").to_dict()}
     body, digest = link(120, prev, KIND_EVENT, canonical_json(payload))
-    db.execute("INSERT INTO records VALUES (?, ?, ?)", (120, body, digest))
+    db.execute("INSERT INTO records VALUES (?, ?, ?, NULL)", (120, body, digest))
     seq, reason = _verify_bad(closed)
-    assert seq == 120 and "inserted" in reason
+    assert seq == 120 and "carries no MAC" in reason
 
 
 def test_swapped_bodies_are_found(closed: ChainLedger) -> None:
@@ -286,14 +300,17 @@ def _rewrite_chain(ledger: ChainLedger, *, key: bytes, keep_checkpoints: bool) -
             payload["principal"] = "someone-else"
         seq += 1
         new_body, prev = link(seq, prev, kind or KIND_EVENT, canonical_json(payload))
-        db.execute("INSERT INTO records VALUES (?, ?, ?)", (seq, new_body, prev))
+        db.execute("INSERT INTO records VALUES (?, ?, ?, NULL)", (seq, new_body, prev))
     db.execute("COMMIT")
 
 
 def test_a_recomputed_chain_fails_the_checkpoint_signature(closed: ChainLedger) -> None:
-    first_checkpoint = checkpoint_seqs(closed)[0]
     _rewrite_chain(closed, key=FAKE_KEY, keep_checkpoints=True)
     seq, reason = _verify_bad(closed)
+    assert seq == 1 and "carries no MAC" in reason  # the per-record MACs fail first
+    closed.tip_file.unlink()  # without the tip (which says MACs start at 1)…
+    first_checkpoint = checkpoint_seqs(closed)[0]
+    seq, reason = _verify_bad(closed)  # …the checkpoint signature still fails
     assert seq == first_checkpoint and "signature" in reason
 
 
@@ -301,6 +318,8 @@ def test_a_recomputed_chain_without_checkpoints_fails_the_witness(closed: ChainL
     witness = read_witness(closed.witness_file)
     assert witness is not None
     _rewrite_chain(closed, key=FAKE_KEY, keep_checkpoints=False)
+    assert _verify_bad(closed)[0] == 1  # no MACs
+    closed.tip_file.unlink()  # without the tip, the witness still shows it
     seq, reason = _verify_bad(closed)
     assert seq is not None and seq <= witness.seq
     assert "witness" in reason or "truncated" in reason
@@ -541,7 +560,7 @@ def test_a_rewrite_of_our_last_record_stops_further_appends(new_ledger: Opener) 
         "UPDATE records SET body = ?, digest = ? WHERE seq = ?",
         (forged, hashlib.sha256(forged).digest(), last.seq),
     )
-    with pytest.raises(LedgerError, match=f"record {last.seq} .* changed after this process"):
+    with pytest.raises(LedgerError, match=f"record {last.seq} changed after this process"):
         ledger.append(event(2))
     assert ledger.last_seq() == last.seq
     with contextlib.suppress(LedgerError):  # its closing checkpoint is refused the same way

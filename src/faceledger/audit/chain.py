@@ -3,7 +3,8 @@
 A record's ``body`` is a fixed-width ASCII prefix followed by canonical JSON::
 
     b"00000000000000000042 <prev digest, 64 hex> E " + b'{"kind":"event","time":...}'
-      seq (20 digits)        previous record's SHA-256   kind (E event, C checkpoint)
+      seq (20 digits)        previous record's SHA-256   kind (E event, C checkpoint,
+                                                        K key rotation)
 
 and its ``digest`` is ``sha256(body)`` (32 raw bytes). The first record's "previous digest" is
 64 zeros (``GENESIS_HEX``). Because seq, the link and the kind sit at fixed offsets,
@@ -28,12 +29,12 @@ KIND_AT = PREV_END + 1
 PREFIX_LEN = KIND_AT + 2
 
 GENESIS_HEX = b"0" * 64
-GENESIS_DIGEST = bytes(32)
 
 KIND_EVENT = "event"
 KIND_CHECKPOINT = "checkpoint"
+KIND_ROTATION = "rotation"  # the ledger key was rotated: later records use the key it names
 # The one-byte kind marker in the prefix, and back.
-KIND_CODES: dict[str, bytes] = {KIND_EVENT: b"E", KIND_CHECKPOINT: b"C"}
+KIND_CODES: dict[str, bytes] = {KIND_EVENT: b"E", KIND_CHECKPOINT: b"C", KIND_ROTATION: b"K"}
 CODE_KINDS: dict[bytes, str] = {v: k for k, v in KIND_CODES.items()}
 
 

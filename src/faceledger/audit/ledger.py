@@ -9,14 +9,16 @@ Group commit, checkpoints, reading and verification are shared with the PostgreS
 appending to the same file (the server and a CLI ``faceledger index`` run), so they form one
 chain.
 
-Storage: ``records(seq, body, digest)`` (format in ``chain``) and a one-row ``meta`` table
-(ledger id, creation time, and where the last checkpoint is, to schedule the next one). The
+Storage: ``records(seq, body, digest, mac)`` (format in ``chain``; ``mac`` the per-record MAC,
+``keyring``), a one-row ``meta`` table (ledger id, creation time, and where the last checkpoint
+is, to schedule the next one) and ``open_intents`` (intent records without an outcome yet). The
 file is 0600 in a 0700 folder. Triggers refuse UPDATE and DELETE on ``records`` (a guard
 against mistakes; tampering with the file itself is what ``verify`` detects).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -36,7 +38,9 @@ from faceledger.audit.core import (
     LedgerWrite,
     VerifySnapshot,
 )
+from faceledger.audit.intents import OpenIntent
 from faceledger.audit.signing import resolve_key_file
+from faceledger.audit.verify import Row
 from faceledger.domain.errors import LedgerError
 
 if TYPE_CHECKING:
@@ -50,7 +54,14 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     seq INTEGER PRIMARY KEY,
     body BLOB NOT NULL,
-    digest BLOB NOT NULL
+    digest BLOB NOT NULL,
+    mac BLOB
+);
+CREATE TABLE IF NOT EXISTS open_intents (
+    intent_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    time REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -113,8 +124,24 @@ class _SqliteWrite:
     def digest_at(self, seq: int) -> bytes | None:
         return _digest_at(self.db, seq)
 
-    def insert(self, rows: Sequence[tuple[int, bytes, bytes]]) -> None:
-        self.db.executemany("INSERT INTO records (seq, body, digest) VALUES (?, ?, ?)", rows)
+    def rows_after(self, seq: int) -> Sequence[Row]:
+        return self.db.execute(
+            "SELECT seq, body, digest, mac FROM records WHERE seq > ? ORDER BY seq", (seq,)
+        ).fetchall()
+
+    def insert(self, rows: Sequence[Row]) -> None:
+        self.db.executemany(
+            "INSERT INTO records (seq, body, digest, mac) VALUES (?, ?, ?, ?)", rows
+        )
+
+    def open_intent(self, intent: OpenIntent) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO open_intents (intent_id, seq, owner, time) VALUES (?, ?, ?, ?)",
+            (intent.intent_id, intent.seq, intent.owner, intent.time),
+        )
+
+    def close_intent(self, intent_id: str) -> None:
+        self.db.execute("DELETE FROM open_intents WHERE intent_id = ?", (intent_id,))
 
     def mark_checkpoint(self, seq: int, when: float) -> None:
         self.db.execute(
@@ -150,6 +177,10 @@ class Ledger(ChainLedger):
             _create_private_file(self.path)
             db = self._reader()
             db.executescript(SCHEMA)
+            columns = {r[1] for r in db.execute("PRAGMA table_info(records)")}
+            if "mac" not in columns:  # a ledger from before per-record MACs
+                with contextlib.suppress(sqlite3.OperationalError):  # another process did
+                    db.execute("ALTER TABLE records ADD COLUMN mac BLOB")
             now = time.time()
             db.execute("BEGIN IMMEDIATE")
             db.execute(
@@ -271,7 +302,7 @@ class Ledger(ChainLedger):
         db.execute("BEGIN")  # one snapshot for the whole pass
         try:
             total = int(db.execute("SELECT max(seq) FROM records").fetchone()[0] or 0)
-            cursor = db.execute("SELECT seq, body, digest FROM records ORDER BY seq")
+            cursor = db.execute("SELECT seq, body, digest, mac FROM records ORDER BY seq")
             yield VerifySnapshot(
                 total=total,
                 chunks=iter(partial(cursor.fetchmany, _FETCH_ROWS), []),
@@ -280,6 +311,20 @@ class Ledger(ChainLedger):
             cursor.close()
         finally:
             db.execute("COMMIT")
+
+    def _open_intents(self) -> list[OpenIntent]:
+        rows = self._reader().execute(
+            "SELECT intent_id, seq, owner, time FROM open_intents ORDER BY seq"
+        )
+        return [OpenIntent(str(r[0]), int(r[1]), str(r[2]), float(r[3])) for r in rows]
+
+    def _row_at(self, seq: int) -> tuple[int, bytes, bytes] | None:
+        row = (
+            self._reader()
+            .execute("SELECT seq, body, digest FROM records WHERE seq = ?", (seq,))
+            .fetchone()
+        )
+        return (int(row[0]), bytes(row[1]), bytes(row[2])) if row is not None else None
 
     def _close_storage(self) -> None:
         """Close this thread's connections (other threads' close when they are collected)."""

@@ -1,9 +1,9 @@
 """The audit ledger in PostgreSQL (the server backend): one chain for every API process.
 
-Same records, digests, checkpoints and guarantees as the SQLite ledger (the shared logic is
-``faceledger.audit.core``); the rows live in ``ledger.records(seq, body, digest)`` with a
-one-row ``ledger.meta``, created by the Alembic revision ``0002_ledger``
-(``faceledger db upgrade``).
+Same records, digests, MACs, checkpoints and guarantees as the SQLite ledger (the shared logic
+is ``faceledger.audit.core``); the rows live in ``ledger.records(seq, body, digest, mac)`` with
+a one-row ``ledger.meta`` and ``ledger.open_intents``, created by the Alembic revisions
+``0002_ledger`` and ``0005_ledger_macs_intents`` (``faceledger db upgrade``).
 
 **One chain across processes and machines.** Each group-commit batch is one transaction that
 first locks the one ``ledger.meta`` row (``SELECT … FOR UPDATE``), then reads the head and
@@ -38,10 +38,13 @@ from psycopg.conninfo import conninfo_to_dict
 
 from faceledger.audit.chain import KIND_AT, KIND_CODES, KIND_EVENT, PREFIX_LEN
 from faceledger.audit.core import ChainLedger, EntryQuery, LedgerWrite, VerifySnapshot
+from faceledger.audit.intents import OpenIntent
+from faceledger.audit.verify import Row
 from faceledger.domain.errors import LedgerError
 
 RECORDS = "ledger.records"
 META = "ledger.meta"
+INTENTS = "ledger.open_intents"
 LOCK_TIMEOUT_MS = 30_000  # how long a writer waits for another's transaction (as SQLite's)
 _FETCH_ROWS = 8192
 
@@ -79,17 +82,38 @@ class _PgWrite:
     def digest_at(self, seq: int) -> bytes | None:
         return _digest_at(self.conn, seq)
 
-    def insert(self, rows: Sequence[tuple[int, bytes, bytes]]) -> None:
+    def rows_after(self, seq: int) -> Sequence[Row]:
+        rows = self.conn.execute(
+            f"SELECT seq, body, digest, mac FROM {RECORDS} WHERE seq > %s ORDER BY seq", (seq,)
+        ).fetchall()
+        return [_row(r) for r in rows]
+
+    def insert(self, rows: Sequence[Row]) -> None:
         with self.conn.cursor() as cursor:
             cursor.executemany(
-                f"INSERT INTO {RECORDS} (seq, body, digest) VALUES (%s, %s, %s)", rows
+                f"INSERT INTO {RECORDS} (seq, body, digest, mac) VALUES (%s, %s, %s, %s)", rows
             )
+
+    def open_intent(self, intent: OpenIntent) -> None:
+        self.conn.execute(
+            f"INSERT INTO {INTENTS} (intent_id, seq, owner, time) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (intent_id) DO UPDATE SET seq = EXCLUDED.seq",
+            (intent.intent_id, intent.seq, intent.owner, intent.time),
+        )
+
+    def close_intent(self, intent_id: str) -> None:
+        self.conn.execute(f"DELETE FROM {INTENTS} WHERE intent_id = %s", (intent_id,))
 
     def mark_checkpoint(self, seq: int, when: float) -> None:
         self.conn.execute(
             f"UPDATE {META} SET last_checkpoint_seq = %s, last_checkpoint_time = %s WHERE id = 1",
             (seq, when),
         )
+
+
+def _row(r: Sequence[Any]) -> Row:
+    """A row as ``verify`` expects it (psycopg returns ``bytea`` as bytes already)."""
+    return (int(r[0]), bytes(r[1]), bytes(r[2]), None if r[3] is None else bytes(r[3]))
 
 
 def _digest_at(conn: psycopg.Connection[Any], seq: int) -> bytes | None:
@@ -233,7 +257,7 @@ class PostgresLedger(ChainLedger):
             row = conn.execute(f"SELECT max(seq) FROM {RECORDS}").fetchone()
             total = int(row[0] or 0) if row is not None else 0
             with conn.cursor(name="ledger_verify") as cursor:
-                cursor.execute(f"SELECT seq, body, digest FROM {RECORDS} ORDER BY seq")
+                cursor.execute(f"SELECT seq, body, digest, mac FROM {RECORDS} ORDER BY seq")
                 yield VerifySnapshot(
                     total=total,
                     chunks=iter(partial(cursor.fetchmany, _FETCH_ROWS), []),
@@ -241,6 +265,22 @@ class PostgresLedger(ChainLedger):
                 )
         finally:
             conn.close()
+
+    def _open_intents(self) -> list[OpenIntent]:
+        rows = (
+            self._reader()
+            .execute(f"SELECT intent_id, seq, owner, time FROM {INTENTS} ORDER BY seq")
+            .fetchall()
+        )
+        return [OpenIntent(str(r[0]), int(r[1]), str(r[2]), float(r[3])) for r in rows]
+
+    def _row_at(self, seq: int) -> tuple[int, bytes, bytes] | None:
+        row = (
+            self._reader()
+            .execute(f"SELECT seq, body, digest FROM {RECORDS} WHERE seq = %s", (seq,))
+            .fetchone()
+        )
+        return (int(row[0]), bytes(row[1]), bytes(row[2])) if row is not None else None
 
     def _close_storage(self) -> None:
         with self._lock:

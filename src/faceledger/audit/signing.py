@@ -230,3 +230,98 @@ def write_witness(path: Path, witness: Witness) -> bool:
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     return True
+
+
+# -- the tip file ---------------------------------------------------------------------------
+TIP_BYTES = 512  # fixed size: rewritten in place with one pwrite
+
+
+@dataclass(frozen=True)
+class Tip:
+    """The newest record a writer committed, kept beside the key (outside the data folder).
+
+    Written after every commit (without fsync: it must survive a crash of the process, which
+    the page cache does), so that cutting records off the *unsigned* tail — after the last
+    checkpoint — shows too. ``macs_from``: the first seq that must carry a per-record MAC
+    (records before it were written before MACs existed). ``mac``: HMAC under the current key
+    of the other fields.
+    """
+
+    ledger_id: str
+    seq: int
+    digest: str
+    macs_from: int
+    key_id: str  # the key that MACs new records (hex)
+    mac: str = ""
+
+    def message(self) -> bytes:
+        return (
+            f"tip|{self.ledger_id}|{self.seq}|{self.digest}|{self.macs_from}|{self.key_id}"
+        ).encode("ascii")
+
+
+def tip_path(key_file: Path, ledger_id: str) -> Path:
+    return key_file.parent / f"ledger-{ledger_id}.tip"
+
+
+def read_tip(path: Path) -> Tip | None:
+    """The tip in ``path`` (None if absent); ``LedgerError`` if it is unreadable."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise LedgerError(f"the ledger tip {path} is unreadable: {exc}") from None
+    try:
+        data = json.loads(raw.rstrip(b" \n\x00") or b"null")
+        if data is None:
+            return None
+        return Tip(
+            ledger_id=str(data["ledger_id"]),
+            seq=int(data["seq"]),
+            digest=str(data["digest"]),
+            macs_from=int(data["macs_from"]),
+            key_id=str(data["key_id"]),
+            mac=str(data["mac"]),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LedgerError(f"the ledger tip {path} is unreadable: {exc}") from None
+
+
+class TipFile:
+    """Moves the tip file forward after each commit (several processes: a lock file, and the
+    tip only ever moves forward)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        return self._fd
+
+    def write(self, tip: Tip, *, sync: bool = False) -> None:
+        """Write ``tip`` unless the file already names a later record."""
+        fd = self._open()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            current = os.pread(fd, TIP_BYTES, 0).rstrip(b" \n\x00")
+            if current:
+                try:
+                    if int(json.loads(current)["seq"]) >= tip.seq:
+                        return
+                except (ValueError, KeyError, TypeError):
+                    pass  # a damaged tip is replaced by a good one
+            data = json.dumps(asdict(tip), separators=(",", ":")).encode("ascii")
+            os.pwrite(fd, data.ljust(TIP_BYTES - 1) + b"\n", 0)
+            if sync:
+                os.fsync(fd)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

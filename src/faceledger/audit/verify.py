@@ -14,14 +14,20 @@ fixed-width prefix, one SHA-256, compare bytes); only when something fails, or a
 | rows swapped / reordered                 | the first displaced seq                        |
 | the whole chain recomputed               | the first checkpoint whose signature fails     |
 | the tail truncated                       | the first seq after the end (from the witness) |
+| the unsigned tail truncated / old copy   | the first seq after the end (from the tip)     |
+| a record forged, appended or re-MAC'd    | that record (its per-record MAC fails)         |
+| a MAC stripped, or a retired key used    | that record                                    |
 
-A record appended *after* the last checkpoint by someone who recomputes its link is, like in
-any hash chain, indistinguishable from a real one until a checkpoint signs it.
+Every record since per-record MACs exist carries one (``keyring``); records after the last
+signed checkpoint — the *unsigned tail* — are therefore authenticated too, and the tip file
+beside the key names the newest record a writer committed, so cutting the tail shows. The
+report states the unsigned tail explicitly (``unsigned_tail``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import time
 from binascii import hexlify
 from collections.abc import Callable, Iterable, Sequence
@@ -33,6 +39,8 @@ from faceledger.audit.chain import (
     GENESIS_HEX,
     KIND_AT,
     KIND_CHECKPOINT,
+    KIND_CODES,
+    KIND_ROTATION,
     PREV_END,
     PREV_START,
     SEQ_END,
@@ -40,10 +48,12 @@ from faceledger.audit.chain import (
     body_payload,
     body_seq,
 )
-from faceledger.audit.signing import Witness, mac_ok
+from faceledger.audit.keyring import KEY_ID_BYTES, MAC_BYTES, Keyring
+from faceledger.audit.signing import Tip, Witness, checkpoint_mac
 from faceledger.domain.errors import LedgerError
 
-Row = tuple[int, Any, Any]  # (seq, body, digest) as read; body/digest should be bytes
+# (seq, body, digest, mac) as read; body/digest should be bytes, mac bytes or None.
+Row = tuple[int, Any, Any, Any]
 Progress = Callable[[int, int], None]  # (records checked, records in the ledger)
 
 
@@ -61,6 +71,11 @@ class VerifyReport:
     witness_seq: int | None = None
     seconds: float = 0.0
     warnings: tuple[str, ...] = field(default=())
+    # Records after the last signed checkpoint (each authenticated by its own MAC), and the
+    # newest record the tip file names.
+    unsigned_tail: int = 0
+    macs_from: int | None = None
+    tip_seq: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -75,6 +90,69 @@ class _Bad(Exception):
         super().__init__(reason)
         self.seq = seq
         self.reason = reason
+
+
+class MacRule:
+    """Which records must carry a per-record MAC, and with which key.
+
+    Records from ``macs_from`` on must carry a valid MAC (None: from the first record that
+    carries one; earlier records were written before MACs existed). Once a key has MAC'd a
+    record, every later record uses the same key until a rotation record names the next.
+    """
+
+    def __init__(self, keyring: Keyring, macs_from: int | None, key_file: Path) -> None:
+        self.keyring = keyring
+        self.macs_from = macs_from
+        self.key_file = key_file
+        self.expected_kid: bytes | None = None
+
+    def check(self, seq: int, body: bytes, mac: Any) -> str | None:
+        """Why record ``seq``'s MAC is wrong (None when it is right or not required)."""
+        if mac is None:
+            if self.expected_kid is None and (self.macs_from is None or seq < self.macs_from):
+                return None
+            return f"record {seq} carries no MAC (written without the ledger key, or stripped)"
+        if isinstance(mac, memoryview):
+            mac = bytes(mac)
+        if not isinstance(mac, bytes) or len(mac) != MAC_BYTES:
+            return f"record {seq} has a malformed MAC"
+        kid = mac[:KEY_ID_BYTES]
+        if self.expected_kid is not None and kid != self.expected_kid:
+            return (
+                f"record {seq} is MAC'd with key {kid.hex()}, but from its predecessor on the "
+                f"ledger's key is {self.expected_kid.hex()} (a retired or foreign key)"
+            )
+        signer = self.keyring.signer(kid)
+        if signer is None:
+            if not self.keyring:
+                raise LedgerError(
+                    f"cannot check the MAC of record {seq}: the ledger key {self.key_file} "
+                    "does not exist (point FACELEDGER_LEDGER_KEY_FILE at the key that signed "
+                    "this ledger, with its retired keys beside it)"
+                )
+            return (
+                f"record {seq} is MAC'd with key {kid.hex()}, which is neither the ledger key "
+                "nor a retired one beside it (forged, or a key file is missing)"
+            )
+        if not hmac.compare_digest(signer.mac(body), mac):
+            return (
+                f"record {seq}'s MAC does not verify: it was written or rewritten without the "
+                "ledger key"
+            )
+        self.expected_kid = kid
+        if self.macs_from is None:
+            self.macs_from = seq
+        return None
+
+    def rotated(self, seq: int, body: bytes) -> None:
+        """After rotation record ``seq``: later records use the key it names."""
+        try:
+            new = bytes.fromhex(str(body_payload(body)["new_key_id"]))
+        except (ValueError, KeyError, TypeError):
+            raise _Bad(seq, f"key rotation record {seq} is malformed") from None
+        if len(new) != KEY_ID_BYTES:
+            raise _Bad(seq, f"key rotation record {seq} names a malformed key id")
+        self.expected_kid = new
 
 
 def _diagnose(
@@ -128,8 +206,24 @@ def _diagnose(
     return _Bad(seq, f"record {seq} was rewritten (its body is stored as text, not bytes)")
 
 
+def checkpoint_signed(keyring: Keyring, ledger_id: str, seq: int, digest: str, mac: str) -> bool:
+    """Whether some key of ``keyring`` signed checkpoint data ``(seq, digest)`` as ``mac``."""
+    return any(
+        hmac.compare_digest(checkpoint_mac(s.key, ledger_id, seq, digest), mac)
+        for s in keyring.all()
+    )
+
+
+def tip_signed(keyring: Keyring, tip: Tip) -> bool:
+    try:
+        signer = keyring.signer(bytes.fromhex(tip.key_id))
+    except ValueError:
+        return False
+    return signer is not None and hmac.compare_digest(signer.hmac(tip.message()).hex(), tip.mac)
+
+
 def _check_checkpoint(
-    seq: int, body: bytes, prev_hex: bytes, ledger_id: str, key: bytes | None, key_file: Path
+    seq: int, body: bytes, prev_hex: bytes, ledger_id: str, keyring: Keyring, key_file: Path
 ) -> None:
     """Raise ``_Bad`` unless checkpoint ``seq`` signs its predecessor with our key."""
     try:
@@ -154,12 +248,12 @@ def _check_checkpoint(
             f"but the chain now holds {prev_hex[:16].decode()}… at seq {seq - 1}: the records "
             "before it were rewritten",
         )
-    if key is None:
+    if not keyring:
         raise LedgerError(
             f"cannot check the signed checkpoint at seq {seq}: the ledger key {key_file} does "
             "not exist (point FACELEDGER_LEDGER_KEY_FILE at the key that signed this ledger)"
         )
-    if not mac_ok(key, ledger_id, covers_seq, covers_digest, mac):
+    if not checkpoint_signed(keyring, ledger_id, covers_seq, covers_digest, mac):
         raise _Bad(
             seq,
             f"the signature of checkpoint {seq} does not verify: records up to {seq - 1} were "
@@ -171,33 +265,51 @@ def verify_chain(
     chunks: Iterable[Sequence[Row]],
     *,
     ledger_id: str,
-    key: bytes | None,
+    keyring: Keyring,
     key_file: Path,
     witness: Witness | None,
     witness_file: Path,
+    tip: Tip | None,
+    tip_file: Path,
     digest_at: Callable[[int], bytes | None],
     total: int = 0,
     progress: Progress | None = None,
+    after: tuple[int, bytes] | None = None,
+    rule: MacRule | None = None,
 ) -> VerifyReport:
-    """Check every row of ``chunks`` (seq order) and the witness; see the module docstring."""
+    """Check every row of ``chunks`` (seq order), each MAC, the witness and the tip; see the
+    module docstring. ``after`` = ``(seq, digest)``: the rows continue a chain whose record
+    ``seq`` (already checked) has that digest (a writer checking the tail since it last looked;
+    then ``rule`` carries the MAC state across calls)."""
     started = time.perf_counter()
     sha256 = hashlib.sha256
     expected, prev_hex, digest = 1, GENESIS_HEX, b""
+    if after is not None and after[0] > 0:
+        expected, prev_hex = after[0] + 1, hexlify(after[1])
     checkpoints, last_cp = 0, None
     warnings: list[str] = []
     witness_seq = witness.seq if witness is not None else 0
     witness_hex = witness.digest.encode("ascii", "replace") if witness is not None else b""
-    cp_code = ord("C")
+    tip_seq = tip.seq if tip is not None else 0
+    tip_hex = tip.digest.encode("ascii", "replace") if tip is not None else b""
+    if rule is None:
+        rule = MacRule(keyring, tip.macs_from if tip is not None else None, key_file)
+    cp_code, rot_code = ord("C"), KIND_CODES[KIND_ROTATION][0]
     try:
         if witness is not None:
             if witness.ledger_id != ledger_id:
                 raise _Bad(None, f"the witness {witness_file} belongs to another ledger")
-            if key is not None and not mac_ok(
-                key, ledger_id, witness.covers_seq, witness.covers_digest, witness.hmac
+            if keyring and not checkpoint_signed(
+                keyring, ledger_id, witness.covers_seq, witness.covers_digest, witness.hmac
             ):
                 raise _Bad(None, f"the witness {witness_file} is not signed by the ledger key")
+        if tip is not None:
+            if tip.ledger_id != ledger_id:
+                raise _Bad(None, f"the tip {tip_file} belongs to another ledger")
+            if keyring and not tip_signed(keyring, tip):
+                raise _Bad(None, f"the tip {tip_file} is not signed by the ledger key")
         for chunk in chunks:
-            for seq, body, stored in chunk:
+            for seq, body, stored, mac in chunk:
                 try:
                     bad = (
                         seq != expected
@@ -209,16 +321,28 @@ def verify_chain(
                     bad = True
                 if bad:
                     raise _diagnose(seq, body, stored, expected, prev_hex, digest_at)
-                if body[KIND_AT] == cp_code:
-                    _check_checkpoint(seq, body, prev_hex, ledger_id, key, key_file)
+                why = rule.check(seq, body, mac)
+                if why is not None:
+                    raise _Bad(seq, why)
+                kind = body[KIND_AT]
+                if kind == cp_code:
+                    _check_checkpoint(seq, body, prev_hex, ledger_id, keyring, key_file)
                     checkpoints += 1
                     last_cp = seq
+                elif kind == rot_code:
+                    rule.rotated(seq, body)
                 prev_hex = hexlify(digest)
                 if seq == witness_seq and prev_hex != witness_hex:
                     raise _Bad(
                         seq,
                         f"record {seq} is not the signed checkpoint that the witness "
                         f"{witness_file} names: the ledger was rewritten up to it",
+                    )
+                if seq == tip_seq and prev_hex != tip_hex:
+                    raise _Bad(
+                        seq,
+                        f"record {seq} is not the record the tip {tip_file} names: the ledger "
+                        "was rewritten or replaced by another copy",
                     )
                 expected += 1
             if progress is not None:
@@ -231,6 +355,13 @@ def verify_chain(
                 f"checkpoint {witness.seq} (signed {_iso(witness.time)}): records from "
                 f"{last_seq + 1} on were removed (truncated)",
             )
+        if tip is not None and last_seq < tip.seq:
+            raise _Bad(
+                last_seq + 1,
+                f"the ledger ends at record {last_seq}, but the tip {tip_file} says record "
+                f"{tip.seq} was committed: records from {last_seq + 1} on were removed (the "
+                "unsigned tail truncated, or an older copy of the ledger restored)",
+            )
     except _Bad as bad:
         return VerifyReport(
             ok=False,
@@ -242,19 +373,34 @@ def verify_chain(
             last_checkpoint_seq=last_cp,
             witness_seq=witness.seq if witness is not None else None,
             seconds=time.perf_counter() - started,
+            macs_from=rule.macs_from,
+            tip_seq=tip.seq if tip is not None else None,
         )
+    unsigned = last_seq - (last_cp or 0)
     if witness is None:
         if checkpoints:
             warnings.append(
                 f"no witness file {witness_file}: a truncated tail would not be detected "
                 "(is this the key that signed the ledger?)"
             )
-        elif last_seq:
+        elif last_seq and tip is None:
             warnings.append("no signed checkpoint yet: a truncated tail would not be detected")
-    elif last_cp is not None and last_seq > last_cp:
+    if tip is None and last_seq and rule.macs_from is not None:
         warnings.append(
-            f"records {last_cp + 1}–{last_seq} follow the last signed checkpoint: only the "
-            "hash chain protects them until the next checkpoint"
+            f"no tip file {tip_file}: records cut off after the last checkpoint would not be "
+            "detected"
+        )
+    if unsigned and rule.macs_from is not None and last_seq - unsigned + 1 >= rule.macs_from:
+        warnings.append(
+            f"unsigned tail: records {last_seq - unsigned + 1}–{last_seq} follow the last signed "
+            "checkpoint; each carries a valid MAC"
+            + (f" and the tip names record {tip.seq}" if tip is not None else "")
+        )
+    elif unsigned:
+        warnings.append(
+            f"unsigned tail: records {last_seq - unsigned + 1}–{last_seq} follow the last signed "
+            "checkpoint and were written before per-record MACs: only the hash chain protects "
+            "them until the next checkpoint"
         )
     return VerifyReport(
         ok=True,
@@ -265,6 +411,9 @@ def verify_chain(
         witness_seq=witness.seq if witness is not None else None,
         seconds=time.perf_counter() - started,
         warnings=tuple(warnings),
+        unsigned_tail=unsigned,
+        macs_from=rule.macs_from,
+        tip_seq=tip.seq if tip is not None else None,
     )
 
 

@@ -9,6 +9,7 @@ hash chain.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,16 @@ from faceledger.domain.principals import Principal
 
 # Where a call came from.
 SOURCES: tuple[str, ...] = ("rekognition", "native", "cli", "web", "video", "system")
+
+
+# The intent record the running biometric change was announced by (set by the gateway around
+# the store call; the stores log it beside each face they add or delete, so that a change whose
+# outcome record was never written can be attributed to its request at start-up).
+CURRENT_INTENT: ContextVar[str | None] = ContextVar("faceledger_current_intent", default=None)
+
+# What an event is, for a biometric change: the intent written before the store changes, the
+# outcome after, or an outcome reconstructed at start-up from the store's change log.
+PHASES = ("intent", "outcome", "recovered")
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,8 @@ class AuditEvent:
     collection_id: str | None = None
     probe_sha256: tuple[str, ...] = ()
     result: dict[str, Any] = field(default_factory=dict)
+    phase: str | None = None  # one of PHASES for a biometric change, else None
+    intent_id: str | None = None  # links an intent to its outcome
 
     @classmethod
     def of(
@@ -56,6 +69,8 @@ class AuditEvent:
         collection_id: str | None = None,
         probe_sha256: tuple[str, ...] = (),
         result: dict[str, Any] | None = None,
+        phase: str | None = None,
+        intent_id: str | None = None,
     ) -> AuditEvent:
         return cls(
             operation=operation,
@@ -70,10 +85,14 @@ class AuditEvent:
             collection_id=collection_id,
             probe_sha256=probe_sha256,
             result=dict(result or {}),
+            phase=phase,
+            intent_id=intent_id,
         )
 
     def to_dict(self) -> dict[str, Any]:
+        extra = {"phase": self.phase, "intent_id": self.intent_id} if self.phase else {}
         return {
+            **extra,
             "operation": self.operation,
             "principal": self.principal,
             "key_id": self.key_id,

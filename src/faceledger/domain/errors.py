@@ -164,8 +164,8 @@ class LedgerError(FaceLedgerError):
     http_status = 500
 
 
-class LedgerTamperedError(FaceLedgerError):
-    """The ledger's hash chain or a signed checkpoint does not verify."""
+class LedgerTamperedError(LedgerError):
+    """The ledger's hash chain, a record's MAC or a signed checkpoint does not verify."""
 
     code = "LedgerTampered"
     http_status = 500

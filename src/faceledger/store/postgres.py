@@ -68,6 +68,7 @@ from numpy.typing import NDArray
 from psycopg import errors as pg_errors
 from psycopg import sql as pg_sql
 
+from faceledger.domain.audit import CURRENT_INTENT
 from faceledger.domain.collections import BoundingBox, Collection, StoredFace, User
 from faceledger.domain.errors import (
     InvalidParameterError,
@@ -82,6 +83,7 @@ from faceledger.store.sqlite import (
     ChangePosition,
     FaceChanges,
     FaceRow,
+    IntentChange,
     NewFace,
     RequestRecord,
     UserFacesChange,
@@ -277,7 +279,12 @@ class PostgresStore:
 
     @staticmethod
     def _log_face_changes(
-        conn: psycopg.Connection[Any], pk: int, row_ids: Sequence[int], *, deleted: bool
+        conn: psycopg.Connection[Any],
+        pk: int,
+        row_ids: Sequence[int],
+        face_ids: Sequence[str],
+        *,
+        deleted: bool,
     ) -> None:
         """Count faces added to (or deleted from) the collection and log them in
         ``face_changes`` under its next sequence numbers. The UPDATE row-locks the collection
@@ -293,9 +300,17 @@ class PostgresStore:
         ).fetchone()
         assert row is not None
         conn.execute(
-            "INSERT INTO face_changes (collection_pk, seq, row_id, deleted) SELECT %s, %s + n, "
-            "row_id, %s FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(row_id, n)",
-            (pk, int(row[0]) - n, deleted, [int(r) for r in row_ids]),
+            "INSERT INTO face_changes (collection_pk, seq, row_id, deleted, face_id, intent) "
+            "SELECT %s, %s + n, row_id, %s, face_id, %s "
+            "FROM unnest(%s::bigint[], %s::text[]) WITH ORDINALITY AS t(row_id, face_id, n)",
+            (
+                pk,
+                int(row[0]) - n,
+                deleted,
+                CURRENT_INTENT.get(),
+                [int(r) for r in row_ids],
+                list(face_ids),
+            ),
         )
 
     @staticmethod
@@ -475,7 +490,13 @@ class PostgresStore:
                             ),
                         )
                     )
-                self._log_face_changes(conn, pk, [f.row_id for f in out], deleted=False)
+                self._log_face_changes(
+                    conn,
+                    pk,
+                    [f.row_id for f in out],
+                    [f.face.face_id for f in out],
+                    deleted=False,
+                )
         except pg_errors.CheckViolation:  # its partition went with a concurrent deletion
             raise ResourceNotFoundError(f"collection {collection_id!r} does not exist") from None
         return out
@@ -555,7 +576,9 @@ class PostgresStore:
                 "RETURNING face_id, row_id",
                 (pk, list(face_ids)),
             ).fetchall()
-            self._log_face_changes(conn, pk, [int(r[1]) for r in rows], deleted=True)
+            self._log_face_changes(
+                conn, pk, [int(r[1]) for r in rows], [str(r[0]) for r in rows], deleted=True
+            )
         gone = {r[0] for r in rows}
         if gone:
             self.vacuum(partition_name(pk))  # the deleted rows and vectors must not linger
@@ -604,6 +627,18 @@ class PostgresStore:
         if row is None:
             raise ResourceNotFoundError(f"collection {collection_id!r} does not exist")
         return ChangePosition(int(row[0]), int(row[1]))
+
+    def intent_changes(self, intent_id: str) -> list[IntentChange]:
+        """The faces added or deleted under the intent record ``intent_id`` (see
+        ``domain.audit.CURRENT_INTENT``), in commit order."""
+        with self._tx() as conn:
+            rows = conn.execute(
+                "SELECT c.collection_id, f.face_id, f.deleted FROM face_changes f "
+                "JOIN collections c ON c.collection_pk = f.collection_pk "
+                "WHERE f.intent = %s ORDER BY f.collection_pk, f.seq",
+                (intent_id,),
+            ).fetchall()
+        return [IntentChange(str(r[0]), str(r[1] or ""), bool(r[2])) for r in rows]
 
     def changes_since(self, collection_id: str, seq: int) -> FaceChanges:
         """The faces added (and still present) and the row ids deleted after ``seq``, from

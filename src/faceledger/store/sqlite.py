@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from faceledger.domain.audit import CURRENT_INTENT
 from faceledger.domain.collections import BoundingBox, Collection, StoredFace, User
 from faceledger.domain.errors import (
     InvalidParameterError,
@@ -103,10 +104,21 @@ CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     collection_id TEXT NOT NULL,
     row_id INTEGER NOT NULL,
-    op TEXT NOT NULL CHECK (op IN ('add', 'del'))
+    op TEXT NOT NULL CHECK (op IN ('add', 'del')),
+    face_id TEXT,
+    intent TEXT
 );
 CREATE INDEX IF NOT EXISTS changes_by_collection ON changes(collection_id, seq);
 """
+
+
+@dataclass(frozen=True)
+class IntentChange:
+    """One face a biometric change added or deleted, from the store's change log."""
+
+    collection_id: str
+    face_id: str
+    deleted: bool
 
 
 @dataclass(frozen=True)
@@ -233,7 +245,16 @@ class SQLiteStore:
         self._db = self._connections.db
         self._tx = self._connections.tx
         with self._write_lock:
-            self._db().executescript(SCHEMA)  # idempotent; executescript manages its own commit
+            db = self._db()
+            db.executescript(SCHEMA)  # idempotent; executescript manages its own commit
+            columns = {r[1] for r in db.execute("PRAGMA table_info(changes)")}
+            for column in ("face_id", "intent"):  # a store from before intents
+                if column not in columns:
+                    db.execute(f"ALTER TABLE changes ADD COLUMN {column} TEXT")
+            db.execute(
+                "CREATE INDEX IF NOT EXISTS changes_by_intent ON changes(intent) "
+                "WHERE intent IS NOT NULL"
+            )
 
     def close(self) -> None:
         """Close this thread's connection (other threads close their own on exit)."""
@@ -489,8 +510,9 @@ class SQLiteStore:
                 )
                 row_id = int(cur.lastrowid or 0)
                 db.execute(
-                    "INSERT INTO changes (collection_id, row_id, op) VALUES (?, ?, 'add')",
-                    (collection_id, row_id),
+                    "INSERT INTO changes (collection_id, row_id, op, face_id, intent) "
+                    "VALUES (?, ?, 'add', ?, ?)",
+                    (collection_id, row_id, face_id, CURRENT_INTENT.get()),
                 )
                 out.append(
                     FaceRow(
@@ -596,8 +618,9 @@ class SQLiteStore:
                     continue
                 db.execute("DELETE FROM faces WHERE row_id = ?", (row[0],))
                 db.execute(
-                    "INSERT INTO changes (collection_id, row_id, op) VALUES (?, ?, 'del')",
-                    (collection_id, row[0]),
+                    "INSERT INTO changes (collection_id, row_id, op, face_id, intent) "
+                    "VALUES (?, ?, 'del', ?, ?)",
+                    (collection_id, row[0], face_id, CURRENT_INTENT.get()),
                 )
                 deleted.append(face_id)
         if deleted:
@@ -686,6 +709,15 @@ class SQLiteStore:
             deleted=np.array([r[1] for r in rows if r[2] == "del"], dtype=np.int64),
             last=int(rows[-1][0]) if rows else position.seq,  # < seq: restored from a backup
         )
+
+    def intent_changes(self, intent_id: str) -> list[IntentChange]:
+        """The faces added or deleted under the intent record ``intent_id`` (see
+        ``domain.audit.CURRENT_INTENT``), in commit order."""
+        rows = self._db().execute(
+            "SELECT collection_id, face_id, op FROM changes WHERE intent = ? ORDER BY seq",
+            (intent_id,),
+        )
+        return [IntentChange(str(r[0]), str(r[1] or ""), r[2] == "del") for r in rows]
 
     # -- users ----------------------------------------------------------------------------
     def create_user(self, collection_id: str, user_id: str) -> None:
