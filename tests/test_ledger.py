@@ -451,15 +451,37 @@ def test_a_key_file_inside_the_data_dir_is_refused(tmp_path: Path) -> None:
         {"image": b"\xff\xd8\xff\xe0 jpeg"},
         {"nested": [{"crop": bytearray(b"pixels")}]},
         {"embedding": [0.01 * i for i in range(128)]},
-        {"embedding": "QUJD" * 2000},  # base64 of a vector or an image
     ],
-    ids=["bytes", "nested-bytearray", "float-list", "long-string"],
+    ids=["bytes", "nested-bytearray", "float-list"],
 )
 def test_the_guard_refuses_image_bytes_and_embeddings(new_ledger: Opener, result: dict) -> None:
     ledger = new_ledger()
     with pytest.raises(LedgerError, match="never holds image bytes or embeddings"):
         ledger.append(event(1, result=result))
     assert ledger.last_seq() == 0
+    ledger.close()
+
+
+def test_over_long_text_is_cut_and_hashed_never_refused(new_ledger: Opener) -> None:
+    """A refused call with a hostile purpose or a huge collection id is still recorded: each
+    over-long string keeps its start, and the record holds its length and SHA-256."""
+    ledger = new_ledger()
+    purpose, blob = "p" * 5000, "QUJD" * 2000
+    entry = ledger.append(
+        event(1, purpose=purpose, collection_id="c" * 5000, result={"embedding": blob})
+    )
+    stored = next(iter(ledger.entries()))
+    assert stored.seq == entry.seq
+    payload = stored.payload
+    assert len(payload["purpose"]) <= 257 and payload["purpose"].startswith("ppp")
+    notes = payload["result"]["bounded"]
+    assert notes["purpose"] == {
+        "chars": 5000,
+        "sha256": hashlib.sha256(purpose.encode()).hexdigest(),
+    }
+    assert notes["collection_id"]["chars"] == 5000
+    assert notes["result.embedding"]["sha256"] == hashlib.sha256(blob.encode()).hexdigest()
+    assert len(payload["result"]["embedding"]) <= 257
     ledger.close()
 
 

@@ -36,8 +36,13 @@ def ledger(live_server: str, live_server_settings: Settings) -> Iterator[Ledger]
 
 
 def events(ledger: Ledger, **filters: Any) -> list[AuditEvent]:
-    """The ledgered events matching ``filters`` (``Ledger.entries``), oldest first."""
-    return [e.event for e in ledger.entries(**filters) if e.event is not None]
+    """The ledgered events matching ``filters`` (``Ledger.entries``), oldest first; intent
+    records (before each biometric change) are tested in test_intents.py."""
+    return [
+        e.event
+        for e in ledger.entries(**filters)
+        if e.event is not None and e.event.phase != "intent"
+    ]
 
 
 @pytest.fixture(scope="module")

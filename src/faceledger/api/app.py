@@ -45,6 +45,7 @@ from faceledger.domain.errors import (
     AuthError,
     FaceLedgerError,
     ImageTooLargeError,
+    LedgerError,
 )
 from faceledger.services.accountable import FaceLedger
 
@@ -316,6 +317,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 logger.error("refusing to start: %s", exc.message)
                 raise
         gate = FaceLedger(settings)
+        try:  # a ledger that does not verify since its last checkpoint: refuse to serve
+            await anyio.to_thread.run_sync(gate.ledger.open)
+        except LedgerError as exc:
+            logger.error("refusing to start: %s", exc.message)
+            gate.close()
+            raise
         service = gate.faces
         app.state.ledger = gate
         app.state.service = service

@@ -53,7 +53,7 @@ from faceledger.audit.chain import (
     canonical_json,
     link,
 )
-from faceledger.audit.guard import MAX_RECORD_BYTES, check_event
+from faceledger.audit.guard import MAX_RECORD_BYTES, bound_event, check_event
 from faceledger.audit.intents import OpenIntent, process_owner
 from faceledger.audit.keyring import Keyring, RecordSigner, key_id, retired_key_file
 from faceledger.audit.signing import (
@@ -314,6 +314,7 @@ class ChainLedger(ABC):
     def _encode(event: AuditEvent, now: float) -> tuple[float, bytes, dict[str, Any]]:
         if not isinstance(event, AuditEvent):
             raise LedgerError(f"the ledger records AuditEvent objects, not {type(event).__name__}")
+        event = bound_event(event)
         check_event(event)
         payload = {"kind": KIND_EVENT, "time": now, **event.to_dict()}
         try:

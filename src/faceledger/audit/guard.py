@@ -11,11 +11,19 @@ to be kept for years and cannot be edited. So ``check_event`` refuses, with ``Le
 - a list of more than ``MAX_FLOAT_LIST`` numbers containing a float (an embedding);
 - a string longer than ``MAX_STRING_CHARS`` (base64 of an image or a vector);
 - a probe digest that is not 64 lowercase hex characters.
+
+Over-long *text* from a caller (a purpose, a case reference, a collection id in a path, an
+error message quoting them) is not a reason to lose the record of a refused call: ``bound_event``
+cuts every string over its bound first (``MAX_FIELD_CHARS`` for the event's own fields,
+``MAX_STRING_CHARS`` inside ``result``) and notes, in ``result["bounded"]``, each cut field's
+full length and SHA-256 — so the record still proves what was sent, without holding it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+from dataclasses import replace
 from typing import Any
 
 from faceledger.domain.audit import AuditEvent
@@ -23,6 +31,8 @@ from faceledger.domain.errors import LedgerError
 
 MAX_FLOAT_LIST = 64
 MAX_STRING_CHARS = 4096
+MAX_FIELD_CHARS = 1024  # the event's own text fields (purpose, case, collection id, …)
+KEPT_CHARS = 256  # what a cut string keeps of its start
 MAX_DEPTH = 16
 # The encoded record (JSON) may not exceed this (a search returning 4,096 matches fits).
 MAX_RECORD_BYTES = 1 << 20
@@ -65,6 +75,57 @@ def _check_value(value: Any, where: str, depth: int) -> None:
         for index, item in enumerate(value):
             _check_value(item, f"{where}[{index}]", depth + 1)
     # Anything else (sets, objects) is caught by the JSON encoder.
+
+
+_TEXT_FIELDS = (
+    "operation",
+    "principal",
+    "key_id",
+    "source",
+    "request_id",
+    "outcome",
+    "purpose",
+    "case_reference",
+    "collection_id",
+    "intent_id",
+)
+
+
+def _cut(value: str, where: str, notes: dict[str, Any]) -> str:
+    notes[where] = {
+        "chars": len(value),
+        "sha256": hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest(),
+    }
+    return value[:KEPT_CHARS] + "…"
+
+
+def _bound_value(value: Any, where: str, notes: dict[str, Any], depth: int) -> Any:
+    if isinstance(value, str):
+        return _cut(value, where, notes) if len(value) > MAX_STRING_CHARS else value
+    if depth > MAX_DEPTH:
+        return value  # check_event refuses it
+    if isinstance(value, dict):
+        return {k: _bound_value(v, f"{where}.{k}", notes, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple) and any(isinstance(v, str) for v in value):
+        return [_bound_value(v, f"{where}[{i}]", notes, depth + 1) for i, v in enumerate(value)]
+    return value
+
+
+def bound_event(event: AuditEvent) -> AuditEvent:
+    """``event`` with every over-long string cut to its first ``KEPT_CHARS`` characters and
+    noted in ``result["bounded"]`` (its length and SHA-256); ``event`` itself if none is."""
+    notes: dict[str, Any] = {}
+    changes: dict[str, Any] = {}
+    for name in _TEXT_FIELDS:
+        value = getattr(event, name)
+        if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+            changes[name] = _cut(value, name, notes)
+    result = event.result
+    if isinstance(result, dict):
+        result = _bound_value(result, "result", notes, 0)
+    if not notes:
+        return event
+    return replace(event, **changes, result={**result, "bounded": notes})
 
 
 def check_event(event: AuditEvent) -> None:

@@ -11,19 +11,36 @@ This is the composition root that the HTTP adapters and the CLI use. Each verb t
    or counts; the effective threshold; the SHA-256 of each probe image — never the image or an
    embedding) and returns only once the record is durable. If the ledger cannot be written the
    call fails with ``LedgerError`` and nothing is returned.
+
+**No biometric change without a record.** A verb that adds or removes faces or their
+associations (``BIOMETRIC_CHANGES``) first appends an *intent* record (operation, collection,
+principal, purpose, image hashes; ``phase`` "intent"); if that fails, nothing changes. The store
+then logs each face it adds or deletes under the intent's id (``CURRENT_INTENT``), and the
+outcome record (``phase`` "outcome") closes the intent. An intent left open — the process was
+killed, or the outcome could not be written — is *reconciled* (``reconcile``: at start, and by
+the maintenance pass) once its process is gone: a ``phase`` "recovered" record, attributed to
+the original caller, states what the store's change log shows was actually committed. Both
+backends work this way (on PostgreSQL the store and the ledger are separate transactions too,
+so one mechanism serves both).
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
+import logging
 import re
+import threading
+import time
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from faceledger.audit.intents import OpenIntent, owner_alive, process_owner
 from faceledger.audit.ledger import Ledger
 from faceledger.config import Settings
-from faceledger.domain.audit import AuditEvent, Caller
+from faceledger.domain.audit import CURRENT_INTENT, AuditEvent, Caller
 from faceledger.domain.collections import (
     Collection,
     CollectionMatch,
@@ -36,6 +53,7 @@ from faceledger.domain.errors import (
     FaceLedgerError,
     InvalidParameterError,
     LedgerError,
+    ResourceNotFoundError,
 )
 from faceledger.domain.faces import AnalysedImage, CompareResult, Image
 from faceledger.domain.policy import (
@@ -66,6 +84,24 @@ from faceledger.services.video import JobPage, VideoService
 from faceledger.store.video import JobRow, ProcessorRow
 
 R = TypeVar("R")
+logger = logging.getLogger(__name__)
+
+# Verbs that add or remove faces or their associations: an intent record precedes the change.
+BIOMETRIC_CHANGES = frozenset(
+    {
+        "IndexFaces",
+        "DeleteFaces",
+        "DeleteCollection",
+        "AssociateFaces",
+        "DisassociateFaces",
+        "DeleteUser",
+        "PurgeExpiredFaces",
+    }
+)
+# Changes whose faces the store's change log shows (the others are reconciled as "Unknown").
+_LOGGED_CHANGES = frozenset({"IndexFaces", "DeleteFaces", "PurgeExpiredFaces"})
+# An intent written on another host is reconciled once it is this old (its process may live).
+INTENT_TIMEOUT_S = 900.0
 
 _TEXT_RE = re.compile(r"[^\x00-\x1f\x7f]*")
 MAX_LEDGERED_MATCHES = 4096
@@ -113,6 +149,12 @@ class FaceLedger:
         self.objects = ImageObjects(settings)
         self.ledger = ledger or Ledger.from_settings(settings)
         self.video = VideoService(settings, self.collections, self.objects, self._record)
+        self._in_flight: set[str] = set()  # this process's intents whose call still runs
+        self._in_flight_lock = threading.Lock()
+        try:
+            self.reconcile()
+        except FaceLedgerError as exc:  # e.g. a bent ledger: `audit verify` must still run
+            logger.error("could not reconcile open intents: %s", exc.message)
 
     def _record(
         self,
@@ -137,6 +179,103 @@ class FaceLedger:
         self.ledger.close()
         self.keys.close()
 
+    # -- intents ---------------------------------------------------------------------------
+    def _announce(
+        self,
+        caller: Caller,
+        operation: str,
+        collection_id: str | None,
+        probes: tuple[str, ...],
+    ) -> str:
+        """Append the intent record of a biometric change and return its id; ``LedgerError``
+        (then nothing may change). The caller calls ``_settled`` once the outcome is written
+        (or could not be)."""
+        intent_id = uuid.uuid4().hex
+        with self._in_flight_lock:
+            self._in_flight.add(intent_id)
+        try:
+            self.ledger.append(
+                AuditEvent.of(
+                    caller,
+                    operation,
+                    outcome="pending",
+                    collection_id=collection_id,
+                    probe_sha256=probes,
+                    phase="intent",
+                    intent_id=intent_id,
+                )
+            )
+        except BaseException:
+            self._settled(intent_id)
+            raise
+        return intent_id
+
+    def _settled(self, intent_id: str) -> None:
+        with self._in_flight_lock:
+            self._in_flight.discard(intent_id)
+
+    def reconcile(self) -> list[str]:
+        """Record what was committed under every intent left without an outcome whose call
+        is over (its process is gone, or it is ours and no longer running; intents of another
+        host once ``INTENT_TIMEOUT_S`` old). Returns the intent ids reconciled."""
+        done = []
+        me = process_owner()
+        for intent in self.ledger.open_intents():
+            with self._in_flight_lock:
+                running = intent.intent_id in self._in_flight
+            if intent.owner == me:
+                if running:
+                    continue
+            else:
+                alive = owner_alive(intent.owner)
+                if alive or (alive is None and time.time() - intent.time < INTENT_TIMEOUT_S):
+                    continue
+            self._recover(intent)
+            done.append(intent.intent_id)
+        return done
+
+    def _recover(self, intent: OpenIntent) -> None:
+        entry = self.ledger.entry_at(intent.seq)
+        announced = entry.event if entry is not None else None
+        if announced is None or announced.intent_id != intent.intent_id:
+            logger.error("open intent %s names record %s, which is not it", intent, intent.seq)
+            return
+        changes = self.collections.store.intent_changes(intent.intent_id)
+        result: dict[str, Any] = {
+            "recovered": True,
+            "intent_seq": intent.seq,
+            "indexed": [c.face_id for c in changes if not c.deleted],
+            "deleted": [c.face_id for c in changes if c.deleted],
+        }
+        operation = announced.operation
+        if operation in _LOGGED_CHANGES:
+            outcome = "ok" if changes else "NoChange"
+        elif operation == "DeleteCollection" and announced.collection_id is not None:
+            try:
+                self.collections.store.face_model_version(announced.collection_id)
+                outcome = "NoChange"
+            except ResourceNotFoundError:
+                outcome = "ok"
+        else:
+            outcome = "Unknown"  # association changes are not in the change log
+        self.ledger.append(
+            AuditEvent(
+                **{
+                    **announced.__dict__,
+                    "outcome": outcome,
+                    "result": result,
+                    "phase": "recovered",
+                }
+            )
+        )
+        logger.warning(
+            "recovered %s (intent record %s) of %s: %s",
+            operation,
+            intent.seq,
+            announced.principal,
+            outcome,
+        )
+
     # -- the one wrapper ---------------------------------------------------------------------
     def _run(
         self,
@@ -148,6 +287,8 @@ class FaceLedger:
         probes: tuple[str, ...] = (),
         summary: Callable[[R], dict[str, Any]] | None = None,
     ) -> R:
+        intent_id: str | None = None
+
         def record(outcome: str, result: dict[str, Any]) -> None:
             event = AuditEvent.of(
                 caller,
@@ -156,23 +297,37 @@ class FaceLedger:
                 collection_id=collection_id,
                 probe_sha256=probes,
                 result=result,
+                phase="outcome" if intent_id else None,
+                intent_id=intent_id,
             )
             self.ledger.append(event)
 
         self.authorise(caller, operation, collection_id=collection_id, probes=probes)
         try:
-            check_purpose(caller.purpose, caller.case_reference)
-            value = work()
-        except LedgerError:
-            raise
-        except FaceLedgerError as exc:
-            record(exc.code, {"message": exc.message[:300]})
-            raise
-        except Exception:
-            record("InternalServerError", {})
-            raise
-        record("ok", summary(value) if summary is not None else {})
-        return value
+            try:
+                check_purpose(caller.purpose, caller.case_reference)
+                if operation in BIOMETRIC_CHANGES:
+                    intent_id = self._announce(caller, operation, collection_id, probes)
+                    token = CURRENT_INTENT.set(intent_id)
+                    try:
+                        value = work()
+                    finally:
+                        CURRENT_INTENT.reset(token)
+                else:
+                    value = work()
+            except LedgerError:
+                raise
+            except FaceLedgerError as exc:
+                record(exc.code, {"message": exc.message[:300]})
+                raise
+            except Exception:
+                record("InternalServerError", {})
+                raise
+            record("ok", summary(value) if summary is not None else {})
+            return value
+        finally:
+            if intent_id is not None:  # outcome written, or left for ``reconcile``
+                self._settled(intent_id)
 
     def authorise(
         self,
@@ -814,6 +969,7 @@ class FaceLedger:
         """Purge faces past each collection's retention (one ledger record per collection that
         lost faces, by the ``system`` principal) and save changed index snapshots."""
         self.video.requeue_unclaimed()  # jobs of a server process that died
+        self.reconcile()  # intents whose outcome could not be written
         system = Caller(Principal("system:retention", (), "SYSTEM"), source="system", request_id="")
         purged: dict[str, int] = {}
         token: str | None = None
@@ -824,29 +980,36 @@ class FaceLedger:
                 days = self.policy_of(cid).retention_days
                 if days is None:
                     continue
+                with contextlib.suppress(FaceLedgerError, TypeError, ValueError):
+                    cutoff = time.time() - float(days) * 86400.0
+                    if not self.collections.store.faces_older_than(cid, cutoff):
+                        continue  # nothing expired: no change, no record
+                intent_id = self._announce(system, "PurgeExpiredFaces", cid, ())
+                token_var = CURRENT_INTENT.set(intent_id)
+                outcome, result = "ok", dict[str, Any](retention_days=days)
                 try:
                     deleted = self.collections.purge_expired(cid, days)
+                    result["deleted"] = deleted
+                    if deleted:
+                        purged[cid] = len(deleted)
                 except FaceLedgerError as exc:
+                    outcome, result["message"] = exc.code, exc.message[:300]
+                finally:
+                    CURRENT_INTENT.reset(token_var)
+                try:
                     self.ledger.append(
                         AuditEvent.of(
                             system,
                             "PurgeExpiredFaces",
-                            outcome=exc.code,
+                            outcome=outcome,
                             collection_id=cid,
-                            result={"retention_days": days, "message": exc.message[:300]},
+                            result=result,
+                            phase="outcome",
+                            intent_id=intent_id,
                         )
                     )
-                    continue
-                if deleted:
-                    purged[cid] = len(deleted)
-                    self.ledger.append(
-                        AuditEvent.of(
-                            system,
-                            "PurgeExpiredFaces",
-                            collection_id=cid,
-                            result={"retention_days": days, "deleted": deleted},
-                        )
-                    )
+                finally:
+                    self._settled(intent_id)
             if not token:
                 break
         self.collections.indexes.refresh_all()  # other replicas' deletions leave this one too
