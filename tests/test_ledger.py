@@ -42,7 +42,7 @@ from faceledger.audit.postgres import PostgresLedger
 from faceledger.audit.signing import checkpoint_payload, read_witness
 from faceledger.config import Settings
 from faceledger.domain.audit import AuditEvent, Caller
-from faceledger.domain.errors import LedgerError
+from faceledger.domain.errors import LedgerError, LedgerTamperedError
 from faceledger.domain.principals import Principal
 
 FAKE_KEY = b"k" * 32
@@ -710,3 +710,224 @@ def _worker(mode: str, folder: Path, count: int) -> None:
 
 if __name__ == "__main__":
     _worker(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]))
+
+
+# -- the tamper suite: every kind, with an unsigned tail, across a restart and a checkpoint ---
+def _with_unsigned_tail(new_ledger: Opener) -> tuple[ChainLedger, list[tuple[Any, ...]]]:
+    """300 events with checkpoints every 100 (at 101, 202, 303; closed, witnessed), then 40
+    more by a writer that dies before it signs them (no close): records 304–343 are the
+    unsigned tail. Also returns the rows as they were before the tail (an "old copy")."""
+    first = new_ledger(checkpoint_every=100)
+    fill(first, 300)
+    first.close()
+    old_copy = raw(first).execute("SELECT seq, body, digest, mac FROM records").fetchall()
+    writer = new_ledger(checkpoint_every=10**6, checkpoint_seconds=3600)
+    fill(writer, 40, batch=5)
+    writer._close_storage()  # "killed": its tail stays unsigned
+    reader = new_ledger()
+    report = reader.verify()
+    assert report.ok and report.unsigned_tail == 40 and report.last_seq == 343
+    return reader, old_copy
+
+
+def _relink_from(db: Raw, start: int, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Edit record ``start``'s content and recompute every digest from it on (the chain links
+    again; without the key the MACs cannot follow)."""
+    rows = db.execute("SELECT seq, body FROM records WHERE seq >= ? ORDER BY seq", (start,))
+    rows = rows.fetchall()
+    (prev,) = db.execute("SELECT digest FROM records WHERE seq = ?", (start - 1,)).fetchone()
+    for seq, body in rows:
+        payload = body_payload(body)
+        if seq == start:
+            edit(payload)
+        new_body, prev = link(seq, prev, body_kind(body) or KIND_EVENT, canonical_json(payload))
+        db.execute("UPDATE records SET body = ?, digest = ? WHERE seq = ?", (new_body, prev, seq))
+
+
+def _forged_row(db: Raw, seq: int, mac: bytes | None) -> tuple[Any, ...]:
+    (prev,) = db.execute("SELECT digest FROM records WHERE seq = ?", (seq - 1,)).fetchone()
+    payload = {"kind": KIND_EVENT, "time": time.time(), **event(999, principal="ghost").to_dict()}
+    body, digest = link(seq, prev, KIND_EVENT, canonical_json(payload))
+    return (seq, body, digest, mac)
+
+
+def _fake_mac(body: bytes) -> bytes:
+    from faceledger.audit.keyring import RecordSigner
+
+    return RecordSigner(FAKE_KEY).mac(body)
+
+
+def _tamper_restore_old_copy(db: Raw, old: list[tuple[Any, ...]]) -> None:
+    db.execute("DELETE FROM records")
+    for row in old:
+        db.execute("INSERT INTO records VALUES (?, ?, ?, ?)", tuple(row))
+
+
+def _tamper_edit(db: Raw, seq: int) -> None:
+    (body,) = db.execute("SELECT body FROM records WHERE seq = ?", (seq,)).fetchone()
+    db.execute(
+        "UPDATE records SET body = ? WHERE seq = ?",
+        (bytes(body).replace(b"officer", b"Officer"), seq),
+    )
+
+
+def _tamper_append(db: Raw, *, fake_key: bool) -> None:
+    seq, body, digest, _ = _forged_row(db, 344, None)
+    db.execute(
+        "INSERT INTO records VALUES (?, ?, ?, ?)",
+        (seq, body, digest, _fake_mac(body) if fake_key else None),
+    )
+
+
+def _tamper_insert(db: Raw) -> None:
+    db.execute("UPDATE records SET seq = -seq WHERE seq >= 320")
+    db.execute("UPDATE records SET seq = 1 - seq WHERE seq < 0")
+    seq, body, digest, _ = _forged_row(db, 320, None)
+    db.execute("INSERT INTO records VALUES (?, ?, ?, ?)", (seq, body, digest, _fake_mac(body)))
+
+
+def _tamper_swap(db: Raw) -> None:
+    db.execute("UPDATE records SET seq = -1 WHERE seq = 310")
+    db.execute("UPDATE records SET seq = 310 WHERE seq = 311")
+    db.execute("UPDATE records SET seq = 311 WHERE seq = -1")
+
+
+def _tamper_rewrite_all(db: Raw, ledger: ChainLedger) -> None:
+    """Recompute the whole chain with a key of the attacker's: MACs and checkpoints."""
+    from faceledger.audit.keyring import RecordSigner
+
+    signer = RecordSigner(FAKE_KEY)
+    rows = db.execute("SELECT seq, body FROM records ORDER BY seq").fetchall()
+    db.execute("DELETE FROM records")
+    prev = bytes(32)
+    for seq, body in rows:
+        kind = body_kind(body) or KIND_EVENT
+        payload = body_payload(body)
+        if kind == KIND_CHECKPOINT:
+            payload = checkpoint_payload(FAKE_KEY, ledger.ledger_id, seq - 1, prev.hex(), 0.0)
+        elif seq == 50:
+            payload["principal"] = "someone-else"
+        new_body, prev = link(seq, prev, kind, canonical_json(payload))
+        db.execute(
+            "INSERT INTO records VALUES (?, ?, ?, ?)", (seq, new_body, prev, signer.mac(new_body))
+        )
+
+
+TAMPERS: dict[str, Callable[[Raw, ChainLedger, list[tuple[Any, ...]]], None]] = {
+    "edit-signed": lambda db, _, __: (
+        db.execute(
+            "UPDATE records SET body = CAST(? AS BLOB) || substr(body, 2) WHERE seq = 150", (b"1",)
+        )
+        if not db.pg
+        else db.execute(
+            "UPDATE records SET body = overlay(body placing '\\x31' from 1) WHERE seq = 150"
+        )
+    ),
+    "edit-unsigned-tail": lambda db, _, __: _relink_from(
+        db, 330, lambda p: p.update(outcome="AccessDeniedException")
+    ),
+    "rehash-reattribute-tail": lambda db, _, __: _relink_from(
+        db, 305, lambda p: p.update(principal="officer-x")
+    ),
+    "delete-middle": lambda db, _, __: db.execute("DELETE FROM records WHERE seq = 150"),
+    "delete-in-unsigned-tail": lambda db, _, __: db.execute("DELETE FROM records WHERE seq = 320"),
+    "truncate-head": lambda db, _, __: db.execute("DELETE FROM records WHERE seq <= 3"),
+    "truncate-tail-into-signed": lambda db, _, __: db.execute(
+        "DELETE FROM records WHERE seq > 250"
+    ),
+    "truncate-unsigned-tail": lambda db, _, __: db.execute("DELETE FROM records WHERE seq > 303"),
+    "truncate-last-record": lambda db, _, __: db.execute("DELETE FROM records WHERE seq = 343"),
+    "swap-in-unsigned-tail": lambda db, _, __: _tamper_swap(db),
+    "insert-in-unsigned-tail": lambda db, _, __: _tamper_insert(db),
+    "append-without-mac": lambda db, _, __: _tamper_append(db, fake_key=False),
+    "append-with-another-key": lambda db, _, __: _tamper_append(db, fake_key=True),
+    "strip-macs": lambda db, _, __: db.execute("UPDATE records SET mac = NULL WHERE seq > 303"),
+    "rewrite-whole-chain": lambda db, ledger, _: _tamper_rewrite_all(db, ledger),
+    "replay-old-copy": lambda db, _, old: _tamper_restore_old_copy(db, old),
+}
+
+
+# Tampers before the witnessed checkpoint (found by `verify`; the writer checks from there on).
+SIGNED_REGION = {"edit-signed", "delete-middle", "truncate-head"}
+
+
+@pytest.mark.parametrize("tamper", sorted(TAMPERS))
+def test_every_tamper_is_found_and_never_signed(new_ledger: Opener, tamper: str) -> None:
+    ledger, old_copy = _with_unsigned_tail(new_ledger)
+    db = raw(ledger)
+    rows_before = ledger.last_seq()
+    TAMPERS[tamper](db, ledger, old_copy)
+    report = ledger.verify()
+    assert not report.ok, f"{tamper} went undetected"
+    restarted = reopen(ledger, checkpoint_every=1)
+    if tamper in SIGNED_REGION:
+        # records a signed checkpoint already vouches for: the writer checks from that
+        # checkpoint on, so it may append, but its checkpoints never make the damage pass
+        restarted.append(event(1))
+        restarted.close()
+        assert not ledger.verify().ok
+        return
+    # the unsigned tail: a restarted writer refuses to append, so no checkpoint signs it
+    with pytest.raises(LedgerTamperedError):
+        restarted.append(event(1))
+    with pytest.raises(LedgerTamperedError):
+        restarted.checkpoint()
+    with pytest.raises(LedgerTamperedError):
+        restarted.open()
+    after = db.execute("SELECT count(*) FROM records").fetchone()[0]
+    assert after <= rows_before + 1  # nothing was appended by the refusing writer
+    assert not ledger.verify().ok
+    with contextlib.suppress(LedgerError):
+        restarted.close()
+
+
+def test_the_unsigned_tail_is_reported_and_authenticated(new_ledger: Opener) -> None:
+    ledger, _ = _with_unsigned_tail(new_ledger)
+    report = ledger.verify()
+    assert report.unsigned_tail == 40 and report.macs_from == 1 and report.tip_seq == 343
+    assert report.last_checkpoint_seq == 303
+    # a restarted writer verifies that tail, extends it and its checkpoint signs it
+    writer = reopen(ledger, checkpoint_every=1)
+    writer.append(event(1))
+    writer.close()
+    final = ledger.verify()
+    assert final.ok and final.unsigned_tail == 0
+
+
+def test_a_rotated_key_signs_on_and_the_old_records_still_verify(new_ledger: Opener) -> None:
+    from faceledger.audit.keyring import key_id
+
+    ledger = new_ledger(checkpoint_every=50)
+    fill(ledger, 60)
+    old_key = ledger.key_file.read_bytes()
+    new_id = ledger.rotate_key("local:admin")
+    new_key = ledger.key_file.read_bytes()
+    assert new_key != old_key and key_id(new_key).hex() == new_id
+    assert sorted(p.name for p in ledger.key_file.parent.glob("*.retired")) == [
+        f"{ledger.key_file.name}.{key_id(old_key).hex()}.retired"
+    ]
+    ledger.append(event(99))
+    ledger.close()
+    reader = new_ledger()
+    assert reader.verify().ok
+    rotation = [e for e in reader.entries(include_checkpoints=True) if e.kind == "rotation"]
+    assert len(rotation) == 1 and rotation[0].payload["new_key_id"] == new_id
+    # a record appended with the retired key after the rotation is refused by verify
+    db = raw(reader)
+    (head,) = db.execute("SELECT max(seq) FROM records").fetchone()
+    seq, body, digest, _ = _forged_row(db, head + 1, None)
+    from faceledger.audit.keyring import RecordSigner
+
+    db.execute(
+        "INSERT INTO records VALUES (?, ?, ?, ?)",
+        (seq, body, digest, RecordSigner(old_key).mac(body)),
+    )
+    report = reader.verify()
+    assert not report.ok and report.first_bad_seq == seq and "retired" in (report.reason or "")
+    # without the retired key, the old records cannot be checked: verify says which key
+    for path in ledger.key_file.parent.glob("*.retired"):
+        path.unlink()
+    db.execute("DELETE FROM records WHERE seq = ?", (seq,))
+    report = reader.verify()
+    assert not report.ok and key_id(old_key).hex() in (report.reason or "")
+    reader.close()

@@ -390,13 +390,7 @@ def verify_chain(
             f"no tip file {tip_file}: records cut off after the last checkpoint would not be "
             "detected"
         )
-    if unsigned and rule.macs_from is not None and last_seq - unsigned + 1 >= rule.macs_from:
-        warnings.append(
-            f"unsigned tail: records {last_seq - unsigned + 1}–{last_seq} follow the last signed "
-            "checkpoint; each carries a valid MAC"
-            + (f" and the tip names record {tip.seq}" if tip is not None else "")
-        )
-    elif unsigned:
+    if unsigned and (rule.macs_from is None or last_seq - unsigned + 1 < rule.macs_from):
         warnings.append(
             f"unsigned tail: records {last_seq - unsigned + 1}–{last_seq} follow the last signed "
             "checkpoint and were written before per-record MACs: only the hash chain protects "

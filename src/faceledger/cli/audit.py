@@ -101,9 +101,20 @@ def _describe_ok(report: VerifyReport) -> str:
     )
     witness = f"; witness at seq {report.witness_seq}" if report.witness_seq is not None else ""
     plural = "" if report.checkpoints == 1 else "s"
+    macs = (
+        f"; every record from seq {report.macs_from} carries a valid MAC"
+        if report.macs_from is not None
+        else ""
+    )
+    tail = (
+        f"\nunsigned tail: {report.unsigned_tail:,} record(s) after the last signed checkpoint"
+        + (f" (authenticated by their MACs; tip at seq {report.tip_seq})" if macs else "")
+        if report.unsigned_tail
+        else "\nunsigned tail: none (the newest record is a signed checkpoint)"
+    )
     return (
         f"ledger intact: {report.records:,} records ({report.checkpoints:,} signed "
-        f"checkpoint{plural}{where}{witness}), verified in {report.seconds:.2f} s"
+        f"checkpoint{plural}{where}{witness}{macs}), verified in {report.seconds:.2f} s{tail}"
     )
 
 
@@ -242,6 +253,23 @@ def export(
 
 
 # -- checkpoint ------------------------------------------------------------------------------
+@audit_app.command("rotate-key")
+def rotate_key() -> None:
+    """Rotate the ledger key: a record MAC'd with the old key names the new one, a checkpoint
+    signed with the new key follows, and the old key is kept beside the new one (retired) so
+    that older records still verify. Run it with the service stopped, or let the running
+    processes pick the new key up from the rotation record."""
+    import getpass
+
+    with _ledger() as ledger:
+        try:
+            new_id = ledger.rotate_key(f"local:{getpass.getuser()}")
+        except LedgerError as exc:
+            raise CliError(exc.message) from None
+        key_file = ledger.key_file
+    typer.echo(f"rotated the ledger key {key_file}: new key id {new_id}")
+
+
 @audit_app.command("checkpoint")
 def checkpoint() -> None:
     """Append a signed checkpoint now and move the witness (outside the data directory)."""
