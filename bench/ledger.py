@@ -9,8 +9,8 @@
    waits for its durable group commit (WAL, ``synchronous=FULL``), exactly as a search does
    before its response leaves. Reports the achieved rate and the median / p95 / p99 / max
    append latency. Goal: median ≤ 2 ms at 1,000 appends/s for 60 s.
-2. **Verify** — a ledger of ``--records`` records is built quickly (correctly chained rows with
-   a signed checkpoint every 1,000, made with the ledger's own ``chain.link`` and
+2. **Verify** — a ledger of ``--records`` records is built quickly (correctly chained rows, each
+   with its MAC, a signed checkpoint every 1,000, made with the ledger's own ``chain.link`` and
    ``signing.checkpoint_payload``, inserted in big transactions with ``synchronous=OFF`` — a
    fixture, not 10 M group commits), then ``Ledger.verify`` is timed. Reports records/s,
    seconds and the file size. Goal: 10 M records in ≤ 60 s.
@@ -38,7 +38,15 @@ from typing import Any
 
 from faceledger.audit import Ledger
 from faceledger.audit.chain import KIND_CHECKPOINT, KIND_EVENT, canonical_json, link
-from faceledger.audit.signing import Witness, checkpoint_payload, load_or_create_key, write_witness
+from faceledger.audit.keyring import RecordSigner
+from faceledger.audit.signing import (
+    Tip,
+    TipFile,
+    Witness,
+    checkpoint_payload,
+    load_or_create_key,
+    write_witness,
+)
 from faceledger.domain.audit import AuditEvent
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -145,10 +153,12 @@ def overhead(folder: Path, seconds: float, rate: float, threads: int) -> dict[st
 
 # -- 2. verification speed -------------------------------------------------------------------
 def build(ledger: Ledger, records: int, batch: int = 200_000) -> float:
-    """Fill an empty ledger with ``records`` correctly chained records (a signed checkpoint
-    every ``CHECKPOINT_EVERY``) and write its witness; returns seconds taken."""
+    """Fill an empty ledger with ``records`` correctly chained and MAC'd records (a signed
+    checkpoint every ``CHECKPOINT_EVERY``) and write its witness and tip; returns seconds
+    taken."""
     started = time.perf_counter()
     key = load_or_create_key(ledger.key_file)
+    signer = RecordSigner(key)
     templates = [
         canonical_json({"kind": KIND_EVENT, "time": time.time(), **search_event(n).to_dict()})
         for n in range(4096)
@@ -177,10 +187,10 @@ def build(ledger: Ledger, records: int, batch: int = 200_000) -> float:
                 )
             else:
                 body, digest = link(seq, prev, KIND_EVENT, templates[seq % len(templates)])
-            rows.append((seq, body, digest))
+            rows.append((seq, body, digest, signer.mac(body)))
             prev = digest
         db.execute("BEGIN")
-        db.executemany("INSERT INTO records (seq, body, digest) VALUES (?, ?, ?)", rows)
+        db.executemany("INSERT INTO records (seq, body, digest, mac) VALUES (?, ?, ?, ?)", rows)
         db.execute("COMMIT")
         print(f"  built {seq:,} / {records:,} records", end="\r", flush=True)
     print()
@@ -190,6 +200,8 @@ def build(ledger: Ledger, records: int, batch: int = 200_000) -> float:
             (last_cp.seq, last_cp.time),
         )
         write_witness(ledger.witness_file, last_cp)
+    tip = Tip(ledger.ledger_id, seq, prev.hex(), 1, signer.kid.hex())
+    TipFile(ledger.tip_file).write(Tip(**{**tip.__dict__, "mac": signer.hmac(tip.message()).hex()}))
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
     return time.perf_counter() - started
