@@ -127,6 +127,13 @@ def check_purpose(purpose: str | None, case_reference: str | None) -> None:
             raise InvalidParameterError(f"the {name} must be at most {limit} printable characters")
 
 
+def _ids(face_ids: Any) -> list[str]:
+    """FaceIds as an intent record names them (strings only, at most 4,096)."""
+    if not isinstance(face_ids, list | tuple):
+        return []
+    return [f for f in face_ids if isinstance(f, str)][:MAX_LEDGERED_MATCHES]
+
+
 def _matches(matches: tuple[CollectionMatch, ...]) -> list[list[Any]]:
     return [[m.face.face_id, round(m.similarity, 3)] for m in matches[:MAX_LEDGERED_MATCHES]]
 
@@ -186,8 +193,10 @@ class FaceLedger:
         operation: str,
         collection_id: str | None,
         probes: tuple[str, ...],
+        about: dict[str, Any] | None = None,
     ) -> str:
-        """Append the intent record of a biometric change and return its id; ``LedgerError``
+        """Append the intent record of a biometric change (``about``: the FaceIds or user it
+        names) and return its id; ``LedgerError``
         (then nothing may change). The caller calls ``_settled`` once the outcome is written
         (or could not be)."""
         intent_id = uuid.uuid4().hex
@@ -201,6 +210,7 @@ class FaceLedger:
                     outcome="pending",
                     collection_id=collection_id,
                     probe_sha256=probes,
+                    result=about,
                     phase="intent",
                     intent_id=intent_id,
                 )
@@ -240,12 +250,22 @@ class FaceLedger:
         if announced is None or announced.intent_id != intent.intent_id:
             logger.error("open intent %s names record %s, which is not it", intent, intent.seq)
             return
-        changes = self.collections.store.intent_changes(intent.intent_id)
+        store = self.collections.store
+        changes = store.intent_changes(intent.intent_id)
+        deleted: list[str] = []
+        named = [f for f in announced.result.get("face_ids", []) if isinstance(f, str)]
+        if any(c.deleted for c in changes) and announced.collection_id is not None:
+            # the change log keeps no id of a deleted face: the intent named them
+            try:
+                present: Any = store.faces_by_id(announced.collection_id, named)
+            except ResourceNotFoundError:  # the collection went since
+                present = {}
+            deleted = [f for f in named if f not in present]
         result: dict[str, Any] = {
             "recovered": True,
             "intent_seq": intent.seq,
-            "indexed": [c.face_id for c in changes if not c.deleted],
-            "deleted": [c.face_id for c in changes if c.deleted],
+            "indexed": [c.face_id for c in changes if not c.deleted and c.face_id],
+            "deleted": deleted,
         }
         operation = announced.operation
         if operation in _LOGGED_CHANGES:
@@ -286,7 +306,10 @@ class FaceLedger:
         collection_id: str | None = None,
         probes: tuple[str, ...] = (),
         summary: Callable[[R], dict[str, Any]] | None = None,
+        intent: dict[str, Any] | None = None,
     ) -> R:
+        """Authorise, run ``work`` and ledger its outcome (see the module docstring);
+        ``intent``: what a biometric change's intent record says it is about to do."""
         intent_id: str | None = None
 
         def record(outcome: str, result: dict[str, Any]) -> None:
@@ -307,7 +330,7 @@ class FaceLedger:
             try:
                 check_purpose(caller.purpose, caller.case_reference)
                 if operation in BIOMETRIC_CHANGES:
-                    intent_id = self._announce(caller, operation, collection_id, probes)
+                    intent_id = self._announce(caller, operation, collection_id, probes, intent)
                     token = CURRENT_INTENT.set(intent_id)
                     try:
                         value = work()
@@ -566,6 +589,7 @@ class FaceLedger:
             lambda: self.collections.delete_faces(collection_id, face_ids),
             collection_id=collection_id,
             summary=lambda out: {"deleted": out[0], "unsuccessful": len(out[1])},
+            intent={"face_ids": _ids(face_ids)},
         )
 
     # -- searches ----------------------------------------------------------------------------
@@ -656,6 +680,7 @@ class FaceLedger:
             lambda: self.users.delete_user(collection_id, user_id, token),
             collection_id=collection_id,
             summary=lambda _: {"user_id": user_id},
+            intent={"user_id": user_id},
         )
 
     def list_users(
@@ -685,6 +710,7 @@ class FaceLedger:
                 collection_id, user_id, face_ids, user_match_threshold, client_request_token
             ),
             collection_id=collection_id,
+            intent={"user_id": user_id, "face_ids": _ids(face_ids)},
             summary=lambda o: {
                 "user_id": user_id,
                 "associated": o.faces,
@@ -707,6 +733,7 @@ class FaceLedger:
                 collection_id, user_id, face_ids, client_request_token
             ),
             collection_id=collection_id,
+            intent={"user_id": user_id, "face_ids": _ids(face_ids)},
             summary=lambda o: {
                 "user_id": user_id,
                 "disassociated": o.faces,
@@ -980,11 +1007,14 @@ class FaceLedger:
                 days = self.policy_of(cid).retention_days
                 if days is None:
                     continue
+                expiring: list[str] = []
                 with contextlib.suppress(FaceLedgerError, TypeError, ValueError):
                     cutoff = time.time() - float(days) * 86400.0
-                    if not self.collections.store.faces_older_than(cid, cutoff):
+                    expiring = self.collections.store.faces_older_than(cid, cutoff)
+                    if not expiring:
                         continue  # nothing expired: no change, no record
-                intent_id = self._announce(system, "PurgeExpiredFaces", cid, ())
+                about = {"face_ids": _ids(expiring)}
+                intent_id = self._announce(system, "PurgeExpiredFaces", cid, (), about)
                 token_var = CURRENT_INTENT.set(intent_id)
                 outcome, result = "ok", dict[str, Any](retention_days=days)
                 try:
