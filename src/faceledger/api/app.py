@@ -37,6 +37,7 @@ from faceledger.api.native.collections import router as native_collections_route
 from faceledger.api.native.routes import IMAGES_PER_REQUEST
 from faceledger.api.native.routes import router as native_router
 from faceledger.api.native.video import router as native_video_router
+from faceledger.api.rekognition.replay import ReplayCache
 from faceledger.api.rekognition.router import router as rekognition_router
 from faceledger.api.web import mount_web
 from faceledger.config import Settings
@@ -355,6 +356,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.replay_cache = ReplayCache(max_skew_seconds=settings.max_clock_skew_seconds)
 
     # FastAPI documents a 422 HTTPValidationError for every route with parameters, but request
     # validation problems leave as 400 InvalidParameterException (``_validation_error``). The

@@ -1,9 +1,10 @@
 """``POST /``: the Rekognition JSON 1.1 endpoint that boto3, the AWS CLI and AWS SDKs call.
 
 One request: read the body (capped) → verify its SigV4 signature against ``faceledger keys``
-→ find the operation from ``X-Amz-Target`` → check the principal's roles → validate the body
-against botocore's input shape → run the operation's handler in a worker thread → answer
-``application/x-amz-json-1.1`` with ``x-amzn-RequestId``.
+(the target, content type, purpose and case headers must be signed when sent; an exact replay
+is refused, ``replay.py``) → find the operation from ``X-Amz-Target`` → check the principal's
+roles → validate the body against botocore's input shape → run the operation's handler in a
+worker thread → answer ``application/x-amz-json-1.1`` with ``x-amzn-RequestId``.
 
 Errors leave from one place (``error_response``) as ``{"__type": Code, "message": …}`` with the
 code also in ``X-Amzn-ErrorType``; anything unexpected is logged with the request id and
@@ -30,6 +31,7 @@ from faceledger.api.rekognition.protocol import (
     parse_body,
     validate,
 )
+from faceledger.api.rekognition.replay import ReplayCache
 from faceledger.api.rekognition.sigv4 import verify_sigv4
 from faceledger.config import Settings
 from faceledger.domain.audit import Caller
@@ -44,6 +46,10 @@ router = APIRouter()
 # Why a search is made (a collection's policy can require both): AWS SDKs send these headers.
 PURPOSE_HEADER = "x-faceledger-purpose"
 CASE_HEADER = "x-faceledger-case"
+# Headers the service acts on or records: a signature must cover each one that arrives.
+SIGNED_IF_PRESENT = ("x-amz-target", "content-type", PURPOSE_HEADER, CASE_HEADER)
+# Unsigned headers that tell apart two identical SDK calls made in the same second (replay.py).
+SDK_INVOCATION_HEADERS = ("amz-sdk-invocation-id", "amz-sdk-request")
 # JSON, base64 and the other members around the images a request may carry (CompareFaces: 2).
 JSON_OVERHEAD_BYTES = 64 * 1024
 IMAGES_PER_REQUEST = 2
@@ -96,6 +102,13 @@ def authenticate(request: Request, body: bytes, settings: Settings) -> Principal
     """The principal whose access key signed this request (SigV4)."""
     if settings.insecure_accept_any_signature:
         return INSECURE_DEV_PRINCIPAL
+    now = datetime.now(UTC)
+    replays: ReplayCache = request.app.state.replay_cache
+
+    def once(signature: str, signed_at: datetime) -> None:
+        unsigned = "\n".join(request.headers.get(name, "") for name in SDK_INVOCATION_HEADERS)
+        replays.admit(f"{signature}\n{unsigned}", signed_at, now)
+
     principal = verify_sigv4(
         method=request.method,
         # the path as sent (still percent-encoded), which is what the client signed
@@ -106,8 +119,10 @@ def authenticate(request: Request, body: bytes, settings: Settings) -> Principal
         credentials=request.app.state.keys.credentials,
         region=settings.region,
         service="rekognition",
-        now=datetime.now(UTC),
+        now=now,
         max_skew_seconds=settings.max_clock_skew_seconds,
+        must_sign_if_present=SIGNED_IF_PRESENT,
+        on_verified=once,
     )
     request.app.state.keys.admit(principal.key_id)  # rate limit, once the signature holds
     return principal
