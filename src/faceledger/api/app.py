@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from faceledger import __version__
 from faceledger.api import ServiceDep
+from faceledger.api.native.auth import record_validation_refusal
 from faceledger.api.native.collections import router as native_collections_router
 from faceledger.api.native.routes import IMAGES_PER_REQUEST
 from faceledger.api.native.routes import router as native_router
@@ -118,6 +119,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = list(dict.fromkeys(_describe_validation_error(e) for e in exc.errors()))
     message = "Invalid request: " + "; ".join(problems) + "."
+    await record_validation_refusal(request, "InvalidParameterException", message)
     return error_response("InvalidParameterException", message, 400)
 
 

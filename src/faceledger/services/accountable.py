@@ -201,6 +201,27 @@ class FaceLedger:
         )
         raise denied
 
+    def record_refusal(
+        self,
+        caller: Caller,
+        operation: str,
+        collection_id: str | None,
+        code: str,
+        message: str,
+    ) -> None:
+        """Ledger a call refused before any verb ran: the adapter rejected the request itself
+        (a body or parameters that fail validation, an unknown operation) once it knew who
+        asked. ``code`` is the error code answered, ``message`` its text (cut)."""
+        self.ledger.append(
+            AuditEvent.of(
+                caller,
+                operation,
+                outcome=code,
+                collection_id=collection_id,
+                result={"message": message[:300]},
+            )
+        )
+
     @staticmethod
     def _sha(*images: bytes | Image | AnalysedImage) -> tuple[str, ...]:
         out = []

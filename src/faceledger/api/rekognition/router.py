@@ -17,8 +17,9 @@ import json
 import logging
 import math
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -43,6 +44,8 @@ logger = logging.getLogger("faceledger.api.rekognition")
 
 router = APIRouter()
 
+T = TypeVar("T")
+
 # Why a search is made (a collection's policy can require both): AWS SDKs send these headers.
 PURPOSE_HEADER = "x-faceledger-purpose"
 CASE_HEADER = "x-faceledger-case"
@@ -50,6 +53,8 @@ CASE_HEADER = "x-faceledger-case"
 SIGNED_IF_PRESENT = ("x-amz-target", "content-type", PURPOSE_HEADER, CASE_HEADER)
 # Unsigned headers that tell apart two identical SDK calls made in the same second (replay.py).
 SDK_INVOCATION_HEADERS = ("amz-sdk-invocation-id", "amz-sdk-request")
+# A refused request's operation name, as recorded, is cut to this length.
+MAX_OPERATION_CHARS = 128
 # JSON, base64 and the other members around the images a request may carry (CompareFaces: 2).
 JSON_OVERHEAD_BYTES = 64 * 1024
 IMAGES_PER_REQUEST = 2
@@ -128,6 +133,41 @@ def authenticate(request: Request, body: bytes, settings: Settings) -> Principal
     return principal
 
 
+def _recorded(
+    gate: FaceLedger,
+    caller: Caller,
+    operation: str,
+    collection_id: str | None,
+    step: Callable[[], T],
+) -> T:
+    """``step()``, ledgering its refusal (an ``InvalidParameterException``…) for ``caller``."""
+    try:
+        return step()
+    except FaceLedgerError as exc:
+        gate.record_refusal(caller, operation, collection_id, exc.code, exc.message)
+        raise
+
+
+def collection_hint(params: Any) -> str | None:
+    """The collection a request names (``CollectionId``, or a collection ``ResourceArn``), read
+    before validation so that a refusal's record carries it; ``None`` when it names none."""
+    if not isinstance(params, dict):
+        return None
+    collection_id = params.get("CollectionId")
+    if isinstance(collection_id, str):
+        return collection_id
+    arn = params.get("ResourceArn")
+    if isinstance(arn, str) and ":collection/" in arn:
+        return arn.partition(":collection/")[2]
+    return None
+
+
+def _refused_operation(target: str | None) -> str:
+    """The operation name to record for a target that names no implemented operation."""
+    name = (target or "").rpartition(".")[2]
+    return name[:MAX_OPERATION_CHARS] or "UnknownOperation"
+
+
 @router.post("/", include_in_schema=False)
 async def rekognition(request: Request) -> Response:
     request_id = str(uuid.uuid4())
@@ -136,7 +176,6 @@ async def rekognition(request: Request) -> Response:
     try:
         body = await read_body(request, body_limit(settings))
         principal = authenticate(request, body, settings)
-        operation = operation_model(target, IMPLEMENTED)
         gate: FaceLedger = request.app.state.ledger
         caller = Caller(
             principal,
@@ -145,12 +184,24 @@ async def rekognition(request: Request) -> Response:
             purpose=request.headers.get(PURPOSE_HEADER) or None,
             case_reference=request.headers.get(CASE_HEADER) or None,
         )
-        params = validate(operation, parse_body(body))
         context = Context(settings=settings, gate=gate, caller=caller)
 
         def handle() -> dict[str, Any]:
-            # roles first (a refusal is ledgered), before any image is fetched
-            gate.authorise(caller, operation.name)
+            # Once the caller is known, every refusal is ledgered: an unknown operation, a body
+            # that is not JSON, the roles (before any image is fetched), the input shape.
+            operation = _recorded(
+                gate,
+                caller,
+                _refused_operation(target),
+                None,
+                lambda: operation_model(target, IMPLEMENTED),
+            )
+            raw = _recorded(gate, caller, operation.name, None, lambda: parse_body(body))
+            collection_id = collection_hint(raw)
+            gate.authorise(caller, operation.name, collection_id=collection_id)
+            params = _recorded(
+                gate, caller, operation.name, collection_id, lambda: validate(operation, raw)
+            )
             return OPERATIONS[operation.name](context, params)
 
         result: dict[str, Any] = await run_blocking(request, handle)
