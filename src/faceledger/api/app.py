@@ -32,8 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from faceledger import __version__
-from faceledger.api import ServiceDep
-from faceledger.api.native.auth import record_validation_refusal
+from faceledger.api.native.auth import GateDep, record_adapter_refusal
 from faceledger.api.native.collections import router as native_collections_router
 from faceledger.api.native.routes import IMAGES_PER_REQUEST
 from faceledger.api.native.routes import router as native_router
@@ -47,6 +46,7 @@ from faceledger.domain.errors import (
     AuthError,
     FaceLedgerError,
     ImageTooLargeError,
+    InvalidParameterError,
 )
 from faceledger.services.accountable import FaceLedger
 
@@ -96,6 +96,7 @@ async def _faceledger_error(request: Request, exc: Exception) -> JSONResponse:
         logger.error(
             "%s %s failed: %s: %s", request.method, request.url.path, exc.code, exc.message
         )
+    await record_adapter_refusal(request, exc)  # (a refusal by the route itself, on /v1)
     status, headers = _native_status(exc)
     return error_response(exc.code, exc.message, status, headers=headers)
 
@@ -119,7 +120,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = list(dict.fromkeys(_describe_validation_error(e) for e in exc.errors()))
     message = "Invalid request: " + "; ".join(problems) + "."
-    await record_validation_refusal(request, "InvalidParameterException", message)
+    await record_adapter_refusal(request, InvalidParameterError(message))
     return error_response("InvalidParameterException", message, 400)
 
 
@@ -319,22 +320,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 logger.error("refusing to start: %s", exc.message)
                 raise
         gate = FaceLedger(settings)
-        service = gate.faces
         app.state.ledger = gate
-        app.state.service = service
-        app.state.collections = gate.collections
-        app.state.users = gate.users
-        app.state.keys = gate.keys
-        app.state.objects = gate.objects
+        app.state.keys = gate.authentication
         if settings.insecure_accept_any_signature:
             for line in INSECURE_WARNING:
                 logger.warning(line)
         app.state.engine_limiter = anyio.CapacityLimiter(settings.workers)
-        logger.info("loading model pack %r", service.pack)
+        health = gate.health()
+        logger.info("loading model pack %r", health["pack"])
         # Verify and load now so the first request is fast; a broken pack stops start-up.
-        await anyio.to_thread.run_sync(service.load)
-        logger.info("model pack %r loaded (%s)", service.pack, service.face_model_version)
-        gate.video.start_workers()  # and re-queue jobs a previous run left unfinished
+        await anyio.to_thread.run_sync(gate.load_models)
+        logger.info("model pack %r loaded (%s)", health["pack"], health["face_model_version"])
+        gate.start_video_workers()  # and re-queue jobs a previous run left unfinished
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(_maintenance, gate, settings.maintenance_seconds)
@@ -344,7 +341,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     tasks.cancel_scope.cancel()
         finally:
             await anyio.to_thread.run_sync(gate.close)
-            await anyio.to_thread.run_sync(service.close)
+            await anyio.to_thread.run_sync(gate.close_models)
 
     app = FastAPI(
         title="FaceLedger",
@@ -404,10 +401,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(InternalErrorMiddleware)  # outermost of ours: catches the rest
 
     @app.get("/healthz", tags=["health"], summary="Liveness and model status")
-    async def healthz(service: ServiceDep) -> dict[str, Any]:
+    async def healthz(gate: GateDep) -> dict[str, Any]:
         """`status` is always "ok" when the server answers; `loaded` says whether the model
         pack is in memory."""
-        return {"status": "ok", **service.health()}
+        return {"status": "ok", **gate.health()}
 
     app.include_router(native_router)
     app.include_router(native_collections_router)

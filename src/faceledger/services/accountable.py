@@ -11,17 +11,26 @@ This is the composition root that the HTTP adapters and the CLI use. Each verb t
    or counts; the effective threshold; the SHA-256 of each probe image — never the image or an
    embedding) and returns only once the record is durable. If the ledger cannot be written the
    call fails with ``LedgerError`` and nothing is returned.
+
+One door: the inner services (store, ledger, keys, objects, video) are private attributes, and
+adapters (``api/``, ``cli/``; ruff's SLF001 holds them to it) reach data only through verbs
+that record: reading, verifying, exporting and checkpointing the ledger included. What they may
+use without a record is stateless (decoding the caller's own upload, shaping a result, the
+pack's calibration table, model health) or authentication (``authentication``).
 """
 
 from __future__ import annotations
 
 import getpass
 import hashlib
+import os
 import re
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
-from faceledger.audit.ledger import Ledger
+from faceledger.audit.ledger import Ledger, LedgerEntry
 from faceledger.config import Settings
 from faceledger.domain.audit import AuditEvent, Caller
 from faceledger.domain.collections import (
@@ -65,6 +74,10 @@ from faceledger.services.users import (
 from faceledger.services.video import JobPage, VideoService
 from faceledger.store.video import JobRow, ProcessorRow
 
+if TYPE_CHECKING:
+    from faceledger.audit.verify import Progress, VerifyReport
+    from faceledger.inference.calibration import Calibration
+
 R = TypeVar("R")
 
 _TEXT_RE = re.compile(r"[^\x00-\x1f\x7f]*")
@@ -91,8 +104,50 @@ def check_purpose(purpose: str | None, case_reference: str | None) -> None:
             raise InvalidParameterError(f"the {name} must be at most {limit} printable characters")
 
 
+def _filters(filters: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in sorted(filters.items()) if value is not None}
+
+
 def _matches(matches: tuple[CollectionMatch, ...]) -> list[list[Any]]:
     return [[m.face.face_id, round(m.similarity, 3)] for m in matches[:MAX_LEDGERED_MATCHES]]
+
+
+@dataclass(frozen=True)
+class FacePage:
+    """A page of ListFaces: the faces, the next page's token, the collection's FaceModelVersion."""
+
+    faces: list[StoredFace]
+    next_token: str | None
+    face_model_version: str
+
+
+@dataclass(frozen=True)
+class FaceSearch:
+    """SearchFaces: the matches, the effective (floored) threshold, the FaceModelVersion."""
+
+    matches: tuple[CollectionMatch, ...]
+    threshold: float
+    face_model_version: str
+
+
+class Authentication:
+    """What adapters may ask of the key store: who signed a request, and whether that key is
+    within its rate. Creating, listing and revoking keys are gateway verbs."""
+
+    def __init__(self, keys: KeyService) -> None:
+        self._keys = keys
+
+    def credentials(self, key_id: str) -> tuple[Principal, str]:
+        """The principal and secret of an active key, for SigV4 verification."""
+        return self._keys.credentials(key_id)
+
+    def admit(self, key_id: str) -> None:
+        """Spend one of the key's tokens (ThrottlingError when over its rate)."""
+        self._keys.admit(key_id)
+
+    def authenticate_bearer(self, authorization: str | None) -> Principal:
+        """The principal of an ``Authorization: Bearer <key_id>:<secret>`` header."""
+        return self._keys.authenticate_bearer(authorization)
 
 
 class FaceLedger:
@@ -106,13 +161,13 @@ class FaceLedger:
         ledger: Ledger | None = None,
     ) -> None:
         self.settings = settings
-        self.faces = faces or FaceService(settings)
-        self.collections = CollectionService(settings, self.faces)
-        self.users = UserService(self.collections)
-        self.keys = KeyService(settings)
-        self.objects = ImageObjects(settings)
-        self.ledger = ledger or Ledger.from_settings(settings)
-        self.video = VideoService(settings, self.collections, self.objects, self._record)
+        self._faces = faces or FaceService(settings)
+        self._collections = CollectionService(settings, self._faces)
+        self._users = UserService(self._collections)
+        self._keys = KeyService(settings)
+        self._objects = ImageObjects(settings)
+        self._ledger = ledger or Ledger.from_settings(settings)
+        self._video = VideoService(settings, self._collections, self._objects, self._record)
 
     def _record(
         self,
@@ -124,18 +179,18 @@ class FaceLedger:
     ) -> None:
         """Ledger something that happened after the call that caused it (a video job's end, a
         stream match), on behalf of the caller who started it."""
-        self.ledger.append(
+        self._ledger.append(
             AuditEvent.of(
                 caller, operation, outcome=outcome, collection_id=collection_id, result=result
             )
         )
 
     def close(self) -> None:
-        self.video.close()
-        self.collections.close()
-        self.objects.close()
-        self.ledger.close()
-        self.keys.close()
+        self._video.close()
+        self._collections.close()
+        self._objects.close()
+        self._ledger.close()
+        self._keys.close()
 
     # -- the one wrapper ---------------------------------------------------------------------
     def _run(
@@ -157,7 +212,7 @@ class FaceLedger:
                 probe_sha256=probes,
                 result=result,
             )
-            self.ledger.append(event)
+            self._ledger.append(event)
 
         self.authorise(caller, operation, collection_id=collection_id, probes=probes)
         try:
@@ -189,7 +244,7 @@ class FaceLedger:
             f"principal {caller.principal.name!r} (roles: "
             f"{', '.join(caller.principal.roles) or 'none'}) may not call {operation}"
         )
-        self.ledger.append(
+        self._ledger.append(
             AuditEvent.of(
                 caller,
                 operation,
@@ -212,7 +267,7 @@ class FaceLedger:
         """Ledger a call refused before any verb ran: the adapter rejected the request itself
         (a body or parameters that fail validation, an unknown operation) once it knew who
         asked. ``code`` is the error code answered, ``message`` its text (cut)."""
-        self.ledger.append(
+        self._ledger.append(
             AuditEvent.of(
                 caller,
                 operation,
@@ -232,10 +287,164 @@ class FaceLedger:
                 out.append(hashlib.sha256(image).hexdigest())
         return tuple(out)
 
+    # -- what adapters may use without a record (stateless, or authentication) --------------
+    @property
+    def authentication(self) -> Authentication:
+        return Authentication(self._keys)
+
+    @property
+    def calibration(self) -> Calibration:
+        """The pack's published Similarity ↔ false-match-rate table."""
+        return self._faces.engine.calibration
+
+    def health(self) -> dict[str, Any]:
+        """Pack name, FaceModelVersion and whether the models are loaded (never loads)."""
+        return self._faces.health()
+
+    def load_models(self) -> None:
+        """Verify and load the default pack now (the first request is then fast)."""
+        self._faces.load()
+
+    def close_models(self) -> None:
+        self._faces.close()
+
+    def decode_image(self, data: bytes) -> Image:
+        """Decode image bytes the caller sent (with this installation's limits), e.g. to draw
+        the boxes of a verb that has just accepted the same bytes."""
+        return self._faces.image(data)
+
+    def read_image_file(self, path: os.PathLike[str]) -> bytes:
+        """A local image file's bytes, refused over the size limit (the CLI's photos)."""
+        return self._faces.read_file(path)
+
+    def detect_result(self, analysed: AnalysedImage, *, max_faces: int) -> dict[str, Any]:
+        """The native JSON of a DetectFaces result."""
+        return self._faces.detect_result(analysed, max_faces=max_faces)
+
+    def compare_result(
+        self, source: Image, target: Image, result: CompareResult, **options: Any
+    ) -> dict[str, Any]:
+        """The native JSON of a CompareFaces result."""
+        return self._faces.compare_result(source, target, result, **options)
+
+    def analyse_files(self, paths: Iterable[Path]) -> Generator[tuple[Path, Any], None, None]:
+        """Analyse local image files on worker processes for a bulk enrolment: yields each
+        path with its ``AnalysedImage`` or ``FaceLedgerError``. Nothing is stored or ledgered
+        until a result is passed to ``index_faces``."""
+        from faceledger.inference.imaging import load_image
+
+        engine = self._faces.engine
+        try:
+            yield from engine.analyse_many(list(paths), loader=load_image)
+        finally:
+            engine.close()
+
+    def read_image_object(
+        self,
+        caller: Caller,
+        operation: str,
+        bucket: str,
+        name: str,
+        version: str | None = None,
+        *,
+        collection_id: str | None = None,
+    ) -> bytes:
+        """An ``Image.S3Object``'s bytes for ``operation``. The verb that receives them records
+        their SHA-256; a failure to read them is recorded here (the verb never runs)."""
+        try:
+            return self._objects.read(bucket, name, version)
+        except FaceLedgerError as exc:
+            self.record_refusal(caller, operation, collection_id, exc.code, exc.message)
+            raise
+
+    def run_video_job(self, job_id: str) -> None:
+        """Run a queued stored-video job in this process now (the CLI); its start was ledgered
+        by ``start_video_job`` and its end is ledgered by the video service."""
+        self._video.run_now(job_id)
+
+    def start_video_workers(self) -> None:
+        """Start the job workers (and re-queue jobs a previous run left unfinished)."""
+        self._video.start_workers()
+
+    # -- the ledger itself ---------------------------------------------------------------------
+    @property
+    def ledger_location(self) -> str:
+        return str(self._ledger.location)
+
+    @property
+    def ledger_witness_file(self) -> Path:
+        return self._ledger.witness_file
+
+    def read_ledger(
+        self,
+        caller: Caller,
+        *,
+        limit: int | None = None,
+        newest_first: bool = False,
+        **filters: Any,
+    ) -> list[LedgerEntry]:
+        """Records matching ``filters`` (those of ``Ledger.entries``). The read is itself
+        ledgered (ReadLedger, with its filters and count) after it."""
+        return self._run(
+            caller,
+            "ReadLedger",
+            lambda: list(self._ledger.entries(limit=limit, newest_first=newest_first, **filters)),
+            collection_id=filters.get("collection_id"),
+            summary=lambda rows: {"filters": _filters(filters), "count": len(rows)},
+        )
+
+    def export_ledger(self, caller: Caller, out: TextIO, fmt: str = "jsonl", **filters: Any) -> int:
+        """Write every matching record, oldest first, to ``out`` as ``fmt`` (jsonl, csv);
+        returns how many. Ledgered as ExportLedger."""
+        from faceledger.audit.export import write
+
+        return self._run(
+            caller,
+            "ExportLedger",
+            lambda: write(self._ledger.entries(**filters), out, fmt),
+            collection_id=filters.get("collection_id"),
+            summary=lambda count: {"filters": _filters(filters), "format": fmt, "count": count},
+        )
+
+    def verify_ledger(self, caller: Caller, *, progress: Progress | None = None) -> VerifyReport:
+        """Check the chain, the checkpoints' signatures and the witness; ledgered as
+        VerifyLedger with the verdict. When the ledger is broken and refuses even that record,
+        the report is still returned: the operator must learn why."""
+        reports: list[VerifyReport] = []
+
+        def work() -> VerifyReport:
+            reports.append(self._ledger.verify(progress=progress))
+            return reports[0]
+
+        try:
+            return self._run(
+                caller,
+                "VerifyLedger",
+                work,
+                summary=lambda r: {
+                    "intact": r.ok,
+                    "records": r.records,
+                    "first_bad_seq": r.first_bad_seq,
+                },
+            )
+        except LedgerError:
+            if reports and not reports[0].ok:
+                return reports[0]
+            raise
+
+    def checkpoint_ledger(self, caller: Caller) -> LedgerEntry:
+        """Append a signed checkpoint now and move the witness; ledgered as CheckpointLedger."""
+        return self._run(
+            caller,
+            "CheckpointLedger",
+            self._ledger.checkpoint,
+            summary=lambda entry: {"checkpoint_seq": entry.seq},
+        )
+
     # -- policy ----------------------------------------------------------------------------
-    def policy_of(self, collection_id: str) -> CollectionPolicy:
+    def _policy_of(self, collection_id: str) -> CollectionPolicy:
         """The collection's policy, or the installation's default when it has none."""
-        stored = self.collections.store.policy(collection_id)
+        stored = self._collections.store.policy(collection_id)
         if stored is not None:
             return CollectionPolicy.from_json(stored)
         return CollectionPolicy(
@@ -244,7 +453,7 @@ class FaceLedger:
         )
 
     def _search_policy(self, caller: Caller, collection_id: str) -> CollectionPolicy:
-        policy = self.policy_of(collection_id)
+        policy = self._policy_of(collection_id)
         if policy.require_purpose and not (caller.purpose and caller.case_reference):
             raise AccessDeniedError(
                 f"collection {collection_id!r} requires a purpose and a case reference for "
@@ -258,7 +467,7 @@ class FaceLedger:
         return self._run(
             caller,
             "DescribeCollection",
-            lambda: self.policy_of(collection_id),
+            lambda: self._policy_of(collection_id),
             collection_id=collection_id,
             summary=lambda p: {"policy": p.to_json()},
         )
@@ -267,8 +476,8 @@ class FaceLedger:
         self, caller: Caller, collection_id: str, policy: CollectionPolicy
     ) -> CollectionPolicy:
         def work() -> CollectionPolicy:
-            self.collections.describe_collection(collection_id)
-            self.collections.store.set_policy(collection_id, policy.to_json())
+            self._collections.describe_collection(collection_id)
+            self._collections.store.set_policy(collection_id, policy.to_json())
             return policy
 
         return self._run(
@@ -284,7 +493,7 @@ class FaceLedger:
         return self._run(
             caller,
             "DetectFaces",
-            lambda: self.faces.detect_faces(image),
+            lambda: self._faces.detect_faces(image),
             probes=self._sha(image),
             summary=lambda a: {"faces": len(a.faces)},
         )
@@ -301,7 +510,7 @@ class FaceLedger:
         return self._run(
             caller,
             "CompareFaces",
-            lambda: self.faces.compare_faces(source, target),
+            lambda: self._faces.compare_faces(source, target),
             probes=self._sha(source, target),
             summary=summary,
         )
@@ -313,7 +522,7 @@ class FaceLedger:
         return self._run(
             caller,
             "CreateCollection",
-            lambda: self.collections.create_collection(collection_id, tags),
+            lambda: self._collections.create_collection(collection_id, tags),
             collection_id=collection_id,
             summary=lambda c: {"face_model_version": c.face_model_version},
         )
@@ -322,7 +531,7 @@ class FaceLedger:
         return self._run(
             caller,
             "DescribeCollection",
-            lambda: self.collections.describe_collection(collection_id),
+            lambda: self._collections.describe_collection(collection_id),
             collection_id=collection_id,
             summary=lambda c: {"faces": c.face_count, "users": c.user_count},
         )
@@ -333,7 +542,7 @@ class FaceLedger:
         return self._run(
             caller,
             "ListCollections",
-            lambda: self.collections.list_collections(
+            lambda: self._collections.list_collections(
                 next_token=next_token, max_results=max_results
             ),
             summary=lambda out: {"count": len(out[0])},
@@ -341,8 +550,8 @@ class FaceLedger:
 
     def delete_collection(self, caller: Caller, collection_id: str) -> None:
         def work() -> int:
-            faces = self.collections.describe_collection(collection_id).face_count
-            self.collections.delete_collection(collection_id)
+            faces = self._collections.describe_collection(collection_id).face_count
+            self._collections.delete_collection(collection_id)
             return faces
 
         self._run(
@@ -357,7 +566,7 @@ class FaceLedger:
         self._run(
             caller,
             "TagResource",
-            lambda: self.collections.tag_collection(collection_id, tags),
+            lambda: self._collections.tag_collection(collection_id, tags),
             collection_id=collection_id,
             summary=lambda _: {"keys": sorted(tags)},
         )
@@ -366,7 +575,7 @@ class FaceLedger:
         self._run(
             caller,
             "UntagResource",
-            lambda: self.collections.untag_collection(collection_id, keys),
+            lambda: self._collections.untag_collection(collection_id, keys),
             collection_id=collection_id,
             summary=lambda _: {"keys": sorted(keys)},
         )
@@ -375,7 +584,7 @@ class FaceLedger:
         return self._run(
             caller,
             "ListTagsForResource",
-            lambda: self.collections.collection_tags(collection_id),
+            lambda: self._collections.collection_tags(collection_id),
             collection_id=collection_id,
             summary=lambda tags: {"count": len(tags)},
         )
@@ -392,8 +601,8 @@ class FaceLedger:
 
         def work() -> IndexFacesResult:
             if isinstance(image, AnalysedImage):
-                return self.collections.enrol(collection_id, image, **options)
-            return self.collections.index_faces(collection_id, image, **options)
+                return self._collections.enrol(collection_id, image, **options)
+            return self._collections.index_faces(collection_id, image, **options)
 
         def summary(r: IndexFacesResult) -> dict[str, Any]:
             return {
@@ -412,15 +621,32 @@ class FaceLedger:
             summary=summary,
         )
 
-    def list_faces(
-        self, caller: Caller, collection_id: str, **options: Any
-    ) -> tuple[list[StoredFace], str | None]:
+    def list_faces(self, caller: Caller, collection_id: str, **options: Any) -> FacePage:
+        def work() -> FacePage:
+            faces, token = self._collections.list_faces(collection_id, **options)
+            version = self._collections.store.face_model_version(collection_id)
+            return FacePage(faces, token, version)
+
         return self._run(
             caller,
             "ListFaces",
-            lambda: self.collections.list_faces(collection_id, **options),
+            work,
             collection_id=collection_id,
-            summary=lambda out: {"count": len(out[0])},
+            summary=lambda page: {
+                "count": len(page.faces),
+                "face_model_version": page.face_model_version,
+            },
+        )
+
+    def external_image_ids(self, caller: Caller, collection_id: str) -> set[str]:
+        """The ExternalImageIds enrolled in a collection (a bulk enrolment's resume look-up):
+        ledgered as a ListFaces that returned only these ids."""
+        return self._run(
+            caller,
+            "ListFaces",
+            lambda: self._collections.store.external_image_ids(collection_id),
+            collection_id=collection_id,
+            summary=lambda ids: {"external_image_ids": len(ids)},
         )
 
     def delete_faces(
@@ -429,7 +655,7 @@ class FaceLedger:
         return self._run(
             caller,
             "DeleteFaces",
-            lambda: self.collections.delete_faces(collection_id, face_ids),
+            lambda: self._collections.delete_faces(collection_id, face_ids),
             collection_id=collection_id,
             summary=lambda out: {"deleted": out[0], "unsuccessful": len(out[1])},
         )
@@ -443,15 +669,16 @@ class FaceLedger:
         *,
         max_faces: int = DEFAULT_SEARCH_MAX_FACES,
         threshold: float = DEFAULT_FACE_MATCH_THRESHOLD,
-    ) -> tuple[tuple[CollectionMatch, ...], float]:
+    ) -> FaceSearch:
         """Matches of an enrolled face, and the effective (floored) threshold."""
 
-        def work() -> tuple[tuple[CollectionMatch, ...], float]:
+        def work() -> FaceSearch:
             effective = self._search_policy(caller, collection_id).effective_threshold(threshold)
-            found = self.collections.search_faces(
+            found = self._collections.search_faces(
                 collection_id, face_id, max_faces=max_faces, threshold=effective
             )
-            return found, effective
+            version = self._collections.store.face_model_version(collection_id)
+            return FaceSearch(found, effective, version)
 
         return self._run(
             caller,
@@ -461,8 +688,8 @@ class FaceLedger:
             summary=lambda out: {
                 "searched_face_id": face_id,
                 "requested_threshold": threshold,
-                "threshold": out[1],
-                "matches": _matches(out[0]),
+                "threshold": out.threshold,
+                "matches": _matches(out.matches),
             },
         )
 
@@ -480,7 +707,7 @@ class FaceLedger:
 
         def work() -> SearchByImageResult:
             effective = self._search_policy(caller, collection_id).effective_threshold(threshold)
-            return self.collections.search_faces_by_image(
+            return self._collections.search_faces_by_image(
                 collection_id,
                 image,
                 max_faces=max_faces,
@@ -508,7 +735,7 @@ class FaceLedger:
         self._run(
             caller,
             "CreateUser",
-            lambda: self.users.create_user(collection_id, user_id, token),
+            lambda: self._users.create_user(collection_id, user_id, token),
             collection_id=collection_id,
             summary=lambda _: {"user_id": user_id},
         )
@@ -519,7 +746,7 @@ class FaceLedger:
         self._run(
             caller,
             "DeleteUser",
-            lambda: self.users.delete_user(collection_id, user_id, token),
+            lambda: self._users.delete_user(collection_id, user_id, token),
             collection_id=collection_id,
             summary=lambda _: {"user_id": user_id},
         )
@@ -530,7 +757,7 @@ class FaceLedger:
         return self._run(
             caller,
             "ListUsers",
-            lambda: self.users.list_users(collection_id, **options),
+            lambda: self._users.list_users(collection_id, **options),
             collection_id=collection_id,
             summary=lambda out: {"count": len(out[0])},
         )
@@ -547,7 +774,7 @@ class FaceLedger:
         return self._run(
             caller,
             "AssociateFaces",
-            lambda: self.users.associate_faces(
+            lambda: self._users.associate_faces(
                 collection_id, user_id, face_ids, user_match_threshold, client_request_token
             ),
             collection_id=collection_id,
@@ -569,7 +796,7 @@ class FaceLedger:
         return self._run(
             caller,
             "DisassociateFaces",
-            lambda: self.users.disassociate_faces(
+            lambda: self._users.disassociate_faces(
                 collection_id, user_id, face_ids, client_request_token
             ),
             collection_id=collection_id,
@@ -594,7 +821,7 @@ class FaceLedger:
 
         def work() -> UserSearchResult:
             policy = self._search_policy(caller, collection_id)
-            return self.users.search_users(
+            return self._users.search_users(
                 collection_id,
                 user_id=user_id,
                 face_id=face_id,
@@ -630,7 +857,7 @@ class FaceLedger:
 
         def work() -> UserSearchByImageResult:
             policy = self._search_policy(caller, collection_id)
-            return self.users.search_users_by_image(
+            return self._users.search_users_by_image(
                 collection_id,
                 image,
                 user_match_threshold=policy.effective_threshold(user_match_threshold),
@@ -676,7 +903,7 @@ class FaceLedger:
                 policy = self._search_policy(caller, collection_id)
                 requested = DEFAULT_FACE_MATCH_THRESHOLD if threshold is None else threshold
                 effective = policy.effective_threshold(requested)
-            return self.video.start_job(
+            return self._video.start_job(
                 caller,
                 kind,
                 video,
@@ -704,14 +931,14 @@ class FaceLedger:
     ) -> JobPage:
         """A page of a job's results; ``kind`` None (the native API) takes the job's own."""
         if kind is None:
-            kind = self.video.kind_of(job_id)
+            kind = self._video.kind_of(job_id)
         operation = {"faces": "GetFaceDetection", "search": "GetFaceSearch"}.get(
             kind, "GetPersonTracking"
         )
         return self._run(
             caller,
             operation,
-            lambda: self.video.get_job(job_id, kind, **options),
+            lambda: self._video.get_job(job_id, kind, **options),
             summary=lambda page: {
                 "job_id": job_id,
                 "status": page.job.status,
@@ -733,7 +960,7 @@ class FaceLedger:
         return self._run(
             caller,
             "CreateStreamProcessor",
-            lambda: self.video.create_processor(
+            lambda: self._video.create_processor(
                 name,
                 source,
                 collection_id=collection_id,
@@ -756,7 +983,7 @@ class FaceLedger:
         return self._run(
             caller,
             "DescribeStreamProcessor",
-            lambda: self.video.describe_processor(name),
+            lambda: self._video.describe_processor(name),
             summary=lambda out: {"name": name, "status": out[0].status},
         )
 
@@ -766,7 +993,7 @@ class FaceLedger:
         return self._run(
             caller,
             "ListStreamProcessors",
-            lambda: self.video.list_processors(next_token=next_token, max_results=max_results),
+            lambda: self._video.list_processors(next_token=next_token, max_results=max_results),
             summary=lambda out: {"count": len(out[0])},
         )
 
@@ -774,7 +1001,7 @@ class FaceLedger:
         return self._run(
             caller,
             "UpdateStreamProcessor",
-            lambda: self.video.update_processor(name, **changes),
+            lambda: self._video.update_processor(name, **changes),
             summary=lambda row: {"name": name, "threshold": row.settings.get("threshold")},
         )
 
@@ -782,7 +1009,7 @@ class FaceLedger:
         self._run(
             caller,
             "DeleteStreamProcessor",
-            lambda: self.video.delete_processor(name),
+            lambda: self._video.delete_processor(name),
             summary=lambda _: {"name": name},
         )
 
@@ -792,12 +1019,12 @@ class FaceLedger:
         collection: list[str] = []
 
         def work() -> str:
-            row = self.video.store.processor(name)
+            row = self._video.store.processor(name)
             collection_id = row.settings["collection_id"]
             collection.append(collection_id)
             policy = self._search_policy(caller, collection_id)
             effective = policy.effective_threshold(float(row.settings["threshold"]))
-            return self.video.start_processor(caller, name, threshold=effective)
+            return self._video.start_processor(caller, name, threshold=effective)
 
         return self._run(
             caller,
@@ -817,8 +1044,8 @@ class FaceLedger:
 
         def work() -> Any:
             if name:
-                self.video.store.processor(name)
-            return self.video.hub.subscribe(name or None, replay=replay)
+                self._video.store.processor(name)
+            return self._video.hub.subscribe(name or None, replay=replay)
 
         return self._run(caller, "GetStreamEvents", work, summary=lambda _: {"name": name})
 
@@ -826,7 +1053,7 @@ class FaceLedger:
         self._run(
             caller,
             "StopStreamProcessor",
-            lambda: self.video.stop_processor(name),
+            lambda: self._video.stop_processor(name),
             summary=lambda _: {"name": name},
         )
 
@@ -834,21 +1061,21 @@ class FaceLedger:
     def maintain(self) -> dict[str, Any]:
         """Purge faces past each collection's retention (one ledger record per collection that
         lost faces, by the ``system`` principal) and save changed index snapshots."""
-        self.video.requeue_unclaimed()  # jobs of a server process that died
+        self._video.requeue_unclaimed()  # jobs of a server process that died
         system = Caller(Principal("system:retention", (), "SYSTEM"), source="system", request_id="")
         purged: dict[str, int] = {}
         token: str | None = None
         while True:
-            page, token = self.collections.list_collections(next_token=token, max_results=1000)
+            page, token = self._collections.list_collections(next_token=token, max_results=1000)
             for collection in page:
                 cid = collection.collection_id
-                days = self.policy_of(cid).retention_days
+                days = self._policy_of(cid).retention_days
                 if days is None:
                     continue
                 try:
-                    deleted = self.collections.purge_expired(cid, days)
+                    deleted = self._collections.purge_expired(cid, days)
                 except FaceLedgerError as exc:
-                    self.ledger.append(
+                    self._ledger.append(
                         AuditEvent.of(
                             system,
                             "PurgeExpiredFaces",
@@ -860,7 +1087,7 @@ class FaceLedger:
                     continue
                 if deleted:
                     purged[cid] = len(deleted)
-                    self.ledger.append(
+                    self._ledger.append(
                         AuditEvent.of(
                             system,
                             "PurgeExpiredFaces",
@@ -870,8 +1097,8 @@ class FaceLedger:
                     )
             if not token:
                 break
-        self.collections.indexes.refresh_all()  # other replicas' deletions leave this one too
-        self.collections.indexes.save_all(only_if_changed=True)
+        self._collections.indexes.refresh_all()  # other replicas' deletions leave this one too
+        self._collections.indexes.save_all(only_if_changed=True)
         return {"purged": purged}
 
     # -- keys --------------------------------------------------------------------------------
@@ -888,7 +1115,7 @@ class FaceLedger:
         return self._run(
             caller,
             "CreateKey",
-            lambda: self.keys.create(
+            lambda: self._keys.create(
                 principal, roles, description, rate_per_second=rate_per_second, burst=burst
             ),
             summary=lambda out: {
@@ -900,11 +1127,32 @@ class FaceLedger:
             },
         )
 
+    def ensure_admin_key(self) -> tuple[AccessKey, str] | None:
+        """Create the first admin key when none is active (``serve`` at start-up); its creation
+        is ledgered as a CreateKey by the ``system:bootstrap`` principal."""
+        created = self._keys.ensure_admin_key()
+        if created is not None:
+            system = Caller(
+                Principal("system:bootstrap", (), "SYSTEM"), source="system", request_id=""
+            )
+            self._record(
+                system,
+                "CreateKey",
+                None,
+                {
+                    "key_id": created[0].key_id,
+                    "principal": created[0].principal,
+                    "roles": list(created[0].roles),
+                },
+                "ok",
+            )
+        return created
+
     def list_keys(self, caller: Caller, include_revoked: bool = False) -> list[AccessKey]:
         return self._run(
             caller,
             "ListKeys",
-            lambda: self.keys.list(include_revoked=include_revoked),
+            lambda: self._keys.list(include_revoked=include_revoked),
             summary=lambda keys: {"count": len(keys)},
         )
 
@@ -912,6 +1160,6 @@ class FaceLedger:
         return self._run(
             caller,
             "RevokeKey",
-            lambda: self.keys.revoke(key_id),
+            lambda: self._keys.revoke(key_id),
             summary=lambda key: {"key_id": key.key_id, "principal": key.principal},
         )

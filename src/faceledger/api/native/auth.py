@@ -17,10 +17,12 @@ Why a call is made travels in the headers ``X-FaceLedger-Purpose`` and ``X-FaceL
 every route; search routes also take the fields ``purpose`` and ``case_reference`` (form fields
 of uploads, query parameters of GET searches), which win over the headers (``with_purpose``).
 
-A request refused by validation (a body, path, query or header that breaks its schema) never
-reaches a route; the app's validation handler calls ``record_validation_refusal``, which
-authenticates it here and, for a known caller, ledgers the refusal through the gateway's
-``record_refusal`` under the route's operation (``route_operation``) and path collection.
+A request refused before any gateway verb ran — by validation (a body, path, query or header
+that breaks its schema; it never reaches the route) or by the route itself (an upload over the
+limit, contradictory fields) — is ledgered by the app's error handlers through
+``record_adapter_refusal``: for a known caller (authenticated here if the route's dependency
+did not run), the gateway's ``record_refusal`` writes it under the route's operation
+(``route_operation``) and path collection. Refusals by a verb are ledgered by the verb.
 
 ``settings.insecure_accept_any_signature`` (development only) skips the check and authenticates
 every request as ``INSECURE_DEV_PRINCIPAL`` (an admin).
@@ -38,7 +40,7 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from faceledger.domain.audit import Caller
-from faceledger.domain.errors import FaceLedgerError
+from faceledger.domain.errors import AuthError, FaceLedgerError
 from faceledger.domain.policy import MAX_CASE_CHARS, MAX_PURPOSE_CHARS
 from faceledger.domain.principals import INSECURE_DEV_PRINCIPAL, Principal
 from faceledger.services.accountable import FaceLedger
@@ -148,15 +150,19 @@ def route_operation(request: Request) -> str:
     return ROUTE_OPERATIONS.get(name) or "".join(part.title() for part in name.split("_"))
 
 
-async def record_validation_refusal(request: Request, code: str, message: str) -> None:
-    """Ledger a /v1 request that failed validation, once its caller is authenticated.
+async def record_adapter_refusal(request: Request, exc: FaceLedgerError) -> None:
+    """Ledger a /v1 request refused before any verb ran, once its caller is authenticated.
 
-    An unauthenticated request is not recorded (there is no one to record). Recording runs in
-    a worker thread (the key check and the ledger write block). A ledger failure is logged and
-    the refusal still answered: nothing was done.
+    Not recorded: an unauthenticated request (there is no one to record), an error that left a
+    verb (the verb recorded it: ``run_blocking`` marks it), an authentication failure, and a
+    server error. Recording runs in a worker thread (the key check and the ledger write
+    block). A ledger failure is logged and the refusal still answered: nothing was done.
     """
-    if not request.url.path.startswith("/v1/"):
+    if not request.url.path.startswith("/v1/") or exc.http_status >= 500:
         return
+    if isinstance(exc, AuthError) or getattr(request.state, "ledgered_error", None) is exc:
+        return
+    code, message = exc.code, exc.message
     gate: FaceLedger | None = getattr(request.app.state, "ledger", None)
     if gate is None:
         return

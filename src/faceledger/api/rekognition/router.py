@@ -13,6 +13,7 @@ answered as ``InternalServerError`` (500), never as a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -202,7 +203,12 @@ async def rekognition(request: Request) -> Response:
             params = _recorded(
                 gate, caller, operation.name, collection_id, lambda: validate(operation, raw)
             )
-            return OPERATIONS[operation.name](context, params)
+            # (the same response headers; the operation and collection for the handler's own
+            # refusals)
+            named = dataclasses.replace(
+                context, operation=operation.name, collection_id=collection_id
+            )
+            return OPERATIONS[operation.name](named, params)
 
         result: dict[str, Any] = await run_blocking(request, handle)
     except FaceLedgerError as exc:
