@@ -253,6 +253,8 @@ def cli_env(
 
     monkeypatch.setenv("FACELEDGER_DATA_DIR", str(live_server_settings.data_dir))
     monkeypatch.setenv("FACELEDGER_DEFAULT_THRESHOLD_FLOOR", "80")
+    if live_server_settings.database_url:  # the PostgreSQL re-run
+        monkeypatch.setenv("FACELEDGER_DATABASE_URL", live_server_settings.database_url)
 
     def run(*args: str) -> tuple[int, str]:
         out = io.StringIO()
