@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _common import machine, require_lfw, write_result
 from forgery import run_attacks
 
-CACHE_ENTRIES = 200_000
+CACHE_ENTRIES = 100_000
 
 
 def _serve(settings: object) -> tuple[str, object, threading.Thread]:
