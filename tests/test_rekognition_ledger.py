@@ -193,3 +193,20 @@ def test_an_unauthenticated_invalid_request_is_not_ledgered(
         stranger.list_faces(CollectionId="refused-4", MaxResults=0)
     assert err.value.response["Error"]["Code"] == "UnrecognizedClientException"
     assert _records(live_server_settings, collection_id="refused-4") == []
+
+
+@pytest.mark.parametrize(
+    ("body", "collection_id"),
+    [
+        ({"CollectionId": "c1", "MaxResults": 1}, "c1"),
+        ({"ResourceArn": "arn:aws:rekognition:us-east-1:000000000000:collection/c2"}, "c2"),
+        ({"Name": "sp", "Settings": {"FaceSearch": {"CollectionId": "c3"}}}, "c3"),
+        ({"CollectionId": 7}, None),  # not a string: the shape check refuses it, no hint
+        ({"Image": {}}, None),
+        ([1, 2], None),
+    ],
+)
+def test_the_collection_a_refused_request_names(body: Any, collection_id: str | None) -> None:
+    from faceledger.api.rekognition.router import collection_hint
+
+    assert collection_hint(body) == collection_id

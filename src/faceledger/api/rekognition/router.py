@@ -150,8 +150,9 @@ def _recorded(
 
 
 def collection_hint(params: Any) -> str | None:
-    """The collection a request names (``CollectionId``, or a collection ``ResourceArn``), read
-    before validation so that a refusal's record carries it; ``None`` when it names none."""
+    """The collection a request names (``CollectionId``, a collection ``ResourceArn``, a stream
+    processor's ``Settings.FaceSearch.CollectionId``), read before validation so that a
+    refusal's record carries it; ``None`` when it names none."""
     if not isinstance(params, dict):
         return None
     collection_id = params.get("CollectionId")
@@ -160,6 +161,10 @@ def collection_hint(params: Any) -> str | None:
     arn = params.get("ResourceArn")
     if isinstance(arn, str) and ":collection/" in arn:
         return arn.partition(":collection/")[2]
+    search = params.get("Settings")
+    search = search.get("FaceSearch") if isinstance(search, dict) else None
+    if isinstance(search, dict) and isinstance(search.get("CollectionId"), str):
+        return str(search["CollectionId"])  # CreateStreamProcessor
     return None
 
 
