@@ -32,11 +32,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from faceledger import __version__
-from faceledger.api import ServiceDep
+from faceledger.api.native.auth import GateDep, record_adapter_refusal
 from faceledger.api.native.collections import router as native_collections_router
 from faceledger.api.native.routes import IMAGES_PER_REQUEST
 from faceledger.api.native.routes import router as native_router
 from faceledger.api.native.video import router as native_video_router
+from faceledger.api.rekognition.replay import ReplayCache
 from faceledger.api.rekognition.router import router as rekognition_router
 from faceledger.api.web import mount_web
 from faceledger.config import Settings
@@ -45,6 +46,7 @@ from faceledger.domain.errors import (
     AuthError,
     FaceLedgerError,
     ImageTooLargeError,
+    InvalidParameterError,
     LedgerError,
 )
 from faceledger.services.accountable import FaceLedger
@@ -95,6 +97,7 @@ async def _faceledger_error(request: Request, exc: Exception) -> JSONResponse:
         logger.error(
             "%s %s failed: %s: %s", request.method, request.url.path, exc.code, exc.message
         )
+    await record_adapter_refusal(request, exc)  # (a refusal by the route itself, on /v1)
     status, headers = _native_status(exc)
     return error_response(exc.code, exc.message, status, headers=headers)
 
@@ -118,6 +121,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = list(dict.fromkeys(_describe_validation_error(e) for e in exc.errors()))
     message = "Invalid request: " + "; ".join(problems) + "."
+    await record_adapter_refusal(request, InvalidParameterError(message))
     return error_response("InvalidParameterException", message, 400)
 
 
@@ -318,27 +322,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 raise
         gate = FaceLedger(settings)
         try:  # a ledger that does not verify since its last checkpoint: refuse to serve
-            await anyio.to_thread.run_sync(gate.ledger.open)
+            await anyio.to_thread.run_sync(gate.open_ledger)
         except LedgerError as exc:
             logger.error("refusing to start: %s", exc.message)
             gate.close()
             raise
-        service = gate.faces
         app.state.ledger = gate
-        app.state.service = service
-        app.state.collections = gate.collections
-        app.state.users = gate.users
-        app.state.keys = gate.keys
-        app.state.objects = gate.objects
+        app.state.keys = gate.authentication
         if settings.insecure_accept_any_signature:
             for line in INSECURE_WARNING:
                 logger.warning(line)
         app.state.engine_limiter = anyio.CapacityLimiter(settings.workers)
-        logger.info("loading model pack %r", service.pack)
+        health = gate.health()
+        logger.info("loading model pack %r", health["pack"])
         # Verify and load now so the first request is fast; a broken pack stops start-up.
-        await anyio.to_thread.run_sync(service.load)
-        logger.info("model pack %r loaded (%s)", service.pack, service.face_model_version)
-        gate.video.start_workers()  # and re-queue jobs a previous run left unfinished
+        await anyio.to_thread.run_sync(gate.load_models)
+        logger.info("model pack %r loaded (%s)", health["pack"], health["face_model_version"])
+        gate.start_video_workers()  # and re-queue jobs a previous run left unfinished
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(_maintenance, gate, settings.maintenance_seconds)
@@ -348,7 +348,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     tasks.cancel_scope.cancel()
         finally:
             await anyio.to_thread.run_sync(gate.close)
-            await anyio.to_thread.run_sync(service.close)
+            await anyio.to_thread.run_sync(gate.close_models)
 
     app = FastAPI(
         title="FaceLedger",
@@ -362,6 +362,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.replay_cache = ReplayCache(max_skew_seconds=settings.max_clock_skew_seconds)
 
     # FastAPI documents a 422 HTTPValidationError for every route with parameters, but request
     # validation problems leave as 400 InvalidParameterException (``_validation_error``). The
@@ -407,10 +408,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(InternalErrorMiddleware)  # outermost of ours: catches the rest
 
     @app.get("/healthz", tags=["health"], summary="Liveness and model status")
-    async def healthz(service: ServiceDep) -> dict[str, Any]:
+    async def healthz(gate: GateDep) -> dict[str, Any]:
         """`status` is always "ok" when the server answers; `loaded` says whether the model
         pack is in memory."""
-        return {"status": "ok", **service.health()}
+        return {"status": "ok", **gate.health()}
 
     app.include_router(native_router)
     app.include_router(native_collections_router)

@@ -6,6 +6,7 @@ the accountable gateway as the local operator, so each is written to the audit l
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import time
@@ -186,20 +187,17 @@ def _index_folder(
         TimeRemainingColumn,
     )
 
-    from faceledger.inference.imaging import load_image
-
     gate.describe_collection(caller, collection)  # fail early on an unknown collection
     root = folder.resolve()
     files = _files(root)
-    # resuming: which files are enrolled already (ids only, no biometric data)
-    done_ids = gate.collections.store.external_image_ids(collection)
+    # resuming: which files are enrolled already (ids only, no biometric data; ledgered)
+    done_ids = gate.external_image_ids(caller, collection)
     todo = [p for p in files if external_id_for(p, root) not in done_ids]
     skipped = len(files) - len(todo)
     unreadable: list[tuple[str, str]] = []
     reasons: Counter[str] = Counter()
     no_face = indexed_faces = 0
     start = time.perf_counter()
-    engine = gate.faces.engine
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -210,8 +208,8 @@ def _index_folder(
         console=Console(stderr=True),
     ) as bar:
         task = bar.add_task("indexing", total=len(todo), rate="")
-        try:
-            for path, result in engine.analyse_many(todo, loader=load_image):
+        with contextlib.closing(gate.analyse_files(todo)) as analysed:  # stops the workers
+            for path, result in analysed:
                 rel = str(path.relative_to(root))
                 if isinstance(result, FaceLedgerError):
                     unreadable.append((rel, f"{result.code}: {result.message}"))
@@ -231,8 +229,6 @@ def _index_folder(
                         reasons.update(face.reasons)
                 elapsed = max(time.perf_counter() - start, 1e-9)
                 bar.update(task, advance=1, rate=f"{indexed_faces / elapsed:.1f} faces/s")
-        finally:
-            engine.close()
     elapsed = time.perf_counter() - start
     _print_json(
         {
@@ -284,11 +280,11 @@ def search(
         result = gate.search_faces_by_image(
             _operator(purpose, case),
             collection,
-            gate.faces.read_file(photo),
+            gate.read_image_file(photo),
             max_faces=max_faces,
             threshold=threshold,
         )
-        calibration = gate.faces.engine.calibration
+        calibration = gate.calibration
     rows = [
         {
             "similarity": round(m.similarity, 2),

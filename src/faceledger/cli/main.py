@@ -260,11 +260,11 @@ def detect(
     """Detect faces: JSON with pixel boxes, confidence, landmarks, quality and pose."""
     _existing_file(photo)
     with _gateway() as gate:
-        data = gate.faces.read_file(photo)
+        data = gate.read_image_file(photo)
         analysed = gate.detect_faces(_operator(), data)
-        result = gate.faces.detect_result(analysed, max_faces=max_faces)
+        result = gate.detect_result(analysed, max_faces=max_faces)
         if annotate is not None:
-            _write_annotated(gate.faces.image(data), result["faces"], annotate)
+            _write_annotated(gate.decode_image(data), result["faces"], annotate)
             _stderr(f"wrote {annotate} ({len(result['faces'])} faces)")
     _print_json(result)
 
@@ -279,9 +279,9 @@ def compare(
     _existing_file(target)
     with _gateway() as gate:
         compared = gate.compare_faces(
-            _operator(), gate.faces.read_file(source), gate.faces.read_file(target)
+            _operator(), gate.read_image_file(source), gate.read_image_file(target)
         )
-        result = gate.faces.compare_result(*compared)
+        result = gate.compare_result(*compared)
     _print_json(result)
 
 

@@ -546,7 +546,7 @@ def _decoded(
     """
     gate.authorise(caller, operation)
     try:
-        decoded = gate.faces.image(data)
+        decoded = gate.decode_image(data)
     except FaceLedgerError:
         verb(data)
         raise
@@ -688,7 +688,7 @@ async def list_faces(
     max_results: Annotated[int, Query(ge=1, le=LIST_PAGE_MAX)] = DEFAULT_PAGE_SIZE,
 ) -> FaceList:
     """Faces in the order they were indexed, a page at a time."""
-    page, token = await run_blocking(
+    page = await run_blocking(
         request,
         gate.list_faces,
         caller,
@@ -698,7 +698,7 @@ async def list_faces(
         user_id=user_id,
         face_ids=face_id,
     )
-    return FaceList(faces=[_face(f) for f in page], next_token=token)
+    return FaceList(faces=[_face(f) for f in page.faces], next_token=page.next_token)
 
 
 @router.post("/collections/{collection_id}/faces/delete", tags=["faces"], summary="Delete faces")
@@ -794,7 +794,7 @@ async def search_faces(
 ) -> SearchFacesOut:
     """Other stored faces whose Similarity to this face reaches `threshold` (raised to the
     collection's floor)."""
-    matches, effective = await run_blocking(
+    found = await run_blocking(
         request,
         gate.search_faces,
         with_purpose(caller, purpose, case_reference),
@@ -805,9 +805,9 @@ async def search_faces(
     )
     return SearchFacesOut(
         searched_face_id=face_id,
-        threshold=effective,
+        threshold=found.threshold,
         requested_threshold=threshold,
-        matches=_face_matches(matches),
+        matches=_face_matches(found.matches),
     )
 
 

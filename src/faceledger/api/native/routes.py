@@ -105,7 +105,7 @@ async def detect(
     five `landmarks_px`, `quality` (brightness, sharpness 0–100) and `pose_deg`."""
     data = await read_upload(image, "image", gate.settings.max_image_bytes)
     analysed = await run_blocking(request, gate.detect_faces, caller, data)
-    return gate.faces.detect_result(analysed, max_faces=max_faces)
+    return gate.detect_result(analysed, max_faces=max_faces)
 
 
 @router.post(
@@ -129,4 +129,4 @@ async def compare(
     source_bytes = await read_upload(source, "source", max_bytes)
     target_bytes = await read_upload(target, "target", max_bytes)
     compared = await run_blocking(request, gate.compare_faces, caller, source_bytes, target_bytes)
-    return gate.faces.compare_result(*compared, max_target_faces=max_target_faces)
+    return gate.compare_result(*compared, max_target_faces=max_target_faces)

@@ -175,12 +175,13 @@ async def _detail(
             "faces_next": None,
         }
         if user.may("ListFaces"):
-            out["faces"], out["faces_next"] = gate.list_faces(
+            page = gate.list_faces(
                 caller,
                 collection_id,
                 next_token=faces_token,
                 max_results=page_size or FACES_PER_PAGE,
             )
+            out["faces"], out["faces_next"] = page.faces, page.next_token
         if user.may("ListUsers"):
             out["users"], _ = gate.list_users(caller, collection_id, max_results=USERS_PER_PAGE)
         return out
