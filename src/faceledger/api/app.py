@@ -47,6 +47,7 @@ from faceledger.domain.errors import (
     ImageTooLargeError,
 )
 from faceledger.services.accountable import FaceLedger
+from faceledger.services.private_files import make_installation_private
 
 logger = logging.getLogger("faceledger.api")
 
@@ -306,6 +307,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Before anything is created: new files 0600, and an older installation tightened.
+        await anyio.to_thread.run_sync(make_installation_private, settings)
         if settings.database_url:
             # A database not at this release's schema is refused before anything touches it.
             from faceledger.store.migrations import SchemaNotCurrentError, require_head

@@ -84,8 +84,11 @@ def _gateway(settings: Settings | None = None) -> Iterator[FaceLedger]:
     """The accountable gateway over ``settings`` (default: the environment's), closed after
     (which saves the indexes and signs the ledger's latest records)."""
     from faceledger.services.accountable import FaceLedger
+    from faceledger.services.private_files import make_installation_private
 
-    gate = FaceLedger(settings if settings is not None else _settings())
+    settings = settings if settings is not None else _settings()
+    make_installation_private(settings)  # an older installation's files made private first
+    gate = FaceLedger(settings)
     try:
         yield gate
     finally:
@@ -209,6 +212,9 @@ def _root(
     ] = False,
 ) -> None:
     """Self-hosted face recognition with an accountable audit ledger."""
+    from faceledger.services.private_files import restrict_umask
+
+    restrict_umask()  # before any command creates a file: 0600 files, 0700 folders
 
 
 @app.command()
