@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     inference_threads: int = Field(default=0, ge=0, le=256)
     # Per-image upload limit (Rekognition's 5 MiB).
     max_image_bytes: int = Field(default=5_242_880, ge=1)
+    # Decoded samples an image may need (deep colour, alpha, progressive JPEG count more per
+    # pixel; see ``inference.imaging``); a 40 Mpx 8-bit photo needs 120 MB.
+    max_decode_bytes: int = Field(default=128 * 1024 * 1024, ge=1)
+    # Images over 16 MiB of samples decoded at once per process (others wait their turn).
+    large_decode_slots: int = Field(default=1, ge=1, le=64)
     log_level: LogLevel = "INFO"
 
     # -- the Rekognition API and authentication -------------------------------------------
