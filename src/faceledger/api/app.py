@@ -32,6 +32,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from faceledger import __version__
 from faceledger.api import ServiceDep
@@ -45,6 +46,7 @@ from faceledger.api.pre_auth import PathCheck, PreReadAuthMiddleware
 from faceledger.api.rekognition.pre_auth import check_before_body
 from faceledger.api.rekognition.router import error_response as rekognition_error_response
 from faceledger.api.rekognition.router import router as rekognition_router
+from faceledger.api.transport import HstsMiddleware
 from faceledger.api.web import mount_web
 from faceledger.config import Settings
 from faceledger.domain.errors import (
@@ -449,7 +451,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(BodySizeLimitMiddleware, limits=limits, what=what)
     app.add_middleware(PreReadAuthMiddleware, checks=PRE_READ_CHECKS)  # before any body
-    app.add_middleware(InternalErrorMiddleware)  # outermost of ours: catches the rest
+    app.add_middleware(InternalErrorMiddleware)  # catches the rest
+    app.add_middleware(HstsMiddleware, max_age_seconds=settings.hsts_seconds)
+    if settings.trusted_proxies:  # outermost: the scheme and client are settled first
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
 
     @app.get("/healthz", tags=["health"], summary="Liveness and model status")
     async def healthz(service: ServiceDep) -> dict[str, Any]:

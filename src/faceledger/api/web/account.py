@@ -58,7 +58,8 @@ def login_csrf(request: Request) -> LoginCsrf:
 
 
 def _secure(request: Request) -> bool:
-    return request.url.scheme == "https"
+    """Cookies are ``Secure`` over HTTPS (the server's TLS, or a trusted proxy's)."""
+    return request.url.scheme == "https" or request.app.state.settings.tls
 
 
 def _login_page(
