@@ -47,8 +47,8 @@ from faceledger.api.rekognition.protocol import service_model
 from faceledger.config import Settings
 from faceledger.process import limit_malloc_arenas
 
-BATCHES = 104
-PER_BATCH = 50  # 5,200 requests
+BATCHES = 100
+PER_BATCH = 50  # 5,000 requests
 WARM_UP_BATCHES = 16  # 800 requests before the first RSS reading
 REGION = "us-east-1"
 LONG_ID = "L" * 255  # the longest valid CollectionId, with more faces than a page
