@@ -196,3 +196,42 @@ def test_restart_keeps_faces_searchable(
     third = CollectionService(settings, faces=face_service)
     again = third.search_faces_by_image("r", people[names[0]][1])
     assert again.matches[0].face.external_image_id == names[0]
+
+
+def test_longest_collection_ids_page(
+    service: CollectionService, people: dict[str, list[Path]]
+) -> None:
+    """255-character CollectionIds (the longest valid) page through both listings, with
+    tokens within Rekognition's 255 characters, even when the page's last id is deleted."""
+    stem = "a" * 200
+    ids = sorted([f"{stem}{i}" + "z" * 54 for i in range(6)] + ["b", "c" * 255])
+    for collection_id in ids:
+        service.create_collection(collection_id)
+    for size in (1, 2, 3):
+        seen: list[str] = []
+        token: str | None = None
+        while True:
+            page, token = service.list_collections(max_results=size, next_token=token)
+            seen.extend(c.collection_id for c in page)
+            assert token is None or len(token) <= 255
+            if token is None:
+                break
+        assert seen == ids
+    page, token = service.list_collections(max_results=2)
+    service.delete_collection(page[-1].collection_id)  # the id the token ends at
+    rest, _ = service.list_collections(max_results=100, next_token=token)
+    assert set(ids[2:]) <= {c.collection_id for c in rest}  # none skipped
+    longest = ids[-1]
+    faces = [
+        service.index_faces(longest, images[0], external_image_id=name).face_records[0][0]
+        for name, images in list(people.items())[:3]
+    ]
+    listed: list[str] = []
+    token = None
+    while True:
+        face_page, token = service.list_faces(longest, max_results=1, next_token=token)
+        listed.extend(f.face_id for f in face_page)
+        assert token is None or len(token) <= 255
+        if token is None:
+            break
+    assert listed == [f.face_id for f in faces]

@@ -9,7 +9,8 @@ Every error leaves as ``{"error": {"code": ..., "message": ...}}``:
 * anything else as 500 ``InternalServerError`` with a request id; the traceback goes to the
   server log, never to the client.
 
-Request bodies are capped per route before they are parsed (see ``BodySizeLimitMiddleware``).
+Request bodies are capped per route before they are parsed (see ``BodySizeLimitMiddleware``);
+native JSON bodies are capped in size and nesting depth (``json_limits.JsonLimitsMiddleware``).
 """
 
 from __future__ import annotations
@@ -29,16 +30,23 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from faceledger import __version__
-from faceledger.api.native.auth import GateDep, record_adapter_refusal
+from faceledger.api.json_limits import JsonLimitsMiddleware
+from faceledger.api.native.auth import PRINCIPAL_STATE, GateDep, record_adapter_refusal
 from faceledger.api.native.collections import router as native_collections_router
 from faceledger.api.native.routes import IMAGES_PER_REQUEST
 from faceledger.api.native.routes import router as native_router
 from faceledger.api.native.video import router as native_video_router
+from faceledger.api.pre_auth import PathCheck, PreReadAuthMiddleware
+from faceledger.api.rekognition.pre_auth import check_before_body
 from faceledger.api.rekognition.replay import ReplayCache
+from faceledger.api.rekognition.router import error_response as rekognition_error_response
 from faceledger.api.rekognition.router import router as rekognition_router
+from faceledger.api.transport import HstsMiddleware
 from faceledger.api.web import mount_web
 from faceledger.config import Settings
 from faceledger.domain.errors import (
@@ -50,6 +58,7 @@ from faceledger.domain.errors import (
     LedgerError,
 )
 from faceledger.services.accountable import FaceLedger
+from faceledger.services.private_files import make_installation_private
 
 logger = logging.getLogger("faceledger.api")
 
@@ -289,6 +298,42 @@ class BodySizeLimitMiddleware:
         await response(scope, receive, send)
 
 
+# -- authentication before the body (see ``pre_auth``) ---------------------------------------
+async def _native_pre_auth(scope: Scope) -> Response | None:
+    """The bearer key of a native request; its principal is kept for ``native.auth``."""
+    state = scope["app"].state
+    if state.settings.insecure_accept_any_signature:
+        return None
+    authorization = Headers(scope=scope).get("authorization")
+    try:
+        principal = await anyio.to_thread.run_sync(state.keys.authenticate_bearer, authorization)
+    except FaceLedgerError as exc:
+        status, headers = _native_status(exc)
+        return error_response(exc.code, exc.message, status, headers=headers)
+    scope.setdefault("state", {})[PRINCIPAL_STATE] = principal
+    return None
+
+
+async def _rekognition_pre_auth(scope: Scope) -> Response | None:
+    """What SigV4 shows before the body: a well-formed Authorization naming an active key."""
+    state = scope["app"].state
+    if state.settings.insecure_accept_any_signature:
+        return None
+    try:
+        await anyio.to_thread.run_sync(
+            check_before_body, Headers(scope=scope), state.keys.credentials
+        )
+    except FaceLedgerError as exc:
+        return rekognition_error_response(exc, str(uuid.uuid4()))
+    return None
+
+
+PRE_READ_CHECKS = (
+    PathCheck(lambda path: path.startswith("/v1/"), _native_pre_auth),
+    PathCheck(lambda path: path == "/", _rekognition_pre_auth),
+)
+
+
 async def _maintenance(gate: FaceLedger, every_s: float) -> None:
     """Retention purges and index snapshots, every ``every_s`` seconds, off the event loop."""
     while True:
@@ -311,6 +356,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Before anything is created: new files 0600, and an older installation tightened.
+        await anyio.to_thread.run_sync(make_installation_private, settings)
         if settings.database_url:
             # A database not at this release's schema is refused before anything touches it.
             from faceledger.store.migrations import SchemaNotCurrentError, require_head
@@ -404,8 +451,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         path: f"{count} image{'s' if count > 1 else ''} of at most {max_bytes:,} bytes"
         for path, count in IMAGES_PER_REQUEST.items()
     }
+    app.add_middleware(
+        JsonLimitsMiddleware,
+        applies=lambda path: path.startswith("/v1/"),
+        respond=lambda exc: error_response(exc.code, exc.message, exc.http_status),
+    )
     app.add_middleware(BodySizeLimitMiddleware, limits=limits, what=what)
-    app.add_middleware(InternalErrorMiddleware)  # outermost of ours: catches the rest
+    app.add_middleware(PreReadAuthMiddleware, checks=PRE_READ_CHECKS)  # before any body
+    app.add_middleware(InternalErrorMiddleware)  # catches the rest
+    app.add_middleware(HstsMiddleware, max_age_seconds=settings.hsts_seconds)
+    if settings.trusted_proxies:  # outermost: the scheme and client are settled first
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
 
     @app.get("/healthz", tags=["health"], summary="Liveness and model status")
     async def healthz(gate: GateDep) -> dict[str, Any]:

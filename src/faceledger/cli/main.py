@@ -84,8 +84,11 @@ def _gateway(settings: Settings | None = None) -> Iterator[FaceLedger]:
     """The accountable gateway over ``settings`` (default: the environment's), closed after
     (which saves the indexes and signs the ledger's latest records)."""
     from faceledger.services.accountable import FaceLedger
+    from faceledger.services.private_files import make_installation_private
 
-    gate = FaceLedger(settings if settings is not None else _settings())
+    settings = settings if settings is not None else _settings()
+    make_installation_private(settings)  # an older installation's files made private first
+    gate = FaceLedger(settings)
     try:
         yield gate
     finally:
@@ -209,15 +212,28 @@ def _root(
     ] = False,
 ) -> None:
     """Self-hosted face recognition with an accountable audit ledger."""
+    from faceledger.services.private_files import restrict_umask
+
+    restrict_umask()  # before any command creates a file: 0600 files, 0700 folders
 
 
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port.")] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(help="PEM certificate (chain): serve HTTPS. Needs --tls-key."),
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(help="PEM private key of --tls-cert (keep it 0600).")
+    ] = None,
 ) -> None:
-    """Run the HTTP API (native /v1 and docs at /docs) with uvicorn."""
-    settings = _settings(host=host, port=port)
+    """Run the HTTP API (native /v1 and docs at /docs) with uvicorn (HTTPS with --tls-*)."""
+    settings = _settings(host=host, port=port, tls_cert_file=tls_cert, tls_key_file=tls_key)
+    for path in (settings.tls_cert_file, settings.tls_key_file):
+        if path is not None and not path.is_file():
+            raise CliError(f"no such TLS file: {path}")
     _configure_logging(settings.log_level)
     from faceledger.process import limit_malloc_arenas
 
@@ -232,13 +248,23 @@ def serve(
     from faceledger.api.app import create_app
 
     shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    url = f"http://{shown_host}:{settings.port}"
+    url = f"{'https' if settings.tls else 'http'}://{shown_host}:{settings.port}"
     logger.info("FaceLedger %s serving on %s (API docs at %s/docs)", __version__, url, url)
+    if not settings.tls and settings.host not in ("127.0.0.1", "::1", "localhost"):
+        logger.warning(
+            "serving plain HTTP on %s: access keys, photos and results cross the network in "
+            "clear; use --tls-cert/--tls-key or a TLS reverse proxy (docs/SECURITY.md)",
+            settings.host,
+        )
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        ssl_certfile=settings.tls_cert_file,
+        ssl_keyfile=settings.tls_key_file,
+        # Forwarded headers are believed only from FACELEDGER_TRUSTED_PROXIES (create_app).
+        proxy_headers=False,
     )
 
 

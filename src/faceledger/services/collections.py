@@ -26,6 +26,7 @@ the fact that a deletion happened (and which FaceIds), never a vector.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ from faceledger.domain.collections import (
     UnindexedReason,
     check_id,
 )
-from faceledger.domain.errors import InvalidParameterError
+from faceledger.domain.errors import InvalidPaginationTokenError, InvalidParameterError
 from faceledger.domain.faces import AnalysedImage, Faces
 from faceledger.services.faces import FaceService, ImageSource
 from faceledger.services.tokens import TokenSigner, load_or_create_secret
@@ -65,6 +66,9 @@ DEFAULT_FACE_MATCH_THRESHOLD = 80.0
 MAX_SEARCH_FACES = 4096
 DEFAULT_SEARCH_MAX_FACES = 80
 LIST_PAGE_MAX = 4096
+# ListCollections tokens for CollectionIds too long to carry whole (see ``_position_of``).
+LONG_ID_PREFIX_CHARS = 96
+LONG_ID_SCAN = 256  # ids sharing that prefix looked through to find where a page ended
 #: A retention purge deletes at most this many faces per store transaction.
 PURGE_BATCH = 4096
 SECONDS_PER_DAY = 86_400.0
@@ -215,16 +219,45 @@ class CollectionService:
         self, *, next_token: str | None = None, max_results: int = 1000
     ) -> tuple[list[Collection], str | None]:
         _check_int(max_results, 0, 4096, "MaxResults")
-        after = self._tokens.decode(next_token, "collections", "") if next_token else None
-        page = self.store.list_collections(after=after, limit=max_results + 1)
+        position = self._tokens.decode(next_token, "collections", "") if next_token else None
+        page = self._collections_after(position, max_results + 1)
         more = len(page) > max_results
         page = page[:max_results]
         token = (
-            self._tokens.encode("collections", "", page[-1].collection_id)
+            self._tokens.encode("collections", "", self._position_of(page[-1].collection_id))
             if more and page
             else None
         )
         return page, token
+
+    def _position_of(self, last_id: str) -> Any:
+        """Where a ListCollections page ended: the last CollectionId itself when a token can
+        hold it, else (ids of up to 255 characters) its first ``LONG_ID_PREFIX_CHARS``
+        characters and a digest of the whole id."""
+        if self._tokens.fits("collections", "", last_id):
+            return last_id
+        digest = hashlib.sha256(last_id.encode("utf-8")).hexdigest()[:16]
+        return {"prefix": last_id[:LONG_ID_PREFIX_CHARS], "sha256": digest}
+
+    def _collections_after(self, position: Any, limit: int) -> list[Collection]:
+        """Up to ``limit`` collections after a page that ended at ``position``.
+
+        A long id's position (prefix, digest) resumes right after that id while it exists;
+        if it was deleted meanwhile, the listing resumes at the first id sharing its prefix,
+        so a few collections may be listed twice, never skipped.
+        """
+        if position is None or isinstance(position, str):
+            return self.store.list_collections(after=position, limit=limit)
+        if not isinstance(position, dict) or not isinstance(position.get("prefix"), str):
+            raise InvalidPaginationTokenError("the pagination token is invalid")
+        prefix, digest = position["prefix"], position.get("sha256")
+        rows = self.store.list_collections(after=prefix, limit=limit + LONG_ID_SCAN)
+        for i, row in enumerate(rows):
+            if not row.collection_id.startswith(prefix):
+                break
+            if hashlib.sha256(row.collection_id.encode("utf-8")).hexdigest()[:16] == digest:
+                return rows[i + 1 :][:limit]
+        return rows[:limit]
 
     def delete_collection(self, collection_id: str) -> None:
         """Delete the collection with every face, vector, user and index snapshot.

@@ -59,6 +59,8 @@ class FaceService:
         )
         self._engine: FaceEngine | None = None
         self._lock = threading.Lock()
+        # Large image decodes at once (each may take a second and ~130 MB; see imaging).
+        self._large_decodes = threading.BoundedSemaphore(settings.large_decode_slots)
 
     # -- engine ---------------------------------------------------------------------------
     @property
@@ -113,9 +115,14 @@ class FaceService:
         """
         if isinstance(source, Image):
             return source
+        limits: dict[str, Any] = {
+            "max_bytes": self.settings.max_image_bytes,
+            "max_decode_bytes": self.settings.max_decode_bytes,
+            "large_decodes": self._large_decodes,
+        }
         if isinstance(source, bytes | bytearray | memoryview):
-            return decode_image(bytes(source), max_bytes=self.settings.max_image_bytes)
-        return load_image(source, max_bytes=self.settings.max_image_bytes)
+            return decode_image(bytes(source), **limits)
+        return load_image(source, **limits)
 
     def read_file(self, path: os.PathLike[str]) -> bytes:
         """An image file's bytes, undecoded, refused over ``settings.max_image_bytes`` (for

@@ -48,6 +48,8 @@ from faceledger.services.accountable import FaceLedger
 logger = logging.getLogger("faceledger.api.native")
 
 PURPOSE_HEADER = "X-FaceLedger-Purpose"
+# Where ``api.pre_auth`` keeps the principal it authenticated before reading the body.
+PRINCIPAL_STATE = "faceledger_principal"
 CASE_HEADER = "X-FaceLedger-Case"
 PURPOSE_DOC = (
     "Why the call is made (kept in the audit ledger). A collection whose policy requires a "
@@ -87,9 +89,16 @@ BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(beare
 
 
 def authenticate(request: Request) -> Principal:
-    """The principal whose API key signs this request (raises an ``AuthError`` otherwise)."""
+    """The principal whose API key signs this request (raises an ``AuthError`` otherwise).
+
+    A request with a body was authenticated before its body was read (``api.pre_auth``); its
+    principal is taken from the request's state rather than checked (and rate-limited) twice.
+    """
     if request.app.state.settings.insecure_accept_any_signature:
         return INSECURE_DEV_PRINCIPAL
+    checked: Principal | None = getattr(request.state, PRINCIPAL_STATE, None)
+    if checked is not None:
+        return checked
     principal: Principal = request.app.state.keys.authenticate_bearer(
         request.headers.get("authorization")
     )
