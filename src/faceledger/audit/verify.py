@@ -330,7 +330,7 @@ def verify_chain(
                     raise _Bad(seq, why)
                 kind = body[KIND_AT]
                 if kind == cp_code:
-                    _check_checkpoint(seq, body, prev_hex, ledger_id, keyring, key_file)
+                    _check_checkpoint(seq, body, prev_hex, ledger_id, rule.keyring, key_file)
                     checkpoints += 1
                     last_cp = seq
                 elif kind == rot_code:
