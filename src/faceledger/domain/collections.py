@@ -32,6 +32,9 @@ UnindexedReason = Literal[
     "LOW_CONFIDENCE",
     "SMALL_BOUNDING_BOX",
     "LOW_FACE_QUALITY",
+    # not Rekognition's: bulk enrolment (``subject_only``) skipped a face that is not the
+    # photo's subject (never produced by the IndexFaces operation)
+    "NOT_THE_SUBJECT",
 ]
 
 

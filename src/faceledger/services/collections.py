@@ -15,6 +15,11 @@ LFW development split's distribution (sharpness 1st percentile 9.9, brightness 3
 | MEDIUM | < 0.70     | < 8       | < 15, > 92  | < 32 px    | > 60 / 45   |
 | HIGH   | < 0.80     | < 15      | < 25, > 85  | < 48 px    | > 40 / 30   |
 
+Bulk enrolment (``subject_only``, the CLI's ``index`` and the web app's enrolment by default)
+enrols one face per photo, the subject (see ``subject_index``); every other face is reported
+as NOT_THE_SUBJECT, so bystanders are never filed under the photo's ExternalImageId.
+IndexFaces itself keeps Rekognition's semantics (every face, up to MaxFaces).
+
 MaxFaces keeps the faces of best quality, then the largest (Rekognition's rule); the rest are
 reported as EXCEEDS_MAX_FACES. Quality for that ranking is the detector confidence, then size.
 
@@ -114,6 +119,29 @@ def quality_reasons(faces: Faces, level: str) -> list[list[UnindexedReason]]:
         if abs(faces.yaw_deg[i]) > lim.max_yaw_deg or abs(faces.pitch_deg[i]) > lim.max_pitch_deg:
             reasons.append("EXTREME_POSE")
     return out
+
+
+#: Faces whose box area is at least this share of the largest face's tie for the subject.
+SUBJECT_TIE_AREA_RATIO = 0.9
+
+
+def subject_index(faces: Faces, width_px: int, height_px: int) -> int | None:
+    """The index of a photo's subject among its detected faces (None when there is none).
+
+    The subject is the largest face by box area. Faces within 10 % of the largest area
+    (area ≥ 0.9 × the largest) tie, and the tie goes to the face whose box centre is nearest
+    the image centre (then to the larger face). Chosen among all detected faces, before the
+    quality filter: a subject that fails the filter is not replaced by a bystander.
+    """
+    if len(faces) == 0:
+        return None
+    areas = faces.areas_px
+    ties = np.flatnonzero(areas >= SUBJECT_TIE_AREA_RATIO * float(areas.max()))
+    boxes = faces.boxes_px[ties]
+    centres = (boxes[:, :2] + boxes[:, 2:4]) / 2.0
+    offsets_px = np.hypot(centres[:, 0] - width_px / 2.0, centres[:, 1] - height_px / 2.0)
+    order = np.lexsort((-areas[ties], offsets_px))
+    return int(ties[order[0]])
 
 
 def ratio_box(analysed: AnalysedImage, index: int) -> BoundingBox:
@@ -258,8 +286,13 @@ class CollectionService:
         external_image_id: str | None = None,
         max_faces: int | None = None,
         quality_filter: str = "AUTO",
+        subject_only: bool = False,
     ) -> IndexFacesResult:
-        """Detect, filter and enrol the faces of one image (Rekognition's IndexFaces)."""
+        """Detect, filter and enrol the faces of one image (Rekognition's IndexFaces).
+
+        ``subject_only`` enrols only the photo's subject (``subject_index``); the others are
+        reported as NOT_THE_SUBJECT.
+        """
         self.pinned_version(collection_id)
         decoded = self.faces.image(image)
         analysed = AnalysedImage.of(decoded, self.faces.engine.analyse(decoded))
@@ -269,6 +302,7 @@ class CollectionService:
             external_image_id=external_image_id,
             max_faces=max_faces,
             quality_filter=quality_filter,
+            subject_only=subject_only,
         )
 
     def enrol(
@@ -279,8 +313,12 @@ class CollectionService:
         external_image_id: str | None = None,
         max_faces: int | None = None,
         quality_filter: str = "AUTO",
+        subject_only: bool = False,
     ) -> IndexFacesResult:
-        """Enrol an already analysed image (bulk enrolment analyses on worker processes)."""
+        """Enrol an already analysed image (bulk enrolment analyses on worker processes).
+
+        ``subject_only``: see :meth:`index_faces`.
+        """
         version = self.pinned_version(collection_id)
         if external_image_id is not None:
             check_id(external_image_id, EXTERNAL_IMAGE_ID_RE, "ExternalImageId")
@@ -288,6 +326,11 @@ class CollectionService:
             _check_int(max_faces, 1, 100, "MaxFaces")
         faces = analysed.faces
         reasons = quality_reasons(faces, quality_filter)
+        if subject_only:
+            subject = subject_index(faces, analysed.width_px, analysed.height_px)
+            for i in range(len(faces)):
+                if i != subject:
+                    reasons[i] = ["NOT_THE_SUBJECT"]
         passing = [i for i in range(len(faces)) if not reasons[i]]
         passing.sort(key=lambda i: (-round(float(faces.scores[i]), 2), -float(faces.areas_px[i])))
         if max_faces is not None:
