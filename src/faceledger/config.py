@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     inference_threads: int = Field(default=0, ge=0, le=256)
     # Per-image upload limit (Rekognition's 5 MiB).
     max_image_bytes: int = Field(default=5_242_880, ge=1)
+    # Per-image limit for Rekognition's Image.S3Object (15 MiB; inline Bytes stay at 5 MiB).
+    max_s3_image_bytes: int = Field(default=15_728_640, ge=1)
     log_level: LogLevel = "INFO"
 
     # -- the Rekognition API and authentication -------------------------------------------

@@ -145,9 +145,30 @@ def subject_index(faces: Faces, width_px: int, height_px: int) -> int | None:
 
 
 def ratio_box(analysed: AnalysedImage, index: int) -> BoundingBox:
-    x1, y1, x2, y2 = (float(v) for v in analysed.faces.boxes_px[index])
-    w, h = float(analysed.width_px), float(analysed.height_px)
-    return BoundingBox(left=x1 / w, top=y1 / h, width=(x2 - x1) / w, height=(y2 - y1) / h)
+    """A detected face's box as ratios of its image, clipped to [0, 1]."""
+    return BoundingBox.from_pixels(
+        analysed.faces.boxes_px[index], analysed.width_px, analysed.height_px
+    )
+
+
+def _box_iou(a: BoundingBox, b: BoundingBox) -> float:
+    width = min(a.left + a.width, b.left + b.width) - max(a.left, b.left)
+    height = min(a.top + a.height, b.top + b.height) - max(a.top, b.top)
+    inter = max(width, 0.0) * max(height, 0.0)
+    union = a.width * a.height + b.width * b.height - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _detected_index(analysed: AnalysedImage, face: StoredFace) -> int:
+    """Which detected face of ``analysed`` a face stored from the same image is (its box
+    overlaps best, IoU > 0.5), so a repeated IndexFaces answers with the full FaceDetail;
+    -1 when none does (the image was indexed with another model pack or detector setting)."""
+    best, best_iou = -1, 0.5
+    for i in range(len(analysed.faces)):
+        iou = _box_iou(ratio_box(analysed, i), face.bounding_box)
+        if iou > best_iou:
+            best, best_iou = i, iou
+    return best
 
 
 def _check_int(value: int, low: int, high: int, name: str) -> int:
@@ -342,7 +363,7 @@ class CollectionService:
             existing = self.store.faces_of_image(collection_id, analysed.sha256, external_image_id)
             if existing:
                 return IndexFacesResult(
-                    tuple((row.face, -1) for row in existing),
+                    tuple((row.face, _detected_index(analysed, row.face)) for row in existing),
                     (),
                     version,
                     duplicate=True,

@@ -16,7 +16,8 @@ from faceledger.api.rekognition import shapes
 from faceledger.config import Settings
 from faceledger.domain.audit import Caller
 from faceledger.domain.errors import InvalidParameterError, ResourceNotFoundError
-from faceledger.domain.faces import AnalysedImage
+from faceledger.domain.faces import AnalysedImage, Image
+from faceledger.inference.imaging import decode_image
 from faceledger.services.accountable import FaceLedger
 from faceledger.services.collections import (
     DEFAULT_FACE_MATCH_THRESHOLD,
@@ -43,8 +44,10 @@ class Context:
     def effective_threshold(self, value: float) -> None:
         self.headers[THRESHOLD_HEADER] = f"{value:g}"
 
-    def image(self, image: dict[str, Any], name: str = "Image") -> bytes:
-        """The bytes of an ``Image``: inline ``Bytes`` or an ``S3Object``, exactly one."""
+    def image(self, image: dict[str, Any], name: str = "Image") -> bytes | Image:
+        """An ``Image``: inline ``Bytes`` (decoded by the service, ≤ ``max_image_bytes``) or an
+        ``S3Object``, decoded here with its own limit (``max_s3_image_bytes``, Rekognition's
+        15 MiB); exactly one of the two."""
         has_bytes, has_object = "Bytes" in image, "S3Object" in image
         if has_bytes == has_object:
             raise InvalidParameterError(f"{name} must have exactly one of Bytes and S3Object")
@@ -54,7 +57,8 @@ class Context:
         obj = image["S3Object"]
         if "Bucket" not in obj or "Name" not in obj:
             raise InvalidParameterError(f"{name}.S3Object needs both Bucket and Name")
-        return self.gate.objects.read(obj["Bucket"], obj["Name"], obj.get("Version"))
+        data = self.gate.objects.read(obj["Bucket"], obj["Name"], obj.get("Version"))
+        return decode_image(data, max_bytes=self.settings.max_s3_image_bytes)
 
     def arn(self, collection_id: str) -> str:
         return shapes.collection_arn(self.settings.region, self.settings.account_id, collection_id)
