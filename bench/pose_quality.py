@@ -132,18 +132,23 @@ def legacy_yaw_deg(landmarks_px: np.ndarray) -> np.ndarray:
 
 
 # -- 1. pose against labels -----------------------------------------------------------------------
-def read_labels() -> list[tuple[str, str]]:
+def read_labels(label_set: str | None = None) -> list[tuple[str, str]]:
+    """(file, bin) of the labelled faces, of one ``set`` column value when given."""
     with LABELS.open() as f:
-        rows = [(r["file"], r["bin"]) for r in csv.DictReader(line for line in f if line[0] != "#")]
+        rows = [
+            (r["file"], r["bin"])
+            for r in csv.DictReader(line for line in f if line[0] != "#")
+            if label_set is None or r["set"] == label_set
+        ]
     unknown = {b for _, b in rows} - set(BINS)
     if unknown:
         raise SystemExit(f"{LABELS}: unknown bins {sorted(unknown)}")
     return rows
 
 
-def pose_report(data: dict[str, np.ndarray]) -> dict[str, Any]:
+def pose_report(data: dict[str, np.ndarray], label_set: str | None = None) -> dict[str, Any]:
     position = {p: i for i, p in enumerate(data["paths"])}
-    rows = [(f, b) for f, b in read_labels()]
+    rows = read_labels(label_set)
     missing = [f for f, _ in rows if f not in position or not data["found"][position[f]]]
     rows = [(f, b) for f, b in rows if f not in missing]
     landmarks = np.stack([data["landmarks_px"][position[f]] for f, _ in rows])
@@ -177,6 +182,7 @@ def pose_report(data: dict[str, np.ndarray]) -> dict[str, Any]:
     three_quarter = rank == 1
     return {
         "labels_file": str(LABELS.relative_to(REPO)),
+        "label_set": label_set or "all",
         "faces": len(rows),
         "not_detected": missing,
         "band_edges_deg": list(BAND_EDGES_DEG),
@@ -298,6 +304,25 @@ def photos_report(engine: FaceEngine, level: str) -> dict[str, Any]:
     }
 
 
+def print_pose(pose: dict[str, Any]) -> None:
+    print(
+        f"\npose against {pose['faces']} faces sorted by eye ({pose['labels_file']}, "
+        f"set {pose['label_set']}):"
+    )
+    for name, b in pose["bins"].items():
+        print(
+            f"  {name:14s} {b['faces']:3d} faces  mean |yaw| {b['mean_abs_yaw_deg']:5.1f}°"
+            f"  range {b['min_abs_yaw_deg']:.1f}–{b['max_abs_yaw_deg']:.1f}°"
+            f"  in band {b['in_band']:.0%}  (legacy formula: mean "
+            f"{b['legacy_mean_abs_yaw_deg']:.1f}°, under 60° {b['legacy_under_60_deg']:.0%})"
+        )
+    print(
+        f"  means ordered: {pose['means_ordered']}; three-quarter under 60°: "
+        f"{pose['three_quarter_under_60_deg']:.0%}; faces in their band: "
+        f"{pose['faces_in_their_band']:.0%}; pairs ordered: {pose['pairs_ordered']:.0%}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--floor", type=float, default=None, help="default: Settings' floor")
@@ -311,24 +336,14 @@ def main() -> None:
     try:
         data = analyse(engine, root, args.refresh)
         pose = pose_report(data)
+        pose_check = pose_report(data, "check")
         quality = quality_report(data, engine, floor, args.level)
         photos = photos_report(engine, args.level)
     finally:
         engine.close()
 
-    print(f"\npose against {pose['faces']} faces sorted by eye ({pose['labels_file']}):")
-    for name, b in pose["bins"].items():
-        print(
-            f"  {name:14s} {b['faces']:3d} faces  mean |yaw| {b['mean_abs_yaw_deg']:5.1f}°"
-            f"  range {b['min_abs_yaw_deg']:.1f}–{b['max_abs_yaw_deg']:.1f}°"
-            f"  in band {b['in_band']:.0%}  (legacy formula: mean "
-            f"{b['legacy_mean_abs_yaw_deg']:.1f}°, under 60° {b['legacy_under_60_deg']:.0%})"
-        )
-    print(
-        f"  means ordered: {pose['means_ordered']}; three-quarter under 60°: "
-        f"{pose['three_quarter_under_60_deg']:.0%}; faces in their band: "
-        f"{pose['faces_in_their_band']:.0%}; pairs ordered: {pose['pairs_ordered']:.0%}"
-    )
+    for report in (pose, pose_check):
+        print_pose(report)
     q = quality
     print(
         f"\n{q['level']} on {q['faces']} DevTrain central faces: rejects {q['rejected']} "
@@ -365,6 +380,7 @@ def main() -> None:
             "command": "bench/pose_quality.py " + " ".join(sys.argv[1:]),
             "machine": machine(),
             "pose": pose,
+            "pose_check_set": pose_check,
             "quality": quality,
             "photos": photos,
         },
