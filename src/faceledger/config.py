@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     max_decode_bytes: int = Field(default=128 * 1024 * 1024, ge=1)
     # Images over 16 MiB of samples decoded at once per process (others wait their turn).
     large_decode_slots: int = Field(default=1, ge=1, le=64)
+    # Per-image limit for Rekognition's Image.S3Object (15 MiB; inline Bytes stay at 5 MiB).
+    max_s3_image_bytes: int = Field(default=15_728_640, ge=1)
     log_level: LogLevel = "INFO"
 
     # -- TLS and reverse proxies -----------------------------------------------------------

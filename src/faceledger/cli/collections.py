@@ -153,8 +153,20 @@ def index(
     collection: Annotated[str, typer.Option("--collection", "-c")],
     max_faces: Annotated[int | None, typer.Option("--max-faces", help="Per image, 1–100.")] = None,
     quality_filter: Annotated[str, typer.Option("--quality-filter")] = "AUTO",
+    all_faces: Annotated[
+        bool,
+        typer.Option(
+            "--all-faces",
+            help="Enrol every face of each photo (IndexFaces' rule) instead of its subject only.",
+        ),
+    ] = False,
 ) -> None:
     """Enrol every photo under DIR (ExternalImageId = relative path); resumable.
+
+    By default one face per photo is enrolled, the subject: the largest face; faces within
+    10 % of its box area tie, and the one nearest the image centre wins. Other faces are
+    skipped as NOT_THE_SUBJECT, so bystanders are never filed under the photo's name.
+    --all-faces enrols every face that passes the quality filter (up to --max-faces).
 
     Files already enrolled under their ExternalImageId are skipped, so an interrupted run
     continues where it stopped. Unreadable files and faces that fail the quality filter are
@@ -165,7 +177,9 @@ def index(
         raise CliError(f"no such folder: {folder}")
     caller = _operator()
     with _gateway() as gate:
-        _index_folder(gate, caller, folder, collection, max_faces, quality_filter)
+        _index_folder(
+            gate, caller, folder, collection, max_faces, quality_filter, subject_only=not all_faces
+        )
 
 
 def _index_folder(
@@ -175,6 +189,8 @@ def _index_folder(
     collection: str,
     max_faces: int | None,
     quality_filter: str,
+    *,
+    subject_only: bool = True,
 ) -> None:
     """``index``: worker processes analyse the photos; the gateway enrols each one."""
     from rich.console import Console
@@ -221,6 +237,7 @@ def _index_folder(
                         external_image_id=external_id_for(path, root),
                         max_faces=max_faces,
                         quality_filter=quality_filter,
+                        subject_only=subject_only,
                     )
                     indexed_faces += len(enrolled.face_records)
                     if len(result.faces) == 0:
@@ -236,6 +253,7 @@ def _index_folder(
             "files": len(files),
             "skipped_already_indexed": skipped,
             "processed": len(todo),
+            "faces_per_photo": "subject" if subject_only else "all",
             "indexed_faces": indexed_faces,
             "faces_per_s": round(indexed_faces / elapsed, 1) if todo else 0.0,
             "seconds": round(elapsed, 1),

@@ -687,7 +687,7 @@ class FaceLedger:
         )
 
     # -- images without a collection -----------------------------------------------------
-    def detect_faces(self, caller: Caller, image: bytes) -> AnalysedImage:
+    def detect_faces(self, caller: Caller, image: bytes | Image) -> AnalysedImage:
         return self._run(
             caller,
             "DetectFaces",
@@ -697,7 +697,7 @@ class FaceLedger:
         )
 
     def compare_faces(
-        self, caller: Caller, source: bytes, target: bytes
+        self, caller: Caller, source: bytes | Image, target: bytes | Image
     ) -> tuple[Image, Image, CompareResult]:
         def summary(out: tuple[Image, Image, CompareResult]) -> dict[str, Any]:
             return {
@@ -792,7 +792,7 @@ class FaceLedger:
         self,
         caller: Caller,
         collection_id: str,
-        image: bytes | AnalysedImage,
+        image: bytes | Image | AnalysedImage,
         **options: Any,
     ) -> IndexFacesResult:
         """IndexFaces of image bytes, or of an image already analysed (bulk enrolment)."""

@@ -213,8 +213,9 @@ class ImageOut(BaseModel):
 class IndexedFace(FaceOut):
     bbox_px: BoxPx
     face_index: int | None = Field(
-        description="Index among the image's detected faces (largest first); null when the "
-        "image was indexed before (``duplicate``)."
+        description="Index among the image's detected faces (largest first); null only when "
+        "the image was indexed before (``duplicate``) and none of today's detections matches "
+        "the stored box."
     )
 
 
@@ -224,7 +225,7 @@ class UnindexedFaceOut(BaseModel):
     confidence: float = Field(description="Detector confidence, 0–100.")
     reasons: list[str] = Field(
         description="EXCEEDS_MAX_FACES, EXTREME_POSE, LOW_BRIGHTNESS, LOW_SHARPNESS, "
-        "LOW_CONFIDENCE, SMALL_BOUNDING_BOX."
+        "LOW_CONFIDENCE, SMALL_BOUNDING_BOX; NOT_THE_SUBJECT from bulk enrolment only."
     )
 
 
@@ -414,12 +415,14 @@ def _policy(collection_id: str, policy: CollectionPolicy) -> CollectionPolicyOut
 
 
 def _ratio(box: BoundingBox) -> BoxRatio:
+    box = box.clipped()
     return BoxRatio(left=box.left, top=box.top, width=box.width, height=box.height)
 
 
 def _pixels(box: BoundingBox, image: Image | AnalysedImage) -> BoxPx:
-    """A ratio box in pixels of ``image`` (the image it was measured on)."""
+    """A ratio box in pixels of ``image`` (the image it was measured on), clipped to it."""
     w, h = image.width_px, image.height_px
+    box = box.clipped()
     return BoxPx(
         left=round(box.left * w, 1),
         top=round(box.top * h, 1),

@@ -20,7 +20,8 @@ from faceledger.domain.errors import (
     InvalidParameterError,
     ResourceNotFoundError,
 )
-from faceledger.domain.faces import AnalysedImage
+from faceledger.domain.faces import AnalysedImage, Image
+from faceledger.inference.imaging import decode_image
 from faceledger.services.accountable import FaceLedger
 from faceledger.services.collections import (
     DEFAULT_FACE_MATCH_THRESHOLD,
@@ -57,8 +58,10 @@ class Context:
         )
         return exc
 
-    def image(self, image: dict[str, Any], name: str = "Image") -> bytes:
-        """The bytes of an ``Image``: inline ``Bytes`` or an ``S3Object``, exactly one."""
+    def image(self, image: dict[str, Any], name: str = "Image") -> bytes | Image:
+        """An ``Image``: inline ``Bytes`` (decoded by the service, ≤ ``max_image_bytes``) or an
+        ``S3Object``, decoded here with its own limit (``max_s3_image_bytes``, Rekognition's
+        15 MiB); exactly one of the two."""
         has_bytes, has_object = "Bytes" in image, "S3Object" in image
         if has_bytes == has_object:
             raise self.refuse(
@@ -70,7 +73,7 @@ class Context:
         obj = image["S3Object"]
         if "Bucket" not in obj or "Name" not in obj:
             raise self.refuse(InvalidParameterError(f"{name}.S3Object needs both Bucket and Name"))
-        return self.gate.read_image_object(
+        data = self.gate.read_image_object(
             self.caller,
             self.operation,
             obj["Bucket"],
@@ -78,6 +81,14 @@ class Context:
             obj.get("Version"),
             collection_id=self.collection_id,
         )
+        try:
+            return decode_image(
+                data,
+                max_bytes=self.settings.max_s3_image_bytes,
+                max_decode_bytes=self.settings.max_decode_bytes,
+            )
+        except FaceLedgerError as exc:
+            raise self.refuse(exc) from None
 
     def arn(self, collection_id: str) -> str:
         return shapes.collection_arn(self.settings.region, self.settings.account_id, collection_id)
