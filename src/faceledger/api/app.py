@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from faceledger import __version__
 from faceledger.api import ServiceDep
 from faceledger.api.native.collections import router as native_collections_router
+from faceledger.api.native.labels import router as native_labels_router
 from faceledger.api.native.routes import IMAGES_PER_REQUEST
 from faceledger.api.native.routes import router as native_router
 from faceledger.api.native.video import router as native_video_router
@@ -414,6 +415,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(native_router)
     app.include_router(native_collections_router)
+    app.include_router(native_labels_router)
     app.include_router(native_video_router)
     app.include_router(rekognition_router)
     mount_web(app)  # the web app under /app (after the error handlers it wraps)
