@@ -105,9 +105,13 @@ def person_accuracy(labels: LabelService, n_scenes: int) -> dict:  # type: ignor
     photos = sorted((data_dir() / "photos").glob("*.jpg"))
     cutouts = load_cutouts(lfw_images, photos)
     detector, _ = labels.detector()
-    low = YoloxDetector(detector.session, detector.input_size_px, score_threshold=0.01)
-    threshold = DEFAULT_MIN_CONFIDENCE / 100.0
-    n_truth = found = false_instances = 0
+    low = YoloxDetector(
+        detector.session, detector.input_size_px, score_threshold=0.01, tiles=detector.tiles
+    )
+    thresholds = (30.0, 40.0, 50.0, DEFAULT_MIN_CONFIDENCE)
+    n_truth = 0
+    found = dict.fromkeys(thresholds, 0)
+    false_instances = dict.fromkeys(thresholds, 0)
     scores: list[float] = []
     is_true: list[bool] = []
     n_truth_all = 0
@@ -119,13 +123,13 @@ def person_accuracy(labels: LabelService, n_scenes: int) -> dict:  # type: ignor
         boxes, conf = dets.boxes_px[person], dets.scores[person]
         heights = scene.boxes_px[:, 3] - scene.boxes_px[:, 1]
         big = heights >= MIN_PERSON_PX
-        # operating point: the service's default MinConfidence
-        keep = conf >= threshold
-        match, _ = match_detections(scene.boxes_px, boxes[keep], iou_min=IOU)
         n_truth += int(big.sum())
-        found += int(((match >= 0) & big).sum())
-        matched = set(int(m) for m in match[match >= 0])
-        false_instances += int(keep.sum()) - len(matched)
+        for threshold in thresholds:  # operating points (MinConfidence)
+            keep = conf >= threshold / 100.0
+            match, _ = match_detections(scene.boxes_px, boxes[keep], iou_min=IOU)
+            found[threshold] += int(((match >= 0) & big).sum())
+            # a detection matched to a person under 64 px is not false; unmatched ones are
+            false_instances[threshold] += int(keep.sum()) - int((match >= 0).sum())
         # AP@0.5 over every score, people of every size
         match_all, _ = match_detections(scene.boxes_px, boxes, iou_min=IOU)
         hit = np.zeros(len(boxes), dtype=bool)
@@ -138,9 +142,18 @@ def person_accuracy(labels: LabelService, n_scenes: int) -> dict:  # type: ignor
         "scenes": n_scenes,
         "people": n_truth_all,
         "people_at_least_64px": n_truth,
-        "recall_at_least_64px": round(found / max(n_truth, 1), 4),
-        "false_person_instances_per_image": round(false_instances / n_scenes, 3),
+        "recall_at_least_64px": round(found[DEFAULT_MIN_CONFIDENCE] / max(n_truth, 1), 4),
+        "false_person_instances_per_image": round(
+            false_instances[DEFAULT_MIN_CONFIDENCE] / n_scenes, 3
+        ),
         "operating_point_min_confidence": DEFAULT_MIN_CONFIDENCE,
+        "by_min_confidence": {
+            f"{t:g}": {
+                "recall_at_least_64px": round(found[t] / max(n_truth, 1), 4),
+                "false_person_instances_per_image": round(false_instances[t] / n_scenes, 3),
+            }
+            for t in thresholds
+        },
         "iou_match": IOU,
         "person_ap_at_0_5": round(ap, 4),
         "built_from": "faceledger.evaluation.people_scenes: LFW head-and-shoulders crops and "

@@ -197,3 +197,39 @@ def test_real_model_on_known_photo(data_dir: Path) -> None:
         want = (x1 / 2280, y1 / 1588, (x2 - x1) / 2280, (y2 - y1) / 1588)
         assert got == pytest.approx(want, abs=0.03)
     assert by_name["Tie"].parents == ("Accessories", "Formal Wear", "Clothing")
+
+
+def test_square_tiles_cover_wide_and_tall_images() -> None:
+    from faceledger.inference.yolox import square_tiles
+
+    assert square_tiles(1280, 720) == [(0, 0, 720, 720), (560, 0, 1280, 720)]
+    assert square_tiles(300, 1000) == [
+        (0, 0, 300, 300),
+        (0, 233, 300, 533),
+        (0, 467, 300, 767),
+        (0, 700, 300, 1000),
+    ]
+    assert square_tiles(600, 480) == []  # nearly square: the whole image is enough
+
+
+class _OneBoxSession:
+    """A fake session answering one car at the centre of whatever it is shown."""
+
+    input_name = "images"
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        # centre cell of the stride-32 grid (6, 6) of a 416 input: box 192..224 px
+        raw = _raw({2704 + 676 + 6 * 13 + 6: [0.5, 0.5, 0.0, 0.0, 0.9, 0.0, 0.0, 0.9]})
+        return [raw[None]]
+
+
+def test_tiles_add_detections_and_drop_those_cut_by_inner_edges() -> None:
+    from faceledger.inference.yolox import YoloxDetector
+
+    image = np.zeros((720, 1280, 3), np.uint8)
+    plain = YoloxDetector(_OneBoxSession(), (416, 416)).detect(image)
+    tiled = YoloxDetector(_OneBoxSession(), (416, 416), tiles=True).detect(image)
+    assert len(plain) == 1
+    # whole image: centre (208 / 0.325) = 640; tiles: 360 and 560 + 360 = 920
+    centres = sorted(round(float(b[0] + b[2]) / 2) for b in tiled.boxes_px)
+    assert centres == [360, 640, 920]

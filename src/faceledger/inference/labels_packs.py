@@ -50,6 +50,8 @@ class LabelsPackManifest:
     iou_threshold: float
     directory: Path | None  # None: the built-in folder inside the package
     size_bytes: int | None = None
+    # Also detect on overlapping square tiles of wide images (small objects; ≈3× the work).
+    tiles: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ def parse_labels_manifest(
         iou_threshold=iou,
         directory=directory,
         size_bytes=data.get("size_bytes"),
+        tiles=bool(data.get("tiles", False)),
     )
 
 

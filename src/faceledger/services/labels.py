@@ -241,6 +241,7 @@ class LabelService:
                         manifest.input_size_px,
                         score_threshold=manifest.score_threshold,
                         iou_threshold=manifest.iou_threshold,
+                        tiles=manifest.tiles,
                     )
                     self._manifest = manifest
         return self._detector, self._manifest
