@@ -515,9 +515,9 @@ def test_server_validation_reports_every_violation(raw_rek: Any) -> None:
 def test_unimplemented_operation_is_named(rek: Any, people: dict[str, list[bytes]]) -> None:
     jpeg = next(iter(people.values()))[0]
     with pytest.raises(ClientError) as err:
-        rek.detect_labels(Image={"Bytes": jpeg})
+        rek.detect_moderation_labels(Image={"Bytes": jpeg})
     assert _code(err.value) == "UnknownOperationException"
-    assert "DetectLabels" in err.value.response["Error"]["Message"]
+    assert "DetectModerationLabels" in err.value.response["Error"]["Message"]
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 
@@ -810,6 +810,15 @@ def test_stream_processor_lifecycle(
         rek.describe_stream_processor(Name="gate-1")
     with pytest.raises(rek.exceptions.ResourceNotFoundException):
         rek.start_stream_processor(Name="gate-1")
+
+
+def test_labels_and_text_answer_in_shape(rek: Any) -> None:
+    """DetectLabels and DetectText in this module's shape check (their behaviour is tested in
+    test_labels_api.py): a plain image has neither objects nor text."""
+    image = {"Bytes": _no_face_jpeg()}
+    out = rek.detect_labels(Image=image, Features=["GENERAL_LABELS", "IMAGE_PROPERTIES"])
+    assert out["Labels"] == [] and out["ImageProperties"]["DominantColors"]
+    assert rek.detect_text(Image=image)["TextDetections"] == []
 
 
 def test_every_operation_was_exercised_and_shape_checked(

@@ -58,6 +58,8 @@ def _verbs(image: bytes) -> dict[str, Callable[[FaceLedger, Caller], Any]]:
         "DisassociateFaces": lambda g, c: g.disassociate_faces(c, "c", "u", [FACE_ID]),
         "DetectFaces": lambda g, c: g.detect_faces(c, image),
         "CompareFaces": lambda g, c: g.compare_faces(c, image, image),
+        "DetectLabels": lambda g, c: g.detect_labels(c, image),
+        "DetectText": lambda g, c: g.detect_text(c, image),
         "SearchFaces": lambda g, c: g.search_faces(c, "c", FACE_ID),
         "SearchFacesByImage": lambda g, c: g.search_faces_by_image(c, "c", image),
         "SearchUsers": lambda g, c: g.search_users(c, "c", user_id="u"),

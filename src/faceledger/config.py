@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     # Packs whose non-commercial licence the operator accepts, by pack name.
     accept_model_licences: Annotated[list[str], NoDecode] = Field(default_factory=list)
     default_pack: str = Field(default="yunet-sface", min_length=1)
+    # Object detector for DetectLabels: the built-in ``labels`` (YOLOX-nano) or a user pack.
+    labels_pack: str = Field(default="labels", min_length=1)
     # Engine threads (bulk work, and concurrent API requests running inference).
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
     # OpenCV threads for in-process inference: 0 adapts (every core for a request running

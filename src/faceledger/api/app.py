@@ -38,6 +38,7 @@ from faceledger import __version__
 from faceledger.api.json_limits import JsonLimitsMiddleware
 from faceledger.api.native.auth import PRINCIPAL_STATE, GateDep, record_adapter_refusal
 from faceledger.api.native.collections import router as native_collections_router
+from faceledger.api.native.labels import router as native_labels_router
 from faceledger.api.native.routes import IMAGES_PER_REQUEST
 from faceledger.api.native.routes import router as native_router
 from faceledger.api.native.video import router as native_video_router
@@ -471,6 +472,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(native_router)
     app.include_router(native_collections_router)
+    app.include_router(native_labels_router)
     app.include_router(native_video_router)
     app.include_router(rekognition_router)
     mount_web(app)  # the web app under /app (after the error handlers it wraps)

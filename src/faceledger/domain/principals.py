@@ -10,8 +10,9 @@ table governs every surface. Duties are separated: no role does everything.
 | `admin`  | collections (create, delete, describe, list, tags), access keys, policies;         |
 |          | stream processors (create, update, delete, describe, list); ledger checkpoints     |
 | `enrol`  | index, list and delete faces; create, list and delete users; (dis)associate faces  |
-| `search` | detect, compare, search faces and users; describe and list collections; stored-   |
-|          | video jobs (start, get); start, stop, describe and list stream processors          |
+| `search` | detect faces, labels and text; compare, search faces and users; describe and   |
+|          | list collections; stored-video jobs (start, get); start, stop, describe and list  |
+|          | stream processors                                                                 |
 | `audit`  | read, verify and export the ledger, nothing else                                   |
 """
 
@@ -58,6 +59,8 @@ ROLE_OPERATIONS: dict[str, frozenset[str]] = {
     | {
         "DetectFaces",
         "CompareFaces",
+        "DetectLabels",
+        "DetectText",
         "SearchFaces",
         "SearchFacesByImage",
         "SearchUsers",

@@ -65,6 +65,7 @@ from faceledger.domain.errors import (
     ResourceNotFoundError,
 )
 from faceledger.domain.faces import AnalysedImage, CompareResult, Image
+from faceledger.domain.labels import LabelsResult, TextResult
 from faceledger.domain.policy import (
     MAX_CASE_CHARS,
     MAX_PURPOSE_CHARS,
@@ -79,6 +80,7 @@ from faceledger.services.collections import (
 )
 from faceledger.services.faces import FaceService
 from faceledger.services.keys import AccessKey, KeyService
+from faceledger.services.labels import LabelFilters, LabelService, Region, WordFilter
 from faceledger.services.objects import ImageObjects
 from faceledger.services.users import (
     DEFAULT_ASSOCIATE_THRESHOLD,
@@ -205,6 +207,7 @@ class FaceLedger:
     ) -> None:
         self.settings = settings
         self._faces = faces or FaceService(settings)
+        self._labels = LabelService(settings)
         self._collections = CollectionService(settings, self._faces)
         self._users = UserService(self._collections)
         self._keys = KeyService(settings)
@@ -710,6 +713,62 @@ class FaceLedger:
             "CompareFaces",
             lambda: self._faces.compare_faces(source, target),
             probes=self._sha(source, target),
+            summary=summary,
+        )
+
+    # -- objects and text (no collection; the ledger keeps counts and names, never the
+    # -- text read) ------------------------------------------------------------------------
+    def detect_labels(
+        self,
+        caller: Caller,
+        image: bytes | Image,
+        *,
+        max_labels: int | None = None,
+        min_confidence_pct: float | None = None,
+        features: tuple[str, ...] = ("GENERAL_LABELS",),
+        filters: LabelFilters | None = None,
+        max_dominant_colours: int | None = None,
+    ) -> LabelsResult:
+        options: dict[str, Any] = {"features": features, "filters": filters}
+        if max_labels is not None:
+            options["max_labels"] = max_labels
+        if min_confidence_pct is not None:
+            options["min_confidence_pct"] = min_confidence_pct
+        if max_dominant_colours is not None:
+            options["max_dominant_colours"] = max_dominant_colours
+
+        def summary(out: LabelsResult) -> dict[str, Any]:
+            return {
+                "labels": [label.name for label in out.labels][:100],
+                "instances": sum(len(label.instances) for label in out.labels),
+                "label_model_version": out.label_model_version,
+            }
+
+        return self._run(
+            caller,
+            "DetectLabels",
+            lambda: self._labels.detect_labels(image, **options),
+            probes=self._sha(image),
+            summary=summary,
+        )
+
+    def detect_text(
+        self,
+        caller: Caller,
+        image: bytes | Image,
+        *,
+        word_filter: WordFilter | None = None,
+        regions: tuple[Region, ...] = (),
+    ) -> TextResult:
+        def summary(out: TextResult) -> dict[str, Any]:
+            kinds = [item.kind for item in out.items]
+            return {"lines": kinds.count("LINE"), "words": kinds.count("WORD")}
+
+        return self._run(
+            caller,
+            "DetectText",
+            lambda: self._labels.detect_text(image, word_filter=word_filter, regions=regions),
+            probes=self._sha(image),
             summary=summary,
         )
 

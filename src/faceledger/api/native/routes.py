@@ -28,6 +28,8 @@ from faceledger.inference.engine import MAX_FACES_PER_IMAGE
 IMAGES_PER_REQUEST: dict[str, int] = {
     "/v1/detect": 1,
     "/v1/compare": 2,
+    "/v1/labels": 1,  # DetectLabels (api/native/labels.py)
+    "/v1/text": 1,  # DetectText
     "/v1/collections/{collection_id}/faces": 1,  # IndexFaces (POST; GET lists faces)
     "/v1/collections/{collection_id}/search": 1,  # SearchFacesByImage
     "/v1/collections/{collection_id}/users/search": 1,  # SearchUsersByImage

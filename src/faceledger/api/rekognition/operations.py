@@ -448,7 +448,9 @@ def search_users_by_image(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# The video operations register themselves in the same table (stored-video jobs, streams).
+# The video operations register themselves in the same table (stored-video jobs, streams), and
+# so do DetectLabels and DetectText.
+from faceledger.api.rekognition import labels as _labels  # noqa: E402, F401
 from faceledger.api.rekognition import video as _video  # noqa: E402, F401
 
 IMPLEMENTED: frozenset[str] = frozenset(OPERATIONS)
