@@ -2,12 +2,12 @@
 
 ``rapidocr-onnxruntime`` (Apache-2.0, 1.4.4, installed by the Makefile: see
 ``pyproject.toml``) ships its ONNX models inside the wheel, so this works offline. It gives,
-per detected text line, a four-point box, the text and per-character boxes; words are the runs of characters between spaces, each word's polygon
-spans its ink at the line's height, and its confidence is the mean of its characters'
-confidences. Words break at recognised spaces and at blank gaps in the line's ink at least
-``WORD_GAP_RATIO`` × the line's height wide: PP-OCR often drops the space between two words
-("HELLOWORLD"), the gap in the pixels does not lie. A line's text is its words joined by one
-space.
+per detected text line, a four-point box, the text and per-character boxes; words are the runs
+of characters between spaces, each word's polygon spans its ink at the line's height, and its
+confidence is the mean of its characters' confidences. Words break at recognised spaces and at
+blank gaps in the line's ink at least ``WORD_GAP_RATIO`` × the line's height wide: PP-OCR often
+drops the space between two words ("HELLOWORLD"), the gap in the pixels does not lie. A line's
+text is its words joined by one space.
 
 Settings chosen for Rekognition-like input (horizontal Latin text, photos up to a few MP):
 the detector sees the image with its longer side at most ``DET_MAX_SIDE_PX`` (the library's
