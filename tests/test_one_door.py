@@ -60,6 +60,8 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "rek SearchFaces": [("SearchFaces", OK)],
     "rek SearchFacesByImage": [("SearchFacesByImage", OK)],
     "rek DetectFaces": [("DetectFaces", OK)],
+    "rek DetectLabels": [("DetectLabels", OK)],
+    "rek DetectText": [("DetectText", OK)],
     "rek CompareFaces": [("CompareFaces", OK)],
     "rek CreateUser": [("CreateUser", OK)],
     "rek ListUsers": [("ListUsers", OK)],
@@ -88,6 +90,8 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "rek S3 image that cannot be read": [("DetectFaces", S3)],
     # -- /v1 (every route) --
     "POST /v1/detect": [("DetectFaces", OK)],
+    "POST /v1/labels": [("DetectLabels", OK)],
+    "POST /v1/text": [("DetectText", OK)],
     "POST /v1/compare": [("CompareFaces", OK)],
     "POST /v1/collections": [("CreateCollection", OK)],
     "GET /v1/collections": [("ListCollections", OK)],
@@ -378,6 +382,8 @@ def _walk_rekognition(
         lambda: rek.search_faces_by_image(CollectionId="door", Image=b),
     )
     walk("rek DetectFaces", lambda: rek.detect_faces(Image=a))
+    walk("rek DetectLabels", lambda: rek.detect_labels(Image=a))
+    walk("rek DetectText", lambda: rek.detect_text(Image=a))
     walk("rek CompareFaces", lambda: rek.compare_faces(SourceImage=a, TargetImage=b))
     walk("rek CreateUser", lambda: rek.create_user(CollectionId="door", UserId="u1"))
     walk("rek ListUsers", lambda: rek.list_users(CollectionId="door"))
@@ -448,6 +454,8 @@ def _walk_native(walk: Walk, url: str, key: tuple[str, str], photos: list[bytes]
     c = "/v1/collections/door2"
     with httpx.Client(base_url=url, headers=headers, timeout=120) as api:
         walk("POST /v1/detect", lambda: api.post("/v1/detect", files={"image": a}))
+        walk("POST /v1/labels", lambda: api.post("/v1/labels", files={"image": a}))
+        walk("POST /v1/text", lambda: api.post("/v1/text", files={"image": a}))
         walk("POST /v1/compare", lambda: api.post("/v1/compare", files={"source": a, "target": b}))
         walk(
             "POST /v1/collections",

@@ -164,8 +164,11 @@ def test_from_settings_chooses_postgres_and_the_cli_reads_it(
     exported = runner.invoke(app, ["audit", "export", "--principal", "officer-3"])
     assert exported.exit_code == 0, exported.output
     assert [json.loads(line)["request_id"] for line in exported.output.splitlines()] == ["req-3"]
-    tail = runner.invoke(app, ["audit", "tail", "-n", "2", "--json"])
-    assert [r["request_id"] for r in json.loads(tail.output)] == ["req-3", "req-4"]
+    tail = runner.invoke(app, ["audit", "tail", "-n", "4", "--json"])
+    # the CLI's own VerifyLedger and ExportLedger records follow (reads are ledgered too)
+    tailed = [(r["operation"], r["request_id"]) for r in json.loads(tail.output)]
+    assert tailed[:2] == [("SearchFacesByImage", "req-3"), ("SearchFacesByImage", "req-4")]
+    assert [op for op, _ in tailed[2:]] == ["VerifyLedger", "ExportLedger"]
     # a tampered record is found through the CLI too
     with psycopg.connect(migrated_database, autocommit=True) as conn:
         conn.execute("ALTER TABLE ledger.records DISABLE TRIGGER USER")

@@ -173,14 +173,14 @@ def test_refusals_before_any_verb_are_ledgered_with_the_principal_and_collection
         )
     assert err.value.response["Error"]["Code"] == "AccessDeniedException"
     with pytest.raises(ClientError) as err:
-        enroller.detect_labels(Image={"Bytes": b"x" * 100})
+        enroller.detect_moderation_labels(Image={"Bytes": b"x" * 100})
     assert err.value.response["Error"]["Code"] == "UnknownOperationException"
     records = [r.event for r in _records(live_server_settings, principal="refused-enroller")]
     assert [(r.operation, r.outcome, r.collection_id) for r in records] == [
         ("ListFaces", "InvalidParameterException", "refused 1!"),
         ("DeleteCollection", "AccessDeniedException", "refused-2"),
         ("TagResource", "AccessDeniedException", "refused-3"),
-        ("DetectLabels", "UnknownOperationException", None),
+        ("DetectModerationLabels", "UnknownOperationException", None),
     ]
     assert "CollectionId" in records[0].result["message"]
     assert all(r.source == "rekognition" and r.request_id for r in records)
