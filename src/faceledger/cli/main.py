@@ -393,6 +393,7 @@ def eval_lfw(
 
 # Collection verbs live in their own module; importing it registers them on ``app``.
 from faceledger.cli import audit as _audit  # noqa: E402,F401
+from faceledger.cli import backup as _backup  # noqa: E402,F401
 from faceledger.cli import collections as _collections  # noqa: E402,F401
 from faceledger.cli import db as _db  # noqa: E402,F401
 from faceledger.cli import eval_report as _eval_report  # noqa: E402,F401
