@@ -88,6 +88,9 @@ class Settings(BaseSettings):
 
     # Seconds between maintenance runs of the server: retention purges, index snapshots.
     maintenance_seconds: float = Field(default=600.0, gt=0)
+    # On SIGTERM: seconds in-flight requests get to finish (new connections are refused at
+    # once) before they are cancelled; then streams stop, the ledger and indexes are saved.
+    shutdown_grace_seconds: int = Field(default=30, ge=1, le=3600)
 
     # -- Image.S3Object -------------------------------------------------------------------
     # An S3-compatible endpoint (MinIO, Ceph, AWS); None uses boto3's default for the region.

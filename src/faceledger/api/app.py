@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from faceledger import __version__
 from faceledger.api import ServiceDep
+from faceledger.api.health import router as health_router
 from faceledger.api.native.collections import router as native_collections_router
 from faceledger.api.native.routes import IMAGES_PER_REQUEST
 from faceledger.api.native.routes import router as native_router
@@ -48,6 +49,7 @@ from faceledger.domain.errors import (
     LedgerError,
 )
 from faceledger.services.accountable import FaceLedger
+from faceledger.services.lifecycle import record_shutdown
 
 logger = logging.getLogger("faceledger.api")
 
@@ -347,6 +349,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 finally:
                     tasks.cancel_scope.cancel()
         finally:
+            app.state.stopping = True
+            done = await anyio.to_thread.run_sync(
+                lambda: record_shutdown(gate, grace_s=settings.shutdown_grace_seconds)
+            )
+            logger.info("shutting down: %s", done)
             await anyio.to_thread.run_sync(gate.close)
             await anyio.to_thread.run_sync(service.close)
 
@@ -412,6 +419,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pack is in memory."""
         return {"status": "ok", **service.health()}
 
+    app.include_router(health_router)
     app.include_router(native_router)
     app.include_router(native_collections_router)
     app.include_router(native_video_router)

@@ -234,11 +234,15 @@ def serve(
     shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{shown_host}:{settings.port}"
     logger.info("FaceLedger %s serving on %s (API docs at %s/docs)", __version__, url, url)
+    from faceledger.api.shutdown import exit_zero_after_sigterm
+
+    exit_zero_after_sigterm()
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
 
 
