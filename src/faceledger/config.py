@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     ledger_checkpoint_every: int = Field(default=1000, ge=1)
     ledger_checkpoint_seconds: float = Field(default=60.0, gt=0)
 
+    # -- metrics (Prometheus text at /metrics; never biometric data or ids of faces) -----------
+    # ``off``; ``port``: served without authentication on its own ``metrics_host``:
+    # ``metrics_port`` (keep that port private); ``key``: ``GET /metrics`` on the API port with
+    # ``Authorization: Bearer <metrics_key>``.
+    metrics: Literal["off", "port", "key"] = "off"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=1, le=65535)
+    metrics_key: str | None = Field(default=None, min_length=24)
+
     # -- policy defaults for collections without a policy of their own --------------------
     # Searches must carry a purpose and a case reference.
     require_purpose: bool = False
@@ -175,6 +184,14 @@ class Settings(BaseSettings):
     def _default_model_dirs(self) -> Settings:
         if not self.model_dirs:
             self.model_dirs = [self.data_dir / "models"]
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_key_when_needed(self) -> Settings:
+        if self.metrics == "key" and not self.metrics_key:
+            raise ValueError(
+                "FACELEDGER_METRICS=key needs FACELEDGER_METRICS_KEY (≥ 24 characters)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from faceledger import __version__
 from faceledger.api import ServiceDep
 from faceledger.api.health import router as health_router
+from faceledger.api.metrics import install_metrics, serve_port
 from faceledger.api.native.collections import router as native_collections_router
 from faceledger.api.native.routes import IMAGES_PER_REQUEST
 from faceledger.api.native.routes import router as native_router
@@ -336,6 +337,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for line in INSECURE_WARNING:
                 logger.warning(line)
         app.state.engine_limiter = anyio.CapacityLimiter(settings.workers)
+        metrics = getattr(app.state, "metrics", None)
+        metrics_server = None
+        if metrics is not None:
+            service.engine.clock.observer = metrics.observe_stage
+            if settings.metrics == "port":
+                metrics_server = serve_port(metrics, settings.metrics_host, settings.metrics_port)
         logger.info("loading model pack %r", service.pack)
         # Verify and load now so the first request is fast; a broken pack stops start-up.
         await anyio.to_thread.run_sync(service.load)
@@ -350,6 +357,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     tasks.cancel_scope.cancel()
         finally:
             app.state.stopping = True
+            if metrics_server is not None:
+                metrics_server.shutdown()
             done = await anyio.to_thread.run_sync(
                 lambda: record_shutdown(gate, grace_s=settings.shutdown_grace_seconds)
             )
@@ -411,7 +420,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for path, count in IMAGES_PER_REQUEST.items()
     }
     app.add_middleware(BodySizeLimitMiddleware, limits=limits, what=what)
-    app.add_middleware(InternalErrorMiddleware)  # outermost of ours: catches the rest
+    app.add_middleware(InternalErrorMiddleware)  # catches the rest
+    install_metrics(app, settings.metrics, settings.metrics_key)  # outermost: sees every 500
 
     @app.get("/healthz", tags=["health"], summary="Liveness and model status")
     async def healthz(service: ServiceDep) -> dict[str, Any]:

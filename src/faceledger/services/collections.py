@@ -437,9 +437,14 @@ class CollectionService:
         calibration = self.faces.engine.calibration
         min_cosine = float(calibration.cosine(threshold))
         k = max_faces + (1 if exclude_row is not None else 0)
+        clock = self.faces.engine.clock
+        started = time.perf_counter()
         ids, cosines = self.indexes.search(
             collection_id, vector.astype(np.float32), k=k, min_cosine=min_cosine
         )
+        if clock.enabled:  # the size costs a query: only when metrics are on
+            elapsed = time.perf_counter() - started
+            clock.record("search", elapsed, self.store.collection(collection_id).face_count)
         rows = self.store.faces_by_row(collection_id, [int(i) for i in ids])
         matches = []
         for row_id, cosine in zip(ids, cosines, strict=True):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any
 
 from faceledger.config import Settings
@@ -113,9 +114,13 @@ class FaceService:
         """
         if isinstance(source, Image):
             return source
+        started = time.perf_counter()
         if isinstance(source, bytes | bytearray | memoryview):
-            return decode_image(bytes(source), max_bytes=self.settings.max_image_bytes)
-        return load_image(source, max_bytes=self.settings.max_image_bytes)
+            image = decode_image(bytes(source), max_bytes=self.settings.max_image_bytes)
+        else:
+            image = load_image(source, max_bytes=self.settings.max_image_bytes)
+        self.engine.clock.record("decode", time.perf_counter() - started)
+        return image
 
     def read_file(self, path: os.PathLike[str]) -> bytes:
         """An image file's bytes, undecoded, refused over ``settings.max_image_bytes`` (for
