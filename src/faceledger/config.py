@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # Per-image upload limit (Rekognition's 5 MiB).
     max_image_bytes: int = Field(default=5_242_880, ge=1)
     log_level: LogLevel = "INFO"
+    # ``json`` (one object per line, for log collectors), ``human``, or ``auto``: human when
+    # stderr is a terminal, else JSON.
+    log_format: Literal["auto", "json", "human"] = "auto"
 
     # -- the Rekognition API and authentication -------------------------------------------
     # The region that SigV4 credential scopes must name, and that ARNs carry.

@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from faceledger import __version__
 from faceledger.api import ServiceDep
+from faceledger.api.access_log import AccessLogMiddleware
 from faceledger.api.health import router as health_router
 from faceledger.api.metrics import install_metrics, serve_port
 from faceledger.api.native.collections import router as native_collections_router
@@ -421,6 +422,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     }
     app.add_middleware(BodySizeLimitMiddleware, limits=limits, what=what)
     app.add_middleware(InternalErrorMiddleware)  # catches the rest
+    app.add_middleware(AccessLogMiddleware)  # one structured record per request
     install_metrics(app, settings.metrics, settings.metrics_key)  # outermost: sees every 500
 
     @app.get("/healthz", tags=["health"], summary="Liveness and model status")

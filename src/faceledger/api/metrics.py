@@ -27,6 +27,7 @@ no id from a path or header becomes a label.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import re
@@ -69,8 +70,27 @@ def size_bucket(faces: int) -> str:
     return ">=1M"
 
 
-def _outcome(status: int) -> str:
+def outcome_of(status: int) -> str:
     return "ok" if status < 400 else "client_error" if status < 500 else "server_error"
+
+
+@functools.cache
+def _operations() -> frozenset[str]:
+    from faceledger.api.rekognition.operations import OPERATIONS
+
+    return frozenset(OPERATIONS)
+
+
+def operation_of(scope: Scope) -> str:
+    """A bounded name for the request: a known Rekognition operation or a route template
+    (never a raw path, whose ids would make unbounded labels)."""
+    if scope.get("path") == "/" and scope.get("method") == "POST":
+        match = _TARGET.fullmatch(Headers(scope=scope).get("x-amz-target", ""))
+        name = match.group(1) if match else ""
+        return name if name in _operations() else "rekognition:unknown"
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return str(path) if isinstance(path, str) else "unmatched"
 
 
 class _StateCollector(Collector):
@@ -207,7 +227,6 @@ class Metrics:
         )
         ProcessCollector(registry=self.registry)
         self.registry.register(_StateCollector(app))
-        self._operations: frozenset[str] | None = None
 
     def observe_stage(self, stage: str, seconds: float, size: int | None) -> None:
         """A ``StageObserver`` (``faceledger.inference.timing``)."""
@@ -215,20 +234,6 @@ class Metrics:
             self.search.labels(size_bucket(size or 0)).observe(seconds)
         else:
             self.stages.labels(stage).observe(seconds)
-
-    def operation(self, scope: Scope) -> str:
-        """A bounded label for the request: a known Rekognition operation or a route template."""
-        if scope.get("path") == "/" and scope.get("method") == "POST":
-            if self._operations is None:
-                from faceledger.api.rekognition.operations import OPERATIONS
-
-                self._operations = frozenset(OPERATIONS)
-            match = _TARGET.fullmatch(Headers(scope=scope).get("x-amz-target", ""))
-            name = match.group(1) if match else ""
-            return name if name in self._operations else "rekognition:unknown"
-        route = scope.get("route")
-        path = getattr(route, "path", None)
-        return str(path) if isinstance(path, str) else "unmatched"
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
@@ -257,8 +262,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            operation = self.metrics.operation(scope)
-            self.metrics.requests.labels(operation, _outcome(status)).inc()
+            operation = operation_of(scope)
+            self.metrics.requests.labels(operation, outcome_of(status)).inc()
             self.metrics.latency.labels(operation).observe(time.perf_counter() - started)
 
 

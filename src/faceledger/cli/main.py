@@ -32,6 +32,7 @@ from faceledger.domain.errors import FaceLedgerError
 if TYPE_CHECKING:
     from faceledger.domain.audit import Caller
     from faceledger.domain.faces import Image
+    from faceledger.logs import LogFormat
     from faceledger.services.accountable import FaceLedger
     from faceledger.services.faces import FaceService
 
@@ -101,10 +102,10 @@ def _operator(purpose: str | None = None, case_reference: str | None = None) -> 
     return dataclasses.replace(local_operator(), purpose=purpose, case_reference=case_reference)
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _configure_logging(level: str, log_format: LogFormat = "human") -> None:
+    from faceledger.logs import configure_logging
+
+    configure_logging(level, log_format)
 
 
 @contextlib.contextmanager
@@ -218,7 +219,7 @@ def serve(
 ) -> None:
     """Run the HTTP API (native /v1 and docs at /docs) with uvicorn."""
     settings = _settings(host=host, port=port)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     from faceledger.process import limit_malloc_arenas
 
     limit_malloc_arenas()  # before any thread starts: keeps a long-running server's RSS flat
@@ -243,6 +244,8 @@ def serve(
         port=settings.port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        log_config=None,  # our handlers (configure_logging) format uvicorn's records too
+        access_log=False,  # faceledger.access logs each request, without query strings
     )
 
 

@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from faceledger.api import run_blocking
+from faceledger.api.access_log import note_caller
 from faceledger.api.rekognition.operations import IMPLEMENTED, OPERATIONS, Context
 from faceledger.api.rekognition.protocol import (
     CONTENT_TYPE,
@@ -121,6 +122,7 @@ async def rekognition(request: Request) -> Response:
     try:
         body = await read_body(request, body_limit(settings))
         principal = authenticate(request, body, settings)
+        note_caller(request.state, principal.name, request_id)  # for the access log
         operation = operation_model(target, IMPLEMENTED)
         gate: FaceLedger = request.app.state.ledger
         caller = Caller(
