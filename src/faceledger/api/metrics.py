@@ -63,7 +63,9 @@ _TARGET = re.compile(r"RekognitionService\.([A-Za-z]{1,64})")
 _MANY = 1_000_000
 
 
-def size_bucket(faces: int) -> str:
+def size_bucket(faces: int | None) -> str:
+    if faces is None:
+        return "unknown"  # searched in the database (FACELEDGER_VECTOR_SEARCH=database)
     for limit, name in _SIZE_BUCKETS:
         if faces < limit:
             return name
@@ -231,7 +233,7 @@ class Metrics:
     def observe_stage(self, stage: str, seconds: float, size: int | None) -> None:
         """A ``StageObserver`` (``faceledger.inference.timing``)."""
         if stage == "search":
-            self.search.labels(size_bucket(size or 0)).observe(seconds)
+            self.search.labels(size_bucket(size)).observe(seconds)
         else:
             self.stages.labels(stage).observe(seconds)
 
