@@ -146,6 +146,9 @@ def test_backup_under_load_restores_elsewhere(
         assert backup.returncode == 0, backup.stderr
         assert busy >= 1  # requests were in flight while the backup ran
     manifest = Manifest.read(tmp_path / "backup")
+    # the stopped server left index snapshots: a later backup carries them
+    later = take_backup(settings, tmp_path / "backup-later")
+    assert {"indexes/c.index", "indexes/c.json"} <= {f.path for f in later.files}
     assert manifest.ledger_seq >= manifest.ledger_seq_before_store > 0
     assert json.loads(backup.stdout)["ledger_key_id"] == manifest.ledger_key_id != ""
     assert "NOT in this backup" in backup.stderr
