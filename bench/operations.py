@@ -2,11 +2,12 @@
 
 Run: ``.venv/bin/python bench/operations.py [--faces 100000] [--rounds 150] [--skip-backup]``.
 
-**metrics**: two ``faceledger serve`` processes with the same collection (1,000 synthetic faces
-plus a few LFW faces), one with ``FACELEDGER_METRICS=off`` and one with ``key``; the same LFW
-probe is searched through the native API alternately on each (order swapped every round), so
-both see the same machine load; the medians are compared. One scrape of ``/metrics`` per
-round on the metrics server keeps its collectors busy too.
+**metrics**: three ``faceledger serve`` processes with the same collection (1,000 synthetic
+faces plus a few LFW faces): ``FACELEDGER_METRICS=off``, ``key``, and ``off`` again (an A/A
+control showing how far two identical servers differ on this machine). The same LFW probe is
+searched through the native API on each in turn (order rotated every round), so all see the
+same machine load; the medians are compared. A scrape of ``/metrics`` every ten rounds keeps
+its collectors busy too.
 
 **backup**: a data folder with ``--faces`` synthetic faces (random unit vectors; the backup
 copies bytes, their distribution does not matter) and one ledger record per face, served by
@@ -150,33 +151,39 @@ def pct(values: list[float], q: float) -> float:
 
 
 def metrics_section(tmp: Path, photos: list[Path], rounds: int) -> dict[str, Any]:
+    """Three servers: metrics off, on, and off again (an A/A control: how far two identical
+    servers differ on this machine); each round searches all three in a rotated order."""
     key_file = tmp / "keys" / "ledger.key"
-    keys = {}
-    for name in ("off", "on"):
-        keys[name] = populate(tmp / name, key_file, 1000, photos[:4])
+    names = ("off", "on", "off_control")
+    keys = {name: populate(tmp / name, key_file, 1000, photos[:4]) for name in names}
     probe = photos[0].read_bytes()
+    envs = {
+        "off": {"FACELEDGER_METRICS": "off"},
+        "on": {"FACELEDGER_METRICS": "key", "FACELEDGER_METRICS_KEY": METRICS_KEY},
+        "off_control": {"FACELEDGER_METRICS": "off"},
+    }
     with (
-        serve(tmp / "off", key_file, FACELEDGER_METRICS="off") as off_url,
-        serve(
-            tmp / "on", key_file, FACELEDGER_METRICS="key", FACELEDGER_METRICS_KEY=METRICS_KEY
-        ) as on_url,
+        serve(tmp / "off", key_file, **envs["off"]) as off_url,
+        serve(tmp / "on", key_file, **envs["on"]) as on_url,
+        serve(tmp / "off_control", key_file, **envs["off_control"]) as control_url,
     ):
+        urls = {"off": off_url, "on": on_url, "off_control": control_url}
         clients = {
             name: httpx.Client(
-                base_url=url,
+                base_url=urls[name],
                 timeout=60,
                 headers={"Authorization": f"Bearer {keys[name][0]}:{keys[name][1]}"},
             )
-            for name, url in (("off", off_url), ("on", on_url))
+            for name in names
         }
         for client in clients.values():
             for _ in range(5):
                 search_once(client, probe)  # warm: index built, pages cached
-        times: dict[str, list[float]] = {"off": [], "on": []}
+        times: dict[str, list[float]] = {name: [] for name in names}
         load_before = os.getloadavg()
         for i in range(rounds):
-            order = ("off", "on") if i % 2 == 0 else ("on", "off")
-            for name in order:
+            for j in range(len(names)):
+                name = names[(i + j) % len(names)]
                 times[name].append(search_once(clients[name], probe))
             if i % 10 == 0:
                 scrape = clients["on"].get(
@@ -185,12 +192,17 @@ def metrics_section(tmp: Path, photos: list[Path], rounds: int) -> dict[str, Any
                 assert scrape.status_code == 200
         for client in clients.values():
             client.close()
-    off, on = statistics.median(times["off"]), statistics.median(times["on"])
+    medians = {name: statistics.median(times[name]) for name in names}
     return {
         "rounds": rounds,
-        "median_ms": {"off": round(off, 2), "on": round(on, 2)},
-        "p90_ms": {"off": round(pct(times["off"], 90), 2), "on": round(pct(times["on"], 90), 2)},
-        "overhead_pct": round((on / off - 1) * 100, 2),
+        "median_ms": {name: round(v, 2) for name, v in medians.items()},
+        "p90_ms": {name: round(pct(times[name], 90), 2) for name in names},
+        "overhead_pct": round((medians["on"] / medians["off"] - 1) * 100, 2),
+        "overhead_vs_both_off_pct": round(
+            (medians["on"] / statistics.median(times["off"] + times["off_control"]) - 1) * 100,
+            2,
+        ),
+        "control_difference_pct": round((medians["off_control"] / medians["off"] - 1) * 100, 2),
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
     }
