@@ -10,6 +10,10 @@ root=${FACELEDGER_BACKUP_DIR:?set FACELEDGER_BACKUP_DIR}
 keep=${FACELEDGER_BACKUP_KEEP:-14}
 mkdir -p -m 0700 "$root"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
+while [ -e "$root/$stamp" ]; do  # two runs within one second
+    sleep 1
+    stamp=$(date -u +%Y%m%dT%H%M%SZ)
+done
 faceledger backup "$root/$stamp" > "$root/.last-summary.json"
 # Rotation: complete backups, newest first; remove beyond $keep. Then interrupted ones.
 ls -1 "$root" | grep -E '^[0-9]{8}T[0-9]{6}Z$' | sort -r | while read -r name; do
