@@ -27,6 +27,7 @@ $(APT_STAMP): | $(BIN)/python
 $(STAMP): pyproject.toml $(APT_STAMP) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps 'rapidocr-onnxruntime==1.4.4'
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -68,7 +68,7 @@ def worker(data_dir: Path, seed: int) -> None:
         gate.describe_collection(caller, COLLECTION)
     except Exception:
         gate.create_collection(caller, COLLECTION)
-    dim = gate.collections.store.embedding_dim(COLLECTION)
+    dim = gate._collections.store.embedding_dim(COLLECTION)
     mine: list[str] = []
     print("READY", flush=True)
     while True:
@@ -85,14 +85,14 @@ def worker(data_dir: Path, seed: int) -> None:
 
 
 def _stored(gate: FaceLedger) -> set[str]:
-    rows = gate.collections.store.list_faces(COLLECTION, after_row=0, limit=10**7)
+    rows = gate._collections.store.list_faces(COLLECTION, after_row=0, limit=10**7)
     return {r.face.face_id for r in rows}
 
 
 def _recorded(gate: FaceLedger) -> tuple[set[str], set[str]]:
     indexed: set[str] = set()
     deleted: set[str] = set()
-    for entry in gate.ledger.entries():
+    for entry in gate._ledger.entries():
         if entry.payload.get("phase") in ("outcome", "recovered"):
             indexed |= set(entry.payload["result"].get("indexed", []))
             deleted |= set(entry.payload["result"].get("deleted", []))
@@ -127,14 +127,14 @@ def kill_rounds(settings: Settings, rounds: int, seed: int) -> dict[str, Any]:
             (acked_add if kind == "ADD" else acked_del).add(face_id)
         gate = FaceLedger(settings)  # start-up reconciliation
         try:
-            open_after += len(gate.ledger.open_intents())
+            open_after += len(gate._ledger.open_intents())
             stored = _stored(gate)
             indexed, deleted = _recorded(gate)
             unrecorded += len(stored - indexed) + len((indexed - stored) - deleted)
             lost += len((acked_add - deleted) - stored) + len(acked_del & stored)
-            verified &= gate.ledger.verify().ok
+            verified &= gate._ledger.verify().ok
             recovered = sum(
-                1 for e in gate.ledger.entries() if e.payload.get("phase") == "recovered"
+                1 for e in gate._ledger.entries() if e.payload.get("phase") == "recovered"
             )
         finally:
             gate.close()
@@ -163,32 +163,32 @@ def failure_injection(settings: Settings, count: int, seed: int) -> dict[str, An
         gate.describe_collection(caller, COLLECTION)
     except Exception:
         gate.create_collection(caller, COLLECTION)
-    real_append = gate.ledger.append
+    real_append = gate._ledger.append
 
     def failing(event: AuditEvent) -> Any:
         if event.phase == "outcome":
             raise LedgerError("injected: the outcome record could not be written")
         return real_append(event)
 
-    dim = gate.collections.store.embedding_dim(COLLECTION)
+    dim = gate._collections.store.embedding_dim(COLLECTION)
     refused = 0
     try:
         for n in range(count):
             if n % 2 == 0 or not _stored(gate):
                 image = synthetic_image(rng, 1, dim)
-                gate.ledger.append = failing  # type: ignore[method-assign]
+                gate._ledger.append = failing  # type: ignore[method-assign]
                 try:
                     gate.index_faces(caller, COLLECTION, image, quality_filter="NONE")
                 except LedgerError:
                     refused += 1
             else:
                 victim = sorted(_stored(gate))[0]
-                gate.ledger.append = failing  # type: ignore[method-assign]
+                gate._ledger.append = failing  # type: ignore[method-assign]
                 try:
                     gate.delete_faces(caller, COLLECTION, [victim])
                 except LedgerError:
                     refused += 1
-            gate.ledger.append = real_append  # type: ignore[method-assign]
+            gate._ledger.append = real_append  # type: ignore[method-assign]
             gate.maintain()  # the maintenance pass reconciles
         stored = _stored(gate)
         indexed, deleted = _recorded(gate)
@@ -197,8 +197,8 @@ def failure_injection(settings: Settings, count: int, seed: int) -> dict[str, An
             "calls_failed": refused,
             "biometric_changes_without_a_record": len(stored - indexed)
             + len((indexed - stored) - deleted),
-            "intents_left_open": len(gate.ledger.open_intents()),
-            "ledger_verifies": gate.ledger.verify().ok,
+            "intents_left_open": len(gate._ledger.open_intents()),
+            "ledger_verifies": gate._ledger.verify().ok,
         }
     finally:
         gate.close()

@@ -440,7 +440,7 @@ def main() -> None:
             in_process, gate = in_process_timer(settings, probe)
             timed = side_by_side(in_process, boto3_timer(url, key, probe), args.runs)
             gate.close()
-            gate.faces.close()
+            gate.close_models()
             out["in_process"], out["boto3"] = timed["in_process"], timed["boto3"]
             out["paired_difference_median_ms"] = timed["paired_difference_median_ms"]
             print(f"in-process FaceLedger.search_faces_by_image: {out['in_process']}", flush=True)

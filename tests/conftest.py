@@ -178,7 +178,10 @@ def start_live_server(settings: Settings) -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))  # bound here, so the port cannot be taken before uvicorn starts
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+        # as ``faceledger serve``: forwarded headers only from FACELEDGER_TRUSTED_PROXIES
+        uvicorn.Config(
+            create_app(settings), log_level="warning", lifespan="on", proxy_headers=False
+        )
     )
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="live-server", daemon=True

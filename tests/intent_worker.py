@@ -30,7 +30,7 @@ def main() -> None:
         gate.describe_collection(caller, COLLECTION)
     except Exception:
         gate.create_collection(caller, COLLECTION)
-    dim = gate.collections.store.embedding_dim(COLLECTION)
+    dim = gate._collections.store.embedding_dim(COLLECTION)
     mine: list[str] = []
     print("READY", flush=True)
     number = first

@@ -147,7 +147,7 @@ def test_backup_under_load_restores_elsewhere(
         assert busy >= 1  # requests were in flight while the backup ran
     manifest = Manifest.read(tmp_path / "backup")
     # the stopped server left index snapshots: a later backup carries them
-    later = take_backup(settings, tmp_path / "backup-later")
+    later = take_backup(settings, tmp_path / "backup-later", local_operator())
     assert {"indexes/c.index", "indexes/c.json"} <= {f.path for f in later.files}
     assert manifest.ledger_seq >= manifest.ledger_seq_before_store > 0
     assert json.loads(backup.stdout)["ledger_key_id"] == manifest.ledger_key_id != ""
@@ -197,7 +197,7 @@ def backed_up(tmp_path: Path, key_file: Path) -> Iterator[tuple[Settings, Path]]
     settings = Settings(data_dir=tmp_path / "live", ledger_key_file=key_file)
     with Ledger.from_settings(settings) as ledger:
         ledger.append_many([_event(n) for n in range(5)])
-    take_backup(settings, tmp_path / "backup")
+    take_backup(settings, tmp_path / "backup", local_operator())
     with Ledger.from_settings(settings) as ledger:
         ledger.append_many([_event(n) for n in range(5, 8)])
     yield settings, tmp_path / "backup"
@@ -275,7 +275,7 @@ def test_postgres_backup_and_restore(
             .face_id
             for name in names[:2]
         }
-        manifest = take_backup(settings, tmp_path / "backup")
+        manifest = take_backup(settings, tmp_path / "backup", operator)
         gate.index_faces(operator, "c", people[names[2]][0].read_bytes(), max_faces=1)
     finally:
         gate.close()
@@ -296,7 +296,7 @@ def test_postgres_backup_and_restore(
     assert result.report.ok, result.report.reason
     gate = FaceLedger(target)
     try:
-        faces, _ = gate.list_faces(operator, "c")
+        faces = gate.list_faces(operator, "c").faces
         assert {f.face_id for f in faces} == enrolled
         found = gate.search_faces_by_image(operator, "c", people[names[0]][1].read_bytes())
         assert found.matches and found.matches[0].face.face_id in enrolled

@@ -93,7 +93,12 @@ def test_verify_an_intact_ledger(cli: Cli, filled: float) -> None:
     assert out.startswith("ledger intact: 11 records (1 signed checkpoint, the last at seq 11")
     code, out, _ = cli("audit", "verify", "--json")
     report = json.loads(out)
-    assert code == 0 and report["ok"] and report["records"] == 11 and report["witness_seq"] == 11
+    # the first verify is itself ledgered (VerifyLedger, 12) and signed on exit (13)
+    assert code == 0 and report["ok"] and report["records"] == 13 and report["witness_seq"] == 13
+    code, out, _ = cli("audit", "export", "--operation", "VerifyLedger")
+    verified = _jsonl(out)
+    assert [r["seq"] for r in verified] == [12, 14]
+    assert verified[0]["source"] == "cli" and verified[0]["result"]["intact"] is True
 
 
 def test_verify_names_the_first_bad_record(cli: Cli, filled: float) -> None:
@@ -119,8 +124,10 @@ def test_tail_shows_the_newest_records(cli: Cli, filled: float) -> None:
     assert "alice" not in out  # seq 7 is the 4th newest event
     code, out, _ = cli("audit", "tail", "-n", "2", "--json")
     records = json.loads(out)
-    assert code == 0 and [r["seq"] for r in records] == [9, 10]
-    assert records[-1]["principal"] == "dave" and records[-1]["result"]["FaceMatches"]
+    # the first tail is itself ledgered (ReadLedger, 12; 11 and 13 are checkpoints)
+    assert code == 0 and [r["seq"] for r in records] == [10, 12]
+    assert records[0]["principal"] == "dave" and records[0]["result"]["FaceMatches"]
+    assert records[1]["operation"] == "ReadLedger" and records[1]["result"]["count"] == 3
 
 
 def test_tail_of_an_empty_ledger(cli: Cli) -> None:
@@ -148,7 +155,8 @@ def test_export_jsonl_with_filters(cli: Cli, filled: float) -> None:
     def seqs(*args: str) -> list[int]:
         code, out, err = cli("audit", "export", *args)
         assert code == 0, err
-        return [r["seq"] for r in _jsonl(out)]
+        # (each export is itself ledgered: ExportLedger records after the filled ones)
+        return [r["seq"] for r in _jsonl(out) if r["operation"] != "ExportLedger"]
 
     assert seqs("--principal", "alice") == [2, 4, 6, 7]
     assert seqs("--collection", "missing", "--principal", "bob") == [9]

@@ -19,9 +19,11 @@ from test_cli import run
 
 
 def ledgered(data_dir: Path, **filters: str) -> list[AuditEvent]:
-    """The events in the ledger of ``data_dir`` matching ``filters``, oldest first."""
+    """The events in the ledger of ``data_dir`` matching ``filters``, oldest first (the intent
+    records written before each biometric change are left out: see test_intents.py)."""
     with Ledger.from_settings(Settings(data_dir=data_dir)) as ledger:
-        return [e.event for e in ledger.entries(**filters) if e.event is not None]
+        events = [e.event for e in ledger.entries(**filters) if e.event is not None]
+    return [e for e in events if e.phase != "intent"]
 
 
 def test_index_folder_resumes_and_search_finds_the_person(tmp_path: Path, data_dir: Path) -> None:
@@ -137,3 +139,30 @@ def test_policy_requiring_a_purpose_refuses_a_search_without_one(
     assert json.loads(cleared.stdout)["retention_days"] is None
     [denied] = ledgered(tmp_path / "data", operation="SearchFacesByImage")
     assert denied.outcome == "AccessDeniedException" and denied.purpose is None
+
+
+def test_index_enrols_each_photos_subject_unless_all_faces(tmp_path: Path, data_dir: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(data_dir / "photos" / "couple.jpg", photos / "couple.jpg")
+    shutil.copy(data_dir / "photos" / "img1.jpg", photos / "img1.jpg")
+    for name in ("subjects", "everyone"):
+        assert run("collections", "create", name, cwd=tmp_path).returncode == 0
+
+    default = run("index", str(photos), "--collection", "subjects", cwd=tmp_path)
+    assert default.returncode == 0, default.stderr
+    summary = json.loads(default.stdout)
+    assert summary["faces_per_photo"] == "subject"
+    assert summary["indexed_faces"] == 2
+    assert summary["unindexed_faces_by_reason"] == {"NOT_THE_SUBJECT": 1}
+
+    every = run("index", str(photos), "--collection", "everyone", "--all-faces", cwd=tmp_path)
+    assert every.returncode == 0, every.stderr
+    summary = json.loads(every.stdout)
+    assert summary["faces_per_photo"] == "all"
+    assert summary["indexed_faces"] == 3 and summary["unindexed_faces_by_reason"] == {}
+    indexed = ledgered(tmp_path / "data", operation="IndexFaces", collection_id="everyone")
+    assert sorted(len(r.result["indexed"]) for r in indexed) == [1, 2]
+
+    usage = run("index", "--help", cwd=tmp_path)
+    assert "--all-faces" in usage.stdout

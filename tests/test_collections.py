@@ -196,3 +196,104 @@ def test_restart_keeps_faces_searchable(
     third = CollectionService(settings, faces=face_service)
     again = third.search_faces_by_image("r", people[names[0]][1])
     assert again.matches[0].face.external_image_id == names[0]
+
+
+def test_longest_collection_ids_page(
+    service: CollectionService, people: dict[str, list[Path]]
+) -> None:
+    """255-character CollectionIds (the longest valid) page through both listings, with
+    tokens within Rekognition's 255 characters, even when the page's last id is deleted."""
+    stem = "a" * 200
+    ids = sorted([f"{stem}{i}" + "z" * 54 for i in range(6)] + ["b", "c" * 255])
+    for collection_id in ids:
+        service.create_collection(collection_id)
+    for size in (1, 2, 3):
+        seen: list[str] = []
+        token: str | None = None
+        while True:
+            page, token = service.list_collections(max_results=size, next_token=token)
+            seen.extend(c.collection_id for c in page)
+            assert token is None or len(token) <= 255
+            if token is None:
+                break
+        assert seen == ids
+    page, token = service.list_collections(max_results=2)
+    service.delete_collection(page[-1].collection_id)  # the id the token ends at
+    rest, _ = service.list_collections(max_results=100, next_token=token)
+    assert set(ids[2:]) <= {c.collection_id for c in rest}  # none skipped
+    longest = ids[-1]
+    faces = [
+        service.index_faces(longest, images[0], external_image_id=name).face_records[0][0]
+        for name, images in list(people.items())[:3]
+    ]
+    listed: list[str] = []
+    token = None
+    while True:
+        face_page, token = service.list_faces(longest, max_results=1, next_token=token)
+        listed.extend(f.face_id for f in face_page)
+        assert token is None or len(token) <= 255
+        if token is None:
+            break
+    assert listed == [f.face_id for f in faces]
+
+
+def _pasted(canvas: np.ndarray, photo: Path, left_px: int, top_px: int, side_px: int) -> None:
+    # the middle of an LFW photo: its face without the bystanders at the edges
+    face = cv2.resize(load_image(photo).pixels_bgr[60:190, 60:190], (side_px, side_px))
+    canvas[top_px : top_px + side_px, left_px : left_px + side_px] = face
+
+
+def test_bulk_enrolment_enrols_the_subject_only(
+    service: CollectionService, data_dir: Path, people: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    service.create_collection("s")
+    couple = data_dir / "photos" / "couple.jpg"
+    result = service.index_faces("s", couple, external_image_id="couple", subject_only=True)
+    faces = service.faces.engine.detect(load_image(couple))
+    assert len(faces) == 2 and len(result.face_records) == 1
+    # the largest face (clearly larger: no tie) is the subject, the other a bystander
+    assert faces.areas_px[0] > faces.areas_px[1] / 0.9
+    assert result.face_records[0][1] == 0
+    assert [(u.face_index, u.reasons) for u in result.unindexed] == [(1, ("NOT_THE_SUBJECT",))]
+    # IndexFaces keeps AWS semantics: both faces
+    every = service.index_faces("s", couple, external_image_id="couple-all")
+    assert len(every.face_records) == 2 and every.unindexed == ()
+
+    # a group: two faces about as large (the same photo at 300 and 290 px: 93 % of the area)
+    # and a small one; the face nearest the centre wins the tie although it is smaller
+    names = sorted(people)
+    canvas = np.full((600, 1200, 3), 128, dtype=np.uint8)
+    _pasted(canvas, people[names[0]][0], 0, 0, 300)  # top-left corner, largest
+    _pasted(canvas, people[names[0]][0], 455, 155, 290)  # centred
+    _pasted(canvas, people[names[1]][0], 1000, 400, 180)  # small
+    group = tmp_path / "group.jpg"
+    cv2.imwrite(str(group), canvas)
+    detected = service.faces.engine.detect(load_image(group))
+    assert len(detected) == 3
+    assert 0.9 < detected.areas_px[1] / detected.areas_px[0] < 1.0
+    enrolled = service.index_faces("s", group, external_image_id="group", subject_only=True)
+    assert len(enrolled.face_records) == 1
+    index = enrolled.face_records[0][1]
+    centre_x = float(detected.boxes_px[index][0] + detected.boxes_px[index][2]) / 2
+    assert index == 1 and 500 < centre_x < 700  # not the largest face: the central one
+    assert [(u.face_index, u.reasons) for u in enrolled.unindexed] == [
+        (0, ("NOT_THE_SUBJECT",)),
+        (2, ("NOT_THE_SUBJECT",)),
+    ]
+
+
+def test_auto_keeps_three_quarter_views_and_refuses_a_blurred_face(
+    service: CollectionService, data_dir: Path, tmp_path: Path
+) -> None:
+    """AUTO rejects what hurts search (a blur), not a face turned 30–50° (sorted by eye)."""
+    service.create_collection("auto")
+    root = data_dir / "lfw-devtrain" / "images"
+    for name in ("Paul_Bremer/Paul_Bremer_0002.jpg", "Jo_Joong-hyon/Jo_Joong-hyon_0001.jpg"):
+        result = service.index_faces("auto", root / name, subject_only=True)
+        assert len(result.face_records) == 1, result.unindexed
+    pixels = load_image(root / "Paul_Bremer" / "Paul_Bremer_0002.jpg").pixels_bgr
+    blurred = tmp_path / "blurred.jpg"
+    cv2.imwrite(str(blurred), cv2.GaussianBlur(pixels, (0, 0), 6))
+    rejected = service.index_faces("auto", blurred, subject_only=True)
+    assert rejected.face_records == ()
+    assert "LOW_SHARPNESS" in rejected.unindexed[0].reasons

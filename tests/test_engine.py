@@ -15,7 +15,7 @@ from faceledger.domain.faces import Image
 from faceledger.inference.align import ARCFACE_TEMPLATE_112, similarity_transform
 from faceledger.inference.engine import EngineOptions, FaceEngine
 from faceledger.inference.imaging import decode_image, load_image
-from faceledger.inference.quality import pose_from_landmarks
+from faceledger.inference.quality import MEAN_FACE_3D, pose_from_landmarks
 
 
 def _image(pixels: np.ndarray) -> Image:
@@ -60,6 +60,45 @@ def test_pose_estimate_signs_and_roll() -> None:
     turned = frontal.copy()
     turned[0, 2, 0] += 12  # nose towards the image's right
     assert pose_from_landmarks(turned)[0][0] > 15
+
+
+def test_pose_recovers_a_rotated_mean_face() -> None:
+    """solvePnP gives back the yaw and pitch of the 3-D mean face, turned and projected."""
+    for yaw_deg, pitch_deg in ((0, 0), (30, 0), (45, 15), (-60, -10), (75, 0)):
+        a, b = np.radians(yaw_deg), np.radians(pitch_deg)
+        turn = np.array([[np.cos(a), 0, -np.sin(a)], [0, 1, 0], [np.sin(a), 0, np.cos(a)]])
+        tilt = np.array([[1, 0, 0], [0, np.cos(b), np.sin(b)], [0, -np.sin(b), np.cos(b)]])
+        points = (MEAN_FACE_3D @ (turn @ tilt).T)[:, :2] * 40 + 100
+        yaw, pitch, _ = pose_from_landmarks(points[None].astype(np.float32))
+        assert yaw[0] == pytest.approx(yaw_deg, abs=2.5)
+        assert pitch[0] == pytest.approx(pitch_deg, abs=2.5)
+
+
+# DevTrain photos sorted by eye (from bench/pose_labels.csv)
+POSE_BINS = {
+    "frontal": ["Robert_Wiener/Robert_Wiener_0001.jpg", "Jennifer_Lopez/Jennifer_Lopez_0013.jpg"],
+    "three-quarter": ["Paul_Bremer/Paul_Bremer_0002.jpg", "Jo_Joong-hyon/Jo_Joong-hyon_0001.jpg"],
+    "profile": [
+        "Franz_Muentefering/Franz_Muentefering_0003.jpg",
+        "Hernan_Diaz/Hernan_Diaz_0001.jpg",
+    ],
+}
+
+
+def test_pose_orders_faces_sorted_by_eye(engine: FaceEngine, data_dir: Path) -> None:
+    root = data_dir / "lfw-devtrain" / "images"
+    yaw_of: dict[str, list[float]] = {}
+    for name, files in POSE_BINS.items():
+        yaw_of[name] = []
+        for file in files:
+            faces = engine.detect(load_image(root / file))
+            assert faces.yaw_deg is not None
+            yaw_of[name].append(abs(float(faces.yaw_deg[0])))  # LFW: the subject is largest
+    assert max(yaw_of["frontal"]) < 15
+    assert max(yaw_of["frontal"]) < min(yaw_of["three-quarter"])
+    assert max(yaw_of["three-quarter"]) < min(yaw_of["profile"])
+    # three-quarter views read as such, not saturated towards ±90° (the old formula's fault)
+    assert all(25 < y < 60 for y in yaw_of["three-quarter"])
 
 
 def test_detect_couple_two_faces_with_ordered_landmarks(engine: FaceEngine, data_dir: Path) -> None:

@@ -334,7 +334,7 @@ def test_huge_max_pixels_never_involves_pillow_bomb_checks() -> None:
     """Raising our limit above Pillow's must not surface DecompressionBombError/Warning."""
     data = png_bomb(20_000, 20_000)  # 400 M pixels, above Pillow's 178 M error threshold
     with pytest.raises(InvalidImageFormatError):  # the fake IDAT cannot decode
-        decode_image(data, max_pixels=10**9)
+        decode_image(data, max_pixels=10**9, max_decode_bytes=10**12)
 
 
 # --------------------------------------------------------------------------------------------
@@ -618,3 +618,69 @@ def test_fuzz_single_jpeg_header_byte(index: int, value: int) -> None:
     mutated = bytearray(_SEED_JPEG)
     mutated[index] = value
     _decode_or_error(bytes(mutated))
+
+
+# -- decode cost ---------------------------------------------------------------------------
+def _encoded(pixels: NDArray[np.generic], ext: str, *params: int) -> bytes:
+    ok, buf = cv2.imencode(ext, pixels, list(params))
+    assert ok
+    return buf.tobytes()
+
+
+def test_decode_budget_counts_deep_colour_alpha_and_progressive() -> None:
+    w, h = 300, 200
+    cases = [
+        (_encoded(np.full((h, w, 4), 40000, np.uint16), ".png"), w * h * 4 * 2),
+        (_encoded(np.full((h, w, 3), 90, np.uint8), ".png"), w * h * 3),
+        (_encoded(np.full((h, w), 90, np.uint8), ".png"), w * h),
+        (_encoded(np.full((h, w, 3), 90, np.uint8), ".jpg"), w * h * 3),
+        (
+            _encoded(np.full((h, w, 3), 90, np.uint8), ".jpg", cv2.IMWRITE_JPEG_PROGRESSIVE, 1),
+            w * h * (3 + 6),
+        ),
+    ]
+    for data, cost in cases:
+        assert decode_image(data, max_decode_bytes=cost).width_px == w
+        with pytest.raises(ImageTooLargeError, match="MiB of samples"):
+            decode_image(data, max_decode_bytes=cost - 1)
+
+
+def test_a_deep_colour_bomb_is_refused_before_decoding() -> None:
+    """39.6 Mpx of 16-bit RGBA in a few hundred KB: 317 MB of samples, over the budget."""
+    w, h = 7280, 5440
+    idat = zlib.compress((b"\x00" + bytes(w * 8)) * h, 9)  # zero rows, filter 0
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 6, 0, 0, 0)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    assert len(png) < 1_000_000
+    with pytest.raises(ImageTooLargeError, match="7280×5440"):
+        decode_image(png)
+
+
+def test_large_decodes_take_a_slot() -> None:
+    import threading
+
+    class Counting:
+        def __init__(self) -> None:
+            self.entered = 0
+            self._lock = threading.Lock()
+
+        def __enter__(self) -> None:
+            self.entered += 1
+            self._lock.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            self._lock.release()
+
+    slots = Counting()
+    small = _encoded(np.full((200, 300, 3), 90, np.uint8), ".jpg")
+    decode_image(small, large_decodes=slots)  # type: ignore[arg-type]
+    assert slots.entered == 0
+    large = _encoded(np.full((2400, 2400, 3), 90, np.uint8), ".jpg")  # 17.3 MB of samples
+    decode_image(large, large_decodes=slots)  # type: ignore[arg-type]
+    assert slots.entered == 1

@@ -43,16 +43,16 @@ def gate(settings: Settings) -> Iterator[FaceLedger]:
 
 
 def _image(gate: FaceLedger, seed: int, faces: int = 2) -> Any:
-    dim = gate.collections.store.embedding_dim(COLLECTION)
+    dim = gate._collections.store.embedding_dim(COLLECTION)
     return synthetic_image(np.random.default_rng(seed), faces, dim)
 
 
 def _records(gate: FaceLedger, operation: str | None = None) -> list[dict[str, Any]]:
-    return [dict(e.payload) for e in gate.ledger.entries(operation=operation)]
+    return [dict(e.payload) for e in gate._ledger.entries(operation=operation)]
 
 
 def _stored(gate: FaceLedger) -> set[str]:
-    rows = gate.collections.store.list_faces(COLLECTION, after_row=0, limit=10**6)
+    rows = gate._collections.store.list_faces(COLLECTION, after_row=0, limit=10**6)
     return {r.face.face_id for r in rows}
 
 
@@ -61,7 +61,7 @@ class _FailingAppends:
 
     def __init__(self, gate: FaceLedger, phase: str) -> None:
         self.gate, self.phase = gate, phase
-        self.real = gate.ledger.append
+        self.real = gate._ledger.append
 
     def __call__(self, event: AuditEvent) -> Any:
         if event.phase == self.phase:
@@ -78,19 +78,19 @@ def test_a_change_writes_an_intent_then_its_outcome(gate: FaceLedger) -> None:
     assert intent["intent_id"] == outcome["intent_id"]
     assert outcome["result"]["indexed"] == ids
     assert intent["probe_sha256"] == outcome["probe_sha256"]  # the image's hash, before
-    assert [c.face_id for c in gate.collections.store.intent_changes(intent["intent_id"])] == ids
-    assert gate.ledger.open_intents() == []
+    assert [c.face_id for c in gate._collections.store.intent_changes(intent["intent_id"])] == ids
+    assert gate._ledger.open_intents() == []
     # reads and non-biometric verbs stay one record
     gate.list_faces(CALLER, COLLECTION)
     assert [r.get("phase") for r in _records(gate, "ListFaces")] == [None]
 
 
 def test_if_the_intent_cannot_be_written_nothing_changes(gate: FaceLedger) -> None:
-    gate.ledger.append = _FailingAppends(gate, "intent")  # type: ignore[method-assign]
+    gate._ledger.append = _FailingAppends(gate, "intent")  # type: ignore[method-assign]
     with pytest.raises(LedgerError):
         gate.index_faces(CALLER, COLLECTION, _image(gate, 2), quality_filter="NONE")
-    assert gate.collections.store.collection(COLLECTION).face_count == 0
-    assert gate.ledger.open_intents() == []
+    assert gate._collections.store.collection(COLLECTION).face_count == 0
+    assert gate._ledger.open_intents() == []
 
 
 def test_a_failed_outcome_write_is_recovered_from_the_change_log(
@@ -99,16 +99,16 @@ def test_a_failed_outcome_write_is_recovered_from_the_change_log(
     kept = gate.index_faces(CALLER, COLLECTION, _image(gate, 3), quality_filter="NONE")
     victim = kept.face_records[0][0].face_id
     failing = _FailingAppends(gate, "outcome")
-    gate.ledger.append = failing  # type: ignore[method-assign]
+    gate._ledger.append = failing  # type: ignore[method-assign]
     with pytest.raises(LedgerError):  # the store committed; the outcome record did not
         gate.index_faces(CALLER, COLLECTION, _image(gate, 4), quality_filter="NONE")
     with pytest.raises(LedgerError):
         gate.delete_faces(CALLER, COLLECTION, [victim])
-    gate.ledger.append = failing.real  # type: ignore[method-assign]
+    gate._ledger.append = failing.real  # type: ignore[method-assign]
     stored = _stored(gate)
     unrecorded = stored - {f.face_id for f, _ in kept.face_records}
     assert len(unrecorded) == 2 and victim not in stored
-    assert len(gate.ledger.open_intents()) == 2
+    assert len(gate._ledger.open_intents()) == 2
 
     # the maintenance pass (or the next start) records what the store committed
     assert len(gate.reconcile()) == 2
@@ -118,9 +118,9 @@ def test_a_failed_outcome_write_is_recovered_from_the_change_log(
     assert set(by_op["IndexFaces"]["result"]["indexed"]) == unrecorded
     assert by_op["DeleteFaces"]["result"]["deleted"] == [victim]
     assert all(r["outcome"] == "ok" and r["principal"] == CALLER.principal.name for r in recovered)
-    assert gate.ledger.open_intents() == []
+    assert gate._ledger.open_intents() == []
     assert gate.reconcile() == []  # once only
-    assert gate.ledger.verify().ok
+    assert gate._ledger.verify().ok
 
 
 def test_an_intent_whose_change_never_committed_is_recorded_as_no_change(
@@ -129,10 +129,10 @@ def test_an_intent_whose_change_never_committed_is_recorded_as_no_change(
     def boom(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt  # the process is interrupted after its intent, before the store
 
-    gate.collections.enrol = boom  # type: ignore[method-assign]
+    gate._collections.enrol = boom  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
         gate.index_faces(CALLER, COLLECTION, _image(gate, 5), quality_filter="NONE")
-    assert len(gate.ledger.open_intents()) == 1
+    assert len(gate._ledger.open_intents()) == 1
     [intent_id] = gate.reconcile()
     [recovered] = [r for r in _records(gate) if r.get("phase") == "recovered"]
     assert recovered["intent_id"] == intent_id and recovered["outcome"] == "NoChange"
@@ -182,7 +182,7 @@ def test_after_kill_9_every_stored_or_deleted_face_is_in_the_ledger(
             (acked_add if kind == "ADD" else acked_del).add(face_id)
         gate = FaceLedger(settings)  # start-up reconciles the dead worker's open intents
         try:
-            assert gate.ledger.open_intents() == []
+            assert gate._ledger.open_intents() == []
             stored = _stored(gate)
             indexed: set[str] = set()
             deleted: set[str] = set()
@@ -195,7 +195,7 @@ def test_after_kill_9_every_stored_or_deleted_face_is_in_the_ledger(
             # a deletion killed before its ack may have committed: the ledger says so
             assert acked_add - deleted <= stored, "an acknowledged enrolment was lost"
             assert not acked_del & stored, "an acknowledged deletion came back"
-            assert gate.ledger.verify().ok
+            assert gate._ledger.verify().ok
         finally:
             gate.close()
     assert len(acked_add) > 20 and acked_del

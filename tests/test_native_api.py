@@ -330,6 +330,29 @@ def test_compare_without_a_source_face_is_invalid_parameter(
     assert "source" in error["message"]
 
 
+def test_compare_without_a_target_face_is_invalid_parameter(
+    api: httpx.Client, couple: bytes
+) -> None:
+    error = assert_error(compare(api, couple, _gray_png()), 400, "InvalidParameterException")
+    assert "target" in error["message"]
+
+
+def test_pixel_boxes_of_a_face_crossing_the_edge_stay_inside_the_image(
+    api: httpx.Client, data_dir: Path
+) -> None:
+    pixels = cv2.imread(str(data_dir / "photos" / "img1.jpg"))
+    cut = pixels[: pixels.shape[0] // 2 + 150, pixels.shape[1] // 2 - 100 :]  # left edge
+    response = detect(api, _encode(cut, ".jpg"))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    width, height = body["image"]["width_px"], body["image"]["height_px"]
+    boxes = [face["bbox_px"] for face in body["faces"]]
+    assert boxes and boxes[0]["left"] == 0
+    for box in boxes:
+        assert box["left"] >= 0 and box["left"] + box["width"] <= width
+        assert box["top"] >= 0 and box["top"] + box["height"] <= height
+
+
 # --- bad uploads -------------------------------------------------------------------------------
 
 BAD_UPLOADS: list[tuple[str, Callable[[], bytes], str, str]] = [

@@ -273,3 +273,46 @@ def test_a_threshold_floor_raises_the_requested_threshold(
         (50, 95),
         (99, 99),
     ]
+
+
+def test_a_request_failing_validation_is_ledgered_for_its_caller(
+    live_server: str,
+    make_key: Callable[[str, list[str]], tuple[str, str]],
+    ledger: Ledger,
+) -> None:
+    principal = f"invalid-{uuid.uuid4().hex[:8]}"
+    key_id, secret = make_key(principal, ["search", "enrol"])
+    bearer = {"Authorization": f"Bearer {key_id}:{secret}", "X-FaceLedger-Purpose": "p"}
+    with httpx.Client(base_url=live_server, headers=bearer, timeout=60) as client:
+        assert_error(
+            client.get("/v1/collections/col-a/faces?max_results=0"),
+            400,
+            "InvalidParameterException",
+        )
+        assert_error(
+            client.post("/v1/collections/col-b/faces/delete", json={"x": 1}),
+            400,
+            "InvalidParameterException",
+        )
+        assert_error(client.post("/v1/detect"), 400, "InvalidParameterException")  # no image
+        long_case = {"X-FaceLedger-Case": "c" * 300}  # over the header's limit: no caller built
+        assert_error(
+            client.get("/v1/collections/col-d", headers=long_case), 400, "InvalidParameterException"
+        )
+    with httpx.Client(base_url=live_server, timeout=60) as stranger:  # not authenticated
+        assert_error(
+            stranger.get("/v1/collections/col-c/faces?max_results=0"),
+            401,
+            "MissingAuthenticationTokenException",
+        )
+    mine = events(ledger, principal=principal)
+    assert [(e.operation, e.outcome, e.collection_id) for e in mine] == [
+        ("ListFaces", "InvalidParameterException", "col-a"),
+        ("DeleteFaces", "InvalidParameterException", "col-b"),
+        ("DetectFaces", "InvalidParameterException", None),
+        ("DescribeCollection", "InvalidParameterException", "col-d"),
+    ]
+    assert all(e.source == "native" and e.purpose == "p" for e in mine)
+    assert (mine[-1].case_reference or "").startswith("ccc")  # (cut to a bound by the ledger)
+    assert "max_results" in mine[0].result["message"]
+    assert events(ledger, collection_id="col-c") == []

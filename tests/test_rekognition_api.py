@@ -346,6 +346,83 @@ def test_detect_and_compare_faces(rek: Any, data_dir: Path, people: dict[str, li
         rek.compare_faces(SourceImage={"Bytes": _no_face_jpeg()}, TargetImage={"Bytes": couple})
 
 
+# -- behaviours found missing with AWS's own examples (issue 14) -------------------------------
+def _edge_face_jpeg(data_dir: Path) -> bytes:
+    """img1.jpg cut through its face: the face crosses the left edge of the image."""
+    import cv2
+
+    pixels = cv2.imread(str(data_dir / "photos" / "img1.jpg"))
+    cut = pixels[:, pixels.shape[1] // 2 - 100 :]
+    small = cv2.resize(cut, (cut.shape[1] // 2, cut.shape[0] // 2))
+    ok, encoded = cv2.imencode(".jpg", small)
+    assert ok
+    return encoded.tobytes()
+
+
+def _inside(box: dict[str, float]) -> bool:
+    return (
+        0 <= box["Left"] <= 1
+        and 0 <= box["Top"] <= 1
+        and box["Left"] + box["Width"] <= 1
+        and box["Top"] + box["Height"] <= 1
+    )
+
+
+def test_boxes_of_a_face_crossing_the_edge_are_clipped(rek: Any, data_dir: Path) -> None:
+    edge = _edge_face_jpeg(data_dir)
+    detected = rek.detect_faces(Image={"Bytes": edge})["FaceDetails"]
+    assert len(detected) == 1
+    box = detected[0]["BoundingBox"]
+    assert box["Left"] == 0 and _inside(box)  # the face is cut by the left edge
+    compared = rek.compare_faces(SourceImage={"Bytes": edge}, TargetImage={"Bytes": edge})
+    assert _inside(compared["SourceImageFace"]["BoundingBox"])
+    assert _inside(compared["FaceMatches"][0]["Face"]["BoundingBox"])
+    rek.create_collection(CollectionId="edge-1")
+    try:
+        indexed = rek.index_faces(CollectionId="edge-1", Image={"Bytes": edge})
+        record = indexed["FaceRecords"][0]
+        assert _inside(record["Face"]["BoundingBox"]) and _inside(
+            record["FaceDetail"]["BoundingBox"]
+        )
+        searched = rek.search_faces_by_image(CollectionId="edge-1", Image={"Bytes": edge})
+        assert _inside(searched["SearchedFaceBoundingBox"])
+        assert _inside(searched["FaceMatches"][0]["Face"]["BoundingBox"])
+        listed = rek.list_faces(CollectionId="edge-1")["Faces"]
+        assert _inside(listed[0]["BoundingBox"])
+    finally:
+        rek.delete_collection(CollectionId="edge-1")
+
+
+def test_compare_faces_without_a_face_in_the_target_is_invalid_parameter(
+    rek: Any, people: dict[str, list[bytes]]
+) -> None:
+    source = next(iter(people.values()))[0]
+    with pytest.raises(rek.exceptions.InvalidParameterException) as info:
+        rek.compare_faces(SourceImage={"Bytes": source}, TargetImage={"Bytes": _no_face_jpeg()})
+    assert "target image" in info.value.response["Error"]["Message"]
+
+
+def test_indexing_an_image_again_returns_the_full_face_detail(rek: Any, data_dir: Path) -> None:
+    couple = (data_dir / "photos" / "couple.jpg").read_bytes()
+    rek.create_collection(CollectionId="again-1")
+    try:
+        first = rek.index_faces(
+            CollectionId="again-1", Image={"Bytes": couple}, ExternalImageId="couple"
+        )
+        again = rek.index_faces(
+            CollectionId="again-1", Image={"Bytes": couple}, ExternalImageId="couple"
+        )
+        assert len(first["FaceRecords"]) == 2
+        assert again["FaceRecords"] == first["FaceRecords"]  # Face and the full FaceDetail
+        for record in again["FaceRecords"]:
+            assert {"BoundingBox", "Confidence", "Landmarks", "Pose", "Quality"} <= set(
+                record["FaceDetail"]
+            )
+        assert rek.describe_collection(CollectionId="again-1")["FaceCount"] == 2
+    finally:
+        rek.delete_collection(CollectionId="again-1")
+
+
 # -- users ------------------------------------------------------------------------------------
 def test_users_round_trip(rek: Any, people: dict[str, list[bytes]]) -> None:
     rek.create_collection(CollectionId="users-1")
@@ -438,9 +515,9 @@ def test_server_validation_reports_every_violation(raw_rek: Any) -> None:
 def test_unimplemented_operation_is_named(rek: Any, people: dict[str, list[bytes]]) -> None:
     jpeg = next(iter(people.values()))[0]
     with pytest.raises(ClientError) as err:
-        rek.detect_labels(Image={"Bytes": jpeg})
+        rek.detect_moderation_labels(Image={"Bytes": jpeg})
     assert _code(err.value) == "UnknownOperationException"
-    assert "DetectLabels" in err.value.response["Error"]["Message"]
+    assert "DetectModerationLabels" in err.value.response["Error"]["Message"]
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 
@@ -733,6 +810,15 @@ def test_stream_processor_lifecycle(
         rek.describe_stream_processor(Name="gate-1")
     with pytest.raises(rek.exceptions.ResourceNotFoundException):
         rek.start_stream_processor(Name="gate-1")
+
+
+def test_labels_and_text_answer_in_shape(rek: Any) -> None:
+    """DetectLabels and DetectText in this module's shape check (their behaviour is tested in
+    test_labels_api.py): a plain image has neither objects nor text."""
+    image = {"Bytes": _no_face_jpeg()}
+    out = rek.detect_labels(Image=image, Features=["GENERAL_LABELS", "IMAGE_PROPERTIES"])
+    assert out["Labels"] == [] and out["ImageProperties"]["DominantColors"]
+    assert rek.detect_text(Image=image)["TextDetections"] == []
 
 
 def test_every_operation_was_exercised_and_shape_checked(

@@ -153,3 +153,61 @@ def test_denied_calls_are_ledgered(
     ]
     assert mine[0].event.key_id == audit_key[0]
     assert mine[0].event.probe_sha256 == ()  # refused before the image was even read
+
+
+def test_refusals_before_any_verb_are_ledgered_with_the_principal_and_collection(
+    live_server: str, make_key: Any, live_server_settings: Settings
+) -> None:
+    """Validation failures, unknown operations and role refusals, once the caller is
+    authenticated, each leave one record naming the collection the request named."""
+    enroller = _client(live_server, make_key("refused-enroller", ["enrol"]))
+    with pytest.raises(ClientError) as err:
+        enroller.list_faces(CollectionId="refused 1!")  # breaks the shape's pattern
+    assert err.value.response["Error"]["Code"] == "InvalidParameterException"
+    with pytest.raises(enroller.exceptions.AccessDeniedException):
+        enroller.delete_collection(CollectionId="refused-2")  # an admin's verb
+    with pytest.raises(ClientError) as err:
+        enroller.tag_resource(
+            ResourceArn="arn:aws:rekognition:us-east-1:000000000000:collection/refused-3",
+            Tags={"k": "v"},
+        )
+    assert err.value.response["Error"]["Code"] == "AccessDeniedException"
+    with pytest.raises(ClientError) as err:
+        enroller.detect_labels(Image={"Bytes": b"x" * 100})
+    assert err.value.response["Error"]["Code"] == "UnknownOperationException"
+    records = [r.event for r in _records(live_server_settings, principal="refused-enroller")]
+    assert [(r.operation, r.outcome, r.collection_id) for r in records] == [
+        ("ListFaces", "InvalidParameterException", "refused 1!"),
+        ("DeleteCollection", "AccessDeniedException", "refused-2"),
+        ("TagResource", "AccessDeniedException", "refused-3"),
+        ("DetectLabels", "UnknownOperationException", None),
+    ]
+    assert "CollectionId" in records[0].result["message"]
+    assert all(r.source == "rekognition" and r.request_id for r in records)
+
+
+def test_an_unauthenticated_invalid_request_is_not_ledgered(
+    live_server: str, live_server_settings: Settings
+) -> None:
+    stranger = _client(live_server, ("FLAKNOSUCHKEY0000000", "secret"))
+    with pytest.raises(ClientError) as err:
+        stranger.list_faces(CollectionId="refused-4", MaxResults=0)
+    assert err.value.response["Error"]["Code"] == "UnrecognizedClientException"
+    assert _records(live_server_settings, collection_id="refused-4") == []
+
+
+@pytest.mark.parametrize(
+    ("body", "collection_id"),
+    [
+        ({"CollectionId": "c1", "MaxResults": 1}, "c1"),
+        ({"ResourceArn": "arn:aws:rekognition:us-east-1:000000000000:collection/c2"}, "c2"),
+        ({"Name": "sp", "Settings": {"FaceSearch": {"CollectionId": "c3"}}}, "c3"),
+        ({"CollectionId": 7}, None),  # not a string: the shape check refuses it, no hint
+        ({"Image": {}}, None),
+        ([1, 2], None),
+    ],
+)
+def test_the_collection_a_refused_request_names(body: Any, collection_id: str | None) -> None:
+    from faceledger.api.rekognition.router import collection_hint
+
+    assert collection_hint(body) == collection_id

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import cv2
+import numpy as np
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -302,3 +304,37 @@ def test_every_image_operation_reports_a_missing_s3_object(
         assert "s3://photos/nobody/missing.jpg" in client_error(info, "InvalidS3ObjectException")
     finally:
         rek.delete_collection(CollectionId=collection)
+
+
+# -- size limits: S3Object up to 15 MiB, Bytes up to 5 MiB -------------------------------------
+def _large_png(face_jpeg: bytes, size_bytes: int) -> bytes:
+    """A PNG of about ``size_bytes`` (incompressible noise) with one large face in its middle."""
+    face = cv2.imdecode(np.frombuffer(face_jpeg, np.uint8), cv2.IMREAD_COLOR)[40:210, 40:210]
+    side_px = int(np.sqrt(size_bytes / 3)) + 1
+    canvas = np.random.default_rng(14).integers(0, 256, (side_px, side_px, 3), dtype=np.uint8)
+    top = (side_px - 800) // 2
+    canvas[top : top + 800, top : top + 800] = cv2.resize(face, (800, 800))
+    ok, encoded = cv2.imencode(".png", canvas, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    assert ok
+    return encoded.tobytes()
+
+
+def test_s3_objects_up_to_15_mib_while_bytes_stay_at_5_mib(
+    rek: Any, local_bucket: Path, photos: tuple[str, str], photo_bytes: dict[str, bytes]
+) -> None:
+    face = photo_bytes[photos[0]]
+    big = _large_png(face, 9_000_000)
+    assert 5_242_880 < len(big) <= 15_728_640
+    (local_bucket / "big.png").write_bytes(big)
+    found = rek.detect_faces(Image=s3_image(LOCAL_BUCKET, "big.png"))["FaceDetails"]
+    assert len(found) == 1 and found[0]["BoundingBox"]["Width"] > 0.2
+    with pytest.raises(ClientError) as info:
+        rek.detect_faces(Image={"Bytes": big})
+    assert "5,242,880" in client_error(info, "ImageTooLargeException")
+
+    too_big = _large_png(face, 17_500_000)
+    assert len(too_big) > 15_728_640
+    (local_bucket / "too-big.png").write_bytes(too_big)
+    with pytest.raises(ClientError) as info:
+        rek.detect_faces(Image=s3_image(LOCAL_BUCKET, "too-big.png"))
+    assert "15,728,640" in client_error(info, "ImageTooLargeException")

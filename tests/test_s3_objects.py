@@ -107,7 +107,7 @@ def test_local_bucket_refuses_a_fifo_without_blocking(tmp_path: Path, photos: Pa
 
 def test_local_bucket_oversize_file(tmp_path: Path, photos: Path) -> None:
     (photos / "big.jpg").write_bytes(b"x" * 101)
-    objects = local_objects(tmp_path, photos, max_image_bytes=100)
+    objects = local_objects(tmp_path, photos, max_s3_image_bytes=100)
     assert objects.read("photos", "face.jpg") == b"top-level bytes"
     with pytest.raises(ImageTooLargeError, match=r"101 bytes; the maximum is 100 bytes"):
         objects.read("photos", "big.jpg")
@@ -284,7 +284,7 @@ def test_s3_oversize_object_is_refused_before_its_body_is_read(
         return data
 
     monkeypatch.setattr(botocore.response.StreamingBody, "read", counting_read)
-    objects = s3_objects(tmp_path, s3_url, max_image_bytes=1_048_576)
+    objects = s3_objects(tmp_path, s3_url, max_s3_image_bytes=1_048_576)
     with pytest.raises(ImageTooLargeError, match=r"2,097,152 bytes; the maximum is 1,048,576"):
         objects.read(bucket, "big.jpg")
     assert read_bytes == []  # refused from ContentLength; the body was closed unread
@@ -293,7 +293,7 @@ def test_s3_oversize_object_is_refused_before_its_body_is_read(
 
 
 def test_s3_object_at_the_limit_is_read(tmp_path: Path, s3_url: str, bucket: str) -> None:
-    objects = s3_objects(tmp_path, s3_url, max_image_bytes=100 * 1024)
+    objects = s3_objects(tmp_path, s3_url, max_s3_image_bytes=100 * 1024)
     assert len(objects.read(bucket, "face.jpg")) == 100 * 1024
 
 

@@ -15,6 +15,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from faceledger.api.rekognition.replay import ReplayCache
 from faceledger.api.rekognition.sigv4 import AMZ_DATE_FORMAT, MISMATCH_MESSAGE, verify_sigv4
 from faceledger.config import Settings
 from faceledger.domain.errors import (
@@ -434,3 +435,123 @@ def test_aws_published_vectors(
         now=datetime(2015, 8, 30, 12, 36, tzinfo=UTC),
     )
     assert principal == _EXAMPLE, name
+
+
+# -- what the signature must cover, and replays ----------------------------------------------
+REKOGNITION_SIGNED = ("x-amz-target", "content-type", "x-faceledger-purpose", "x-faceledger-case")
+
+
+def _unsign(wire: Wire, header: str) -> Wire:
+    """``wire`` with ``header`` dropped from its SignedHeaders list (the policy check comes
+    before the signature check; the live test signs without the header for real)."""
+    return _edit_authorization(
+        wire, lambda a: a.replace(f"{header};", "").replace(f";{header}", "")
+    )
+
+
+def test_headers_the_service_records_must_be_signed_when_present(
+    keys: KeyService, alice: tuple[str, str]
+) -> None:
+    signed = sign(*alice, extra=[("X-FaceLedger-Purpose", "p"), ("X-FaceLedger-Case", "c")])
+    assert verify_sigv4(
+        method=signed.method,
+        path=signed.path,
+        query_string=signed.query_string,
+        headers=signed.headers,
+        body=signed.body,
+        credentials=keys.credentials,
+        region=REGION,
+        now=signed.signed_at,
+        must_sign_if_present=REKOGNITION_SIGNED,
+    ) == Principal("alice", ("search",), alice[0])
+    injected = sign(*alice).with_header("X-FaceLedger-Purpose", "injected")
+    for wire, name in [
+        (injected, "X-Faceledger-Purpose"),
+        (sign(*alice).with_header("X-FaceLedger-Case", "C-9"), "X-Faceledger-Case"),
+        (_unsign(sign(*alice), "x-amz-target"), "X-Amz-Target"),
+        (_unsign(sign(*alice), "content-type"), "Content-Type"),
+        (_unsign(sign(*alice), "x-amz-date"), "X-Amz-Date"),
+    ]:
+        with pytest.raises(InvalidSignatureError, match=f"'{name}' must be a 'SignedHeader'"):
+            verify_sigv4(
+                method=wire.method,
+                path=wire.path,
+                query_string=wire.query_string,
+                headers=wire.headers,
+                body=wire.body,
+                credentials=keys.credentials,
+                region=REGION,
+                now=wire.signed_at,
+                must_sign_if_present=REKOGNITION_SIGNED,
+            )
+    # Without the policy an unsigned extra header is tolerated (AWS's own rule: host only).
+    assert verify(injected, keys.credentials).name == "alice"
+
+
+def test_must_sign_requires_the_header_to_arrive(keys: KeyService, alice: tuple[str, str]) -> None:
+    wire = sign(*alice)
+    with pytest.raises(IncompleteSignatureError, match="x-faceledger-nonce"):
+        verify_sigv4(
+            method=wire.method,
+            path=wire.path,
+            query_string=wire.query_string,
+            headers=wire.headers,
+            body=wire.body,
+            credentials=keys.credentials,
+            region=REGION,
+            now=wire.signed_at,
+            must_sign=("x-faceledger-nonce",),
+        )
+
+
+def test_on_verified_sees_only_signatures_that_hold(
+    keys: KeyService, alice: tuple[str, str]
+) -> None:
+    seen: list[tuple[str, datetime]] = []
+    wire = sign(*alice)
+
+    def check(w: Wire) -> Principal:
+        return verify_sigv4(
+            method=w.method,
+            path=w.path,
+            query_string=w.query_string,
+            headers=w.headers,
+            body=w.body,
+            credentials=keys.credentials,
+            region=REGION,
+            now=w.signed_at,
+            on_verified=lambda s, t: seen.append((s, t)),
+        )
+
+    check(wire)
+    with pytest.raises(InvalidSignatureError):
+        check(replace(wire, body=b"{}"))
+    signature = wire.header("Authorization").rpartition("Signature=")[2]
+    assert seen == [(signature, wire.signed_at)]
+
+
+def test_the_replay_cache_accepts_a_key_once() -> None:
+    cache = ReplayCache(max_skew_seconds=300)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    cache.admit("a", t0, t0)
+    cache.admit("b", t0, t0)
+    with pytest.raises(InvalidSignatureError, match="already received"):
+        cache.admit("a", t0, t0 + timedelta(seconds=299))
+    # once its signature has expired the key is forgotten (the clock check refuses it then)
+    cache.admit("c", t0 + timedelta(seconds=400), t0 + timedelta(seconds=400))
+    assert len(cache) == 1
+
+
+def test_a_full_replay_cache_shrinks_the_window_and_never_forgets_silently() -> None:
+    cache = ReplayCache(max_skew_seconds=300, max_entries=3)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    for i in range(3):
+        cache.admit(f"k{i}", t0 + timedelta(seconds=i), t0 + timedelta(seconds=10))
+    cache.admit("k3", t0 + timedelta(seconds=5), t0 + timedelta(seconds=10))  # evicts k0
+    assert len(cache) == 3
+    for key, signed in [("k0", 0), ("other", 0)]:  # k0 can no longer be checked: refused
+        with pytest.raises(InvalidSignatureError, match="too old"):
+            cache.admit(key, t0 + timedelta(seconds=signed), t0 + timedelta(seconds=10))
+    with pytest.raises(InvalidSignatureError, match="already received"):
+        cache.admit("k1", t0 + timedelta(seconds=1), t0 + timedelta(seconds=10))
+    cache.admit("new", t0 + timedelta(seconds=9), t0 + timedelta(seconds=10))

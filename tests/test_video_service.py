@@ -78,21 +78,21 @@ def test_jobs_left_unfinished_are_run_on_the_next_start(
 
     second = FaceLedger(settings)
     try:
-        second.video.start_workers()
+        second.start_video_workers()
         done = _wait(second, kept.job_id)
         assert done.job.status == "SUCCEEDED"
         assert any(hit["external_image_id"] == "them" for p in done.items for hit in p["matches"])
         failed = _wait(second, lost.job_id)
         assert failed.job.status == "FAILED" and "gone.mp4" in failed.job.status_message
         # the start and the end of each job are in the ledger, by the caller who started it
-        records = [e.event for e in second.ledger.entries(principal="video-tester")]
+        records = [e.event for e in second._ledger.entries(principal="video-tester")]
         ops = [(r.operation, r.outcome, r.source) for r in records if r is not None]
         assert ("StartFaceSearch", "ok", "native") in ops
         assert ("FaceSearchJob", "ok", "video") in ops
         assert ("FaceDetectionJob", "InvalidParameterException", "video") in ops
         end = next(r for r in records if r is not None and r.operation == "FaceSearchJob")
         assert end.result["matches"] and end.purpose == "test" and end.case_reference == "case-1"
-        assert second.ledger.verify().ok
+        assert second._ledger.verify().ok
     finally:
         second.close()
 

@@ -482,6 +482,43 @@ def test_collections_create_enrol_list_delete_and_policy(
 
 
 # -- ledger ----------------------------------------------------------------------------------
+def test_bulk_enrolment_enrols_the_subject_unless_every_face_is_asked_for(
+    web: Web, page: Page, data_dir: Path
+) -> None:
+    couple = (data_dir / "photos" / "couple.jpg").read_bytes()
+    create_collection(web, "subjects")
+    sign_in(page, web, "admin")
+    page.goto(f"{web.url}/app/collections/subjects")
+    results = page.locator("#enrol-results > li")
+
+    def drop(name: str) -> None:
+        page.evaluate(
+            """(f) => {
+                const bytes = Uint8Array.from(atob(f.b64), (c) => c.charCodeAt(0));
+                const dt = new DataTransfer();
+                dt.items.add(new File([bytes], f.name, { type: "image/jpeg" }));
+                const drop = new DragEvent("drop", { dataTransfer: dt, bubbles: true });
+                document.getElementById("dropzone").dispatchEvent(drop);
+            }""",
+            {"name": name, "b64": base64.b64encode(couple).decode()},
+        )
+        expect(page.locator("#enrol-status")).to_contain_text("Done: 1 file sent")
+
+    drop("couple.jpg")
+    expect(results.first).to_contain_text("1 face enrolled")
+    expect(results.first).to_contain_text("Face 2 not enrolled: not the photo's subject")
+    expect(results.first).to_contain_text("NOT_THE_SUBJECT")
+    page.get_by_label(re.compile("Enrol every face of each photo")).check()
+    drop("couple-all.jpg")
+    expect(results.first).to_contain_text("2 faces enrolled")
+    faces = web.api.get("/v1/collections/subjects/faces").json()["faces"]
+    assert sorted(f["external_image_id"] for f in faces) == [
+        "couple-all.jpg",
+        "couple-all.jpg",
+        "couple.jpg",
+    ]
+
+
 def test_ledger_filters_chain_status_and_export(web: Web, browser: Browser, page: Page) -> None:
     officer = browser.new_context()
     try:  # a web call by the field officer, to find in the ledger

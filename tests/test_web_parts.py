@@ -18,7 +18,7 @@ from PIL import Image as PILImage
 from faceledger.api.app import create_app
 from faceledger.api.web.manage import external_id
 from faceledger.api.web.probe import MIN_CROP_SIDE_PX, Box, crop_around
-from faceledger.api.web.sessions import SessionStore, same_token
+from faceledger.api.web.sessions import LOGIN_CSRF_COOKIE, LoginCsrf, SessionStore, same_token
 from faceledger.api.web.views import false_match_text
 from faceledger.config import Settings
 from faceledger.domain.audit import Caller
@@ -251,3 +251,29 @@ def test_enrolment_without_javascript_lists_a_result_per_file(
     assert len(results) == 2
     assert "sky.png" in results[0] and "no face found" in results[0]
     assert "notes.txt" in results[1] and "not a usable image" in results[1]
+
+
+def test_login_csrf_tokens_are_signed_by_the_server() -> None:
+    now = [1_000_000.0]
+    signer = LoginCsrf(b"k" * 32, max_age_seconds=3600, clock=lambda: now[0])
+    token = signer.issue()
+    assert signer.valid(token, token)
+    assert not signer.valid(token, signer.issue())  # the cookie must match the field
+    made_up = "attacker.1000000.0123456789abcdef"
+    assert not signer.valid(made_up, made_up)  # a matching pair the server did not sign
+    assert not LoginCsrf(b"x" * 32, clock=lambda: now[0]).valid(token, token)  # another server
+    now[0] += 3601
+    assert not signer.valid(token, token)  # too old
+
+
+def test_sign_in_refuses_an_attacker_chosen_csrf_pair(app_client: InProcess) -> None:
+    client = app_client.client
+    client.cookies.set(LOGIN_CSRF_COOKIE, "chosen-by-attacker", path="/app")
+    forged = client.post(
+        "/app/login",
+        data={**app_client.officer, "csrf_token": "chosen-by-attacker"},
+        follow_redirects=False,
+    )
+    assert forged.status_code == 403
+    client.cookies.clear()
+    _sign_in(client, app_client.officer)  # the server's own token still works

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     # Packs whose non-commercial licence the operator accepts, by pack name.
     accept_model_licences: Annotated[list[str], NoDecode] = Field(default_factory=list)
     default_pack: str = Field(default="yunet-sface", min_length=1)
+    # Object detector for DetectLabels: the built-in ``labels`` (YOLOX-nano) or a user pack.
+    labels_pack: str = Field(default="labels", min_length=1)
     # Engine threads (bulk work, and concurrent API requests running inference).
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
     # OpenCV threads for in-process inference: 0 adapts (every core for a request running
@@ -57,10 +59,28 @@ class Settings(BaseSettings):
     inference_threads: int = Field(default=0, ge=0, le=256)
     # Per-image upload limit (Rekognition's 5 MiB).
     max_image_bytes: int = Field(default=5_242_880, ge=1)
+    # Decoded samples an image may need (deep colour, alpha, progressive JPEG count more per
+    # pixel; see ``inference.imaging``); a 40 Mpx 8-bit photo needs 120 MB.
+    max_decode_bytes: int = Field(default=128 * 1024 * 1024, ge=1)
+    # Images over 16 MiB of samples decoded at once per process (others wait their turn).
+    large_decode_slots: int = Field(default=1, ge=1, le=64)
+    # Per-image limit for Rekognition's Image.S3Object (15 MiB; inline Bytes stay at 5 MiB).
+    max_s3_image_bytes: int = Field(default=15_728_640, ge=1)
     log_level: LogLevel = "INFO"
     # ``json`` (one object per line, for log collectors), ``human``, or ``auto``: human when
     # stderr is a terminal, else JSON.
     log_format: Literal["auto", "json", "human"] = "auto"
+
+    # -- TLS and reverse proxies -----------------------------------------------------------
+    # PEM certificate (chain) and private key: ``faceledger serve`` speaks HTTPS (both or none).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Proxies (IP addresses or CIDR networks; "*" for any) whose X-Forwarded-For and
+    # X-Forwarded-Proto headers are believed; none by default, so a client cannot claim to
+    # come over HTTPS or from another address.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Strict-Transport-Security max-age on HTTPS responses; 0 sends no HSTS header.
+    hsts_seconds: int = Field(default=31_536_000, ge=0)
 
     # -- the Rekognition API and authentication -------------------------------------------
     # The region that SigV4 credential scopes must name, and that ARNs carry.
@@ -154,6 +174,11 @@ class Settings(BaseSettings):
     def _parse_licences(cls, value: Any) -> Any:
         return _split_list(value, ",")
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_trusted_proxies(cls, value: Any) -> Any:
+        return _split_list(value, ",")
+
     @field_validator("video_dirs", mode="before")
     @classmethod
     def _parse_video_dirs(cls, value: Any) -> Any:
@@ -196,6 +221,17 @@ class Settings(BaseSettings):
                 "FACELEDGER_METRICS=key needs FACELEDGER_METRICS_KEY (≥ 24 characters)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _tls_needs_both_files(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TLS needs both FACELEDGER_TLS_CERT_FILE and FACELEDGER_TLS_KEY_FILE")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server itself speaks HTTPS."""
+        return self.tls_cert_file is not None
 
     @model_validator(mode="after")
     def _database_search_needs_postgres(self) -> Settings:

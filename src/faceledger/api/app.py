@@ -9,7 +9,8 @@ Every error leaves as ``{"error": {"code": ..., "message": ...}}``:
 * anything else as 500 ``InternalServerError`` with a request id; the traceback goes to the
   server log, never to the client.
 
-Request bodies are capped per route before they are parsed (see ``BodySizeLimitMiddleware``).
+Request bodies are capped per route before they are parsed (see ``BodySizeLimitMiddleware``);
+native JSON bodies are capped in size and nesting depth (``json_limits.JsonLimitsMiddleware``).
 """
 
 from __future__ import annotations
@@ -29,18 +30,27 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from faceledger import __version__
-from faceledger.api import ServiceDep
 from faceledger.api.access_log import AccessLogMiddleware
 from faceledger.api.health import router as health_router
+from faceledger.api.json_limits import JsonLimitsMiddleware
 from faceledger.api.metrics import install_metrics, serve_port
+from faceledger.api.native.auth import PRINCIPAL_STATE, GateDep, record_adapter_refusal
 from faceledger.api.native.collections import router as native_collections_router
+from faceledger.api.native.labels import router as native_labels_router
 from faceledger.api.native.routes import IMAGES_PER_REQUEST
 from faceledger.api.native.routes import router as native_router
 from faceledger.api.native.video import router as native_video_router
+from faceledger.api.pre_auth import PathCheck, PreReadAuthMiddleware
+from faceledger.api.rekognition.pre_auth import check_before_body
+from faceledger.api.rekognition.replay import ReplayCache
+from faceledger.api.rekognition.router import error_response as rekognition_error_response
 from faceledger.api.rekognition.router import router as rekognition_router
+from faceledger.api.transport import HstsMiddleware
 from faceledger.api.web import mount_web
 from faceledger.config import Settings
 from faceledger.domain.errors import (
@@ -48,10 +58,12 @@ from faceledger.domain.errors import (
     AuthError,
     FaceLedgerError,
     ImageTooLargeError,
+    InvalidParameterError,
     LedgerError,
 )
 from faceledger.services.accountable import FaceLedger
-from faceledger.services.lifecycle import record_shutdown
+from faceledger.services.lifecycle import observe_stages, record_shutdown
+from faceledger.services.private_files import make_installation_private
 
 logger = logging.getLogger("faceledger.api")
 
@@ -99,6 +111,7 @@ async def _faceledger_error(request: Request, exc: Exception) -> JSONResponse:
         logger.error(
             "%s %s failed: %s: %s", request.method, request.url.path, exc.code, exc.message
         )
+    await record_adapter_refusal(request, exc)  # (a refusal by the route itself, on /v1)
     status, headers = _native_status(exc)
     return error_response(exc.code, exc.message, status, headers=headers)
 
@@ -122,6 +135,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = list(dict.fromkeys(_describe_validation_error(e) for e in exc.errors()))
     message = "Invalid request: " + "; ".join(problems) + "."
+    await record_adapter_refusal(request, InvalidParameterError(message))
     return error_response("InvalidParameterException", message, 400)
 
 
@@ -289,6 +303,42 @@ class BodySizeLimitMiddleware:
         await response(scope, receive, send)
 
 
+# -- authentication before the body (see ``pre_auth``) ---------------------------------------
+async def _native_pre_auth(scope: Scope) -> Response | None:
+    """The bearer key of a native request; its principal is kept for ``native.auth``."""
+    state = scope["app"].state
+    if state.settings.insecure_accept_any_signature:
+        return None
+    authorization = Headers(scope=scope).get("authorization")
+    try:
+        principal = await anyio.to_thread.run_sync(state.keys.authenticate_bearer, authorization)
+    except FaceLedgerError as exc:
+        status, headers = _native_status(exc)
+        return error_response(exc.code, exc.message, status, headers=headers)
+    scope.setdefault("state", {})[PRINCIPAL_STATE] = principal
+    return None
+
+
+async def _rekognition_pre_auth(scope: Scope) -> Response | None:
+    """What SigV4 shows before the body: a well-formed Authorization naming an active key."""
+    state = scope["app"].state
+    if state.settings.insecure_accept_any_signature:
+        return None
+    try:
+        await anyio.to_thread.run_sync(
+            check_before_body, Headers(scope=scope), state.keys.credentials
+        )
+    except FaceLedgerError as exc:
+        return rekognition_error_response(exc, str(uuid.uuid4()))
+    return None
+
+
+PRE_READ_CHECKS = (
+    PathCheck(lambda path: path.startswith("/v1/"), _native_pre_auth),
+    PathCheck(lambda path: path == "/", _rekognition_pre_auth),
+)
+
+
 async def _maintenance(gate: FaceLedger, every_s: float) -> None:
     """Retention purges and index snapshots, every ``every_s`` seconds, off the event loop."""
     while True:
@@ -311,6 +361,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Before anything is created: new files 0600, and an older installation tightened.
+        await anyio.to_thread.run_sync(make_installation_private, settings)
         if settings.database_url:
             # A database not at this release's schema is refused before anything touches it.
             from faceledger.store.migrations import SchemaNotCurrentError, require_head
@@ -322,18 +374,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 raise
         gate = FaceLedger(settings)
         try:  # a ledger that does not verify since its last checkpoint: refuse to serve
-            await anyio.to_thread.run_sync(gate.ledger.open)
+            await anyio.to_thread.run_sync(gate.open_ledger)
         except LedgerError as exc:
             logger.error("refusing to start: %s", exc.message)
             gate.close()
             raise
-        service = gate.faces
         app.state.ledger = gate
-        app.state.service = service
-        app.state.collections = gate.collections
-        app.state.users = gate.users
-        app.state.keys = gate.keys
-        app.state.objects = gate.objects
+        app.state.keys = gate.authentication
         if settings.insecure_accept_any_signature:
             for line in INSECURE_WARNING:
                 logger.warning(line)
@@ -341,14 +388,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics = getattr(app.state, "metrics", None)
         metrics_server = None
         if metrics is not None:
-            service.engine.clock.observer = metrics.observe_stage
+            observe_stages(gate, metrics.observe_stage)
             if settings.metrics == "port":
                 metrics_server = serve_port(metrics, settings.metrics_host, settings.metrics_port)
-        logger.info("loading model pack %r", service.pack)
+        health = gate.health()
+        logger.info("loading model pack %r", health["pack"])
         # Verify and load now so the first request is fast; a broken pack stops start-up.
-        await anyio.to_thread.run_sync(service.load)
-        logger.info("model pack %r loaded (%s)", service.pack, service.face_model_version)
-        gate.video.start_workers()  # and re-queue jobs a previous run left unfinished
+        await anyio.to_thread.run_sync(gate.load_models)
+        logger.info("model pack %r loaded (%s)", health["pack"], health["face_model_version"])
+        gate.start_video_workers()  # and re-queue jobs a previous run left unfinished
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(_maintenance, gate, settings.maintenance_seconds)
@@ -365,7 +413,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             logger.info("shutting down: %s", done)
             await anyio.to_thread.run_sync(gate.close)
-            await anyio.to_thread.run_sync(service.close)
+            await anyio.to_thread.run_sync(gate.close_models)
 
     app = FastAPI(
         title="FaceLedger",
@@ -379,6 +427,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.replay_cache = ReplayCache(max_skew_seconds=settings.max_clock_skew_seconds)
 
     # FastAPI documents a 422 HTTPValidationError for every route with parameters, but request
     # validation problems leave as 400 InvalidParameterException (``_validation_error``). The
@@ -420,20 +469,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         path: f"{count} image{'s' if count > 1 else ''} of at most {max_bytes:,} bytes"
         for path, count in IMAGES_PER_REQUEST.items()
     }
+    app.add_middleware(
+        JsonLimitsMiddleware,
+        applies=lambda path: path.startswith("/v1/"),
+        respond=lambda exc: error_response(exc.code, exc.message, exc.http_status),
+    )
     app.add_middleware(BodySizeLimitMiddleware, limits=limits, what=what)
+    app.add_middleware(PreReadAuthMiddleware, checks=PRE_READ_CHECKS)  # before any body
     app.add_middleware(InternalErrorMiddleware)  # catches the rest
     app.add_middleware(AccessLogMiddleware)  # one structured record per request
-    install_metrics(app, settings.metrics, settings.metrics_key)  # outermost: sees every 500
+    install_metrics(app, settings.metrics, settings.metrics_key)  # counts the 500s too
+    app.add_middleware(HstsMiddleware, max_age_seconds=settings.hsts_seconds)
+    if settings.trusted_proxies:  # outermost: the scheme and client are settled first
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
 
     @app.get("/healthz", tags=["health"], summary="Liveness and model status")
-    async def healthz(service: ServiceDep) -> dict[str, Any]:
+    async def healthz(gate: GateDep) -> dict[str, Any]:
         """`status` is always "ok" when the server answers; `loaded` says whether the model
         pack is in memory."""
-        return {"status": "ok", **service.health()}
+        return {"status": "ok", **gate.health()}
 
     app.include_router(health_router)
     app.include_router(native_router)
     app.include_router(native_collections_router)
+    app.include_router(native_labels_router)
     app.include_router(native_video_router)
     app.include_router(rekognition_router)
     mount_web(app)  # the web app under /app (after the error handlers it wraps)

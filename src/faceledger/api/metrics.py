@@ -49,6 +49,8 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from faceledger.services.lifecycle import ledger_state, video_state
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -60,7 +62,6 @@ _SIZE_BUCKETS = ((1_000, "<1k"), (10_000, "1k-10k"), (100_000, "10k-100k"), (1_0
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _TARGET = re.compile(r"RekognitionService\.([A-Za-z]{1,64})")
-_MANY = 1_000_000
 
 
 def size_bucket(faces: int | None) -> str:
@@ -124,57 +125,37 @@ class _StateCollector(Collector):
 
     @staticmethod
     def _ledger(gate: FaceLedger) -> Iterator[Any]:
-        ledger = gate.ledger
-        try:
-            head = ledger.last_seq()
-            cp_seq, cp_time = ledger._checkpoint_state()  # read-only; no public accessor yet
-        except Exception:
-            yield GaugeMetricFamily("faceledger_ledger_ok", "1 if the ledger is readable.", 0)
-            return
-        ok = getattr(ledger, "_tampered", None) is None
+        state = ledger_state(gate)
         yield GaugeMetricFamily(
-            "faceledger_ledger_ok", "1 if the ledger is readable and accepts appends.", int(ok)
+            "faceledger_ledger_ok",
+            "1 if the ledger is readable and accepts appends.",
+            int(state.ok),
         )
         yield CounterMetricFamily(
-            "faceledger_ledger_records", "Records in the ledger (its head seq).", value=head
+            "faceledger_ledger_records",
+            "Records in the ledger (its head seq).",
+            value=state.head_seq,
         )
         yield GaugeMetricFamily(
             "faceledger_ledger_checkpoint_age_seconds",
             "Seconds since the last signed checkpoint.",
-            value=max(0.0, time.time() - cp_time),
+            value=state.checkpoint_age_s,
         )
         yield GaugeMetricFamily(
             "faceledger_ledger_unsigned_tail_records",
             "Records after the last signed checkpoint.",
-            value=max(0, head - cp_seq),
+            value=state.unsigned_tail,
         )
 
     @staticmethod
     def _video(gate: FaceLedger) -> Iterator[Any]:
-        video = gate.video
-        try:
-            rows = video.store.list_processors(after=None, limit=_MANY)
-            jobs = len(video.store.unfinished_jobs())
-        except Exception:
+        state = video_state(gate)
+        if state is None:
             return
         states = GaugeMetricFamily(
             "faceledger_stream_processors", "Stream processors by state.", labels=["state"]
         )
-        counts: dict[str, int] = {}
-        frames = {"read": 0, "dropped": 0, "analysed": 0}
-        reconnects = 0
-        for row in rows:
-            counts[row.status] = counts.get(row.status, 0) + 1
-            if row.status != "RUNNING":
-                continue
-            try:
-                _, live = video.describe_processor(row.name)
-            except Exception:
-                continue
-            for kind in frames:
-                frames[kind] += int(live.get(f"frames_{kind}") or 0)
-            reconnects += int(live.get("reconnects") or 0)
-        for status, count in sorted(counts.items()):
+        for status, count in sorted(state.processors_by_state.items()):
             states.add_metric([status], count)
         yield states
         family = CounterMetricFamily(
@@ -182,16 +163,18 @@ class _StateCollector(Collector):
             "Frames of running stream processors (since each started).",
             labels=["kind"],
         )
-        for kind, count in frames.items():
+        for kind, count in state.frames.items():
             family.add_metric([kind], count)
         yield family
         yield CounterMetricFamily(
-            "faceledger_stream_reconnects", "Reconnects of running stream processors.", reconnects
+            "faceledger_stream_reconnects",
+            "Reconnects of running stream processors.",
+            state.reconnects,
         )
         jobs_family = GaugeMetricFamily(
             "faceledger_video_jobs", "Stored-video jobs by state.", labels=["state"]
         )
-        jobs_family.add_metric(["IN_PROGRESS"], jobs)
+        jobs_family.add_metric(["IN_PROGRESS"], state.jobs_in_progress)
         yield jobs_family
 
 

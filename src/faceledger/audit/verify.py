@@ -123,6 +123,10 @@ class MacRule:
                 f"ledger's key is {self.expected_kid.hex()} (a retired or foreign key)"
             )
         signer = self.keyring.signer(kid)
+        if signer is None and kid == self.expected_kid:
+            # the key a rotation record named: another process may have just made it
+            self.keyring = Keyring.load(self.key_file)
+            signer = self.keyring.signer(kid)
         if signer is None:
             if not self.keyring:
                 raise LedgerError(
@@ -326,7 +330,7 @@ def verify_chain(
                     raise _Bad(seq, why)
                 kind = body[KIND_AT]
                 if kind == cp_code:
-                    _check_checkpoint(seq, body, prev_hex, ledger_id, keyring, key_file)
+                    _check_checkpoint(seq, body, prev_hex, ledger_id, rule.keyring, key_file)
                     checkpoints += 1
                     last_cp = seq
                 elif kind == rot_code:

@@ -5,6 +5,8 @@ Registered on the main app by ``faceledger.cli.main`` (imported at its end). The
 signing key ``FACELEDGER_LEDGER_KEY_FILE`` (default ``$XDG_CONFIG_HOME/faceledger/ledger.key``).
 ``verify`` exits 0 when the ledger is intact and 1 (``first bad record: <seq>: <reason>``) when
 it is not; the other verbs only read, except ``checkpoint``, which appends a signed checkpoint.
+Each goes through the gateway as the local operator, so each read (ReadLedger, VerifyLedger,
+ExportLedger) and checkpoint (CheckpointLedger) is itself ledgered.
 """
 
 from __future__ import annotations
@@ -20,12 +22,21 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
-from faceledger.cli.main import CliError, _print_json, _settings, _stderr, app, progress_bar
+from faceledger.cli.main import (
+    CliError,
+    _operator,
+    _print_json,
+    _settings,
+    _stderr,
+    app,
+    progress_bar,
+)
 from faceledger.domain.errors import LedgerError
 
 if TYPE_CHECKING:
-    from faceledger.audit.ledger import ChainLedger, LedgerEntry
+    from faceledger.audit.ledger import LedgerEntry
     from faceledger.audit.verify import VerifyReport
+    from faceledger.services.accountable import FaceLedger
 
 audit_app = typer.Typer(
     help="The audit ledger: verify the hash chain, read and export records.",
@@ -40,18 +51,19 @@ class ExportFormat(StrEnum):
 
 
 @contextlib.contextmanager
-def _ledger() -> Iterator[ChainLedger]:
-    from faceledger.audit.ledger import Ledger
+def _ledger() -> Iterator[FaceLedger]:
+    """The gateway, for its ledger verbs (a ledger that cannot be opened is a clear error)."""
+    from faceledger.services.accountable import FaceLedger
 
     settings = _settings()
     try:
-        ledger = Ledger.from_settings(settings)
+        gate = FaceLedger(settings)
     except LedgerError as exc:
         raise CliError(exc.message) from None
     try:
-        yield ledger
+        yield gate
     finally:
-        ledger.close()
+        gate.close()
 
 
 def parse_time(text: str | None, option: str) -> float | None:
@@ -123,13 +135,13 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Prove the hash chain and signed checkpoints intact; exit 1 naming the first bad record."""
-    with _ledger() as ledger:
+    with _ledger() as gate:
         if sys.stderr.isatty() and not as_json:
             with progress_bar("verifying", transient=True) as progress:
-                report = ledger.verify(progress=progress)
+                report = gate.verify_ledger(_operator(), progress=progress)
         else:
-            report = ledger.verify()
-        path = ledger.location
+            report = gate.verify_ledger(_operator())
+        path = gate.ledger_location
     if as_json:
         _print_json({"ledger": str(path), **report.to_dict()})
     elif report.ok:
@@ -153,8 +165,8 @@ def tail(
     """The newest records (oldest of them first): who did what, why, and what came of it."""
     from faceledger.audit.export import entry_record
 
-    with _ledger() as ledger:
-        entries: list[LedgerEntry] = list(ledger.entries(newest_first=True, limit=count))
+    with _ledger() as gate:
+        entries: list[LedgerEntry] = gate.read_ledger(_operator(), newest_first=True, limit=count)
     entries.reverse()
     if as_json:
         _print_json([entry_record(e) for e in entries])
@@ -232,21 +244,18 @@ def export(
     ] = None,
 ) -> None:
     """Export records (oldest first) matching every filter given, as JSON lines or CSV."""
-    from faceledger.audit.export import write
-
     start, end = parse_time(since, "--since"), parse_time(until, "--until")
-    with _ledger() as ledger, _output(output) as out:
-        count = write(
-            ledger.entries(
-                since=start,
-                until=end,
-                principal=principal,
-                collection_id=collection,
-                operation=operation,
-                outcome=outcome,
-            ),
+    with _ledger() as gate, _output(output) as out:
+        count = gate.export_ledger(
+            _operator(),
             out,
             fmt.value,
+            since=start,
+            until=end,
+            principal=principal,
+            collection_id=collection,
+            operation=operation,
+            outcome=outcome,
         )
     if output is not None:
         _stderr(f"exported {count:,} records to {output}")
@@ -259,22 +268,20 @@ def rotate_key() -> None:
     signed with the new key follows, and the old key is kept beside the new one (retired) so
     that older records still verify. Run it with the service stopped, or let the running
     processes pick the new key up from the rotation record."""
-    import getpass
-
-    with _ledger() as ledger:
+    with _ledger() as gate:
         try:
-            new_id = ledger.rotate_key(f"local:{getpass.getuser()}")
+            new_id = gate.rotate_ledger_key(_operator())
         except LedgerError as exc:
             raise CliError(exc.message) from None
-        key_file = ledger.key_file
+        key_file = gate.ledger_key_file
     typer.echo(f"rotated the ledger key {key_file}: new key id {new_id}")
 
 
 @audit_app.command("checkpoint")
 def checkpoint() -> None:
     """Append a signed checkpoint now and move the witness (outside the data directory)."""
-    with _ledger() as ledger:
-        entry = ledger.checkpoint()
-        witness = ledger.witness_file
+    with _ledger() as gate:
+        entry = gate.checkpoint_ledger(_operator())
+        witness = gate.ledger_witness_file
     covers = entry.payload.get("covers_seq")
     typer.echo(f"signed checkpoint {entry.seq} (covers record {covers}); witness: {witness}")

@@ -20,11 +20,13 @@ def backup(
     dest: Annotated[Path, typer.Argument(help="A new (or empty) folder for the backup.")],
 ) -> None:
     """Copy the store, the ledger and index snapshots to DEST while the server may be serving
-    (SQLite's online backup API; pg_dump on PostgreSQL); writes DEST/manifest.json last. The
-    ledger key is NOT copied: back it up separately."""
+    (SQLite's online backup API; pg_dump on PostgreSQL); writes DEST/manifest.json last, then
+    a CreateBackup ledger record. The ledger key is NOT copied: back it up separately."""
     from faceledger.services.backup import take_backup
 
-    manifest = take_backup(_settings(), dest, say=lambda step: _stderr(f"backup: {step}"))
+    manifest = take_backup(
+        _settings(), dest, _operator(), say=lambda step: _stderr(f"backup: {step}")
+    )
     _print_json(
         {
             "backup": str(dest),

@@ -6,6 +6,7 @@ the accountable gateway as the local operator, so each is written to the audit l
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import time
@@ -152,8 +153,20 @@ def index(
     collection: Annotated[str, typer.Option("--collection", "-c")],
     max_faces: Annotated[int | None, typer.Option("--max-faces", help="Per image, 1–100.")] = None,
     quality_filter: Annotated[str, typer.Option("--quality-filter")] = "AUTO",
+    all_faces: Annotated[
+        bool,
+        typer.Option(
+            "--all-faces",
+            help="Enrol every face of each photo (IndexFaces' rule) instead of its subject only.",
+        ),
+    ] = False,
 ) -> None:
     """Enrol every photo under DIR (ExternalImageId = relative path); resumable.
+
+    By default one face per photo is enrolled, the subject: the largest face; faces within
+    10 % of its box area tie, and the one nearest the image centre wins. Other faces are
+    skipped as NOT_THE_SUBJECT, so bystanders are never filed under the photo's name.
+    --all-faces enrols every face that passes the quality filter (up to --max-faces).
 
     Files already enrolled under their ExternalImageId are skipped, so an interrupted run
     continues where it stopped. Unreadable files and faces that fail the quality filter are
@@ -164,7 +177,9 @@ def index(
         raise CliError(f"no such folder: {folder}")
     caller = _operator()
     with _gateway() as gate:
-        _index_folder(gate, caller, folder, collection, max_faces, quality_filter)
+        _index_folder(
+            gate, caller, folder, collection, max_faces, quality_filter, subject_only=not all_faces
+        )
 
 
 def _index_folder(
@@ -174,6 +189,8 @@ def _index_folder(
     collection: str,
     max_faces: int | None,
     quality_filter: str,
+    *,
+    subject_only: bool = True,
 ) -> None:
     """``index``: worker processes analyse the photos; the gateway enrols each one."""
     from rich.console import Console
@@ -186,20 +203,17 @@ def _index_folder(
         TimeRemainingColumn,
     )
 
-    from faceledger.inference.imaging import load_image
-
     gate.describe_collection(caller, collection)  # fail early on an unknown collection
     root = folder.resolve()
     files = _files(root)
-    # resuming: which files are enrolled already (ids only, no biometric data)
-    done_ids = gate.collections.store.external_image_ids(collection)
+    # resuming: which files are enrolled already (ids only, no biometric data; ledgered)
+    done_ids = gate.external_image_ids(caller, collection)
     todo = [p for p in files if external_id_for(p, root) not in done_ids]
     skipped = len(files) - len(todo)
     unreadable: list[tuple[str, str]] = []
     reasons: Counter[str] = Counter()
     no_face = indexed_faces = 0
     start = time.perf_counter()
-    engine = gate.faces.engine
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -210,8 +224,8 @@ def _index_folder(
         console=Console(stderr=True),
     ) as bar:
         task = bar.add_task("indexing", total=len(todo), rate="")
-        try:
-            for path, result in engine.analyse_many(todo, loader=load_image):
+        with contextlib.closing(gate.analyse_files(todo)) as analysed:  # stops the workers
+            for path, result in analysed:
                 rel = str(path.relative_to(root))
                 if isinstance(result, FaceLedgerError):
                     unreadable.append((rel, f"{result.code}: {result.message}"))
@@ -223,6 +237,7 @@ def _index_folder(
                         external_image_id=external_id_for(path, root),
                         max_faces=max_faces,
                         quality_filter=quality_filter,
+                        subject_only=subject_only,
                     )
                     indexed_faces += len(enrolled.face_records)
                     if len(result.faces) == 0:
@@ -231,8 +246,6 @@ def _index_folder(
                         reasons.update(face.reasons)
                 elapsed = max(time.perf_counter() - start, 1e-9)
                 bar.update(task, advance=1, rate=f"{indexed_faces / elapsed:.1f} faces/s")
-        finally:
-            engine.close()
     elapsed = time.perf_counter() - start
     _print_json(
         {
@@ -240,6 +253,7 @@ def _index_folder(
             "files": len(files),
             "skipped_already_indexed": skipped,
             "processed": len(todo),
+            "faces_per_photo": "subject" if subject_only else "all",
             "indexed_faces": indexed_faces,
             "faces_per_s": round(indexed_faces / elapsed, 1) if todo else 0.0,
             "seconds": round(elapsed, 1),
@@ -284,11 +298,11 @@ def search(
         result = gate.search_faces_by_image(
             _operator(purpose, case),
             collection,
-            gate.faces.read_file(photo),
+            gate.read_image_file(photo),
             max_faces=max_faces,
             threshold=threshold,
         )
-        calibration = gate.faces.engine.calibration
+        calibration = gate.calibration
     rows = [
         {
             "similarity": round(m.similarity, 2),

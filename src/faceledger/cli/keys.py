@@ -19,7 +19,7 @@ from faceledger.cli.main import _gateway, _operator, _print_json, _settings, _st
 from faceledger.config import Settings
 
 if TYPE_CHECKING:
-    from faceledger.services.keys import AccessKey, KeyService
+    from faceledger.services.keys import AccessKey
 
 logger = logging.getLogger("faceledger.cli")
 
@@ -27,12 +27,6 @@ keys_app = typer.Typer(
     help="Access keys: create (secret shown once), list and revoke.", no_args_is_help=True
 )
 app.add_typer(keys_app, name="keys")
-
-
-def _service(settings: Settings) -> KeyService:
-    from faceledger.services.keys import KeyService
-
-    return KeyService(settings)
 
 
 def endpoint_url(settings: Settings) -> str:
@@ -186,7 +180,8 @@ _INSECURE_WARNING = (
 def announce_keys_at_start(settings: Settings) -> None:
     """Before serving: create and show the first admin key if none is active (once, on
     stderr, never through logging), and warn loudly about the insecure development mode."""
-    created = _service(settings).ensure_admin_key()
+    with _gateway(settings) as gate:  # the key's creation is ledgered
+        created = gate.ensure_admin_key()
     if created is not None:
         key, secret = created
         frame = "=" * 78

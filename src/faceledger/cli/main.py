@@ -85,8 +85,11 @@ def _gateway(settings: Settings | None = None) -> Iterator[FaceLedger]:
     """The accountable gateway over ``settings`` (default: the environment's), closed after
     (which saves the indexes and signs the ledger's latest records)."""
     from faceledger.services.accountable import FaceLedger
+    from faceledger.services.private_files import make_installation_private
 
-    gate = FaceLedger(settings if settings is not None else _settings())
+    settings = settings if settings is not None else _settings()
+    make_installation_private(settings)  # an older installation's files made private first
+    gate = FaceLedger(settings)
     try:
         yield gate
     finally:
@@ -210,15 +213,28 @@ def _root(
     ] = False,
 ) -> None:
     """Self-hosted face recognition with an accountable audit ledger."""
+    from faceledger.services.private_files import restrict_umask
+
+    restrict_umask()  # before any command creates a file: 0600 files, 0700 folders
 
 
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port.")] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(help="PEM certificate (chain): serve HTTPS. Needs --tls-key."),
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(help="PEM private key of --tls-cert (keep it 0600).")
+    ] = None,
 ) -> None:
-    """Run the HTTP API (native /v1 and docs at /docs) with uvicorn."""
-    settings = _settings(host=host, port=port)
+    """Run the HTTP API (native /v1 and docs at /docs) with uvicorn (HTTPS with --tls-*)."""
+    settings = _settings(host=host, port=port, tls_cert_file=tls_cert, tls_key_file=tls_key)
+    for path in (settings.tls_cert_file, settings.tls_key_file):
+        if path is not None and not path.is_file():
+            raise CliError(f"no such TLS file: {path}")
     _configure_logging(settings.log_level, settings.log_format)
     from faceledger.process import limit_malloc_arenas
 
@@ -233,8 +249,14 @@ def serve(
     from faceledger.api.app import create_app
 
     shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    url = f"http://{shown_host}:{settings.port}"
+    url = f"{'https' if settings.tls else 'http'}://{shown_host}:{settings.port}"
     logger.info("FaceLedger %s serving on %s (API docs at %s/docs)", __version__, url, url)
+    if not settings.tls and settings.host not in ("127.0.0.1", "::1", "localhost"):
+        logger.warning(
+            "serving plain HTTP on %s: access keys, photos and results cross the network in "
+            "clear; use --tls-cert/--tls-key or a TLS reverse proxy (docs/SECURITY.md)",
+            settings.host,
+        )
     from faceledger.api.shutdown import exit_zero_after_sigterm
 
     exit_zero_after_sigterm()
@@ -243,6 +265,10 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        ssl_certfile=settings.tls_cert_file,
+        ssl_keyfile=settings.tls_key_file,
+        # Forwarded headers are believed only from FACELEDGER_TRUSTED_PROXIES (create_app).
+        proxy_headers=False,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         log_config=None,  # our handlers (configure_logging) format uvicorn's records too
         access_log=False,  # faceledger.access logs each request, without query strings
@@ -267,11 +293,11 @@ def detect(
     """Detect faces: JSON with pixel boxes, confidence, landmarks, quality and pose."""
     _existing_file(photo)
     with _gateway() as gate:
-        data = gate.faces.read_file(photo)
+        data = gate.read_image_file(photo)
         analysed = gate.detect_faces(_operator(), data)
-        result = gate.faces.detect_result(analysed, max_faces=max_faces)
+        result = gate.detect_result(analysed, max_faces=max_faces)
         if annotate is not None:
-            _write_annotated(gate.faces.image(data), result["faces"], annotate)
+            _write_annotated(gate.decode_image(data), result["faces"], annotate)
             _stderr(f"wrote {annotate} ({len(result['faces'])} faces)")
     _print_json(result)
 
@@ -286,9 +312,9 @@ def compare(
     _existing_file(target)
     with _gateway() as gate:
         compared = gate.compare_faces(
-            _operator(), gate.faces.read_file(source), gate.faces.read_file(target)
+            _operator(), gate.read_image_file(source), gate.read_image_file(target)
         )
-        result = gate.faces.compare_result(*compared)
+        result = gate.compare_result(*compared)
     _print_json(result)
 
 

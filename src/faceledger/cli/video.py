@@ -58,7 +58,7 @@ def _analyse(
         job = gate.start_video_job(
             caller, kind, {"path": str(path)}, collection_id=collection, threshold=threshold
         )
-        gate.video.run_now(job.job_id)
+        gate.run_video_job(job.job_id)
         items: list[dict[str, Any]] = []
         token: str | None = None
         while True:

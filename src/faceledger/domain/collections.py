@@ -7,6 +7,7 @@ Bounding boxes of stored faces are ratios of the image's width and height (Rekog
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -32,6 +33,9 @@ UnindexedReason = Literal[
     "LOW_CONFIDENCE",
     "SMALL_BOUNDING_BOX",
     "LOW_FACE_QUALITY",
+    # not Rekognition's: bulk enrolment (``subject_only``) skipped a face that is not the
+    # photo's subject (never produced by the IndexFaces operation)
+    "NOT_THE_SUBJECT",
 ]
 
 
@@ -49,6 +53,22 @@ class BoundingBox:
     top: float
     width: float
     height: float
+
+    @classmethod
+    def from_pixels(cls, box_px: Iterable[float], width_px: int, height_px: int) -> BoundingBox:
+        """The ratio box of pixel corners ``(x1, y1, x2, y2)``, clipped to the image: a face
+        crossing an edge keeps only its visible part, so every member stays within [0, 1]
+        and ``left + width`` ≤ 1."""
+        x1, y1, x2, y2 = (float(v) for v in box_px)
+        w, h = float(width_px), float(height_px)
+        return cls(x1 / w, y1 / h, (x2 - x1) / w, (y2 - y1) / h).clipped()
+
+    def clipped(self) -> BoundingBox:
+        """This box cut to the image ([0, 1] on both axes)."""
+        left, top = min(max(self.left, 0.0), 1.0), min(max(self.top, 0.0), 1.0)
+        right = min(max(self.left + self.width, left), 1.0)
+        bottom = min(max(self.top + self.height, top), 1.0)
+        return BoundingBox(left, top, right - left, bottom - top)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,14 @@ class InvalidParameterError(FaceLedgerError):
     http_status = 400
 
 
+class SerializationError(FaceLedgerError):
+    """A request body that cannot be deserialised within the limits: nested too deep, or too
+    large for a JSON request (AWS's JSON protocols answer ``SerializationException``)."""
+
+    code = "SerializationException"
+    http_status = 400
+
+
 class InvalidImageFormatError(FaceLedgerError):
     """The bytes are not a JPEG or PNG we can decode (empty, truncated, GIF, text…)."""
 

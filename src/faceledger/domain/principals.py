@@ -8,11 +8,12 @@ table governs every surface. Duties are separated: no role does everything.
 | role     | may call                                                                          |
 |----------|-----------------------------------------------------------------------------------|
 | `admin`  | collections (create, delete, describe, list, tags), access keys, policies;         |
-|          | stream processors (create, update, delete, describe, list)                        |
+|          | stream processors (create, update, delete, describe, list); ledger checkpoints     |
 | `enrol`  | index, list and delete faces; create, list and delete users; (dis)associate faces  |
-| `search` | detect, compare, search faces and users; describe and list collections; stored-   |
-|          | video jobs (start, get); start, stop, describe and list stream processors          |
-| `audit`  | read the ledger, nothing else                                                      |
+| `search` | detect faces, labels and text; compare, search faces and users; describe and   |
+|          | list collections; stored-video jobs (start, get); start, stop, describe and list  |
+|          | stream processors                                                                 |
+| `audit`  | read, verify and export the ledger, nothing else                                   |
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ ROLE_OPERATIONS: dict[str, frozenset[str]] = {
         "CreateStreamProcessor",
         "UpdateStreamProcessor",
         "DeleteStreamProcessor",
+        "CheckpointLedger",
+        "RotateLedgerKey",
     }
     | _PROCESSOR_READS,
     "enrol": _COLLECTION_READS
@@ -56,6 +59,8 @@ ROLE_OPERATIONS: dict[str, frozenset[str]] = {
     | {
         "DetectFaces",
         "CompareFaces",
+        "DetectLabels",
+        "DetectText",
         "SearchFaces",
         "SearchFacesByImage",
         "SearchUsers",
@@ -71,7 +76,7 @@ ROLE_OPERATIONS: dict[str, frozenset[str]] = {
         "GetStreamEvents",
     }
     | _PROCESSOR_READS,
-    "audit": frozenset({"ReadLedger"}),
+    "audit": frozenset({"ReadLedger", "VerifyLedger", "ExportLedger"}),
 }
 
 

@@ -420,11 +420,16 @@ class FaceEngine:
     def compare(
         self, source: Image, target: Image, *, max_target_faces: int = MAX_FACES_PER_IMAGE
     ) -> CompareResult:
-        """The largest face of ``source`` against every face of ``target`` (largest first)."""
+        """The largest face of ``source`` against every face of ``target`` (largest first).
+
+        Raises InvalidParameterError when either image has no face.
+        """
         src = self.analyse(source, max_faces=1)
         if len(src) == 0:
             raise InvalidParameterError("no face was found in the source image")
         tgt = self.analyse(target, max_faces=max_target_faces)
+        if len(tgt) == 0:
+            raise InvalidParameterError("no face was found in the target image")
         assert src.embeddings is not None and tgt.embeddings is not None
         cos = tgt.embeddings @ src.embeddings[0]
         sims = self.calibration.similarity(cos)

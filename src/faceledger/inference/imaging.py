@@ -8,6 +8,17 @@ Limits, and why:
   declare 60000×60000 px (3.6 billion pixels, ~10 GB as BGR). The dimensions are read from the
   PNG ``IHDR`` chunk or the JPEG ``SOF`` segment by this module's own parser, before any pixel
   is decoded; Pillow never opens the image, so its ``DecompressionBombError`` cannot occur.
+* ``MAX_DECODE_BYTES`` (128 MiB of decoded samples) — the decode's cost. Pixels alone do
+  not bound it: a 331 KB 16-bit RGBA PNG of 39.6 Mpx inflates 317 MB of samples (seconds of
+  CPU, hundreds of MB). The header gives the samples the decoder must produce — PNG: width ×
+  height × channels (1 gray, 2 gray+alpha, 3 RGB or palette, 4 RGBA) × 2 bytes at 16 bits;
+  JPEG: width × height × components × (2 above 8-bit precision), plus 2 bytes per coefficient
+  for progressive JPEGs, which keep every coefficient in memory — and an image over the budget
+  is refused before decoding. A 40 Mpx 8-bit RGB photo (120 MB) passes.
+* Large decodes (over ``LARGE_DECODE_BYTES``) wait for a slot of the caller's semaphore
+  (``large_decodes``; ``FaceService`` holds one per process), so that a burst of worst-case
+  images decodes one (or a few) at a time instead of all at once: bounded memory, and each
+  decode keeps its own core.
 * ``MIN_IMAGE_SIDE_PX`` (80 px) — Rekognition needs at least 80 px on each side.
 
 Only JPEG and PNG are accepted, recognised from their magic bytes (never from a file name).
@@ -32,7 +43,9 @@ import hashlib
 import os
 import re
 import struct
+import threading
 import zlib
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import cv2
@@ -49,6 +62,8 @@ from faceledger.domain.errors import (
 from faceledger.domain.faces import Image
 
 __all__ = [
+    "LARGE_DECODE_BYTES",
+    "MAX_DECODE_BYTES",
     "MAX_IMAGE_BYTES",
     "MAX_IMAGE_PIXELS",
     "MIN_IMAGE_SIDE_PX",
@@ -60,6 +75,12 @@ __all__ = [
 MAX_IMAGE_BYTES = 5_242_880  # Rekognition's limit for Image.Bytes (5 MiB)
 MAX_IMAGE_PIXELS = 40_000_000  # decompression-bomb guard (decoded pixels, width × height)
 MIN_IMAGE_SIDE_PX = 80  # Rekognition: at least 80 px on each side
+MAX_DECODE_BYTES = 128 * 1024 * 1024  # decoded samples (see the module docstring)
+LARGE_DECODE_BYTES = 16 * 1024 * 1024  # decodes above this take a ``large_decodes`` slot
+
+# PNG colour type → channels the decoder inflates (palette indices are one byte or less).
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_JPEG_PROGRESSIVE_MARKERS = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -121,20 +142,32 @@ def decode_image(
     max_bytes: int = MAX_IMAGE_BYTES,
     max_pixels: int = MAX_IMAGE_PIXELS,
     min_side_px: int = MIN_IMAGE_SIDE_PX,
+    max_decode_bytes: int = MAX_DECODE_BYTES,
+    large_decodes: threading.Semaphore | None = None,
 ) -> Image:
     """Validate and decode JPEG or PNG bytes into a BGR, orientation-corrected ``Image``.
 
     Checks, in order: empty → byte size (``max_bytes``) → format by magic bytes → declared
     dimensions against ``max_pixels`` (from the header, before decoding) → structure
-    (truncation) → each side ≥ ``min_side_px`` → pixel decode.
+    (truncation) → each side ≥ ``min_side_px`` → decoded samples against
+    ``max_decode_bytes`` → pixel decode (holding a ``large_decodes`` slot, when given, if the
+    decode is over ``LARGE_DECODE_BYTES``).
 
     Raises:
         InvalidImageFormatError: empty, not JPEG/PNG, truncated, corrupt or undecodable.
-        ImageTooLargeError: more than ``max_bytes`` bytes or ``max_pixels`` declared pixels.
+        ImageTooLargeError: more than ``max_bytes`` bytes, ``max_pixels`` declared pixels or
+            ``max_decode_bytes`` decoded samples.
         InvalidParameterError: a side shorter than ``min_side_px``.
     """
     try:
-        return _decode(data, max_bytes=max_bytes, max_pixels=max_pixels, min_side_px=min_side_px)
+        return _decode(
+            data,
+            max_bytes=max_bytes,
+            max_pixels=max_pixels,
+            min_side_px=min_side_px,
+            max_decode_bytes=max_decode_bytes,
+            large_decodes=large_decodes,
+        )
     except FaceLedgerError:
         raise
     except Exception as exc:  # a decoder bug or an input we did not foresee: never a traceback
@@ -149,11 +182,20 @@ def load_image(
     max_bytes: int = MAX_IMAGE_BYTES,
     max_pixels: int = MAX_IMAGE_PIXELS,
     min_side_px: int = MIN_IMAGE_SIDE_PX,
+    max_decode_bytes: int = MAX_DECODE_BYTES,
+    large_decodes: threading.Semaphore | None = None,
 ) -> Image:
     """Read the file at ``path`` (:func:`read_image_file`) and :func:`decode_image` it (same
     limits, same errors)."""
     data = read_image_file(path, max_bytes=max_bytes)
-    return decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels, min_side_px=min_side_px)
+    return decode_image(
+        data,
+        max_bytes=max_bytes,
+        max_pixels=max_pixels,
+        min_side_px=min_side_px,
+        max_decode_bytes=max_decode_bytes,
+        large_decodes=large_decodes,
+    )
 
 
 def read_image_file(path: str | os.PathLike[str], *, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
@@ -190,9 +232,18 @@ class _Header:
     width_px: int
     height_px: int
     exif: bytes | None
+    decode_bytes: int  # the samples the decoder produces (and, progressive, coefficients)
 
 
-def _decode(data: bytes, *, max_bytes: int, max_pixels: int, min_side_px: int) -> Image:
+def _decode(
+    data: bytes,
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    min_side_px: int,
+    max_decode_bytes: int,
+    large_decodes: threading.Semaphore | None,
+) -> Image:
     if len(data) == 0:
         raise InvalidImageFormatError(f"The image is empty (0 bytes); {_ACCEPTED}.")
     if len(data) > max_bytes:
@@ -205,10 +256,17 @@ def _decode(data: bytes, *, max_bytes: int, max_pixels: int, min_side_px: int) -
         _walk_jpeg(data, max_pixels) if fmt == "jpeg" else _walk_png(data, max_pixels)
     )  # raises ImageTooLargeError as soon as the dimensions are known
     _check_min_side(header.width_px, header.height_px, min_side_px)
+    _check_decode_bytes(header, fmt, max_decode_bytes)
 
     flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    slot = (
+        large_decodes
+        if large_decodes is not None and header.decode_bytes > LARGE_DECODE_BYTES
+        else nullcontext()
+    )
     try:
-        decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
+        with slot:
+            decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     except cv2.error as exc:
         raise _corrupt(fmt, "the decoder rejected it") from exc
     if decoded is None:
@@ -244,6 +302,17 @@ def _check_pixels(width_px: int, height_px: int, max_pixels: int) -> None:
         raise ImageTooLargeError(
             f"The image is {width_px}×{height_px} px ({width_px * height_px:,} pixels); "
             f"the maximum is {max_pixels:,} pixels. Send a smaller JPEG or PNG."
+        )
+
+
+def _check_decode_bytes(header: _Header, fmt: str, max_decode_bytes: int) -> None:
+    if header.decode_bytes > max_decode_bytes:
+        megapixels = header.width_px * header.height_px / 1e6
+        raise ImageTooLargeError(
+            f"The {fmt.upper()} image is {header.width_px}×{header.height_px} px "
+            f"({megapixels:.1f} Mpx) with {header.decode_bytes / 1_048_576:,.0f} MiB of "
+            f"samples to decode (deep colour, alpha or progressive coding); the maximum is "
+            f"{max_decode_bytes / 1_048_576:,.0f} MiB. Send an 8-bit JPEG or PNG, or fewer pixels."
         )
 
 
@@ -310,6 +379,7 @@ def _walk_jpeg(data: bytes, max_pixels: int) -> _Header:
     n = len(data)
     pos = 2  # after SOI
     size: tuple[int, int] | None = None
+    decode_bytes = 0
     exif: bytes | None = None
     seen_scan = False
     for _ in range(_JPEG_MAX_SEGMENTS):
@@ -327,7 +397,7 @@ def _walk_jpeg(data: bytes, max_pixels: int) -> _Header:
         if marker == 0xD9:  # EOI
             if not seen_scan or size is None:
                 raise _corrupt("jpeg", "it ends before any image data")
-            return _Header(width_px=size[0], height_px=size[1], exif=exif)
+            return _Header(size[0], size[1], exif, decode_bytes)
         if marker in _JPEG_STANDALONE_MARKERS or marker == 0x00:
             continue
         if marker == 0xD8:
@@ -351,6 +421,12 @@ def _walk_jpeg(data: bytes, max_pixels: int) -> _Header:
                 raise _corrupt("jpeg", f"its header declares a {width_px}×{height_px} px image")
             _check_pixels(width_px, height_px, max_pixels)
             size = (width_px, height_px)
+            sample_bytes = 2 if body[0] > 8 else 1
+            components = max(1, body[5])
+            per_px = components * sample_bytes
+            if marker in _JPEG_PROGRESSIVE_MARKERS:
+                per_px += 2 * components  # every DCT coefficient is kept until the end
+            decode_bytes = width_px * height_px * per_px
         elif marker == 0xE1 and exif is None and body.startswith(b"Exif\x00\x00"):
             exif = body
         elif marker == 0xDA:  # SOS: entropy-coded data follows, up to the next real marker
@@ -382,10 +458,14 @@ def _walk_png(data: bytes, max_pixels: int) -> _Header:
     (crc,) = struct.unpack_from(">I", data, pos + 8 + 13)
     if zlib.crc32(ihdr) != crc:
         raise _corrupt("png", "its IHDR header fails its CRC check")
-    width_px, height_px = struct.unpack_from(">II", ihdr, 4)
+    width_px, height_px, bit_depth, colour_type = struct.unpack_from(">IIBB", ihdr, 4)
     if width_px == 0 or height_px == 0:
         raise _corrupt("png", f"its header declares a {width_px}×{height_px} px image")
     _check_pixels(width_px, height_px, max_pixels)
+    if colour_type not in _PNG_CHANNELS:
+        raise _corrupt("png", f"its header declares an unknown colour type {colour_type}")
+    sample_bytes = 2 if bit_depth == 16 else 1
+    decode_bytes = width_px * height_px * _PNG_CHANNELS[colour_type] * sample_bytes
     pos += 8 + 13 + 4
 
     exif: bytes | None = None
@@ -401,7 +481,7 @@ def _walk_png(data: bytes, max_pixels: int) -> _Header:
         if ctype == b"IEND":
             if not seen_idat:
                 raise _corrupt("png", "it has no image data (IDAT chunk)")
-            return _Header(width_px=width_px, height_px=height_px, exif=exif)
+            return _Header(width_px, height_px, exif, decode_bytes)
         if ctype == b"IDAT":
             seen_idat = True
         elif ctype == b"eXIf" and exif is None:

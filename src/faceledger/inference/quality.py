@@ -1,21 +1,21 @@
 """Face quality: brightness, sharpness (0–100) and a head-pose estimate from five landmarks.
 
 Brightness and sharpness are measured on the aligned 112×112 crop, so they describe the face,
-not the photo. Pose is a geometric estimate from the landmarks (no extra model): roll is exact
-for the eye line; yaw and pitch come from where the nose sits between the eyes and the mouth,
-good to roughly ±10–15° for moderate poses. Sign conventions (Rekognition's): yaw > 0 when the
+not the photo. Pose is a geometric estimate from the landmarks (no extra model): roll is the
+eye line's angle; yaw and pitch come from ``cv2.solvePnP`` of the five landmarks against a 3-D
+five-point mean face (``pose_from_landmarks``; checked against faces sorted by eye in
+``bench/pose_quality.py``). Sign conventions (Rekognition's): yaw > 0 when the
 nose points to the image's right, pitch > 0 when the face tilts up, roll > 0 clockwise in the
 image.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
-# Fraction of the eye-to-mouth distance at which the nose tip sits on a frontal face
-# (from the ARCFACE_TEMPLATE_112 geometry).
-_FRONTAL_NOSE_T = (71.7366 - 51.5989) / (92.2848 - 51.5989)
 # Sharpness: variance of the Laplacian mapped through 100·(1 − exp(−v / _SHARPNESS_SCALE)).
 _SHARPNESS_SCALE = 400.0
 
@@ -42,27 +42,84 @@ def brightness_sharpness(
 def pose_from_landmarks(
     landmarks_px: NDArray[np.float32],
 ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
-    """(yaw, pitch, roll) in degrees for (N, 5, 2) landmarks in LANDMARK_NAMES order."""
+    """(yaw, pitch, roll) in degrees for (N, 5, 2) landmarks in LANDMARK_NAMES order.
+
+    Yaw and pitch come from ``cv2.solvePnP`` of the five landmarks against a 3-D five-point
+    mean face (``MEAN_FACE_3D``), seen by a camera about 20 inter-ocular distances away (a
+    portrait at ≈ 1.3 m; the estimate depends little on that distance). Unlike the ratio of
+    the nose offset to the eye distance, which saturates near ±45–90° for faces turned
+    30–45° (the eye distance shrinks as the nose offset grows), the fit keeps turning angles
+    apart up to about 60–70°; beyond that the five points of a profile are nearly collinear
+    and the estimate flattens out. Roll is the angle of the eye line in the image.
+    """
+    import cv2
+
     pts = np.asarray(landmarks_px, dtype=np.float64).reshape(-1, 5, 2)
-    eye_l, eye_r, nose, mouth_l, mouth_r = (pts[:, k] for k in range(5))
-    eye_vec = eye_r - eye_l
-    roll = np.degrees(np.arctan2(eye_vec[:, 1], eye_vec[:, 0]))
-    # Undo roll so that the eye line is horizontal, then measure in face coordinates.
-    theta = -np.radians(roll)
-    cos_t, sin_t = np.cos(theta), np.sin(theta)
-    eye_mid = (eye_l + eye_r) / 2.0
-    mouth_mid = (mouth_l + mouth_r) / 2.0
+    n = len(pts)
+    yaw = np.zeros((n,), dtype=np.float32)
+    pitch = np.zeros((n,), dtype=np.float32)
+    eye_vec = pts[:, 1] - pts[:, 0]
+    roll = np.degrees(np.arctan2(eye_vec[:, 1], eye_vec[:, 0])).astype(np.float32)
+    for i in range(n):
+        yaw[i], pitch[i] = _yaw_pitch_pnp(pts[i], cv2)
+    return yaw, pitch, roll
 
-    def rotate(p: NDArray[np.float64]) -> NDArray[np.float64]:
-        d = p - eye_mid
-        return np.stack([d[:, 0] * cos_t - d[:, 1] * sin_t, d[:, 0] * sin_t + d[:, 1] * cos_t], 1)
 
-    nose_r, mouth_r_ = rotate(nose), rotate(mouth_mid)
-    eye_dist = np.maximum(np.linalg.norm(eye_vec, axis=1), 1e-6)
-    # Yaw: the nose tip (≈ 0.6 inter-ocular distances in front of the eye plane) moves sideways.
-    yaw = np.degrees(np.arcsin(np.clip(nose_r[:, 0] / (0.6 * eye_dist), -1.0, 1.0)))
-    # Pitch: the nose moves between the eye line and the mouth line.
-    span = np.maximum(mouth_r_[:, 1], 1e-6)
-    t = nose_r[:, 1] / span
-    pitch = np.degrees(np.arcsin(np.clip((_FRONTAL_NOSE_T - t) * 1.6, -1.0, 1.0)))
-    return yaw.astype(np.float32), pitch.astype(np.float32), roll.astype(np.float32)
+# Five-point mean face in inter-ocular units (x to the image's right, y down, z away from the
+# camera; origin between the eyes), for LANDMARK_NAMES order. x and y are the symmetrised
+# ARCFACE_TEMPLATE_112 (a frontal mean face). The depths are effective depths for YuNet's
+# landmarks: anthropometry puts the nose tip ≈ 0.5 IOD in front of the eyes, but on turned
+# faces YuNet places the nose point out towards the cheek's outline, so a 0.5 model reads
+# three-quarter views as ≈ 52° on average. 0.9 (mouth corners 0.15) brings the faces sorted
+# by eye as three-quarter views (≈ 25–55°) to a mean of ≈ 41°; it is the one fitted number
+# (bench/pose_quality.py, bench/pose_labels.csv), and ordering is unaffected by it.
+MEAN_FACE_3D: NDArray[np.float64] = np.array(
+    [
+        [-0.5, 0.0, 0.0],
+        [0.5, 0.0, 0.0],
+        [0.0, 0.571, -0.9],
+        [-0.414, 1.155, -0.15],
+        [0.414, 1.155, -0.15],
+    ],
+    dtype=np.float64,
+)
+# Camera distance in inter-ocular distances (focal length in face sizes).
+_CAMERA_DISTANCE_IOD = 20.0
+
+
+def _yaw_pitch_pnp(points_px: NDArray[np.float64], cv2: Any) -> tuple[float, float]:
+    """Yaw and pitch (degrees) of one face's five landmarks; (0, 0) if they are degenerate."""
+    centre = points_px.mean(axis=0)
+    # face size in pixels: robust to turning (the eye distance shrinks with yaw, the eye-to-
+    # mouth height with pitch)
+    eye_mid = (points_px[0] + points_px[1]) / 2.0
+    mouth_mid = (points_px[3] + points_px[4]) / 2.0
+    size_px = max(
+        float(np.linalg.norm(points_px[1] - points_px[0])),
+        float(np.linalg.norm(mouth_mid - eye_mid)) / 1.155,
+        1e-3,
+    )
+    focal_px = _CAMERA_DISTANCE_IOD * size_px
+    camera = np.array([[focal_px, 0, centre[0]], [0, focal_px, centre[1]], [0, 0, 1]], np.float64)
+    rvec = np.zeros((3, 1), np.float64)
+    tvec = np.array([[0.0], [0.0], [_CAMERA_DISTANCE_IOD]], np.float64)
+    try:
+        ok, rvec, tvec = cv2.solvePnP(
+            MEAN_FACE_3D,
+            points_px.reshape(5, 1, 2),
+            camera,
+            None,
+            rvec=rvec,
+            tvec=tvec,
+            useExtrinsicGuess=True,
+            flags=cv2.SOLVEPNP_ITERATIVE,
+        )
+    except cv2.error:
+        return 0.0, 0.0
+    if not ok or not np.all(np.isfinite(rvec)):
+        return 0.0, 0.0
+    rotation, _ = cv2.Rodrigues(rvec)
+    forward = rotation @ np.array([0.0, 0.0, -1.0])  # where the face points (towards camera)
+    yaw = float(np.degrees(np.arctan2(forward[0], -forward[2])))
+    pitch = float(np.degrees(np.arctan2(-forward[1], np.hypot(forward[0], forward[2]))))
+    return yaw, pitch

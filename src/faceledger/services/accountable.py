@@ -22,6 +22,12 @@ the maintenance pass) once its process is gone: a ``phase`` "recovered" record, 
 the original caller, states what the store's change log shows was actually committed. Both
 backends work this way (on PostgreSQL the store and the ledger are separate transactions too,
 so one mechanism serves both).
+
+One door: the inner services (store, ledger, keys, objects, video) are private attributes, and
+adapters (``api/``, ``cli/``; ruff's SLF001 holds them to it) reach data only through verbs
+that record: reading, verifying, exporting and checkpointing the ledger included. What they may
+use without a record is stateless (decoding the caller's own upload, shaping a result, the
+pack's calibration table, model health) or authentication (``authentication``).
 """
 
 from __future__ import annotations
@@ -30,15 +36,18 @@ import contextlib
 import getpass
 import hashlib
 import logging
+import os
 import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from faceledger.audit.intents import OpenIntent, owner_alive, process_owner
-from faceledger.audit.ledger import Ledger
+from faceledger.audit.ledger import Ledger, LedgerEntry
 from faceledger.config import Settings
 from faceledger.domain.audit import CURRENT_INTENT, AuditEvent, Caller
 from faceledger.domain.collections import (
@@ -56,6 +65,7 @@ from faceledger.domain.errors import (
     ResourceNotFoundError,
 )
 from faceledger.domain.faces import AnalysedImage, CompareResult, Image
+from faceledger.domain.labels import LabelsResult, TextResult
 from faceledger.domain.policy import (
     MAX_CASE_CHARS,
     MAX_PURPOSE_CHARS,
@@ -70,6 +80,7 @@ from faceledger.services.collections import (
 )
 from faceledger.services.faces import FaceService
 from faceledger.services.keys import AccessKey, KeyService
+from faceledger.services.labels import LabelFilters, LabelService, Region, WordFilter
 from faceledger.services.objects import ImageObjects
 from faceledger.services.users import (
     DEFAULT_ASSOCIATE_THRESHOLD,
@@ -82,6 +93,10 @@ from faceledger.services.users import (
 )
 from faceledger.services.video import JobPage, VideoService
 from faceledger.store.video import JobRow, ProcessorRow
+
+if TYPE_CHECKING:
+    from faceledger.audit.verify import Progress, VerifyReport
+    from faceledger.inference.calibration import Calibration
 
 R = TypeVar("R")
 logger = logging.getLogger(__name__)
@@ -127,8 +142,57 @@ def check_purpose(purpose: str | None, case_reference: str | None) -> None:
             raise InvalidParameterError(f"the {name} must be at most {limit} printable characters")
 
 
+def _ids(face_ids: Any) -> list[str]:
+    """FaceIds as an intent record names them (strings only, at most 4,096)."""
+    if not isinstance(face_ids, list | tuple):
+        return []
+    return [f for f in face_ids if isinstance(f, str)][:MAX_LEDGERED_MATCHES]
+
+
+def _filters(filters: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in sorted(filters.items()) if value is not None}
+
+
 def _matches(matches: tuple[CollectionMatch, ...]) -> list[list[Any]]:
     return [[m.face.face_id, round(m.similarity, 3)] for m in matches[:MAX_LEDGERED_MATCHES]]
+
+
+@dataclass(frozen=True)
+class FacePage:
+    """A page of ListFaces: the faces, the next page's token, the collection's FaceModelVersion."""
+
+    faces: list[StoredFace]
+    next_token: str | None
+    face_model_version: str
+
+
+@dataclass(frozen=True)
+class FaceSearch:
+    """SearchFaces: the matches, the effective (floored) threshold, the FaceModelVersion."""
+
+    matches: tuple[CollectionMatch, ...]
+    threshold: float
+    face_model_version: str
+
+
+class Authentication:
+    """What adapters may ask of the key store: who signed a request, and whether that key is
+    within its rate. Creating, listing and revoking keys are gateway verbs."""
+
+    def __init__(self, keys: KeyService) -> None:
+        self._keys = keys
+
+    def credentials(self, key_id: str) -> tuple[Principal, str]:
+        """The principal and secret of an active key, for SigV4 verification."""
+        return self._keys.credentials(key_id)
+
+    def admit(self, key_id: str) -> None:
+        """Spend one of the key's tokens (ThrottlingError when over its rate)."""
+        self._keys.admit(key_id)
+
+    def authenticate_bearer(self, authorization: str | None) -> Principal:
+        """The principal of an ``Authorization: Bearer <key_id>:<secret>`` header."""
+        return self._keys.authenticate_bearer(authorization)
 
 
 class FaceLedger:
@@ -142,13 +206,14 @@ class FaceLedger:
         ledger: Ledger | None = None,
     ) -> None:
         self.settings = settings
-        self.faces = faces or FaceService(settings)
-        self.collections = CollectionService(settings, self.faces)
-        self.users = UserService(self.collections)
-        self.keys = KeyService(settings)
-        self.objects = ImageObjects(settings)
-        self.ledger = ledger or Ledger.from_settings(settings)
-        self.video = VideoService(settings, self.collections, self.objects, self._record)
+        self._faces = faces or FaceService(settings)
+        self._labels = LabelService(settings)
+        self._collections = CollectionService(settings, self._faces)
+        self._users = UserService(self._collections)
+        self._keys = KeyService(settings)
+        self._objects = ImageObjects(settings)
+        self._ledger = ledger or Ledger.from_settings(settings)
+        self._video = VideoService(settings, self._collections, self._objects, self._record)
         self._in_flight: set[str] = set()  # this process's intents whose call still runs
         self._in_flight_lock = threading.Lock()
         try:
@@ -166,18 +231,24 @@ class FaceLedger:
     ) -> None:
         """Ledger something that happened after the call that caused it (a video job's end, a
         stream match), on behalf of the caller who started it."""
-        self.ledger.append(
+        self._ledger.append(
             AuditEvent.of(
                 caller, operation, outcome=outcome, collection_id=collection_id, result=result
             )
         )
 
     def close(self) -> None:
-        self.video.close()
-        self.collections.close()
-        self.objects.close()
-        self.ledger.close()
-        self.keys.close()
+        self._video.close()
+        self._collections.close()
+        self._objects.close()
+        self._ledger.close()
+        self._keys.close()
+
+    def open_ledger(self) -> None:
+        """Load the ledger key and verify the ledger since its last signed checkpoint; a
+        server calls it at start and refuses to serve a bent ledger (``LedgerTamperedError``
+        saying why)."""
+        self._ledger.open()
 
     # -- intents ---------------------------------------------------------------------------
     def _announce(
@@ -186,21 +257,24 @@ class FaceLedger:
         operation: str,
         collection_id: str | None,
         probes: tuple[str, ...],
+        about: dict[str, Any] | None = None,
     ) -> str:
-        """Append the intent record of a biometric change and return its id; ``LedgerError``
+        """Append the intent record of a biometric change (``about``: the FaceIds or user it
+        names) and return its id; ``LedgerError``
         (then nothing may change). The caller calls ``_settled`` once the outcome is written
         (or could not be)."""
         intent_id = uuid.uuid4().hex
         with self._in_flight_lock:
             self._in_flight.add(intent_id)
         try:
-            self.ledger.append(
+            self._ledger.append(
                 AuditEvent.of(
                     caller,
                     operation,
                     outcome="pending",
                     collection_id=collection_id,
                     probe_sha256=probes,
+                    result=about,
                     phase="intent",
                     intent_id=intent_id,
                 )
@@ -220,7 +294,7 @@ class FaceLedger:
         host once ``INTENT_TIMEOUT_S`` old). Returns the intent ids reconciled."""
         done = []
         me = process_owner()
-        for intent in self.ledger.open_intents():
+        for intent in self._ledger.open_intents():
             with self._in_flight_lock:
                 running = intent.intent_id in self._in_flight
             if intent.owner == me:
@@ -235,30 +309,40 @@ class FaceLedger:
         return done
 
     def _recover(self, intent: OpenIntent) -> None:
-        entry = self.ledger.entry_at(intent.seq)
+        entry = self._ledger.entry_at(intent.seq)
         announced = entry.event if entry is not None else None
         if announced is None or announced.intent_id != intent.intent_id:
             logger.error("open intent %s names record %s, which is not it", intent, intent.seq)
             return
-        changes = self.collections.store.intent_changes(intent.intent_id)
+        store = self._collections.store
+        changes = store.intent_changes(intent.intent_id)
+        deleted: list[str] = []
+        named = [f for f in announced.result.get("face_ids", []) if isinstance(f, str)]
+        if any(c.deleted for c in changes) and announced.collection_id is not None:
+            # the change log keeps no id of a deleted face: the intent named them
+            try:
+                present: Any = store.faces_by_id(announced.collection_id, named)
+            except ResourceNotFoundError:  # the collection went since
+                present = {}
+            deleted = [f for f in named if f not in present]
         result: dict[str, Any] = {
             "recovered": True,
             "intent_seq": intent.seq,
-            "indexed": [c.face_id for c in changes if not c.deleted],
-            "deleted": [c.face_id for c in changes if c.deleted],
+            "indexed": [c.face_id for c in changes if not c.deleted and c.face_id],
+            "deleted": deleted,
         }
         operation = announced.operation
         if operation in _LOGGED_CHANGES:
             outcome = "ok" if changes else "NoChange"
         elif operation == "DeleteCollection" and announced.collection_id is not None:
             try:
-                self.collections.store.face_model_version(announced.collection_id)
+                self._collections.store.face_model_version(announced.collection_id)
                 outcome = "NoChange"
             except ResourceNotFoundError:
                 outcome = "ok"
         else:
             outcome = "Unknown"  # association changes are not in the change log
-        self.ledger.append(
+        self._ledger.append(
             AuditEvent(
                 **{
                     **announced.__dict__,
@@ -286,7 +370,10 @@ class FaceLedger:
         collection_id: str | None = None,
         probes: tuple[str, ...] = (),
         summary: Callable[[R], dict[str, Any]] | None = None,
+        intent: dict[str, Any] | None = None,
     ) -> R:
+        """Authorise, run ``work`` and ledger its outcome (see the module docstring);
+        ``intent``: what a biometric change's intent record says it is about to do."""
         intent_id: str | None = None
 
         def record(outcome: str, result: dict[str, Any]) -> None:
@@ -300,14 +387,14 @@ class FaceLedger:
                 phase="outcome" if intent_id else None,
                 intent_id=intent_id,
             )
-            self.ledger.append(event)
+            self._ledger.append(event)
 
         self.authorise(caller, operation, collection_id=collection_id, probes=probes)
         try:
             try:
                 check_purpose(caller.purpose, caller.case_reference)
                 if operation in BIOMETRIC_CHANGES:
-                    intent_id = self._announce(caller, operation, collection_id, probes)
+                    intent_id = self._announce(caller, operation, collection_id, probes, intent)
                     token = CURRENT_INTENT.set(intent_id)
                     try:
                         value = work()
@@ -344,7 +431,7 @@ class FaceLedger:
             f"principal {caller.principal.name!r} (roles: "
             f"{', '.join(caller.principal.roles) or 'none'}) may not call {operation}"
         )
-        self.ledger.append(
+        self._ledger.append(
             AuditEvent.of(
                 caller,
                 operation,
@@ -356,6 +443,27 @@ class FaceLedger:
         )
         raise denied
 
+    def record_refusal(
+        self,
+        caller: Caller,
+        operation: str,
+        collection_id: str | None,
+        code: str,
+        message: str,
+    ) -> None:
+        """Ledger a call refused before any verb ran: the adapter rejected the request itself
+        (a body or parameters that fail validation, an unknown operation) once it knew who
+        asked. ``code`` is the error code answered, ``message`` its text (cut)."""
+        self._ledger.append(
+            AuditEvent.of(
+                caller,
+                operation,
+                outcome=code,
+                collection_id=collection_id,
+                result={"message": message[:300]},
+            )
+        )
+
     @staticmethod
     def _sha(*images: bytes | Image | AnalysedImage) -> tuple[str, ...]:
         out = []
@@ -366,10 +474,178 @@ class FaceLedger:
                 out.append(hashlib.sha256(image).hexdigest())
         return tuple(out)
 
+    # -- what adapters may use without a record (stateless, or authentication) --------------
+    @property
+    def authentication(self) -> Authentication:
+        return Authentication(self._keys)
+
+    @property
+    def calibration(self) -> Calibration:
+        """The pack's published Similarity ↔ false-match-rate table."""
+        return self._faces.engine.calibration
+
+    def health(self) -> dict[str, Any]:
+        """Pack name, FaceModelVersion and whether the models are loaded (never loads)."""
+        return self._faces.health()
+
+    def load_models(self) -> None:
+        """Verify and load the default pack now (the first request is then fast)."""
+        self._faces.load()
+
+    def close_models(self) -> None:
+        self._faces.close()
+
+    def decode_image(self, data: bytes) -> Image:
+        """Decode image bytes the caller sent (with this installation's limits), e.g. to draw
+        the boxes of a verb that has just accepted the same bytes."""
+        return self._faces.image(data)
+
+    def read_image_file(self, path: os.PathLike[str]) -> bytes:
+        """A local image file's bytes, refused over the size limit (the CLI's photos)."""
+        return self._faces.read_file(path)
+
+    def detect_result(self, analysed: AnalysedImage, *, max_faces: int) -> dict[str, Any]:
+        """The native JSON of a DetectFaces result."""
+        return self._faces.detect_result(analysed, max_faces=max_faces)
+
+    def compare_result(
+        self, source: Image, target: Image, result: CompareResult, **options: Any
+    ) -> dict[str, Any]:
+        """The native JSON of a CompareFaces result."""
+        return self._faces.compare_result(source, target, result, **options)
+
+    def analyse_files(self, paths: Iterable[Path]) -> Generator[tuple[Path, Any], None, None]:
+        """Analyse local image files on worker processes for a bulk enrolment: yields each
+        path with its ``AnalysedImage`` or ``FaceLedgerError``. Nothing is stored or ledgered
+        until a result is passed to ``index_faces``."""
+        from faceledger.inference.imaging import load_image
+
+        engine = self._faces.engine
+        try:
+            yield from engine.analyse_many(list(paths), loader=load_image)
+        finally:
+            engine.close()
+
+    def read_image_object(
+        self,
+        caller: Caller,
+        operation: str,
+        bucket: str,
+        name: str,
+        version: str | None = None,
+        *,
+        collection_id: str | None = None,
+    ) -> bytes:
+        """An ``Image.S3Object``'s bytes for ``operation``. The verb that receives them records
+        their SHA-256; a failure to read them is recorded here (the verb never runs)."""
+        try:
+            return self._objects.read(bucket, name, version)
+        except FaceLedgerError as exc:
+            self.record_refusal(caller, operation, collection_id, exc.code, exc.message)
+            raise
+
+    def run_video_job(self, job_id: str) -> None:
+        """Run a queued stored-video job in this process now (the CLI); its start was ledgered
+        by ``start_video_job`` and its end is ledgered by the video service."""
+        self._video.run_now(job_id)
+
+    def start_video_workers(self) -> None:
+        """Start the job workers (and re-queue jobs a previous run left unfinished)."""
+        self._video.start_workers()
+
+    # -- the ledger itself ---------------------------------------------------------------------
+    @property
+    def ledger_location(self) -> str:
+        return str(self._ledger.location)
+
+    @property
+    def ledger_witness_file(self) -> Path:
+        return self._ledger.witness_file
+
+    def read_ledger(
+        self,
+        caller: Caller,
+        *,
+        limit: int | None = None,
+        newest_first: bool = False,
+        **filters: Any,
+    ) -> list[LedgerEntry]:
+        """Records matching ``filters`` (those of ``Ledger.entries``). The read is itself
+        ledgered (ReadLedger, with its filters and count) after it."""
+        return self._run(
+            caller,
+            "ReadLedger",
+            lambda: list(self._ledger.entries(limit=limit, newest_first=newest_first, **filters)),
+            collection_id=filters.get("collection_id"),
+            summary=lambda rows: {"filters": _filters(filters), "count": len(rows)},
+        )
+
+    def export_ledger(self, caller: Caller, out: TextIO, fmt: str = "jsonl", **filters: Any) -> int:
+        """Write every matching record, oldest first, to ``out`` as ``fmt`` (jsonl, csv);
+        returns how many. Ledgered as ExportLedger."""
+        from faceledger.audit.export import write
+
+        return self._run(
+            caller,
+            "ExportLedger",
+            lambda: write(self._ledger.entries(**filters), out, fmt),
+            collection_id=filters.get("collection_id"),
+            summary=lambda count: {"filters": _filters(filters), "format": fmt, "count": count},
+        )
+
+    def verify_ledger(self, caller: Caller, *, progress: Progress | None = None) -> VerifyReport:
+        """Check the chain, the checkpoints' signatures and the witness; ledgered as
+        VerifyLedger with the verdict. When the ledger is broken and refuses even that record,
+        the report is still returned: the operator must learn why."""
+        reports: list[VerifyReport] = []
+
+        def work() -> VerifyReport:
+            reports.append(self._ledger.verify(progress=progress))
+            return reports[0]
+
+        try:
+            return self._run(
+                caller,
+                "VerifyLedger",
+                work,
+                summary=lambda r: {
+                    "intact": r.ok,
+                    "records": r.records,
+                    "first_bad_seq": r.first_bad_seq,
+                },
+            )
+        except LedgerError:
+            if reports and not reports[0].ok:
+                return reports[0]
+            raise
+
+    def checkpoint_ledger(self, caller: Caller) -> LedgerEntry:
+        """Append a signed checkpoint now and move the witness; ledgered as CheckpointLedger."""
+        return self._run(
+            caller,
+            "CheckpointLedger",
+            self._ledger.checkpoint,
+            summary=lambda entry: {"checkpoint_seq": entry.seq},
+        )
+
+    def rotate_ledger_key(self, caller: Caller) -> str:
+        """Rotate the ledger key (``ChainLedger.rotate_key``); returns the new key id. Ledgered
+        as RotateLedgerKey (the rotation record itself follows it)."""
+        return self._run(
+            caller,
+            "RotateLedgerKey",
+            lambda: self._ledger.rotate_key(caller.principal.name),
+            summary=lambda new_id: {"new_key_id": new_id},
+        )
+
+    @property
+    def ledger_key_file(self) -> Path:
+        return self._ledger.key_file
+
     # -- policy ----------------------------------------------------------------------------
-    def policy_of(self, collection_id: str) -> CollectionPolicy:
+    def _policy_of(self, collection_id: str) -> CollectionPolicy:
         """The collection's policy, or the installation's default when it has none."""
-        stored = self.collections.store.policy(collection_id)
+        stored = self._collections.store.policy(collection_id)
         if stored is not None:
             return CollectionPolicy.from_json(stored)
         return CollectionPolicy(
@@ -378,7 +654,7 @@ class FaceLedger:
         )
 
     def _search_policy(self, caller: Caller, collection_id: str) -> CollectionPolicy:
-        policy = self.policy_of(collection_id)
+        policy = self._policy_of(collection_id)
         if policy.require_purpose and not (caller.purpose and caller.case_reference):
             raise AccessDeniedError(
                 f"collection {collection_id!r} requires a purpose and a case reference for "
@@ -392,7 +668,7 @@ class FaceLedger:
         return self._run(
             caller,
             "DescribeCollection",
-            lambda: self.policy_of(collection_id),
+            lambda: self._policy_of(collection_id),
             collection_id=collection_id,
             summary=lambda p: {"policy": p.to_json()},
         )
@@ -401,8 +677,8 @@ class FaceLedger:
         self, caller: Caller, collection_id: str, policy: CollectionPolicy
     ) -> CollectionPolicy:
         def work() -> CollectionPolicy:
-            self.collections.describe_collection(collection_id)
-            self.collections.store.set_policy(collection_id, policy.to_json())
+            self._collections.describe_collection(collection_id)
+            self._collections.store.set_policy(collection_id, policy.to_json())
             return policy
 
         return self._run(
@@ -414,17 +690,17 @@ class FaceLedger:
         )
 
     # -- images without a collection -----------------------------------------------------
-    def detect_faces(self, caller: Caller, image: bytes) -> AnalysedImage:
+    def detect_faces(self, caller: Caller, image: bytes | Image) -> AnalysedImage:
         return self._run(
             caller,
             "DetectFaces",
-            lambda: self.faces.detect_faces(image),
+            lambda: self._faces.detect_faces(image),
             probes=self._sha(image),
             summary=lambda a: {"faces": len(a.faces)},
         )
 
     def compare_faces(
-        self, caller: Caller, source: bytes, target: bytes
+        self, caller: Caller, source: bytes | Image, target: bytes | Image
     ) -> tuple[Image, Image, CompareResult]:
         def summary(out: tuple[Image, Image, CompareResult]) -> dict[str, Any]:
             return {
@@ -435,8 +711,64 @@ class FaceLedger:
         return self._run(
             caller,
             "CompareFaces",
-            lambda: self.faces.compare_faces(source, target),
+            lambda: self._faces.compare_faces(source, target),
             probes=self._sha(source, target),
+            summary=summary,
+        )
+
+    # -- objects and text (no collection; the ledger keeps counts and names, never the
+    # -- text read) ------------------------------------------------------------------------
+    def detect_labels(
+        self,
+        caller: Caller,
+        image: bytes | Image,
+        *,
+        max_labels: int | None = None,
+        min_confidence_pct: float | None = None,
+        features: tuple[str, ...] = ("GENERAL_LABELS",),
+        filters: LabelFilters | None = None,
+        max_dominant_colours: int | None = None,
+    ) -> LabelsResult:
+        options: dict[str, Any] = {"features": features, "filters": filters}
+        if max_labels is not None:
+            options["max_labels"] = max_labels
+        if min_confidence_pct is not None:
+            options["min_confidence_pct"] = min_confidence_pct
+        if max_dominant_colours is not None:
+            options["max_dominant_colours"] = max_dominant_colours
+
+        def summary(out: LabelsResult) -> dict[str, Any]:
+            return {
+                "labels": [label.name for label in out.labels][:100],
+                "instances": sum(len(label.instances) for label in out.labels),
+                "label_model_version": out.label_model_version,
+            }
+
+        return self._run(
+            caller,
+            "DetectLabels",
+            lambda: self._labels.detect_labels(image, **options),
+            probes=self._sha(image),
+            summary=summary,
+        )
+
+    def detect_text(
+        self,
+        caller: Caller,
+        image: bytes | Image,
+        *,
+        word_filter: WordFilter | None = None,
+        regions: tuple[Region, ...] = (),
+    ) -> TextResult:
+        def summary(out: TextResult) -> dict[str, Any]:
+            kinds = [item.kind for item in out.items]
+            return {"lines": kinds.count("LINE"), "words": kinds.count("WORD")}
+
+        return self._run(
+            caller,
+            "DetectText",
+            lambda: self._labels.detect_text(image, word_filter=word_filter, regions=regions),
+            probes=self._sha(image),
             summary=summary,
         )
 
@@ -447,7 +779,7 @@ class FaceLedger:
         return self._run(
             caller,
             "CreateCollection",
-            lambda: self.collections.create_collection(collection_id, tags),
+            lambda: self._collections.create_collection(collection_id, tags),
             collection_id=collection_id,
             summary=lambda c: {"face_model_version": c.face_model_version},
         )
@@ -456,7 +788,7 @@ class FaceLedger:
         return self._run(
             caller,
             "DescribeCollection",
-            lambda: self.collections.describe_collection(collection_id),
+            lambda: self._collections.describe_collection(collection_id),
             collection_id=collection_id,
             summary=lambda c: {"faces": c.face_count, "users": c.user_count},
         )
@@ -467,7 +799,7 @@ class FaceLedger:
         return self._run(
             caller,
             "ListCollections",
-            lambda: self.collections.list_collections(
+            lambda: self._collections.list_collections(
                 next_token=next_token, max_results=max_results
             ),
             summary=lambda out: {"count": len(out[0])},
@@ -475,8 +807,8 @@ class FaceLedger:
 
     def delete_collection(self, caller: Caller, collection_id: str) -> None:
         def work() -> int:
-            faces = self.collections.describe_collection(collection_id).face_count
-            self.collections.delete_collection(collection_id)
+            faces = self._collections.describe_collection(collection_id).face_count
+            self._collections.delete_collection(collection_id)
             return faces
 
         self._run(
@@ -491,7 +823,7 @@ class FaceLedger:
         self._run(
             caller,
             "TagResource",
-            lambda: self.collections.tag_collection(collection_id, tags),
+            lambda: self._collections.tag_collection(collection_id, tags),
             collection_id=collection_id,
             summary=lambda _: {"keys": sorted(tags)},
         )
@@ -500,7 +832,7 @@ class FaceLedger:
         self._run(
             caller,
             "UntagResource",
-            lambda: self.collections.untag_collection(collection_id, keys),
+            lambda: self._collections.untag_collection(collection_id, keys),
             collection_id=collection_id,
             summary=lambda _: {"keys": sorted(keys)},
         )
@@ -509,7 +841,7 @@ class FaceLedger:
         return self._run(
             caller,
             "ListTagsForResource",
-            lambda: self.collections.collection_tags(collection_id),
+            lambda: self._collections.collection_tags(collection_id),
             collection_id=collection_id,
             summary=lambda tags: {"count": len(tags)},
         )
@@ -519,15 +851,15 @@ class FaceLedger:
         self,
         caller: Caller,
         collection_id: str,
-        image: bytes | AnalysedImage,
+        image: bytes | Image | AnalysedImage,
         **options: Any,
     ) -> IndexFacesResult:
         """IndexFaces of image bytes, or of an image already analysed (bulk enrolment)."""
 
         def work() -> IndexFacesResult:
             if isinstance(image, AnalysedImage):
-                return self.collections.enrol(collection_id, image, **options)
-            return self.collections.index_faces(collection_id, image, **options)
+                return self._collections.enrol(collection_id, image, **options)
+            return self._collections.index_faces(collection_id, image, **options)
 
         def summary(r: IndexFacesResult) -> dict[str, Any]:
             return {
@@ -546,15 +878,32 @@ class FaceLedger:
             summary=summary,
         )
 
-    def list_faces(
-        self, caller: Caller, collection_id: str, **options: Any
-    ) -> tuple[list[StoredFace], str | None]:
+    def list_faces(self, caller: Caller, collection_id: str, **options: Any) -> FacePage:
+        def work() -> FacePage:
+            faces, token = self._collections.list_faces(collection_id, **options)
+            version = self._collections.store.face_model_version(collection_id)
+            return FacePage(faces, token, version)
+
         return self._run(
             caller,
             "ListFaces",
-            lambda: self.collections.list_faces(collection_id, **options),
+            work,
             collection_id=collection_id,
-            summary=lambda out: {"count": len(out[0])},
+            summary=lambda page: {
+                "count": len(page.faces),
+                "face_model_version": page.face_model_version,
+            },
+        )
+
+    def external_image_ids(self, caller: Caller, collection_id: str) -> set[str]:
+        """The ExternalImageIds enrolled in a collection (a bulk enrolment's resume look-up):
+        ledgered as a ListFaces that returned only these ids."""
+        return self._run(
+            caller,
+            "ListFaces",
+            lambda: self._collections.store.external_image_ids(collection_id),
+            collection_id=collection_id,
+            summary=lambda ids: {"external_image_ids": len(ids)},
         )
 
     def delete_faces(
@@ -563,9 +912,10 @@ class FaceLedger:
         return self._run(
             caller,
             "DeleteFaces",
-            lambda: self.collections.delete_faces(collection_id, face_ids),
+            lambda: self._collections.delete_faces(collection_id, face_ids),
             collection_id=collection_id,
             summary=lambda out: {"deleted": out[0], "unsuccessful": len(out[1])},
+            intent={"face_ids": _ids(face_ids)},
         )
 
     # -- searches ----------------------------------------------------------------------------
@@ -577,15 +927,16 @@ class FaceLedger:
         *,
         max_faces: int = DEFAULT_SEARCH_MAX_FACES,
         threshold: float = DEFAULT_FACE_MATCH_THRESHOLD,
-    ) -> tuple[tuple[CollectionMatch, ...], float]:
+    ) -> FaceSearch:
         """Matches of an enrolled face, and the effective (floored) threshold."""
 
-        def work() -> tuple[tuple[CollectionMatch, ...], float]:
+        def work() -> FaceSearch:
             effective = self._search_policy(caller, collection_id).effective_threshold(threshold)
-            found = self.collections.search_faces(
+            found = self._collections.search_faces(
                 collection_id, face_id, max_faces=max_faces, threshold=effective
             )
-            return found, effective
+            version = self._collections.store.face_model_version(collection_id)
+            return FaceSearch(found, effective, version)
 
         return self._run(
             caller,
@@ -595,8 +946,8 @@ class FaceLedger:
             summary=lambda out: {
                 "searched_face_id": face_id,
                 "requested_threshold": threshold,
-                "threshold": out[1],
-                "matches": _matches(out[0]),
+                "threshold": out.threshold,
+                "matches": _matches(out.matches),
             },
         )
 
@@ -614,7 +965,7 @@ class FaceLedger:
 
         def work() -> SearchByImageResult:
             effective = self._search_policy(caller, collection_id).effective_threshold(threshold)
-            return self.collections.search_faces_by_image(
+            return self._collections.search_faces_by_image(
                 collection_id,
                 image,
                 max_faces=max_faces,
@@ -642,7 +993,7 @@ class FaceLedger:
         self._run(
             caller,
             "CreateUser",
-            lambda: self.users.create_user(collection_id, user_id, token),
+            lambda: self._users.create_user(collection_id, user_id, token),
             collection_id=collection_id,
             summary=lambda _: {"user_id": user_id},
         )
@@ -653,9 +1004,10 @@ class FaceLedger:
         self._run(
             caller,
             "DeleteUser",
-            lambda: self.users.delete_user(collection_id, user_id, token),
+            lambda: self._users.delete_user(collection_id, user_id, token),
             collection_id=collection_id,
             summary=lambda _: {"user_id": user_id},
+            intent={"user_id": user_id},
         )
 
     def list_users(
@@ -664,7 +1016,7 @@ class FaceLedger:
         return self._run(
             caller,
             "ListUsers",
-            lambda: self.users.list_users(collection_id, **options),
+            lambda: self._users.list_users(collection_id, **options),
             collection_id=collection_id,
             summary=lambda out: {"count": len(out[0])},
         )
@@ -681,10 +1033,11 @@ class FaceLedger:
         return self._run(
             caller,
             "AssociateFaces",
-            lambda: self.users.associate_faces(
+            lambda: self._users.associate_faces(
                 collection_id, user_id, face_ids, user_match_threshold, client_request_token
             ),
             collection_id=collection_id,
+            intent={"user_id": user_id, "face_ids": _ids(face_ids)},
             summary=lambda o: {
                 "user_id": user_id,
                 "associated": o.faces,
@@ -703,10 +1056,11 @@ class FaceLedger:
         return self._run(
             caller,
             "DisassociateFaces",
-            lambda: self.users.disassociate_faces(
+            lambda: self._users.disassociate_faces(
                 collection_id, user_id, face_ids, client_request_token
             ),
             collection_id=collection_id,
+            intent={"user_id": user_id, "face_ids": _ids(face_ids)},
             summary=lambda o: {
                 "user_id": user_id,
                 "disassociated": o.faces,
@@ -728,7 +1082,7 @@ class FaceLedger:
 
         def work() -> UserSearchResult:
             policy = self._search_policy(caller, collection_id)
-            return self.users.search_users(
+            return self._users.search_users(
                 collection_id,
                 user_id=user_id,
                 face_id=face_id,
@@ -764,7 +1118,7 @@ class FaceLedger:
 
         def work() -> UserSearchByImageResult:
             policy = self._search_policy(caller, collection_id)
-            return self.users.search_users_by_image(
+            return self._users.search_users_by_image(
                 collection_id,
                 image,
                 user_match_threshold=policy.effective_threshold(user_match_threshold),
@@ -810,7 +1164,7 @@ class FaceLedger:
                 policy = self._search_policy(caller, collection_id)
                 requested = DEFAULT_FACE_MATCH_THRESHOLD if threshold is None else threshold
                 effective = policy.effective_threshold(requested)
-            return self.video.start_job(
+            return self._video.start_job(
                 caller,
                 kind,
                 video,
@@ -838,14 +1192,14 @@ class FaceLedger:
     ) -> JobPage:
         """A page of a job's results; ``kind`` None (the native API) takes the job's own."""
         if kind is None:
-            kind = self.video.kind_of(job_id)
+            kind = self._video.kind_of(job_id)
         operation = {"faces": "GetFaceDetection", "search": "GetFaceSearch"}.get(
             kind, "GetPersonTracking"
         )
         return self._run(
             caller,
             operation,
-            lambda: self.video.get_job(job_id, kind, **options),
+            lambda: self._video.get_job(job_id, kind, **options),
             summary=lambda page: {
                 "job_id": job_id,
                 "status": page.job.status,
@@ -867,7 +1221,7 @@ class FaceLedger:
         return self._run(
             caller,
             "CreateStreamProcessor",
-            lambda: self.video.create_processor(
+            lambda: self._video.create_processor(
                 name,
                 source,
                 collection_id=collection_id,
@@ -890,7 +1244,7 @@ class FaceLedger:
         return self._run(
             caller,
             "DescribeStreamProcessor",
-            lambda: self.video.describe_processor(name),
+            lambda: self._video.describe_processor(name),
             summary=lambda out: {"name": name, "status": out[0].status},
         )
 
@@ -900,7 +1254,7 @@ class FaceLedger:
         return self._run(
             caller,
             "ListStreamProcessors",
-            lambda: self.video.list_processors(next_token=next_token, max_results=max_results),
+            lambda: self._video.list_processors(next_token=next_token, max_results=max_results),
             summary=lambda out: {"count": len(out[0])},
         )
 
@@ -908,7 +1262,7 @@ class FaceLedger:
         return self._run(
             caller,
             "UpdateStreamProcessor",
-            lambda: self.video.update_processor(name, **changes),
+            lambda: self._video.update_processor(name, **changes),
             summary=lambda row: {"name": name, "threshold": row.settings.get("threshold")},
         )
 
@@ -916,7 +1270,7 @@ class FaceLedger:
         self._run(
             caller,
             "DeleteStreamProcessor",
-            lambda: self.video.delete_processor(name),
+            lambda: self._video.delete_processor(name),
             summary=lambda _: {"name": name},
         )
 
@@ -926,12 +1280,12 @@ class FaceLedger:
         collection: list[str] = []
 
         def work() -> str:
-            row = self.video.store.processor(name)
+            row = self._video.store.processor(name)
             collection_id = row.settings["collection_id"]
             collection.append(collection_id)
             policy = self._search_policy(caller, collection_id)
             effective = policy.effective_threshold(float(row.settings["threshold"]))
-            return self.video.start_processor(caller, name, threshold=effective)
+            return self._video.start_processor(caller, name, threshold=effective)
 
         return self._run(
             caller,
@@ -951,8 +1305,8 @@ class FaceLedger:
 
         def work() -> Any:
             if name:
-                self.video.store.processor(name)
-            return self.video.hub.subscribe(name or None, replay=replay)
+                self._video.store.processor(name)
+            return self._video.hub.subscribe(name or None, replay=replay)
 
         return self._run(caller, "GetStreamEvents", work, summary=lambda _: {"name": name})
 
@@ -960,7 +1314,7 @@ class FaceLedger:
         self._run(
             caller,
             "StopStreamProcessor",
-            lambda: self.video.stop_processor(name),
+            lambda: self._video.stop_processor(name),
             summary=lambda _: {"name": name},
         )
 
@@ -968,27 +1322,30 @@ class FaceLedger:
     def maintain(self) -> dict[str, Any]:
         """Purge faces past each collection's retention (one ledger record per collection that
         lost faces, by the ``system`` principal) and save changed index snapshots."""
-        self.video.requeue_unclaimed()  # jobs of a server process that died
+        self._video.requeue_unclaimed()  # jobs of a server process that died
         self.reconcile()  # intents whose outcome could not be written
         system = Caller(Principal("system:retention", (), "SYSTEM"), source="system", request_id="")
         purged: dict[str, int] = {}
         token: str | None = None
         while True:
-            page, token = self.collections.list_collections(next_token=token, max_results=1000)
+            page, token = self._collections.list_collections(next_token=token, max_results=1000)
             for collection in page:
                 cid = collection.collection_id
-                days = self.policy_of(cid).retention_days
+                days = self._policy_of(cid).retention_days
                 if days is None:
                     continue
+                expiring: list[str] = []
                 with contextlib.suppress(FaceLedgerError, TypeError, ValueError):
                     cutoff = time.time() - float(days) * 86400.0
-                    if not self.collections.store.faces_older_than(cid, cutoff):
+                    expiring = self._collections.store.faces_older_than(cid, cutoff)
+                    if not expiring:
                         continue  # nothing expired: no change, no record
-                intent_id = self._announce(system, "PurgeExpiredFaces", cid, ())
+                about = {"face_ids": _ids(expiring)}
+                intent_id = self._announce(system, "PurgeExpiredFaces", cid, (), about)
                 token_var = CURRENT_INTENT.set(intent_id)
                 outcome, result = "ok", dict[str, Any](retention_days=days)
                 try:
-                    deleted = self.collections.purge_expired(cid, days)
+                    deleted = self._collections.purge_expired(cid, days)
                     result["deleted"] = deleted
                     if deleted:
                         purged[cid] = len(deleted)
@@ -997,7 +1354,7 @@ class FaceLedger:
                 finally:
                     CURRENT_INTENT.reset(token_var)
                 try:
-                    self.ledger.append(
+                    self._ledger.append(
                         AuditEvent.of(
                             system,
                             "PurgeExpiredFaces",
@@ -1012,8 +1369,8 @@ class FaceLedger:
                     self._settled(intent_id)
             if not token:
                 break
-        self.collections.indexes.refresh_all()  # other replicas' deletions leave this one too
-        self.collections.indexes.save_all(only_if_changed=True)
+        self._collections.indexes.refresh_all()  # other replicas' deletions leave this one too
+        self._collections.indexes.save_all(only_if_changed=True)
         return {"purged": purged}
 
     # -- keys --------------------------------------------------------------------------------
@@ -1030,7 +1387,7 @@ class FaceLedger:
         return self._run(
             caller,
             "CreateKey",
-            lambda: self.keys.create(
+            lambda: self._keys.create(
                 principal, roles, description, rate_per_second=rate_per_second, burst=burst
             ),
             summary=lambda out: {
@@ -1042,11 +1399,32 @@ class FaceLedger:
             },
         )
 
+    def ensure_admin_key(self) -> tuple[AccessKey, str] | None:
+        """Create the first admin key when none is active (``serve`` at start-up); its creation
+        is ledgered as a CreateKey by the ``system:bootstrap`` principal."""
+        created = self._keys.ensure_admin_key()
+        if created is not None:
+            system = Caller(
+                Principal("system:bootstrap", (), "SYSTEM"), source="system", request_id=""
+            )
+            self._record(
+                system,
+                "CreateKey",
+                None,
+                {
+                    "key_id": created[0].key_id,
+                    "principal": created[0].principal,
+                    "roles": list(created[0].roles),
+                },
+                "ok",
+            )
+        return created
+
     def list_keys(self, caller: Caller, include_revoked: bool = False) -> list[AccessKey]:
         return self._run(
             caller,
             "ListKeys",
-            lambda: self.keys.list(include_revoked=include_revoked),
+            lambda: self._keys.list(include_revoked=include_revoked),
             summary=lambda keys: {"count": len(keys)},
         )
 
@@ -1054,6 +1432,6 @@ class FaceLedger:
         return self._run(
             caller,
             "RevokeKey",
-            lambda: self.keys.revoke(key_id),
+            lambda: self._keys.revoke(key_id),
             summary=lambda key: {"key_id": key.key_id, "principal": key.principal},
         )

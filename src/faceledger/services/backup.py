@@ -186,13 +186,35 @@ def _copy_snapshots(source: Path, dest: Path) -> tuple[list[str], list[str]]:
     return copied, skipped
 
 
-def take_backup(settings: Settings, dest: Path, *, say: Say = _quiet) -> Manifest:
-    """Copy the installation's data folder to the new folder ``dest`` while it may be serving;
-    see the module docstring. Returns the manifest written there."""
+def take_backup(settings: Settings, dest: Path, operator: Caller, *, say: Say = _quiet) -> Manifest:
+    """Copy the installation's data folder to the new folder ``dest`` while it may be serving
+    (see the module docstring), then append a ``CreateBackup`` record naming it (a backup
+    holds every face template: who took one, where to, is the ledger's business). Returns
+    the manifest written there."""
     if settings.database_url:
         from faceledger.services.pg_backup import take_pg_backup
 
-        return take_pg_backup(settings, dest, say=say)
+        manifest = take_pg_backup(settings, dest, say=say)
+    else:
+        manifest = _take_sqlite_backup(settings, Path(dest), say)
+    record_backup(settings, operator, manifest, Path(dest))
+    return manifest
+
+
+def record_backup(settings: Settings, operator: Caller, manifest: Manifest, dest: Path) -> None:
+    """The ``CreateBackup`` record (after the copy: the backup ends before it)."""
+    result = {
+        "destination": str(dest.resolve()),
+        "backend": manifest.backend,
+        "ledger_seq": manifest.ledger_seq,
+        "files": len(manifest.files),
+        "size_bytes": manifest.size_bytes,
+    }
+    with Ledger.from_settings(settings) as ledger:
+        ledger.append(AuditEvent.of(operator, "CreateBackup", result=result))
+
+
+def _take_sqlite_backup(settings: Settings, dest: Path, say: Say) -> Manifest:
     data = Path(settings.data_dir)
     ledger_path, store_path = data / LEDGER_FILENAME, data / SQLITE_FILE
     if ledger_facts(ledger_path) is None:

@@ -60,6 +60,8 @@ class FaceService:
         )
         self._engine: FaceEngine | None = None
         self._lock = threading.Lock()
+        # Large image decodes at once (each may take a second and ~130 MB; see imaging).
+        self._large_decodes = threading.BoundedSemaphore(settings.large_decode_slots)
 
     # -- engine ---------------------------------------------------------------------------
     @property
@@ -114,11 +116,16 @@ class FaceService:
         """
         if isinstance(source, Image):
             return source
+        limits: dict[str, Any] = {
+            "max_bytes": self.settings.max_image_bytes,
+            "max_decode_bytes": self.settings.max_decode_bytes,
+            "large_decodes": self._large_decodes,
+        }
         started = time.perf_counter()
         if isinstance(source, bytes | bytearray | memoryview):
-            image = decode_image(bytes(source), max_bytes=self.settings.max_image_bytes)
+            image = decode_image(bytes(source), **limits)
         else:
-            image = load_image(source, max_bytes=self.settings.max_image_bytes)
+            image = load_image(source, **limits)
         self.engine.clock.record("decode", time.perf_counter() - started)
         return image
 

@@ -16,9 +16,10 @@
   uses path-style addressing (``http://host/bucket/key``), which every S3 clone serves. The
   client is created on first use, once per ``ImageObjects``, and shared by all threads.
 
-Both paths refuse an object larger than ``max_image_bytes`` from its size before reading it,
-and never read more than ``max_image_bytes + 1`` bytes (``ImageTooLargeError``). Every failure a
-caller or an operator can cause — no such bucket, key or version, access denied, endpoint
+Both paths refuse an object larger than ``max_s3_image_bytes`` (Rekognition's 15 MiB for an
+``S3Object``; inline ``Bytes`` stay at ``max_image_bytes``, 5 MiB) from its size before reading
+it, and never read more than ``max_s3_image_bytes + 1`` bytes (``ImageTooLargeError``). Every
+failure a caller or an operator can cause — no such bucket, key or version, access denied, endpoint
 unreachable, no credentials — becomes an ``InvalidS3ObjectError`` naming the bucket and key,
 never a traceback or a credential; malformed ``Bucket``/``Name``/``Version`` values (per
 botocore's Rekognition model) raise ``InvalidParameterError``. This module imports no FastAPI.
@@ -56,7 +57,7 @@ S3_BUCKET_RE = re.compile(r"[0-9A-Za-z.\-_]{3,255}")
 MAX_S3_OBJECT_NAME_CHARS = 1024
 MAX_S3_OBJECT_VERSION_CHARS = 1024
 
-# Bytes asked for per read while streaming (the total is capped at max_image_bytes + 1).
+# Bytes asked for per read while streaming (the total is capped at max_s3_image_bytes + 1).
 _CHUNK_BYTES = 1_048_576
 
 # S3 error codes (ClientError) → the reason shown to the caller.
@@ -89,12 +90,12 @@ class ImageObjects:
 
     # -- public ---------------------------------------------------------------------------
     def read(self, bucket: str, name: str, version: str | None = None) -> bytes:
-        """The object's bytes (at most ``settings.max_image_bytes``).
+        """The object's bytes (at most ``settings.max_s3_image_bytes``).
 
         Raises:
             InvalidParameterError: ``bucket``, ``name`` or ``version`` is malformed.
             InvalidS3ObjectError: the object cannot be read (see the module docstring).
-            ImageTooLargeError: the object is larger than ``settings.max_image_bytes``.
+            ImageTooLargeError: the object is larger than ``settings.max_s3_image_bytes``.
         """
         check_s3_object(bucket, name, version)
         folder = self.settings.s3_local_buckets.get(bucket)
@@ -181,7 +182,7 @@ class ImageObjects:
             if not stat.S_ISREG(info.st_mode):  # a directory, FIFO or device: not an object
                 raise InvalidS3ObjectError(f"Unable to read S3 object {where}: no such key.")
             self._check_size(info.st_size, where)
-            data = _read_capped(lambda size: os.read(fd, size), self.settings.max_image_bytes)
+            data = _read_capped(lambda size: os.read(fd, size), self.settings.max_s3_image_bytes)
         except OSError as exc:
             raise _local_os_error(where, exc) from exc
         finally:
@@ -213,7 +214,7 @@ class ImageObjects:
             size = response.get("ContentLength")
             if isinstance(size, int):
                 self._check_size(size, where)
-            data = _read_capped(body.read, self.settings.max_image_bytes)
+            data = _read_capped(body.read, self.settings.max_s3_image_bytes)
         except botocore.exceptions.BotoCoreError as exc:
             raise _s3_error(bucket, where, exc) from exc
         finally:
@@ -223,8 +224,8 @@ class ImageObjects:
 
     # -- limits -----------------------------------------------------------------------------
     def _check_size(self, size_bytes: int, where: str, *, at_least: bool = False) -> None:
-        """Raise ImageTooLargeError when ``size_bytes`` exceeds ``settings.max_image_bytes``."""
-        limit = self.settings.max_image_bytes
+        """Raise ImageTooLargeError when ``size_bytes`` exceeds ``settings.max_s3_image_bytes``."""
+        limit = self.settings.max_s3_image_bytes
         if size_bytes <= limit:
             return
         more = "at least " if at_least else ""

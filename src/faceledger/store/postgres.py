@@ -279,12 +279,7 @@ class PostgresStore:
 
     @staticmethod
     def _log_face_changes(
-        conn: psycopg.Connection[Any],
-        pk: int,
-        row_ids: Sequence[int],
-        face_ids: Sequence[str],
-        *,
-        deleted: bool,
+        conn: psycopg.Connection[Any], pk: int, row_ids: Sequence[int], *, deleted: bool
     ) -> None:
         """Count faces added to (or deleted from) the collection and log them in
         ``face_changes`` under its next sequence numbers. The UPDATE row-locks the collection
@@ -300,17 +295,10 @@ class PostgresStore:
         ).fetchone()
         assert row is not None
         conn.execute(
-            "INSERT INTO face_changes (collection_pk, seq, row_id, deleted, face_id, intent) "
-            "SELECT %s, %s + n, row_id, %s, face_id, %s "
-            "FROM unnest(%s::bigint[], %s::text[]) WITH ORDINALITY AS t(row_id, face_id, n)",
-            (
-                pk,
-                int(row[0]) - n,
-                deleted,
-                CURRENT_INTENT.get(),
-                [int(r) for r in row_ids],
-                list(face_ids),
-            ),
+            "INSERT INTO face_changes (collection_pk, seq, row_id, deleted, intent) "
+            "SELECT %s, %s + n, row_id, %s, %s FROM unnest(%s::bigint[]) "
+            "WITH ORDINALITY AS t(row_id, n)",
+            (pk, int(row[0]) - n, deleted, CURRENT_INTENT.get(), [int(r) for r in row_ids]),
         )
 
     @staticmethod
@@ -490,13 +478,7 @@ class PostgresStore:
                             ),
                         )
                     )
-                self._log_face_changes(
-                    conn,
-                    pk,
-                    [f.row_id for f in out],
-                    [f.face.face_id for f in out],
-                    deleted=False,
-                )
+                self._log_face_changes(conn, pk, [f.row_id for f in out], deleted=False)
         except pg_errors.CheckViolation:  # its partition went with a concurrent deletion
             raise ResourceNotFoundError(f"collection {collection_id!r} does not exist") from None
         return out
@@ -576,9 +558,7 @@ class PostgresStore:
                 "RETURNING face_id, row_id",
                 (pk, list(face_ids)),
             ).fetchall()
-            self._log_face_changes(
-                conn, pk, [int(r[1]) for r in rows], [str(r[0]) for r in rows], deleted=True
-            )
+            self._log_face_changes(conn, pk, [int(r[1]) for r in rows], deleted=True)
         gone = {r[0] for r in rows}
         if gone:
             self.vacuum(partition_name(pk))  # the deleted rows and vectors must not linger
@@ -630,12 +610,16 @@ class PostgresStore:
 
     def intent_changes(self, intent_id: str) -> list[IntentChange]:
         """The faces added or deleted under the intent record ``intent_id`` (see
-        ``domain.audit.CURRENT_INTENT``), in commit order."""
+        ``domain.audit.CURRENT_INTENT``), in commit order. The change log keeps row ids only
+        (a deleted face leaves no id behind): an added face still present has its FaceId,
+        the others ``""``."""
         with self._tx() as conn:
             rows = conn.execute(
-                "SELECT c.collection_id, f.face_id, f.deleted FROM face_changes f "
-                "JOIN collections c ON c.collection_pk = f.collection_pk "
-                "WHERE f.intent = %s ORDER BY f.collection_pk, f.seq",
+                "SELECT c.collection_id, f.face_id, ch.deleted FROM face_changes ch "
+                "JOIN collections c ON c.collection_pk = ch.collection_pk "
+                "LEFT JOIN faces f ON f.collection_pk = ch.collection_pk "
+                "AND f.row_id = ch.row_id AND NOT ch.deleted "
+                "WHERE ch.intent = %s ORDER BY ch.collection_pk, ch.seq",
                 (intent_id,),
             ).fetchall()
         return [IntentChange(str(r[0]), str(r[1] or ""), bool(r[2])) for r in rows]

@@ -105,7 +105,6 @@ CREATE TABLE IF NOT EXISTS changes (
     collection_id TEXT NOT NULL,
     row_id INTEGER NOT NULL,
     op TEXT NOT NULL CHECK (op IN ('add', 'del')),
-    face_id TEXT,
     intent TEXT
 );
 CREATE INDEX IF NOT EXISTS changes_by_collection ON changes(collection_id, seq);
@@ -248,9 +247,8 @@ class SQLiteStore:
             db = self._db()
             db.executescript(SCHEMA)  # idempotent; executescript manages its own commit
             columns = {r[1] for r in db.execute("PRAGMA table_info(changes)")}
-            for column in ("face_id", "intent"):  # a store from before intents
-                if column not in columns:
-                    db.execute(f"ALTER TABLE changes ADD COLUMN {column} TEXT")
+            if "intent" not in columns:  # a store from before intents
+                db.execute("ALTER TABLE changes ADD COLUMN intent TEXT")
             db.execute(
                 "CREATE INDEX IF NOT EXISTS changes_by_intent ON changes(intent) "
                 "WHERE intent IS NOT NULL"
@@ -510,9 +508,9 @@ class SQLiteStore:
                 )
                 row_id = int(cur.lastrowid or 0)
                 db.execute(
-                    "INSERT INTO changes (collection_id, row_id, op, face_id, intent) "
-                    "VALUES (?, ?, 'add', ?, ?)",
-                    (collection_id, row_id, face_id, CURRENT_INTENT.get()),
+                    "INSERT INTO changes (collection_id, row_id, op, intent) "
+                    "VALUES (?, ?, 'add', ?)",
+                    (collection_id, row_id, CURRENT_INTENT.get()),
                 )
                 out.append(
                     FaceRow(
@@ -618,9 +616,9 @@ class SQLiteStore:
                     continue
                 db.execute("DELETE FROM faces WHERE row_id = ?", (row[0],))
                 db.execute(
-                    "INSERT INTO changes (collection_id, row_id, op, face_id, intent) "
-                    "VALUES (?, ?, 'del', ?, ?)",
-                    (collection_id, row[0], face_id, CURRENT_INTENT.get()),
+                    "INSERT INTO changes (collection_id, row_id, op, intent) "
+                    "VALUES (?, ?, 'del', ?)",
+                    (collection_id, row[0], CURRENT_INTENT.get()),
                 )
                 deleted.append(face_id)
         if deleted:
@@ -712,9 +710,12 @@ class SQLiteStore:
 
     def intent_changes(self, intent_id: str) -> list[IntentChange]:
         """The faces added or deleted under the intent record ``intent_id`` (see
-        ``domain.audit.CURRENT_INTENT``), in commit order."""
+        ``domain.audit.CURRENT_INTENT``), in commit order. The change log keeps row ids only
+        (a deleted face leaves no id behind): an added face still present has its FaceId,
+        the others ``""``."""
         rows = self._db().execute(
-            "SELECT collection_id, face_id, op FROM changes WHERE intent = ? ORDER BY seq",
+            "SELECT c.collection_id, f.face_id, c.op FROM changes c LEFT JOIN faces f "
+            "ON f.row_id = c.row_id AND c.op = 'add' WHERE c.intent = ? ORDER BY c.seq",
             (intent_id,),
         )
         return [IntentChange(str(r[0]), str(r[1] or ""), r[2] == "del") for r in rows]

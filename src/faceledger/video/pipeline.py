@@ -120,13 +120,7 @@ def video_face(faces: Faces, i: int, width_px: int, height_px: int) -> VideoFace
 
 
 def _box_ratio(box_px: NDArray[np.floating], width_px: int, height_px: int) -> BoundingBox:
-    x1, y1, x2, y2 = (float(v) for v in box_px)
-    return BoundingBox(
-        left=x1 / width_px,
-        top=y1 / height_px,
-        width=(x2 - x1) / width_px,
-        height=(y2 - y1) / height_px,
-    )
+    return BoundingBox.from_pixels(box_px, width_px, height_px)
 
 
 @dataclass

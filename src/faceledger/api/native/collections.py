@@ -213,8 +213,9 @@ class ImageOut(BaseModel):
 class IndexedFace(FaceOut):
     bbox_px: BoxPx
     face_index: int | None = Field(
-        description="Index among the image's detected faces (largest first); null when the "
-        "image was indexed before (``duplicate``)."
+        description="Index among the image's detected faces (largest first); null only when "
+        "the image was indexed before (``duplicate``) and none of today's detections matches "
+        "the stored box."
     )
 
 
@@ -224,7 +225,7 @@ class UnindexedFaceOut(BaseModel):
     confidence: float = Field(description="Detector confidence, 0–100.")
     reasons: list[str] = Field(
         description="EXCEEDS_MAX_FACES, EXTREME_POSE, LOW_BRIGHTNESS, LOW_SHARPNESS, "
-        "LOW_CONFIDENCE, SMALL_BOUNDING_BOX."
+        "LOW_CONFIDENCE, SMALL_BOUNDING_BOX; NOT_THE_SUBJECT from bulk enrolment only."
     )
 
 
@@ -414,12 +415,14 @@ def _policy(collection_id: str, policy: CollectionPolicy) -> CollectionPolicyOut
 
 
 def _ratio(box: BoundingBox) -> BoxRatio:
+    box = box.clipped()
     return BoxRatio(left=box.left, top=box.top, width=box.width, height=box.height)
 
 
 def _pixels(box: BoundingBox, image: Image | AnalysedImage) -> BoxPx:
-    """A ratio box in pixels of ``image`` (the image it was measured on)."""
+    """A ratio box in pixels of ``image`` (the image it was measured on), clipped to it."""
     w, h = image.width_px, image.height_px
+    box = box.clipped()
     return BoxPx(
         left=round(box.left * w, 1),
         top=round(box.top * h, 1),
@@ -546,7 +549,7 @@ def _decoded(
     """
     gate.authorise(caller, operation)
     try:
-        decoded = gate.faces.image(data)
+        decoded = gate.decode_image(data)
     except FaceLedgerError:
         verb(data)
         raise
@@ -688,7 +691,7 @@ async def list_faces(
     max_results: Annotated[int, Query(ge=1, le=LIST_PAGE_MAX)] = DEFAULT_PAGE_SIZE,
 ) -> FaceList:
     """Faces in the order they were indexed, a page at a time."""
-    page, token = await run_blocking(
+    page = await run_blocking(
         request,
         gate.list_faces,
         caller,
@@ -698,7 +701,7 @@ async def list_faces(
         user_id=user_id,
         face_ids=face_id,
     )
-    return FaceList(faces=[_face(f) for f in page], next_token=token)
+    return FaceList(faces=[_face(f) for f in page.faces], next_token=page.next_token)
 
 
 @router.post("/collections/{collection_id}/faces/delete", tags=["faces"], summary="Delete faces")
@@ -794,7 +797,7 @@ async def search_faces(
 ) -> SearchFacesOut:
     """Other stored faces whose Similarity to this face reaches `threshold` (raised to the
     collection's floor)."""
-    matches, effective = await run_blocking(
+    found = await run_blocking(
         request,
         gate.search_faces,
         with_purpose(caller, purpose, case_reference),
@@ -805,9 +808,9 @@ async def search_faces(
     )
     return SearchFacesOut(
         searched_face_id=face_id,
-        threshold=effective,
+        threshold=found.threshold,
         requested_threshold=threshold,
-        matches=_face_matches(matches),
+        matches=_face_matches(found.matches),
     )
 
 

@@ -28,6 +28,8 @@ from faceledger.inference.engine import MAX_FACES_PER_IMAGE
 IMAGES_PER_REQUEST: dict[str, int] = {
     "/v1/detect": 1,
     "/v1/compare": 2,
+    "/v1/labels": 1,  # DetectLabels (api/native/labels.py)
+    "/v1/text": 1,  # DetectText
     "/v1/collections/{collection_id}/faces": 1,  # IndexFaces (POST; GET lists faces)
     "/v1/collections/{collection_id}/search": 1,  # SearchFacesByImage
     "/v1/collections/{collection_id}/users/search": 1,  # SearchUsersByImage
@@ -105,7 +107,7 @@ async def detect(
     five `landmarks_px`, `quality` (brightness, sharpness 0–100) and `pose_deg`."""
     data = await read_upload(image, "image", gate.settings.max_image_bytes)
     analysed = await run_blocking(request, gate.detect_faces, caller, data)
-    return gate.faces.detect_result(analysed, max_faces=max_faces)
+    return gate.detect_result(analysed, max_faces=max_faces)
 
 
 @router.post(
@@ -129,4 +131,4 @@ async def compare(
     source_bytes = await read_upload(source, "source", max_bytes)
     target_bytes = await read_upload(target, "target", max_bytes)
     compared = await run_blocking(request, gate.compare_faces, caller, source_bytes, target_bytes)
-    return gate.faces.compare_result(*compared, max_target_faces=max_target_faces)
+    return gate.compare_result(*compared, max_target_faces=max_target_faces)

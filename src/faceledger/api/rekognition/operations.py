@@ -15,8 +15,13 @@ from typing import Any
 from faceledger.api.rekognition import shapes
 from faceledger.config import Settings
 from faceledger.domain.audit import Caller
-from faceledger.domain.errors import InvalidParameterError, ResourceNotFoundError
-from faceledger.domain.faces import AnalysedImage
+from faceledger.domain.errors import (
+    FaceLedgerError,
+    InvalidParameterError,
+    ResourceNotFoundError,
+)
+from faceledger.domain.faces import AnalysedImage, Image
+from faceledger.inference.imaging import decode_image
 from faceledger.services.accountable import FaceLedger
 from faceledger.services.collections import (
     DEFAULT_FACE_MATCH_THRESHOLD,
@@ -37,24 +42,53 @@ class Context:
     settings: Settings
     gate: FaceLedger
     caller: Caller
+    # The operation and the collection the request names (for the records of refusals here).
+    operation: str = ""
+    collection_id: str | None = None
     # Extra response headers a handler sets (the effective, floored match threshold).
     headers: dict[str, str] = field(default_factory=dict)
 
     def effective_threshold(self, value: float) -> None:
         self.headers[THRESHOLD_HEADER] = f"{value:g}"
 
-    def image(self, image: dict[str, Any], name: str = "Image") -> bytes:
-        """The bytes of an ``Image``: inline ``Bytes`` or an ``S3Object``, exactly one."""
+    def refuse(self, exc: FaceLedgerError) -> FaceLedgerError:
+        """Ledger a refusal made here, before the operation's verb runs; returns ``exc``."""
+        self.gate.record_refusal(
+            self.caller, self.operation, self.collection_id, exc.code, exc.message
+        )
+        return exc
+
+    def image(self, image: dict[str, Any], name: str = "Image") -> bytes | Image:
+        """An ``Image``: inline ``Bytes`` (decoded by the service, ≤ ``max_image_bytes``) or an
+        ``S3Object``, decoded here with its own limit (``max_s3_image_bytes``, Rekognition's
+        15 MiB); exactly one of the two."""
         has_bytes, has_object = "Bytes" in image, "S3Object" in image
         if has_bytes == has_object:
-            raise InvalidParameterError(f"{name} must have exactly one of Bytes and S3Object")
+            raise self.refuse(
+                InvalidParameterError(f"{name} must have exactly one of Bytes and S3Object")
+            )
         if has_bytes:
             data: bytes = image["Bytes"]
             return data
         obj = image["S3Object"]
         if "Bucket" not in obj or "Name" not in obj:
-            raise InvalidParameterError(f"{name}.S3Object needs both Bucket and Name")
-        return self.gate.objects.read(obj["Bucket"], obj["Name"], obj.get("Version"))
+            raise self.refuse(InvalidParameterError(f"{name}.S3Object needs both Bucket and Name"))
+        data = self.gate.read_image_object(
+            self.caller,
+            self.operation,
+            obj["Bucket"],
+            obj["Name"],
+            obj.get("Version"),
+            collection_id=self.collection_id,
+        )
+        try:
+            return decode_image(
+                data,
+                max_bytes=self.settings.max_s3_image_bytes,
+                max_decode_bytes=self.settings.max_decode_bytes,
+            )
+        except FaceLedgerError as exc:
+            raise self.refuse(exc) from None
 
     def arn(self, collection_id: str) -> str:
         return shapes.collection_arn(self.settings.region, self.settings.account_id, collection_id)
@@ -64,9 +98,11 @@ class Context:
         prefix = f"arn:aws:rekognition:{self.settings.region}:{self.settings.account_id}:"
         kind, _, collection_id = arn.removeprefix(prefix).partition("/")
         if not arn.startswith(prefix) or kind != "collection" or not collection_id:
-            raise ResourceNotFoundError(
-                f"{arn!r} is not a collection ARN of this installation "
-                f"(expected {prefix}collection/<CollectionId>)"
+            raise self.refuse(
+                ResourceNotFoundError(
+                    f"{arn!r} is not a collection ARN of this installation "
+                    f"(expected {prefix}collection/<CollectionId>)"
+                )
             )
         return collection_id
 
@@ -186,20 +222,19 @@ def index_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 
 @operation
 def list_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    faces, token = ctx.gate.list_faces(
+    page = ctx.gate.list_faces(
         ctx.caller,
         p["CollectionId"],
         next_token=p.get("NextToken"),
         max_results=p.get("MaxResults", DEFAULT_LIST_FACES),
         **_kwargs(p, user_id="UserId", face_ids="FaceIds"),
     )
-    collection = ctx.gate.collections.describe_collection(p["CollectionId"])
     out: dict[str, Any] = {
-        "Faces": [shapes.stored_face(f) for f in faces],
-        "FaceModelVersion": collection.face_model_version,
+        "Faces": [shapes.stored_face(f) for f in page.faces],
+        "FaceModelVersion": page.face_model_version,
     }
-    if token:
-        out["NextToken"] = token
+    if page.next_token:
+        out["NextToken"] = page.next_token
     return out
 
 
@@ -212,19 +247,18 @@ def delete_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 # -- search --------------------------------------------------------------------------------
 @operation
 def search_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    matches, threshold = ctx.gate.search_faces(
+    found = ctx.gate.search_faces(
         ctx.caller,
         p["CollectionId"],
         p["FaceId"],
         max_faces=p.get("MaxFaces", DEFAULT_SEARCH_MAX_FACES),
         threshold=p.get("FaceMatchThreshold", DEFAULT_FACE_MATCH_THRESHOLD),
     )
-    ctx.effective_threshold(threshold)
-    collection = ctx.gate.collections.describe_collection(p["CollectionId"])
+    ctx.effective_threshold(found.threshold)
     return {
         "SearchedFaceId": p["FaceId"],
-        "FaceMatches": [shapes.face_match(m) for m in matches],
-        "FaceModelVersion": collection.face_model_version,
+        "FaceMatches": [shapes.face_match(m) for m in found.matches],
+        "FaceModelVersion": found.face_model_version,
     }
 
 
@@ -264,10 +298,12 @@ def compare_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
         ctx.image(p["TargetImage"], "TargetImage"),
     )
     failing = quality_reasons(result.source, quality_filter)[0]
-    if failing:
-        raise InvalidParameterError(
-            f"the source image's largest face fails QualityFilter {quality_filter}: "
-            + ", ".join(failing)
+    if failing:  # the comparison is ledgered; so is this refusal of its answer
+        raise ctx.refuse(
+            InvalidParameterError(
+                f"the source image's largest face fails QualityFilter {quality_filter}: "
+                + ", ".join(failing)
+            )
         )
     target_reasons = quality_reasons(result.targets, quality_filter)
     matched, unmatched = [], []
@@ -412,7 +448,9 @@ def search_users_by_image(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# The video operations register themselves in the same table (stored-video jobs, streams).
+# The video operations register themselves in the same table (stored-video jobs, streams), and
+# so do DetectLabels and DetectText.
+from faceledger.api.rekognition import labels as _labels  # noqa: E402, F401
 from faceledger.api.rekognition import video as _video  # noqa: E402, F401
 
 IMPLEMENTED: frozenset[str] = frozenset(OPERATIONS)

@@ -24,6 +24,7 @@ import regex
 from botocore.model import OperationModel, ServiceModel, Shape
 from botocore.validate import ParamValidator
 
+from faceledger.api.json_limits import check_json_depth
 from faceledger.domain.errors import InvalidParameterError, UnknownOperationError
 
 TARGET_PREFIX = "RekognitionService"
@@ -65,6 +66,7 @@ def parse_body(body: bytes) -> dict[str, Any]:
     """The request's JSON object (an empty body is an empty object, as AWS accepts)."""
     if not body.strip():
         return {}
+    check_json_depth(body)  # SerializationException: nested too deep for the parser
     try:
         value = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -1,9 +1,10 @@
 """``POST /``: the Rekognition JSON 1.1 endpoint that boto3, the AWS CLI and AWS SDKs call.
 
 One request: read the body (capped) → verify its SigV4 signature against ``faceledger keys``
-→ find the operation from ``X-Amz-Target`` → check the principal's roles → validate the body
-against botocore's input shape → run the operation's handler in a worker thread → answer
-``application/x-amz-json-1.1`` with ``x-amzn-RequestId``.
+(the target, content type, purpose and case headers must be signed when sent; an exact replay
+is refused, ``replay.py``) → find the operation from ``X-Amz-Target`` → check the principal's
+roles → validate the body against botocore's input shape → run the operation's handler in a
+worker thread → answer ``application/x-amz-json-1.1`` with ``x-amzn-RequestId``.
 
 Errors leave from one place (``error_response``) as ``{"__type": Code, "message": …}`` with the
 code also in ``X-Amzn-ErrorType``; anything unexpected is logged with the request id and
@@ -12,12 +13,14 @@ answered as ``InternalServerError`` (500), never as a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -31,6 +34,7 @@ from faceledger.api.rekognition.protocol import (
     parse_body,
     validate,
 )
+from faceledger.api.rekognition.replay import ReplayCache
 from faceledger.api.rekognition.sigv4 import verify_sigv4
 from faceledger.config import Settings
 from faceledger.domain.audit import Caller
@@ -42,9 +46,17 @@ logger = logging.getLogger("faceledger.api.rekognition")
 
 router = APIRouter()
 
+T = TypeVar("T")
+
 # Why a search is made (a collection's policy can require both): AWS SDKs send these headers.
 PURPOSE_HEADER = "x-faceledger-purpose"
 CASE_HEADER = "x-faceledger-case"
+# Headers the service acts on or records: a signature must cover each one that arrives.
+SIGNED_IF_PRESENT = ("x-amz-target", "content-type", PURPOSE_HEADER, CASE_HEADER)
+# Unsigned headers that tell apart two identical SDK calls made in the same second (replay.py).
+SDK_INVOCATION_HEADERS = ("amz-sdk-invocation-id", "amz-sdk-request")
+# A refused request's operation name, as recorded, is cut to this length.
+MAX_OPERATION_CHARS = 128
 # JSON, base64 and the other members around the images a request may carry (CompareFaces: 2).
 JSON_OVERHEAD_BYTES = 64 * 1024
 IMAGES_PER_REQUEST = 2
@@ -97,6 +109,13 @@ def authenticate(request: Request, body: bytes, settings: Settings) -> Principal
     """The principal whose access key signed this request (SigV4)."""
     if settings.insecure_accept_any_signature:
         return INSECURE_DEV_PRINCIPAL
+    now = datetime.now(UTC)
+    replays: ReplayCache = request.app.state.replay_cache
+
+    def once(signature: str, signed_at: datetime) -> None:
+        unsigned = "\n".join(request.headers.get(name, "") for name in SDK_INVOCATION_HEADERS)
+        replays.admit(f"{signature}\n{unsigned}", signed_at, now)
+
     principal = verify_sigv4(
         method=request.method,
         # the path as sent (still percent-encoded), which is what the client signed
@@ -107,11 +126,53 @@ def authenticate(request: Request, body: bytes, settings: Settings) -> Principal
         credentials=request.app.state.keys.credentials,
         region=settings.region,
         service="rekognition",
-        now=datetime.now(UTC),
+        now=now,
         max_skew_seconds=settings.max_clock_skew_seconds,
+        must_sign_if_present=SIGNED_IF_PRESENT,
+        on_verified=once,
     )
     request.app.state.keys.admit(principal.key_id)  # rate limit, once the signature holds
     return principal
+
+
+def _recorded(
+    gate: FaceLedger,
+    caller: Caller,
+    operation: str,
+    collection_id: str | None,
+    step: Callable[[], T],
+) -> T:
+    """``step()``, ledgering its refusal (an ``InvalidParameterException``…) for ``caller``."""
+    try:
+        return step()
+    except FaceLedgerError as exc:
+        gate.record_refusal(caller, operation, collection_id, exc.code, exc.message)
+        raise
+
+
+def collection_hint(params: Any) -> str | None:
+    """The collection a request names (``CollectionId``, a collection ``ResourceArn``, a stream
+    processor's ``Settings.FaceSearch.CollectionId``), read before validation so that a
+    refusal's record carries it; ``None`` when it names none."""
+    if not isinstance(params, dict):
+        return None
+    collection_id = params.get("CollectionId")
+    if isinstance(collection_id, str):
+        return collection_id
+    arn = params.get("ResourceArn")
+    if isinstance(arn, str) and ":collection/" in arn:
+        return arn.partition(":collection/")[2]
+    search = params.get("Settings")
+    search = search.get("FaceSearch") if isinstance(search, dict) else None
+    if isinstance(search, dict) and isinstance(search.get("CollectionId"), str):
+        return str(search["CollectionId"])  # CreateStreamProcessor
+    return None
+
+
+def _refused_operation(target: str | None) -> str:
+    """The operation name to record for a target that names no implemented operation."""
+    name = (target or "").rpartition(".")[2]
+    return name[:MAX_OPERATION_CHARS] or "UnknownOperation"
 
 
 @router.post("/", include_in_schema=False)
@@ -123,7 +184,6 @@ async def rekognition(request: Request) -> Response:
         body = await read_body(request, body_limit(settings))
         principal = authenticate(request, body, settings)
         note_caller(request.state, principal.name, request_id)  # for the access log
-        operation = operation_model(target, IMPLEMENTED)
         gate: FaceLedger = request.app.state.ledger
         caller = Caller(
             principal,
@@ -132,13 +192,30 @@ async def rekognition(request: Request) -> Response:
             purpose=request.headers.get(PURPOSE_HEADER) or None,
             case_reference=request.headers.get(CASE_HEADER) or None,
         )
-        params = validate(operation, parse_body(body))
         context = Context(settings=settings, gate=gate, caller=caller)
 
         def handle() -> dict[str, Any]:
-            # roles first (a refusal is ledgered), before any image is fetched
-            gate.authorise(caller, operation.name)
-            return OPERATIONS[operation.name](context, params)
+            # Once the caller is known, every refusal is ledgered: an unknown operation, a body
+            # that is not JSON, the roles (before any image is fetched), the input shape.
+            operation = _recorded(
+                gate,
+                caller,
+                _refused_operation(target),
+                None,
+                lambda: operation_model(target, IMPLEMENTED),
+            )
+            raw = _recorded(gate, caller, operation.name, None, lambda: parse_body(body))
+            collection_id = collection_hint(raw)
+            gate.authorise(caller, operation.name, collection_id=collection_id)
+            params = _recorded(
+                gate, caller, operation.name, collection_id, lambda: validate(operation, raw)
+            )
+            # (the same response headers; the operation and collection for the handler's own
+            # refusals)
+            named = dataclasses.replace(
+                context, operation=operation.name, collection_id=collection_id
+            )
+            return OPERATIONS[operation.name](named, params)
 
         result: dict[str, Any] = await run_blocking(request, handle)
     except FaceLedgerError as exc:

@@ -26,6 +26,9 @@ SCORE_DIGITS = 4  # Similarity, Confidence, quality
 
 
 def bounding_box(box: BoundingBox) -> dict[str, float]:
+    """Rekognition's BoundingBox, clipped to the image (a face crossing an edge keeps only
+    its visible part: every member within [0, 1], Left + Width ≤ 1)."""
+    box = box.clipped()
     return {
         "Width": round(box.width, DIGITS),
         "Height": round(box.height, DIGITS),
@@ -35,9 +38,7 @@ def bounding_box(box: BoundingBox) -> dict[str, float]:
 
 
 def face_box(faces: Faces, i: int, width_px: int, height_px: int) -> BoundingBox:
-    x1, y1, x2, y2 = (float(v) for v in faces.boxes_px[i])
-    w, h = float(width_px), float(height_px)
-    return BoundingBox(left=x1 / w, top=y1 / h, width=(x2 - x1) / w, height=(y2 - y1) / h)
+    return BoundingBox.from_pixels(faces.boxes_px[i], width_px, height_px)
 
 
 def face_detail(faces: Faces, i: int, width_px: int, height_px: int) -> dict[str, Any]:

@@ -20,6 +20,13 @@ The payload hash is always computed from the body received; a client's
 ``X-Amz-Security-Token`` is accepted and otherwise ignored: FaceLedger keys are long-term
 keys without session tokens (the header is still covered by the signature when signed).
 
+What the signature must cover is the caller's policy: ``Host`` and ``X-Amz-Date`` always;
+``must_sign`` names headers that must be present and signed, ``must_sign_if_present`` headers
+that must be signed whenever they arrive (a header the service acts on or records must not be
+addable in transit). A header outside the signed set is refused with
+``InvalidSignatureException``, in AWS's wording for an unsigned ``Host``. ``on_verified`` sees
+each signature that holds (the replay cache, ``replay.py``).
+
 Pure: no web framework, no clock unless ``now`` is omitted, no I/O beyond ``credentials``.
 """
 
@@ -267,6 +274,23 @@ def string_to_sign(amz_date: str, scope: str, canonical: str) -> str:
     return f"{ALGORITHM}\n{amz_date}\n{scope}\n{digest}"
 
 
+def _check_signed_set(
+    auth: _Authorization,
+    headers: dict[str, list[str]],
+    must_sign: Iterable[str],
+    must_sign_if_present: Iterable[str],
+) -> None:
+    """Refuse a request whose signature leaves out a header that the service relies on."""
+    required = ["host", "x-amz-date", *must_sign]
+    required += [name for name in must_sign_if_present if name in headers]
+    for name in required:
+        if name.lower() not in auth.signed_headers:
+            shown = "-".join(part[:1].upper() + part[1:] for part in name.lower().split("-"))
+            raise InvalidSignatureError(
+                f"'{shown}' must be a 'SignedHeader' in the AWS Authorization."
+            )
+
+
 def verify_sigv4(
     *,
     method: str,
@@ -279,6 +303,9 @@ def verify_sigv4(
     service: str = "rekognition",
     now: datetime | None = None,
     max_skew_seconds: int = 300,
+    must_sign: Iterable[str] = (),
+    must_sign_if_present: Iterable[str] = (),
+    on_verified: Callable[[str, datetime], None] | None = None,
 ) -> Principal:
     """The principal whose key signed this request, or an ``AuthError`` saying why not.
 
@@ -288,7 +315,10 @@ def verify_sigv4(
     are joined as the client signed them); names are matched case-insensitively.
     ``credentials(key_id)`` returns the principal and secret of an active key, or raises
     (``UnrecognizedClientError``). ``now`` (default: the current UTC time; naive means UTC)
-    is compared with X-Amz-Date, allowing ``max_skew_seconds`` either way.
+    is compared with X-Amz-Date, allowing ``max_skew_seconds`` either way. Lower-case names
+    in ``must_sign`` must arrive and be signed, those in ``must_sign_if_present`` be signed when
+    they arrive (``Host`` and ``X-Amz-Date`` always). ``on_verified(signature, signed_at)`` runs
+    once the signature holds and may refuse by raising (a replay).
     """
     by_name = _header_lists(headers)
     authorization = by_name.get("authorization")
@@ -298,8 +328,12 @@ def verify_sigv4(
         raise IncompleteSignatureError("The request carries more than one Authorization header.")
     auth = _parse_authorization(authorization[0])
     amz_date, moment = _parse_amz_date(by_name)
-    if "host" not in auth.signed_headers:
-        raise InvalidSignatureError("'Host' must be a 'SignedHeader' in the AWS Authorization.")
+    for name in must_sign:
+        if name not in by_name:
+            raise IncompleteSignatureError(
+                f"Authorization header requires existence of a '{name}' header."
+            )
+    _check_signed_set(auth, by_name, must_sign, must_sign_if_present)
     _check_scope(auth, amz_date, region, service)
     current = datetime.now(UTC) if now is None else now
     current = current.replace(tzinfo=UTC) if current.tzinfo is None else current.astimezone(UTC)
@@ -319,4 +353,6 @@ def verify_sigv4(
     ).hexdigest()
     if not hmac.compare_digest(expected.encode("ascii"), auth.signature.lower().encode("utf-8")):
         raise InvalidSignatureError(MISMATCH_MESSAGE)
+    if on_verified is not None:
+        on_verified(auth.signature.lower(), moment)
     return principal

@@ -29,7 +29,7 @@ _KDS_ARN = re.compile(r"arn:[a-z\d-]+:kinesis:[a-z\d-]+:\d{12}:stream/(?P<name>[
 def _start(ctx: Context, kind: str, p: dict[str, Any]) -> dict[str, Any]:
     video = p["Video"]
     if "S3Object" not in video:
-        raise InvalidParameterError("Video must have an S3Object")
+        raise ctx.refuse(InvalidParameterError("Video must have an S3Object"))
     job = ctx.gate.start_video_job(
         ctx.caller,
         kind,
@@ -101,16 +101,20 @@ def get_person_tracking(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 def _source(ctx: Context, arn: str) -> str:
     match = _KVS_ARN.fullmatch(arn)
     if match is None:
-        raise InvalidParameterError(f"Input.KinesisVideoStream.Arn {arn!r} is not a Kinesis ARN")
+        raise ctx.refuse(
+            InvalidParameterError(f"Input.KinesisVideoStream.Arn {arn!r} is not a Kinesis ARN")
+        )
     resource = match["resource"]
     if resource.startswith("source/"):
         return resource.removeprefix("source/")
     name = resource.removeprefix("stream/").split("/", 1)[0]
     source = ctx.settings.video_sources.get(name)
     if not resource.startswith("stream/") or source is None:
-        raise ResourceNotFoundError(
-            f"no video source named {name!r}: list it in FACELEDGER_VIDEO_SOURCES "
-            "(name=URL), or give the URL in the ARN as …:source/<URL>"
+        raise ctx.refuse(
+            ResourceNotFoundError(
+                f"no video source named {name!r}: list it in FACELEDGER_VIDEO_SOURCES "
+                "(name=URL), or give the URL in the ARN as …:source/<URL>"
+            )
         )
     return source
 
@@ -120,24 +124,30 @@ def _outputs(ctx: Context, name: str, output: dict[str, Any]) -> dict[str, Any]:
         arn = output["KinesisDataStream"].get("Arn", "")
         match = _KDS_ARN.fullmatch(arn)
         if match is None:
-            raise InvalidParameterError(f"Output.KinesisDataStream.Arn {arn!r} is invalid")
+            raise ctx.refuse(
+                InvalidParameterError(f"Output.KinesisDataStream.Arn {arn!r} is invalid")
+            )
         return {"jsonl": match["name"]}
     if "S3Destination" in output:
         dest = output["S3Destination"]
         bucket = dest.get("Bucket", "")
         folder = ctx.settings.s3_local_buckets.get(bucket)
         if folder is None:
-            raise InvalidParameterError(
-                f"Output.S3Destination: bucket {bucket!r} is not a local bucket "
-                "(FACELEDGER_S3_LOCAL_BUCKETS); only local buckets take stream output"
+            raise ctx.refuse(
+                InvalidParameterError(
+                    f"Output.S3Destination: bucket {bucket!r} is not a local bucket "
+                    "(FACELEDGER_S3_LOCAL_BUCKETS); only local buckets take stream output"
+                )
             )
         prefix = PurePosixPath(dest.get("KeyPrefix", "") + f"{name}.jsonl")
         root = Path(folder).resolve()
         path = (root / prefix).resolve()
         if prefix.is_absolute() or ".." in prefix.parts or not path.is_relative_to(root):
-            raise InvalidParameterError("Output.S3Destination.KeyPrefix must stay in the bucket")
+            raise ctx.refuse(
+                InvalidParameterError("Output.S3Destination.KeyPrefix must stay in the bucket")
+            )
         return {"jsonl_path": str(path)}
-    raise InvalidParameterError("Output needs KinesisDataStream or S3Destination")
+    raise ctx.refuse(InvalidParameterError("Output needs KinesisDataStream or S3Destination"))
 
 
 _KEPT = ("RegionsOfInterest", "DataSharingPreference", "NotificationChannel", "KmsKeyId")
@@ -147,10 +157,12 @@ _KEPT = ("RegionsOfInterest", "DataSharingPreference", "NotificationChannel", "K
 def create_stream_processor(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     settings = p["Settings"]
     if "FaceSearch" not in settings or "ConnectedHome" in settings:
-        raise InvalidParameterError("only Settings.FaceSearch stream processors are supported")
+        raise ctx.refuse(
+            InvalidParameterError("only Settings.FaceSearch stream processors are supported")
+        )
     search = settings["FaceSearch"]
     if "CollectionId" not in search:
-        raise InvalidParameterError("Settings.FaceSearch.CollectionId is required")
+        raise ctx.refuse(InvalidParameterError("Settings.FaceSearch.CollectionId is required"))
     name = p["Name"]
     extra = {k: p[k] for k in _KEPT if k in p}
     extra.update({"Input": p["Input"], "Output": p["Output"], "RoleArn": p["RoleArn"]})
@@ -215,8 +227,10 @@ def list_stream_processors(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 @operation
 def start_stream_processor(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     if "StartSelector" in p or "StopSelector" in p:
-        raise InvalidParameterError(
-            "StartSelector and StopSelector apply to Kinesis video streams only"
+        raise ctx.refuse(
+            InvalidParameterError(
+                "StartSelector and StopSelector apply to Kinesis video streams only"
+            )
         )
     return {"SessionId": ctx.gate.start_stream_processor(ctx.caller, p["Name"])}
 
@@ -230,7 +244,7 @@ def stop_stream_processor(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 @operation
 def update_stream_processor(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     if "SettingsForUpdate" in p:
-        raise InvalidParameterError("ConnectedHome settings are not supported")
+        raise ctx.refuse(InvalidParameterError("ConnectedHome settings are not supported"))
     row, _ = ctx.gate.describe_stream_processor(ctx.caller, p["Name"])
     kept = dict(row.extra.get("rekognition", {}))
     if "RegionsOfInterestForUpdate" in p:

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from faceledger.api.web import account, ledger, manage, search, streams
-from faceledger.api.web.sessions import SessionStore
+from faceledger.api.web.sessions import LoginCsrf, SessionStore
 from faceledger.api.web.views import (
     STATIC_DIR,
     LoginRequired,
@@ -47,6 +47,7 @@ def _error_page(request: Request, problem: Problem, status: int) -> Response:
 def mount_web(app: FastAPI) -> None:
     """Add the web app to ``app`` (after the API's own error handlers are registered)."""
     app.state.web_sessions = SessionStore()
+    app.state.login_csrf = LoginCsrf()
     app.mount("/app/static", StaticFiles(directory=STATIC_DIR), name="web-static")
     for module in (account, search, manage, streams, ledger):
         app.include_router(module.router, prefix="/app", include_in_schema=False)

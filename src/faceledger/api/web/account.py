@@ -4,7 +4,8 @@ The sign-in form takes an access key id and its secret (as ``faceledger keys cre
 them; ``<key id>:<secret>`` pasted into the first field works too). The server checks them as
 the native API checks a bearer token (``KeyService.authenticate_bearer``), starts a
 server-side session and sets only its random id in the browser (see ``sessions``). The form,
-which has no session yet, carries a CSRF token that must match a ``SameSite=Strict`` cookie.
+which has no session yet, carries a CSRF token signed by the server (``sessions.LoginCsrf``)
+that must also match a ``SameSite=Strict`` cookie.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from faceledger.api.web.sessions import (
     COOKIE_PATH,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
-    new_token,
-    same_token,
+    LoginCsrf,
 )
 from faceledger.api.web.views import (
     LoginRequired,
@@ -51,14 +51,21 @@ LOGIN_MESSAGES = {
 }
 
 
+def login_csrf(request: Request) -> LoginCsrf:
+    """The process's sign-in CSRF signer (``mount_web`` creates it)."""
+    signer: LoginCsrf = request.app.state.login_csrf
+    return signer
+
+
 def _secure(request: Request) -> bool:
-    return request.url.scheme == "https"
+    """Cookies are ``Secure`` over HTTPS (the server's TLS, or a trusted proxy's)."""
+    return request.url.scheme == "https" or request.app.state.settings.tls
 
 
 def _login_page(
     request: Request, *, status: int = 200, problem: Problem | None = None
 ) -> HTMLResponse:
-    token = new_token()
+    token = login_csrf(request).issue()
     response = render(
         request,
         "login.html",
@@ -99,7 +106,7 @@ async def login(request: Request) -> Response:
     check_body_size(request, 0)
     form = await request.form(max_files=0, max_fields=10, max_part_size=4096)
     token = form.get("csrf_token")
-    if not same_token(
+    if not login_csrf(request).valid(
         token if isinstance(token, str) else None, request.cookies.get(LOGIN_CSRF_COOKIE)
     ):
         problem = Problem("This form has expired", "The sign-in form expired; please try again.")

@@ -1,7 +1,8 @@
 """The Ledger page (audit role): filtered records, the chain's status, a JSONL export.
 
-Reading the ledger is the ``ReadLedger`` operation, which only the audit role holds; the
-gateway's ``authorise`` checks it (and ledgers a refusal). The filters are those of
+Reading the ledger is the ``ReadLedger`` operation, verifying it ``VerifyLedger`` and exporting
+it ``ExportLedger``, which only the audit role holds: each is a gateway verb, which checks the
+role and ledgers the read itself (or its refusal). The filters are those of
 ``faceledger audit export``: a time range (UTC), principal, collection, operation, outcome.
 The page shows the newest ``MAX_SHOWN`` matching records; the export holds every match,
 oldest first, as JSON lines (``audit.export``). "Verify the chain" runs the same check as
@@ -30,7 +31,7 @@ from faceledger.api.web.views import (
     for_page,
     render,
 )
-from faceledger.audit.export import entry_record, write_jsonl
+from faceledger.audit.export import entry_record
 from faceledger.domain.errors import FaceLedgerError, InvalidParameterError
 from faceledger.domain.principals import ROLE_OPERATIONS
 
@@ -92,15 +93,15 @@ async def ledger_page(request: Request, user: LedgerUser, gate: GateDep) -> HTML
     verify = request.query_params.get("verify") == "1"
 
     def load() -> dict[str, Any]:
-        gate.authorise(user.caller(), "ReadLedger")
-        entries = list(
-            gate.ledger.entries(**_query(filters), limit=MAX_SHOWN + 1, newest_first=True)
+        caller = user.caller()
+        entries = gate.read_ledger(
+            caller, **_query(filters), limit=MAX_SHOWN + 1, newest_first=True
         )
         rows = [
             {**entry_record(e), "summary": _summary(dict(e.payload.get("result") or {}))}
             for e in entries[:MAX_SHOWN]
         ]
-        report = gate.ledger.verify() if verify else None
+        report = gate.verify_ledger(caller) if verify else None
         return {"rows": rows, "more": len(entries) > MAX_SHOWN, "report": report}
 
     try:
@@ -141,11 +142,10 @@ async def export(request: Request, user: LedgerUser, gate: GateDep) -> Response:
     filters = _filters(request)
 
     def build() -> BinaryIO:
-        gate.authorise(user.caller(), "ReadLedger")
         out = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the streaming below
         try:
             text = io.TextIOWrapper(out, encoding="utf-8", write_through=True)
-            write_jsonl(gate.ledger.entries(**_query(filters)), text)
+            gate.export_ledger(user.caller(), text, "jsonl", **_query(filters))
             text.flush()
             text.detach()  # keep ``out`` open
         except BaseException:

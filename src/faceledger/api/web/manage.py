@@ -58,6 +58,7 @@ UNINDEXED_REASONS = {
     "LOW_CONFIDENCE": "not clearly a face",
     "SMALL_BOUNDING_BOX": "too small",
     "LOW_FACE_QUALITY": "poor quality",
+    "NOT_THE_SUBJECT": "not the photo's subject (another face is larger or more central)",
 }
 
 
@@ -175,12 +176,13 @@ async def _detail(
             "faces_next": None,
         }
         if user.may("ListFaces"):
-            out["faces"], out["faces_next"] = gate.list_faces(
+            page = gate.list_faces(
                 caller,
                 collection_id,
                 next_token=faces_token,
                 max_results=page_size or FACES_PER_PAGE,
             )
+            out["faces"], out["faces_next"] = page.faces, page.next_token
         if user.may("ListUsers"):
             out["users"], _ = gate.list_users(caller, collection_id, max_results=USERS_PER_PAGE)
         return out
@@ -222,6 +224,8 @@ async def _enrol_one(
     collection_id: str,
     upload: UploadFile,
     quality_filter: str,
+    *,
+    subject_only: bool = True,
 ) -> dict[str, Any]:
     name = upload.filename or "upload"
     out: dict[str, Any] = {"name": name, "external_image_id": external_id(name)}
@@ -235,6 +239,7 @@ async def _enrol_one(
             data,
             external_image_id=out["external_image_id"],
             quality_filter=quality_filter,
+            subject_only=subject_only,
         )
     except FaceLedgerError as exc:
         out["problem"] = describe_error(exc)
@@ -265,13 +270,17 @@ async def enrol(
         quality = text_field(form, "quality_filter", max_chars=8) or "AUTO"
         if quality not in QUALITY_FILTERS:
             raise InvalidParameterError(f"Unknown quality filter {quality!r}.")
+        all_faces = text_field(form, "all_faces", max_chars=8) in ("1", "on", "true")
     except FaceLedgerError as exc:
         if fragment:
             results = [{"name": "", "problem": describe_error(exc)}]
             return _fragment(results, status=error_status(exc))
         return await _failed(request, gate, user, collection_id, exc)
     results = [
-        await _enrol_one(request, gate, user, collection_id, upload, quality) for upload in files
+        await _enrol_one(
+            request, gate, user, collection_id, upload, quality, subject_only=not all_faces
+        )
+        for upload in files
     ]
     if fragment:
         return _fragment(results)

@@ -200,7 +200,7 @@ def _search(
     """Detect the probe's faces, search the chosen one, shape the answer (a worker thread)."""
     analysed = gate.detect_faces(caller, data)
     boxes = face_boxes(analysed.faces)
-    decoded = gate.faces.image(data)  # decodes: the gateway has just accepted the same bytes
+    decoded = gate.decode_image(data)  # decodes: the gateway has just accepted the same bytes
     out: dict[str, Any] = {
         "preview": preview_data_url(decoded),
         "width_px": decoded.width_px,
@@ -221,7 +221,7 @@ def _search(
         probe = crop.image
     result = gate.search_faces_by_image(caller, collection_id, probe, threshold=threshold)
     searched = result.searched_face_bounding_box
-    calibration = gate.faces.engine.calibration
+    calibration = gate.calibration
     out.update(
         chosen=chosen,
         cropped=crop is not None,
@@ -278,7 +278,7 @@ async def compare(request: Request, user: CompareUser, gate: GateDep) -> HTMLRes
 
 def _compare(gate: FaceLedger, caller: Caller, source: bytes, target: bytes) -> dict[str, Any]:
     source_image, target_image, compared = gate.compare_faces(caller, source, target)
-    calibration = gate.faces.engine.calibration
+    calibration = gate.calibration
 
     def boxes(faces: Faces) -> list[dict[str, float]]:
         return [_box(b) for b in face_boxes(faces)]

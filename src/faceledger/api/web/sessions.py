@@ -10,11 +10,15 @@ Sessions live in the server process's memory (``SessionStore`` on ``app.state``)
 signs everybody out, and several server processes do not share them. A session ends after
 ``idle_seconds`` without a request, after ``max_age_seconds`` in any case, or at sign-out.
 Each session has its own CSRF token, sent back in a hidden field of every form (and checked
-on every POST); the sign-in form, which has no session yet, uses a double-submit cookie.
+on every POST). The sign-in form, which has no session yet, carries a token signed by the
+server (``LoginCsrf``: a nonce and its issue time under an HMAC key that only this server
+process holds), sent both in the form and in a ``SameSite=Strict`` cookie: a pair an attacker
+made up, however well it matches, is refused, and so is a token older than an hour.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import threading
@@ -30,6 +34,7 @@ COOKIE_PATH = "/app"
 IDLE_TIMEOUT_SECONDS = 15 * 60
 MAX_AGE_SECONDS = 12 * 3600
 MAX_SESSIONS = 10_000
+LOGIN_CSRF_MAX_AGE_SECONDS = 3600
 
 
 def new_token() -> str:
@@ -42,6 +47,40 @@ def same_token(given: str | None, expected: str | None) -> bool:
     if not given or not expected:
         return False
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+class LoginCsrf:
+    """Sign-in form tokens: ``<nonce>.<issued, epoch s>.<HMAC-SHA256>`` under a key of this
+    process (random, never stored). ``clock``: epoch seconds."""
+
+    def __init__(
+        self,
+        key: bytes | None = None,
+        *,
+        max_age_seconds: float = LOGIN_CSRF_MAX_AGE_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._key = key if key is not None else secrets.token_bytes(32)
+        self.max_age_seconds = max_age_seconds
+        self._clock = clock
+
+    def _mac(self, nonce: str, issued_s: str) -> str:
+        message = f"login-csrf.{nonce}.{issued_s}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def issue(self) -> str:
+        nonce, issued_s = secrets.token_urlsafe(16), str(int(self._clock()))
+        return f"{nonce}.{issued_s}.{self._mac(nonce, issued_s)}"
+
+    def valid(self, given: str | None, cookie: str | None) -> bool:
+        """Whether the form's token equals the cookie's and is one this server issued lately."""
+        if not same_token(given, cookie) or given is None:
+            return False
+        nonce, _, rest = given.partition(".")
+        issued_s, _, mac = rest.partition(".")
+        if not nonce or not issued_s.isdigit() or not same_token(mac, self._mac(nonce, issued_s)):
+            return False
+        return 0 <= self._clock() - int(issued_s) <= self.max_age_seconds
 
 
 @dataclass

@@ -115,7 +115,7 @@ def streams_of(gate: FaceLedger) -> Streams | None:
     """The stream hook: one set on the gateway (tests), else the gateway's own verbs; None
     when the gateway has no video service."""
     hook: Streams | None = getattr(gate, "streams", None)
-    if hook is None and hasattr(gate, "video"):
+    if hook is None and hasattr(gate, "stream_events"):
         hook = GatewayStreams(gate)
     return hook
 

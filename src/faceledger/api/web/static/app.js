@@ -115,6 +115,7 @@ function setupEnrol() {
       const data = new FormData();
       data.append("csrf_token", form.elements.csrf_token.value);
       data.append("quality_filter", form.elements.quality_filter.value);
+      if (form.elements.all_faces.checked) data.append("all_faces", "1");
       data.append("images", file, file.name);
       const xhr = new XMLHttpRequest();
       xhr.open("POST", `${form.action}?fragment=1`);

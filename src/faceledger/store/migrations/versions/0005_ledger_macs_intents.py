@@ -9,9 +9,9 @@ Create Date: 2026-12-06
 - ``ledger.open_intents``: intent records whose outcome is not recorded yet (a biometric change
   writes an intent before the store changes and an outcome after; see the gateway). Rows are
   inserted and deleted in the ledger's own transactions.
-- ``face_changes.face_id`` / ``face_changes.intent``: which face, and under which intent, so
-  that an intent left without an outcome (a crash, a failed ledger write) is reconciled at
-  start-up against what the store actually committed.
+- ``face_changes.intent``: the intent each change was made under, so that an intent left
+  without an outcome (a crash, a failed ledger write) is reconciled at start-up against what
+  the store actually committed. (Row ids only, as before: a deleted face leaves no id here.)
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ CREATE TABLE ledger.open_intents (
     time DOUBLE PRECISION NOT NULL
 );
 
-ALTER TABLE face_changes ADD COLUMN face_id TEXT;
 ALTER TABLE face_changes ADD COLUMN intent TEXT;
 CREATE INDEX face_changes_by_intent ON face_changes (intent) WHERE intent IS NOT NULL;
 """
@@ -41,7 +40,6 @@ CREATE INDEX face_changes_by_intent ON face_changes (intent) WHERE intent IS NOT
 DOWNGRADE = """
 DROP INDEX face_changes_by_intent;
 ALTER TABLE face_changes DROP COLUMN intent;
-ALTER TABLE face_changes DROP COLUMN face_id;
 DROP TABLE ledger.open_intents;
 ALTER TABLE ledger.records DROP COLUMN mac;
 """
