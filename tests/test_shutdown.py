@@ -91,6 +91,20 @@ def test_sigterm_finishes_in_flight_and_exits_zero(tmp_path: Path, data_dir: Pat
             image = {"image": ("a.jpg", first, "image/jpeg")}
             assert api.post("/v1/collections/c/faces", files=image).status_code == 200
             assert api.post("/v1/collections/c/search", files=image).status_code == 200
+            # a stream processor whose camera is unreachable keeps running (reconnecting)
+            created = api.post(
+                "/v1/stream-processors",
+                json={"name": "gate", "source": "rtsp://127.0.0.1:9/x", "collection_id": "c"},
+            )
+            assert created.status_code in (200, 201), created.text
+            started = api.post(
+                "/v1/stream-processors/gate/start", json={"purpose": "p", "case_reference": "k"}
+            )
+            assert started.status_code == 200, started.text
+            deadline = time.monotonic() + 60
+            while api.get("/v1/stream-processors/gate").json()["status"] != "RUNNING":
+                assert time.monotonic() < deadline, "the processor did not start"
+                time.sleep(0.1)
         request = httpx.Request(
             "POST",
             f"{url}/v1/collections/c/faces",
@@ -150,6 +164,12 @@ def test_sigterm_finishes_in_flight_and_exits_zero(tmp_path: Path, data_dir: Pat
         assert face_id in indexed[-1].payload["result"]["indexed"]
         assert stop.seq > indexed[-1].seq
     assert stop.payload["source"] == "system"
+    assert stop.payload["result"]["stream_processors_stopping"] == ["gate"]
+    # the processor's stop is recorded in the store: a restart does not find it running
+    from faceledger.store.video import VideoStore
+
+    row = VideoStore(data / "faceledger.sqlite3").processor("gate")
+    assert row.status == "STOPPED" and "shutting down" in row.status_message
 
 
 def test_readiness_names_what_is_not_ready(tmp_path: Path) -> None:
