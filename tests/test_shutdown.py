@@ -2,10 +2,10 @@
 
 - ``/readyz`` answers 200 with each check "ok" (models, store, ledger); ``/healthz`` stays
   liveness only.
-- SIGTERM while an upload is half sent: new connections are refused at once, the in-flight
-  request still completes with 200, and the process exits with status 0 after writing a
-  ``ServerShutdown`` record, the collection's index snapshot and a final signed checkpoint
-  (no unsigned tail).
+- SIGTERM while an upload is half sent and a stream processor runs: new connections are
+  refused at once, the in-flight request still completes with 200, and the process exits with
+  status 0 after writing a ``ServerShutdown`` record naming the processor, its stop in the
+  store, the collection's index snapshot and a final signed checkpoint (no unsigned tail).
 """
 
 from __future__ import annotations
