@@ -192,6 +192,8 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "cli audit export": [("ExportLedger", OK)],
     "cli audit checkpoint": [("CheckpointLedger", OK)],
     "cli audit rotate-key": [("RotateLedgerKey", OK)],
+    "cli backup": [("CreateBackup", OK)],
+    "cli restore": [],  # refused (the live ledger is newer than the backup): nothing changes
 }
 # CLI commands that touch no collection, key or ledger (models, evaluation, schema, serving).
 CLI_WITHOUT_DATA = {
@@ -706,4 +708,6 @@ def _walk_cli(
     walk("cli audit tail", lambda: cli("audit", "tail", "--json"))
     walk("cli audit export", lambda: cli("audit", "export", "--principal", "nobody"))
     walk("cli audit checkpoint", lambda: cli("audit", "checkpoint"))
+    walk("cli backup", lambda: cli("backup", str(tmp_path / "backup")))
+    walk("cli restore", lambda: cli("restore", str(tmp_path / "backup")))
     walk("cli audit rotate-key", lambda: cli("audit", "rotate-key"))  # the server follows it

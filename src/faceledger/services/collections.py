@@ -66,7 +66,7 @@ from faceledger.domain.errors import InvalidPaginationTokenError, InvalidParamet
 from faceledger.domain.faces import AnalysedImage, Faces
 from faceledger.services.faces import FaceService, ImageSource
 from faceledger.services.tokens import TokenSigner, load_or_create_secret
-from faceledger.services.vectors import VectorSearch, collection_vectors
+from faceledger.services.vectors import CollectionIndexes, VectorSearch, collection_vectors
 from faceledger.store.factory import open_store
 from faceledger.store.postgres import PostgresStore
 from faceledger.store.sqlite import NewFace
@@ -538,9 +538,15 @@ class CollectionService:
         calibration = self.faces.engine.calibration
         min_cosine = float(calibration.cosine(threshold))
         k = max_faces + (1 if exclude_row is not None else 0)
+        clock = self.faces.engine.clock
+        started = time.perf_counter()
         ids, cosines = self.indexes.search(
             collection_id, vector.astype(np.float32), k=k, min_cosine=min_cosine
         )
+        if clock.enabled:  # the size of an in-memory index (a database search does not say)
+            indexes = self.indexes
+            size = indexes.size(collection_id) if isinstance(indexes, CollectionIndexes) else None
+            clock.record("search", time.perf_counter() - started, size)
         rows = self.store.faces_by_row(collection_id, [int(i) for i in ids])
         matches = []
         for row_id, cosine in zip(ids, cosines, strict=True):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any
 
 from faceledger.config import Settings
@@ -120,9 +121,13 @@ class FaceService:
             "max_decode_bytes": self.settings.max_decode_bytes,
             "large_decodes": self._large_decodes,
         }
+        started = time.perf_counter()
         if isinstance(source, bytes | bytearray | memoryview):
-            return decode_image(bytes(source), **limits)
-        return load_image(source, **limits)
+            image = decode_image(bytes(source), **limits)
+        else:
+            image = load_image(source, **limits)
+        self.engine.clock.record("decode", time.perf_counter() - started)
+        return image
 
     def read_file(self, path: os.PathLike[str]) -> bytes:
         """An image file's bytes, undecoded, refused over ``settings.max_image_bytes`` (for

@@ -163,6 +163,11 @@ class CollectionIndexes:
         # Writes that landed during the scan are replayed by get() from ``position.seq`` on.
         return _Entry(index, position.seq, position.generation)
 
+    def size(self, collection_id: str) -> int | None:
+        """Vectors in the collection's index in memory (None if it is not loaded); no I/O."""
+        entry = self._indexes.get(collection_id)
+        return len(entry.index) if entry is not None else None
+
     def search(
         self, collection_id: str, query: NDArray[np.float32], *, k: int, min_cosine: float
     ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:

