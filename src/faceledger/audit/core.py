@@ -693,6 +693,19 @@ class ChainLedger(ABC):
         )
         return new_id.hex()
 
+    def checkpoint_position(self) -> tuple[int, float]:
+        """``(seq, time)`` of the last signed checkpoint (seq 0 and the creation time if none);
+        ``LedgerError`` if the ledger cannot be read."""
+        try:
+            return self._checkpoint_state()
+        except self.storage_errors as exc:
+            raise LedgerError(f"the audit ledger could not be read: {exc}") from None
+
+    @property
+    def writable(self) -> bool:
+        """Whether this writer still appends (not closed, and its checks have not failed)."""
+        return self._tampered is None and not self._closing
+
     def open_intents(self) -> list[OpenIntent]:
         """Intents recorded without an outcome (oldest first)."""
         try:

@@ -126,11 +126,11 @@ def ledger_state(gate: FaceLedger) -> LedgerState:
     ledger = gate._ledger
     try:
         head = ledger.last_seq()
-        cp_seq, cp_time = ledger._checkpoint_state()
+        cp_seq, cp_time = ledger.checkpoint_position()
     except Exception:
         return LedgerState(False, 0, 0.0, 0)
     return LedgerState(
-        ok=ledger._tampered is None and not ledger._closing,
+        ok=ledger.writable,
         head_seq=head,
         checkpoint_age_s=max(0.0, time.time() - cp_time),
         unsigned_tail=max(0, head - cp_seq),
