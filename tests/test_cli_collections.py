@@ -80,16 +80,23 @@ def test_index_folder_resumes_and_search_finds_the_person(tmp_path: Path, data_d
     assert found.returncode == 0, found.stderr
     answer = json.loads(found.stdout)
     assert answer["threshold"] == 80 and answer["requested_threshold"] == 50  # the floor
+    scale = answer["scale"]
+    assert scale["face_count"] == summary["indexed_faces"] and scale["floor_source"] == "policy"
+    assert scale["fpir"] is not None and scale["hit_rate"] is not None
     matches = answer["matches"]
     assert matches and matches[0]["external_image_id"] == f"{people[1].name}:enrol_one.jpg"
     [record] = ledgered(tmp_path / "data", operation="SearchFacesByImage")
     assert (record.purpose, record.case_reference) == ("identify a suspect", "CASE-2024-17")
     assert record.probe_sha256 == (hashlib.sha256(probe.read_bytes()).hexdigest(),)
     assert record.result["threshold"] == 80 and record.result["requested_threshold"] == 50
+    assert record.result["scale"]["face_count"] == summary["indexed_faces"]
     assert [m[0] for m in record.result["matches"]] == [m["face_id"] for m in matches]
     table = run("search", str(probe), "--collection", "cases", "--threshold", "60", cwd=tmp_path)
     assert people[1].name in table.stdout and "human review" in table.stdout
     assert "Similarity ≥ 80" in table.stdout and "requested 60" in table.stdout
+    assert f"{summary['indexed_faces']} faces searched" in table.stdout
+    assert "pinned by the collection's policy" in table.stdout
+    assert "searches for someone not in this collection returns a candidate" in table.stdout
 
     described = json.loads(run("collections", "describe", "cases", cwd=tmp_path).stdout)
     assert described["face_count"] == summary["indexed_faces"]

@@ -278,6 +278,10 @@ def test_search_shows_the_enrolled_person_and_says_when_nobody_matches(
     similarity = float(cards.first.locator(".similarity").inner_text())
     assert 80 <= similarity <= 100
     expect(cards.first.locator(".fmr")).to_contain_text("false-match rate")
+    expect(cards.first.locator(".fpir")).to_contain_text(
+        "searches for someone not in this collection returns a candidate"
+    )
+    expect(page.locator("#search-scale")).to_contain_text("faces searched")
     expect(page.get_by_role("note")).to_have_text(NOTICE)
     expect(page.locator("#searched-face")).to_contain_text("Searched face 1 of 1")
     shot(page, "search-results")

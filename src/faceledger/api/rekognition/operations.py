@@ -17,6 +17,7 @@ from faceledger.config import Settings
 from faceledger.domain.audit import Caller
 from faceledger.domain.errors import InvalidParameterError, ResourceNotFoundError
 from faceledger.domain.faces import AnalysedImage, Image
+from faceledger.domain.scale import SearchScale
 from faceledger.inference.imaging import decode_image
 from faceledger.services.accountable import FaceLedger
 from faceledger.services.collections import (
@@ -43,6 +44,11 @@ class Context:
 
     def effective_threshold(self, value: float) -> None:
         self.headers[THRESHOLD_HEADER] = f"{value:g}"
+
+    def search_scale(self, scale: SearchScale | None) -> None:
+        """What a candidate means at this collection's size (x-faceledger-fpir, …)."""
+        if scale is not None:
+            self.headers.update(scale.headers())
 
     def image(self, image: dict[str, Any], name: str = "Image") -> bytes | Image:
         """An ``Image``: inline ``Bytes`` (decoded by the service, ≤ ``max_image_bytes``) or an
@@ -216,7 +222,7 @@ def delete_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 # -- search --------------------------------------------------------------------------------
 @operation
 def search_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    matches, threshold = ctx.gate.search_faces(
+    matches, threshold, scale = ctx.gate.search_faces(
         ctx.caller,
         p["CollectionId"],
         p["FaceId"],
@@ -224,6 +230,7 @@ def search_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
         threshold=p.get("FaceMatchThreshold", DEFAULT_FACE_MATCH_THRESHOLD),
     )
     ctx.effective_threshold(threshold)
+    ctx.search_scale(scale)
     collection = ctx.gate.collections.describe_collection(p["CollectionId"])
     return {
         "SearchedFaceId": p["FaceId"],
@@ -243,6 +250,7 @@ def search_faces_by_image(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
         quality_filter=p.get("QualityFilter", "NONE"),
     )
     ctx.effective_threshold(result.threshold)
+    ctx.search_scale(result.scale)
     return {
         "SearchedFaceBoundingBox": shapes.bounding_box(result.searched_face_bounding_box),
         "SearchedFaceConfidence": round(result.searched_face_confidence, shapes.SCORE_DIGITS),
