@@ -217,3 +217,27 @@ def test_eval_search_runs_the_open_set_protocol_on_folders(tmp_path: Path, data_
                       str(probes), cwd=tmp_path)  # fmt: skip
     assert bad.returncode == 2 and "--gallery: no such folder" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_eval_lfw_adds_tar_at_far_and_per_pair_scores(tmp_path: Path, data_dir: Path) -> None:
+    root = data_dir / "lfw-devtrain" / "images"
+    multi = [p.name for p in sorted(root.iterdir()) if len(list(p.glob("*.jpg"))) >= 2][:4]
+    lines = ["8"] + [f"{n} 1 2" for n in multi]
+    lines += [f"{a} 1 {b} 1" for a, b in zip(multi, multi[1:] + multi[:1], strict=True)]
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "lfw"
+    done = _faceledger(
+        "eval", "lfw", "--data", str(root), "--pairs", str(pairs), "--out", str(out),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    far = report["tar_at_far"]
+    assert set(far) == {"0.001", "0.0001"}
+    assert far["0.001"]["impostor_pairs"] == 4 and far["0.001"]["resolved"] is False
+    assert far["0.001"]["false_accepts"] == 0 and 0.0 <= far["0.001"]["tar"] <= 1.0
+    rows = (out / report["pair_scores"]).read_text().splitlines()
+    assert rows[0] == "image_a,image_b,same,cosine,similarity" and len(rows) == 9
+    assert sum(r.split(",")[2] == "1" for r in rows[1:]) == 4
+    assert "LFW pairs: 8/8" in done.stderr  # progress, though stderr is not a terminal
