@@ -9,7 +9,7 @@
    profile), plus the pairwise ordering (a face of a more turned bin has the larger |yaw|).
 2. What AUTO rejects and whether it should: every DevTrain image's central face (the person
    LFW names) is checked against AUTO, and searched against all the other
-   images' subject faces (leave-one-out): a probe is "found" when the top candidate is the
+   images' central faces (leave-one-out): a probe is "found" when the top candidate is the
    same person with Similarity ≥ the floor (default: the installation's default floor).
    For each rejection reason: how many faces it rejects and the share of those still found,
    against the share for all faces. A reason earns its place only if its faces are found
@@ -102,8 +102,8 @@ def analyse(engine: FaceEngine, root: Path, refresh: bool) -> dict[str, np.ndarr
     return out
 
 
-def subject_faces(data: dict[str, np.ndarray]) -> Faces:
-    """The found subject faces as ``Faces`` with today's pose estimate."""
+def central_faces(data: dict[str, np.ndarray]) -> Faces:
+    """The found central faces as ``Faces`` with today's pose estimate."""
     found = data["found"]
     yaw, pitch, roll = pose_from_landmarks(data["landmarks_px"][found])
     return Faces(
@@ -118,23 +118,42 @@ def subject_faces(data: dict[str, np.ndarray]) -> Faces:
     )
 
 
+def legacy_yaw_deg(landmarks_px: np.ndarray) -> np.ndarray:
+    """The yaw formula this bench replaced (until issue 14): arcsin of the nose's offset from
+    the eye midpoint over 0.6 eye distances. It saturates at ±90° once the offset reaches
+    0.6 eye distances, which three-quarter views do (the eye distance shrinks as they turn)."""
+    pts = np.asarray(landmarks_px, dtype=np.float64).reshape(-1, 5, 2)
+    eye_vec = pts[:, 1] - pts[:, 0]
+    theta = -np.arctan2(eye_vec[:, 1], eye_vec[:, 0])
+    d = pts[:, 2] - (pts[:, 0] + pts[:, 1]) / 2.0
+    nose_x = d[:, 0] * np.cos(theta) - d[:, 1] * np.sin(theta)
+    eye_dist = np.maximum(np.linalg.norm(eye_vec, axis=1), 1e-6)
+    return np.degrees(np.arcsin(np.clip(nose_x / (0.6 * eye_dist), -1.0, 1.0)))
+
+
 # -- 1. pose against labels -----------------------------------------------------------------------
-def read_labels() -> list[tuple[str, str]]:
+def read_labels(label_set: str | None = None) -> list[tuple[str, str]]:
+    """(file, bin) of the labelled faces, of one ``set`` column value when given."""
     with LABELS.open() as f:
-        rows = [(r["file"], r["bin"]) for r in csv.DictReader(line for line in f if line[0] != "#")]
+        rows = [
+            (r["file"], r["bin"])
+            for r in csv.DictReader(line for line in f if line[0] != "#")
+            if label_set is None or r["set"] == label_set
+        ]
     unknown = {b for _, b in rows} - set(BINS)
     if unknown:
         raise SystemExit(f"{LABELS}: unknown bins {sorted(unknown)}")
     return rows
 
 
-def pose_report(data: dict[str, np.ndarray]) -> dict[str, Any]:
+def pose_report(data: dict[str, np.ndarray], label_set: str | None = None) -> dict[str, Any]:
     position = {p: i for i, p in enumerate(data["paths"])}
-    rows = [(f, b) for f, b in read_labels()]
+    rows = read_labels(label_set)
     missing = [f for f, _ in rows if f not in position or not data["found"][position[f]]]
     rows = [(f, b) for f, b in rows if f not in missing]
     landmarks = np.stack([data["landmarks_px"][position[f]] for f, _ in rows])
     yaw = np.abs(pose_from_landmarks(landmarks)[0].astype(np.float64))
+    legacy = np.abs(legacy_yaw_deg(landmarks))
     rank = np.array([BINS.index(b) for _, b in rows])
     low, high = BAND_EDGES_DEG
     in_band = np.where(
@@ -156,11 +175,14 @@ def pose_report(data: dict[str, np.ndarray]) -> dict[str, Any]:
                 "min_abs_yaw_deg": round(float(yaw[sel].min()), 1),
                 "max_abs_yaw_deg": round(float(yaw[sel].max()), 1),
                 "in_band": round(float(in_band[sel].mean()), 3),
+                "legacy_mean_abs_yaw_deg": round(float(legacy[sel].mean()), 1),
+                "legacy_under_60_deg": round(float((legacy[sel] < 60).mean()), 3),
             }
     means = [bins[b]["mean_abs_yaw_deg"] for b in BINS if b in bins]
     three_quarter = rank == 1
     return {
         "labels_file": str(LABELS.relative_to(REPO)),
+        "label_set": label_set or "all",
         "faces": len(rows),
         "not_detected": missing,
         "band_edges_deg": list(BAND_EDGES_DEG),
@@ -173,8 +195,8 @@ def pose_report(data: dict[str, np.ndarray]) -> dict[str, Any]:
         "faces_ordered_pairwise_90pct": round(float((per_face_pairs >= 0.9).mean()), 3),
         "pairs_ordered": round(float(concordant.sum() / max(diff_bin.sum(), 1)), 3),
         "per_face": [
-            {"file": f, "bin": b, "abs_yaw_deg": round(float(y), 1)}
-            for (f, b), y in zip(rows, yaw, strict=True)
+            {"file": f, "bin": b, "abs_yaw_deg": round(float(y), 1), "legacy": round(float(z), 1)}
+            for (f, b), y, z in zip(rows, yaw, legacy, strict=True)
         ],
     }
 
@@ -202,7 +224,7 @@ def leave_one_out_found(
 def quality_report(
     data: dict[str, np.ndarray], engine: FaceEngine, floor: float, level: str
 ) -> dict[str, Any]:
-    faces = subject_faces(data)
+    faces = central_faces(data)
     paths = data["paths"][data["found"]]
     people = np.array([p.split("/")[0] for p in paths])
     cosine_floor = float(engine.calibration.cosine(floor))
@@ -261,6 +283,7 @@ def photos_report(engine: FaceEngine, level: str) -> dict[str, Any]:
         faces = engine.detect(load_image(path))
         reasons = quality_reasons(faces, level)
         assert faces.yaw_deg is not None and faces.pitch_deg is not None
+        legacy = legacy_yaw_deg(faces.landmarks_px)
         for i in range(len(faces)):
             rows.append(
                 {
@@ -268,15 +291,36 @@ def photos_report(engine: FaceEngine, level: str) -> dict[str, Any]:
                     "face": i,
                     "yaw_deg": round(float(faces.yaw_deg[i]), 1),
                     "pitch_deg": round(float(faces.pitch_deg[i]), 1),
+                    "legacy_yaw_deg": round(float(legacy[i]), 1),
                     "reasons": reasons[i],
                 }
             )
     return {
         "faces": len(rows),
         "extreme_pose": sum("EXTREME_POSE" in r["reasons"] for r in rows),
+        "legacy_over_60_deg": sum(abs(r["legacy_yaw_deg"]) > 60 for r in rows),
         "rejected": sum(bool(r["reasons"]) for r in rows),
         "per_face": rows,
     }
+
+
+def print_pose(pose: dict[str, Any]) -> None:
+    print(
+        f"\npose against {pose['faces']} faces sorted by eye ({pose['labels_file']}, "
+        f"set {pose['label_set']}):"
+    )
+    for name, b in pose["bins"].items():
+        print(
+            f"  {name:14s} {b['faces']:3d} faces  mean |yaw| {b['mean_abs_yaw_deg']:5.1f}°"
+            f"  range {b['min_abs_yaw_deg']:.1f}–{b['max_abs_yaw_deg']:.1f}°"
+            f"  in band {b['in_band']:.0%}  (legacy formula: mean "
+            f"{b['legacy_mean_abs_yaw_deg']:.1f}°, under 60° {b['legacy_under_60_deg']:.0%})"
+        )
+    print(
+        f"  means ordered: {pose['means_ordered']}; three-quarter under 60°: "
+        f"{pose['three_quarter_under_60_deg']:.0%}; faces in their band: "
+        f"{pose['faces_in_their_band']:.0%}; pairs ordered: {pose['pairs_ordered']:.0%}"
+    )
 
 
 def main() -> None:
@@ -292,26 +336,17 @@ def main() -> None:
     try:
         data = analyse(engine, root, args.refresh)
         pose = pose_report(data)
+        pose_check = pose_report(data, "check")
         quality = quality_report(data, engine, floor, args.level)
         photos = photos_report(engine, args.level)
     finally:
         engine.close()
 
-    print(f"\npose against {pose['faces']} faces sorted by eye ({pose['labels_file']}):")
-    for name, b in pose["bins"].items():
-        print(
-            f"  {name:14s} {b['faces']:3d} faces  mean |yaw| {b['mean_abs_yaw_deg']:5.1f}°"
-            f"  range {b['min_abs_yaw_deg']:.1f}–{b['max_abs_yaw_deg']:.1f}°"
-            f"  in band {b['in_band']:.0%}"
-        )
-    print(
-        f"  means ordered: {pose['means_ordered']}; three-quarter under 60°: "
-        f"{pose['three_quarter_under_60_deg']:.0%}; faces in their band: "
-        f"{pose['faces_in_their_band']:.0%}; pairs ordered: {pose['pairs_ordered']:.0%}"
-    )
+    for report in (pose, pose_check):
+        print_pose(report)
     q = quality
     print(
-        f"\n{q['level']} on {q['faces']} DevTrain subject faces: rejects {q['rejected']} "
+        f"\n{q['level']} on {q['faces']} DevTrain central faces: rejects {q['rejected']} "
         f"({q['rejected_share']:.2%}); found at floor {q['floor']:g}: all mated "
         f"{q['found_share_all_mated']:.1%}, kept {q['found_share_kept_mated']:.1%}, "
         f"rejected {q['found_share_rejected_mated']}"
@@ -331,16 +366,21 @@ def main() -> None:
     )
     print(
         f"\nfull-size photos: {photos['faces']} faces, {photos['extreme_pose']} EXTREME_POSE, "
-        f"{photos['rejected']} rejected by {args.level}"
+        f"{photos['rejected']} rejected by {args.level} (legacy formula: "
+        f"{photos['legacy_over_60_deg']} over 60°)"
     )
     for r in photos["per_face"]:
-        print(f"  {r['photo']:10s} face {r['face']}: yaw {r['yaw_deg']:6.1f}°  {r['reasons']}")
+        print(
+            f"  {r['photo']:10s} face {r['face']}: yaw {r['yaw_deg']:6.1f}° "
+            f"(legacy {r['legacy_yaw_deg']:6.1f}°)  {r['reasons']}"
+        )
     write_result(
         "pose_quality.json",
         {
             "command": "bench/pose_quality.py " + " ".join(sys.argv[1:]),
             "machine": machine(),
             "pose": pose,
+            "pose_check_set": pose_check,
             "quality": quality,
             "photos": photos,
         },

@@ -241,3 +241,20 @@ def test_bulk_enrolment_enrols_the_subject_only(
         (0, ("NOT_THE_SUBJECT",)),
         (2, ("NOT_THE_SUBJECT",)),
     ]
+
+
+def test_auto_keeps_three_quarter_views_and_refuses_a_blurred_face(
+    service: CollectionService, data_dir: Path, tmp_path: Path
+) -> None:
+    """AUTO rejects what hurts search (a blur), not a face turned 30–50° (sorted by eye)."""
+    service.create_collection("auto")
+    root = data_dir / "lfw-devtrain" / "images"
+    for name in ("Paul_Bremer/Paul_Bremer_0002.jpg", "Jo_Joong-hyon/Jo_Joong-hyon_0001.jpg"):
+        result = service.index_faces("auto", root / name, subject_only=True)
+        assert len(result.face_records) == 1, result.unindexed
+    pixels = load_image(root / "Paul_Bremer" / "Paul_Bremer_0002.jpg").pixels_bgr
+    blurred = tmp_path / "blurred.jpg"
+    cv2.imwrite(str(blurred), cv2.GaussianBlur(pixels, (0, 0), 6))
+    rejected = service.index_faces("auto", blurred, subject_only=True)
+    assert rejected.face_records == ()
+    assert "LOW_SHARPNESS" in rejected.unindexed[0].reasons
