@@ -136,6 +136,12 @@ def test_policy_requiring_a_purpose_refuses_a_search_without_one(
     assert "--purpose and --case" in refused.stderr
     bad = run("collections", "policy", "cases", "--floor", "101", cwd=tmp_path)
     assert bad.returncode == 2 and "threshold_floor" in bad.stderr
+    pinned = run("collections", "policy", "cases", "--floor", "93", cwd=tmp_path)
+    assert json.loads(pinned.stdout)["threshold_floor"] == 93
+    unpinned = run("collections", "policy", "cases", "--size-floor", cwd=tmp_path)
+    assert json.loads(unpinned.stdout)["threshold_floor"] is None  # follows the size again
+    both = run("collections", "policy", "cases", "--floor", "93", "--size-floor", cwd=tmp_path)
+    assert both.returncode == 2 and "not both" in both.stderr and "Traceback" not in both.stderr
     cleared = run(
         "collections", "policy", "cases", "--no-require-purpose", "--retention-days", "0",
         cwd=tmp_path,

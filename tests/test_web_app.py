@@ -483,6 +483,12 @@ def test_collections_create_enrol_list_delete_and_policy(
     page.get_by_role("button", name="Save policy").click()
     expect(page.get_by_role("alert")).to_contain_text("The threshold floor must be from 0 to 100")
     shot(page, "collection")
+    # an empty floor unpins it: the floor follows the collection's size again
+    page.get_by_label(re.compile("Threshold floor")).fill("")
+    page.get_by_role("button", name="Save policy").click()
+    expect(page).to_have_url(re.compile(r"/app/collections/desk\?done=policy$"))
+    assert web.api.get("/v1/collections/desk/policy").json()["threshold_floor"] is None
+    expect(page.get_by_label(re.compile("Threshold floor"))).to_have_value("")
 
 
 # -- ledger ----------------------------------------------------------------------------------
