@@ -45,18 +45,22 @@ def test_anchors_must_increase() -> None:
 
 
 def test_shipped_default_pack_meets_the_fmr_contract() -> None:
-    """Similarity 80/90/99 must mean measured FMR ≤ 1e-5 / 1e-6 / 1e-7 (issue 2)."""
+    """Similarity s stands for an identity-pair FMR (ANCHOR_FMR, issue 14): the fitted tails'
+    rate is within it at every anchor, and so is the measured rate wherever the identity pairs
+    can measure it (at least 4 expected false matches)."""
     manifest = PackRegistry().manifest("yunet-sface")
     cal = Calibration.from_table(manifest.calibration)
     assert cal.calibrated
     rows = {float(r["similarity"]): r for r in cal.published}
-    for similarity, bound in ((80.0, 1e-5), (90.0, 1e-6), (99.0, 1e-7)):
-        row = rows[similarity]
-        assert row["fmr"] <= bound, (similarity, row)
-        # the published counts are large enough to measure the bound
-        assert row["impostor_pairs"] * bound >= 4
+    for similarity in (80.0, 84.0, 88.0, 92.0, 96.0, 99.0):
+        bound, row = ANCHOR_FMR[similarity], rows[similarity]
+        assert row["fmr"] <= bound * 1.001, (similarity, row)
+        if row["identity_pairs"] * bound >= 4:
+            assert row["fmr_measured"] <= bound, (similarity, row)
         assert row["cosine"] == pytest.approx(float(cal.cosine(similarity)), abs=1e-4)
-    assert cal.false_match_rate(92.0) == rows[90.0]["fmr"]
+    # resolution where it matters: FMR 1e-6 … 1e-10 spread over 15 points of Similarity
+    assert rows[99.0]["cosine"] - rows[84.0]["cosine"] > 0.1
+    assert cal.false_match_rate(93.0) == rows[92.0]["fmr"]
 
 
 def _synthetic(n_people: int, per_person: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
@@ -86,7 +90,7 @@ def test_fit_guarantees_each_anchor_fmr_on_the_fitted_pairs() -> None:
     for cosine, similarity in fit_anchors(scores, {50.0: 1e-2, 80.0: 1e-3, 90.0: 1e-4}):
         bound = {50.0: 1e-2, 80.0: 1e-3, 90.0: 1e-4}[similarity]
         assert np.sum(impostor >= cosine) <= np.floor(bound * len(impostor))
-    assert set(ANCHOR_FMR) >= {80.0, 90.0, 99.0}
+    assert set(ANCHOR_FMR) >= {80.0, 99.0}
 
 
 def test_exclusions_remove_label_faults_only() -> None:

@@ -82,16 +82,23 @@ def test_index_folder_resumes_and_search_finds_the_person(tmp_path: Path, data_d
     assert found.returncode == 0, found.stderr
     answer = json.loads(found.stdout)
     assert answer["threshold"] == 80 and answer["requested_threshold"] == 50  # the floor
+    scale = answer["scale"]
+    assert scale["face_count"] == summary["indexed_faces"] and scale["floor_source"] == "policy"
+    assert scale["fpir"] is not None and scale["hit_rate"] is not None
     matches = answer["matches"]
     assert matches and matches[0]["external_image_id"] == f"{people[1].name}:enrol_one.jpg"
     [record] = ledgered(tmp_path / "data", operation="SearchFacesByImage")
     assert (record.purpose, record.case_reference) == ("identify a suspect", "CASE-2024-17")
     assert record.probe_sha256 == (hashlib.sha256(probe.read_bytes()).hexdigest(),)
     assert record.result["threshold"] == 80 and record.result["requested_threshold"] == 50
+    assert record.result["scale"]["face_count"] == summary["indexed_faces"]
     assert [m[0] for m in record.result["matches"]] == [m["face_id"] for m in matches]
     table = run("search", str(probe), "--collection", "cases", "--threshold", "60", cwd=tmp_path)
     assert people[1].name in table.stdout and "human review" in table.stdout
     assert "Similarity ≥ 80" in table.stdout and "requested 60" in table.stdout
+    assert f"{summary['indexed_faces']} faces searched" in table.stdout
+    assert "pinned by the collection's policy" in table.stdout
+    assert "searches for someone not in this collection returns a candidate" in table.stdout
 
     described = json.loads(run("collections", "describe", "cases", cwd=tmp_path).stdout)
     assert described["face_count"] == summary["indexed_faces"]
@@ -131,6 +138,12 @@ def test_policy_requiring_a_purpose_refuses_a_search_without_one(
     assert "--purpose and --case" in refused.stderr
     bad = run("collections", "policy", "cases", "--floor", "101", cwd=tmp_path)
     assert bad.returncode == 2 and "threshold_floor" in bad.stderr
+    pinned = run("collections", "policy", "cases", "--floor", "93", cwd=tmp_path)
+    assert json.loads(pinned.stdout)["threshold_floor"] == 93
+    unpinned = run("collections", "policy", "cases", "--size-floor", cwd=tmp_path)
+    assert json.loads(unpinned.stdout)["threshold_floor"] is None  # follows the size again
+    both = run("collections", "policy", "cases", "--floor", "93", "--size-floor", cwd=tmp_path)
+    assert both.returncode == 2 and "not both" in both.stderr and "Traceback" not in both.stderr
     cleared = run(
         "collections", "policy", "cases", "--no-require-purpose", "--retention-days", "0",
         cwd=tmp_path,

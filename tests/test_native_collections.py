@@ -249,6 +249,10 @@ def test_index_list_search_and_delete_faces(
     assert hit["matches"][0]["face"]["external_image_id"] == names[1]
     assert hit["matches"][0]["similarity"] >= 80
     assert all(m["similarity"] >= 80 for m in hit["matches"])
+    scale = hit["scale"]  # what a candidate means at this collection's size
+    assert scale["face_count"] == 4 and scale["floor_source"] == "policy"
+    assert scale["fpir"] is not None and scale["one_in"] == round(1 / scale["fpir"])
+    assert "searches for someone not in this collection" in scale["statement"]
     width, height = _size(probe)
     box = hit["searched_face"]["bbox_px"]
     assert box["width"] > 20 and box["left"] + box["width"] <= width + 0.1
@@ -271,6 +275,7 @@ def test_index_list_search_and_delete_faces(
     )
     assert by_id["searched_face_id"] == enrolled[names[2]]
     assert by_id["threshold"] == by_id["requested_threshold"] == 0
+    assert by_id["scale"]["face_count"] == scale["face_count"]
     assert len(by_id["matches"]) == 3
     assert enrolled[names[2]] not in {m["face"]["face_id"] for m in by_id["matches"]}
 

@@ -82,7 +82,22 @@ def test_search_is_ledgered_with_purpose_probe_digest_and_matches(
         CollectionId="ledgered-1", Image={"Bytes": person[1]}, FaceMatchThreshold=80
     )
     request_id = found["ResponseMetadata"]["RequestId"]
-    assert found["ResponseMetadata"]["HTTPHeaders"]["x-faceledger-effective-threshold"] == "80"
+    headers = found["ResponseMetadata"]["HTTPHeaders"]
+    assert headers["x-faceledger-effective-threshold"] == "80"
+    # what a candidate means at this size: the body stays Rekognition's, headers say the rest
+    assert headers["x-faceledger-face-count"] == "1"
+    assert headers["x-faceledger-floor-source"] == "policy"  # the server pins 80
+    assert 0.0 <= float(headers["x-faceledger-fpir"]) <= float(headers["x-faceledger-fpir-upper"])
+    assert 0.0 < float(headers["x-faceledger-hit-rate"]) <= 1.0
+    assert float(headers["x-faceledger-fmr"]) > 0
+    assert "searches for someone not in this collection" in headers["x-faceledger-scale"]
+    assert set(found) == {
+        "SearchedFaceBoundingBox",
+        "SearchedFaceConfidence",
+        "FaceMatches",
+        "FaceModelVersion",
+        "ResponseMetadata",
+    }
 
     records = [r for r in _records(live_server_settings, collection_id="ledgered-1")]
     search = next(r for r in records if r.event.request_id == request_id)
@@ -95,6 +110,10 @@ def test_search_is_ledgered_with_purpose_probe_digest_and_matches(
     assert search.event.probe_sha256 == (hashlib.sha256(person[1]).hexdigest(),)
     assert [m[0] for m in search.event.result["matches"]] == [face_id]
     assert search.event.result["threshold"] == 80
+    assert search.event.result["scale"]["face_count"] == 1
+    assert search.event.result["scale"]["fpir"] == pytest.approx(
+        float(headers["x-faceledger-fpir"]), rel=1e-2
+    )
     assert [r.event.operation for r in records][:3] == [
         "CreateCollection",
         "IndexFaces",

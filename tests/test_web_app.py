@@ -278,6 +278,10 @@ def test_search_shows_the_enrolled_person_and_says_when_nobody_matches(
     similarity = float(cards.first.locator(".similarity").inner_text())
     assert 80 <= similarity <= 100
     expect(cards.first.locator(".fmr")).to_contain_text("false-match rate")
+    expect(cards.first.locator(".fpir")).to_contain_text(
+        "searches for someone not in this collection returns a candidate"
+    )
+    expect(page.locator("#search-scale")).to_contain_text("faces searched")
     expect(page.get_by_role("note")).to_have_text(NOTICE)
     expect(page.locator("#searched-face")).to_contain_text("Searched face 1 of 1")
     shot(page, "search-results")
@@ -479,6 +483,12 @@ def test_collections_create_enrol_list_delete_and_policy(
     page.get_by_role("button", name="Save policy").click()
     expect(page.get_by_role("alert")).to_contain_text("The threshold floor must be from 0 to 100")
     shot(page, "collection")
+    # an empty floor unpins it: the floor follows the collection's size again
+    page.get_by_label(re.compile("Threshold floor")).fill("")
+    page.get_by_role("button", name="Save policy").click()
+    expect(page).to_have_url(re.compile(r"/app/collections/desk\?done=policy$"))
+    assert web.api.get("/v1/collections/desk/policy").json()["threshold_floor"] is None
+    expect(page.get_by_label(re.compile("Threshold floor"))).to_have_value("")
 
 
 # -- ledger ----------------------------------------------------------------------------------

@@ -114,9 +114,11 @@ class Settings(BaseSettings):
     # -- policy defaults for collections without a policy of their own --------------------
     # Searches must carry a purpose and a case reference.
     require_purpose: bool = False
-    # Lowest effective match threshold (calibrated Similarity). Chosen on the 1:N LFW test
-    # (bench/one_to_n.py): at most one non-mated probe, not an LFW label fault, matches anyone.
-    default_threshold_floor: float = Field(default=96.8, ge=0.0, le=100.0)
+    # Lowest effective match threshold (calibrated Similarity) for collections whose policy
+    # pins none. None (the default): the floor follows the collection's size — the lowest
+    # Similarity whose expected FPIR at its current face count is within 0.1 % (the pack's
+    # open-set table, inference/packs/scale/; never below 80). A number pins one floor.
+    default_threshold_floor: float | None = Field(default=None, ge=0.0, le=100.0)
 
     # Seconds between maintenance runs of the server: retention purges, index snapshots.
     maintenance_seconds: float = Field(default=600.0, gt=0)

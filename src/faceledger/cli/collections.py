@@ -26,6 +26,7 @@ from faceledger.cli.main import (
     app,
 )
 from faceledger.domain.errors import FaceLedgerError
+from faceledger.domain.scale import FLOOR_FROM_POLICY, SearchScale
 
 if TYPE_CHECKING:
     from faceledger.domain.audit import Caller
@@ -109,10 +110,18 @@ def policy(
         typer.Option(
             "--floor",
             metavar="N",
-            help="Threshold floor (calibrated Similarity 0–100): lower requested thresholds "
-            "are raised to it.",
+            help="Pin the threshold floor (calibrated Similarity 0–100): lower requested "
+            "thresholds are raised to it.",
         ),
     ] = None,
+    size_floor: Annotated[
+        bool,
+        typer.Option(
+            "--size-floor",
+            help="Unpin the floor: it follows the collection's size (the lowest Similarity "
+            "whose expected FPIR at its face count is within 0.1 %).",
+        ),
+    ] = False,
     retention_days: Annotated[
         int | None,
         typer.Option(
@@ -125,8 +134,12 @@ def policy(
     changes: dict[str, Any] = {}
     if require_purpose is not None:
         changes["require_purpose"] = require_purpose
+    if floor is not None and size_floor:
+        raise typer.BadParameter("give --floor N or --size-floor, not both")
     if floor is not None:
         changes["threshold_floor"] = floor
+    if size_floor:
+        changes["threshold_floor"] = None
     if retention_days is not None:
         changes["retention_days"] = retention_days or None
     caller = _operator()
@@ -313,9 +326,17 @@ def search(
         }
         for m in result.matches
     ]
+    scale = result.scale
     if as_json:
         _print_json(
-            {"threshold": result.threshold, "requested_threshold": threshold, "matches": rows}
+            {
+                "threshold": result.threshold,
+                "requested_threshold": threshold,
+                "matches": rows,
+                "scale": None
+                if scale is None
+                else {**scale.as_dict(), "statement": scale.statement},
+            }
         )
         return
     table = Table(
@@ -340,4 +361,26 @@ def search(
         )
     if not rows:
         typer.echo("no candidate above the threshold")
+    if scale is not None:
+        typer.echo(_scale_lines(scale))
     typer.echo("A match is a lead for human review, not an identification.")
+
+
+def _scale_lines(scale: SearchScale) -> str:
+    """The search's scale for people: size, floor, FPIR, hit rate, per-comparison FMR."""
+
+    def rate(value: float | None) -> str:
+        return "unknown" if value is None else f"{value:.2%}" if value >= 1e-4 else f"{value:.1e}"
+
+    floor = (
+        f"floor {scale.floor:g} (pinned by the collection's policy)"
+        if scale.floor_source == FLOOR_FROM_POLICY
+        else f"floor {scale.floor:g} (follows the collection's size)"
+    )
+    return (
+        f"{scale.face_count:,} faces searched; {floor}.\n"
+        f"Expected at Similarity ≥ {scale.threshold:g}: searches for someone not enrolled "
+        f"with a candidate (FPIR) {rate(scale.fpir)}, up to {rate(scale.fpir_upper)}; "
+        f"enrolled people found first {rate(scale.hit_rate)}; per-comparison FMR "
+        f"{rate(scale.fmr)}.\n{scale.statement[0].upper()}{scale.statement[1:]}."
+    )

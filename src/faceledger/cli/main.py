@@ -113,9 +113,22 @@ def _configure_logging(level: str, log_format: LogFormat = "human") -> None:
 
 @contextlib.contextmanager
 def progress_bar(description: str, *, transient: bool = False) -> Iterator[ProgressCallback]:
-    """A Rich progress bar on stderr; yields a ``progress(done, total)`` callback."""
+    """A Rich progress bar on stderr; yields a ``progress(done, total)`` callback. When stderr
+    is not a terminal (a log file, CI), plain lines instead: every 10 % and at the end."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    if not Console(stderr=True).is_terminal:
+        shown = [-1]
+
+        def lines(done: int, total: int) -> None:
+            step = done * 10 // max(total, 1)
+            if step != shown[0] or done == total:
+                shown[0] = step
+                typer.echo(f"{description}: {done}/{total}", err=True)
+
+        yield lines
+        return
 
     with Progress(
         "[progress.description]{task.description}",
@@ -422,6 +435,38 @@ def eval_lfw(
         result = run_lfw_eval(service.engine, data, pairs, out_dir, progress=progress)
     _print_json(result)
     _stderr(f"report written to {out_dir}")
+
+
+@eval_app.command("search")
+def eval_search(
+    gallery: Annotated[
+        Path, typer.Option("--gallery", help="Photos to enrol: DIR/<person>/*.jpg (largest face).")
+    ],
+    probes: Annotated[
+        Path,
+        typer.Option(
+            "--probes",
+            help="Photos to search with: DIR/<person>/*.jpg; a person without a gallery folder "
+            "is not enrolled (non-mated).",
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Report folder (default: <data_dir>/reports/search)."),
+    ] = None,
+) -> None:
+    """Open-set 1:N test of your own gallery: FPIR and FNIR at every threshold, rank-1 rate,
+    and the floor the product would choose for a collection of that size; JSON + DET plot."""
+    from faceledger.evaluation.search_eval import run_search_eval
+
+    settings = _settings()
+    out_dir = out if out is not None else settings.data_dir / "reports" / "search"
+    service = _service(settings)
+    with progress_bar("photos") as progress:
+        result = run_search_eval(service.engine, gallery, probes, out_dir, progress=progress)
+    summary = {k: v for k, v in result.items() if k != "rates"}
+    _print_json(summary)
+    _stderr(f"report written to {out_dir} (search_report.json, search_report.png)")
 
 
 # Collection verbs live in their own module; importing it registers them on ``app``.

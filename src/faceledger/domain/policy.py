@@ -2,6 +2,8 @@
 
 The floor silently raises any lower requested match threshold (as Rekognition's stream
 processors raise anything below 80 to 80); responses and the ledger carry the effective value.
+A floor of None follows the collection's size (the gateway looks it up in the pack's open-set
+table); a number pins it.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ MAX_CASE_CHARS = 128
 @dataclass(frozen=True)
 class CollectionPolicy:
     require_purpose: bool = False
-    threshold_floor: float = 0.0
+    threshold_floor: float | None = None
     retention_days: int | None = None
 
     def __post_init__(self) -> None:
-        if not 0.0 <= float(self.threshold_floor) <= 100.0:
+        if self.threshold_floor is not None and not 0.0 <= float(self.threshold_floor) <= 100.0:
             raise InvalidParameterError(
                 f"threshold_floor must be between 0 and 100, got {self.threshold_floor!r}"
             )
@@ -32,8 +34,16 @@ class CollectionPolicy:
                 f"retention_days must be 1 to 36500 days, got {self.retention_days!r}"
             )
 
-    def effective_threshold(self, requested: float) -> float:
-        return max(float(requested), float(self.threshold_floor))
+    @property
+    def floor_pinned(self) -> bool:
+        return self.threshold_floor is not None
+
+    def floor(self, size_floor: float) -> float:
+        """The floor in force: the pinned one, else ``size_floor`` (the collection's size's)."""
+        return float(self.threshold_floor) if self.threshold_floor is not None else size_floor
+
+    def effective_threshold(self, requested: float, size_floor: float = 0.0) -> float:
+        return max(float(requested), self.floor(size_floor))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

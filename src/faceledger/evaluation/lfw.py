@@ -204,8 +204,37 @@ def run_lfw_eval(
         title=f"{engine.manifest.name} on {pairs_file.name}",
     )
     report["plot"] = plot_path.name
+    report["tar_at_far"] = tar_at_far(cosine[labels], cosine[~labels], (1e-3, 1e-4))
+    scores_path = out_dir / "lfw_pair_scores.csv"
+    with scores_path.open("w", encoding="utf-8") as f:
+        f.write("image_a,image_b,same,cosine,similarity\n")
+        for pair, c, s in zip(pairs, cosine, similarity, strict=True):
+            f.write(f"{pair.a},{pair.b},{int(pair.same)},{c:.6f},{s:.4f}\n")
+    report["pair_scores"] = scores_path.name
     (out_dir / "lfw_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def tar_at_far(
+    genuine: NDArray[np.float64], impostor: NDArray[np.float64], fars: tuple[float, ...]
+) -> dict[str, dict[str, Any]]:
+    """True-accept rate at the strictest cosine threshold letting through at most FAR of the
+    impostor pairs. With n impostor pairs a FAR below 1/n cannot be told from 0: such rows
+    say so (``resolved`` false) and use the threshold above every impostor score."""
+    out: dict[str, dict[str, Any]] = {}
+    imp = np.sort(impostor)[::-1]
+    n = len(imp)
+    for far in fars:
+        allowed = int(np.floor(far * n))
+        threshold = float(imp[allowed]) + 1e-9 if allowed < n else float("-inf")
+        out[f"{far:g}"] = {
+            "tar": float(np.mean(genuine >= threshold)) if len(genuine) else None,
+            "threshold_cosine": threshold,
+            "false_accepts": int(np.sum(impostor >= threshold)),
+            "impostor_pairs": n,
+            "resolved": n * far >= 1.0,
+        }
+    return out
 
 
 def write_plots(

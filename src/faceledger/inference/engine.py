@@ -32,6 +32,7 @@ from faceledger.inference.embedder import Embedder
 from faceledger.inference.manifest import PackManifest
 from faceledger.inference.packs import DEFAULT_PACK, PackFiles, PackRegistry
 from faceledger.inference.quality import brightness_sharpness, pose_from_landmarks
+from faceledger.inference.scale import ScaleTable
 from faceledger.inference.sessions import apply_graph_fixes, make_session
 from faceledger.inference.timing import StageClock
 
@@ -160,6 +161,8 @@ class FaceEngine:
         self.options = options or EngineOptions()
         self.calibration = Calibration.from_table(self.manifest.calibration)
         self._files: PackFiles | None = None
+        self._scale: ScaleTable | None = None
+        self._scale_read = False
         self._lock = threading.Lock()
         self._local = threading.local()
         self._pool: ProcessPoolExecutor | None = None
@@ -174,6 +177,17 @@ class FaceEngine:
     @property
     def embedding_size(self) -> int:
         return self.manifest.embedder.embedding_size
+
+    @property
+    def scale(self) -> ScaleTable | None:
+        """The pack's open-set table (expected FPIR and hit rate by threshold and collection
+        size), read once on first use; None when the pack ships none."""
+        if not self._scale_read:
+            with self._lock:
+                if not self._scale_read:
+                    self._scale = ScaleTable.builtin(self.manifest.name)
+                    self._scale_read = True
+        return self._scale
 
     @property
     def loaded(self) -> bool:

@@ -42,7 +42,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
@@ -72,6 +72,8 @@ from faceledger.domain.policy import (
     CollectionPolicy,
 )
 from faceledger.domain.principals import ROLES, Principal
+from faceledger.domain.scale import FLOOR_FROM_POLICY, FLOOR_FROM_SIZE, SearchScale
+from faceledger.inference.scale import MIN_FLOOR, TARGET_FPIR
 from faceledger.services.collections import (
     DEFAULT_FACE_MATCH_THRESHOLD,
     DEFAULT_SEARCH_MAX_FACES,
@@ -157,6 +159,21 @@ def _matches(matches: tuple[CollectionMatch, ...]) -> list[list[Any]]:
     return [[m.face.face_id, round(m.similarity, 3)] for m in matches[:MAX_LEDGERED_MATCHES]]
 
 
+def _scale_summary(scale: SearchScale | None) -> dict[str, Any]:
+    """A search's scale, for its ledger record (rates rounded; no biometrics)."""
+    if scale is None:
+        return {}
+    return {
+        "face_count": scale.face_count,
+        "floor": scale.floor,
+        "floor_source": scale.floor_source,
+        "fpir": None if scale.fpir is None else float(f"{scale.fpir:.3g}"),
+        "hit_rate": None if scale.hit_rate is None else round(scale.hit_rate, 4),
+        "fmr": None if scale.fmr is None else float(f"{scale.fmr:.3g}"),
+        "target_reachable": scale.target_reachable,
+    }
+
+
 @dataclass(frozen=True)
 class FacePage:
     """A page of ListFaces: the faces, the next page's token, the collection's FaceModelVersion."""
@@ -173,6 +190,7 @@ class FaceSearch:
     matches: tuple[CollectionMatch, ...]
     threshold: float
     face_model_version: str
+    scale: SearchScale | None = None  # what a candidate means at the collection's size
 
 
 class Authentication:
@@ -653,6 +671,45 @@ class FaceLedger:
             threshold_floor=self.settings.default_threshold_floor,
         )
 
+    def size_floor(self, collection_id: str) -> tuple[float, bool, int]:
+        """(the floor the collection's size calls for, whether it keeps FPIR within the
+        target, the face count); 80 and unknown reach when the pack has no open-set table."""
+        faces = self._collections.indexes.face_count(collection_id)
+        table = self._collections.faces.engine.scale
+        if table is None:
+            return MIN_FLOOR, True, faces
+        floor, reachable = table.floor(faces)
+        return floor, reachable, faces
+
+    def search_scale(
+        self, collection_id: str, policy: CollectionPolicy, requested: float
+    ) -> SearchScale:
+        """The effective threshold of a search and what a candidate means at that threshold
+        and the collection's current size."""
+        size_floor, reachable, faces = self.size_floor(collection_id)
+        engine = self._collections.faces.engine
+        table = engine.scale
+        floor = policy.floor(size_floor)
+        threshold = max(float(requested), floor)
+        estimate = table.estimate(threshold, faces) if table is not None else None
+        return SearchScale(
+            face_count=faces,
+            threshold=threshold,
+            floor=floor,
+            floor_source=FLOOR_FROM_POLICY if policy.floor_pinned else FLOOR_FROM_SIZE,
+            target_fpir=table.target_fpir if table is not None else TARGET_FPIR,
+            target_reachable=reachable,
+            fpir=None if estimate is None else estimate.fpir,
+            fpir_upper=None if estimate is None else estimate.fpir_upper,
+            hit_rate=None if estimate is None else estimate.hit_rate,
+            fmr=engine.calibration.false_match_rate(threshold),
+        )
+
+    def _effective(self, policy: CollectionPolicy, collection_id: str, requested: float) -> float:
+        if policy.floor_pinned:
+            return policy.effective_threshold(requested)
+        return policy.effective_threshold(requested, self.size_floor(collection_id)[0])
+
     def _search_policy(self, caller: Caller, collection_id: str) -> CollectionPolicy:
         policy = self._policy_of(collection_id)
         if policy.require_purpose and not (caller.purpose and caller.case_reference):
@@ -928,15 +985,16 @@ class FaceLedger:
         max_faces: int = DEFAULT_SEARCH_MAX_FACES,
         threshold: float = DEFAULT_FACE_MATCH_THRESHOLD,
     ) -> FaceSearch:
-        """Matches of an enrolled face, and the effective (floored) threshold."""
+        """Matches of an enrolled face, the effective (floored) threshold, and the scale."""
 
         def work() -> FaceSearch:
-            effective = self._search_policy(caller, collection_id).effective_threshold(threshold)
+            policy = self._search_policy(caller, collection_id)
+            scale = self.search_scale(collection_id, policy, threshold)
             found = self._collections.search_faces(
-                collection_id, face_id, max_faces=max_faces, threshold=effective
+                collection_id, face_id, max_faces=max_faces, threshold=scale.threshold
             )
             version = self._collections.store.face_model_version(collection_id)
-            return FaceSearch(found, effective, version)
+            return FaceSearch(found, scale.threshold, version, scale)
 
         return self._run(
             caller,
@@ -948,6 +1006,7 @@ class FaceLedger:
                 "requested_threshold": threshold,
                 "threshold": out.threshold,
                 "matches": _matches(out.matches),
+                "scale": _scale_summary(out.scale),
             },
         )
 
@@ -964,14 +1023,16 @@ class FaceLedger:
         """The result's ``threshold`` is the effective (floored) one."""
 
         def work() -> SearchByImageResult:
-            effective = self._search_policy(caller, collection_id).effective_threshold(threshold)
-            return self._collections.search_faces_by_image(
+            policy = self._search_policy(caller, collection_id)
+            scale = self.search_scale(collection_id, policy, threshold)
+            result = self._collections.search_faces_by_image(
                 collection_id,
                 image,
                 max_faces=max_faces,
-                threshold=effective,
+                threshold=scale.threshold,
                 quality_filter=quality_filter,
             )
+            return replace(result, scale=scale)
 
         return self._run(
             caller,
@@ -983,6 +1044,7 @@ class FaceLedger:
                 "requested_threshold": threshold,
                 "threshold": r.threshold,
                 "matches": _matches(r.matches),
+                "scale": _scale_summary(r.scale),
             },
         )
 
@@ -1086,7 +1148,7 @@ class FaceLedger:
                 collection_id,
                 user_id=user_id,
                 face_id=face_id,
-                user_match_threshold=policy.effective_threshold(user_match_threshold),
+                user_match_threshold=self._effective(policy, collection_id, user_match_threshold),
                 max_users=max_users,
             )
 
@@ -1121,7 +1183,7 @@ class FaceLedger:
             return self._users.search_users_by_image(
                 collection_id,
                 image,
-                user_match_threshold=policy.effective_threshold(user_match_threshold),
+                user_match_threshold=self._effective(policy, collection_id, user_match_threshold),
                 max_users=max_users,
                 quality_filter=quality_filter,
             )
@@ -1163,7 +1225,7 @@ class FaceLedger:
             if kind == "search" and collection_id is not None:
                 policy = self._search_policy(caller, collection_id)
                 requested = DEFAULT_FACE_MATCH_THRESHOLD if threshold is None else threshold
-                effective = policy.effective_threshold(requested)
+                effective = self._effective(policy, collection_id, requested)
             return self._video.start_job(
                 caller,
                 kind,
@@ -1284,7 +1346,7 @@ class FaceLedger:
             collection_id = row.settings["collection_id"]
             collection.append(collection_id)
             policy = self._search_policy(caller, collection_id)
-            effective = policy.effective_threshold(float(row.settings["threshold"]))
+            effective = self._effective(policy, collection_id, float(row.settings["threshold"]))
             return self._video.start_processor(caller, name, threshold=effective)
 
         return self._run(

@@ -64,6 +64,7 @@ from faceledger.domain.collections import (
 )
 from faceledger.domain.errors import InvalidPaginationTokenError, InvalidParameterError
 from faceledger.domain.faces import AnalysedImage, Faces
+from faceledger.domain.scale import SearchScale
 from faceledger.services.faces import FaceService, ImageSource
 from faceledger.services.tokens import TokenSigner, load_or_create_secret
 from faceledger.services.vectors import CollectionIndexes, VectorSearch, collection_vectors
@@ -209,6 +210,7 @@ class SearchByImageResult:
     matches: tuple[CollectionMatch, ...]
     face_model_version: str
     threshold: float
+    scale: SearchScale | None = None  # set by the gateway: what a candidate means at this size
 
 
 class CollectionService:

@@ -46,6 +46,10 @@ class VectorSearch(Protocol):
         """Up to ``k`` (row ids, cosines) best first, cosines below ``min_cosine`` left out."""
         ...
 
+    def face_count(self, collection_id: str) -> int:
+        """Faces a search of the collection compares against (cheap: no table scan)."""
+        ...
+
     def purge_deleted(self, collection_id: str) -> None:
         """Erase every copy of the store's deleted faces' vectors (after a deletion)."""
         ...
@@ -175,6 +179,9 @@ class CollectionIndexes:
         ids, cosines = index.search(query.reshape(1, -1), k=k, min_cosine=min_cosine)
         keep = ids[0] >= 0
         return ids[0][keep], cosines[0][keep]
+
+    def face_count(self, collection_id: str) -> int:
+        return len(self.get(collection_id))
 
     def save(self, collection_id: str, *, only_if_changed: bool = False) -> None:
         """Write the collection's snapshot (atomically); called on close and periodically.

@@ -1022,6 +1022,10 @@ class PostgresVectors:
         keep = hits.ids[0] >= 0
         return hits.ids[0][keep], hits.cosines[0][keep]
 
+    def face_count(self, collection_id: str) -> int:
+        """The collection row's maintained ``face_count`` (no scan)."""
+        return self._store.collection(collection_id).face_count
+
     def purge_deleted(self, collection_id: str) -> None:
         """Nothing left to do: ``delete_faces`` already VACUUMed the rows and the index."""
 

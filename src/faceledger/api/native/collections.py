@@ -54,6 +54,7 @@ from faceledger.domain.collections import (
 from faceledger.domain.errors import FaceLedgerError
 from faceledger.domain.faces import AnalysedImage, Image
 from faceledger.domain.policy import MAX_CASE_CHARS, MAX_PURPOSE_CHARS, CollectionPolicy
+from faceledger.domain.scale import SearchScale
 from faceledger.inference.engine import MAX_FACES_PER_IMAGE
 from faceledger.services.accountable import FaceLedger
 from faceledger.services.collections import (
@@ -273,6 +274,43 @@ class FaceMatchOut(BaseModel):
     face: FaceOut
 
 
+class SearchScaleOut(BaseModel):
+    """What a candidate means at the scale of this search."""
+
+    face_count: int = Field(description="Faces in the collection when it was searched.")
+    floor: float = Field(description="The collection's floor (follows its size or pinned).")
+    floor_source: str = Field(description="'collection size' or 'policy'.")
+    fpir: float | None = Field(
+        description="Expected false-positive identification rate at the effective threshold "
+        "and this size: the share of searches for someone not in the collection that return "
+        "any candidate. null: the model pack has no open-set table."
+    )
+    fpir_upper: float | None = Field(description="Upper bound of fpir (95th percentile).")
+    one_in: int | None = Field(
+        description="About 1 in this many searches for someone not enrolled returns a "
+        "candidate (1 / fpir)."
+    )
+    hit_rate: float | None = Field(
+        description="Expected share of searches for someone enrolled that find them first."
+    )
+    fmr: float | None = Field(description="Per-comparison false-match rate at the threshold.")
+    target_fpir: float = Field(description="The FPIR a default floor keeps to.")
+    target_reachable: bool = Field(
+        description="False: no Similarity keeps FPIR within the target at this size."
+    )
+    statement: str = Field(description="The same, in one sentence.")
+
+
+def _scale(scale: SearchScale | None) -> SearchScaleOut | None:
+    if scale is None:
+        return None
+    data = scale.as_dict()
+    return SearchScaleOut(
+        statement=scale.statement,
+        **{k: v for k, v in data.items() if k in SearchScaleOut.model_fields},
+    )
+
+
 class SearchFacesByImageOut(BaseModel):
     face_model_version: str
     threshold: float = Field(description=EFFECTIVE_THRESHOLD_DOC)
@@ -280,6 +318,7 @@ class SearchFacesByImageOut(BaseModel):
     image: ImageOut
     searched_face: ProbeFace = Field(description="The image's largest face, which was searched.")
     matches: list[FaceMatchOut] = Field(description="Highest similarity first.")
+    scale: SearchScaleOut | None = Field(description="What a candidate means at this size.")
 
 
 class SearchFacesOut(BaseModel):
@@ -287,6 +326,7 @@ class SearchFacesOut(BaseModel):
     threshold: float = Field(description=EFFECTIVE_THRESHOLD_DOC)
     requested_threshold: float = Field(description=REQUESTED_THRESHOLD_DOC)
     matches: list[FaceMatchOut] = Field(description="Highest similarity first; never the face.")
+    scale: SearchScaleOut | None = Field(description="What a candidate means at this size.")
 
 
 class CreateUserIn(BaseModel):
@@ -376,11 +416,13 @@ class CollectionPolicyIn(BaseModel):
     require_purpose: bool = Field(
         description="Searches must carry a purpose and a case reference (fields or headers)."
     )
-    threshold_floor: float = Field(
+    threshold_floor: float | None = Field(
+        default=None,
         ge=0.0,
         le=100.0,
         description="Lowest effective match threshold (calibrated Similarity, 0–100): a lower "
-        "requested threshold is raised to it.",
+        "requested threshold is raised to it. null: the floor follows the collection's size "
+        "(the lowest Similarity whose expected FPIR at its face count is within 0.1 %).",
     )
     retention_days: int | None = Field(
         default=None,
@@ -772,6 +814,7 @@ async def search_faces_by_image(
         image=_image(decoded),
         searched_face=_probe(searched, decoded),
         matches=_face_matches(result.matches),
+        scale=_scale(result.scale),
     )
 
 
@@ -811,6 +854,7 @@ async def search_faces(
         threshold=found.threshold,
         requested_threshold=threshold,
         matches=_face_matches(found.matches),
+        scale=_scale(found.scale),
     )
 
 

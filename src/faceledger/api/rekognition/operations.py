@@ -21,6 +21,7 @@ from faceledger.domain.errors import (
     ResourceNotFoundError,
 )
 from faceledger.domain.faces import AnalysedImage, Image
+from faceledger.domain.scale import SearchScale
 from faceledger.inference.imaging import decode_image
 from faceledger.services.accountable import FaceLedger
 from faceledger.services.collections import (
@@ -57,6 +58,11 @@ class Context:
             self.caller, self.operation, self.collection_id, exc.code, exc.message
         )
         return exc
+
+    def search_scale(self, scale: SearchScale | None) -> None:
+        """What a candidate means at this collection's size (x-faceledger-fpir, …)."""
+        if scale is not None:
+            self.headers.update(scale.headers())
 
     def image(self, image: dict[str, Any], name: str = "Image") -> bytes | Image:
         """An ``Image``: inline ``Bytes`` (decoded by the service, ≤ ``max_image_bytes``) or an
@@ -255,6 +261,7 @@ def search_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
         threshold=p.get("FaceMatchThreshold", DEFAULT_FACE_MATCH_THRESHOLD),
     )
     ctx.effective_threshold(found.threshold)
+    ctx.search_scale(found.scale)
     return {
         "SearchedFaceId": p["FaceId"],
         "FaceMatches": [shapes.face_match(m) for m in found.matches],
@@ -273,6 +280,7 @@ def search_faces_by_image(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
         quality_filter=p.get("QualityFilter", "NONE"),
     )
     ctx.effective_threshold(result.threshold)
+    ctx.search_scale(result.scale)
     return {
         "SearchedFaceBoundingBox": shapes.bounding_box(result.searched_face_bounding_box),
         "SearchedFaceConfidence": round(result.searched_face_confidence, shapes.SCORE_DIGITS),

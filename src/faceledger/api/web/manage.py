@@ -340,8 +340,6 @@ async def put_policy(
         floor = number_field(
             form, "threshold_floor", "The threshold floor", default=None, low=0.0, high=100.0
         )
-        if floor is None:
-            raise InvalidParameterError("Give a threshold floor from 0 to 100.")
         days = number_field(
             form, "retention_days", "The retention", default=None, low=1, high=36_500
         )

@@ -228,6 +228,7 @@ def _search(
         searched=_box(crop.to_photo(searched) if crop else ratio_to_photo(searched, decoded)),
         threshold=result.threshold,
         requested_threshold=threshold,
+        scale=result.scale,
         candidates=[
             {
                 "similarity": m.similarity,
