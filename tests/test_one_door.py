@@ -202,6 +202,7 @@ CLI_WITHOUT_DATA = {
     "models verify",
     "eval lfw",
     "eval report",
+    "eval search",  # the operator's own folders of photos, not a collection
     "db upgrade",
     "db current",
     "db vacuum",

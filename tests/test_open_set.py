@@ -143,7 +143,7 @@ def test_the_default_floor_follows_the_collection_and_a_policy_pins_it(
     photos = sorted(person.glob("*.jpg"))
     gate.create_collection(admin, "scale")
     gate.index_faces(admin, "scale", photos[0].read_bytes(), external_image_id="a")
-    table = gate.collections.faces.engine.scale
+    table = gate._collections.faces.engine.scale
     assert table is not None
 
     found = gate.search_faces_by_image(admin, "scale", photos[1].read_bytes(), threshold=50)
@@ -161,11 +161,12 @@ def test_the_default_floor_follows_the_collection_and_a_policy_pins_it(
     assert pinned.threshold == 95.5 == pinned.scale.threshold
     assert all(m.similarity >= 95.5 for m in pinned.matches)
 
-    face_id = gate.list_faces(admin, "scale")[0][0].face_id
-    _, threshold, by_face = gate.search_faces(admin, "scale", face_id, threshold=10)
-    assert threshold == 95.5 and by_face.face_count == 1
+    face_id = gate.list_faces(admin, "scale").faces[0].face_id
+    found = gate.search_faces(admin, "scale", face_id, threshold=10)
+    assert found.threshold == 95.5 and found.scale is not None
+    assert found.scale.face_count == 1
 
-    records = [e.event for e in gate.ledger.entries(collection_id="scale") if e.event]
+    records = [e.event for e in gate._ledger.entries(collection_id="scale") if e.event]
     searches = [r for r in records if r.operation in ("SearchFacesByImage", "SearchFaces")]
     assert [r.result["scale"]["floor_source"] for r in searches] == [
         FLOOR_FROM_SIZE,
