@@ -82,6 +82,7 @@ def analyse_video(
             threshold=threshold,
             options=opts,
             keep_observations=mode != "faces",
+            identify=mode != "faces",
         )
         faces: list[FaceDetectionAt] = []
         frame_shape: tuple[int, ...] | None = None
@@ -130,10 +131,16 @@ def _results(
     persons: list[PersonAt] = []
     matches: list[FaceSearchAt] = []
     tracks = pipeline.finished_tracks
+    # person indexes 0, 1, 2… in order of first appearance (a reappearing person keeps theirs)
+    order: dict[int, int] = {}
+    for state in sorted(tracks, key=lambda s: s.observations[0][0]):
+        assert state.index is not None
+        order.setdefault(state.index, len(order))
     if mode == "persons":
         for state in tracks:
             assert state.index is not None
-            persons += [PersonAt(ts, state.index, box, vf) for ts, box, vf in state.observations]
+            index = order[state.index]
+            persons += [PersonAt(ts, index, box, vf) for ts, box, vf in state.observations]
     elif mode == "search":
         for state in tracks:
             if not state.declared:
@@ -145,8 +152,9 @@ def _results(
                     key=lambda hit: -hit.similarity,
                 )
             )
+            index = order[state.index]
             matches += [
-                FaceSearchAt(ts, state.index, box, vf, hits) for ts, box, vf in state.observations
+                FaceSearchAt(ts, index, box, vf, hits) for ts, box, vf in state.observations
             ]
     persons.sort(key=lambda p: (p.timestamp_ms, p.index))
     matches.sort(key=lambda m: (m.timestamp_ms, m.index))
@@ -158,7 +166,7 @@ def _results(
         matches=tuple(matches),
         frames_decoded=decoded,
         frames_analysed=pipeline.frames_analysed,
-        persons_tracked=pipeline.tracker.persons_seen,
+        persons_tracked=len(order),
     )
 
 
