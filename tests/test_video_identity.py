@@ -3,6 +3,8 @@ synthetic video built to break an IoU tracker (``videos.cut_scene``) and on smal
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -10,7 +12,17 @@ import numpy as np
 import pytest
 
 from faceledger.domain.video import MatchEvent, VideoAnalysis
-from faceledger.video import FramePipeline, Tracker, analyse_video, iter_frames
+from faceledger.video import (
+    FramePipeline,
+    LatestFrameReader,
+    LiveProcessor,
+    PipelineOptions,
+    ReaderOptions,
+    Tracker,
+    analyse_video,
+    iter_frames,
+    parse_source,
+)
 from faceledger.video.identity import PersonRegistry, SceneCutDetector
 from videos import (
     CutScene,
@@ -20,6 +32,7 @@ from videos import (
     exact_searcher,
     single_face_people,
     turned_face,
+    with_leading_audio,
 )
 
 ANALYSED_FRAME_MS = 80  # every other frame at 25 fps
@@ -176,3 +189,58 @@ def test_tracker_split_gives_a_new_id_and_keeps_the_box() -> None:
     assert tracker.update(box, np.array([0.9]), 40).track_ids[0] == new_id
     with pytest.raises(KeyError):
         tracker.split(int(first))
+
+
+# -- player time: a first frame that starts after the container -----------------------------
+
+
+@pytest.fixture(scope="module")
+def late_scene(scene: CutScene, tmp_path_factory: pytest.TempPathFactory) -> CutScene:
+    """The cut scene behind 1.5 s of audio: a player shows its first frame at 1500 ms."""
+    path = tmp_path_factory.mktemp("late") / "late.mp4"
+    return dataclasses.replace(scene, truth=with_leading_audio(scene.truth, path, 1.5))
+
+
+@pytest.mark.lfw
+def test_stored_results_are_in_player_time(late_scene: CutScene, engine, searcher) -> None:
+    truth = late_scene.truth
+    frames = iter_frames(str(truth.path))
+    assert next(frames).timestamp_ms == 1500
+    result = analyse_video(str(truth.path), engine, mode="search", searcher=searcher)
+    assert min(e.timestamp_ms for e in result.matches) >= 1500
+    assert wrong_labels(truth, result) == []
+    assert found_appearances(truth, result, late_scene.first) == [True, True]
+    assert found_appearances(truth, result, late_scene.successor) == [True]
+
+
+@pytest.mark.lfw
+def test_live_reader_and_events_are_in_player_time(late_scene: CutScene, engine, searcher) -> None:
+    truth = late_scene.truth
+    reader = LatestFrameReader(parse_source(str(truth.path)), options=ReaderOptions())
+    reader.start()
+    try:
+        frame = reader.get(timeout_s=10)
+        assert frame is not None and frame.index == 0 and frame.timestamp_ms == 1500
+    finally:
+        reader.stop()
+    events: list[MatchEvent] = []
+    live = LiveProcessor(
+        str(truth.path),
+        engine,
+        searcher=searcher,
+        on_event=events.append,
+        reader_options=ReaderOptions(pace_files=False),
+        options=PipelineOptions(max_detect_fps=1000),
+    )
+    live.start()
+    deadline = time.monotonic() + 120
+    while live.running and time.monotonic() < deadline:
+        time.sleep(0.2)
+    live.stop()
+    assert events
+    for event in events:
+        name = event.external_image_id
+        assert name is not None
+        first, last = truth.on_screen_ms(name)
+        assert first - ANALYSED_FRAME_MS <= event.first_timestamp_ms <= last
+        assert truth.on_screen(name, event.frame_timestamp_ms)

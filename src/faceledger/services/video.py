@@ -165,6 +165,7 @@ def event_json(event: MatchEvent) -> dict[str, Any]:
     """A match event as sent to sinks (without the best-shot JPEG)."""
     data = _jsonable(event)
     data.pop("best_shot_jpeg", None)
+    data["timestamp_ms"] = event.frame_timestamp_ms  # player time of the deciding frame
     data["latency_ms"] = round((event.emitted_s - event.frame_arrival_s) * 1000, 1)
     return data
 
@@ -805,7 +806,8 @@ class _RunningProcessor:
                     "session_id": self.session_id,
                     "matches": [[data.get("face_id"), data.get("similarity")]],
                     "person_index": data.get("person_index"),
-                    "timestamp_ms": data.get("timestamp_ms"),
+                    "timestamp_ms": event.frame_timestamp_ms,
+                    "first_timestamp_ms": event.first_timestamp_ms,
                     "effective_threshold": self.threshold,
                 },
                 "ok",
