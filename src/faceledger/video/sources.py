@@ -272,9 +272,7 @@ def decode_frames(
                 ts = frame_timestamp_ms(frame, start)
                 if ts is None:
                     ts = (
-                        max(last_ms + 1, round(index * 1000 / float(rate)))
-                        if rate
-                        else last_ms + 1
+                        max(last_ms + 1, round(index * 1000 / float(rate))) if rate else last_ms + 1
                     )
                 last_ms = ts
                 yield index, ts, frame
