@@ -13,8 +13,11 @@ most ``max_detect_fps`` a second, of a live source):
    they had);
 3. each confirmed track keeps its best-quality face since its last embedding; it is embedded
    when the track is new, when a face ``quality_gain`` times better than the last embedded
-   one appears, and every ``reembed_interval_ms`` while the track lives (every
-   ``reembed_matched_interval_ms`` once it has a declared match). All of a frame's
+   one appears, and while the track lives: every ``first_match_interval_ms`` while it is
+   unmatched and younger than ``first_match_window_ms`` (a face that just appeared gets its
+   second, confirming embedding quickly: the first match comes within about a second), every
+   ``reembed_interval_ms`` while unmatched after that (a stranger costs little), and every
+   ``reembed_matched_interval_ms`` once it has a declared match. All of a frame's
    embeddings go to the ``searcher`` in one call. A track is one person: every embedding is
    compared with the mean of the track's earlier ones, and below the same-person bound
    (``same_person_similarity``, on the pack's calibrated scale: Similarity 50 is where the
@@ -85,7 +88,9 @@ class PipelineOptions:
     max_detect_fps: float = 12.5  # live: analyse at most this many frames a second
     detect_long_side_px: int = 640  # frames are detected scaled to this long side
     min_embed_face_px: float = 32.0  # narrower faces are tracked but never embedded
-    reembed_interval_ms: int = 1000  # while the track has no declared match
+    first_match_interval_ms: int = 250  # unmatched, in its first first_match_window_ms
+    first_match_window_ms: int = 3000
+    reembed_interval_ms: int = 1000  # unmatched, after that window
     reembed_matched_interval_ms: int = 3000  # once it has one (a switch of person is rare)
     quality_gain: float = 1.2
     confirm_votes: int = 2
@@ -343,11 +348,13 @@ class FramePipeline:
             return True  # the crop changed abruptly: check who this is now
         if shot.quality >= state.embedded_quality * self.options.quality_gain:
             return True
-        interval = (
-            self.options.reembed_matched_interval_ms
-            if state.declared
-            else self.options.reembed_interval_ms
-        )
+        opts = self.options
+        if state.declared:
+            interval = opts.reembed_matched_interval_ms
+        elif timestamp_ms - state.first_ms <= opts.first_match_window_ms:
+            interval = opts.first_match_interval_ms  # a new face: its first match soon
+        else:
+            interval = opts.reembed_interval_ms
         return timestamp_ms - state.last_embed_ms >= interval
 
     def _embed(
