@@ -4,7 +4,6 @@ synthetic video built to break an IoU tracker (``videos.cut_scene``) and on smal
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -15,8 +14,6 @@ from faceledger.domain.video import MatchEvent, VideoAnalysis
 from faceledger.video import (
     FramePipeline,
     LatestFrameReader,
-    LiveProcessor,
-    PipelineOptions,
     ReaderOptions,
     Tracker,
     analyse_video,
@@ -214,33 +211,20 @@ def test_stored_results_are_in_player_time(late_scene: CutScene, engine, searche
 
 
 @pytest.mark.lfw
-def test_live_reader_and_events_are_in_player_time(late_scene: CutScene, engine, searcher) -> None:
+def test_live_reader_frames_are_in_player_time(late_scene: CutScene) -> None:
+    """A live source's frames carry player time too (the pipeline's events and the ledger's
+    records take the frame's timestamp): frame n of the 25 fps clip is at 1500 + 40·n ms,
+    whichever frames the latest-frame queue drops."""
     truth = late_scene.truth
-    reader = LatestFrameReader(parse_source(str(truth.path)), options=ReaderOptions())
+    reader = LatestFrameReader(
+        parse_source(str(truth.path)), options=ReaderOptions(pace_files=False)
+    )
     reader.start()
+    seen = []
     try:
-        frame = reader.get(timeout_s=10)
-        assert frame is not None and frame.index == 0 and frame.timestamp_ms == 1500
+        while (frame := reader.get(timeout_s=10)) is not None:
+            seen.append((frame.index, frame.timestamp_ms))
     finally:
         reader.stop()
-    events: list[MatchEvent] = []
-    live = LiveProcessor(
-        str(truth.path),
-        engine,
-        searcher=searcher,
-        on_event=events.append,
-        reader_options=ReaderOptions(pace_files=False),
-        options=PipelineOptions(max_detect_fps=1000),
-    )
-    live.start()
-    deadline = time.monotonic() + 120
-    while live.running and time.monotonic() < deadline:
-        time.sleep(0.2)
-    live.stop()
-    assert events
-    for event in events:
-        name = event.external_image_id
-        assert name is not None
-        first, last = truth.on_screen_ms(name)
-        assert first - ANALYSED_FRAME_MS <= event.first_timestamp_ms <= last
-        assert truth.on_screen(name, event.frame_timestamp_ms)
+    assert len(seen) >= 2
+    assert all(ts == 1500 + round(index * 1000 / truth.fps) for index, ts in seen)
