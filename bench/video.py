@@ -280,7 +280,7 @@ def sweep(args: Any, engine: Any, truth: Any, searcher: Any, enrolled: set[str])
         for e in events:
             cx = (e.box.left + e.box.width / 2) * truth.width
             cy = (e.box.top + e.box.height / 2) * truth.height
-            who = truth.who_at(e.frame_timestamp_ms, cx, cy)
+            who = truth.who_at(e.best_shot_timestamp_ms, cx, cy)  # the box is the best shot's
             if who != e.external_image_id:
                 wrong += 1
                 continue

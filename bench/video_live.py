@@ -113,6 +113,9 @@ def main() -> None:
 
     # (stream, frame-to-event s, appearance-to-event s or None, external id, right person)
     events: list[tuple[int, float, float | None, str, bool]] = []
+    after_reconnect: list[str] = []  # events after a reconnect (not placed in the clip)
+    wrong_details: list[dict[str, Any]] = []
+    processors: list[Any] = []
     lock = threading.Lock()
 
     def on_event(stream: int) -> Any:
@@ -120,10 +123,16 @@ def main() -> None:
 
         def record(event: Any) -> None:
             name = event.external_image_id
+            if processors[stream].status().reconnects:  # stream time no longer maps to clip
+                with lock:
+                    after_reconnect.append(name)
+                return
             clip_ms = event.frame_timestamp_ms % round(CLIP_S * 1000)
+            # the event's box is its best shot's, at the best shot's time
+            shot_ms = event.best_shot_timestamp_ms % round(CLIP_S * 1000)
             cx = (event.box.left + event.box.width / 2) * truth.width
             cy = (event.box.top + event.box.height / 2) * truth.height
-            right = truth.who_at(clip_ms, cx, cy) == name
+            right = truth.who_at(shot_ms, cx, cy) == name and truth.on_screen(name, clip_ms)
             since: float | None = None
             for actor in truth.actors:  # the appearance the matched frame lies in
                 if actor.name == name and actor.enter_s * 1000 <= clip_ms < actor.leave_s * 1000:
@@ -132,11 +141,22 @@ def main() -> None:
             appearance = None if since is None else since + frame_to_event
             with lock:
                 events.append((stream, frame_to_event, appearance, name, right))
+                if not right:
+                    wrong_details.append(
+                        {
+                            "stream": stream,
+                            "name": name,
+                            "clip_ms": clip_ms,
+                            "who": truth.who_at(shot_ms, cx, cy),
+                            "track_first_ms": event.first_timestamp_ms,
+                            "frame_ms": event.frame_timestamp_ms,
+                            "similarity": round(event.similarity, 2),
+                        }
+                    )
 
         return record
 
     servers = []
-    processors = []
     try:
         for i, clip in enumerate(clips):
             port = free_port()
@@ -202,6 +222,8 @@ def main() -> None:
         "load_average_before_after": [round(load0[0], 2), round(load1[0], 2)],
         "match_events_for_never_enrolled": len(strangers),
         "wrong_person_events": len(wrong),
+        "wrong_person_event_details": wrong_details,
+        "events_after_a_reconnect_not_placed": len(after_reconnect),
         "frames": [
             {
                 "read": s.frames_read,
@@ -236,6 +258,8 @@ def main() -> None:
         "load_average_before_after",
         "match_events_for_never_enrolled",
         "wrong_person_events",
+        "wrong_person_event_details",
+        "events_after_a_reconnect_not_placed",
         "frames",
     ):
         print(f"{key}: {payload[key]}")
