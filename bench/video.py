@@ -30,6 +30,7 @@ video time from a person's appearance to their match event (p50/p95) and wrong-p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import random
 import sys
@@ -347,8 +348,10 @@ def main() -> None:
     decode_s = time.perf_counter() - t
 
     timed = TimedEngine(engine)
-    options = PipelineOptions(
-        detect_every_n_frames=args.every, detect_long_side_px=args.detect_side
+    options = dataclasses.replace(
+        PipelineOptions.stored(),
+        detect_every_n_frames=args.every,
+        detect_long_side_px=args.detect_side,
     )
     load0 = os.getloadavg()
     t = time.perf_counter()

@@ -105,6 +105,13 @@ class PipelineOptions:
     cut_difference: float = 0.07  # thumbnail mean absolute difference of a scene cut (0–1)
     tracker: TrackerOptions = field(default_factory=TrackerOptions)
 
+    @classmethod
+    def stored(cls) -> PipelineOptions:
+        """The defaults for stored video: no quick first-match embeddings (a stored result
+        labels the whole track part, so how soon a match is declared does not matter there;
+        measured: 4.2× against 6.3× real time per two cores of CPU on ``bench/video.py``)."""
+        return cls(first_match_interval_ms=cls.reembed_interval_ms)
+
     def __post_init__(self) -> None:
         if self.detect_every_n_frames < 1:
             raise InvalidParameterError("detect_every_n_frames must be at least 1")

@@ -60,13 +60,14 @@ def analyse_video(
 
     ``progress(fraction)`` is called as the video advances (0–1, at most ~100 times);
     ``cancelled()`` is checked every analysed frame and raises ``AnalysisCancelled`` when it
-    returns True. Unreadable input raises ``InvalidParameterError``.
+    returns True. Unreadable input raises ``InvalidParameterError``. ``options`` default to
+    ``PipelineOptions.stored()``.
     """
     if mode not in MODES:
         raise InvalidParameterError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if mode == "search" and searcher is None:
         raise InvalidParameterError("a face search needs a searcher")
-    opts = options or PipelineOptions()
+    opts = options or PipelineOptions.stored()
     spec = parse_source(source)
     if spec.live:
         raise InvalidParameterError("stored-video analysis takes a file, not a live stream")
