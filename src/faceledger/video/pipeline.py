@@ -109,7 +109,7 @@ class PipelineOptions:
     def stored(cls) -> PipelineOptions:
         """The defaults for stored video: no quick first-match embeddings (a stored result
         labels the whole track part, so how soon a match is declared does not matter there;
-        measured: 4.2× against 6.3× real time per two cores of CPU on ``bench/video.py``)."""
+        measured: 4.2× against 6.2× real time per two cores of CPU on ``bench/video.py``)."""
         return cls(first_match_interval_ms=cls.reembed_interval_ms)
 
     def __post_init__(self) -> None:
