@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -74,6 +75,7 @@ log = logging.getLogger(__name__)
 Searcher = Callable[[NDArray[np.float32]], Sequence[Sequence[Hit]]]
 EventCallback = Callable[[MatchEvent], None]
 MODES = ("faces", "search", "persons")
+MAX_KEPT_CHECKS = 1000  # bounded histories: a live pipeline runs for months
 
 
 class AnalysisCancelled(FaceLedgerError):
@@ -259,8 +261,8 @@ class FramePipeline:
         self._split_cosine = float(calibration.cosine(self.options.same_person_similarity))
         self.persons = PersonRegistry(float(calibration.cosine(self.options.reappear_similarity)))
         self._cuts = SceneCutDetector(self.options.cut_difference)
-        #: identity checks made: (cosine to the track's mean, whether it split the track)
-        self.identity_checks: list[tuple[float, bool]] = []
+        #: the latest identity checks: (cosine to the track's mean, whether it split the track)
+        self.identity_checks: deque[tuple[float, bool]] = deque(maxlen=MAX_KEPT_CHECKS)
 
     # -- one frame ----------------------------------------------------------------------
     def process(
@@ -297,6 +299,8 @@ class FramePipeline:
                 correlation = signature_correlation(state.signature, signature)
                 state.signature = signature
                 state.changes.append((timestamp_ms, correlation))
+                if len(state.changes) > MAX_KEPT_CHECKS:  # a face never embedded (too small)
+                    del state.changes[: -MAX_KEPT_CHECKS // 2]
                 if correlation < opts.suspect_correlation and state.identity.count:
                     state.suspect_ms = timestamp_ms
             if self.keep_observations:
