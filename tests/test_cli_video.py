@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 from pathlib import Path
 
+import pytest
+
 from conftest import lfw_people
-from test_cli import run
+from test_cli import _script, run
 from test_cli_collections import ledgered
 
 
@@ -71,3 +76,54 @@ def test_video_search_and_stream_watch(tmp_path: Path, data_dir: Path) -> None:
         assert op in ops, op
     matches = ledgered(tmp_path / "data", operation="StreamFaceMatch")
     assert len(matches) == len(events) and all(m.purpose == "test" for m in matches)
+
+
+def popen(*args: str, cwd: Path, **env: str) -> subprocess.Popen[str]:
+    environ = {**os.environ, "FACELEDGER_DATA_DIR": str(cwd / "data"), **env}
+    return subprocess.Popen(
+        [_script(), *args], cwd=cwd, env=environ, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_stream_watch_stops_on_sigterm_and_sigint_on_the_record(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    """systemd and container runtimes send SIGTERM; a terminal sends SIGINT: both stop a
+    foreground watch the same way, with the stop ledgered and the processor STOPPED."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    clip = videos / "long.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=15", "-t", "60",
+         "-pix_fmt", "yuv420p", str(clip)],
+        check=True,
+    )  # fmt: skip
+    env = {"FACELEDGER_VIDEO_DIRS": str(videos)}
+    assert run("collections", "create", "door", cwd=tmp_path).returncode == 0
+    created = run(
+        "stream", "create", "cam", "--source", str(clip), "--collection", "door",
+        cwd=tmp_path, **env,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    watch = popen(
+        "stream", "watch", "cam", "--purpose", "test", "--case", "C9", cwd=tmp_path, **env
+    )
+    try:
+        assert watch.stderr is not None
+        line = watch.stderr.readline()
+        while line and "watching" not in line:
+            line = watch.stderr.readline()
+        assert "watching" in line
+        watch.send_signal(signum)
+        _, err = watch.communicate(timeout=60)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+    assert watch.returncode == 0, err
+    assert "stopping" in err and "Traceback" not in err
+    described = json.loads(run("stream", "describe", "cam", cwd=tmp_path).stdout)
+    assert described["status"] == "STOPPED"
+    stops = ledgered(tmp_path / "data", operation="StopStreamProcessor")
+    assert [(s.outcome, s.purpose, s.case_reference) for s in stops] == [("ok", "test", "C9")]

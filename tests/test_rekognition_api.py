@@ -768,7 +768,10 @@ def test_stream_processor_lifecycle(
     rek.update_stream_processor(Name="gate-1", DataSharingPreferenceForUpdate={"OptIn": False})
     assert rek.describe_stream_processor(Name="gate-1")["DataSharingPreference"] == {"OptIn": False}
 
-    with api.stream("GET", "/v1/stream-processors/gate-1/events", timeout=60) as events:
+    watch = {"purpose": "contract test", "case_reference": "T-1"}  # watching is a search
+    with api.stream(
+        "GET", "/v1/stream-processors/gate-1/events", params=watch, timeout=60
+    ) as events:
         session = rek.start_stream_processor(Name="gate-1")["SessionId"]
         assert session
         assert rek.describe_stream_processor(Name="gate-1")["Status"] == "RUNNING"

@@ -79,8 +79,22 @@ def ffmpeg_http(lobby: tuple[Path, Path]) -> Iterator[Callable[[], subprocess.Po
         proc.wait(10)
 
 
+def _rekognition(url: str, key: tuple[str, str]) -> Any:
+    import boto3
+
+    return boto3.client(
+        "rekognition",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=key[0],
+        aws_secret_access_key=key[1],
+    )
+
+
 def test_live_http_stream_matches_and_reconnects(
     api: httpx.Client,
+    live_server: str,
+    api_key: tuple[str, str],
     live_server_settings: Settings,
     lobby: tuple[Path, Path],
     ffmpeg_http: Any,
@@ -106,7 +120,12 @@ def test_live_http_stream_matches_and_reconnects(
     assert created.status_code == 201, created.text
     assert created.json()["threshold"] == 80 and created.json()["status"] == "STOPPED"
 
-    with api.stream("GET", "/v1/stream-processors/lobby-cam/events", timeout=60) as events:
+    refused = api.get("/v1/stream-processors/lobby-cam/events")
+    assert refused.status_code == 403, refused.text  # watching is a search
+    assert refused.json()["error"]["code"] == "AccessDeniedException"
+    with api.stream(
+        "GET", "/v1/stream-processors/lobby-cam/events", params=START, timeout=60
+    ) as events:
         started = api.post("/v1/stream-processors/lobby-cam/start", json=START)
         assert started.status_code == 200, started.text
         match: dict[str, Any] = {}
@@ -126,7 +145,14 @@ def test_live_http_stream_matches_and_reconnects(
     server.kill()
     server.wait(10)
     _until(lambda: live().get("state") == "RECONNECTING", "RECONNECTING after the kill")
-    assert api.get("/v1/stream-processors/lobby-cam").json()["status"] == "RUNNING"
+    assert api.get("/v1/stream-processors/lobby-cam").json()["status"] == "RECONNECTING"
+    # Rekognition keeps its allowed values: RUNNING, the state in StatusMessage
+    rekognition = _rekognition(live_server, api_key)
+    described = rekognition.describe_stream_processor(Name="lobby-cam")
+    assert described["Status"] == "RUNNING"
+    assert described["StatusMessage"].startswith("RECONNECTING")
+    listed = rekognition.list_stream_processors()["StreamProcessors"]
+    assert {"Name": "lobby-cam", "Status": "RUNNING"} in listed
     ffmpeg_http()  # the camera comes back on the same address
     read_before = live()["frames_read"]
     back = _until(
@@ -150,8 +176,22 @@ def test_live_http_stream_matches_and_reconnects(
             (r.source, r.purpose, r.case_reference) == ("video", *START.values()) for r in matched
         )
         assert len(matched) == len(lines)  # every reported match is on the record
+        stamps = [json.loads(x)["timestamp_ms"] for x in lines]
+        assert [r.result["timestamp_ms"] for r in matched] == stamps
+        assert all(isinstance(t, int) and t >= 0 for t in stamps)
         every = [e.event.operation for e in ledger.entries() if e.event is not None]
         assert "StartStreamProcessor" in every and "StopStreamProcessor" in every
+        watched = [
+            e.event
+            for e in ledger.entries()
+            if e.event is not None and e.event.operation == "GetStreamEvents"
+        ]
+        assert any(r.outcome == "AccessDeniedException" for r in watched)
+        assert [
+            (r.purpose, r.case_reference)
+            for r in watched
+            if r.outcome == "ok" and r.result.get("name") == "lobby-cam"
+        ] == [tuple(START.values())]
     assert api.delete("/v1/stream-processors/lobby-cam").status_code == 204
 
 

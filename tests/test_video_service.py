@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
 import os
@@ -21,7 +22,11 @@ import pytest
 from conftest import lfw_people
 from faceledger.config import Settings
 from faceledger.domain.audit import Caller
-from faceledger.domain.errors import InvalidParameterError, ResourceNotFoundError
+from faceledger.domain.errors import (
+    AccessDeniedError,
+    InvalidParameterError,
+    ResourceNotFoundError,
+)
 from faceledger.domain.principals import ROLES, Principal
 from faceledger.services.accountable import FaceLedger
 from faceledger.video.sinks import EventHub, JsonlSink, WebhookSink
@@ -193,15 +198,10 @@ def test_jsonl_and_hub(tmp_path: Path) -> None:
         assert everything.get(0.1) == {"processor": "a", "n": 1}  # the oldest was dropped
         assert everything.dropped == 1
     assert hub.subscribers == 0
-    with hub.subscribe("a", replay=True) as late:  # a page opened after the events
-        assert [late.get(0.1), late.get(0.1), late.get(0.1)] == [
-            {"processor": "a", "n": 0},
-            {"processor": "a", "n": 1},
-            None,
-        ]
-    hub.forget("a")
-    with hub.subscribe("a", replay=True) as after_delete:
-        assert after_delete.get(0.05) is None
+    with hub.subscribe("a") as late:  # opened after the events: none of them replayed
+        assert late.get(0.05) is None
+        hub.publish({"processor": "a", "n": 3})
+        assert late.get(0.1) == {"processor": "a", "n": 3}
     sink.close()
     lines = (tmp_path / "streams" / "x.jsonl").read_text().splitlines()
     assert [json.loads(x)["n"] for x in lines] == [0, 1, 2]
@@ -315,3 +315,38 @@ def test_a_job_is_claimed_by_one_worker_and_taken_over_from_a_dead_one(
             store.job("nope")
     finally:
         store.close()
+
+
+def test_watching_is_a_search_from_now_on(tmp_path: Path) -> None:
+    """Opening a processor's events needs a purpose and a case reference, is ledgered with
+    them, and delivers only the matches made after it opened (no earlier run's)."""
+    gate = FaceLedger(_settings(tmp_path, tmp_path))
+    try:
+        gate.create_collection(ROOT, "x")
+        gate.create_stream_processor(ROOT, "door", "rtsp://127.0.0.1:1/x", collection_id="x")
+        earlier = {"type": "match", "processor": "door", "session_id": "old", "face_id": "f1"}
+        gate.video.hub.publish(earlier)  # a match of an earlier run, before anyone watched
+        bare = dataclasses.replace(ROOT, purpose=None, case_reference=None)
+        with pytest.raises(AccessDeniedError, match="purpose and a case reference"):
+            gate.stream_events(bare, "door")
+        with pytest.raises(AccessDeniedError):
+            gate.stream_events(dataclasses.replace(bare, purpose="patrol"), "door")
+        watcher = dataclasses.replace(ROOT, purpose="missing person", case_reference="MP-3")
+        with gate.stream_events(watcher, "door") as events:
+            assert events.get(0.05) is None  # nothing replayed
+            now = {**earlier, "session_id": "new", "face_id": "f2"}
+            gate.video.hub.publish(now)
+            assert events.get(1.0) == now
+        records = [
+            e.event
+            for e in gate.ledger.entries()
+            if e.event is not None and e.event.operation == "GetStreamEvents"
+        ]
+        assert [(r.outcome, r.purpose, r.case_reference) for r in records] == [
+            ("AccessDeniedException", None, None),
+            ("AccessDeniedException", "patrol", None),
+            ("ok", "missing person", "MP-3"),
+        ]
+        assert records[-1].result["collection_id"] == "x"
+    finally:
+        gate.close()

@@ -581,12 +581,22 @@ def test_ledger_filters_chain_status_and_export(web: Web, browser: Browser, page
 
 def test_streams_start_watch_live_matches_and_stop(web: Web, page: Page, data_dir: Path) -> None:
     """A processor over a file source (played at its frame rate, like a camera): started from
-    the page with a purpose, its matches appear live as cards with the best-shot crop."""
+    the page with a purpose, watched with a purpose (watching is a search), its matches from
+    then on appear live as cards with the best-shot crop."""
     from videos import Actor, make_video
 
     name, photos = next(iter(lfw_people(data_dir, 2, 1).items()))
     clip = web.videos / "door.mp4"
-    make_video(clip, [Actor(name, photos[0], 0.0, 14.0, (60, 80), (380, 120))], duration_s=14)
+    # the person comes at 9 s and again at 16 s: a watch shows matches from the moment it
+    # opens (no replay), so they must come after the page is open
+    make_video(
+        clip,
+        [
+            Actor(name, photos[0], 9.0, 14.0, (60, 80), (380, 120)),
+            Actor(name, photos[0], 16.0, 22.0, (380, 120), (60, 80)),
+        ],
+        duration_s=22,
+    )
     assert web.api.post("/v1/collections", json={"collection_id": "door"}).status_code == 201
     enrolled = web.api.post(
         "/v1/collections/door/faces",
@@ -619,6 +629,10 @@ def test_streams_start_watch_live_matches_and_stop(web: Web, page: Page, data_di
     page.goto(f"{web.url}/app/streams")  # (not a reload: that would post the start again)
     row = page.locator("#processors tr", has_text="door-cam")
     expect(row.locator(".status")).to_contain_text("RUNNING")
+    row.get_by_role("button", name="Watch door-cam").click()  # watching is a search:
+    expect(page.locator("#events-status")).to_contain_text("purpose and a case reference")
+    row.get_by_label("Purpose").fill("missing person report")
+    row.get_by_label("Case reference").fill("MP-9")
     row.get_by_role("button", name="Watch door-cam").click()
     card = page.locator("#events li").first
     expect(card).to_contain_text("wanted-at-door")

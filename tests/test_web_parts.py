@@ -197,7 +197,10 @@ def test_the_streams_page_uses_the_hook_when_one_is_wired(
     started = client.post("/app/streams/door-1/start", data={"csrf_token": token.group(1)})
     assert "Stream processor door-1 started." in started.text
     assert fake.calls == [("start", "door-1", "web")]
-    with client.stream("GET", "/app/streams/door-1/events") as events:
+    refused = client.get("/app/streams/door-1/events")  # watching is a search
+    assert refused.status_code == 400 and "purpose" in refused.text
+    watch = {"purpose": "missing person", "case_reference": "MP-1"}
+    with client.stream("GET", "/app/streams/door-1/events", params=watch) as events:
         assert events.headers["content-type"].startswith("text/event-stream")
         body = "".join(events.iter_text())
     assert 'event: match\ndata: {"external_image_id": "jane", "similarity": 97.25' in body

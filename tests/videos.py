@@ -4,7 +4,9 @@ An ``Actor`` is an LFW photo (its central face region) that enters the frame at 
 moves in a straight line from ``start_xy`` to ``end_xy`` (top-left corner of the pasted square,
 pixels) and leaves at ``leave_s``. ``make_video`` renders the actors over a fixed textured
 background and encodes H.264 (MP4/MOV/MKV) or MPEG-4 Part 2 (AVI), returning a ``GroundTruth``
-that says who is on screen when and where their face is.
+that says who is on screen when and where their face is. ``cuts`` switch to another backdrop
+(a hard scene cut); ``with_leading_audio`` remuxes a video so its first frame starts later
+than the container (a player shows it at that time; ``GroundTruth.offset_ms``).
 """
 
 from __future__ import annotations
@@ -53,10 +55,17 @@ class GroundTruth:
     fps: int
     frames: int
     actors: tuple[Actor, ...]
+    offset_ms: int = 0  # player time of the first frame (the container starts earlier)
+    cuts: tuple[float, ...] = ()  # seconds (video time) at which the backdrop changes
 
     @property
     def duration_ms(self) -> int:
         return round(self.frames * 1000 / self.fps)
+
+    def on_screen(self, name: str, t_ms: int) -> bool:
+        """Whether ``name`` is drawn at player time ``t_ms``."""
+        t_s = (t_ms - self.offset_ms) / 1000
+        return any(a.name == name and a.position_at(t_s) is not None for a in self.actors)
 
     def actor(self, name: str) -> Actor:
         return next(a for a in self.actors if a.name == name)
@@ -65,7 +74,8 @@ class GroundTruth:
         """(first, last) frame timestamps (ms) at which ``name`` is drawn."""
         a = self.actor(name)
         shown = [i for i in range(self.frames) if a.position_at(i / self.fps) is not None]
-        return round(shown[0] * 1000 / self.fps), round(shown[-1] * 1000 / self.fps)
+        first, last = round(shown[0] * 1000 / self.fps), round(shown[-1] * 1000 / self.fps)
+        return first + self.offset_ms, last + self.offset_ms
 
     def square_at(self, name: str, t_ms: int) -> tuple[float, float, float, float] | None:
         """The pasted square (x1, y1, x2, y2 px) of ``name`` at ``t_ms``, clipped to the frame
@@ -76,7 +86,7 @@ class GroundTruth:
         return None
 
     def _square(self, a: Actor, t_ms: int) -> tuple[float, float, float, float] | None:
-        pos = a.position_at(t_ms / 1000)
+        pos = a.position_at((t_ms - self.offset_ms) / 1000)
         if pos is None:
             return None
         x, y = pos
@@ -152,13 +162,17 @@ def make_video(
     fps: int = 25,
     duration_s: float = 6.0,
     gop: int = 50,
+    cuts: tuple[float, ...] = (),
 ) -> GroundTruth:
-    """Render and encode ``actors`` to ``path`` (container and codec from the suffix)."""
+    """Render and encode ``actors`` to ``path`` (container and codec from the suffix); at
+    each of ``cuts`` (seconds) the backdrop changes to another one (a hard scene cut)."""
     import av
 
     codec = _CODECS[path.suffix.lower()]
     faces = {a.name: _load_face(a.photo, a.size_px) for a in actors}
-    base = background(width, height)
+    backdrops = [background(width, height, seed=7 + 5 * k) for k in range(len(cuts) + 1)]
+    for k in range(1, len(backdrops), 2):  # another shot: another place, other light
+        backdrops[k] = np.ascontiguousarray(255 - backdrops[k][:, ::-1])
     frames = round(duration_s * fps)
     actor_tuple = tuple(actors)
     with av.open(str(path), mode="w") as out:
@@ -172,6 +186,7 @@ def make_video(
             stream.bit_rate = 2_000_000
             stream.options = {"g": str(gop)}
         for i in range(frames):
+            base = backdrops[sum(1 for c in cuts if i / fps >= c)]
             pixels = render_frame(base, actor_tuple, faces, i / fps)
             frame = av.VideoFrame.from_ndarray(pixels, format="bgr24")
             frame.pts = i
@@ -180,7 +195,26 @@ def make_video(
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
-    return GroundTruth(path, width, height, fps, frames, actor_tuple)
+    return GroundTruth(path, width, height, fps, frames, actor_tuple, cuts=tuple(cuts))
+
+
+def with_leading_audio(truth: GroundTruth, path: Path, offset_s: float) -> GroundTruth:
+    """Remux ``truth``'s video with ffmpeg into ``path`` (MP4) behind an audio track that
+    starts at 0, the video delayed by ``offset_s``: the container starts at 0 and the first
+    frame at ``offset_s`` (what a player shows)."""
+    import dataclasses
+    import subprocess
+
+    subprocess.run(
+        [
+            "ffmpeg", "-v", "error", "-y",
+            "-f", "lavfi", "-i", f"sine=d={truth.duration_ms / 1000 + offset_s + 0.5}",
+            "-itsoffset", str(offset_s), "-i", str(truth.path),
+            "-map", "0:a", "-map", "1:v", "-c:v", "copy", "-c:a", "aac", "-shortest", str(path),
+        ],
+        check=True,
+    )  # fmt: skip
+    return dataclasses.replace(truth, path=path, offset_ms=round(offset_s * 1000))
 
 
 def exact_searcher(engine: FaceEngine, enrolled: dict[str, Path], *, k: int = 5) -> Searcher:
@@ -265,3 +299,71 @@ def single_face_people(engine: FaceEngine, data_dir: Path, count: int) -> dict[s
         if len(out) == count:
             break
     return out
+
+
+@dataclass(frozen=True)
+class CutScene:
+    """The identity scene (``cut_scene``): names by role, and who is enrolled."""
+
+    truth: GroundTruth
+    enrolled: dict[str, Path]
+    strangers: tuple[str, ...]
+    first: str  # enrolled; on screen 0–3 s, leaves, comes back 9–11.5 s after a cut
+    stranger: str  # after the first cut, at the same place, 3–5.5 s
+    successor: str  # enrolled; replaces the stranger at the same place, no cut, 5.5–8 s
+    bystander: str  # enrolled; turned face, after the second cut, 8–11 s
+
+
+SPOT = (240.0, 100.0)
+
+
+def cut_scene(people: dict[str, list[Path]], profile: tuple[str, Path], path: Path) -> CutScene:
+    """640×360, 25 fps, 12 s, built to break trackers: one place on screen shows an enrolled
+    person (0–3 s), a hard cut to a stranger (3–5.5 s), an enrolled person replacing the
+    stranger without a cut (5.5–8 s), a hard cut to an enrolled bystander with a turned face
+    elsewhere (8–11 s), and the first person coming back to the place (9–11.5 s).
+    ``profile`` is (name, photo with a turned face), enrolled with another photo."""
+    names = [n for n in people if n != profile[0]]
+    first, stranger, successor = names[:3]
+    bystander, turned = profile
+    shown = {n: people[n][1] for n in (first, stranger, successor)}
+    actors = [
+        Actor(first, shown[first], 0.0, 3.0, SPOT, (SPOT[0] + 20, SPOT[1])),
+        Actor(stranger, shown[stranger], 3.0, 5.5, SPOT, (SPOT[0] - 10, SPOT[1] + 5)),
+        Actor(successor, shown[successor], 5.5, 8.0, (SPOT[0] - 10, SPOT[1] + 5), SPOT),
+        Actor(bystander, turned, 8.0, 11.0, (440, 150), (420, 160), size_px=150),
+        Actor(first, people[first][-1], 9.0, 11.5, (30, 120), (SPOT[0] - 60, SPOT[1])),
+    ]
+    truth = make_video(path, actors, duration_s=12.0, cuts=(3.0, 8.0))
+    enrolled = {first: people[first][0], successor: people[successor][0]}
+    enrolled[bystander] = people[bystander][0]  # turned_face checked it matches ``turned``
+    return CutScene(truth, enrolled, (stranger,), first, stranger, successor, bystander)
+
+
+def turned_face(
+    engine: FaceEngine, people: dict[str, list[Path]], *, min_yaw_deg: float = 25.0
+) -> tuple[str, Path]:
+    """A (name, photo) whose face is turned at least ``min_yaw_deg`` and still matches
+    another photo of the same person at Similarity ≥ 80 (an enrolled bystander in profile)."""
+    from faceledger.inference.imaging import load_image
+
+    best: tuple[float, str, Path] | None = None
+    for name, photos in people.items():
+        if len(photos) < 3:
+            continue
+        for photo in photos[1:]:
+            faces = engine.analyse(load_image(photo), max_faces=1)
+            if len(faces) != 1 or faces.yaw_deg is None:
+                continue
+            yaw = abs(float(faces.yaw_deg[0]))
+            if yaw < min_yaw_deg or (best is not None and yaw <= best[0]):
+                continue
+            other = engine.analyse(load_image(photos[0]), max_faces=1)
+            assert faces.embeddings is not None
+            if other.embeddings is None or len(other) != 1:
+                continue
+            if float(engine.similarity(faces.embeddings[0], other.embeddings[0])) >= 80:
+                best = (yaw, name, photo)
+    if best is None:
+        raise LookupError("no turned face that still matches")
+    return best[1], best[2]

@@ -153,6 +153,11 @@ class Settings(BaseSettings):
     # ``KinesisVideoStream.Arn`` ``arn:aws:kinesisvideo:<region>:<account>:stream/cam1/1`` opens
     # ``cam1``. (An ARN ending in ``:source/<URL>`` names a URL directly.)
     video_sources: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    # Completion notifications of stored-video jobs (a Start…'s ``NotificationChannel``): SNS
+    # topic ARN → the webhook URL that receives the SNS-style message,
+    # ``arn:aws:sns:us-east-1:111122223333:done=https://hooks.example/rek`` (comma-separated)
+    # or a JSON object. A Start… naming a topic that is not mapped here is refused.
+    notification_targets: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
 
     # -- server backend ------------------------------------------------------------------------
     # ``postgresql://…``: collections, faces, users, jobs, keys and the ledger in PostgreSQL
@@ -189,7 +194,7 @@ class Settings(BaseSettings):
     def _parse_video_dirs(cls, value: Any) -> Any:
         return _split_list(value, os.pathsep)
 
-    @field_validator("s3_local_buckets", "video_sources", mode="before")
+    @field_validator("s3_local_buckets", "video_sources", "notification_targets", mode="before")
     @classmethod
     def _parse_mapping(cls, value: Any) -> Any:
         if not isinstance(value, str):
@@ -207,6 +212,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected name=value, got {item!r}")
             pairs[bucket.strip()] = folder.strip()
         return pairs
+
+    @field_validator("notification_targets", mode="after")
+    @classmethod
+    def _check_notification_targets(cls, value: dict[str, str]) -> dict[str, str]:
+        for topic, url in value.items():
+            if not topic.startswith("arn:") or ":sns:" not in topic:
+                raise ValueError(f"{topic!r} is not an SNS topic ARN (arn:aws:sns:…)")
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"the notification target of {topic} must be an http(s) URL")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -8,8 +8,12 @@ foreground, printing each match as a JSON line until Ctrl-C or the source ends.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -209,13 +213,14 @@ def stream_delete(name: str) -> None:
 @stream_app.command("watch")
 def stream_watch(name: str, purpose: Purpose = None, case: Case = None) -> None:
     """Run NAME in the foreground: each match is ledgered, then printed as a JSON line (without
-    the best-shot crop). Ctrl-C stops it (the stop is ledgered too)."""
+    the best-shot crop). Ctrl-C (SIGINT) or SIGTERM (what systemd and container runtimes send)
+    stops it; the stop is ledgered too."""
     with _gateway() as gate:
         caller = _operator(purpose, case)
-        with gate.stream_events(caller, name, replay=False) as events:
-            gate.start_stream_processor(caller, name)
-            _stderr(f"watching {name} (Ctrl-C to stop)")
+        with gate.stream_events(caller, name) as events, _sigterm_interrupts():
             try:
+                gate.start_stream_processor(caller, name)
+                _stderr(f"watching {name} (Ctrl-C or SIGTERM to stop)")
                 while True:
                     event = events.get(1.0)
                     if event is None:
@@ -229,5 +234,20 @@ def stream_watch(name: str, purpose: Purpose = None, case: Case = None) -> None:
                 _stderr("stopping")
             finally:
                 row, _ = gate.describe_stream_processor(caller, name)
-                if row.status == "RUNNING":
+                if row.status in ("STARTING", "RUNNING", "RECONNECTING"):
                     gate.stop_stream_processor(caller, name)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While inside, SIGTERM interrupts the main thread as Ctrl-C does (KeyboardInterrupt), so
+    a foreground watch stops the same way, on the record."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -3,10 +3,11 @@
 The shapes mirror Rekognition's ``GetFaceDetection`` (``FaceDetection``: Timestamp + FaceDetail),
 ``GetPersonTracking`` (``PersonDetection``: Timestamp + PersonDetail) and ``GetFaceSearch``
 (``PersonMatch``: Timestamp + PersonDetail + FaceMatches), so an adapter serialises them member
-by member. Units: ``*_ms`` are milliseconds from the start of the video (Rekognition's
-``Timestamp``); boxes and landmarks are ratios of the frame's width and height
-(``BoundingBox``); ``confidence`` and ``similarity`` are 0–100; ``*_s`` wall-clock times are
-epoch seconds (``time.time()``).
+by member. Units: ``*_ms`` are player time, milliseconds from the container's presentation
+start as a video player shows them (Rekognition's ``Timestamp``; a file whose video starts
+after its audio has a first frame later than 0); boxes and landmarks are ratios of the frame's
+width and height (``BoundingBox``); ``confidence`` and ``similarity`` are 0–100; ``*_s``
+wall-clock times are epoch seconds (``time.time()``).
 
 FaceLedger tracks people by their faces: a person's ``box`` is the box of their face.
 """
@@ -120,8 +121,8 @@ class MatchEvent:
     """A live match: a tracked person declared to be ``face_id`` (emitted once per track and
     face).
 
-    ``first_timestamp_ms``/``last_timestamp_ms`` span the track up to the decision;
-    ``frame_timestamp_ms`` is the stream timestamp of the frame whose embedding made the match
+    ``first_timestamp_ms``/``last_timestamp_ms`` span the track part (one person) up to the
+    decision; ``frame_timestamp_ms`` is the player time of the frame whose embedding made the match
     consistent, and ``frame_arrival_s`` the wall-clock time that frame was read from the source
     (``emitted_s - frame_arrival_s`` is the frame-to-event latency). ``best_shot_jpeg`` is the
     JPEG of the track's best-quality face crop (the face box with a margin), and ``box`` that

@@ -1213,9 +1213,11 @@ class FaceLedger:
         threshold: float | None = None,
         job_tag: str | None = None,
         client_token: str | None = None,
+        notification: dict[str, Any] | None = None,
     ) -> JobRow:
         """Queue a stored-video job (``kind``: faces, search, persons). A face search applies
-        the collection's policy now: purpose required, threshold raised to the floor."""
+        the collection's policy now: purpose required, threshold raised to the floor.
+        ``notification`` is Rekognition's NotificationChannel (completion message)."""
         operation = {"faces": "StartFaceDetection", "search": "StartFaceSearch"}.get(
             kind, "StartPersonTracking"
         )
@@ -1234,6 +1236,7 @@ class FaceLedger:
                 threshold=effective,
                 job_tag=job_tag,
                 client_token=client_token,
+                notification=notification,
             )
 
         return self._run(
@@ -1360,17 +1363,32 @@ class FaceLedger:
             },
         )
 
-    def stream_events(self, caller: Caller, name: str, *, replay: bool = True) -> Any:
-        """A live subscription to a processor's events (a context manager; ``None`` name: all
-        processors), starting with its recent ones when ``replay``. Opening one is ledgered: it
-        shows matches as they happen."""
+    def stream_events(self, caller: Caller, name: str) -> Any:
+        """A live subscription to a processor's matches from now on (a context manager; an
+        empty name: every processor's); nothing earlier is replayed. Watching is a search:
+        it needs a purpose and a case reference, and is ledgered with them."""
+        collection: list[str] = []
 
         def work() -> Any:
             if name:
-                self._video.store.processor(name)
-            return self._video.hub.subscribe(name or None, replay=replay)
+                collection.append(self._video.store.processor(name).settings["collection_id"])
+            if not (caller.purpose and caller.case_reference):
+                raise AccessDeniedError(
+                    "watching stream matches is a search: state a purpose and a case reference "
+                    "(the headers X-FaceLedger-Purpose and X-FaceLedger-Case, the query "
+                    "parameters purpose and case_reference, or --purpose and --case)"
+                )
+            return self._video.hub.subscribe(name or None)
 
-        return self._run(caller, "GetStreamEvents", work, summary=lambda _: {"name": name})
+        return self._run(
+            caller,
+            "GetStreamEvents",
+            work,
+            summary=lambda _: {
+                "name": name,
+                "collection_id": collection[0] if collection else None,
+            },
+        )
 
     def stop_stream_processor(self, caller: Caller, name: str) -> None:
         self._run(

@@ -1,12 +1,14 @@
 """Video: stored-video jobs (worker pool, restart-safe) and live stream processors.
 
 Stored video (``StartFaceDetection`` / ``StartFaceSearch`` / ``StartPersonTracking``): the
-job row is durable before the JobId is returned; a pool of ``Settings.video_workers`` threads
-runs jobs in order. A server that stops mid-job finds the job ``IN_PROGRESS`` on its next start
-and queues it again from the beginning (``resume``); a job whose video is gone by then is
-marked ``FAILED`` with the reason. Results are stored once, when the job succeeds, and paged by
-``get_job``. Each job's end is ledgered (by the principal who started it, source ``video``,
-with the matched FaceIds for a face search).
+job row is durable before the JobId is returned; a job with a ``NotificationChannel`` posts an
+SNS-style completion message to the webhook its topic maps to
+(``Settings.notification_targets``), with retries, when it succeeds or fails; a pool of
+``Settings.video_workers`` threads runs jobs in order. A server that stops mid-job finds the
+job ``IN_PROGRESS`` on its next start and queues it again from the beginning (``resume``); a
+job whose video is gone by then is marked ``FAILED`` with the reason. Results are stored once,
+when the job succeeds, and paged by ``get_job``. Each job's end is ledgered (by the principal
+who started it, source ``video``, with the matched FaceIds for a face search).
 
 Live (stream processors): the definition is stored; ``start`` runs the video layer's live
 processor (latest-frame reader + detection + tracking + search) and sends each match event to
@@ -24,6 +26,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import queue
@@ -165,8 +168,59 @@ def event_json(event: MatchEvent) -> dict[str, Any]:
     """A match event as sent to sinks (without the best-shot JPEG)."""
     data = _jsonable(event)
     data.pop("best_shot_jpeg", None)
+    data["timestamp_ms"] = event.frame_timestamp_ms  # player time of the deciding frame
     data["latency_ms"] = round((event.emitted_s - event.frame_arrival_s) * 1000, 1)
     return data
+
+
+REKOGNITION_STREAM_STATUSES = ("STOPPED", "STARTING", "RUNNING", "FAILED", "STOPPING", "UPDATING")
+
+
+def rekognition_status(status: str, message: str) -> tuple[str, str]:
+    """A processor's (status, message) as Rekognition may say them: its StreamProcessorStatus
+    has no RECONNECTING, so a reconnecting processor is RUNNING with the state leading the
+    StatusMessage."""
+    if status in REKOGNITION_STREAM_STATUSES:
+        return status, message
+    return "RUNNING", f"{status}: {message}" if message else status
+
+
+def completion_message(job: JobRow, status: str) -> dict[str, Any]:
+    """Rekognition Video's completion message: JobId, Status, API, JobTag, Timestamp (epoch
+    ms) and Video (S3ObjectName, S3Bucket)."""
+    video: dict[str, Any] = {}
+    if "S3Object" in job.video:
+        video = {
+            "S3ObjectName": job.video["S3Object"].get("Name"),
+            "S3Bucket": job.video["S3Object"].get("Bucket"),
+        }
+    elif "path" in job.video:
+        video = {"S3ObjectName": str(job.video["path"])}
+    return {
+        "JobId": job.job_id,
+        "Status": status,
+        "API": KINDS[job.kind],
+        "JobTag": job.job_tag,
+        "Timestamp": int(time.time() * 1000),
+        "Video": video,
+    }
+
+
+def sns_envelope(topic_arn: str, message: dict[str, Any]) -> dict[str, Any]:
+    """An SNS HTTP(S) notification carrying ``message`` as its JSON ``Message`` (what an SNS
+    topic posts to an HTTP subscriber; unsigned)."""
+    now = time.time()
+    return {
+        "Type": "Notification",
+        "MessageId": str(uuid.uuid4()),
+        "TopicArn": topic_arn,
+        "Subject": None,
+        "Message": json.dumps(message, separators=(",", ":")),
+        "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+        + f".{int(now * 1000) % 1000:03d}Z",
+        "SignatureVersion": None,
+        "Signature": None,
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,6 +256,7 @@ class VideoService:
         self._renewed: dict[str, float] = {}
         self._pending: set[str] = set()  # queued or running in this process
         self._take_from: dict[str, str] = {}  # job → the dead owner it is taken from
+        self._notifiers: dict[str, WebhookSink] = {}  # completion webhooks by URL
 
     # -- life cycle ----------------------------------------------------------------------------
     def start_workers(self) -> None:
@@ -276,6 +331,11 @@ class VideoService:
             running = list(self._running.values())
         for processor in running:
             processor.stop("stopped: the server is shutting down")
+        with self._lock:
+            notifiers = list(self._notifiers.values())
+            self._notifiers.clear()
+        for sink in notifiers:
+            sink.close()
         self.store.close()
 
     # -- stored-video jobs ---------------------------------------------------------------------
@@ -289,16 +349,20 @@ class VideoService:
         threshold: float | None = None,
         job_tag: str | None = None,
         client_token: str | None = None,
+        notification: dict[str, Any] | None = None,
     ) -> JobRow:
         if kind not in KINDS:
             raise InvalidParameterError(f"unknown video job kind {kind!r}")
         self._check_video(video)
         params: dict[str, Any] = {}
+        if notification is not None:
+            params["notification_channel"] = self._check_notification(notification)
         if kind == "search":
             if collection_id is None:
                 raise InvalidParameterError("a face search needs a CollectionId")
             self.collections.describe_collection(collection_id)  # ResourceNotFound early
             params = {
+                **params,
                 "collection_id": collection_id,
                 "threshold": DEFAULT_JOB_THRESHOLD if threshold is None else float(threshold),
             }
@@ -322,6 +386,40 @@ class VideoService:
         if stored.job_id == job.job_id:
             self._enqueue(job.job_id)
         return stored
+
+    def _check_notification(self, channel: dict[str, Any]) -> dict[str, str]:
+        """A ``NotificationChannel`` whose topic the operator mapped to a webhook."""
+        topic = channel.get("SNSTopicArn") if isinstance(channel, dict) else None
+        if not isinstance(topic, str) or not topic:
+            raise InvalidParameterError("NotificationChannel needs an SNSTopicArn")
+        if topic not in self.settings.notification_targets:
+            raise InvalidParameterError(
+                f"NotificationChannel.SNSTopicArn {topic!r} is not mapped to a webhook on this "
+                "server: the operator maps topics with FACELEDGER_NOTIFICATION_TARGETS "
+                "(topic ARN=URL)"
+            )
+        out = {"SNSTopicArn": topic}
+        if isinstance(channel.get("RoleArn"), str):
+            out["RoleArn"] = channel["RoleArn"]
+        return out
+
+    def _notify(self, job: JobRow, status: str) -> None:
+        """Post the job's completion message to its notification channel's webhook (queued;
+        retried with back-off by a ``WebhookSink`` per target)."""
+        channel = job.params.get("notification_channel")
+        if not channel:
+            return
+        topic = channel["SNSTopicArn"]
+        url = self.settings.notification_targets.get(topic)
+        if url is None:  # unmapped since the job started
+            logger.warning("job %s: topic %s is no longer mapped; not notified", job.job_id, topic)
+            return
+        with self._lock:
+            sink = self._notifiers.get(url)
+            if sink is None:
+                sink = WebhookSink(url, headers={"x-amz-sns-message-type": "Notification"})
+                self._notifiers[url] = sink
+        sink.send(sns_envelope(topic, completion_message(job, status)))
 
     def _check_video(self, video: dict[str, Any]) -> None:
         if "S3Object" in video:
@@ -390,6 +488,7 @@ class VideoService:
             except Exception:  # a bug, not a bad video: keep the worker alive, fail the job
                 logger.exception("video job %s failed", job_id)
                 self.store.finish_job(job_id, status=FAILED, message="internal error")
+                self._notify(self.store.job(job_id), FAILED)
             finally:
                 with self._lock:
                     self._pending.discard(job_id)
@@ -428,6 +527,7 @@ class VideoService:
         except FaceLedgerError as exc:
             self.store.finish_job(job.job_id, status=FAILED, message=exc.message[:1000])
             self.record(caller, operation, collection_id, {"job_id": job.job_id}, exc.code)
+            self._notify(job, FAILED)
             return
         finally:
             if temporary and path is not None:
@@ -439,6 +539,7 @@ class VideoService:
         if job.kind == "search":
             summary["matches"] = matched_faces(analysis)
         self.record(caller, operation, collection_id, summary, "ok")
+        self._notify(job, SUCCEEDED)
 
     def _renew(self, job_id: str) -> None:
         now = time.monotonic()
@@ -617,7 +718,6 @@ class VideoService:
         if self._is_running(name):
             raise ResourceInUseError(f"stop the stream processor {name!r} before deleting it")
         self.store.delete_processor(name)
-        self.hub.forget(name)
 
     def _is_running(self, name: str) -> bool:
         with self._lock:
@@ -743,16 +843,16 @@ class _RunningProcessor:
 
     def status(self) -> dict[str, Any]:
         """The live state (STARTING, RUNNING, RECONNECTING, STOPPED, FAILED), its message and
-        counters; ``status`` is the nearest Rekognition StreamProcessorStatus."""
+        counters; ``status`` is what the native API and the web app show (RECONNECTING while
+        the source is away; the Rekognition adapter maps it to RUNNING with the state in
+        StatusMessage, see ``rekognition_status``)."""
         live = self.live.status()
         state = str(live.state)
         message = live.message
         if state == "RECONNECTING":
             message = message or f"reconnecting to the source (reconnects: {live.reconnects})"
-        if state in ("STOPPED", "FAILED"):  # the source ended; the last frames still run
-            shown = "STOPPING"
-        else:
-            shown = "RUNNING" if state == "RECONNECTING" else state
+        # the source ended (STOPPED, FAILED): the last frames still run, so STOPPING
+        shown = "STOPPING" if state in ("STOPPED", "FAILED") else state
         return {
             "status": shown,
             "state": state,
@@ -805,7 +905,8 @@ class _RunningProcessor:
                     "session_id": self.session_id,
                     "matches": [[data.get("face_id"), data.get("similarity")]],
                     "person_index": data.get("person_index"),
-                    "timestamp_ms": data.get("timestamp_ms"),
+                    "timestamp_ms": event.frame_timestamp_ms,
+                    "first_timestamp_ms": event.first_timestamp_ms,
                     "effective_threshold": self.threshold,
                 },
                 "ok",

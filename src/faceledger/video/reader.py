@@ -14,9 +14,10 @@ until frames flow again. A file ends the reader (STOPPED, "end of file") unless 
 files are paced at their own frame rate by default, like a camera would deliver them.
 ``max_reconnect_attempts`` (None: forever) turns a source that stays unreachable into FAILED.
 
-Timestamps (``Frame.timestamp_ms``) are milliseconds since the reader started: within one
-connection they follow the stream's presentation timestamps; after a reconnect they continue
-from the wall-clock time the new connection's first frame arrived, so they never go back.
+Timestamps (``Frame.timestamp_ms``) are player time: on the first connection, milliseconds
+from the container's presentation start, as a player of that file or stream shows them
+(``sources.decode_frames``); after a reconnect they continue from the wall-clock time the new
+connection's first frame arrived (on the same clock), so they never go back.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class LatestFrameReader:
         self._status = StreamStatus(StreamState.STOPPED)
         self._index = 0
         self._t0 = time.monotonic()
+        self._shift_ms: int | None = None  # player time − reader time, from the first frame
+        self._last_ms = -1
 
     # -- control ------------------------------------------------------------------------
     def start(self) -> None:
@@ -77,6 +80,8 @@ class LatestFrameReader:
             return
         self._stop.clear()
         self._t0 = time.monotonic()
+        self._shift_ms = None
+        self._last_ms = -1
         self._set(StreamState.STARTING, "connecting")
         self._thread = threading.Thread(
             target=self._run, name=f"reader:{self.name}"[:60], daemon=True
@@ -198,7 +203,10 @@ class LatestFrameReader:
                         return got, False
                     now_mono = time.monotonic()
                     if base_ms is None:
-                        base_ms = round((now_mono - self._t0) * 1000)
+                        elapsed_ms = round((now_mono - self._t0) * 1000)
+                        if self._shift_ms is None:  # the first frame: player time as it is
+                            self._shift_ms = ts - elapsed_ms
+                        base_ms = max(elapsed_ms + self._shift_ms, self._last_ms + 1)
                         first_ts = ts
                         pace_from = now_mono
                         self._set(StreamState.RUNNING, "reading")
@@ -221,6 +229,7 @@ class LatestFrameReader:
 
     def _publish(self, timestamp_ms: int, frame: av.video.frame.VideoFrame) -> None:
         with self._cond:
+            self._last_ms = max(self._last_ms, timestamp_ms)
             dropped = self._status.frames_dropped + (1 if self._slot is not None else 0)
             self._slot = (self._index, timestamp_ms, time.time(), frame)
             self._index += 1

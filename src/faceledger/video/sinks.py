@@ -9,8 +9,9 @@ change). Sinks never block the processing thread for long:
   back-off (1 s, 2 s, 4 s … up to ``max_delay``, ``attempts`` times). Its queue is bounded; when
   the receiver is down for long, the oldest undelivered events are dropped and counted.
 * ``EventHub`` fans events out to live subscribers (the web app's server-sent events); a slow
-  subscriber loses its oldest events, never blocks the others. It keeps each processor's last
-  ``RECENT_EVENTS`` events in memory, so a page opened a moment after a match still shows it.
+  subscriber loses its oldest events, never blocks the others. It keeps no events: watching is
+  a search (the gateway ledgers who opened it, why and for which case), so a subscriber gets
+  only the matches made from the moment it subscribed, never an earlier run's.
 
 The ledger is not a sink here: the service appends each match to it through the accountable
 gateway, so a match the ledger cannot record is not reported anywhere else either.
@@ -26,7 +27,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -79,7 +79,8 @@ class JsonlSink:
 
 
 class WebhookSink:
-    """POSTs each event as JSON to a URL from a background thread, retrying with back-off."""
+    """POSTs each event as JSON to a URL from a background thread, retrying with back-off
+    (``headers`` are added to every request)."""
 
     def __init__(
         self,
@@ -90,10 +91,12 @@ class WebhookSink:
         max_delay: float = 30.0,
         timeout: float = 5.0,
         queue_size: int = 1000,
+        headers: dict[str, str] | None = None,
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError("a webhook URL must start with http:// or https://")
         self.url = url
+        self.headers = dict(headers or {})
         self.attempts = attempts
         self.first_delay = first_delay
         self.max_delay = max_delay
@@ -114,7 +117,11 @@ class WebhookSink:
             self.url,
             data=body,
             method="POST",
-            headers={"Content-Type": "application/json", "User-Agent": "faceledger-webhook"},
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "faceledger-webhook",
+                **self.headers,
+            },
         )
         with urllib.request.urlopen(request, timeout=self.timeout) as response:
             if response.status >= 300:
@@ -173,9 +180,6 @@ class Subscription:
             return None
 
 
-RECENT_EVENTS = 20
-
-
 class EventHub:
     """Fans events out to live subscribers, each optionally filtered by processor name."""
 
@@ -183,12 +187,9 @@ class EventHub:
         self._lock = threading.Lock()
         self._subscribers: dict[Subscription, str | None] = {}
         self._queue_size = queue_size
-        self._recent: dict[str, deque[dict[str, Any]]] = {}
 
     def publish(self, event: dict[str, Any]) -> None:
         with self._lock:
-            name = str(event.get("processor"))
-            self._recent.setdefault(name, deque(maxlen=RECENT_EVENTS)).append(event)
             targets = [
                 s
                 for s, only in self._subscribers.items()
@@ -198,32 +199,16 @@ class EventHub:
             subscription.put(event)
 
     @contextmanager
-    def subscribe(
-        self, processor: str | None = None, *, replay: bool = False
-    ) -> Iterator[Subscription]:
-        """A subscription to ``processor``'s events (None: every processor's); with ``replay``
-        it starts with the recent events kept in memory."""
+    def subscribe(self, processor: str | None = None) -> Iterator[Subscription]:
+        """A subscription to ``processor``'s events (None: every processor's) from now on."""
         subscription = Subscription(self._queue_size)
         with self._lock:
-            if replay:
-                kept = (
-                    self._recent.get(processor, ())
-                    if processor is not None
-                    else [e for recent in self._recent.values() for e in recent]
-                )
-                for event in kept:
-                    subscription.put(event)
             self._subscribers[subscription] = processor
         try:
             yield subscription
         finally:
             with self._lock:
                 self._subscribers.pop(subscription, None)
-
-    def forget(self, processor: str) -> None:
-        """Drop a processor's recent events (it was deleted)."""
-        with self._lock:
-            self._recent.pop(processor, None)
 
     @property
     def subscribers(self) -> int:

@@ -7,8 +7,10 @@ A *source spec* is a string:
 * a local camera: ``/dev/videoN`` or ``camera:N`` (Video4Linux2).
 
 Frames come out as ``Frame`` values: BGR uint8 pixels, the frame's index in decoding order and
-its timestamp in milliseconds from the stream's start (from the presentation timestamp, so
-frame-accurate for files). PyAV's exceptions never leave this module: a missing, unreadable or
+its timestamp in *player time*: milliseconds from the container's presentation start, as a
+video player shows it (from the presentation timestamp, so frame-accurate for files). A file
+whose video starts after its container (audio first, an edit list, a stream joined late) has
+a first frame later than 0. PyAV's exceptions never leave this module: a missing, unreadable or
 non-video file raises ``InvalidParameterError`` with a message saying which.
 """
 
@@ -188,12 +190,26 @@ def probe(source: str) -> VideoMetadata:
 @dataclass(frozen=True, eq=False)
 class Frame:
     """A decoded frame: BGR uint8 pixels (H×W×3), its index in decoding order (0-based),
-    its timestamp in ms from the start of the stream and the wall-clock time it was read."""
+    its timestamp in player time (ms from the container's presentation start) and the
+    wall-clock time it was read."""
 
     index: int
     timestamp_ms: int
     pixels_bgr: NDArray[np.uint8]
     arrival_s: float
+
+
+def presentation_start(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> Fraction | None:
+    """The container's presentation start in seconds (what a player counts from): FFmpeg's
+    format start time, the earliest start of its streams; the video stream's own start when
+    the container does not say."""
+    if container.start_time is not None:
+        return Fraction(container.start_time, 1_000_000)  # AV_TIME_BASE µs
+    if stream.start_time is not None and stream.time_base is not None:
+        return Fraction(stream.start_time) * stream.time_base
+    return None
 
 
 def frame_timestamp_ms(frame: av.video.frame.VideoFrame, start: Fraction | None) -> int | None:
@@ -212,7 +228,8 @@ def decode_frames(
     *,
     max_bad_packets: int = 50,
 ) -> Iterator[tuple[int, int, av.video.frame.VideoFrame]]:
-    """``(index, timestamp_ms, frame)`` for every decodable frame of ``stream``, lazily.
+    """``(index, timestamp_ms, frame)`` for every decodable frame of ``stream``, lazily;
+    ``timestamp_ms`` is player time (``presentation_start``).
 
     Packets that fail to decode are skipped (a damaged stretch of a file loses its frames, not
     the whole video); more than ``max_bad_packets`` failures in a row raise
@@ -220,11 +237,7 @@ def decode_frames(
     """
     import av
 
-    start = (
-        Fraction(stream.start_time) * stream.time_base
-        if stream.start_time is not None and stream.time_base is not None
-        else None
-    )
+    start = presentation_start(container, stream)
     rate = stream.average_rate or stream.guessed_rate
     index = 0
     bad = 0
@@ -258,7 +271,9 @@ def decode_frames(
             for frame in frames:
                 ts = frame_timestamp_ms(frame, start)
                 if ts is None:
-                    ts = round(index * 1000 / float(rate)) if rate else last_ms + 1
+                    ts = (
+                        max(last_ms + 1, round(index * 1000 / float(rate))) if rate else last_ms + 1
+                    )
                 last_ms = ts
                 yield index, ts, frame
                 index += 1

@@ -60,13 +60,14 @@ def analyse_video(
 
     ``progress(fraction)`` is called as the video advances (0–1, at most ~100 times);
     ``cancelled()`` is checked every analysed frame and raises ``AnalysisCancelled`` when it
-    returns True. Unreadable input raises ``InvalidParameterError``.
+    returns True. Unreadable input raises ``InvalidParameterError``. ``options`` default to
+    ``PipelineOptions.stored()``.
     """
     if mode not in MODES:
         raise InvalidParameterError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if mode == "search" and searcher is None:
         raise InvalidParameterError("a face search needs a searcher")
-    opts = options or PipelineOptions()
+    opts = options or PipelineOptions.stored()
     spec = parse_source(source)
     if spec.live:
         raise InvalidParameterError("stored-video analysis takes a file, not a live stream")
@@ -82,6 +83,7 @@ def analyse_video(
             threshold=threshold,
             options=opts,
             keep_observations=mode != "faces",
+            identify=mode != "faces",
         )
         faces: list[FaceDetectionAt] = []
         frame_shape: tuple[int, ...] | None = None
@@ -130,10 +132,16 @@ def _results(
     persons: list[PersonAt] = []
     matches: list[FaceSearchAt] = []
     tracks = pipeline.finished_tracks
+    # person indexes 0, 1, 2… in order of first appearance (a reappearing person keeps theirs)
+    order: dict[int, int] = {}
+    for state in sorted(tracks, key=lambda s: s.observations[0][0]):
+        assert state.index is not None
+        order.setdefault(state.index, len(order))
     if mode == "persons":
         for state in tracks:
             assert state.index is not None
-            persons += [PersonAt(ts, state.index, box, vf) for ts, box, vf in state.observations]
+            index = order[state.index]
+            persons += [PersonAt(ts, index, box, vf) for ts, box, vf in state.observations]
     elif mode == "search":
         for state in tracks:
             if not state.declared:
@@ -145,8 +153,9 @@ def _results(
                     key=lambda hit: -hit.similarity,
                 )
             )
+            index = order[state.index]
             matches += [
-                FaceSearchAt(ts, state.index, box, vf, hits) for ts, box, vf in state.observations
+                FaceSearchAt(ts, index, box, vf, hits) for ts, box, vf in state.observations
             ]
     persons.sort(key=lambda p: (p.timestamp_ms, p.index))
     matches.sort(key=lambda m: (m.timestamp_ms, m.index))
@@ -158,7 +167,7 @@ def _results(
         matches=tuple(matches),
         frames_decoded=decoded,
         frames_analysed=pipeline.frames_analysed,
-        persons_tracked=pipeline.tracker.persons_seen,
+        persons_tracked=len(order),
     )
 
 

@@ -207,8 +207,18 @@ class Tracker:
             track_ids[d] = track.track_id
         return TrackUpdate(track_ids, indexes, tuple(removed), tuple(confirmed))
 
+    def split(self, track_id: int) -> int:
+        """Give the live track ``track_id`` a new id (another person took its place: the
+        pipeline's identity check said so) and return it; box and motion carry on."""
+        for t in self._tracks:
+            if t.track_id == track_id:
+                t.track_id = self._next_id
+                self._next_id += 1
+                return t.track_id
+        raise KeyError(track_id)
+
     def finish(self) -> tuple[int, ...]:
-        """End every live track (the end of a video); returns their ids."""
+        """End every live track (the end of a video, or a scene cut); returns their ids."""
         ids = tuple(t.track_id for t in self._tracks)
         self._tracks = []
         return ids

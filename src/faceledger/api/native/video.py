@@ -297,10 +297,25 @@ async def event_stream(request: Request, subscription_cm: Any) -> AsyncIterator[
     "/stream-processors/{name}/events", tags=["streams"], summary="Live events (server-sent)"
 )
 async def processor_events(
-    request: Request, gate: GateDep, caller: CallerDep, name: NamePath
+    request: Request,
+    gate: GateDep,
+    caller: CallerDep,
+    name: NamePath,
+    purpose: Annotated[
+        str | None,
+        Query(max_length=MAX_PURPOSE_CHARS, description="Why (wins over X-FaceLedger-Purpose)."),
+    ] = None,
+    case_reference: Annotated[
+        str | None,
+        Query(max_length=MAX_CASE_CHARS, description="Case (wins over X-FaceLedger-Case)."),
+    ] = None,
 ) -> StreamingResponse:
-    """``event: match`` with the match (face id, Similarity, person index, time span, best-shot
-    crop as base64 JPEG) and ``event: status`` when the processor stops or fails."""
+    """``event: match`` with the match (face id, Similarity, person index, player-time
+    timestamps, best-shot crop as base64 JPEG) and ``event: status`` when the processor stops
+    or fails. Watching is a search: a purpose and a case reference are required (query
+    parameters, for EventSource clients, or the headers), and the opening is ledgered with
+    them. Only matches made from the moment it opens are sent; none of earlier runs."""
+    caller = with_purpose(caller, purpose, case_reference)
     subscription = await run_blocking(request, gate.stream_events, caller, name)
     return StreamingResponse(
         event_stream(request, subscription),

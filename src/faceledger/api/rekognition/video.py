@@ -19,7 +19,7 @@ from typing import Any
 from faceledger.api.rekognition import shapes
 from faceledger.api.rekognition.operations import Context, operation
 from faceledger.domain.errors import InvalidParameterError, ResourceNotFoundError
-from faceledger.services.video import JobPage
+from faceledger.services.video import JobPage, rekognition_status
 from faceledger.store.video import ProcessorRow
 
 _KVS_ARN = re.compile(r"arn:[a-z\d-]+:kinesisvideo:[a-z\d-]+:\d{12}:(?P<resource>.+)")
@@ -38,6 +38,7 @@ def _start(ctx: Context, kind: str, p: dict[str, Any]) -> dict[str, Any]:
         threshold=p.get("FaceMatchThreshold"),
         job_tag=p.get("JobTag"),
         client_token=p.get("ClientRequestToken"),
+        notification=p.get("NotificationChannel"),
     )
     if job.params.get("threshold") is not None and kind == "search":
         ctx.effective_threshold(float(job.params["threshold"]))
@@ -184,12 +185,13 @@ def create_stream_processor(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 
 def _describe(ctx: Context, row: ProcessorRow) -> dict[str, Any]:
     kept = row.extra.get("rekognition", {})
+    status, message = rekognition_status(row.status, row.status_message)
     out: dict[str, Any] = {
         "Name": row.name,
         "StreamProcessorArn": shapes.stream_processor_arn(
             ctx.settings.region, ctx.settings.account_id, row.name
         ),
-        "Status": row.status,
+        "Status": status,
         "CreationTimestamp": row.created_at,
         "LastUpdateTimestamp": row.updated_at,
         "Settings": {
@@ -199,8 +201,8 @@ def _describe(ctx: Context, row: ProcessorRow) -> dict[str, Any]:
             }
         },
     }
-    if row.status_message:
-        out["StatusMessage"] = row.status_message
+    if message:
+        out["StatusMessage"] = message
     for key in ("Input", "Output", "RoleArn", *_KEPT):
         if key in kept:
             out[key] = kept[key]
@@ -218,7 +220,11 @@ def list_stream_processors(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     rows, token = ctx.gate.list_stream_processors(
         ctx.caller, next_token=p.get("NextToken"), max_results=p.get("MaxResults", 1000)
     )
-    out: dict[str, Any] = {"StreamProcessors": [{"Name": r.name, "Status": r.status} for r in rows]}
+    out: dict[str, Any] = {
+        "StreamProcessors": [
+            {"Name": r.name, "Status": rekognition_status(r.status, "")[0]} for r in rows
+        ]
+    }
     if token is not None:
         out["NextToken"] = token
     return out

@@ -37,6 +37,7 @@ from faceledger.api.web.views import (
 )
 from faceledger.domain.audit import Caller
 from faceledger.domain.errors import FaceLedgerError
+from faceledger.domain.policy import MAX_CASE_CHARS, MAX_PURPOSE_CHARS
 from faceledger.services.accountable import FaceLedger
 
 router = APIRouter()
@@ -56,9 +57,11 @@ class Streams(Protocol):
     def stop(self, caller: Caller, name: str) -> None: ...
 
     def events(self, caller: Caller, name: str) -> AsyncIterator[Mapping[str, Any]]:
-        """Live match events of one processor until the client goes away: each has
-        ``external_image_id``, ``similarity``, ``time`` and optionally ``face_id``,
-        ``best_shot`` (a ``data:image/jpeg;base64,…`` URL)."""
+        """Live match events of one processor from now on until the client goes away (the
+        caller states a purpose and a case reference): each has ``external_image_id``,
+        ``similarity``, ``time`` and optionally ``face_id``, ``session_id`` (the processor's
+        run), ``timestamp_ms`` (player time), ``best_shot`` (a ``data:image/jpeg;base64,…``
+        URL)."""
 
 
 class GatewayStreams:
@@ -101,6 +104,8 @@ class GatewayStreams:
                     continue
                 crop = event.get("crop_jpeg_base64")
                 yield {
+                    "session_id": event.get("session_id"),
+                    "timestamp_ms": event.get("timestamp_ms"),
                     "external_image_id": event.get("external_image_id"),
                     "face_id": event.get("face_id"),
                     "similarity": round(float(event.get("similarity", 0.0)), 2),
@@ -176,14 +181,29 @@ async def events(
     if hook is None:
         raise WebRefusal(404, "Not found", "Stream processors are not configured on this server.")
 
+    purpose = request.query_params.get("purpose", "").strip()[:MAX_PURPOSE_CHARS]
+    case_reference = request.query_params.get("case_reference", "").strip()[:MAX_CASE_CHARS]
+    if not (purpose and case_reference):
+        raise WebRefusal(
+            400,
+            "Purpose and case reference needed",
+            "Watching a stream's matches is a search: state a purpose and a case reference.",
+        )
+    caller = user.caller(purpose, case_reference)
+
     async def stream() -> AsyncIterator[str]:
         yield ": connected\n\n"
-        async for event in hook.events(user.caller(), name):
-            if await request.is_disconnected():
-                break
-            if not event:
-                continue
-            yield f"event: match\ndata: {json.dumps(dict(event), default=str)}\n\n"
+        try:
+            async for event in hook.events(caller, name):
+                if await request.is_disconnected():
+                    break
+                if not event:
+                    continue
+                yield f"event: match\ndata: {json.dumps(dict(event), default=str)}\n\n"
+        except FaceLedgerError as exc:
+            described = describe_error(exc)
+            problem = {"title": described.title, "message": described.message}
+            yield f"event: problem\ndata: {json.dumps(problem)}\n\n"
 
     return StreamingResponse(
         stream(),

@@ -185,13 +185,41 @@ function setupStreams() {
   if (!list) return;
   const status = document.getElementById("events-status");
   let source = null;
+  let session = null;
+  // Cards from before (another watch, or an earlier run of the processor) stay, marked older.
+  const markOlder = () => list.querySelectorAll("li:not(.older)").forEach((li) => {
+    li.classList.add("older");
+    const note = document.createElement("p");
+    note.className = "older-note";
+    note.textContent = "Earlier run";
+    li.prepend(note);
+  });
   document.querySelectorAll("button.watch").forEach((button) => button.addEventListener("click", () => {
+    // Watching is a search: it needs the purpose and case reference typed in the same row.
+    const row = button.closest("tr");
+    const purpose = row ? row.querySelector("input[name=purpose]").value.trim() : "";
+    const caseRef = row ? row.querySelector("input[name=case_reference]").value.trim() : "";
+    if (!purpose || !caseRef) {
+      status.textContent = "State a purpose and a case reference in this row to watch: watching is a search, and it is recorded.";
+      return;
+    }
     if (source) source.close();
-    source = new EventSource(button.dataset.events);
-    status.textContent = `Watching ${button.textContent.replace(/^Watch /, "")}…`;
+    markOlder();
+    session = null;
+    const query = new URLSearchParams({ purpose, case_reference: caseRef });
+    source = new EventSource(`${button.dataset.events}?${query}`);
+    status.textContent = `Watching ${button.textContent.replace(/^Watch /, "")} from now on…`;
+    source.addEventListener("problem", (e) => {
+      let p = {};
+      try { p = JSON.parse(e.data); } catch (err) { /* keep the default */ }
+      status.textContent = `${p.title || "Refused"}: ${p.message || ""}`;
+      source.close();
+    });
     source.addEventListener("match", (e) => {
       let ev;
       try { ev = JSON.parse(e.data); } catch (err) { return; }
+      if (ev.session_id && session && ev.session_id !== session) markOlder();
+      session = ev.session_id || session;
       const li = document.createElement("li");
       li.className = "card";
       const img = document.createElement("img");
@@ -200,8 +228,9 @@ function setupStreams() {
       img.width = 96; img.height = 96;
       li.appendChild(img);
       const dl = document.createElement("dl");
+      const at = typeof ev.timestamp_ms === "number" ? `${(ev.timestamp_ms / 1000).toFixed(2)} s` : null;
       for (const [name, value] of [["ExternalImageId", ev.external_image_id], ["Similarity", ev.similarity],
-        ["Time", ev.time], ["FaceId", ev.face_id]]) {
+        ["Time", ev.time], ["Video time", at], ["FaceId", ev.face_id]]) {
         if (value === undefined || value === null) continue;
         const dt = document.createElement("dt"); dt.textContent = name;
         const dd = document.createElement("dd");
