@@ -153,6 +153,7 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "GET /app/streams": [("ListStreamProcessors", OK)],
     "POST /app/streams/{name}/{action}": [("StartStreamProcessor", NOT_FOUND)],
     "GET /app/streams/{name}/events": [("GetStreamEvents", NOT_FOUND)],
+    "GET /app/streams/{name}/events without a purpose": [("GetStreamEvents", DENIED)],
     "GET /app/ledger": [("ReadLedger", OK)],
     "GET /app/ledger?verify=1": [("ReadLedger", OK), ("VerifyLedger", OK)],
     "GET /app/ledger/export": [("ExportLedger", OK)],
@@ -639,7 +640,14 @@ def _walk_web(
             "POST /app/streams/{name}/{action}",
             lambda: web.post("/app/streams/x/start", data={"csrf_token": token}),
         )
-        walk("GET /app/streams/{name}/events", lambda: _sse(web, "/app/streams/x/events"))
+        walk(
+            "GET /app/streams/{name}/events",
+            lambda: _sse(web, "/app/streams/x/events?purpose=p&case_reference=c"),
+        )
+        walk(
+            "GET /app/streams/{name}/events without a purpose",
+            lambda: web.get("/app/streams/x/events"),
+        )
         walk("POST /app/logout", lambda: web.post("/app/logout", data={"csrf_token": token}))
     auditor = make_key("door-web-auditor", ["audit"])
     with httpx.Client(base_url=url, timeout=120) as web:

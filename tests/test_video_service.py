@@ -325,7 +325,7 @@ def test_watching_is_a_search_from_now_on(tmp_path: Path) -> None:
         gate.create_collection(ROOT, "x")
         gate.create_stream_processor(ROOT, "door", "rtsp://127.0.0.1:1/x", collection_id="x")
         earlier = {"type": "match", "processor": "door", "session_id": "old", "face_id": "f1"}
-        gate.video.hub.publish(earlier)  # a match of an earlier run, before anyone watched
+        gate._video.hub.publish(earlier)  # a match of an earlier run, before anyone watched
         bare = dataclasses.replace(ROOT, purpose=None, case_reference=None)
         with pytest.raises(AccessDeniedError, match="purpose and a case reference"):
             gate.stream_events(bare, "door")
@@ -335,11 +335,11 @@ def test_watching_is_a_search_from_now_on(tmp_path: Path) -> None:
         with gate.stream_events(watcher, "door") as events:
             assert events.get(0.05) is None  # nothing replayed
             now = {**earlier, "session_id": "new", "face_id": "f2"}
-            gate.video.hub.publish(now)
+            gate._video.hub.publish(now)
             assert events.get(1.0) == now
         records = [
             e.event
-            for e in gate.ledger.entries()
+            for e in gate._ledger.entries()
             if e.event is not None and e.event.operation == "GetStreamEvents"
         ]
         assert [(r.outcome, r.purpose, r.case_reference) for r in records] == [

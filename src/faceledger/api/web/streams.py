@@ -36,7 +36,7 @@ from faceledger.api.web.views import (
     text_field,
 )
 from faceledger.domain.audit import Caller
-from faceledger.domain.errors import FaceLedgerError
+from faceledger.domain.errors import AccessDeniedError, FaceLedgerError
 from faceledger.domain.policy import MAX_CASE_CHARS, MAX_PURPOSE_CHARS
 from faceledger.services.accountable import FaceLedger
 
@@ -183,13 +183,13 @@ async def events(
 
     purpose = request.query_params.get("purpose", "").strip()[:MAX_PURPOSE_CHARS]
     case_reference = request.query_params.get("case_reference", "").strip()[:MAX_CASE_CHARS]
+    caller = user.caller(purpose or None, case_reference or None)
     if not (purpose and case_reference):
-        raise WebRefusal(
-            400,
-            "Purpose and case reference needed",
-            "Watching a stream's matches is a search: state a purpose and a case reference.",
+        message = "Watching a stream's matches is a search: state a purpose and a case reference."
+        await anyio.to_thread.run_sync(  # a refusal is on the record too
+            gate.record_refusal, caller, "GetStreamEvents", None, AccessDeniedError.code, message
         )
-    caller = user.caller(purpose, case_reference)
+        raise WebRefusal(400, "Purpose and case reference needed", message)
 
     async def stream() -> AsyncIterator[str]:
         yield ": connected\n\n"
