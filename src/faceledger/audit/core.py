@@ -41,7 +41,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, Self
 
@@ -53,7 +53,7 @@ from faceledger.audit.chain import (
     canonical_json,
     link,
 )
-from faceledger.audit.guard import MAX_RECORD_BYTES, bound_event, check_event
+from faceledger.audit.guard import MAX_FIELD_CHARS, MAX_RECORD_BYTES, bound_event, check_event
 from faceledger.audit.intents import OpenIntent, process_owner
 from faceledger.audit.keyring import Keyring, RecordSigner, key_id, retired_key_file
 from faceledger.audit.signing import (
@@ -314,11 +314,15 @@ class ChainLedger(ABC):
     def _encode(event: AuditEvent, now: float) -> tuple[float, bytes, dict[str, Any]]:
         if not isinstance(event, AuditEvent):
             raise LedgerError(f"the ledger records AuditEvent objects, not {type(event).__name__}")
-        event = bound_event(event)
         check_event(event)
         payload = {"kind": KIND_EVENT, "time": now, **event.to_dict()}
         try:
             encoded = canonical_json(payload)
+            if len(encoded) > MAX_FIELD_CHARS:  # only then can a string be over its bound
+                bounded = bound_event(event)
+                if bounded is not event:
+                    payload = {"kind": KIND_EVENT, "time": now, **bounded.to_dict()}
+                    encoded = canonical_json(payload)
         except (TypeError, ValueError) as exc:
             raise LedgerError(f"the audit event cannot be recorded: {exc}") from None
         if len(encoded) > MAX_RECORD_BYTES:
@@ -651,8 +655,8 @@ class ChainLedger(ABC):
     def _write_tip(self, seq: int, digest: bytes, *, sync: bool) -> None:
         """Move the tip file to the record just committed (see ``signing.Tip``)."""
         assert self._signer is not None and self._tip is not None
-        tip = Tip(self.ledger_id, seq, digest.hex(), self._macs_from, self._signer.kid.hex())
-        tip = Tip(**{**tip.__dict__, "mac": self._signer.hmac(tip.message()).hex()})
+        unsigned = Tip(self.ledger_id, seq, digest.hex(), self._macs_from, self._signer.kid.hex())
+        tip = replace(unsigned, mac=self._signer.hmac(unsigned.message()).hex())
         try:
             self._tip.write(tip, sync=sync)
         except OSError as exc:

@@ -9,12 +9,12 @@ to be kept for years and cannot be edited. So ``check_event`` refuses, with ``Le
 - ``bytes`` / ``bytearray`` / ``memoryview``;
 - an array object (anything exposing ``__array__`` or ``__array_interface__``: numpy, torch…);
 - a list of more than ``MAX_FLOAT_LIST`` numbers containing a float (an embedding);
-- a string longer than ``MAX_STRING_CHARS`` (base64 of an image or a vector);
 - a probe digest that is not 64 lowercase hex characters.
 
-Over-long *text* from a caller (a purpose, a case reference, a collection id in a path, an
-error message quoting them) is not a reason to lose the record of a refused call: ``bound_event``
-cuts every string over its bound first (``MAX_FIELD_CHARS`` for the event's own fields,
+A long string (base64 of an image or a vector, or over-long *text* from a caller: a purpose, a
+case reference, a collection id in a path, an error message quoting them) is never kept whole,
+and never a reason to lose the record of a refused call: ``bound_event`` cuts every string over
+its bound (``MAX_FIELD_CHARS`` for the event's own fields,
 ``MAX_STRING_CHARS`` inside ``result``) and notes, in ``result["bounded"]``, each cut field's
 full length and SHA-256 — so the record still proves what was sent, without holding it.
 """
@@ -50,10 +50,7 @@ def _refuse(where: str, what: str) -> LedgerError:
 def _check_value(value: Any, where: str, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise _refuse(where, f"content nested deeper than {MAX_DEPTH} levels")
-    if isinstance(value, str):
-        if len(value) > MAX_STRING_CHARS:
-            raise _refuse(where, f"a string of {len(value)} characters")
-    elif isinstance(value, bool | int | float) or value is None:
+    if isinstance(value, str | bool | int | float) or value is None:
         return
     elif isinstance(value, bytes | bytearray | memoryview):
         raise _refuse(where, f"{type(value).__name__} ({len(value)} bytes)")

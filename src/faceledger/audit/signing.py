@@ -272,8 +272,11 @@ def read_tip(path: Path) -> Tip | None:
         return None
     except OSError as exc:
         raise LedgerError(f"the ledger tip {path} is unreadable: {exc}") from None
+    raw = raw.rstrip(b" \n\x00")
+    if raw[:20].isdigit() and raw[20:21] == b" ":
+        raw = raw[21:]  # the seq prefix (see ``TipFile.write``)
     try:
-        data = json.loads(raw.rstrip(b" \n\x00") or b"null")
+        data = json.loads(raw or b"null")
         if data is None:
             return None
         return Tip(
@@ -303,18 +306,18 @@ class TipFile:
         return self._fd
 
     def write(self, tip: Tip, *, sync: bool = False) -> None:
-        """Write ``tip`` unless the file already names a later record."""
+        """Write ``tip`` unless the file already names a later record. The file starts with
+        the seq in 20 digits (read without parsing JSON), then the tip as JSON."""
         fd = self._open()
+        data = b"%020d " % tip.seq + (
+            f'{{"ledger_id":"{tip.ledger_id}","seq":{tip.seq},"digest":"{tip.digest}",'
+            f'"macs_from":{tip.macs_from},"key_id":"{tip.key_id}","mac":"{tip.mac}"}}'
+        ).encode("ascii")
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            current = os.pread(fd, TIP_BYTES, 0).rstrip(b" \n\x00")
-            if current:
-                try:
-                    if int(json.loads(current)["seq"]) >= tip.seq:
-                        return
-                except (ValueError, KeyError, TypeError):
-                    pass  # a damaged tip is replaced by a good one
-            data = json.dumps(asdict(tip), separators=(",", ":")).encode("ascii")
+            head = os.pread(fd, 20, 0)
+            if head.isdigit() and len(head) == 20 and int(head) >= tip.seq:
+                return
             os.pwrite(fd, data.ljust(TIP_BYTES - 1) + b"\n", 0)
             if sync:
                 os.fsync(fd)
