@@ -240,14 +240,17 @@ def stream_watch(name: str, purpose: Purpose = None, case: Case = None) -> None:
 
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
-    """While inside, SIGTERM interrupts the main thread as Ctrl-C does (KeyboardInterrupt), so
-    a foreground watch stops the same way, on the record."""
+    """While inside, SIGTERM and SIGINT interrupt the main thread (KeyboardInterrupt), so a
+    foreground watch stops the same way, on the record. SIGINT is handled explicitly too: a
+    process started in the background by a non-interactive shell inherits SIGINT ignored, and
+    Python then installs no Ctrl-C handler of its own."""
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
