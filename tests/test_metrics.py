@@ -109,6 +109,7 @@ def test_metrics_behind_a_key_carry_no_ids(tmp_path: Path, data_dir: Path) -> No
     assert _value(samples, "faceledger_ledger_checkpoint_age_seconds") >= 0
     assert _value(samples, "faceledger_inference_queue_depth") == 0
     assert _value(samples, "faceledger_video_jobs", state="IN_PROGRESS") == 0
+    assert _value(samples, "faceledger_video_jobs", state="SUCCEEDED") == 0
     assert _value(samples, "process_resident_memory_bytes") > 0
 
 

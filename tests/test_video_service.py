@@ -308,8 +308,10 @@ def test_a_job_is_claimed_by_one_worker_and_taken_over_from_a_dead_one(
         assert [(j.job_id, j.claimed_by, j.attempts) for j in store.unfinished_jobs()] == [
             ("j1", "host:2:b", 2)
         ]
+        assert store.job_counts() == {"IN_PROGRESS": 1}  # the metrics' jobs by state
         store.finish_job("j1", status="SUCCEEDED", metadata={"codec": "h264"}, results=[{"n": 1}])
         assert store.job_results("j1") == [{"n": 1}] and store.unfinished_jobs() == []
+        assert store.job_counts() == {"SUCCEEDED": 1}
         assert not store.claim_job("j1", "host:3:c", 0)  # finished jobs are never claimed
         with pytest.raises(ResourceNotFoundError):
             store.job("nope")

@@ -17,7 +17,7 @@ principals — labels are operation names, outcomes, stages, states and size buc
 | ``faceledger_stream_processors`` | gauge | state |
 | ``faceledger_stream_frames_total`` | counter | kind (read, dropped, analysed) |
 | ``faceledger_stream_reconnects_total`` | counter | — |
-| ``faceledger_video_jobs`` | gauge | state (IN_PROGRESS) |
+| ``faceledger_video_jobs`` | gauge | state (IN_PROGRESS, SUCCEEDED, FAILED) |
 | ``process_resident_memory_bytes`` … | gauge | (prometheus-client's process collector) |
 
 The operation of a request is its Rekognition operation (``X-Amz-Target``, only names the
@@ -174,7 +174,8 @@ class _StateCollector(Collector):
         jobs_family = GaugeMetricFamily(
             "faceledger_video_jobs", "Stored-video jobs by state.", labels=["state"]
         )
-        jobs_family.add_metric(["IN_PROGRESS"], state.jobs_in_progress)
+        for status in ("IN_PROGRESS", "SUCCEEDED", "FAILED"):  # always present, 0 included
+            jobs_family.add_metric([status], state.jobs_by_state.get(status, 0))
         yield jobs_family
 
 

@@ -118,7 +118,7 @@ class VideoState:
     processors_by_state: dict[str, int]
     frames: dict[str, int]  # read / dropped / analysed, summed over running processors
     reconnects: int
-    jobs_in_progress: int
+    jobs_by_state: dict[str, int]
 
 
 def ledger_state(gate: FaceLedger) -> LedgerState:
@@ -143,7 +143,7 @@ def video_state(gate: FaceLedger) -> VideoState | None:
     video = gate._video
     try:
         rows = video.store.list_processors(after=None, limit=_MANY)
-        jobs = len(video.store.unfinished_jobs())
+        jobs = video.store.job_counts()
     except Exception:
         return None
     counts: dict[str, int] = {}

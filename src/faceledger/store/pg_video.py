@@ -129,6 +129,12 @@ class PostgresVideoStore:
             raise ResourceNotFoundError(f"the job {job_id!r} does not exist")
         return _job(row)
 
+    def job_counts(self) -> dict[str, int]:
+        """How many jobs are in each status (IN_PROGRESS, SUCCEEDED, FAILED)."""
+        with self._pool.connection() as conn:
+            rows = conn.execute("SELECT status, count(*) FROM video_jobs GROUP BY status")
+            return {str(r[0]): int(r[1]) for r in rows.fetchall()}
+
     def unfinished_jobs(self) -> list[JobRow]:
         with self._pool.connection() as conn:
             rows = conn.execute(

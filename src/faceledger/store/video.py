@@ -231,6 +231,13 @@ class VideoStore:
             raise ResourceNotFoundError(f"the job {job_id!r} does not exist")
         return _job(row)
 
+    def job_counts(self) -> dict[str, int]:
+        """How many jobs are in each status (IN_PROGRESS, SUCCEEDED, FAILED)."""
+        rows = self._connections.db().execute(
+            "SELECT status, count(*) FROM video_jobs GROUP BY status"
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
+
     def unfinished_jobs(self) -> list[JobRow]:
         """Every job in progress, with who holds it (``claimed_by``, ``claimed_at``)."""
         rows = self._connections.db().execute(
