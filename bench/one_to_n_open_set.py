@@ -136,7 +136,7 @@ def search_all(gate: Any, caller: Any, root: Path, rels: list[str]) -> list[dict
     ExternalImageId, cosine) — the cosine so that any calibration and floor can be applied."""
     from faceledger.domain.errors import FaceLedgerError
 
-    calibration = gate.faces.engine.calibration
+    calibration = gate._faces.engine.calibration
     out = []
     for i, rel in enumerate(rels, 1):
         row: dict[str, Any] = {"probe": rel, "person": rel.split("/", 1)[0]}
@@ -144,7 +144,7 @@ def search_all(gate: Any, caller: Any, root: Path, rels: list[str]) -> list[dict
             res = gate.search_faces_by_image(
                 caller,
                 COLLECTION,
-                gate.faces.read_file(root / rel),
+                gate._faces.read_file(root / rel),
                 max_faces=TOP_K,
                 threshold=0.0,
             )
@@ -279,7 +279,7 @@ def main() -> None:
             Principal("bench", ("admin", "search"), "BENCH"), source="cli", request_id="",
             purpose="bench", case_reference="bench",
         )  # fmt: skip
-        faces = gate.collections.indexes.face_count(COLLECTION)
+        faces = gate._collections.indexes.face_count(COLLECTION)
         gate.put_policy(admin, COLLECTION, CollectionPolicy(threshold_floor=0.0))
         print(f"{faces} faces enrolled; searching at threshold 0 ...", flush=True)
         t0 = time.perf_counter()
