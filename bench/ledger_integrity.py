@@ -38,7 +38,7 @@ from faceledger.config import Settings
 from faceledger.domain.audit import AuditEvent
 from faceledger.domain.errors import LedgerError
 from faceledger.domain.faces import AnalysedImage, Faces
-from faceledger.services.accountable import FaceLedger, local_operator
+from faceledger.services.gateway import Gateway, local_operator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, write_result
@@ -62,7 +62,7 @@ def synthetic_image(rng: np.random.Generator, n_faces: int, dim: int) -> Analyse
 def worker(data_dir: Path, seed: int) -> None:
     """Enrol and delete until killed; print ADD/DEL after each acknowledged call."""
     rng = np.random.default_rng(seed)
-    gate = FaceLedger(Settings(data_dir=data_dir, workers=1))
+    gate = Gateway(Settings(data_dir=data_dir, workers=1))
     caller = local_operator()
     try:
         gate.describe_collection(caller, COLLECTION)
@@ -84,12 +84,12 @@ def worker(data_dir: Path, seed: int) -> None:
                 print(f"DEL {victim}", flush=True)
 
 
-def _stored(gate: FaceLedger) -> set[str]:
+def _stored(gate: Gateway) -> set[str]:
     rows = gate._collections.store.list_faces(COLLECTION, after_row=0, limit=10**7)
     return {r.face.face_id for r in rows}
 
 
-def _recorded(gate: FaceLedger) -> tuple[set[str], set[str]]:
+def _recorded(gate: Gateway) -> tuple[set[str], set[str]]:
     indexed: set[str] = set()
     deleted: set[str] = set()
     for entry in gate._ledger.entries():
@@ -125,7 +125,7 @@ def kill_rounds(settings: Settings, rounds: int, seed: int) -> dict[str, Any]:
         for line in out.splitlines():
             kind, face_id = line.split()
             (acked_add if kind == "ADD" else acked_del).add(face_id)
-        gate = FaceLedger(settings)  # start-up reconciliation
+        gate = Gateway(settings)  # start-up reconciliation
         try:
             open_after += len(gate._ledger.open_intents())
             stored = _stored(gate)
@@ -157,7 +157,7 @@ def kill_rounds(settings: Settings, rounds: int, seed: int) -> dict[str, Any]:
 
 def failure_injection(settings: Settings, count: int, seed: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
-    gate = FaceLedger(settings)
+    gate = Gateway(settings)
     caller = local_operator()
     try:
         gate.describe_collection(caller, COLLECTION)

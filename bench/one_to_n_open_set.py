@@ -16,7 +16,7 @@ Split of LFW DevTrain, fixed before any result was looked at (sorted names, sort
 
 The gallery folder (``<Name>/<file>``) is enrolled with the real CLI, ``faceledger index DIR
 --collection C`` at its defaults (QualityFilter AUTO; subject-only since issue 14). Probes are
-searched through the gateway (``FaceLedger.search_faces_by_image``, as every surface does) with
+searched through the gateway (``Gateway.search_faces_by_image``, as every surface does) with
 the collection's floor pinned to 0 and threshold 0, top 5; each candidate's cosine is kept, so
 the default floor (the shipped table's floor at the enrolled face count) and any other
 threshold are applied afterwards — the same answers as searching at them — and
@@ -239,7 +239,7 @@ def main() -> None:
     from faceledger.domain.principals import Principal
     from faceledger.evaluation.calibration_fit import Exclusions
     from faceledger.inference.engine import FaceEngine
-    from faceledger.services.accountable import FaceLedger
+    from faceledger.services.gateway import Gateway
 
     load_before = os.getloadavg()
     start = time.perf_counter()
@@ -274,7 +274,7 @@ def main() -> None:
         assert indexed.returncode == 0, indexed.stderr[-2000:]
         print(indexed.stdout[-1500:], flush=True)
         settings = Settings(data_dir=work / "data", ledger_key_file=work / "ledger.key")
-        gate = FaceLedger(settings)
+        gate = Gateway(settings)
         admin = Caller(
             Principal("bench", ("admin", "search"), "BENCH"), source="cli", request_id="",
             purpose="bench", case_reference="bench",
@@ -355,7 +355,7 @@ def main() -> None:
                 "non_mated_probes": "one-image people at indices 1, 3, 5, ...",
                 "enrolment": "faceledger index DIR --collection open_set"
                 + (" --all-faces" if args.all_faces else " (defaults: the subject of each photo)"),
-                "search": "FaceLedger.search_faces_by_image, threshold 0, top 5, every "
+                "search": "Gateway.search_faces_by_image, threshold 0, top 5, every "
                 "threshold applied to those candidates",
             },
             "gallery": cached["gallery"],

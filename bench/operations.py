@@ -59,12 +59,12 @@ def populate(data: Path, key_file: Path, faces: int, photos: list[Path]) -> tupl
     from faceledger.config import Settings
     from faceledger.domain.audit import AuditEvent
     from faceledger.domain.collections import BoundingBox
-    from faceledger.services.accountable import FaceLedger, local_operator
+    from faceledger.services.gateway import Gateway, local_operator
     from faceledger.services.keys import KeyService
-    from faceledger.store.sqlite import NewFace, SQLiteStore
+    from faceledger.store.sqlite.faces import NewFace, SQLiteStore
 
     settings = Settings(data_dir=data, ledger_key_file=key_file)
-    gate = FaceLedger(settings)
+    gate = Gateway(settings)
     operator = local_operator()
     try:
         gate.create_collection(operator, "c")

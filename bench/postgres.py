@@ -278,7 +278,7 @@ def insert_rate(add_one: Any, vectors: np.ndarray, threads: int) -> dict[str, An
 
 def new_face(vector: np.ndarray, n: int) -> Any:
     from faceledger.domain.collections import BoundingBox
-    from faceledger.store.sqlite import NewFace
+    from faceledger.store.sqlite.faces import NewFace
 
     return NewFace(
         image_sha256=f"{n:064x}",
@@ -296,7 +296,7 @@ def vectors_section(
     HNSW build parameters (to measure others)."""
     import psycopg
 
-    from faceledger.store.postgres import (
+    from faceledger.store.postgres.faces import (
         HNSW_EF_CONSTRUCTION,
         HNSW_M,
         PostgresStore,
@@ -304,7 +304,7 @@ def vectors_section(
         hnsw_index_sql,
         partition_name,
     )
-    from faceledger.store.sqlite import SQLiteStore
+    from faceledger.store.sqlite.faces import SQLiteStore
 
     out: dict[str, Any] = {"size": size, "queries": n_queries}
     m, ef_construction = hnsw or (HNSW_M, HNSW_EF_CONSTRUCTION)

@@ -5,8 +5,8 @@ One run, side by side on the same machine and data:
 1. builds a collection of ``--faces`` (default 100,000) faces: synthetic identities (random
    unit centres with samples at a face model's same-person spread) plus the probe's person
    enrolled from a real photo;
-2. times the same service call in this process — ``FaceLedger.search_faces_by_image``, the
-   accountable gateway the server calls (roles, policy, ledger record) — the in-process figure;
+2. times the same service call in this process — ``Gateway.search_faces_by_image``, the
+   gateway the server calls (roles, policy, ledger record) — the in-process figure;
 3. starts ``faceledger serve`` as a subprocess on a free loopback port and times boto3
    ``search_faces_by_image`` of the same 640×480 JPEG end to end (the ratio to step 2 is the
    HTTP + SigV4 + JSON + base64 overhead);
@@ -66,7 +66,7 @@ def build_collection(settings: Any, faces: int, probe: bytes) -> dict[str, Any]:
     """The collection: ``faces`` synthetic faces plus the probe's person from real photos."""
     from faceledger.domain.collections import BoundingBox
     from faceledger.services.collections import CollectionService
-    from faceledger.store.sqlite import NewFace
+    from faceledger.store.sqlite.faces import NewFace
 
     service = CollectionService(settings)
     service.create_collection(COLLECTION)
@@ -111,9 +111,9 @@ def in_process_timer(settings: Any, probe: bytes) -> tuple[Any, Any]:
     """A function timing one in-process gateway call (ms), and the gateway to close."""
     from faceledger.domain.audit import Caller
     from faceledger.domain.principals import Principal
-    from faceledger.services.accountable import FaceLedger
+    from faceledger.services.gateway import Gateway
 
-    gate = FaceLedger(settings)
+    gate = Gateway(settings)
     caller = Caller(Principal("bench", ("search",), "BENCH"), source="cli", request_id="bench")
     result = gate.search_faces_by_image(caller, COLLECTION, probe)  # warm: models and index
     assert result.matches and result.matches[0].face.external_image_id == "probe-person"
@@ -443,7 +443,7 @@ def main() -> None:
             gate.close_models()
             out["in_process"], out["boto3"] = timed["in_process"], timed["boto3"]
             out["paired_difference_median_ms"] = timed["paired_difference_median_ms"]
-            print(f"in-process FaceLedger.search_faces_by_image: {out['in_process']}", flush=True)
+            print(f"in-process Gateway.search_faces_by_image: {out['in_process']}", flush=True)
             print(f"boto3 end to end: {out['boto3']}", flush=True)
             out["ratio_boto3_to_in_process_median"] = round(
                 out["boto3"]["median_ms"] / out["in_process"]["median_ms"], 3

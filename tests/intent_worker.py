@@ -2,7 +2,7 @@
 
     python intent_worker.py DATA_DIR SEED FIRST_IMAGE_NUMBER
 
-Enrols synthetic faces through the accountable gateway (so every change writes an intent, the
+Enrols synthetic faces through the gateway (so every change writes an intent, the
 store change, then an outcome) and deletes some of them, until it is killed. ``ADD <face_id>``
 and ``DEL <face_id>`` are printed after the call returned (acknowledged).
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from faceledger.config import Settings
-from faceledger.services.accountable import FaceLedger, local_operator
+from faceledger.services.gateway import Gateway, local_operator
 
 sys.path.insert(0, str(Path(__file__).parent))
 from crash_worker import COLLECTION, synthetic_image
@@ -24,7 +24,7 @@ from crash_worker import COLLECTION, synthetic_image
 def main() -> None:
     data_dir, seed, first = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     rng = np.random.default_rng(seed)
-    gate = FaceLedger(Settings(data_dir=data_dir, workers=1))
+    gate = Gateway(Settings(data_dir=data_dir, workers=1))
     caller = local_operator()
     try:
         gate.describe_collection(caller, COLLECTION)

@@ -33,11 +33,11 @@ from conftest import lfw_people, start_live_server
 from faceledger.audit import Ledger
 from faceledger.config import Settings
 from faceledger.domain.audit import AuditEvent
-from faceledger.services.accountable import local_operator
 from faceledger.services.backup import BackupError, restore_backup, take_backup
 from faceledger.services.backup_manifest import Manifest
+from faceledger.services.gateway import local_operator
 from faceledger.services.keys import KeyService
-from faceledger.store.sqlite import SQLiteStore
+from faceledger.store.sqlite.faces import SQLiteStore
 
 LOAD_THREADS = 3
 
@@ -255,7 +255,7 @@ def test_damaged_backup_and_missing_key_are_refused(
 def test_postgres_backup_and_restore(
     migrated_database: str, postgres_database: str, tmp_path: Path, data_dir: Path, key_file: Path
 ) -> None:
-    from faceledger.services.accountable import FaceLedger
+    from faceledger.services.gateway import Gateway
 
     settings = Settings(
         data_dir=tmp_path / "live",
@@ -266,7 +266,7 @@ def test_postgres_backup_and_restore(
     people = lfw_people(data_dir, 2, 3)
     names = sorted(people)
     operator = local_operator()
-    gate = FaceLedger(settings)
+    gate = Gateway(settings)
     try:
         gate.create_collection(operator, "c")
         enrolled = {
@@ -294,7 +294,7 @@ def test_postgres_backup_and_restore(
         restore_backup(target, tmp_path / "backup", operator)
     result = restore_backup(target, tmp_path / "backup", operator, accept_older_ledger=True)
     assert result.report.ok, result.report.reason
-    gate = FaceLedger(target)
+    gate = Gateway(target)
     try:
         faces = gate.list_faces(operator, "c").faces
         assert {f.face_id for f in faces} == enrolled

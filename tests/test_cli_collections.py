@@ -1,6 +1,6 @@
 """`faceledger collections|index|search` as an operator runs them (real subprocesses).
 
-Every command goes through the accountable gateway as the local operator: the records are
+Every command goes through the gateway as the local operator: the records are
 read back from the data directory's ledger afterwards.
 """
 

@@ -26,7 +26,7 @@ from faceledger.domain.errors import InvalidParameterError, ResourceNotFoundErro
 from faceledger.index import ANNIndex, ExactIndex, IndexPolicy
 from faceledger.services.collections import CollectionService
 from faceledger.services.faces import FaceService
-from faceledger.store.sqlite import NewFace, SQLiteStore
+from faceledger.store.sqlite.faces import NewFace, SQLiteStore
 
 SYNTHETIC_FACES = 3000
 #: With this policy a 128-d collection above 1,000 faces gets an ANN index.
@@ -371,7 +371,7 @@ def test_a_busy_checkpoint_is_retried_then_reported(
 ) -> None:
     import threading
 
-    from faceledger.store import sqlite as sqlite_store
+    from faceledger.store.sqlite import faces as sqlite_store
 
     monkeypatch.setattr(sqlite_store, "CHECKPOINT_BUSY_TIMEOUT_MS", 50)
     monkeypatch.setattr(sqlite_store, "CHECKPOINT_ATTEMPTS", 3)

@@ -28,7 +28,7 @@ from fastapi import FastAPI
 from faceledger.api.metrics import Metrics
 from faceledger.audit import Ledger
 from faceledger.config import Settings
-from faceledger.services.accountable import FaceLedger
+from faceledger.services.gateway import Gateway
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "deploy" / "prometheus" / "faceledger-alerts.yml"
@@ -52,8 +52,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     tmp = tmp_path_factory.mktemp("metrics")
     app = FastAPI()
     metrics = Metrics(app)
-    gate = FaceLedger(Settings(data_dir=tmp / "data", ledger_key_file=tmp / "keys" / "k"))
-    app.state.ledger = gate
+    gate = Gateway(Settings(data_dir=tmp / "data", ledger_key_file=tmp / "keys" / "k"))
+    app.state.gateway = gate
     app.state.engine_limiter = anyio.CapacityLimiter(1)
     metrics.requests.labels("x", "ok").inc()
     metrics.latency.labels("x").observe(0.1)

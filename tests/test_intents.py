@@ -20,7 +20,7 @@ import pytest
 from faceledger.config import Settings
 from faceledger.domain.audit import AuditEvent
 from faceledger.domain.errors import LedgerError
-from faceledger.services.accountable import FaceLedger, local_operator
+from faceledger.services.gateway import Gateway, local_operator
 
 sys.path.insert(0, str(Path(__file__).parent))
 from crash_worker import COLLECTION, synthetic_image
@@ -35,23 +35,23 @@ def settings(tmp_path: Path, database_url: str | None) -> Settings:
 
 
 @pytest.fixture
-def gate(settings: Settings) -> Iterator[FaceLedger]:
-    opened = FaceLedger(settings)
+def gate(settings: Settings) -> Iterator[Gateway]:
+    opened = Gateway(settings)
     opened.create_collection(CALLER, COLLECTION)
     yield opened
     opened.close()
 
 
-def _image(gate: FaceLedger, seed: int, faces: int = 2) -> Any:
+def _image(gate: Gateway, seed: int, faces: int = 2) -> Any:
     dim = gate._collections.store.embedding_dim(COLLECTION)
     return synthetic_image(np.random.default_rng(seed), faces, dim)
 
 
-def _records(gate: FaceLedger, operation: str | None = None) -> list[dict[str, Any]]:
+def _records(gate: Gateway, operation: str | None = None) -> list[dict[str, Any]]:
     return [dict(e.payload) for e in gate._ledger.entries(operation=operation)]
 
 
-def _stored(gate: FaceLedger) -> set[str]:
+def _stored(gate: Gateway) -> set[str]:
     rows = gate._collections.store.list_faces(COLLECTION, after_row=0, limit=10**6)
     return {r.face.face_id for r in rows}
 
@@ -59,7 +59,7 @@ def _stored(gate: FaceLedger) -> set[str]:
 class _FailingAppends:
     """Makes the gateway's ledger refuse the records of one phase (as a full disk would)."""
 
-    def __init__(self, gate: FaceLedger, phase: str) -> None:
+    def __init__(self, gate: Gateway, phase: str) -> None:
         self.gate, self.phase = gate, phase
         self.real = gate._ledger.append
 
@@ -69,7 +69,7 @@ class _FailingAppends:
         return self.real(event)
 
 
-def test_a_change_writes_an_intent_then_its_outcome(gate: FaceLedger) -> None:
+def test_a_change_writes_an_intent_then_its_outcome(gate: Gateway) -> None:
     result = gate.index_faces(CALLER, COLLECTION, _image(gate, 1), quality_filter="NONE")
     ids = [f.face_id for f, _ in result.face_records]
     intent, outcome = _records(gate, "IndexFaces")
@@ -85,7 +85,7 @@ def test_a_change_writes_an_intent_then_its_outcome(gate: FaceLedger) -> None:
     assert [r.get("phase") for r in _records(gate, "ListFaces")] == [None]
 
 
-def test_if_the_intent_cannot_be_written_nothing_changes(gate: FaceLedger) -> None:
+def test_if_the_intent_cannot_be_written_nothing_changes(gate: Gateway) -> None:
     gate._ledger.append = _FailingAppends(gate, "intent")  # type: ignore[method-assign]
     with pytest.raises(LedgerError):
         gate.index_faces(CALLER, COLLECTION, _image(gate, 2), quality_filter="NONE")
@@ -94,7 +94,7 @@ def test_if_the_intent_cannot_be_written_nothing_changes(gate: FaceLedger) -> No
 
 
 def test_a_failed_outcome_write_is_recovered_from_the_change_log(
-    gate: FaceLedger, settings: Settings
+    gate: Gateway, settings: Settings
 ) -> None:
     kept = gate.index_faces(CALLER, COLLECTION, _image(gate, 3), quality_filter="NONE")
     victim = kept.face_records[0][0].face_id
@@ -124,7 +124,7 @@ def test_a_failed_outcome_write_is_recovered_from_the_change_log(
 
 
 def test_an_intent_whose_change_never_committed_is_recorded_as_no_change(
-    gate: FaceLedger,
+    gate: Gateway,
 ) -> None:
     def boom(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt  # the process is interrupted after its intent, before the store
@@ -180,7 +180,7 @@ def test_after_kill_9_every_stored_or_deleted_face_is_in_the_ledger(
         for line in lines:
             kind, face_id = line.split()
             (acked_add if kind == "ADD" else acked_del).add(face_id)
-        gate = FaceLedger(settings)  # start-up reconciles the dead worker's open intents
+        gate = Gateway(settings)  # start-up reconciles the dead worker's open intents
         try:
             assert gate._ledger.open_intents() == []
             stored = _stored(gate)

@@ -29,7 +29,7 @@ from faceledger.domain.errors import (
 )
 from faceledger.domain.principals import Principal
 from faceledger.services.keys import AccessKey, KeyService
-from faceledger.store.sqlite import SQLiteStore
+from faceledger.store.sqlite.faces import SQLiteStore
 from test_cli import run
 
 KEY_ID = re.compile(r"FLAK[A-Z2-7]{16}")

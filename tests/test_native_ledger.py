@@ -1,6 +1,6 @@
 """The native API is accountable: roles, collection policies and the audit ledger (live server).
 
-Every /v1 call goes through ``FaceLedger``: a refused call answers 403 and is ledgered, a search
+Every /v1 call goes through ``Gateway``: a refused call answers 403 and is ledgered, a search
 leaves a record with the probe's SHA-256, the matched FaceIds and the effective threshold, and a
 collection's policy (purpose required, threshold floor) governs every search. Records are read
 back from the server's ledger file (``Ledger.from_settings(live_server_settings)``), filtered by

@@ -24,7 +24,7 @@ from faceledger.evaluation.open_set import (
     identification_rates,
 )
 from faceledger.inference.scale import MIN_FLOOR, TARGET_FPIR, ScaleTable
-from faceledger.services.accountable import FaceLedger
+from faceledger.services.gateway import Gateway
 from test_cli import run
 
 RESULT = Path(__file__).resolve().parents[1] / "bench" / "results" / "calibration_yunet-sface.json"
@@ -122,16 +122,16 @@ def test_a_search_scale_says_what_a_candidate_means() -> None:
 
 
 @pytest.fixture
-def gate(tmp_path: Path) -> Iterator[FaceLedger]:
+def gate(tmp_path: Path) -> Iterator[Gateway]:
     settings = Settings(data_dir=tmp_path / "data", workers=1)
     assert settings.default_threshold_floor is None  # the default floor follows the size
-    service = FaceLedger(settings)
+    service = Gateway(settings)
     yield service
     service.close()
 
 
 def test_the_default_floor_follows_the_collection_and_a_policy_pins_it(
-    gate: FaceLedger, data_dir: Path
+    gate: Gateway, data_dir: Path
 ) -> None:
     admin = Caller(
         Principal("test-all", ("admin", "enrol", "search", "audit"), "TEST"),

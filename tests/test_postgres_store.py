@@ -28,13 +28,13 @@ from faceledger.services.vectors import CollectionIndexes
 from faceledger.store import migrations
 from faceledger.store.factory import open_key_store, open_store
 from faceledger.store.migrations import SchemaNotCurrentError
-from faceledger.store.postgres import (
+from faceledger.store.postgres.faces import (
     PostgresStore,
     PostgresVectors,
     hnsw_index_name,
     partition_name,
 )
-from faceledger.store.sqlite import NewFace
+from faceledger.store.sqlite.faces import NewFace
 from test_cli import _script
 
 DIM = 32

@@ -20,7 +20,7 @@ from faceledger.config import Settings
 from faceledger.domain.audit import Caller
 from faceledger.domain.policy import CollectionPolicy
 from faceledger.domain.principals import Principal
-from faceledger.services.accountable import FaceLedger
+from faceledger.services.gateway import Gateway
 
 
 def _client(
@@ -63,7 +63,7 @@ def person(data_dir: Path) -> list[bytes]:
 
 def _set_policy(settings: Settings, collection_id: str, policy: CollectionPolicy) -> None:
     admin = Caller(Principal("test-admin", ("admin",), "TEST"), source="cli", request_id="")
-    gate = FaceLedger(settings)
+    gate = Gateway(settings)
     try:
         gate.put_policy(admin, collection_id, policy)
     finally:

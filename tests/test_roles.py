@@ -1,5 +1,5 @@
 """Every role × every gateway verb: allowed calls run, refused ones raise AccessDeniedException
-and are ledgered, whatever surface calls them (all adapters go through ``FaceLedger``)."""
+and are ledgered, whatever surface calls them (all adapters go through ``Gateway``)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from faceledger.domain.audit import Caller
 from faceledger.domain.errors import AccessDeniedError, FaceLedgerError
 from faceledger.domain.policy import CollectionPolicy
 from faceledger.domain.principals import ROLE_OPERATIONS, ROLES, Principal
-from faceledger.services.accountable import FaceLedger
+from faceledger.services.gateway import Gateway
 
 FACE_ID = "00000000-0000-4000-8000-000000000000"
 
@@ -28,16 +28,16 @@ def _no_face_png() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaceLedger]:
+def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     root = tmp_path_factory.mktemp("roles")
     settings = Settings(data_dir=root / "data", ledger_key_file=root / "keys" / "ledger.key")
-    service = FaceLedger(settings)
+    service = Gateway(settings)
     yield service
     service.close()
     service.close_models()
 
 
-def _verbs(image: bytes) -> dict[str, Callable[[FaceLedger, Caller], Any]]:
+def _verbs(image: bytes) -> dict[str, Callable[[Gateway, Caller], Any]]:
     """One call per operation, on a collection that exists ("c") or an unknown one."""
     return {
         "CreateCollection": lambda g, c: g.create_collection(c, f"new-{c.principal.name}"),
@@ -93,7 +93,7 @@ def _verbs(image: bytes) -> dict[str, Callable[[FaceLedger, Caller], Any]]:
     }
 
 
-def test_every_role_against_every_operation(gate: FaceLedger) -> None:
+def test_every_role_against_every_operation(gate: Gateway) -> None:
     root = Caller(Principal("root", ROLES, "ROOT"), source="cli", request_id="setup")
     gate.create_collection(root, "c")
     gate.create_user(root, "c", "u")

@@ -170,17 +170,17 @@ def test_sigterm_finishes_in_flight_and_exits_zero(tmp_path: Path, data_dir: Pat
     assert stop.payload["source"] == "system"
     assert stop.payload["result"]["stream_processors_stopping"] == ["gate"]
     # the processor's stop is recorded in the store: a restart does not find it running
-    from faceledger.store.video import VideoStore
+    from faceledger.store.sqlite.video import SQLiteVideoStore
 
-    row = VideoStore(data / "faceledger.sqlite3").processor("gate")
+    row = SQLiteVideoStore(data / "faceledger.sqlite3").processor("gate")
     assert row.status == "STOPPED" and "shutting down" in row.status_message
 
 
 def test_readiness_names_what_is_not_ready(tmp_path: Path) -> None:
-    from faceledger.services.accountable import FaceLedger
+    from faceledger.services.gateway import Gateway
     from faceledger.services.lifecycle import readiness
 
-    gate = FaceLedger(Settings(data_dir=tmp_path / "d", ledger_key_file=tmp_path / "k" / "key"))
+    gate = Gateway(Settings(data_dir=tmp_path / "d", ledger_key_file=tmp_path / "k" / "key"))
     try:
         report = readiness(gate)  # nothing loads the model pack here
     finally:

@@ -13,7 +13,7 @@ from faceledger.config import Settings
 from faceledger.domain.collections import BoundingBox
 from faceledger.domain.errors import ResourceAlreadyExistsError, ResourceNotFoundError
 from faceledger.store.factory import Store, open_store
-from faceledger.store.sqlite import NewFace, SQLiteStore
+from faceledger.store.sqlite.faces import NewFace, SQLiteStore
 
 
 def _face(rng: np.random.Generator, sha: str = "a" * 64, ext: str | None = "img-1") -> NewFace:

@@ -9,7 +9,7 @@ import numpy as np
 from faceledger.domain.collections import BoundingBox
 from faceledger.index import ANNIndex, ExactIndex, IndexPolicy
 from faceledger.services.vectors import CollectionIndexes
-from faceledger.store.sqlite import NewFace, SQLiteStore
+from faceledger.store.sqlite.faces import NewFace, SQLiteStore
 
 
 def test_index_grows_from_exact_to_ann_and_stays_in_step(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Video through the accountable gateway: jobs survive restarts, sinks deliver, all is ledgered."""
+"""Video through the gateway: jobs survive restarts, sinks deliver, all is ledgered."""
 
 from __future__ import annotations
 
@@ -28,13 +28,13 @@ from faceledger.domain.errors import (
     ResourceNotFoundError,
 )
 from faceledger.domain.principals import ROLES, Principal
-from faceledger.services.accountable import FaceLedger
+from faceledger.services.gateway import Gateway
 from faceledger.video.sinks import EventHub, JsonlSink, WebhookSink
 
 ROOT = Caller(Principal("video-tester", ROLES, "KEY"), "native", "r1", "test", "case-1")
 
 
-def _wait(gate: FaceLedger, job_id: str, timeout_s: float = 300) -> Any:
+def _wait(gate: Gateway, job_id: str, timeout_s: float = 300) -> Any:
     deadline = time.monotonic() + timeout_s
     while True:
         page = gate.get_video_job(ROOT, None, job_id)
@@ -72,7 +72,7 @@ def test_jobs_left_unfinished_are_run_on_the_next_start(
     videos, enrol_photo, _ = clip
     settings = _settings(tmp_path, videos)
     (videos / "gone.mp4").write_bytes((videos / "one.mp4").read_bytes())
-    first = FaceLedger(settings)  # no workers: as if the process died before running them
+    first = Gateway(settings)  # no workers: as if the process died before running them
     first.create_collection(ROOT, "c")
     first.index_faces(ROOT, "c", enrol_photo.read_bytes(), external_image_id="them")
     kept = first.start_video_job(ROOT, "search", {"path": "one.mp4"}, collection_id="c")
@@ -81,7 +81,7 @@ def test_jobs_left_unfinished_are_run_on_the_next_start(
     first.close()
     (videos / "gone.mp4").unlink()
 
-    second = FaceLedger(settings)
+    second = Gateway(settings)
     try:
         second.start_video_workers()
         done = _wait(second, kept.job_id)
@@ -106,7 +106,7 @@ def test_video_paths_stay_inside_the_video_dirs(
     tmp_path: Path, clip: tuple[Path, Path, str]
 ) -> None:
     videos, _, _ = clip
-    gate = FaceLedger(_settings(tmp_path, videos))
+    gate = Gateway(_settings(tmp_path, videos))
     try:
         for path in ("../one.mp4", "/etc/passwd", str(tmp_path), "missing.mp4"):
             with pytest.raises(InvalidParameterError):
@@ -286,7 +286,7 @@ def test_a_job_is_claimed_by_one_worker_and_taken_over_from_a_dead_one(
 ) -> None:
     from faceledger.domain.errors import IdempotentParameterMismatchError
     from faceledger.store.factory import open_video_store
-    from faceledger.store.video import JobRow
+    from faceledger.store.sqlite.video import JobRow
 
     store = open_video_store(Settings(data_dir=tmp_path, database_url=database_url))
     try:
@@ -322,7 +322,7 @@ def test_a_job_is_claimed_by_one_worker_and_taken_over_from_a_dead_one(
 def test_watching_is_a_search_from_now_on(tmp_path: Path) -> None:
     """Opening a processor's events needs a purpose and a case reference, is ledgered with
     them, and delivers only the matches made after it opened (no earlier run's)."""
-    gate = FaceLedger(_settings(tmp_path, tmp_path))
+    gate = Gateway(_settings(tmp_path, tmp_path))
     try:
         gate.create_collection(ROOT, "x")
         gate.create_stream_processor(ROOT, "door", "rtsp://127.0.0.1:1/x", collection_id="x")

@@ -189,7 +189,7 @@ def test_the_streams_page_uses_the_hook_when_one_is_wired(
     _sign_in(client, app_client.officer)
     assert "No stream processors yet." in client.get("/app/streams").text  # the gateway's
     fake = FakeStreams()
-    client.app.state.ledger.streams = fake  # type: ignore[attr-defined]
+    client.app.state.gateway.streams = fake  # type: ignore[attr-defined]
     page = client.get("/app/streams")
     assert "door-1" in page.text and "STOPPED" in page.text
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)

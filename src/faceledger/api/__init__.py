@@ -2,7 +2,7 @@
 
 ``create_app(settings)`` (in ``faceledger.api.app``) is the app factory. This module also holds
 ``run_blocking``, which every router uses to run engine work off the event loop. Every verb goes
-through the accountable ``FaceLedger`` at ``app.state.ledger`` (``native.auth.GateDep``).
+through the accountable ``Gateway`` at ``app.state.gateway`` (``native.auth.GatewayDep``).
 ``create_app`` is imported lazily so that routers can import these without a cycle.
 """
 

@@ -39,7 +39,7 @@ from faceledger.api.access_log import AccessLogMiddleware
 from faceledger.api.health import router as health_router
 from faceledger.api.json_limits import JsonLimitsMiddleware
 from faceledger.api.metrics import install_metrics, serve_port
-from faceledger.api.native.auth import PRINCIPAL_STATE, GateDep, record_adapter_refusal
+from faceledger.api.native.auth import PRINCIPAL_STATE, GatewayDep, record_adapter_refusal
 from faceledger.api.native.collections import router as native_collections_router
 from faceledger.api.native.labels import router as native_labels_router
 from faceledger.api.native.routes import IMAGES_PER_REQUEST
@@ -61,7 +61,7 @@ from faceledger.domain.errors import (
     InvalidParameterError,
     LedgerError,
 )
-from faceledger.services.accountable import FaceLedger
+from faceledger.services.gateway import Gateway
 from faceledger.services.lifecycle import observe_stages, record_shutdown
 from faceledger.services.private_files import make_installation_private
 
@@ -339,7 +339,7 @@ PRE_READ_CHECKS = (
 )
 
 
-async def _maintenance(gate: FaceLedger, every_s: float) -> None:
+async def _maintenance(gate: Gateway, every_s: float) -> None:
     """Retention purges and index snapshots, every ``every_s`` seconds, off the event loop."""
     while True:
         await anyio.sleep(every_s)
@@ -372,14 +372,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except SchemaNotCurrentError as exc:
                 logger.error("refusing to start: %s", exc.message)
                 raise
-        gate = FaceLedger(settings)
+        gate = Gateway(settings)
         try:  # a ledger that does not verify since its last checkpoint: refuse to serve
             await anyio.to_thread.run_sync(gate.open_ledger)
         except LedgerError as exc:
             logger.error("refusing to start: %s", exc.message)
             gate.close()
             raise
-        app.state.ledger = gate
+        app.state.gateway = gate
         app.state.keys = gate.authentication
         if settings.insecure_accept_any_signature:
             for line in INSECURE_WARNING:
@@ -484,7 +484,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
 
     @app.get("/healthz", tags=["health"], summary="Liveness and model status")
-    async def healthz(gate: GateDep) -> dict[str, Any]:
+    async def healthz(gate: GatewayDep) -> dict[str, Any]:
         """`status` is always "ok" when the server answers; `loaded` says whether the model
         pack is in memory."""
         return {"status": "ok", **gate.health()}

@@ -19,7 +19,7 @@ router = APIRouter()
 @router.get("/readyz", tags=["health"], summary="Readiness: models, store and ledger")
 async def readyz(request: Request) -> JSONResponse:
     """200 when ready to serve; 503 naming each failing check."""
-    gate = getattr(request.app.state, "ledger", None)
+    gate = getattr(request.app.state, "gateway", None)
     if gate is None or getattr(request.app.state, "stopping", False):
         state = "stopping" if gate is not None else "starting"
         return JSONResponse({"ready": False, "checks": {"server": state}}, status_code=503)

@@ -54,7 +54,7 @@ from faceledger.services.lifecycle import ledger_state, video_state
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from faceledger.services.accountable import FaceLedger
+    from faceledger.services.gateway import Gateway
 
 logger = logging.getLogger("faceledger.api.metrics")
 
@@ -117,14 +117,14 @@ class _StateCollector(Collector):
                 "Requests holding an inference slot.",
                 value=stats.borrowed_tokens,
             )
-        gate: FaceLedger | None = getattr(state, "ledger", None)
+        gate: Gateway | None = getattr(state, "gateway", None)
         if gate is None:
             return
         yield from self._ledger(gate)
         yield from self._video(gate)
 
     @staticmethod
-    def _ledger(gate: FaceLedger) -> Iterator[Any]:
+    def _ledger(gate: Gateway) -> Iterator[Any]:
         state = ledger_state(gate)
         yield GaugeMetricFamily(
             "faceledger_ledger_ok",
@@ -148,7 +148,7 @@ class _StateCollector(Collector):
         )
 
     @staticmethod
-    def _video(gate: FaceLedger) -> Iterator[Any]:
+    def _video(gate: Gateway) -> Iterator[Any]:
         state = video_state(gate)
         if state is None:
             return

@@ -36,7 +36,7 @@ from faceledger.domain.errors import LedgerError
 if TYPE_CHECKING:
     from faceledger.audit.ledger import LedgerEntry
     from faceledger.audit.verify import VerifyReport
-    from faceledger.services.accountable import FaceLedger
+    from faceledger.services.gateway import Gateway
 
 audit_app = typer.Typer(
     help="The audit ledger: verify the hash chain, read and export records.",
@@ -51,13 +51,13 @@ class ExportFormat(StrEnum):
 
 
 @contextlib.contextmanager
-def _ledger() -> Iterator[FaceLedger]:
+def _ledger() -> Iterator[Gateway]:
     """The gateway, for its ledger verbs (a ledger that cannot be opened is a clear error)."""
-    from faceledger.services.accountable import FaceLedger
+    from faceledger.services.gateway import Gateway
 
     settings = _settings()
     try:
-        gate = FaceLedger(settings)
+        gate = Gateway(settings)
     except LedgerError as exc:
         raise CliError(exc.message) from None
     try:

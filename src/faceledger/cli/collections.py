@@ -1,7 +1,7 @@
 """CLI verbs for collections: ``collections …`` (with ``policy``), ``index DIR``, ``search PHOTO``.
 
 Registered on the main app by ``faceledger.cli.main`` (imported at its end). Every verb calls
-the accountable gateway as the local operator, so each is written to the audit ledger.
+the gateway as the local operator, so each is written to the audit ledger.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from faceledger.domain.scale import FLOOR_FROM_POLICY, SearchScale
 
 if TYPE_CHECKING:
     from faceledger.domain.audit import Caller
-    from faceledger.services.accountable import FaceLedger
+    from faceledger.services.gateway import Gateway
 
 collections_app = typer.Typer(
     help="Create, list, describe and delete collections; show and set their policy.",
@@ -196,7 +196,7 @@ def index(
 
 
 def _index_folder(
-    gate: FaceLedger,
+    gate: Gateway,
     caller: Caller,
     folder: Path,
     collection: str,

@@ -121,7 +121,7 @@ def vacuum(
 ) -> None:
     """VACUUM the tables holding faces, users and keys (servers already do after deletions)."""
     from faceledger.store.migrations import describe, require_head
-    from faceledger.store.postgres import PostgresStore
+    from faceledger.store.postgres.faces import PostgresStore
 
     url = _url(database_url)
     _current(url)  # a clear error when the database cannot be reached

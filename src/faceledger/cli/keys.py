@@ -3,7 +3,7 @@ that ``serve`` makes (the first admin key, the insecure development mode).
 
 Registered on the main app by ``faceledger.cli.main`` (imported at its end). A secret is
 printed exactly once, by the command that creates it; nothing here logs one. ``create``,
-``list`` and ``revoke`` go through the accountable gateway as the local operator (each is a
+``list`` and ``revoke`` go through the gateway as the local operator (each is a
 ledger record); the first admin key that ``serve`` makes is not a request and does not.
 """
 

@@ -6,7 +6,7 @@ Exit codes: 0 success · 1 a verification failed (``models verify``) or an inter
 Settings come from ``FACELEDGER_*`` environment variables (see ``faceledger.config``).
 
 Every command that reads or changes biometric data or access keys goes through the accountable
-gateway (``FaceLedger``) as the local operator (``local_operator()``: source "cli", the
+gateway (``Gateway``) as the local operator (``local_operator()``: source "cli", the
 operating-system user), so it is written to the audit ledger like an API call.
 """
 
@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from faceledger.domain.audit import Caller
     from faceledger.domain.faces import Image
     from faceledger.logs import LogFormat
-    from faceledger.services.accountable import FaceLedger
     from faceledger.services.faces import FaceService
+    from faceledger.services.gateway import Gateway
 
 logger = logging.getLogger("faceledger.cli")
 
@@ -81,15 +81,15 @@ def _service(settings: Settings) -> FaceService:
 
 
 @contextlib.contextmanager
-def _gateway(settings: Settings | None = None) -> Iterator[FaceLedger]:
-    """The accountable gateway over ``settings`` (default: the environment's), closed after
+def _gateway(settings: Settings | None = None) -> Iterator[Gateway]:
+    """The gateway over ``settings`` (default: the environment's), closed after
     (which saves the indexes and signs the ledger's latest records)."""
-    from faceledger.services.accountable import FaceLedger
+    from faceledger.services.gateway import Gateway
     from faceledger.services.private_files import make_installation_private
 
     settings = settings if settings is not None else _settings()
     make_installation_private(settings)  # an older installation's files made private first
-    gate = FaceLedger(settings)
+    gate = Gateway(settings)
     try:
         yield gate
     finally:
@@ -100,7 +100,7 @@ def _operator(purpose: str | None = None, case_reference: str | None = None) -> 
     """The CLI's caller (the local operator), with a purpose and case reference if given."""
     import dataclasses
 
-    from faceledger.services.accountable import local_operator
+    from faceledger.services.gateway import local_operator
 
     return dataclasses.replace(local_operator(), purpose=purpose, case_reference=case_reference)
 

@@ -1,6 +1,6 @@
 """CLI verbs for video: ``video faces|persons|search VIDEO`` and ``stream …``.
 
-``video`` analyses a stored video in this process (through the accountable gateway, so the job
+``video`` analyses a stored video in this process (through the gateway, so the job
 and its end are ledgered) and prints what it found. ``stream`` manages stream processor
 definitions (the same ones the server runs) and ``stream watch NAME`` runs one in the
 foreground, printing each match as a JSON line until Ctrl-C or the source ends.

@@ -69,8 +69,8 @@ from faceledger.services.faces import FaceService, ImageSource
 from faceledger.services.tokens import TokenSigner, load_or_create_secret
 from faceledger.services.vectors import CollectionIndexes, VectorSearch, collection_vectors
 from faceledger.store.factory import open_store
-from faceledger.store.postgres import PostgresStore
-from faceledger.store.sqlite import NewFace
+from faceledger.store.postgres.faces import PostgresStore
+from faceledger.store.sqlite.faces import NewFace
 
 DEFAULT_FACE_MATCH_THRESHOLD = 80.0
 MAX_SEARCH_FACES = 4096

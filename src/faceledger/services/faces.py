@@ -131,7 +131,7 @@ class FaceService:
 
     def read_file(self, path: os.PathLike[str]) -> bytes:
         """An image file's bytes, undecoded, refused over ``settings.max_image_bytes`` (for
-        the verbs that take encoded bytes, such as ``FaceLedger``'s)."""
+        the verbs that take encoded bytes, such as ``Gateway``'s)."""
         return read_image_file(path, max_bytes=self.settings.max_image_bytes)
 
     # -- verbs ----------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from faceledger.domain.principals import Principal
 from faceledger.inference.timing import StageObserver
 
 if TYPE_CHECKING:
-    from faceledger.services.accountable import FaceLedger
+    from faceledger.services.gateway import Gateway
 
 _SYSTEM = Caller(Principal("system:server", (), "SYSTEM"), source="system", request_id="")
 _MANY = 1_000_000
@@ -43,7 +43,7 @@ def _ours(owner: str | None) -> bool:
     return host == socket.gethostname() and pid == str(os.getpid())
 
 
-def readiness(gate: FaceLedger) -> dict[str, Any]:
+def readiness(gate: Gateway) -> dict[str, Any]:
     """``{"ready": bool, "checks": {name: "ok" or why not}}`` — never raises."""
     checks: dict[str, str] = {}
     checks["models"] = "ok" if gate._faces.loaded else "the model pack is not loaded yet"
@@ -63,7 +63,7 @@ def readiness(gate: FaceLedger) -> dict[str, Any]:
     return {"ready": all(v == "ok" for v in checks.values()), "checks": checks}
 
 
-def record_shutdown(gate: FaceLedger, *, grace_s: float) -> dict[str, Any]:
+def record_shutdown(gate: Gateway, *, grace_s: float) -> dict[str, Any]:
     """Append the ``ServerShutdown`` record (see the module docstring); returns its result.
     A failure is returned in the result rather than raised: stopping must go on."""
     processors: list[str] = []
@@ -100,7 +100,7 @@ def record_shutdown(gate: FaceLedger, *, grace_s: float) -> dict[str, Any]:
     return result
 
 
-def observe_stages(gate: FaceLedger, observer: StageObserver) -> None:
+def observe_stages(gate: Gateway, observer: StageObserver) -> None:
     """Report the pipeline's stage times (decode, detect, embed, search) to ``observer``."""
     gate._faces.engine.clock.observer = observer
 
@@ -121,7 +121,7 @@ class VideoState:
     jobs_by_state: dict[str, int]
 
 
-def ledger_state(gate: FaceLedger) -> LedgerState:
+def ledger_state(gate: Gateway) -> LedgerState:
     """The ledger's head, checkpoint age and unsigned tail (for metrics); never raises."""
     ledger = gate._ledger
     try:
@@ -137,7 +137,7 @@ def ledger_state(gate: FaceLedger) -> LedgerState:
     )
 
 
-def video_state(gate: FaceLedger) -> VideoState | None:
+def video_state(gate: Gateway) -> VideoState | None:
     """Stream processors by state, their frame counters, jobs in progress (for metrics);
     None if the store cannot be read."""
     video = gate._video

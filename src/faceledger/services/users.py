@@ -116,7 +116,7 @@ from faceledger.services.collections import (
     ratio_box,
 )
 from faceledger.services.faces import ImageSource
-from faceledger.store.sqlite import RequestRecord
+from faceledger.store.sqlite.faces import RequestRecord
 
 MAX_FACES_PER_USER = 100
 MAX_FACE_IDS_PER_CALL = 100  # UserFaceIdList

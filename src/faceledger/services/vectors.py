@@ -29,8 +29,8 @@ from numpy.typing import NDArray
 from faceledger.domain.errors import ResourceNotFoundError
 from faceledger.index import IndexPolicy, VectorIndex, load_index, make_index
 from faceledger.store.factory import Store
-from faceledger.store.postgres import PostgresStore, PostgresVectors
-from faceledger.store.sqlite import FaceChanges, SQLiteStore
+from faceledger.store.postgres.faces import PostgresStore, PostgresVectors
+from faceledger.store.sqlite.faces import FaceChanges, SQLiteStore
 
 
 class VectorSearch(Protocol):

@@ -17,7 +17,7 @@ processor's JSONL file, its webhook and the live subscribers (server-sent events
 restart leaves every processor ``STOPPED`` ("stopped by a server restart"): watching resumes
 only when someone starts it again, with a purpose, on the record.
 
-The accountable gateway (``services/accountable.py``) authorises and ledgers the calls; this
+The gateway (``services/gateway.py``) authorises and ledgers the calls; this
 module does the work and ledgers what happens later (job ends, matches) through ``record``.
 """
 
@@ -57,7 +57,7 @@ from faceledger.services.collections import CollectionService
 from faceledger.services.objects import ImageObjects
 from faceledger.services.tokens import TokenSigner, load_or_create_secret
 from faceledger.store.factory import open_video_store
-from faceledger.store.video import (
+from faceledger.store.sqlite.video import (
     FAILED,
     IN_PROGRESS,
     SUCCEEDED,

@@ -11,20 +11,20 @@ from __future__ import annotations
 from typing import TypeAlias
 
 from faceledger.config import Settings
-from faceledger.store.keys import KeyStore
 from faceledger.store.migrations import require_head
-from faceledger.store.pg_keys import PostgresKeyStore
-from faceledger.store.pg_video import PostgresVideoStore
-from faceledger.store.postgres import PostgresStore
-from faceledger.store.sqlite import SQLiteStore
-from faceledger.store.video import VideoStore
+from faceledger.store.postgres.faces import PostgresStore
+from faceledger.store.postgres.keys import PostgresKeyStore
+from faceledger.store.postgres.video import PostgresVideoStore
+from faceledger.store.sqlite.faces import SQLiteStore
+from faceledger.store.sqlite.keys import SQLiteKeyStore
+from faceledger.store.sqlite.video import SQLiteVideoStore
 
 #: The file of the embedded backend, in ``Settings.data_dir``.
 SQLITE_FILE = "faceledger.sqlite3"
 
 Store: TypeAlias = SQLiteStore | PostgresStore
-AnyKeyStore: TypeAlias = KeyStore | PostgresKeyStore
-AnyVideoStore: TypeAlias = VideoStore | PostgresVideoStore
+AnyKeyStore: TypeAlias = SQLiteKeyStore | PostgresKeyStore
+AnyVideoStore: TypeAlias = SQLiteVideoStore | PostgresVideoStore
 
 
 def open_store(settings: Settings) -> Store:
@@ -40,7 +40,7 @@ def open_key_store(settings: Settings) -> AnyKeyStore:
     if settings.database_url:
         require_head(settings.database_url)
         return PostgresKeyStore(settings.database_url)
-    return KeyStore(settings.data_dir / SQLITE_FILE)
+    return SQLiteKeyStore(settings.data_dir / SQLITE_FILE)
 
 
 def open_video_store(settings: Settings) -> AnyVideoStore:
@@ -48,4 +48,4 @@ def open_video_store(settings: Settings) -> AnyVideoStore:
     if settings.database_url:
         require_head(settings.database_url)
         return PostgresVideoStore(settings.database_url)
-    return VideoStore(settings.data_dir / SQLITE_FILE)
+    return SQLiteVideoStore(settings.data_dir / SQLITE_FILE)

@@ -2,8 +2,8 @@
 
 Every native route depends on ``current_caller`` (``CallerDep``): it authenticates the request
 and builds the ``Caller`` (principal, source "native", a new request id, purpose and case
-reference) that the route hands to the accountable gateway (``FaceLedger``, kept on
-``app.state.ledger``; ``GateDep``). Role checks are not made here: the gateway makes them, with
+reference) that the route hands to the gateway (``Gateway``, kept on
+``app.state.gateway``; ``GatewayDep``). Role checks are not made here: the gateway makes them, with
 the same role table (``faceledger.domain.principals``) for the native API, the Rekognition API
 and the CLI, and writes a refusal to the ledger like any other call.
 
@@ -44,7 +44,7 @@ from faceledger.domain.audit import Caller
 from faceledger.domain.errors import AuthError, FaceLedgerError
 from faceledger.domain.policy import MAX_CASE_CHARS, MAX_PURPOSE_CHARS
 from faceledger.domain.principals import INSECURE_DEV_PRINCIPAL, Principal
-from faceledger.services.accountable import FaceLedger
+from faceledger.services.gateway import Gateway
 
 logger = logging.getLogger("faceledger.api.native")
 
@@ -146,14 +146,14 @@ def with_purpose(caller: Caller, purpose: str | None, case_reference: str | None
     )
 
 
-def get_gate(request: Request) -> FaceLedger:
-    """The process's accountable gateway (created by the app's lifespan)."""
-    gate: FaceLedger = request.app.state.ledger
+def get_gateway(request: Request) -> Gateway:
+    """The process's gateway (created by the app's lifespan)."""
+    gate: Gateway = request.app.state.gateway
     return gate
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]
-GateDep = Annotated[FaceLedger, Depends(get_gate)]
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
 def route_operation(request: Request) -> str:
@@ -176,7 +176,7 @@ async def record_adapter_refusal(request: Request, exc: FaceLedgerError) -> None
     if isinstance(exc, AuthError) or getattr(request.state, "ledgered_error", None) is exc:
         return
     code, message = exc.code, exc.message
-    gate: FaceLedger | None = getattr(request.app.state, "ledger", None)
+    gate: Gateway | None = getattr(request.app.state, "gateway", None)
     if gate is None:
         return
 

@@ -1,7 +1,7 @@
 """``/v1/collections/...``: collections, policies, faces and users, thin adapters over the
-accountable gateway.
+gateway.
 
-Each route calls one ``FaceLedger`` verb (``app.state.ledger``) in a worker thread
+Each route calls one ``Gateway`` verb (``app.state.gateway``) in a worker thread
 (``run_blocking``) with the request's ``Caller`` (see ``auth``), and shapes its domain result
 into a pydantic model, so the OpenAPI spec at ``/docs`` says exactly what comes back. The
 gateway checks that the key's roles allow the Rekognition operation (IndexFaces, …), applies
@@ -36,7 +36,7 @@ from fastapi import APIRouter, File, Form, Path, Query, Request, Response, Uploa
 from pydantic import BaseModel, Field
 
 from faceledger.api import run_blocking
-from faceledger.api.native.auth import CASE_DOC, PURPOSE_DOC, CallerDep, GateDep, with_purpose
+from faceledger.api.native.auth import CASE_DOC, PURPOSE_DOC, CallerDep, GatewayDep, with_purpose
 from faceledger.api.native.routes import COMMON_ERRORS, ErrorResponse, read_upload
 from faceledger.domain.audit import Caller
 from faceledger.domain.collections import (
@@ -56,7 +56,6 @@ from faceledger.domain.faces import AnalysedImage, Image
 from faceledger.domain.policy import MAX_CASE_CHARS, MAX_PURPOSE_CHARS, CollectionPolicy
 from faceledger.domain.scale import SearchScale
 from faceledger.inference.engine import MAX_FACES_PER_IMAGE
-from faceledger.services.accountable import FaceLedger
 from faceledger.services.collections import (
     DEFAULT_FACE_MATCH_THRESHOLD,
     DEFAULT_SEARCH_MAX_FACES,
@@ -64,6 +63,7 @@ from faceledger.services.collections import (
     MAX_SEARCH_FACES,
 )
 from faceledger.services.faces import image_info
+from faceledger.services.gateway import Gateway
 from faceledger.services.users import (
     CLIENT_REQUEST_TOKEN_RE,
     DEFAULT_ASSOCIATE_THRESHOLD,
@@ -576,7 +576,7 @@ def _search_users_out(result: UserSearchResult, requested: float) -> SearchUsers
 
 
 def _decoded(
-    gate: FaceLedger,
+    gate: Gateway,
     caller: Caller,
     operation: str,
     data: bytes,
@@ -598,7 +598,7 @@ def _decoded(
     return decoded, verb(decoded)
 
 
-async def _upload(gate: FaceLedger, upload: UploadFile) -> bytes:
+async def _upload(gate: Gateway, upload: UploadFile) -> bytes:
     """The ``image`` upload's bytes, capped at ``settings.max_image_bytes``."""
     return await read_upload(upload, "image", gate.settings.max_image_bytes)
 
@@ -609,7 +609,7 @@ ImageUpload = Annotated[UploadFile, File(description="A JPEG or PNG image, at mo
 # -- collections -------------------------------------------------------------------------
 @router.post("/collections", status_code=201, tags=["collections"], summary="Create a collection")
 async def create_collection(
-    request: Request, gate: GateDep, caller: CallerDep, body: CreateCollectionIn
+    request: Request, gate: GatewayDep, caller: CallerDep, body: CreateCollectionIn
 ) -> CollectionOut:
     """An empty collection pinned to the server's model pack. A taken id →
     ResourceAlreadyExistsException."""
@@ -620,7 +620,7 @@ async def create_collection(
 @router.get("/collections", tags=["collections"], summary="List collections")
 async def list_collections(
     request: Request,
-    gate: GateDep,
+    gate: GatewayDep,
     caller: CallerDep,
     next_token: NextToken = None,
     max_results: Annotated[int, Query(ge=1, le=LIST_PAGE_MAX)] = DEFAULT_PAGE_SIZE,
@@ -634,7 +634,7 @@ async def list_collections(
 
 @router.get("/collections/{collection_id}", tags=["collections"], summary="Describe a collection")
 async def describe_collection(
-    request: Request, gate: GateDep, caller: CallerDep, collection_id: CollectionIdPath
+    request: Request, gate: GatewayDep, caller: CallerDep, collection_id: CollectionIdPath
 ) -> CollectionOut:
     """Face and user counts, model pack and creation time."""
     described = await run_blocking(request, gate.describe_collection, caller, collection_id)
@@ -648,7 +648,7 @@ async def describe_collection(
     summary="Delete a collection",
 )
 async def delete_collection(
-    request: Request, gate: GateDep, caller: CallerDep, collection_id: CollectionIdPath
+    request: Request, gate: GatewayDep, caller: CallerDep, collection_id: CollectionIdPath
 ) -> Response:
     """Deletes the collection with all its faces, vectors and users."""
     await run_blocking(request, gate.delete_collection, caller, collection_id)
@@ -661,7 +661,7 @@ async def delete_collection(
 )
 async def index_faces(
     request: Request,
-    gate: GateDep,
+    gate: GatewayDep,
     caller: CallerDep,
     collection_id: CollectionIdPath,
     image: ImageUpload,
@@ -718,7 +718,7 @@ async def index_faces(
 )
 async def list_faces(
     request: Request,
-    gate: GateDep,
+    gate: GatewayDep,
     caller: CallerDep,
     collection_id: CollectionIdPath,
     user_id: Annotated[
@@ -749,7 +749,7 @@ async def list_faces(
 @router.post("/collections/{collection_id}/faces/delete", tags=["faces"], summary="Delete faces")
 async def delete_faces(
     request: Request,
-    gate: GateDep,
+    gate: GatewayDep,
     caller: CallerDep,
     collection_id: CollectionIdPath,
     body: DeleteFacesIn,
@@ -769,7 +769,7 @@ async def delete_faces(
 )
 async def search_faces_by_image(
     request: Request,
-    gate: GateDep,
+    gate: GatewayDep,
     caller: CallerDep,
     collection_id: CollectionIdPath,
     image: ImageUpload,
@@ -825,7 +825,7 @@ async def search_faces_by_image(
 )
 async def search_faces(
     request: Request,
-    gate: GateDep,
+    gate: GatewayDep,
     caller: CallerDep,
     collection_id: CollectionIdPath,
     face_id: FaceIdPath,
@@ -865,7 +865,7 @@ async def search_faces(
 )
 async def search_users_by_face(
     request: Request,
-    gate: GateDep,
+    gate: GatewayDep,
     caller: CallerDep,
     collection_id: CollectionIdPath,
     face_id: FaceIdPath,
@@ -898,7 +898,7 @@ async def search_users_by_face(
 )
 async def create_user(
     request: Request,
-    gate: GateDep,
+    gate: GatewayDep,
     caller: CallerDep,
     collection_id: CollectionIdPath,
     body: CreateUserIn,
@@ -919,7 +919,7 @@ async def create_user(
 @router.get("/collections/{collection_id}/users", tags=["users"], summary="List users")
 async def list_users(
     request: Request,
-    gate: GateDep,
+    gate: GatewayDep,
     caller: CallerDep,
     collection_id: CollectionIdPath,
     next_token: NextToken = None,
@@ -947,7 +947,7 @@ async def list_users(
 )
 async def delete_user(
     request: Request,
-    gate: GateDep,
+    gate: GatewayDep,
     caller: CallerDep,
     collection_id: CollectionIdPath,
     user_id: UserIdPath,
@@ -973,7 +973,7 @@ async def delete_user(
 )
 async def associate_faces(
     request: Request,
-    gate: GateDep,
+    gate: GatewayDep,
     caller: CallerDep,
     collection_id: CollectionIdPath,
     user_id: UserIdPath,
@@ -1005,7 +1005,7 @@ async def associate_faces(
 )
 async def disassociate_faces(
     request: Request,
-    gate: GateDep,
+    gate: GatewayDep,
     caller: CallerDep,
     collection_id: CollectionIdPath,
     user_id: UserIdPath,
@@ -1035,7 +1035,7 @@ async def disassociate_faces(
 )
 async def search_users(
     request: Request,
-    gate: GateDep,
+    gate: GatewayDep,
     caller: CallerDep,
     collection_id: CollectionIdPath,
     user_id: UserIdPath,
@@ -1069,7 +1069,7 @@ async def search_users(
 )
 async def search_users_by_image(
     request: Request,
-    gate: GateDep,
+    gate: GatewayDep,
     caller: CallerDep,
     collection_id: CollectionIdPath,
     image: ImageUpload,
@@ -1125,7 +1125,7 @@ async def search_users_by_image(
     summary="Show a collection's accountability policy",
 )
 async def get_collection_policy(
-    request: Request, gate: GateDep, caller: CallerDep, collection_id: CollectionIdPath
+    request: Request, gate: GatewayDep, caller: CallerDep, collection_id: CollectionIdPath
 ) -> CollectionPolicyOut:
     """Whether searches need a purpose and a case reference, the threshold floor and the
     retention. A collection without a policy of its own has the installation's defaults."""
@@ -1140,7 +1140,7 @@ async def get_collection_policy(
 )
 async def put_collection_policy(
     request: Request,
-    gate: GateDep,
+    gate: GatewayDep,
     caller: CallerDep,
     collection_id: CollectionIdPath,
     body: CollectionPolicyIn,

@@ -1,7 +1,7 @@
 """``/v1/labels`` and ``/v1/text``: objects and text in an image, in pixel units.
 
 Both need an API key whose roles allow DetectLabels / DetectText (the ``search`` role), call
-one ``FaceLedger`` verb (roles, ledger record with the image's SHA-256 and counts, never the
+one ``Gateway`` verb (roles, ledger record with the image's SHA-256 and counts, never the
 text read) and answer boxes in pixels (``bbox_px``: left, top, width, height) and confidences in
 percent. The default labels pack has COCO's 80 object classes and no scenes.
 """
@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from faceledger.api import run_blocking
-from faceledger.api.native.auth import CallerDep, GateDep
+from faceledger.api.native.auth import CallerDep, GatewayDep
 from faceledger.api.native.routes import COMMON_ERRORS, ErrorResponse, read_upload
 from faceledger.domain.collections import BoundingBox
 from faceledger.domain.labels import LabelsResult, TextResult
@@ -112,7 +112,7 @@ def text_json(result: TextResult) -> dict[str, Any]:
 @router.post("/labels", summary="Detect objects (labels) in an image")
 async def labels(
     request: Request,
-    gate: GateDep,
+    gate: GatewayDep,
     caller: CallerDep,
     image: Annotated[UploadFile, File(description="A JPEG or PNG image, at most 5 MiB.")],
     max_labels: Annotated[int, Form(ge=0, description="At most this many labels.")] = (
@@ -151,7 +151,7 @@ async def labels(
 @router.post("/text", summary="Detect lines and words of text in an image")
 async def text(
     request: Request,
-    gate: GateDep,
+    gate: GatewayDep,
     caller: CallerDep,
     image: Annotated[UploadFile, File(description="A JPEG or PNG image, at most 5 MiB.")],
     min_confidence: Annotated[

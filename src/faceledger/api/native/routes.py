@@ -1,7 +1,7 @@
-"""``/v1/detect`` and ``/v1/compare``: thin adapters over the accountable gateway.
+"""``/v1/detect`` and ``/v1/compare``: thin adapters over the gateway.
 
 Both need an API key (``Authorization: Bearer <key_id>:<secret>``) whose roles allow
-DetectFaces / CompareFaces. Each calls one ``FaceLedger`` verb (which checks the roles and
+DetectFaces / CompareFaces. Each calls one ``Gateway`` verb (which checks the roles and
 writes the call to the audit ledger) and shapes its result with ``FaceService``
 (see ``faceledger.api.native.auth``).
 
@@ -18,7 +18,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import BaseModel
 
 from faceledger.api import run_blocking
-from faceledger.api.native.auth import CallerDep, GateDep
+from faceledger.api.native.auth import CallerDep, GatewayDep
 from faceledger.domain.errors import ImageTooLargeError
 from faceledger.inference.engine import MAX_FACES_PER_IMAGE
 
@@ -95,7 +95,7 @@ async def read_upload(upload: UploadFile, field: str, max_bytes: int) -> bytes:
 @router.post("/detect", summary="Detect faces in an image")
 async def detect(
     request: Request,
-    gate: GateDep,
+    gate: GatewayDep,
     caller: CallerDep,
     image: Annotated[UploadFile, File(description="A JPEG or PNG image, at most 5 MiB.")],
     max_faces: Annotated[
@@ -116,7 +116,7 @@ async def detect(
 )
 async def compare(
     request: Request,
-    gate: GateDep,
+    gate: GatewayDep,
     caller: CallerDep,
     source: Annotated[UploadFile, File(description="Image whose largest face is compared.")],
     target: Annotated[UploadFile, File(description="Image whose faces are compared with it.")],

@@ -21,12 +21,12 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from faceledger.api import run_blocking
-from faceledger.api.native.auth import CallerDep, GateDep, with_purpose
+from faceledger.api.native.auth import CallerDep, GatewayDep, with_purpose
 from faceledger.api.native.routes import COMMON_ERRORS
 from faceledger.domain.errors import InvalidParameterError
 from faceledger.domain.policy import MAX_CASE_CHARS, MAX_PURPOSE_CHARS
 from faceledger.services.video import JobPage
-from faceledger.store.video import ProcessorRow
+from faceledger.store.sqlite.video import ProcessorRow
 
 router = APIRouter(prefix="/v1", responses=COMMON_ERRORS)
 
@@ -129,7 +129,9 @@ def _processor(row: ProcessorRow, live: dict[str, Any] | None = None) -> Process
 
 
 @router.post("/video/jobs", status_code=202, tags=["video"], summary="Start a stored-video job")
-async def start_job(request: Request, gate: GateDep, caller: CallerDep, body: StartJobIn) -> JobOut:
+async def start_job(
+    request: Request, gate: GatewayDep, caller: CallerDep, body: StartJobIn
+) -> JobOut:
     """Face detection, face search (against a collection) or person tracking of a video; poll
     ``GET /v1/video/jobs/{job_id}``."""
     if (body.path is None) == (body.s3_object is None):
@@ -161,7 +163,7 @@ async def start_job(request: Request, gate: GateDep, caller: CallerDep, body: St
 @router.get("/video/jobs/{job_id}", tags=["video"], summary="A stored-video job and its results")
 async def get_job(
     request: Request,
-    gate: GateDep,
+    gate: GatewayDep,
     caller: CallerDep,
     job_id: JobIdPath,
     max_results: Annotated[int, Query(ge=1, le=1000)] = 1000,
@@ -185,7 +187,7 @@ async def get_job(
     "/stream-processors", status_code=201, tags=["streams"], summary="Create a stream processor"
 )
 async def create_processor(
-    request: Request, gate: GateDep, caller: CallerDep, body: ProcessorIn
+    request: Request, gate: GatewayDep, caller: CallerDep, body: ProcessorIn
 ) -> ProcessorOut:
     row = await run_blocking(
         request,
@@ -203,7 +205,7 @@ async def create_processor(
 @router.get("/stream-processors", tags=["streams"], summary="List stream processors")
 async def list_processors(
     request: Request,
-    gate: GateDep,
+    gate: GatewayDep,
     caller: CallerDep,
     next_token: Annotated[str | None, Query(max_length=255)] = None,
     max_results: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -220,7 +222,7 @@ async def list_processors(
 
 @router.get("/stream-processors/{name}", tags=["streams"], summary="Describe a stream processor")
 async def describe_processor(
-    request: Request, gate: GateDep, caller: CallerDep, name: NamePath
+    request: Request, gate: GatewayDep, caller: CallerDep, name: NamePath
 ) -> ProcessorOut:
     """With ``live``: state (RUNNING, RECONNECTING…), frames read/dropped/analysed, reconnects,
     matches, while it runs."""
@@ -230,7 +232,7 @@ async def describe_processor(
 
 @router.patch("/stream-processors/{name}", tags=["streams"], summary="Update a stopped processor")
 async def update_processor(
-    request: Request, gate: GateDep, caller: CallerDep, name: NamePath, body: ProcessorUpdate
+    request: Request, gate: GatewayDep, caller: CallerDep, name: NamePath, body: ProcessorUpdate
 ) -> ProcessorOut:
     changes: dict[str, Any] = {}
     if body.threshold is not None:
@@ -245,7 +247,7 @@ async def update_processor(
     "/stream-processors/{name}", status_code=204, tags=["streams"], summary="Delete a processor"
 )
 async def delete_processor(
-    request: Request, gate: GateDep, caller: CallerDep, name: NamePath
+    request: Request, gate: GatewayDep, caller: CallerDep, name: NamePath
 ) -> Response:
     await run_blocking(request, gate.delete_stream_processor, caller, name)
     return Response(status_code=204)
@@ -254,7 +256,7 @@ async def delete_processor(
 @router.post("/stream-processors/{name}/start", tags=["streams"], summary="Start watching")
 async def start_processor(
     request: Request,
-    gate: GateDep,
+    gate: GatewayDep,
     caller: CallerDep,
     name: NamePath,
     body: StartIn | None = None,
@@ -269,7 +271,7 @@ async def start_processor(
 
 @router.post("/stream-processors/{name}/stop", tags=["streams"], summary="Stop watching")
 async def stop_processor(
-    request: Request, gate: GateDep, caller: CallerDep, name: NamePath
+    request: Request, gate: GatewayDep, caller: CallerDep, name: NamePath
 ) -> dict[str, str]:
     await run_blocking(request, gate.stop_stream_processor, caller, name)
     return {"status": "STOPPED"}
@@ -298,7 +300,7 @@ async def event_stream(request: Request, subscription_cm: Any) -> AsyncIterator[
 )
 async def processor_events(
     request: Request,
-    gate: GateDep,
+    gate: GatewayDep,
     caller: CallerDep,
     name: NamePath,
     purpose: Annotated[

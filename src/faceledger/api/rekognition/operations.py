@@ -23,12 +23,12 @@ from faceledger.domain.errors import (
 from faceledger.domain.faces import AnalysedImage, Image
 from faceledger.domain.scale import SearchScale
 from faceledger.inference.imaging import decode_image
-from faceledger.services.accountable import FaceLedger
 from faceledger.services.collections import (
     DEFAULT_FACE_MATCH_THRESHOLD,
     DEFAULT_SEARCH_MAX_FACES,
     quality_reasons,
 )
+from faceledger.services.gateway import Gateway
 
 # The effective match threshold after the collection's floor (Rekognition has no field for it).
 THRESHOLD_HEADER = "X-FaceLedger-Effective-Threshold"
@@ -41,7 +41,7 @@ class Context:
     """What a handler may use: the accountable service, the settings and who is asking."""
 
     settings: Settings
-    gate: FaceLedger
+    gate: Gateway
     caller: Caller
     # The operation and the collection the request names (for the records of refusals here).
     operation: str = ""

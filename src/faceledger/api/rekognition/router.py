@@ -40,7 +40,7 @@ from faceledger.config import Settings
 from faceledger.domain.audit import Caller
 from faceledger.domain.errors import FaceLedgerError, ImageTooLargeError
 from faceledger.domain.principals import INSECURE_DEV_PRINCIPAL, Principal
-from faceledger.services.accountable import FaceLedger
+from faceledger.services.gateway import Gateway
 
 logger = logging.getLogger("faceledger.api.rekognition")
 
@@ -136,7 +136,7 @@ def authenticate(request: Request, body: bytes, settings: Settings) -> Principal
 
 
 def _recorded(
-    gate: FaceLedger,
+    gate: Gateway,
     caller: Caller,
     operation: str,
     collection_id: str | None,
@@ -184,7 +184,7 @@ async def rekognition(request: Request) -> Response:
         body = await read_body(request, body_limit(settings))
         principal = authenticate(request, body, settings)
         note_caller(request.state, principal.name, request_id)  # for the access log
-        gate: FaceLedger = request.app.state.ledger
+        gate: Gateway = request.app.state.gateway
         caller = Caller(
             principal,
             source="rekognition",

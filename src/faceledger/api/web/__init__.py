@@ -2,8 +2,8 @@
 
 ``mount_web(app)`` (called by ``create_app``) adds the pages, the static assets at
 ``/app/static`` and the handlers that turn errors on ``/app`` paths into readable pages (the
-API's JSON errors elsewhere are untouched). Pages call the accountable gateway
-(``app.state.ledger``) server-side with source "web"; sessions are server-side
+API's JSON errors elsewhere are untouched). Pages call the gateway
+(``app.state.gateway``) server-side with source "web"; sessions are server-side
 (``sessions.SessionStore`` on ``app.state.web_sessions``).
 """
 

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from faceledger.api import run_blocking
-from faceledger.api.native.auth import GateDep
+from faceledger.api.native.auth import GatewayDep
 from faceledger.api.web.views import (
     SECURITY_HEADERS,
     WebUser,
@@ -88,7 +88,7 @@ def _summary(result: dict[str, Any]) -> str:
 
 
 @router.get("/ledger", response_class=HTMLResponse)
-async def ledger_page(request: Request, user: LedgerUser, gate: GateDep) -> HTMLResponse:
+async def ledger_page(request: Request, user: LedgerUser, gate: GatewayDep) -> HTMLResponse:
     filters = _filters(request)
     verify = request.query_params.get("verify") == "1"
 
@@ -133,7 +133,7 @@ async def ledger_page(request: Request, user: LedgerUser, gate: GateDep) -> HTML
 
 
 @router.get("/ledger/export", response_model=None)
-async def export(request: Request, user: LedgerUser, gate: GateDep) -> Response:
+async def export(request: Request, user: LedgerUser, gate: GatewayDep) -> Response:
     """Every matching record, oldest first, as a JSON-lines download.
 
     The records are written, in one worker thread (the ledger's reader is per thread), to an

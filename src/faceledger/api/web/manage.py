@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.datastructures import UploadFile
 
 from faceledger.api import run_blocking
-from faceledger.api.native.auth import GateDep
+from faceledger.api.native.auth import GatewayDep
 from faceledger.api.web.views import (
     SECURITY_HEADERS,
     Problem,
@@ -39,7 +39,7 @@ from faceledger.api.web.views import (
 from faceledger.domain.collections import FACE_ID_RE, QUALITY_FILTERS, USER_ID_RE
 from faceledger.domain.errors import FaceLedgerError, InvalidParameterError
 from faceledger.domain.policy import CollectionPolicy
-from faceledger.services.accountable import FaceLedger
+from faceledger.services.gateway import Gateway
 
 router = APIRouter()
 
@@ -93,7 +93,7 @@ def external_id(filename: str) -> str:
 # -- list and create -------------------------------------------------------------------------
 async def _list_page(
     request: Request,
-    gate: FaceLedger,
+    gate: Gateway,
     user: WebUser,
     *,
     status: int = 200,
@@ -120,13 +120,13 @@ async def _list_page(
 
 
 @router.get("/collections", response_class=HTMLResponse)
-async def collections_page(request: Request, user: ManageUser, gate: GateDep) -> HTMLResponse:
+async def collections_page(request: Request, user: ManageUser, gate: GatewayDep) -> HTMLResponse:
     return await _list_page(request, gate, user)
 
 
 @router.post("/collections", response_model=None)
 async def create_collection(
-    request: Request, user: ManageUser, gate: GateDep
+    request: Request, user: ManageUser, gate: GatewayDep
 ) -> HTMLResponse | RedirectResponse:
     form = await read_form(request, user)
     collection_id = text_field(form, "collection_id", max_chars=255)
@@ -143,7 +143,7 @@ async def create_collection(
 
 # -- one collection --------------------------------------------------------------------------
 async def _failed(
-    request: Request, gate: FaceLedger, user: WebUser, collection_id: str, exc: FaceLedgerError
+    request: Request, gate: Gateway, user: WebUser, collection_id: str, exc: FaceLedgerError
 ) -> HTMLResponse:
     """The collection's page again, with the refusal or error as a readable message."""
     return await _detail(
@@ -153,7 +153,7 @@ async def _failed(
 
 async def _detail(
     request: Request,
-    gate: FaceLedger,
+    gate: Gateway,
     user: WebUser,
     collection_id: str,
     *,
@@ -212,14 +212,14 @@ async def _detail(
 
 @router.get("/collections/{collection_id}", response_class=HTMLResponse)
 async def collection_page(
-    request: Request, collection_id: str, user: ManageUser, gate: GateDep
+    request: Request, collection_id: str, user: ManageUser, gate: GatewayDep
 ) -> HTMLResponse:
     return await _detail(request, gate, user, collection_id)
 
 
 async def _enrol_one(
     request: Request,
-    gate: FaceLedger,
+    gate: Gateway,
     user: WebUser,
     collection_id: str,
     upload: UploadFile,
@@ -259,7 +259,7 @@ async def _enrol_one(
 
 @router.post("/collections/{collection_id}/enrol", response_class=HTMLResponse)
 async def enrol(
-    request: Request, collection_id: str, user: ManageUser, gate: GateDep
+    request: Request, collection_id: str, user: ManageUser, gate: GatewayDep
 ) -> HTMLResponse:
     fragment = request.query_params.get("fragment") == "1"
     try:
@@ -294,7 +294,7 @@ def _fragment(results: list[dict[str, Any]], status: int = 200) -> HTMLResponse:
 
 @router.post("/collections/{collection_id}/faces/delete", response_model=None)
 async def delete_faces(
-    request: Request, collection_id: str, user: ManageUser, gate: GateDep
+    request: Request, collection_id: str, user: ManageUser, gate: GatewayDep
 ) -> HTMLResponse | RedirectResponse:
     form = await read_form(request, user)
     face_ids = [
@@ -320,7 +320,7 @@ async def delete_faces(
 
 @router.post("/collections/{collection_id}/users/delete", response_model=None)
 async def delete_user(
-    request: Request, collection_id: str, user: ManageUser, gate: GateDep
+    request: Request, collection_id: str, user: ManageUser, gate: GatewayDep
 ) -> HTMLResponse | RedirectResponse:
     form = await read_form(request, user)
     user_id = text_field(form, "user_id", max_chars=128)
@@ -333,7 +333,7 @@ async def delete_user(
 
 @router.post("/collections/{collection_id}/policy", response_model=None)
 async def put_policy(
-    request: Request, collection_id: str, user: ManageUser, gate: GateDep
+    request: Request, collection_id: str, user: ManageUser, gate: GatewayDep
 ) -> HTMLResponse | RedirectResponse:
     form = await read_form(request, user)
     try:
@@ -358,7 +358,7 @@ async def put_policy(
 
 @router.post("/collections/{collection_id}/delete", response_model=None)
 async def delete_collection(
-    request: Request, collection_id: str, user: ManageUser, gate: GateDep
+    request: Request, collection_id: str, user: ManageUser, gate: GatewayDep
 ) -> HTMLResponse | RedirectResponse:
     form = await read_form(request, user)
     if text_field(form, "confirm", max_chars=255) != collection_id:

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.datastructures import FormData
 
 from faceledger.api import run_blocking
-from faceledger.api.native.auth import GateDep
+from faceledger.api.native.auth import GatewayDep
 from faceledger.api.web.probe import (
     Box,
     crop_around,
@@ -45,8 +45,8 @@ from faceledger.domain.audit import Caller
 from faceledger.domain.errors import FaceLedgerError, InvalidParameterError
 from faceledger.domain.faces import Faces, Image
 from faceledger.domain.policy import MAX_CASE_CHARS, MAX_PURPOSE_CHARS
-from faceledger.services.accountable import FaceLedger
 from faceledger.services.collections import DEFAULT_FACE_MATCH_THRESHOLD
+from faceledger.services.gateway import Gateway
 
 router = APIRouter()
 
@@ -55,7 +55,7 @@ CompareUser = Annotated[WebUser, Depends(for_page("compare"))]
 MAX_CANDIDATES = 20
 
 
-async def collection_ids(request: Request, gate: FaceLedger, user: WebUser) -> list[str]:
+async def collection_ids(request: Request, gate: Gateway, user: WebUser) -> list[str]:
     """The collections to choose from (ListCollections through the gateway; [] if refused)."""
     try:
         page, _ = await run_blocking(request, gate.list_collections, user.caller())
@@ -91,7 +91,7 @@ def _search_values(form: FormData | None, request: Request) -> dict[str, Any]:
 
 
 @router.get("/search", response_class=HTMLResponse)
-async def search_page(request: Request, user: SearchUser, gate: GateDep) -> HTMLResponse:
+async def search_page(request: Request, user: SearchUser, gate: GatewayDep) -> HTMLResponse:
     return render(
         request,
         "search.html",
@@ -103,7 +103,7 @@ async def search_page(request: Request, user: SearchUser, gate: GateDep) -> HTML
 
 
 @router.post("/search/faces")
-async def probe_faces(request: Request, user: SearchUser, gate: GateDep) -> JSONResponse:
+async def probe_faces(request: Request, user: SearchUser, gate: GatewayDep) -> JSONResponse:
     """The faces of the photo about to be searched (for the page's script): pixel boxes,
     largest first. Errors come back as a title and a sentence for the page to show."""
     try:
@@ -145,7 +145,7 @@ def _missing(values: dict[str, Any], has_photo: bool) -> list[str]:
 
 
 @router.post("/search", response_class=HTMLResponse)
-async def search(request: Request, user: SearchUser, gate: GateDep) -> HTMLResponse:
+async def search(request: Request, user: SearchUser, gate: GatewayDep) -> HTMLResponse:
     form = await read_form(request, user, images=1)
     collections = await collection_ids(request, gate, user)
     values = _search_values(form, request)
@@ -190,7 +190,7 @@ async def search(request: Request, user: SearchUser, gate: GateDep) -> HTMLRespo
 
 
 def _search(
-    gate: FaceLedger,
+    gate: Gateway,
     caller: Caller,
     collection_id: str,
     data: bytes,
@@ -251,7 +251,7 @@ async def compare_page(request: Request, user: CompareUser) -> HTMLResponse:
 
 
 @router.post("/compare", response_class=HTMLResponse)
-async def compare(request: Request, user: CompareUser, gate: GateDep) -> HTMLResponse:
+async def compare(request: Request, user: CompareUser, gate: GatewayDep) -> HTMLResponse:
     form = await read_form(request, user, images=2)
     sources, targets = uploads(form, "source"), uploads(form, "target")
     missing = [
@@ -277,7 +277,7 @@ async def compare(request: Request, user: CompareUser, gate: GateDep) -> HTMLRes
     return render(request, "compare.html", user, active="compare", result=result)
 
 
-def _compare(gate: FaceLedger, caller: Caller, source: bytes, target: bytes) -> dict[str, Any]:
+def _compare(gate: Gateway, caller: Caller, source: bytes, target: bytes) -> dict[str, Any]:
     source_image, target_image, compared = gate.compare_faces(caller, source, target)
     calibration = gate.calibration
 

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
 from faceledger.api import run_blocking
-from faceledger.api.native.auth import GateDep
+from faceledger.api.native.auth import GatewayDep
 from faceledger.api.web.views import (
     SECURITY_HEADERS,
     WebRefusal,
@@ -38,7 +38,7 @@ from faceledger.api.web.views import (
 from faceledger.domain.audit import Caller
 from faceledger.domain.errors import AccessDeniedError, FaceLedgerError
 from faceledger.domain.policy import MAX_CASE_CHARS, MAX_PURPOSE_CHARS
-from faceledger.services.accountable import FaceLedger
+from faceledger.services.gateway import Gateway
 
 router = APIRouter()
 
@@ -65,9 +65,9 @@ class Streams(Protocol):
 
 
 class GatewayStreams:
-    """``Streams`` over the accountable gateway's stream-processor verbs."""
+    """``Streams`` over the gateway's stream-processor verbs."""
 
-    def __init__(self, gate: FaceLedger) -> None:
+    def __init__(self, gate: Gateway) -> None:
         self.gate = gate
 
     def list(self, caller: Caller) -> list[Mapping[str, Any]]:
@@ -116,7 +116,7 @@ class GatewayStreams:
                 }
 
 
-def streams_of(gate: FaceLedger) -> Streams | None:
+def streams_of(gate: Gateway) -> Streams | None:
     """The stream hook: one set on the gateway (tests), else the gateway's own verbs; None
     when the gateway has no video service."""
     hook: Streams | None = getattr(gate, "streams", None)
@@ -126,7 +126,7 @@ def streams_of(gate: FaceLedger) -> Streams | None:
 
 
 async def _page(
-    request: Request, gate: FaceLedger, user: WebUser, *, status: int = 200, **extra: Any
+    request: Request, gate: Gateway, user: WebUser, *, status: int = 200, **extra: Any
 ) -> HTMLResponse:
     hook = streams_of(gate)
     processors: list[Mapping[str, Any]] = []
@@ -149,13 +149,13 @@ async def _page(
 
 
 @router.get("/streams", response_class=HTMLResponse)
-async def streams_page(request: Request, user: StreamsUser, gate: GateDep) -> HTMLResponse:
+async def streams_page(request: Request, user: StreamsUser, gate: GatewayDep) -> HTMLResponse:
     return await _page(request, gate, user)
 
 
 @router.post("/streams/{name}/{action}", response_class=HTMLResponse)
 async def start_or_stop(
-    request: Request, name: str, action: str, user: StreamsUser, gate: GateDep
+    request: Request, name: str, action: str, user: StreamsUser, gate: GatewayDep
 ) -> HTMLResponse:
     form = await read_form(request, user)
     hook = streams_of(gate)
@@ -175,7 +175,7 @@ async def start_or_stop(
 
 @router.get("/streams/{name}/events", response_model=None)
 async def events(
-    request: Request, name: str, user: StreamsUser, gate: GateDep
+    request: Request, name: str, user: StreamsUser, gate: GatewayDep
 ) -> StreamingResponse:
     hook = streams_of(gate)
     if hook is None:

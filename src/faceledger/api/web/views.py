@@ -2,7 +2,7 @@
 
 Pages are Jinja2 templates rendered on the server (``templates/``, autoescaped); the only
 assets are ``static/app.css``, ``static/app.js`` and one placeholder image, served by the app.
-Every verb goes through the accountable gateway (``app.state.ledger``) with a ``Caller`` whose
+Every verb goes through the gateway (``app.state.gateway``) with a ``Caller`` whose
 source is "web" (``WebUser.caller``), as the native API calls it.
 
 Errors never reach the browser as JSON: a ``FaceLedgerError`` (the gateway's refusals, bad

@@ -1,4 +1,4 @@
-"""Stored-video jobs and stream processors (the tables of ``faceledger.store.video``).
+"""Stored-video jobs and stream processors (the tables of ``faceledger.store.sqlite.video``).
 
 Revision ID: 0003_video
 Revises: 0002_ledger

@@ -77,8 +77,8 @@ from faceledger.domain.errors import (
     ServiceQuotaExceededError,
 )
 from faceledger.index.base import SearchHits
-from faceledger.store.pg_pool import open_pool
-from faceledger.store.sqlite import (
+from faceledger.store.postgres.pool import open_pool
+from faceledger.store.sqlite.faces import (
     REQUEST_TOKEN_TTL_S,
     ChangePosition,
     FaceChanges,

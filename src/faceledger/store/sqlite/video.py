@@ -27,7 +27,7 @@ from faceledger.domain.errors import (
     ResourceInUseError,
     ResourceNotFoundError,
 )
-from faceledger.store.connections import Connections
+from faceledger.store.sqlite.connections import Connections
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS video_jobs (
@@ -176,7 +176,7 @@ def _processor(row: sqlite3.Row) -> ProcessorRow:
     )
 
 
-class VideoStore:
+class SQLiteVideoStore:
     """Jobs and stream processors in the store's SQLite file; safe to share by threads."""
 
     def __init__(self, path: Path) -> None:

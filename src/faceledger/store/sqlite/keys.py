@@ -30,7 +30,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from faceledger.store.connections import Connections
+from faceledger.store.sqlite.connections import Connections
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def _restrict_mode(path: Path) -> None:
             )
 
 
-class KeyStore:
+class SQLiteKeyStore:
     """Access keys with their secrets in the store's SQLite file; safe to share by threads."""
 
     def __init__(self, path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Stored-video jobs and stream processors in PostgreSQL: ``VideoStore``'s API and guarantees.
+"""Stored-video jobs and stream processors in PostgreSQL: ``SQLiteVideoStore``'s API and guarantees.
 
 The tables come from the migrations (``0003_video``). A job's row is committed before its
 JobId is returned; ``claim_job`` is one conditional UPDATE, so of several server processes
@@ -18,8 +18,8 @@ from faceledger.domain.errors import (
     ResourceInUseError,
     ResourceNotFoundError,
 )
-from faceledger.store.pg_pool import open_pool
-from faceledger.store.video import (
+from faceledger.store.postgres.pool import open_pool
+from faceledger.store.sqlite.video import (
     IN_PROGRESS,
     JobRow,
     ProcessorRow,

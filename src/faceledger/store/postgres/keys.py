@@ -1,7 +1,7 @@
-"""Access keys in PostgreSQL: ``PostgresKeyStore`` has ``KeyStore``'s API and guarantees.
+"""Access keys in PostgreSQL: ``PostgresKeyStore`` has ``SQLiteKeyStore``'s API and guarantees.
 
 The ``access_keys`` table (made by the migrations) holds each key's secret retrievably, as
-SigV4 requires (see ``faceledger.store.keys``): protect the database and its backups like a
+SigV4 requires (see ``faceledger.store.sqlite.keys``): protect the database and its backups like a
 credentials file. Revoking overwrites the secret, then VACUUMs the table so the old row
 version (a dead tuple that still holds the secret) is pruned from its page.
 
@@ -18,8 +18,8 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 
-from faceledger.store.keys import AccessKey
-from faceledger.store.pg_pool import open_pool
+from faceledger.store.postgres.pool import open_pool
+from faceledger.store.sqlite.keys import AccessKey
 
 #: Connections for key look-ups (each request authenticates with one).
 POOL_SIZE = 4

@@ -41,7 +41,7 @@ from faceledger.domain.errors import (
     ResourceNotFoundError,
     ServiceQuotaExceededError,
 )
-from faceledger.store.connections import BUSY_TIMEOUT_MS, Connections
+from faceledger.store.sqlite.connections import BUSY_TIMEOUT_MS, Connections
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""``FaceLedger``: every verb, called on behalf of someone, checked and written to the ledger.
+"""``Gateway``: every verb, called on behalf of someone, checked and written to the ledger.
 
 This is the composition root that the HTTP adapters and the CLI use. Each verb takes a
 ``Caller`` (principal, source, request id, purpose, case reference) and:
@@ -94,7 +94,7 @@ from faceledger.services.users import (
     UserService,
 )
 from faceledger.services.video import JobPage, VideoService
-from faceledger.store.video import JobRow, ProcessorRow
+from faceledger.store.sqlite.video import JobRow, ProcessorRow
 
 if TYPE_CHECKING:
     from faceledger.audit.verify import Progress, VerifyReport
@@ -213,7 +213,7 @@ class Authentication:
         return self._keys.authenticate_bearer(authorization)
 
 
-class FaceLedger:
+class Gateway:
     """The accountable service: every verb, authorised, policy-checked and ledgered."""
 
     def __init__(

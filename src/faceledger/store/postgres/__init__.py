@@ -1,0 +1,1 @@
+"""The server backend: PostgreSQL with pgvector, one partition per collection."""
