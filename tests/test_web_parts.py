@@ -194,7 +194,14 @@ def test_the_streams_page_uses_the_hook_when_one_is_wired(
     assert "door-1" in page.text and "STOPPED" in page.text
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
     assert token is not None
-    started = client.post("/app/streams/door-1/start", data={"csrf_token": token.group(1)})
+    unstated = client.post("/app/streams/door-1/start", data={"csrf_token": token.group(1)})
+    assert unstated.status_code == 400  # starting is searching: purpose and case first
+    assert "State the purpose of running door-1." in unstated.text
+    assert fake.calls == []
+    started = client.post(
+        "/app/streams/door-1/start",
+        data={"csrf_token": token.group(1), "purpose": "missing child", "case_reference": "MC-1"},
+    )
     assert "Stream processor door-1 started." in started.text
     assert fake.calls == [("start", "door-1", "web")]
     refused = client.get("/app/streams/door-1/events")  # watching is a search

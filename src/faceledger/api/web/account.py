@@ -63,8 +63,9 @@ def _secure(request: Request) -> bool:
 
 
 def _login_page(
-    request: Request, *, status: int = 200, problem: Problem | None = None
+    request: Request, *, status: int = 200, problem: Problem | None = None, key_id: str = ""
 ) -> HTMLResponse:
+    """The sign-in form; after a refusal it keeps the key id typed (never the secret)."""
     token = login_csrf(request).issue()
     response = render(
         request,
@@ -73,6 +74,7 @@ def _login_page(
         status=status,
         csrf_token=token,
         problem=problem,
+        key_id=key_id,
         message=LOGIN_MESSAGES.get(request.query_params.get("m", ""), ""),
     )
     response.set_cookie(
@@ -117,7 +119,7 @@ async def login(request: Request) -> Response:
         key_id, _, secret = key_id.partition(":")
     if not key_id or not secret:
         problem = Problem("Not signed in", "Enter your access key id and its secret.")
-        return _login_page(request, status=400, problem=problem)
+        return _login_page(request, status=400, problem=problem, key_id=key_id)
     try:
         principal = await run_blocking(request, _verify, request, key_id, secret)
     except AuthError:
@@ -125,9 +127,9 @@ async def login(request: Request) -> Response:
             "Not signed in",
             "That access key id and secret were not accepted. Check both and try again.",
         )
-        return _login_page(request, status=401, problem=problem)
+        return _login_page(request, status=401, problem=problem, key_id=key_id)
     except FaceLedgerError as exc:  # e.g. ThrottlingException
-        return _login_page(request, status=429, problem=describe_error(exc))
+        return _login_page(request, status=429, problem=describe_error(exc), key_id=key_id)
     sessions(request).drop(request.cookies.get(SESSION_COOKIE))
     session = sessions(request).create(principal)
     page = first_page(principal)

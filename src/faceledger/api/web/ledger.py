@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import tempfile
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, BinaryIO
@@ -118,6 +119,12 @@ async def ledger_page(request: Request, user: LedgerUser, gate: GatewayDep) -> H
             problem=describe_error(exc),
             rows=[],
         )
+    # The last verification stays shown (with its time) while the records are filtered.
+    if data["report"] is not None:
+        user.session.ledger_check = {"report": data["report"], "at": time.time()}
+    elif user.session.ledger_check is not None:
+        data["report"] = user.session.ledger_check["report"]
+        data["verified_at"] = user.session.ledger_check["at"]
     export_query = urlencode({k: v for k, v in filters.items() if v})
     return render(
         request,

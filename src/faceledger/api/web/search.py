@@ -38,6 +38,7 @@ from faceledger.api.web.views import (
     read_form,
     read_image,
     render,
+    sessions,
     text_field,
     uploads,
 )
@@ -73,20 +74,22 @@ def _box(box: Box) -> dict[str, float]:
     }
 
 
-def _search_values(form: FormData | None, request: Request) -> dict[str, Any]:
+def _search_values(form: FormData | None, request: Request, user: WebUser) -> dict[str, Any]:
+    """The form's fields as the page shows them again. A new visit pre-selects the collection
+    this user searched last; the threshold stays empty unless the user sets one."""
     if form is None:
         return {
-            "collection": request.query_params.get("collection", ""),
+            "collection": request.query_params.get("collection", "")
+            or sessions(request).last_collection(user.principal),
             "purpose": "",
             "case_reference": "",
-            "threshold": f"{DEFAULT_FACE_MATCH_THRESHOLD:g}",
+            "threshold": "",
         }
     return {
         "collection": text_field(form, "collection", max_chars=255),
         "purpose": text_field(form, "purpose", max_chars=MAX_PURPOSE_CHARS),
         "case_reference": text_field(form, "case_reference", max_chars=MAX_CASE_CHARS),
-        "threshold": text_field(form, "threshold", max_chars=32)
-        or f"{DEFAULT_FACE_MATCH_THRESHOLD:g}",
+        "threshold": text_field(form, "threshold", max_chars=32),
     }
 
 
@@ -98,7 +101,7 @@ async def search_page(request: Request, user: SearchUser, gate: GatewayDep) -> H
         user,
         active="search",
         collections=await collection_ids(request, gate, user),
-        values=_search_values(None, request),
+        values=_search_values(None, request, user),
     )
 
 
@@ -148,25 +151,22 @@ def _missing(values: dict[str, Any], has_photo: bool) -> list[str]:
 async def search(request: Request, user: SearchUser, gate: GatewayDep) -> HTMLResponse:
     form = await read_form(request, user, images=1)
     collections = await collection_ids(request, gate, user)
-    values = _search_values(form, request)
+    values = _search_values(form, request, user)
     page: dict[str, Any] = {"active": "search", "collections": collections, "values": values}
     files = uploads(form, "image")
-    missing = _missing(values, bool(files))
+    kept = sessions(request).kept_probe(user.session, text_field(form, "probe_token"))
+    missing = _missing(values, bool(files) or kept is not None)
     if missing:
         return render(request, "search.html", user, status=400, missing=missing, **page)
     try:
-        threshold = number_field(
-            form,
-            "threshold",
-            "The match threshold",
-            default=DEFAULT_FACE_MATCH_THRESHOLD,
-            low=0.0,
-            high=100.0,
+        asked = number_field(
+            form, "threshold", "The match threshold", default=None, low=0.0, high=100.0
         )
-        assert threshold is not None
+        threshold = DEFAULT_FACE_MATCH_THRESHOLD if asked is None else asked
         chosen_text = text_field(form, "face_index", max_chars=4)
         chosen = int(chosen_text) if chosen_text.isdigit() else 0
-        data = await read_image(request, files[0], "image")
+        data = await read_image(request, files[0], "image") if files else kept
+        assert data is not None
         result = await run_blocking(
             request,
             _search,
@@ -177,6 +177,7 @@ async def search(request: Request, user: SearchUser, gate: GatewayDep) -> HTMLRe
             chosen,
             threshold,
         )
+        result["requested_threshold"] = asked
     except FaceLedgerError as exc:
         return render(
             request,
@@ -186,6 +187,10 @@ async def search(request: Request, user: SearchUser, gate: GatewayDep) -> HTMLRe
             problem=describe_error(exc),
             **page,
         )
+    store = sessions(request)
+    store.remember_collection(user.principal, values["collection"])
+    if len(result["faces"]) > 1:  # another face of this photo can be searched without a resend
+        result["probe_token"] = store.keep_probe(user.session, data)
     return render(request, "search.html", user, result=result, **page)
 
 
@@ -227,7 +232,6 @@ def _search(
         cropped=crop is not None,
         searched=_box(crop.to_photo(searched) if crop else ratio_to_photo(searched, decoded)),
         threshold=result.threshold,
-        requested_threshold=threshold,
         scale=result.scale,
         candidates=[
             {
@@ -286,6 +290,7 @@ def _compare(gate: Gateway, caller: Caller, source: bytes, target: bytes) -> dic
 
     matches = sorted(compared.matches, key=lambda m: -m.similarity)
     return {
+        "best_index": matches[0].target_index if matches else -1,
         "source": {
             "preview": preview_data_url(source_image),
             "width_px": source_image.width_px,

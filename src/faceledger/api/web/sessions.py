@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from faceledger.domain.principals import Principal
 
@@ -35,6 +36,7 @@ IDLE_TIMEOUT_SECONDS = 15 * 60
 MAX_AGE_SECONDS = 12 * 3600
 MAX_SESSIONS = 10_000
 LOGIN_CSRF_MAX_AGE_SECONDS = 3600
+PROBE_KEEP_SECONDS = 10 * 60
 
 
 def new_token() -> str:
@@ -92,6 +94,23 @@ class WebSession:
     csrf_token: str
     created_s: float
     last_seen_s: float
+    # The last searched photo, kept in memory only (never on disk) so that another of its faces
+    # can be searched without sending it again; replaced by the next search, gone at sign-out.
+    probe: KeptProbe | None = None
+    # The last chain verification shown on the ledger page (kept across filtering).
+    ledger_check: dict[str, Any] | None = None  # {"report": VerifyReport, "at": epoch s}
+
+
+@dataclass(frozen=True)
+class KeptProbe:
+    """A searched photo held for ``PROBE_KEEP_SECONDS`` under an unguessable token."""
+
+    token: str
+    data: bytes
+    kept_until_s: float
+
+    def usable(self, token: str, now_s: float) -> bool:
+        return same_token(token, self.token) and now_s <= self.kept_until_s
 
 
 class SessionStore:
@@ -111,6 +130,8 @@ class SessionStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._sessions: dict[str, WebSession] = {}
+        # Per principal: the collection they searched last (pre-selected on their next visit).
+        self._last_collection: dict[str, str] = {}
 
     def _expired(self, session: WebSession, now: float) -> bool:
         return (
@@ -155,6 +176,27 @@ class SessionStore:
         with self._lock:
             for sid in [s for s, v in self._sessions.items() if v.principal.key_id == key_id]:
                 del self._sessions[sid]
+
+    def keep_probe(self, session: WebSession, data: bytes) -> str:
+        """Hold ``data`` (the photo just searched) in the session; returns its token."""
+        kept = KeptProbe(new_token(), data, self._clock() + PROBE_KEEP_SECONDS)
+        session.probe = kept
+        return kept.token
+
+    def kept_probe(self, session: WebSession, token: str) -> bytes | None:
+        """The photo kept under ``token`` if it is still held, else None."""
+        kept = session.probe
+        if kept is None or not kept.usable(token, self._clock()):
+            return None
+        return kept.data
+
+    def remember_collection(self, principal: Principal, collection_id: str) -> None:
+        with self._lock:
+            self._last_collection[principal.name] = collection_id
+
+    def last_collection(self, principal: Principal) -> str:
+        with self._lock:
+            return self._last_collection.get(principal.name, "")
 
     def __len__(self) -> int:
         return len(self._sessions)

@@ -161,7 +161,32 @@ async def start_or_stop(
     hook = streams_of(gate)
     if hook is None or action not in ("start", "stop"):
         raise WebRefusal(404, "Not found", "Stream processors are not configured on this server.")
-    caller = user.caller(text_field(form, "purpose"), text_field(form, "case_reference"))
+    purpose, case_reference = text_field(form, "purpose"), text_field(form, "case_reference")
+    caller = user.caller(purpose, case_reference)
+    if action == "start" and not (purpose and case_reference):
+        # Starting a processor starts searching: like Search, it needs both (a refusal is on
+        # the record too); the page says what is missing, in place.
+        message = (
+            "Starting a stream processor starts a search: state a purpose and a case reference."
+        )
+        await run_blocking(
+            request,
+            gate.record_refusal,
+            caller,
+            "StartStreamProcessor",
+            None,
+            AccessDeniedError.code,
+            message,
+        )
+        missing = [
+            text
+            for value, text in (
+                (purpose, f"State the purpose of running {name}."),
+                (case_reference, f"Give the case reference for {name}."),
+            )
+            if not value
+        ]
+        return await _page(request, gate, user, status=400, missing=missing)
     try:
         verb = hook.start if action == "start" else hook.stop
         await run_blocking(request, verb, caller, name)

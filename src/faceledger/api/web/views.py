@@ -209,6 +209,7 @@ def templates() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["utc"] = utc
+    env.filters["utc_short"] = utc_short
     env.filters["thousands"] = lambda n: f"{n:,}"
     return env
 
@@ -217,6 +218,13 @@ def utc(epoch_s: float | None) -> str:
     if epoch_s is None:
         return ""
     return datetime.fromtimestamp(float(epoch_s), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def utc_short(epoch_s: float | None) -> str:
+    """For a column headed "(UTC)": no zone suffix, so the time stays on one line."""
+    if epoch_s is None:
+        return ""
+    return datetime.fromtimestamp(float(epoch_s), UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def render(
@@ -239,6 +247,7 @@ def render(
             active=active,
             csrf_token=user.csrf_token if user is not None else context.pop("csrf_token", ""),
             notice=MATCH_NOTICE,
+            max_image_bytes=request.app.state.settings.max_image_bytes,
             **context,
         )
     )

@@ -9,6 +9,35 @@ function svgEl(name, attrs) {
   return el;
 }
 
+function mebibytes(bytes) {
+  return `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+
+// A file over the server's limit is refused here, in the form, before it is sent: the form keeps
+// what was typed, and the message names the file and its own size (not the upload's).
+function oversize(file, form) {
+  const max = Number(form && form.dataset.maxBytes);
+  if (!max || file.size <= max) return null;
+  return `${file.name} is ${mebibytes(file.size)}; photos may be at most ${mebibytes(max)}. Choose a smaller photo.`;
+}
+
+function setupSizeChecks() {
+  document.querySelectorAll("form[data-max-bytes]").forEach((form) => {
+    if (form.id === "enrol-form") return; // enrolment reports each file in its results
+    const box = form.querySelector(".size-problem, #size-problem");
+    const check = () => {
+      const problems = [];
+      form.querySelectorAll("input[type=file]").forEach((input) => {
+        for (const f of input.files || []) { const p = oversize(f, form); if (p) problems.push(p); }
+      });
+      if (box) { box.textContent = problems.join(" "); box.hidden = problems.length === 0; }
+      return problems.length === 0;
+    };
+    form.querySelectorAll("input[type=file]").forEach((input) => input.addEventListener("change", check));
+    form.addEventListener("submit", (e) => { if (!check()) { e.preventDefault(); e.stopImmediatePropagation(); } });
+  });
+}
+
 // -- search: show the photo's faces and let the officer choose one -------------------------
 function setupSearch() {
   const form = document.getElementById("search-form");
@@ -91,9 +120,11 @@ function setupSearch() {
   inputs.forEach((input) => input.addEventListener("change", () => {
     if (!input.files.length) return;
     inputs.forEach((other) => { if (other !== input) other.value = ""; });
+    if (oversize(input.files[0], form)) { probe.hidden = true; return; }
     detect(input.files[0]);
   }));
-  form.addEventListener("submit", () => {
+  form.addEventListener("submit", (e) => {
+    if (e.defaultPrevented) return;
     const button = document.getElementById("search-button");
     setTimeout(() => { button.disabled = true; button.textContent = "Searching…"; }, 0);
   });
@@ -128,7 +159,9 @@ function setupEnrol() {
         } else {
           const li = document.createElement("li");
           li.className = "enrol-result failed";
-          li.textContent = `${file.name} — the server could not enrol it (status ${xhr.status}).`;
+          li.textContent = xhr.status === 413
+            ? `${file.name} (${mebibytes(file.size)}) — too large for the server; not enrolled.`
+            : `${file.name} — the server could not enrol it (status ${xhr.status}).`;
           results.appendChild(li);
         }
         resolve();
@@ -140,6 +173,20 @@ function setupEnrol() {
         results.appendChild(li);
         resolve();
       });
+      const tooBig = oversize(file, form);
+      if (tooBig) {
+        const li = document.createElement("li");
+        li.className = "enrol-result failed";
+        const name = document.createElement("strong");
+        name.textContent = file.name;
+        const text = document.createElement("span");
+        text.className = "problem-text";
+        text.textContent = ` — not sent: ${tooBig}`;
+        li.append(name, text);
+        results.appendChild(li);
+        resolve();
+        return;
+      }
       xhr.send(data);
     });
   }
@@ -162,6 +209,20 @@ function setupEnrol() {
     status.appendChild(more);
     input.value = "";
     busy = false;
+    await refreshCounts();
+  }
+
+  // The counts and the first page of faces are brought up to date in place after an enrolment.
+  async function refreshCounts() {
+    try {
+      const resp = await fetch(window.location.pathname, { credentials: "same-origin" });
+      if (!resp.ok) return;
+      const fresh = new DOMParser().parseFromString(await resp.text(), "text/html");
+      for (const id of ["describe", "faces-section"]) {
+        const now = document.getElementById(id), next = fresh.getElementById(id);
+        if (now && next) now.replaceWith(document.importNode(next, true));
+      }
+    } catch (e) { /* the link above still shows them */ }
   }
 
   form.addEventListener("submit", (e) => {
@@ -186,14 +247,9 @@ function setupStreams() {
   const status = document.getElementById("events-status");
   let source = null;
   let session = null;
-  // Cards from before (another watch, or an earlier run of the processor) stay, marked older.
-  const markOlder = () => list.querySelectorAll("li:not(.older)").forEach((li) => {
-    li.classList.add("older");
-    const note = document.createElement("p");
-    note.className = "older-note";
-    note.textContent = "Earlier run";
-    li.prepend(note);
-  });
+  // Only the current run's matches are shown: a new watch, or a new run of the processor
+  // (another session id), clears the cards of the earlier one.
+  const clear = () => list.replaceChildren();
   document.querySelectorAll("button.watch").forEach((button) => button.addEventListener("click", () => {
     // Watching is a search: it needs the purpose and case reference typed in the same row.
     const row = button.closest("tr");
@@ -204,7 +260,7 @@ function setupStreams() {
       return;
     }
     if (source) source.close();
-    markOlder();
+    clear();
     session = null;
     const query = new URLSearchParams({ purpose, case_reference: caseRef });
     source = new EventSource(`${button.dataset.events}?${query}`);
@@ -218,7 +274,7 @@ function setupStreams() {
     source.addEventListener("match", (e) => {
       let ev;
       try { ev = JSON.parse(e.data); } catch (err) { return; }
-      if (ev.session_id && session && ev.session_id !== session) markOlder();
+      if (ev.session_id && session && ev.session_id !== session) clear();
       session = ev.session_id || session;
       const li = document.createElement("li");
       li.className = "card";
@@ -229,10 +285,13 @@ function setupStreams() {
       li.appendChild(img);
       const dl = document.createElement("dl");
       const at = typeof ev.timestamp_ms === "number" ? `${(ev.timestamp_ms / 1000).toFixed(2)} s` : null;
-      for (const [name, value] of [["ExternalImageId", ev.external_image_id], ["Similarity", ev.similarity],
-        ["Time", ev.time], ["Video time", at], ["FaceId", ev.face_id]]) {
+      for (const [name, api, value] of [["Enrolled as", "ExternalImageId", ev.external_image_id],
+        ["Match score", "Similarity", ev.similarity], ["Time", "", ev.time], ["Video time", "", at],
+        ["Face reference", "FaceId", ev.face_id]]) {
         if (value === undefined || value === null) continue;
-        const dt = document.createElement("dt"); dt.textContent = name;
+        const dt = document.createElement("dt");
+        if (api) { const abbr = document.createElement("abbr"); abbr.title = api; abbr.textContent = name; dt.appendChild(abbr); }
+        else dt.textContent = name;
         const dd = document.createElement("dd");
         dd.textContent = typeof value === "number" ? value.toFixed(1) : String(value);
         dl.append(dt, dd);
@@ -244,7 +303,15 @@ function setupStreams() {
   }));
 }
 
+// -- ledger: the filters are open on a wide screen, folded on a phone ----------------------
+function setupFilters() {
+  const box = document.getElementById("filter-box");
+  if (box && window.matchMedia("(min-width: 48rem)").matches) box.open = true;
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  setupFilters();
+  setupSizeChecks();
   setupSearch();
   setupEnrol();
   setupStreams();
