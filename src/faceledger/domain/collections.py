@@ -89,6 +89,10 @@ class StoredFace:
     confidence: float  # detector confidence, 0–100
     user_id: str | None = None
     face_model_version: str = ""
+    # The size of the image the face was indexed from (after EXIF orientation); None for faces
+    # stored before the size was kept.
+    image_width_px: int | None = None
+    image_height_px: int | None = None
 
 
 @dataclass(frozen=True)

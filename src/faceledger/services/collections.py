@@ -416,6 +416,8 @@ class CollectionService:
                     bounding_box=ratio_box(analysed, i),
                     confidence=float(faces.scores[i]) * 100.0,
                     embedding=faces.embeddings[i],
+                    image_width_px=analysed.width_px,
+                    image_height_px=analysed.height_px,
                 )
                 for i in sorted(passing)
             ]
