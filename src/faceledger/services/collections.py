@@ -67,6 +67,7 @@ from faceledger.domain.faces import AnalysedImage, Faces
 from faceledger.domain.scale import SearchScale
 from faceledger.services.faces import FaceService, ImageSource
 from faceledger.services.tokens import TokenSigner, load_or_create_secret
+from faceledger.services.validation import check_int, check_threshold
 from faceledger.services.vectors import CollectionIndexes, VectorSearch, collection_vectors
 from faceledger.store.factory import open_store
 from faceledger.store.postgres.faces import PostgresStore
@@ -180,20 +181,6 @@ def _detected_index(analysed: AnalysedImage, face: StoredFace) -> int:
     return best
 
 
-def _check_int(value: int, low: int, high: int, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise InvalidParameterError(
-            f"{name} must be an integer from {low} to {high}, got {value!r}"
-        )
-    return value
-
-
-def _check_threshold(value: float, name: str) -> float:
-    if not isinstance(value, int | float) or not 0.0 <= float(value) <= 100.0:
-        raise InvalidParameterError(f"{name} must be between 0 and 100, got {value!r}")
-    return float(value)
-
-
 def _check_tags(tags: dict[str, str]) -> dict[str, str]:
     if len(tags) > MAX_TAGS:
         raise InvalidParameterError(f"at most {MAX_TAGS} tags are allowed, got {len(tags)}")
@@ -273,7 +260,7 @@ class CollectionService:
     def list_collections(
         self, *, next_token: str | None = None, max_results: int = 1000
     ) -> tuple[list[Collection], str | None]:
-        _check_int(max_results, 0, 4096, "MaxResults")
+        check_int(max_results, 0, 4096, "MaxResults")
         position = self._tokens.decode(next_token, "collections", "") if next_token else None
         page = self._collections_after(position, max_results + 1)
         more = len(page) > max_results
@@ -383,7 +370,7 @@ class CollectionService:
         if external_image_id is not None:
             check_id(external_image_id, EXTERNAL_IMAGE_ID_RE, "ExternalImageId")
         if max_faces is not None:
-            _check_int(max_faces, 1, 100, "MaxFaces")
+            check_int(max_faces, 1, 100, "MaxFaces")
         faces = analysed.faces
         reasons = quality_reasons(faces, quality_filter)
         if subject_only:
@@ -435,7 +422,7 @@ class CollectionService:
         face_ids: list[str] | None = None,
     ) -> tuple[list[StoredFace], str | None]:
         check_id(collection_id, COLLECTION_ID_RE, "CollectionId")
-        _check_int(max_results, 0, LIST_PAGE_MAX, "MaxResults")
+        check_int(max_results, 0, LIST_PAGE_MAX, "MaxResults")
         if user_id is not None:
             check_id(user_id, USER_ID_RE, "UserId")
         for face_id in face_ids or ():
@@ -537,8 +524,8 @@ class CollectionService:
         threshold: float,
         exclude_row: int | None = None,
     ) -> tuple[CollectionMatch, ...]:
-        _check_int(max_faces, 1, MAX_SEARCH_FACES, "MaxFaces")
-        threshold = _check_threshold(threshold, "FaceMatchThreshold")
+        check_int(max_faces, 1, MAX_SEARCH_FACES, "MaxFaces")
+        threshold = check_threshold(threshold, "FaceMatchThreshold")
         calibration = self.faces.engine.calibration
         min_cosine = float(calibration.cosine(threshold))
         k = max_faces + (1 if exclude_row is not None else 0)
@@ -602,8 +589,8 @@ class CollectionService:
     ) -> SearchByImageResult:
         """Search with the largest face of an image; no face → InvalidParameterException."""
         version = self.pinned_version(collection_id)
-        _check_int(max_faces, 1, MAX_SEARCH_FACES, "MaxFaces")
-        _check_threshold(threshold, "FaceMatchThreshold")
+        check_int(max_faces, 1, MAX_SEARCH_FACES, "MaxFaces")
+        check_threshold(threshold, "FaceMatchThreshold")
         decoded = self.faces.image(image)
         faces = self.faces.engine.analyse(decoded, max_faces=1)
         if len(faces) == 0:

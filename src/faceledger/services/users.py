@@ -110,12 +110,11 @@ from faceledger.domain.errors import (
 from faceledger.domain.faces import AnalysedImage, Faces
 from faceledger.services.collections import (
     CollectionService,
-    _check_int,
-    _check_threshold,
     quality_reasons,
     ratio_box,
 )
 from faceledger.services.faces import ImageSource
+from faceledger.services.validation import check_int, check_threshold
 from faceledger.store.sqlite.faces import RequestRecord
 
 MAX_FACES_PER_USER = 100
@@ -296,7 +295,7 @@ class UserService:
     ) -> tuple[list[User], str | None]:
         """Users by UserId, with UserStatus; ``next_token`` is signed and bound to the listing."""
         check_id(collection_id, COLLECTION_ID_RE, "CollectionId")
-        _check_int(max_results, 1, MAX_USERS, "MaxResults")
+        check_int(max_results, 1, MAX_USERS, "MaxResults")
         signer = self.collections._tokens
         after = signer.decode(next_token, "users", collection_id) if next_token else None
         store = self.collections.store
@@ -328,7 +327,7 @@ class UserService:
         self.collections.pinned_version(collection_id)
         check_id(user_id, USER_ID_RE, "UserId")
         wanted = _check_face_ids(face_ids)
-        threshold = _check_threshold(user_match_threshold, "UserMatchThreshold")
+        threshold = check_threshold(user_match_threshold, "UserMatchThreshold")
         token = self._check_token(client_request_token)
         params = json.dumps({"UserId": user_id, "FaceIds": wanted, "Threshold": threshold})
         store = self.collections.store
@@ -504,8 +503,8 @@ class UserService:
         version = self.collections.pinned_version(collection_id)
         if (user_id is None) == (face_id is None):
             raise InvalidParameterError("give exactly one of UserId and FaceId")
-        threshold = _check_threshold(user_match_threshold, "UserMatchThreshold")
-        _check_int(max_users, 1, MAX_USERS, "MaxUsers")
+        threshold = check_threshold(user_match_threshold, "UserMatchThreshold")
+        check_int(max_users, 1, MAX_USERS, "MaxUsers")
         store = self.collections.store
         if user_id is not None:
             check_id(user_id, USER_ID_RE, "UserId")
@@ -544,8 +543,8 @@ class UserService:
         FACE_NOT_LARGEST (the largest, when it fails the filter, with its quality reasons).
         """
         version = self.collections.pinned_version(collection_id)
-        threshold = _check_threshold(user_match_threshold, "UserMatchThreshold")
-        _check_int(max_users, 1, MAX_USERS, "MaxUsers")
+        threshold = check_threshold(user_match_threshold, "UserMatchThreshold")
+        check_int(max_users, 1, MAX_USERS, "MaxUsers")
         quality_reasons(Faces.empty(), quality_filter)  # validates it, even for a faceless image
         engine = self.collections.faces.engine
         decoded = self.collections.faces.image(image)
