@@ -1,5 +1,6 @@
 """Each stored face keeps the size of the image it was indexed from (both stores), and a SQLite
-data file from before the size was kept is upgraded in place (its faces read back with None)."""
+data file from before the size was kept is upgraded in place (its faces read back with None);
+the native API gives pixel boxes from that size, or from the upload for older faces."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from faceledger.api.native.collections.mappers import index_faces_out
 from faceledger.config import Settings
-from faceledger.domain.collections import BoundingBox
+from faceledger.domain.collections import BoundingBox, IndexFacesResult, StoredFace
+from faceledger.domain.faces import AnalysedImage, Faces
+from faceledger.inference.imaging import load_image
+from faceledger.services.collections import CollectionService
 from faceledger.store.factory import open_store
 from faceledger.store.sqlite.faces import SCHEMA, NewFace, SQLiteStore
 
@@ -73,3 +78,35 @@ def test_a_data_file_from_before_image_sizes_is_upgraded_in_place(tmp_path: Path
         store.close()
     # Opening the upgraded file again changes nothing.
     SQLiteStore(path).close()
+
+
+def test_index_faces_stores_the_size_of_the_image(tmp_path: Path, data_dir: Path) -> None:
+    photo = data_dir / "photos" / "couple.jpg"
+    image = load_image(photo)
+    service = CollectionService(Settings(data_dir=tmp_path, workers=1))
+    try:
+        service.create_collection("c")
+        result = service.index_faces("c", photo)
+        assert len(result.face_records) == 2
+        faces, _ = service.list_faces("c")
+        assert [(f.image_width_px, f.image_height_px) for f in faces] == [
+            (image.width_px, image.height_px)
+        ] * 2
+    finally:
+        service.close()
+
+
+def _indexed(face: StoredFace, width_px: int, height_px: int) -> IndexFacesResult:
+    empty = Faces.empty()
+    analysed = AnalysedImage("e" * 64, "jpeg", width_px, height_px, 1000, empty)
+    return IndexFacesResult(((face, -1),), (), "pack-1", duplicate=True, analysed=analysed)
+
+
+def test_native_pixel_boxes_come_from_the_stored_size_or_else_the_upload() -> None:
+    box = BoundingBox(0.25, 0.5, 0.5, 0.25)
+    sized = StoredFace("f1", "i1", None, box, 99.0, None, "pack-1", 400, 200)
+    [face] = index_faces_out(_indexed(sized, 800, 600)).faces
+    assert face.bbox_px.model_dump() == {"left": 100.0, "top": 100.0, "width": 200.0, "height": 50}
+    unsized = StoredFace("f2", "i1", None, box, 99.0, None, "pack-1")  # stored before 0006
+    [face] = index_faces_out(_indexed(unsized, 800, 600)).faces
+    assert face.bbox_px.model_dump() == {"left": 200.0, "top": 300.0, "width": 400.0, "height": 150}

@@ -57,14 +57,15 @@ from faceledger.domain.collections import (
     Collection,
     CollectionMatch,
     IndexFacesResult,
+    PixelBox,
     StoredFace,
     UnindexedFace,
     UnindexedReason,
     check_id,
 )
 from faceledger.domain.errors import InvalidPaginationTokenError, InvalidParameterError
-from faceledger.domain.faces import AnalysedImage, Faces
-from faceledger.domain.scale import SearchScale
+from faceledger.domain.faces import AnalysedImage, Faces, ImageInfo
+from faceledger.domain.results import FaceFailure, ImageFace, SearchByImageResult
 from faceledger.services.faces import FaceService, ImageSource
 from faceledger.services.tokens import TokenSigner, load_or_create_secret
 from faceledger.services.validation import check_int, check_threshold
@@ -188,16 +189,6 @@ def _check_tags(tags: dict[str, str]) -> dict[str, str]:
         check_id(key, TAG_KEY_RE, "TagKey")
         check_id(value, TAG_VALUE_RE, "TagValue")
     return dict(tags)
-
-
-@dataclass(frozen=True)
-class SearchByImageResult:
-    searched_face_bounding_box: BoundingBox
-    searched_face_confidence: float  # 0–100
-    matches: tuple[CollectionMatch, ...]
-    face_model_version: str
-    threshold: float
-    scale: SearchScale | None = None  # set by the gateway: what a candidate means at this size
 
 
 class CollectionService:
@@ -444,8 +435,8 @@ class CollectionService:
 
     def delete_faces(
         self, collection_id: str, face_ids: list[str]
-    ) -> tuple[list[str], list[dict[str, Any]]]:
-        """Delete faces; returns (DeletedFaces, UnsuccessfulFaceDeletions)."""
+    ) -> tuple[list[str], list[FaceFailure]]:
+        """Delete faces; returns (the FaceIds deleted, the faces refused with their reasons)."""
         check_id(collection_id, COLLECTION_ID_RE, "CollectionId")
         if not 1 <= len(face_ids) <= 4096:
             raise InvalidParameterError("FaceIds must list 1 to 4096 face ids")
@@ -453,19 +444,15 @@ class CollectionService:
             check_id(face_id, FACE_ID_RE, "FaceId")
         with self._enrol_lock:
             known = self.store.faces_by_id(collection_id, face_ids)
-            unsuccessful: list[dict[str, Any]] = []
+            unsuccessful: list[FaceFailure] = []
             deletable = []
             for face_id in face_ids:
                 row = known.get(face_id)
                 if row is None:
-                    unsuccessful.append({"FaceId": face_id, "Reasons": ["FACE_NOT_FOUND"]})
+                    unsuccessful.append(FaceFailure(face_id, ("FACE_NOT_FOUND",)))
                 elif row.face.user_id is not None:
                     unsuccessful.append(
-                        {
-                            "FaceId": face_id,
-                            "UserId": row.face.user_id,
-                            "Reasons": ["ASSOCIATED_TO_AN_EXISTING_USER"],
-                        }
+                        FaceFailure(face_id, ("ASSOCIATED_TO_AN_EXISTING_USER",), row.face.user_id)
                     )
                 else:
                     deletable.append(face_id)
@@ -601,13 +588,12 @@ class CollectionService:
                 f"the largest face fails QualityFilter {quality_filter}: {', '.join(reasons)}"
             )
         assert faces.embeddings is not None
-        analysed = AnalysedImage.of(decoded, faces)
         matches = self._search_vector(
             collection_id, faces.embeddings[0], max_faces=max_faces, threshold=threshold
         )
         return SearchByImageResult(
-            ratio_box(analysed, 0),
-            float(faces.scores[0]) * 100.0,
+            ImageInfo.of(decoded),
+            ImageFace(PixelBox.of(faces.boxes_px[0]), float(faces.scores[0]) * 100.0),
             matches,
             version,
             threshold,
