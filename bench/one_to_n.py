@@ -150,7 +150,7 @@ def probe(service: Any, root: Path, rels: list[str]) -> list[dict[str, Any]]:
         except FaceLedgerError as exc:
             row.update(error=f"{exc.code}: {exc.message}", candidates=[])
         else:
-            box = res.searched_face_bounding_box
+            box = res.searched_face.box_px.to_ratio(res.image.width_px, res.image.height_px)
             row["searched_face_is_central"] = (
                 box.left <= 0.5 <= box.left + box.width and box.top <= 0.5 <= box.top + box.height
             )

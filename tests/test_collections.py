@@ -17,6 +17,7 @@ from faceledger.domain.errors import (
     ResourceAlreadyExistsError,
     ResourceNotFoundError,
 )
+from faceledger.domain.results import FaceFailure
 from faceledger.inference.imaging import load_image
 from faceledger.services.collections import CollectionService
 from faceledger.services.faces import FaceService
@@ -112,9 +113,7 @@ def test_index_search_and_delete(service: CollectionService, people: dict[str, l
         "g", [enrolled[names[1]], "00000000-0000-0000-0000-000000000000"]
     )
     assert deleted == [enrolled[names[1]]]
-    assert failed == [
-        {"FaceId": "00000000-0000-0000-0000-000000000000", "Reasons": ["FACE_NOT_FOUND"]}
-    ]
+    assert failed == [FaceFailure("00000000-0000-0000-0000-000000000000", ("FACE_NOT_FOUND",))]
     after = service.search_faces_by_image("g", people[names[1]][1], threshold=0, max_faces=10)
     assert enrolled[names[1]] not in {m.face.face_id for m in after.matches}
 

@@ -20,6 +20,7 @@ from faceledger.domain.errors import (
     ServiceQuotaExceededError,
 )
 from faceledger.domain.faces import AnalysedImage
+from faceledger.domain.results import AssociationOutcome, FaceFailure
 from faceledger.inference.imaging import load_image
 from faceledger.services import users as users_module
 from faceledger.services.collections import CollectionService
@@ -27,6 +28,11 @@ from faceledger.services.faces import FaceService
 from faceledger.services.users import UserService, centroid
 
 MISSING_FACE = "00000000-0000-0000-0000-000000000000"
+
+
+def _parts(outcome: AssociationOutcome) -> tuple[list[str], list[FaceFailure], str]:
+    """(changed FaceIds, refused faces, UserStatus) as lists, for short assertions."""
+    return list(outcome.faces), list(outcome.unsuccessful), outcome.user_status
 
 
 @pytest.fixture(scope="module")
@@ -141,21 +147,22 @@ def test_associate_search_disassociate_and_delete(
     users.create_user("g", "b")
 
     # two photos of the same person: both associated
-    done, failed, status = users.associate_faces("g", "a", [fa[0], fa[1]])
+    done, failed, status = _parts(users.associate_faces("g", "a", [fa[0], fa[1]]))
     assert done == [fa[0], fa[1]] and failed == [] and status == "ACTIVE"
     # a different person: refused with its Similarity to the user
-    done, failed, status = users.associate_faces("g", "a", [fb[0]])
+    done, failed, status = _parts(users.associate_faces("g", "a", [fb[0]]))
     assert done == [] and status == "ACTIVE"
-    assert failed[0]["FaceId"] == fb[0] and failed[0]["Reasons"] == ["LOW_MATCH_CONFIDENCE"]
-    assert 0 <= failed[0]["Confidence"] < 75 and failed[0]["UserId"] == "a"
+    assert failed[0].face_id == fb[0] and failed[0].reasons == ("LOW_MATCH_CONFIDENCE",)
+    similarity = failed[0].similarity
+    assert similarity is not None and 0 <= similarity < 75 and failed[0].user_id == "a"
     # ... unless the caller lowers the threshold
-    assert users.associate_faces("g", "b", fb, user_match_threshold=75).faces == fb
+    assert list(users.associate_faces("g", "b", fb, user_match_threshold=75).faces) == fb
     # a face of another user, an unknown face, and a face already this user's (ignored)
-    done, failed, _ = users.associate_faces("g", "b", [fa[0], MISSING_FACE, fb[0]])
+    done, failed, _ = _parts(users.associate_faces("g", "b", [fa[0], MISSING_FACE, fb[0]]))
     assert done == []
     assert failed == [
-        {"FaceId": fa[0], "UserId": "a", "Reasons": ["ASSOCIATED_TO_A_DIFFERENT_USER"]},
-        {"FaceId": MISSING_FACE, "Reasons": ["FACE_NOT_FOUND"]},
+        FaceFailure(fa[0], ("ASSOCIATED_TO_A_DIFFERENT_USER",), "a"),
+        FaceFailure(MISSING_FACE, ("FACE_NOT_FOUND",)),
     ]
     with pytest.raises(ResourceNotFoundError):
         users.associate_faces("g", "nobody", [fa[2]])
@@ -210,18 +217,16 @@ def test_associate_search_disassociate_and_delete(
     # DeleteFaces refuses a face that belongs to a user
     deleted, refused = collections.delete_faces("g", [fa[0], fc])
     assert deleted == [fc]
-    assert refused == [
-        {"FaceId": fa[0], "UserId": "a", "Reasons": ["ASSOCIATED_TO_AN_EXISTING_USER"]}
-    ]
+    assert refused == [FaceFailure(fa[0], ("ASSOCIATED_TO_AN_EXISTING_USER",), "a")]
 
     # DisassociateFaces
-    done, failed, status = users.disassociate_faces("g", "a", [fa[1], fb[0], MISSING_FACE])
+    done, failed, status = _parts(users.disassociate_faces("g", "a", [fa[1], fb[0], MISSING_FACE]))
     assert done == [fa[1]] and status == "ACTIVE"
     assert failed == [
-        {"FaceId": fb[0], "UserId": "b", "Reasons": ["ASSOCIATED_TO_A_DIFFERENT_USER"]},
-        {"FaceId": MISSING_FACE, "Reasons": ["FACE_NOT_FOUND"]},
+        FaceFailure(fb[0], ("ASSOCIATED_TO_A_DIFFERENT_USER",), "b"),
+        FaceFailure(MISSING_FACE, ("FACE_NOT_FOUND",)),
     ]
-    assert users.disassociate_faces("g", "a", [fa[1]]) == ([], [], "ACTIVE")  # ignored
+    assert _parts(users.disassociate_faces("g", "a", [fa[1]])) == ([], [], "ACTIVE")  # ignored
     assert users.disassociate_faces("g", "a", [fa[0]]).user_status == "CREATED"
 
     # DeleteUser keeps the faces, disassociated
@@ -242,10 +247,10 @@ def test_first_faces_of_a_user_are_checked_against_each_other(
     mine = [_enrol(collections, "s", people[a][i], f"a{i}") for i in range(3)]
     users.create_user("s", "a")
     # the odd face comes first, yet the three faces of one person win
-    done, failed, status = users.associate_faces("s", "a", [other, *mine])
+    done, failed, status = _parts(users.associate_faces("s", "a", [other, *mine]))
     assert done == mine and status == "ACTIVE"
-    assert [f["FaceId"] for f in failed] == [other]
-    assert failed[0]["Reasons"] == ["LOW_MATCH_CONFIDENCE"]
+    assert [f.face_id for f in failed] == [other]
+    assert failed[0].reasons == ("LOW_MATCH_CONFIDENCE",)
 
 
 def test_a_user_holds_at_most_100_faces(
@@ -261,7 +266,7 @@ def test_a_user_holds_at_most_100_faces(
         for i in range(102)
     ]
     users.create_user("m", "u")
-    done, failed, status = users.associate_faces("m", "u", faces[:100])
+    done, failed, status = _parts(users.associate_faces("m", "u", faces[:100]))
     assert len(done) == 100 and failed == [] and status == "ACTIVE"
     with pytest.raises(ServiceQuotaExceededError, match="already has 100") as quota:
         users.associate_faces("m", "u", [faces[100]])
@@ -283,12 +288,12 @@ def test_associate_with_a_token_replays_its_first_response(
     faces = [_enrol(collections, "r", people[a][i], f"a{i}") for i in range(2)]
     users.create_user("r", "a")
     first = users.associate_faces("r", "a", faces, client_request_token="assoc-1")
-    assert first.faces == faces
+    assert list(first.faces) == faces
     again = users.associate_faces("r", "a", faces, client_request_token="assoc-1")
     assert again == first  # the same response, not "nothing new associated"
-    assert users.associate_faces("r", "a", faces).faces == []  # a new request: ignored faces
+    assert users.associate_faces("r", "a", faces).faces == ()  # a new request: ignored faces
     with pytest.raises(IdempotentParameterMismatchError):
         users.associate_faces("r", "a", faces[:1], client_request_token="assoc-1")
     gone = users.disassociate_faces("r", "a", faces, client_request_token="dis-1")
     assert users.disassociate_faces("r", "a", faces, client_request_token="dis-1") == gone
-    assert gone.faces == faces and gone.user_status == "CREATED"
+    assert list(gone.faces) == faces and gone.user_status == "CREATED"

@@ -72,6 +72,31 @@ class BoundingBox:
 
 
 @dataclass(frozen=True)
+class PixelBox:
+    """A box in pixels of its image after EXIF orientation: corners as the detector gave them
+    (not clipped to the image; the adapters clip)."""
+
+    left_px: float
+    top_px: float
+    right_px: float
+    bottom_px: float
+
+    @classmethod
+    def of(cls, corners_px: Iterable[float]) -> PixelBox:
+        """The box of pixel corners ``(x1, y1, x2, y2)`` (a row of ``Faces.boxes_px``)."""
+        left, top, right, bottom = (float(v) for v in corners_px)
+        return cls(left, top, right, bottom)
+
+    @property
+    def corners_px(self) -> tuple[float, float, float, float]:
+        return (self.left_px, self.top_px, self.right_px, self.bottom_px)
+
+    def to_ratio(self, image_width_px: int, image_height_px: int) -> BoundingBox:
+        """Ratios of the image size, clipped to the image (``BoundingBox.from_pixels``)."""
+        return BoundingBox.from_pixels(self.corners_px, image_width_px, image_height_px)
+
+
+@dataclass(frozen=True)
 class Collection:
     collection_id: str
     face_model_version: str
@@ -89,12 +114,19 @@ class StoredFace:
     confidence: float  # detector confidence, 0–100
     user_id: str | None = None
     face_model_version: str = ""
+    # The size of the image the face was indexed from (after EXIF orientation); None for faces
+    # stored before the size was kept.
+    image_width_px: int | None = None
+    image_height_px: int | None = None
+
+
+UserStatus = Literal["ACTIVE", "UPDATING", "CREATING", "CREATED"]
 
 
 @dataclass(frozen=True)
 class User:
     user_id: str
-    status: Literal["ACTIVE", "UPDATING", "CREATING", "CREATED"] = "ACTIVE"
+    status: UserStatus = "ACTIVE"
 
 
 @dataclass(frozen=True)

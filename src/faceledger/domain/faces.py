@@ -210,6 +210,22 @@ class AnalysedImage:
 
 
 @dataclass(frozen=True)
+class ImageInfo:
+    """What an answer says about an uploaded image: its identity, format and size (after EXIF
+    orientation), without its pixels."""
+
+    sha256: str  # of the encoded bytes
+    format: str  # "jpeg" or "png"
+    width_px: int
+    height_px: int
+    size_bytes: int
+
+    @classmethod
+    def of(cls, image: Image | AnalysedImage) -> ImageInfo:
+        return cls(image.sha256, image.format, image.width_px, image.height_px, image.size_bytes)
+
+
+@dataclass(frozen=True)
 class FaceMatch:
     """One target face compared with the source face."""
 

@@ -57,16 +57,18 @@ from faceledger.domain.collections import (
     Collection,
     CollectionMatch,
     IndexFacesResult,
+    PixelBox,
     StoredFace,
     UnindexedFace,
     UnindexedReason,
     check_id,
 )
 from faceledger.domain.errors import InvalidPaginationTokenError, InvalidParameterError
-from faceledger.domain.faces import AnalysedImage, Faces
-from faceledger.domain.scale import SearchScale
+from faceledger.domain.faces import AnalysedImage, Faces, ImageInfo
+from faceledger.domain.results import FaceFailure, ImageFace, SearchByImageResult
 from faceledger.services.faces import FaceService, ImageSource
 from faceledger.services.tokens import TokenSigner, load_or_create_secret
+from faceledger.services.validation import check_int, check_threshold
 from faceledger.services.vectors import CollectionIndexes, VectorSearch, collection_vectors
 from faceledger.store.factory import open_store
 from faceledger.store.postgres.faces import PostgresStore
@@ -180,20 +182,6 @@ def _detected_index(analysed: AnalysedImage, face: StoredFace) -> int:
     return best
 
 
-def _check_int(value: int, low: int, high: int, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise InvalidParameterError(
-            f"{name} must be an integer from {low} to {high}, got {value!r}"
-        )
-    return value
-
-
-def _check_threshold(value: float, name: str) -> float:
-    if not isinstance(value, int | float) or not 0.0 <= float(value) <= 100.0:
-        raise InvalidParameterError(f"{name} must be between 0 and 100, got {value!r}")
-    return float(value)
-
-
 def _check_tags(tags: dict[str, str]) -> dict[str, str]:
     if len(tags) > MAX_TAGS:
         raise InvalidParameterError(f"at most {MAX_TAGS} tags are allowed, got {len(tags)}")
@@ -201,16 +189,6 @@ def _check_tags(tags: dict[str, str]) -> dict[str, str]:
         check_id(key, TAG_KEY_RE, "TagKey")
         check_id(value, TAG_VALUE_RE, "TagValue")
     return dict(tags)
-
-
-@dataclass(frozen=True)
-class SearchByImageResult:
-    searched_face_bounding_box: BoundingBox
-    searched_face_confidence: float  # 0–100
-    matches: tuple[CollectionMatch, ...]
-    face_model_version: str
-    threshold: float
-    scale: SearchScale | None = None  # set by the gateway: what a candidate means at this size
 
 
 class CollectionService:
@@ -273,7 +251,7 @@ class CollectionService:
     def list_collections(
         self, *, next_token: str | None = None, max_results: int = 1000
     ) -> tuple[list[Collection], str | None]:
-        _check_int(max_results, 0, 4096, "MaxResults")
+        check_int(max_results, 0, 4096, "MaxResults")
         position = self._tokens.decode(next_token, "collections", "") if next_token else None
         page = self._collections_after(position, max_results + 1)
         more = len(page) > max_results
@@ -383,7 +361,7 @@ class CollectionService:
         if external_image_id is not None:
             check_id(external_image_id, EXTERNAL_IMAGE_ID_RE, "ExternalImageId")
         if max_faces is not None:
-            _check_int(max_faces, 1, 100, "MaxFaces")
+            check_int(max_faces, 1, 100, "MaxFaces")
         faces = analysed.faces
         reasons = quality_reasons(faces, quality_filter)
         if subject_only:
@@ -416,6 +394,8 @@ class CollectionService:
                     bounding_box=ratio_box(analysed, i),
                     confidence=float(faces.scores[i]) * 100.0,
                     embedding=faces.embeddings[i],
+                    image_width_px=analysed.width_px,
+                    image_height_px=analysed.height_px,
                 )
                 for i in sorted(passing)
             ]
@@ -433,7 +413,7 @@ class CollectionService:
         face_ids: list[str] | None = None,
     ) -> tuple[list[StoredFace], str | None]:
         check_id(collection_id, COLLECTION_ID_RE, "CollectionId")
-        _check_int(max_results, 0, LIST_PAGE_MAX, "MaxResults")
+        check_int(max_results, 0, LIST_PAGE_MAX, "MaxResults")
         if user_id is not None:
             check_id(user_id, USER_ID_RE, "UserId")
         for face_id in face_ids or ():
@@ -455,8 +435,8 @@ class CollectionService:
 
     def delete_faces(
         self, collection_id: str, face_ids: list[str]
-    ) -> tuple[list[str], list[dict[str, Any]]]:
-        """Delete faces; returns (DeletedFaces, UnsuccessfulFaceDeletions)."""
+    ) -> tuple[list[str], list[FaceFailure]]:
+        """Delete faces; returns (the FaceIds deleted, the faces refused with their reasons)."""
         check_id(collection_id, COLLECTION_ID_RE, "CollectionId")
         if not 1 <= len(face_ids) <= 4096:
             raise InvalidParameterError("FaceIds must list 1 to 4096 face ids")
@@ -464,19 +444,15 @@ class CollectionService:
             check_id(face_id, FACE_ID_RE, "FaceId")
         with self._enrol_lock:
             known = self.store.faces_by_id(collection_id, face_ids)
-            unsuccessful: list[dict[str, Any]] = []
+            unsuccessful: list[FaceFailure] = []
             deletable = []
             for face_id in face_ids:
                 row = known.get(face_id)
                 if row is None:
-                    unsuccessful.append({"FaceId": face_id, "Reasons": ["FACE_NOT_FOUND"]})
+                    unsuccessful.append(FaceFailure(face_id, ("FACE_NOT_FOUND",)))
                 elif row.face.user_id is not None:
                     unsuccessful.append(
-                        {
-                            "FaceId": face_id,
-                            "UserId": row.face.user_id,
-                            "Reasons": ["ASSOCIATED_TO_AN_EXISTING_USER"],
-                        }
+                        FaceFailure(face_id, ("ASSOCIATED_TO_AN_EXISTING_USER",), row.face.user_id)
                     )
                 else:
                     deletable.append(face_id)
@@ -535,8 +511,8 @@ class CollectionService:
         threshold: float,
         exclude_row: int | None = None,
     ) -> tuple[CollectionMatch, ...]:
-        _check_int(max_faces, 1, MAX_SEARCH_FACES, "MaxFaces")
-        threshold = _check_threshold(threshold, "FaceMatchThreshold")
+        check_int(max_faces, 1, MAX_SEARCH_FACES, "MaxFaces")
+        threshold = check_threshold(threshold, "FaceMatchThreshold")
         calibration = self.faces.engine.calibration
         min_cosine = float(calibration.cosine(threshold))
         k = max_faces + (1 if exclude_row is not None else 0)
@@ -600,8 +576,8 @@ class CollectionService:
     ) -> SearchByImageResult:
         """Search with the largest face of an image; no face → InvalidParameterException."""
         version = self.pinned_version(collection_id)
-        _check_int(max_faces, 1, MAX_SEARCH_FACES, "MaxFaces")
-        _check_threshold(threshold, "FaceMatchThreshold")
+        check_int(max_faces, 1, MAX_SEARCH_FACES, "MaxFaces")
+        check_threshold(threshold, "FaceMatchThreshold")
         decoded = self.faces.image(image)
         faces = self.faces.engine.analyse(decoded, max_faces=1)
         if len(faces) == 0:
@@ -612,13 +588,12 @@ class CollectionService:
                 f"the largest face fails QualityFilter {quality_filter}: {', '.join(reasons)}"
             )
         assert faces.embeddings is not None
-        analysed = AnalysedImage.of(decoded, faces)
         matches = self._search_vector(
             collection_id, faces.embeddings[0], max_faces=max_faces, threshold=threshold
         )
         return SearchByImageResult(
-            ratio_box(analysed, 0),
-            float(faces.scores[0]) * 100.0,
+            ImageInfo.of(decoded),
+            ImageFace(PixelBox.of(faces.boxes_px[0]), float(faces.scores[0]) * 100.0),
             matches,
             version,
             threshold,

@@ -72,13 +72,19 @@ from faceledger.domain.policy import (
     CollectionPolicy,
 )
 from faceledger.domain.principals import ROLES, Principal
+from faceledger.domain.results import (
+    AssociationOutcome,
+    FaceFailure,
+    SearchByImageResult,
+    UserSearchByImageResult,
+    UserSearchResult,
+)
 from faceledger.domain.scale import FLOOR_FROM_POLICY, FLOOR_FROM_SIZE, SearchScale
 from faceledger.inference.scale import MIN_FLOOR, TARGET_FPIR
 from faceledger.services.collections import (
     DEFAULT_FACE_MATCH_THRESHOLD,
     DEFAULT_SEARCH_MAX_FACES,
     CollectionService,
-    SearchByImageResult,
 )
 from faceledger.services.faces import FaceService
 from faceledger.services.keys import AccessKey, KeyService
@@ -88,9 +94,6 @@ from faceledger.services.users import (
     DEFAULT_ASSOCIATE_THRESHOLD,
     DEFAULT_MAX_USERS,
     DEFAULT_USER_MATCH_THRESHOLD,
-    AssociationOutcome,
-    UserSearchByImageResult,
-    UserSearchResult,
     UserService,
 )
 from faceledger.services.video import JobPage, VideoService
@@ -965,7 +968,7 @@ class Gateway:
 
     def delete_faces(
         self, caller: Caller, collection_id: str, face_ids: list[str]
-    ) -> tuple[list[str], list[dict[str, Any]]]:
+    ) -> tuple[list[str], list[FaceFailure]]:
         return self._run(
             caller,
             "DeleteFaces",

@@ -84,8 +84,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -94,9 +93,10 @@ from faceledger.domain.collections import (
     COLLECTION_ID_RE,
     FACE_ID_RE,
     USER_ID_RE,
-    BoundingBox,
     Collection,
+    PixelBox,
     User,
+    UserStatus,
     check_id,
 )
 from faceledger.domain.errors import (
@@ -107,16 +107,23 @@ from faceledger.domain.errors import (
     ServiceQuotaExceededError,
     UserAlreadyExistsError,
 )
-from faceledger.domain.faces import AnalysedImage, Faces
+from faceledger.domain.faces import Faces, ImageInfo
+from faceledger.domain.results import (
+    AssociationOutcome,
+    FaceFailure,
+    ImageFace,
+    UnsearchedFace,
+    UserMatch,
+    UserSearchByImageResult,
+    UserSearchResult,
+)
 from faceledger.services.collections import (
     CollectionService,
-    _check_int,
-    _check_threshold,
     quality_reasons,
-    ratio_box,
 )
 from faceledger.services.faces import ImageSource
-from faceledger.store.sqlite.faces import RequestRecord
+from faceledger.services.validation import check_int, check_threshold
+from faceledger.store.sqlite.faces import RequestRecord, UserFacesChange
 
 MAX_FACES_PER_USER = 100
 MAX_FACE_IDS_PER_CALL = 100  # UserFaceIdList
@@ -128,62 +135,6 @@ DEFAULT_LIST_USERS = 500
 MAX_CANDIDATE_FACES = 4096
 CANDIDATE_NORM = 0.65
 CLIENT_REQUEST_TOKEN_RE = re.compile(r"[a-zA-Z0-9\-_]{1,64}")
-
-UserStatus = Literal["ACTIVE", "UPDATING", "CREATING", "CREATED"]
-
-
-@dataclass(frozen=True)
-class UserMatch:
-    similarity: float  # calibrated 0–100, probe against the user's centroid
-    user: User
-
-
-@dataclass(frozen=True)
-class UserSearchResult:
-    """SearchUsers: matches best first, and what was searched (exactly one is set)."""
-
-    matches: tuple[UserMatch, ...]
-    face_model_version: str
-    threshold: float
-    searched_user_id: str | None = None
-    searched_face_id: str | None = None
-
-
-@dataclass(frozen=True)
-class ImageFace:
-    """A face of the probe image: ratio box and detector confidence (0–100)."""
-
-    bounding_box: BoundingBox
-    confidence: float
-
-
-@dataclass(frozen=True)
-class UnsearchedFace:
-    face: ImageFace
-    reasons: tuple[str, ...]  # UnsearchedFaceReason values
-
-
-@dataclass(frozen=True)
-class UserSearchByImageResult:
-    """SearchUsersByImage: ``searched_face`` is None when no usable face was found."""
-
-    matches: tuple[UserMatch, ...]
-    face_model_version: str
-    threshold: float
-    searched_face: ImageFace | None
-    unsearched: tuple[UnsearchedFace, ...]
-
-
-class AssociationOutcome(NamedTuple):
-    """AssociateFaces / DisassociateFaces: (changed FaceIds, unsuccessful, UserStatus).
-
-    ``unsuccessful`` items are Rekognition-shaped dicts: ``FaceId``, ``Reasons`` and, when
-    known, ``UserId`` and ``Confidence`` (0–100).
-    """
-
-    faces: list[str]
-    unsuccessful: list[dict[str, Any]]
-    user_status: UserStatus
 
 
 def centroid(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -296,7 +247,7 @@ class UserService:
     ) -> tuple[list[User], str | None]:
         """Users by UserId, with UserStatus; ``next_token`` is signed and bound to the listing."""
         check_id(collection_id, COLLECTION_ID_RE, "CollectionId")
-        _check_int(max_results, 1, MAX_USERS, "MaxResults")
+        check_int(max_results, 1, MAX_USERS, "MaxResults")
         signer = self.collections._tokens
         after = signer.decode(next_token, "users", collection_id) if next_token else None
         store = self.collections.store
@@ -319,91 +270,97 @@ class UserService:
     ) -> AssociationOutcome:
         """Associate faces with a user (see the module docstring for the threshold rule).
 
-        Returns (AssociatedFaces, UnsuccessfulFaceAssociations, UserStatus). Faces already
-        associated with this user are ignored (in neither list). Reasons: FACE_NOT_FOUND,
-        ASSOCIATED_TO_A_DIFFERENT_USER (``UserId`` is the owner), LOW_MATCH_CONFIDENCE
-        (``Confidence`` is the face's Similarity to the user). ServiceQuotaExceededError when
-        the user would hold more than ``MAX_FACES_PER_USER`` faces (nothing is associated).
+        Faces already associated with this user are ignored (neither changed nor refused).
+        Reasons: FACE_NOT_FOUND, ASSOCIATED_TO_A_DIFFERENT_USER (``user_id`` is the owner),
+        LOW_MATCH_CONFIDENCE (``similarity`` is the face's Similarity to the user).
+        ServiceQuotaExceededError when the user would hold more than ``MAX_FACES_PER_USER``
+        faces (nothing is associated).
         """
         self.collections.pinned_version(collection_id)
         check_id(user_id, USER_ID_RE, "UserId")
         wanted = _check_face_ids(face_ids)
-        threshold = _check_threshold(user_match_threshold, "UserMatchThreshold")
+        threshold = check_threshold(user_match_threshold, "UserMatchThreshold")
         token = self._check_token(client_request_token)
         params = json.dumps({"UserId": user_id, "FaceIds": wanted, "Threshold": threshold})
         store = self.collections.store
-        calibration = self.collections.faces.engine.calibration
         with self._lock:
             self._require_user(collection_id, user_id)
             if token is not None:
                 earlier = store.request_record(collection_id, "AssociateFaces", token)
                 if earlier is not None:
                     return _outcome(self._replay(earlier, params))
-            rows = store.faces_by_id(collection_id, wanted)
-            failed: dict[str, dict[str, Any]] = {}
-            candidates: list[str] = []
-            for face_id in wanted:
-                row = rows.get(face_id)
-                if row is None:
-                    failed[face_id] = {"FaceId": face_id, "Reasons": ["FACE_NOT_FOUND"]}
-                elif row.face.user_id is None:
-                    candidates.append(face_id)
-                elif row.face.user_id != user_id:
-                    failed[face_id] = {
-                        "FaceId": face_id,
-                        "UserId": row.face.user_id,
-                        "Reasons": ["ASSOCIATED_TO_A_DIFFERENT_USER"],
-                    }
+            failed, candidates = self._owned_elsewhere(collection_id, user_id, wanted)
             existing = store.user_embeddings(collection_id, [user_id]).get(user_id)
+            accepted, refused = self._matching(
+                collection_id, user_id, candidates, existing, threshold
+            )
+            failed.update((f.face_id, f) for f in refused)
             current = 0 if existing is None else len(existing)
-            accepted = candidates
-            if candidates:
-                vectors = store.face_embeddings(collection_id, candidates)
-                cand = np.stack([vectors[f] for f in candidates])
-                if existing is not None:
-                    similarity = calibration.similarity(cand @ centroid(existing))
-                else:
-                    pairwise = calibration.similarity(cand @ cand.T)
-                    mates = (pairwise >= threshold).sum(axis=1)
-                    seed = int(np.argmax(mates))  # first of the best-connected faces
-                    similarity = pairwise[seed]
-                    similarity[seed] = 100.0
-                accepted = []
-                for face_id, sim in zip(candidates, similarity, strict=True):
-                    if float(sim) >= threshold:
-                        accepted.append(face_id)
-                    else:
-                        failed[face_id] = {
-                            "FaceId": face_id,
-                            "UserId": user_id,
-                            "Confidence": round(float(sim), 4),
-                            "Reasons": ["LOW_MATCH_CONFIDENCE"],
-                        }
             limit = MAX_FACES_PER_USER
             if accepted and current + len(accepted) > limit:
                 raise _quota_error(user_id, current, len(accepted), limit)
             change = store.associate(collection_id, user_id, accepted, max_faces_per_user=limit)
             if change.limit_exceeded:
                 raise _quota_error(user_id, change.face_count, len(accepted), limit)
-            # Faces deleted or taken by another user since they were read:
-            for face_id in change.not_found:
-                failed[face_id] = {"FaceId": face_id, "Reasons": ["FACE_NOT_FOUND"]}
-            for face_id, owner in change.other_user:
-                failed[face_id] = {
-                    "FaceId": face_id,
-                    "UserId": owner,
-                    "Reasons": ["ASSOCIATED_TO_A_DIFFERENT_USER"],
-                }
-            outcome = AssociationOutcome(
-                list(change.changed),
-                [failed[f] for f in wanted if f in failed],
-                _status(change.face_count),
-            )
+            outcome = _outcome_of(change, wanted, failed)
             if token is not None:
                 store.record_request(
                     collection_id, "AssociateFaces", token, params, _outcome_json(outcome)
                 )
         return outcome
+
+    def _owned_elsewhere(
+        self, collection_id: str, user_id: str, wanted: list[str]
+    ) -> tuple[dict[str, FaceFailure], list[str]]:
+        """The wanted faces that cannot join ``user_id`` (missing, or another user's), by
+        FaceId, and those that belong to no user yet (the candidates), in the order asked."""
+        rows = self.collections.store.faces_by_id(collection_id, wanted)
+        failed: dict[str, FaceFailure] = {}
+        candidates: list[str] = []
+        for face_id in wanted:
+            row = rows.get(face_id)
+            if row is None:
+                failed[face_id] = FaceFailure(face_id, ("FACE_NOT_FOUND",))
+            elif row.face.user_id is None:
+                candidates.append(face_id)
+            elif row.face.user_id != user_id:
+                failed[face_id] = FaceFailure(
+                    face_id, ("ASSOCIATED_TO_A_DIFFERENT_USER",), row.face.user_id
+                )
+        return failed, candidates
+
+    def _matching(
+        self,
+        collection_id: str,
+        user_id: str,
+        candidates: list[str],
+        existing: NDArray[np.float32] | None,
+        threshold: float,
+    ) -> tuple[list[str], list[FaceFailure]]:
+        """The candidates similar enough to the user as it stands (``existing``: its faces'
+        embeddings), or to the batch's seed for a user without faces; and the others, refused
+        with LOW_MATCH_CONFIDENCE."""
+        if not candidates:
+            return [], []
+        calibration = self.collections.faces.engine.calibration
+        vectors = self.collections.store.face_embeddings(collection_id, candidates)
+        cand = np.stack([vectors[f] for f in candidates])
+        if existing is not None:
+            similarity = calibration.similarity(cand @ centroid(existing))
+        else:
+            pairwise = calibration.similarity(cand @ cand.T)
+            mates = (pairwise >= threshold).sum(axis=1)
+            seed = int(np.argmax(mates))  # first of the best-connected faces
+            similarity = pairwise[seed]
+            similarity[seed] = 100.0
+        accepted: list[str] = []
+        refused: list[FaceFailure] = []
+        for face_id, sim in zip(candidates, similarity, strict=True):
+            if float(sim) >= threshold:
+                accepted.append(face_id)
+            else:
+                refused.append(FaceFailure(face_id, ("LOW_MATCH_CONFIDENCE",), user_id, float(sim)))
+        return accepted, refused
 
     def disassociate_faces(
         self,
@@ -412,9 +369,8 @@ class UserService:
         face_ids: list[str],
         client_request_token: str | None = None,
     ) -> AssociationOutcome:
-        """Remove faces from a user: (DisassociatedFaces, UnsuccessfulFaceDisassociations,
-        UserStatus). Reasons: FACE_NOT_FOUND, ASSOCIATED_TO_A_DIFFERENT_USER; faces not
-        associated with anyone are ignored."""
+        """Remove faces from a user. Reasons: FACE_NOT_FOUND, ASSOCIATED_TO_A_DIFFERENT_USER;
+        faces not associated with anyone are ignored."""
         check_id(collection_id, COLLECTION_ID_RE, "CollectionId")
         check_id(user_id, USER_ID_RE, "UserId")
         wanted = _check_face_ids(face_ids)
@@ -428,20 +384,7 @@ class UserService:
                 if earlier is not None:
                     return _outcome(self._replay(earlier, params))
             change = store.disassociate(collection_id, user_id, wanted)
-            failed: dict[str, dict[str, Any]] = {
-                f: {"FaceId": f, "Reasons": ["FACE_NOT_FOUND"]} for f in change.not_found
-            }
-            for face_id, owner in change.other_user:
-                failed[face_id] = {
-                    "FaceId": face_id,
-                    "UserId": owner,
-                    "Reasons": ["ASSOCIATED_TO_A_DIFFERENT_USER"],
-                }
-            outcome = AssociationOutcome(
-                list(change.changed),
-                [failed[f] for f in wanted if f in failed],
-                _status(change.face_count),
-            )
+            outcome = _outcome_of(change, wanted, {})
             if token is not None:
                 store.record_request(
                     collection_id, "DisassociateFaces", token, params, _outcome_json(outcome)
@@ -504,8 +447,8 @@ class UserService:
         version = self.collections.pinned_version(collection_id)
         if (user_id is None) == (face_id is None):
             raise InvalidParameterError("give exactly one of UserId and FaceId")
-        threshold = _check_threshold(user_match_threshold, "UserMatchThreshold")
-        _check_int(max_users, 1, MAX_USERS, "MaxUsers")
+        threshold = check_threshold(user_match_threshold, "UserMatchThreshold")
+        check_int(max_users, 1, MAX_USERS, "MaxUsers")
         store = self.collections.store
         if user_id is not None:
             check_id(user_id, USER_ID_RE, "UserId")
@@ -544,17 +487,17 @@ class UserService:
         FACE_NOT_LARGEST (the largest, when it fails the filter, with its quality reasons).
         """
         version = self.collections.pinned_version(collection_id)
-        threshold = _check_threshold(user_match_threshold, "UserMatchThreshold")
-        _check_int(max_users, 1, MAX_USERS, "MaxUsers")
+        threshold = check_threshold(user_match_threshold, "UserMatchThreshold")
+        check_int(max_users, 1, MAX_USERS, "MaxUsers")
         quality_reasons(Faces.empty(), quality_filter)  # validates it, even for a faceless image
         engine = self.collections.faces.engine
         decoded = self.collections.faces.image(image)
         faces = engine.detect(decoded)  # largest first, with quality
+        info = ImageInfo.of(decoded)
         if len(faces) == 0:
-            return UserSearchByImageResult((), version, threshold, None, ())
-        analysed = AnalysedImage.of(decoded, faces)
+            return UserSearchByImageResult(info, (), version, threshold, None, ())
         described = [
-            ImageFace(ratio_box(analysed, i), float(faces.scores[i]) * 100.0)
+            ImageFace(PixelBox.of(faces.boxes_px[i]), float(faces.scores[i]) * 100.0)
             for i in range(len(faces))
         ]
         unsearched = [
@@ -563,13 +506,15 @@ class UserService:
         largest_reasons = quality_reasons(faces[0], quality_filter)[0]
         if largest_reasons:
             unsearched.insert(0, UnsearchedFace(described[0], tuple(largest_reasons)))
-            return UserSearchByImageResult((), version, threshold, None, tuple(unsearched))
+            return UserSearchByImageResult(info, (), version, threshold, None, tuple(unsearched))
         probe = engine.analyse(decoded, max_faces=1)
         assert probe.embeddings is not None and len(probe) == 1
         matches = self._search_users(
             collection_id, probe.embeddings[0], threshold=threshold, max_users=max_users
         )
-        return UserSearchByImageResult(matches, version, threshold, described[0], tuple(unsearched))
+        return UserSearchByImageResult(
+            info, matches, version, threshold, described[0], tuple(unsearched)
+        )
 
 
 def _quota_error(user_id: str, current: int, adding: int, limit: int) -> ServiceQuotaExceededError:
@@ -582,17 +527,50 @@ def _quota_error(user_id: str, current: int, adding: int, limit: int) -> Service
     )
 
 
+def _outcome_of(
+    change: UserFacesChange, wanted: list[str], failed: dict[str, FaceFailure]
+) -> AssociationOutcome:
+    """The outcome of a store change: the faces it changed, the faces refused before it
+    (``failed``) or by it (deleted or taken by another user since they were read), in the
+    order asked, and the user's status."""
+    refused = dict(failed)
+    for face_id in change.not_found:
+        refused[face_id] = FaceFailure(face_id, ("FACE_NOT_FOUND",))
+    for face_id, owner in change.other_user:
+        refused[face_id] = FaceFailure(face_id, ("ASSOCIATED_TO_A_DIFFERENT_USER",), owner)
+    return AssociationOutcome(
+        tuple(change.changed),
+        tuple(refused[f] for f in wanted if f in refused),
+        _status(change.face_count),
+    )
+
+
+# A ClientRequestToken's remembered response (``RequestRecord.response``) keeps the format it
+# had when outcomes were Rekognition-shaped, so records written before still replay.
 def _outcome_json(outcome: AssociationOutcome) -> str:
+    unsuccessful: list[dict[str, Any]] = []
+    for failure in outcome.unsuccessful:
+        item: dict[str, Any] = {"FaceId": failure.face_id}
+        if failure.user_id is not None:
+            item["UserId"] = failure.user_id
+        if failure.similarity is not None:
+            item["Confidence"] = failure.similarity
+        item["Reasons"] = list(failure.reasons)
+        unsuccessful.append(item)
     return json.dumps(
         {
-            "Faces": outcome.faces,
-            "Unsuccessful": outcome.unsuccessful,
+            "Faces": list(outcome.faces),
+            "Unsuccessful": unsuccessful,
             "UserStatus": outcome.user_status,
         }
     )
 
 
 def _outcome(response: dict[str, Any]) -> AssociationOutcome:
-    return AssociationOutcome(
-        list(response["Faces"]), list(response["Unsuccessful"]), response["UserStatus"]
+    failures = tuple(
+        FaceFailure(
+            item["FaceId"], tuple(item["Reasons"]), item.get("UserId"), item.get("Confidence")
+        )
+        for item in response["Unsuccessful"]
     )
+    return AssociationOutcome(tuple(response["Faces"]), failures, response["UserStatus"])

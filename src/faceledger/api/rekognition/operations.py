@@ -247,7 +247,10 @@ def list_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 @operation
 def delete_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     deleted, unsuccessful = ctx.gate.delete_faces(ctx.caller, p["CollectionId"], p["FaceIds"])
-    return {"DeletedFaces": deleted, "UnsuccessfulFaceDeletions": unsuccessful}
+    return {
+        "DeletedFaces": deleted,
+        "UnsuccessfulFaceDeletions": [shapes.face_failure(f) for f in unsuccessful],
+    }
 
 
 # -- search --------------------------------------------------------------------------------
@@ -281,9 +284,10 @@ def search_faces_by_image(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     )
     ctx.effective_threshold(result.threshold)
     ctx.search_scale(result.scale)
+    searched = shapes.image_face(result.searched_face, result.image)
     return {
-        "SearchedFaceBoundingBox": shapes.bounding_box(result.searched_face_bounding_box),
-        "SearchedFaceConfidence": round(result.searched_face_confidence, shapes.SCORE_DIGITS),
+        "SearchedFaceBoundingBox": searched["BoundingBox"],
+        "SearchedFaceConfidence": searched["Confidence"],
         "FaceMatches": [shapes.face_match(m) for m in result.matches],
         "FaceModelVersion": result.face_model_version,
     }
@@ -377,7 +381,7 @@ def associate_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     )
     return {
         "AssociatedFaces": [{"FaceId": f} for f in outcome.faces],
-        "UnsuccessfulFaceAssociations": outcome.unsuccessful,
+        "UnsuccessfulFaceAssociations": [shapes.face_failure(f) for f in outcome.unsuccessful],
         "UserStatus": outcome.user_status,
     }
 
@@ -393,7 +397,7 @@ def disassociate_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     )
     return {
         "DisassociatedFaces": [{"FaceId": f} for f in outcome.faces],
-        "UnsuccessfulFaceDisassociations": outcome.unsuccessful,
+        "UnsuccessfulFaceDisassociations": [shapes.face_failure(f) for f in outcome.unsuccessful],
         "UserStatus": outcome.user_status,
     }
 
@@ -436,23 +440,17 @@ def search_users_by_image(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
             quality_filter="QualityFilter",
         ),
     )
-
-    def detail(face: Any) -> dict[str, Any]:
-        return {
-            "BoundingBox": shapes.bounding_box(face.bounding_box),
-            "Confidence": round(face.confidence, shapes.SCORE_DIGITS),
-        }
-
     ctx.effective_threshold(result.threshold)
     out: dict[str, Any] = {
         "UserMatches": [shapes.user_match(m) for m in result.matches],
         "FaceModelVersion": result.face_model_version,
         "UnsearchedFaces": [
-            {"FaceDetails": detail(u.face), "Reasons": list(u.reasons)} for u in result.unsearched
+            {"FaceDetails": shapes.image_face(u.face, result.image), "Reasons": list(u.reasons)}
+            for u in result.unsearched
         ],
     }
     if result.searched_face is not None:
-        out["SearchedFace"] = {"FaceDetail": detail(result.searched_face)}
+        out["SearchedFace"] = {"FaceDetail": shapes.image_face(result.searched_face, result.image)}
     return out
 
 

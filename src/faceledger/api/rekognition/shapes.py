@@ -18,8 +18,8 @@ from faceledger.domain.collections import (
     StoredFace,
     User,
 )
-from faceledger.domain.faces import LANDMARK_NAMES, Faces
-from faceledger.services.users import UserMatch
+from faceledger.domain.faces import LANDMARK_NAMES, Faces, ImageInfo
+from faceledger.domain.results import FaceFailure, ImageFace, UserMatch
 
 DIGITS = 6  # ratios
 SCORE_DIGITS = 4  # Similarity, Confidence, quality
@@ -85,6 +85,26 @@ def stored_face(face: StoredFace, *, with_user: bool = True) -> dict[str, Any]:
         out["IndexFacesModelVersion"] = face.face_model_version
     if with_user and face.user_id is not None:
         out["UserId"] = face.user_id
+    return out
+
+
+def image_face(face: ImageFace, image: ImageInfo) -> dict[str, Any]:
+    """A face of a probe image as a FaceDetail with BoundingBox (ratios) and Confidence."""
+    return {
+        "BoundingBox": bounding_box(face.box_px.to_ratio(image.width_px, image.height_px)),
+        "Confidence": round(face.confidence, SCORE_DIGITS),
+    }
+
+
+def face_failure(failure: FaceFailure) -> dict[str, Any]:
+    """An UnsuccessfulFaceDeletion / Association / Disassociation (``Confidence``: the face's
+    Similarity to the user, for LOW_MATCH_CONFIDENCE)."""
+    out: dict[str, Any] = {"FaceId": failure.face_id}
+    if failure.user_id is not None:
+        out["UserId"] = failure.user_id
+    if failure.similarity is not None:
+        out["Confidence"] = round(failure.similarity, SCORE_DIGITS)
+    out["Reasons"] = list(failure.reasons)
     return out
 
 

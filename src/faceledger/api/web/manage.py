@@ -313,8 +313,8 @@ async def delete_faces(
         return _done(collection_id, done="faces-deleted", n=str(len(deleted)))
     message = f"Deleted {len(deleted)} face{'s' if len(deleted) != 1 else ''}."
     for item in unsuccessful:
-        reasons = ", ".join(item["Reasons"])
-        message += f" Not deleted: {item['FaceId']} ({reasons})."
+        reasons = ", ".join(item.reasons)
+        message += f" Not deleted: {item.face_id} ({reasons})."
     return await _detail(request, gate, user, collection_id, message=message)
 
 

@@ -225,7 +225,7 @@ def _search(
         crop = crop_around(decoded, boxes, chosen)
         probe = crop.image
     result = gate.search_faces_by_image(caller, collection_id, probe, threshold=threshold)
-    searched = result.searched_face_bounding_box
+    searched = result.searched_face.box_px.to_ratio(result.image.width_px, result.image.height_px)
     calibration = gate.calibration
     out.update(
         chosen=chosen,

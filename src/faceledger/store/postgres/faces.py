@@ -105,7 +105,7 @@ HNSW_EF_CONSTRUCTION = 64
 
 _FACE_COLUMNS = (
     "row_id, face_id, image_id, external_image_id, bbox_left, bbox_top, bbox_width, "
-    "bbox_height, confidence, user_id"
+    "bbox_height, confidence, user_id, image_width_px, image_height_px"
 )
 
 
@@ -135,7 +135,8 @@ def hnsw_index_sql(collection_pk: int, dim: int) -> str:
 
 
 def _row_to_face(row: Sequence[Any], face_model_version: str) -> FaceRow:
-    row_id, face_id, image_id, ext, left, top, width, height, confidence, user_id = row
+    row_id, face_id, image_id, ext, left, top, width, height, confidence, user_id = row[:10]
+    image_width_px, image_height_px = row[10:12]
     return FaceRow(
         int(row_id),
         StoredFace(
@@ -146,6 +147,8 @@ def _row_to_face(row: Sequence[Any], face_model_version: str) -> FaceRow:
             confidence=float(confidence),
             user_id=user_id,
             face_model_version=face_model_version,
+            image_width_px=image_width_px,
+            image_height_px=image_height_px,
         ),
     )
 
@@ -445,9 +448,9 @@ class PostgresStore:
                     row = conn.execute(
                         "INSERT INTO faces (collection_pk, face_id, image_id, image_sha256, "
                         "external_image_id, bbox_left, bbox_top, bbox_width, bbox_height, "
-                        "confidence, user_id, embedding, created_at) VALUES "
-                        f"(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, %s::halfvec({dim}), %s) "
-                        "RETURNING row_id",
+                        "confidence, user_id, embedding, created_at, image_width_px, "
+                        "image_height_px) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, "
+                        f"%s::halfvec({dim}), %s, %s, %s) RETURNING row_id",
                         (
                             pk,
                             face_id,
@@ -461,6 +464,8 @@ class PostgresStore:
                             face.confidence,
                             vector_literal(vector),
                             now,
+                            face.image_width_px,
+                            face.image_height_px,
                         ),
                     ).fetchone()
                     assert row is not None
@@ -475,6 +480,8 @@ class PostgresStore:
                                 face.confidence,
                                 None,
                                 fmv,
+                                face.image_width_px,
+                                face.image_height_px,
                             ),
                         )
                     )

@@ -69,7 +69,9 @@ CREATE TABLE IF NOT EXISTS faces (
     confidence REAL NOT NULL,
     user_id TEXT,
     embedding BLOB NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    image_width_px INTEGER,
+    image_height_px INTEGER
 );
 CREATE INDEX IF NOT EXISTS faces_by_collection ON faces(collection_id, row_id);
 CREATE INDEX IF NOT EXISTS faces_by_image ON faces(collection_id, image_sha256, external_image_id);
@@ -129,6 +131,8 @@ class NewFace:
     bounding_box: BoundingBox
     confidence: float
     embedding: NDArray[np.float32]
+    image_width_px: int | None = None  # the source image's size, after EXIF orientation
+    image_height_px: int | None = None
 
 
 @dataclass(frozen=True)
@@ -212,7 +216,7 @@ class FaceChanges:
 
 _FACE_COLUMNS = (
     "row_id, face_id, image_id, external_image_id, bbox_left, bbox_top, bbox_width, "
-    "bbox_height, confidence, user_id"
+    "bbox_height, confidence, user_id, image_width_px, image_height_px"
 )
 
 
@@ -229,6 +233,8 @@ def _row_to_face(row: sqlite3.Row, face_model_version: str) -> FaceRow:
             confidence=float(row["confidence"]),
             user_id=row["user_id"],
             face_model_version=face_model_version,
+            image_width_px=row["image_width_px"],
+            image_height_px=row["image_height_px"],
         ),
     )
 
@@ -249,6 +255,10 @@ class SQLiteStore:
             columns = {r[1] for r in db.execute("PRAGMA table_info(changes)")}
             if "intent" not in columns:  # a store from before intents
                 db.execute("ALTER TABLE changes ADD COLUMN intent TEXT")
+            face_columns = {r[1] for r in db.execute("PRAGMA table_info(faces)")}
+            if "image_width_px" not in face_columns:  # a store from before image sizes
+                db.execute("ALTER TABLE faces ADD COLUMN image_width_px INTEGER")
+                db.execute("ALTER TABLE faces ADD COLUMN image_height_px INTEGER")
             db.execute(
                 "CREATE INDEX IF NOT EXISTS changes_by_intent ON changes(intent) "
                 "WHERE intent IS NOT NULL"
@@ -489,8 +499,8 @@ class SQLiteStore:
                 cur = db.execute(
                     "INSERT INTO faces (collection_id, face_id, image_id, image_sha256, "
                     "external_image_id, bbox_left, bbox_top, bbox_width, bbox_height, "
-                    "confidence, user_id, embedding, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+                    "confidence, user_id, embedding, created_at, image_width_px, "
+                    "image_height_px) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)",
                     (
                         collection_id,
                         face_id,
@@ -504,6 +514,8 @@ class SQLiteStore:
                         face.confidence,
                         vector.tobytes(),
                         now,
+                        face.image_width_px,
+                        face.image_height_px,
                     ),
                 )
                 row_id = int(cur.lastrowid or 0)
@@ -523,6 +535,8 @@ class SQLiteStore:
                             face.confidence,
                             None,
                             fmv,
+                            face.image_width_px,
+                            face.image_height_px,
                         ),
                     )
                 )
