@@ -35,6 +35,7 @@ import itertools
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -380,7 +381,7 @@ def by_collection_size(
     engine: FaceEngine,
     people: np.ndarray,
     mated: np.ndarray,
-    reasons: list[list[str]],
+    reasons: Sequence[Sequence[str]],
 ) -> list[dict[str, Any]]:
     """The found shares again at the floor the product picks for larger collections (the
     floor rises with the face count, and a face that is found at one floor may not be at a
@@ -471,10 +472,11 @@ def main() -> None:
         pose = pose_report(data)
         pose_check = pose_report(data, "check")
         separability = separability_report(data)
+        pinned = Settings().default_threshold_floor
         if args.floor is not None:
             floor = args.floor
-        elif Settings().default_threshold_floor is not None:
-            floor = float(Settings().default_threshold_floor)
+        elif pinned is not None:
+            floor = pinned
         else:
             table = engine.scale
             floor = table.floor(int(data["found"].sum()))[0] if table is not None else 80.0
