@@ -1,16 +1,21 @@
 """Head pose and the AUTO quality filter on the LFW development split.
 
-    .venv/bin/python bench/pose_quality.py [--floor 96.8] [--refresh]
+    .venv/bin/python bench/pose_quality.py [--floor 87.9] [--refresh]
 
 1. Pose against faces sorted by eye: bench/pose_labels.csv lists DevTrain photos labelled
    frontal / three-quarter / profile by looking at them (contact sheets, not the estimate).
    Prints the mean |yaw| per bin, the share of three-quarter views under 60°, and the share
    of faces whose |yaw| falls in their bin's band (frontal < 20° ≤ three-quarter < 60° ≤
    profile), plus the pairwise ordering (a face of a more turned bin has the larger |yaw|).
+   Then how well each cue the five landmarks offer (the solvePnP yaw, the eye distance over
+   the eye-to-mouth height, the nose's sideways offset, the nose's place in the box, …) tells
+   the bins apart: the AUC of frontal vs three-quarter and of three-quarter vs profile (0.5 =
+   no information, 1 = every pair ordered).
 2. What AUTO rejects and whether it should: every DevTrain image's central face (the person
    LFW names) is checked against AUTO, and searched against all the other
    images' central faces (leave-one-out): a probe is "found" when the top candidate is the
-   same person with Similarity ≥ the floor (default: the installation's default floor).
+   same person with Similarity ≥ the floor (default: the floor the product picks for a
+   collection of that many faces, from the pack's open-set table).
    For each rejection reason: how many faces it rejects and the share of those still found,
    against the share for all faces. A reason earns its place only if its faces are found
    less often than average.
@@ -30,6 +35,7 @@ import itertools
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +55,8 @@ LABELS = REPO / "bench" / "pose_labels.csv"
 BINS = ("frontal", "three-quarter", "profile")
 # |yaw| bands the bins should fall in (degrees): frontal < 20 ≤ three-quarter < 60 ≤ profile
 BAND_EDGES_DEG = (20.0, 60.0)
+# collection sizes (faces) whose size floors AUTO's rejections are also checked at
+COLLECTION_SIZES = (10_000, 100_000, 1_000_000, 20_000_000)
 
 
 # -- analysis (cached) --------------------------------------------------------------------------
@@ -201,6 +209,98 @@ def pose_report(data: dict[str, np.ndarray], label_set: str | None = None) -> di
     }
 
 
+def landmark_cues(landmarks_px: np.ndarray, boxes_px: np.ndarray) -> dict[str, np.ndarray]:
+    """Per face, pose cues from the five landmarks (roll removed) and the box; each grows as
+    the head turns (absolute values, so the turning direction does not matter)."""
+    pts = np.asarray(landmarks_px, dtype=np.float64).reshape(-1, 5, 2)
+    eye_vec = pts[:, 1] - pts[:, 0]
+    theta = -np.arctan2(eye_vec[:, 1], eye_vec[:, 0])
+    cos, sin = np.cos(theta)[:, None], np.sin(theta)[:, None]
+    eye_mid = (pts[:, 0] + pts[:, 1]) / 2.0
+    d = pts - eye_mid[:, None, :]
+    x = d[..., 0] * cos - d[..., 1] * sin  # (N, 5): along the eye line
+    y = d[..., 0] * sin + d[..., 1] * cos
+    mouth_x, mouth_y = (x[:, 3] + x[:, 4]) / 2.0, (y[:, 3] + y[:, 4]) / 2.0
+    height = np.maximum(np.hypot(mouth_x, mouth_y), 1e-6)
+    eyes = np.maximum(x[:, 1] - x[:, 0], 1e-6)
+    box_w = np.maximum(boxes_px[:, 2] - boxes_px[:, 0], 1e-6)
+    box_cx = (boxes_px[:, 0] + boxes_px[:, 2]) / 2.0
+    return {
+        "solvepnp_abs_yaw": np.abs(pose_from_landmarks(pts.astype(np.float32))[0]),
+        "legacy_abs_yaw": np.abs(legacy_yaw_deg(pts)),
+        "eye_narrowing": 1.0 - eyes / height,
+        "nose_offset_over_height": np.abs(x[:, 2]) / height,
+        "nose_offset_over_eyes": np.abs(x[:, 2]) / eyes,
+        "nose_to_mouth_offset_over_height": np.abs(x[:, 2] - mouth_x) / height,
+        "nose_off_box_centre": np.abs(pts[:, 2, 0] - box_cx) / box_w,
+        "eyes_off_box_centre": np.abs(eye_mid[:, 0] - box_cx) / box_w,
+        "eye_narrowing_in_box": 1.0 - eyes / box_w,
+    }
+
+
+def auc(lower: np.ndarray, higher: np.ndarray) -> float:
+    """Share of pairs (one of each) where ``higher`` scores above ``lower`` (ties count half)."""
+    gt = (higher[:, None] > lower[None, :]).mean()
+    eq = (higher[:, None] == lower[None, :]).mean()
+    return float(gt + 0.5 * eq)
+
+
+def separability_report(data: dict[str, np.ndarray]) -> dict[str, Any]:
+    """How well each landmark cue orders the bins (all labelled faces)."""
+    position = {p: i for i, p in enumerate(data["paths"])}
+    rows = [(f, b) for f, b in read_labels() if f in position and data["found"][position[f]]]
+    rows_i = np.array([position[f] for f, _ in rows])
+    rank = np.array([BINS.index(b) for _, b in rows])
+    cues = landmark_cues(data["landmarks_px"][rows_i], data["boxes_px"][rows_i])
+    out: dict[str, Any] = {
+        name: {
+            "frontal_vs_three_quarter": round(auc(v[rank == 0], v[rank == 1]), 3),
+            "three_quarter_vs_profile": round(auc(v[rank == 1], v[rank == 2]), 3),
+        }
+        for name, v in cues.items()
+    }
+    # combinations: a logistic model of every pair of cues (and of all of them), three-quarter
+    # vs profile, each face scored by a model fitted without it (leave-one-out)
+    turned = rank >= 1
+    is_profile = (rank[turned] == 2).astype(np.float64)
+    x = np.stack([v[turned] for v in cues.values()], axis=1)
+    x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-12)
+    names = list(cues)
+    combos = [*itertools.combinations(range(len(names)), 2), tuple(range(len(names)))]
+    best = max(
+        (auc(*_split(_leave_one_out_logistic(x[:, list(c)], is_profile), is_profile)), c)
+        for c in combos
+    )
+    whole = _leave_one_out_logistic(x, is_profile)
+    out["combined_three_quarter_vs_profile_leave_one_out"] = {
+        "best_pair": [names[i] for i in best[1]],
+        "best_pair_auc": round(best[0], 3),
+        "all_cues_auc": round(auc(*_split(whole, is_profile)), 3),
+    }
+    return out
+
+
+def _split(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return scores[labels == 0], scores[labels == 1]
+
+
+def _leave_one_out_logistic(x: np.ndarray, y: np.ndarray, ridge: float = 1.0) -> np.ndarray:
+    """Each row's score from a ridge logistic regression fitted on the other rows."""
+    xb = np.c_[x, np.ones(len(x))]
+    penalty = ridge * np.diag(np.r_[np.ones(x.shape[1]), 0.0])
+    scores = np.zeros(len(x))
+    for i in range(len(x)):
+        keep = np.arange(len(x)) != i
+        w = np.zeros(xb.shape[1])
+        for _ in range(50):  # Newton steps
+            p = 1.0 / (1.0 + np.exp(-xb[keep] @ w))
+            grad = xb[keep].T @ (p - y[keep]) + penalty @ w
+            hess = xb[keep].T @ (xb[keep] * (p * (1 - p))[:, None]) + penalty
+            w -= np.linalg.solve(hess, grad)
+        scores[i] = xb[i] @ w
+    return scores
+
+
 # -- 2. what AUTO rejects -------------------------------------------------------------------------
 def leave_one_out_found(
     embeddings: np.ndarray, people: np.ndarray, cosine_floor: float, chunk: int = 1024
@@ -272,7 +372,40 @@ def quality_report(
         else None,
         "by_reason": by_reason,
         "found_share_by_abs_yaw_deg": yaw_bands,
+        "by_collection_size": by_collection_size(data, engine, people, mated, reasons),
     }
+
+
+def by_collection_size(
+    data: dict[str, np.ndarray],
+    engine: FaceEngine,
+    people: np.ndarray,
+    mated: np.ndarray,
+    reasons: Sequence[Sequence[str]],
+) -> list[dict[str, Any]]:
+    """The found shares again at the floor the product picks for larger collections (the
+    floor rises with the face count, and a face that is found at one floor may not be at a
+    higher one): all mated faces against each reason's."""
+    table = engine.scale
+    if table is None:
+        return []
+    out = []
+    for size in COLLECTION_SIZES:
+        floor = table.floor(size)[0]
+        cosine = float(engine.calibration.cosine(floor))
+        found, _ = leave_one_out_found(data["embeddings"][data["found"]], people, cosine)
+        overall = float(found[mated].mean())
+        row: dict[str, Any] = {"faces": size, "floor": floor, "found_share_all_mated": overall}
+        for reason in sorted({r for rs in reasons for r in rs}):
+            sel = np.array([reason in rs for rs in reasons]) & mated
+            share = float(found[sel].mean()) if sel.any() else None
+            row[reason] = {
+                "mated_rejected": int(sel.sum()),
+                "found_share": None if share is None else round(share, 3),
+                "worse_than_average": None if share is None else share < overall,
+            }
+        out.append(row)
+    return out
 
 
 # -- 3. full-size photos -------------------------------------------------------------------------
@@ -325,18 +458,28 @@ def print_pose(pose: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--floor", type=float, default=None, help="default: Settings' floor")
+    parser.add_argument(
+        "--floor", type=float, default=None, help="default: the size floor for all faces"
+    )
     parser.add_argument("--level", default="AUTO")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--refresh", action="store_true", help="re-analyse even if cached")
     args = parser.parse_args()
     root = require_lfw()
-    floor = args.floor if args.floor is not None else Settings().default_threshold_floor
     engine = FaceEngine(options=EngineOptions(workers=args.workers))
     try:
         data = analyse(engine, root, args.refresh)
         pose = pose_report(data)
         pose_check = pose_report(data, "check")
+        separability = separability_report(data)
+        pinned = Settings().default_threshold_floor
+        if args.floor is not None:
+            floor = args.floor
+        elif pinned is not None:
+            floor = pinned
+        else:
+            table = engine.scale
+            floor = table.floor(int(data["found"].sum()))[0] if table is not None else 80.0
         quality = quality_report(data, engine, floor, args.level)
         photos = photos_report(engine, args.level)
     finally:
@@ -344,6 +487,18 @@ def main() -> None:
 
     for report in (pose, pose_check):
         print_pose(report)
+    print("\nAUC of each landmark cue (0.5: no information; 1: every pair ordered):")
+    for name, a in separability.items():
+        if "best_pair" in a:
+            print(
+                f"  three-quarter < profile, logistic model scored leave-one-out: best pair "
+                f"{a['best_pair']} {a['best_pair_auc']:.2f}, all cues {a['all_cues_auc']:.2f}"
+            )
+            continue
+        print(
+            f"  {name:34s} frontal < three-quarter {a['frontal_vs_three_quarter']:.2f}   "
+            f"three-quarter < profile {a['three_quarter_vs_profile']:.2f}"
+        )
     q = quality
     print(
         f"\n{q['level']} on {q['faces']} DevTrain central faces: rejects {q['rejected']} "
@@ -364,6 +519,16 @@ def main() -> None:
             for k, v in q["found_share_by_abs_yaw_deg"].items()
         )
     )
+    for row in q["by_collection_size"]:
+        print(
+            f"  at the floor of {row['faces']:>10,} faces ({row['floor']:g}): found "
+            f"{row['found_share_all_mated']:.1%} of all mated; "
+            + "; ".join(
+                f"{reason} {r['found_share']} of {r['mated_rejected']}"
+                for reason, r in row.items()
+                if isinstance(r, dict)
+            )
+        )
     print(
         f"\nfull-size photos: {photos['faces']} faces, {photos['extreme_pose']} EXTREME_POSE, "
         f"{photos['rejected']} rejected by {args.level} (legacy formula: "
@@ -381,6 +546,7 @@ def main() -> None:
             "machine": machine(),
             "pose": pose,
             "pose_check_set": pose_check,
+            "pose_cue_auc": separability,
             "quality": quality,
             "photos": photos,
         },
