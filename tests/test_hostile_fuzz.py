@@ -42,8 +42,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from conftest import _create_key, start_live_server
-from faceledger.api.rekognition.operations import IMPLEMENTED
 from faceledger.api.rekognition.protocol import service_model
+from faceledger.api.rekognition.router import IMPLEMENTED
 from faceledger.config import Settings
 from faceledger.process import limit_malloc_arenas
 

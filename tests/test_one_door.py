@@ -319,7 +319,7 @@ def _check_coverage() -> None:
     import typer.main
 
     from faceledger.api.native import collections, routes, video
-    from faceledger.api.rekognition.operations import IMPLEMENTED
+    from faceledger.api.rekognition.router import IMPLEMENTED
     from faceledger.api.web import account, ledger, manage, search, streams
     from faceledger.cli.main import app
 

@@ -338,7 +338,7 @@ def test_writers_in_several_processes_keep_the_guarantees(migrated_database: str
             w.start()
         for w in workers:
             w.join()
-        assert len(second.user_face_ids("c", "u")) == 15
+        assert len(second.list_faces("c", after_row=0, limit=100, user_id="u")) == 15
         assert sum(len(r.changed) for r in results) == 15
         assert sum(r.limit_exceeded for r in results) == 25
 

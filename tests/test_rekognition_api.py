@@ -829,7 +829,7 @@ def test_every_operation_was_exercised_and_shape_checked(
 ) -> None:
     """Runs last in this module: each implemented operation answered at least once (the face
     operations need the shared photos, so this skips without them, as they do)."""
-    from faceledger.api.rekognition.operations import IMPLEMENTED
+    from faceledger.api.rekognition.router import IMPLEMENTED
 
     missing = IMPLEMENTED - set(checker.checked)
     assert not missing, f"operations never called successfully: {sorted(missing)}"

@@ -79,7 +79,7 @@ def outcome_of(status: int) -> str:
 
 @functools.cache
 def _operations() -> frozenset[str]:
-    from faceledger.api.rekognition.operations import OPERATIONS
+    from faceledger.api.rekognition.router import OPERATIONS
 
     return frozenset(OPERATIONS)
 

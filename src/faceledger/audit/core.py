@@ -302,7 +302,10 @@ class ChainLedger(ABC):
         return self._submit([event])[0]
 
     def append_many(self, events: Iterable[AuditEvent]) -> list[LedgerEntry]:
-        """Record several events in one transaction (all or none), in order."""
+        """Record several events in one transaction (all or none), in order.
+
+        Kept although only tests call it: they seed large ledgers with it and race batches of
+        several records from many writers through the same commit path as ``append``."""
         return self._submit(list(events))
 
     def checkpoint(self) -> LedgerEntry:

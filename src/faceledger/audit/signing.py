@@ -128,11 +128,6 @@ def checkpoint_payload(
     }
 
 
-def mac_ok(key: bytes, ledger_id: str, covers_seq: int, covers_digest: str, mac: str) -> bool:
-    """Whether ``mac`` is the key's signature of that checkpoint (constant-time compare)."""
-    return hmac.compare_digest(checkpoint_mac(key, ledger_id, covers_seq, covers_digest), mac)
-
-
 # -- the witness file -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class Witness:

@@ -1,6 +1,6 @@
 """CLI verbs for the audit ledger: ``audit verify|tail|export|checkpoint``.
 
-Registered on the main app by ``faceledger.cli.main`` (imported at its end). The ledger is
+``faceledger.cli.main`` adds these commands to its app with ``register``. The ledger is
 ``<data_dir>/ledger.sqlite3`` (in PostgreSQL when ``FACELEDGER_DATABASE_URL`` is set), its
 signing key ``FACELEDGER_LEDGER_KEY_FILE`` (default ``$XDG_CONFIG_HOME/faceledger/ledger.key``).
 ``verify`` exits 0 when the ledger is intact and 1 (``first bad record: <seq>: <reason>``) when
@@ -22,13 +22,12 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
-from faceledger.cli.main import (
+from faceledger.cli.common import (
     CliError,
-    _operator,
-    _print_json,
-    _settings,
-    _stderr,
-    app,
+    cli_caller,
+    echo_err,
+    load_settings,
+    print_json,
     progress_bar,
 )
 from faceledger.domain.errors import LedgerError
@@ -42,7 +41,6 @@ audit_app = typer.Typer(
     help="The audit ledger: verify the hash chain, read and export records.",
     no_args_is_help=True,
 )
-app.add_typer(audit_app, name="audit")
 
 
 class ExportFormat(StrEnum):
@@ -55,7 +53,7 @@ def _ledger() -> Iterator[Gateway]:
     """The gateway, for its ledger verbs (a ledger that cannot be opened is a clear error)."""
     from faceledger.services.gateway import Gateway
 
-    settings = _settings()
+    settings = load_settings()
     try:
         gate = Gateway(settings)
     except LedgerError as exc:
@@ -138,16 +136,16 @@ def verify(
     with _ledger() as gate:
         if sys.stderr.isatty() and not as_json:
             with progress_bar("verifying", transient=True) as progress:
-                report = gate.verify_ledger(_operator(), progress=progress)
+                report = gate.verify_ledger(cli_caller(), progress=progress)
         else:
-            report = gate.verify_ledger(_operator())
+            report = gate.verify_ledger(cli_caller())
         path = gate.ledger_location
     if as_json:
-        _print_json({"ledger": str(path), **report.to_dict()})
+        print_json({"ledger": str(path), **report.to_dict()})
     elif report.ok:
         typer.echo(_describe_ok(report))
         for warning in report.warnings:
-            _stderr(f"warning: {warning}")
+            echo_err(f"warning: {warning}")
     elif report.first_bad_seq is not None:
         typer.echo(f"first bad record: {report.first_bad_seq}: {report.reason}")
     else:
@@ -166,10 +164,10 @@ def tail(
     from faceledger.audit.export import entry_record
 
     with _ledger() as gate:
-        entries: list[LedgerEntry] = gate.read_ledger(_operator(), newest_first=True, limit=count)
+        entries: list[LedgerEntry] = gate.read_ledger(cli_caller(), newest_first=True, limit=count)
     entries.reverse()
     if as_json:
-        _print_json([entry_record(e) for e in entries])
+        print_json([entry_record(e) for e in entries])
         return
     from rich.console import Console
     from rich.table import Table
@@ -247,7 +245,7 @@ def export(
     start, end = parse_time(since, "--since"), parse_time(until, "--until")
     with _ledger() as gate, _output(output) as out:
         count = gate.export_ledger(
-            _operator(),
+            cli_caller(),
             out,
             fmt.value,
             since=start,
@@ -258,7 +256,7 @@ def export(
             outcome=outcome,
         )
     if output is not None:
-        _stderr(f"exported {count:,} records to {output}")
+        echo_err(f"exported {count:,} records to {output}")
 
 
 # -- checkpoint ------------------------------------------------------------------------------
@@ -270,7 +268,7 @@ def rotate_key() -> None:
     processes pick the new key up from the rotation record."""
     with _ledger() as gate:
         try:
-            new_id = gate.rotate_ledger_key(_operator())
+            new_id = gate.rotate_ledger_key(cli_caller())
         except LedgerError as exc:
             raise CliError(exc.message) from None
         key_file = gate.ledger_key_file
@@ -281,7 +279,12 @@ def rotate_key() -> None:
 def checkpoint() -> None:
     """Append a signed checkpoint now and move the witness (outside the data directory)."""
     with _ledger() as gate:
-        entry = gate.checkpoint_ledger(_operator())
+        entry = gate.checkpoint_ledger(cli_caller())
         witness = gate.ledger_witness_file
     covers = entry.payload.get("covers_seq")
     typer.echo(f"signed checkpoint {entry.seq} (covers record {covers}); witness: {witness}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app`` (called by ``faceledger.cli.main``)."""
+    app.add_typer(audit_app, name="audit")

@@ -1,6 +1,6 @@
 """``faceledger backup DEST`` and ``faceledger restore SRC`` (see ``faceledger.services.backup``).
 
-Registered on the main app by ``faceledger.cli.main`` (imported at its end). ``backup`` runs
+``faceledger.cli.main`` adds these commands to its app with ``register``. ``backup`` runs
 beside a serving server; ``restore`` wants it stopped. Both print the manifest's summary as
 JSON on stdout; ``restore`` exits 1 when the restored ledger does not verify.
 """
@@ -12,10 +12,9 @@ from typing import Annotated
 
 import typer
 
-from faceledger.cli.main import _operator, _print_json, _settings, _stderr, app
+from faceledger.cli.common import cli_caller, echo_err, load_settings, print_json
 
 
-@app.command("backup")
 def backup(
     dest: Annotated[Path, typer.Argument(help="A new (or empty) folder for the backup.")],
 ) -> None:
@@ -25,9 +24,9 @@ def backup(
     from faceledger.services.backup import take_backup
 
     manifest = take_backup(
-        _settings(), dest, _operator(), say=lambda step: _stderr(f"backup: {step}")
+        load_settings(), dest, cli_caller(), say=lambda step: echo_err(f"backup: {step}")
     )
-    _print_json(
+    print_json(
         {
             "backup": str(dest),
             "backend": manifest.backend,
@@ -40,10 +39,9 @@ def backup(
             "skipped": list(manifest.skipped),
         }
     )
-    _stderr(f"note: {manifest.key_note}")
+    echo_err(f"note: {manifest.key_note}")
 
 
-@app.command("restore")
 def restore(
     src: Annotated[Path, typer.Argument(help="A backup folder (with manifest.json).")],
     accept_older_ledger: Annotated[
@@ -61,14 +59,14 @@ def restore(
     from faceledger.services.backup import restore_backup
 
     result = restore_backup(
-        _settings(),
+        load_settings(),
         src,
-        _operator(),
+        cli_caller(),
         accept_older_ledger=accept_older_ledger,
-        say=lambda step: _stderr(f"restore: {step}"),
+        say=lambda step: echo_err(f"restore: {step}"),
     )
     report = result.report
-    _print_json(
+    print_json(
         {
             "restored": str(src),
             "ledger_id": result.manifest.ledger_id,
@@ -79,6 +77,12 @@ def restore(
         }
     )
     if not report.ok:
-        _stderr(f"error: the restored ledger does not verify: {report.reason}")
+        echo_err(f"error: the restored ledger does not verify: {report.reason}")
         raise typer.Exit(1)
-    _stderr(f"restored; ledger intact ({report.records:,} records)")
+    echo_err(f"restored; ledger intact ({report.records:,} records)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app`` (called by ``faceledger.cli.main``)."""
+    app.command("backup")(backup)
+    app.command("restore")(restore)

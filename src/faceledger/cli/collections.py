@@ -1,6 +1,6 @@
 """CLI verbs for collections: ``collections …`` (with ``policy``), ``index DIR``, ``search PHOTO``.
 
-Registered on the main app by ``faceledger.cli.main`` (imported at its end). Every verb calls
+``faceledger.cli.main`` adds these commands to its app with ``register``. Every verb calls
 the gateway as the local operator, so each is written to the audit ledger.
 """
 
@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from faceledger.cli.main import (
+from faceledger.cli.common import (
     CliError,
-    _existing_file,
-    _gateway,
-    _operator,
-    _print_json,
-    _stderr,
-    app,
+    cli_caller,
+    echo_err,
+    existing_file,
+    open_gateway,
+    print_json,
 )
 from faceledger.domain.errors import FaceLedgerError
 from faceledger.domain.scale import FLOOR_FROM_POLICY, SearchScale
@@ -36,7 +35,6 @@ collections_app = typer.Typer(
     help="Create, list, describe and delete collections; show and set their policy.",
     no_args_is_help=True,
 )
-app.add_typer(collections_app, name="collections")
 
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_.\-:]")
 
@@ -60,17 +58,17 @@ def _collection_dict(c: object) -> dict[str, object]:
 @collections_app.command("create")
 def create(collection_id: Annotated[str, typer.Argument(metavar="COLLECTION")]) -> None:
     """Create an empty collection pinned to the server's model pack."""
-    with _gateway() as gate:
-        created = gate.create_collection(_operator(), collection_id)
-    _print_json(_collection_dict(created))
+    with open_gateway() as gate:
+        created = gate.create_collection(cli_caller(), collection_id)
+    print_json(_collection_dict(created))
 
 
 @collections_app.command("describe")
 def describe(collection_id: Annotated[str, typer.Argument(metavar="COLLECTION")]) -> None:
     """FaceCount, UserCount, FaceModelVersion and creation time."""
-    with _gateway() as gate:
-        described = gate.describe_collection(_operator(), collection_id)
-    _print_json(_collection_dict(described))
+    with open_gateway() as gate:
+        described = gate.describe_collection(cli_caller(), collection_id)
+    print_json(_collection_dict(described))
 
 
 @collections_app.command("list")
@@ -79,19 +77,19 @@ def list_(
     next_token: Annotated[str | None, typer.Option("--next-token")] = None,
 ) -> None:
     """Collections in id order (paginated)."""
-    with _gateway() as gate:
+    with open_gateway() as gate:
         page, token = gate.list_collections(
-            _operator(), next_token=next_token, max_results=max_results
+            cli_caller(), next_token=next_token, max_results=max_results
         )
-    _print_json({"collections": [_collection_dict(c) for c in page], "next_token": token})
+    print_json({"collections": [_collection_dict(c) for c in page], "next_token": token})
 
 
 @collections_app.command("delete")
 def delete(collection_id: Annotated[str, typer.Argument(metavar="COLLECTION")]) -> None:
     """Delete a collection: every face, vector, user and index file goes."""
-    with _gateway() as gate:
-        gate.delete_collection(_operator(), collection_id)
-    _stderr(f"deleted collection {collection_id}")
+    with open_gateway() as gate:
+        gate.delete_collection(cli_caller(), collection_id)
+    echo_err(f"deleted collection {collection_id}")
 
 
 @collections_app.command("policy")
@@ -142,14 +140,14 @@ def policy(
         changes["threshold_floor"] = None
     if retention_days is not None:
         changes["retention_days"] = retention_days or None
-    caller = _operator()
-    with _gateway() as gate:
+    caller = cli_caller()
+    with open_gateway() as gate:
         current = gate.get_policy(caller, collection_id)
         if changes:
             current = gate.put_policy(
                 caller, collection_id, dataclasses.replace(current, **changes)
             )
-    _print_json({"collection_id": collection_id, **dataclasses.asdict(current)})
+    print_json({"collection_id": collection_id, **dataclasses.asdict(current)})
 
 
 def _files(root: Path) -> list[Path]:
@@ -160,7 +158,6 @@ def _files(root: Path) -> list[Path]:
     )
 
 
-@app.command("index")
 def index(
     folder: Annotated[Path, typer.Argument(metavar="DIR", help="Folder of photos (recursive).")],
     collection: Annotated[str, typer.Option("--collection", "-c")],
@@ -188,8 +185,8 @@ def index(
     """
     if not folder.is_dir():
         raise CliError(f"no such folder: {folder}")
-    caller = _operator()
-    with _gateway() as gate:
+    caller = cli_caller()
+    with open_gateway() as gate:
         _index_folder(
             gate, caller, folder, collection, max_faces, quality_filter, subject_only=not all_faces
         )
@@ -260,7 +257,7 @@ def _index_folder(
                 elapsed = max(time.perf_counter() - start, 1e-9)
                 bar.update(task, advance=1, rate=f"{indexed_faces / elapsed:.1f} faces/s")
     elapsed = time.perf_counter() - start
-    _print_json(
+    print_json(
         {
             "collection": collection,
             "files": len(files),
@@ -277,7 +274,6 @@ def _index_folder(
     )
 
 
-@app.command("search")
 def search(
     photo: Annotated[Path, typer.Argument(metavar="PHOTO")],
     collection: Annotated[str, typer.Option("--collection", "-c")],
@@ -306,10 +302,10 @@ def search(
     from rich.console import Console
     from rich.table import Table
 
-    _existing_file(photo)
-    with _gateway() as gate:
+    existing_file(photo)
+    with open_gateway() as gate:
         result = gate.search_faces_by_image(
-            _operator(purpose, case),
+            cli_caller(purpose, case),
             collection,
             gate.read_image_file(photo),
             max_faces=max_faces,
@@ -328,7 +324,7 @@ def search(
     ]
     scale = result.scale
     if as_json:
-        _print_json(
+        print_json(
             {
                 "threshold": result.threshold,
                 "requested_threshold": threshold,
@@ -384,3 +380,10 @@ def _scale_lines(scale: SearchScale) -> str:
         f"enrolled people found first {rate(scale.hit_rate)}; per-comparison FMR "
         f"{rate(scale.fmr)}.\n{scale.statement[0].upper()}{scale.statement[1:]}."
     )
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app`` (called by ``faceledger.cli.main``)."""
+    app.add_typer(collections_app, name="collections")
+    app.command("index")(index)
+    app.command("search")(search)

@@ -3,7 +3,7 @@
 Both act on ``FACELEDGER_DATABASE_URL`` (or ``--database-url``); the embedded SQLite backend
 needs neither (it creates its tables itself). ``upgrade`` is safe to repeat and to run from
 several machines at once (one transaction under an advisory lock); servers refuse to start
-until it has run. Registered on the main app by ``faceledger.cli.main`` (imported at its end).
+until it has run. ``faceledger.cli.main`` adds these commands to its app with ``register``.
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ from typing import Annotated
 
 import typer
 
-from faceledger.cli.main import CliError, _print_json, _settings, _stderr, app
+from faceledger.cli.common import CliError, echo_err, load_settings, print_json
 
 db_app = typer.Typer(
     help="The PostgreSQL schema (FACELEDGER_DATABASE_URL): upgrade it, show its revision.",
     no_args_is_help=True,
 )
-app.add_typer(db_app, name="db")
 
 UrlOption = Annotated[
     str | None,
@@ -31,7 +30,7 @@ UrlOption = Annotated[
 
 
 def _url(database_url: str | None) -> str:
-    url = _settings(database_url=database_url).database_url
+    url = load_settings(database_url=database_url).database_url
     if not url:
         raise CliError(
             "no database: set FACELEDGER_DATABASE_URL=postgresql://… (or --database-url); "
@@ -64,11 +63,11 @@ def upgrade(
     except sqlalchemy.exc.OperationalError as exc:
         raise _connect_error(url, exc.orig or exc) from None
     after = _current(url)
-    _stderr(
+    echo_err(
         f"database {migrations.describe(url)}: "
         + (f"upgraded {before or '(empty)'} → {after}" if before != after else f"at {after}")
     )
-    _print_json({"database": migrations.describe(url), "before": before, "revision": after})
+    print_json({"database": migrations.describe(url), "before": before, "revision": after})
 
 
 def _current(url: str) -> str | None:
@@ -90,7 +89,7 @@ def current(database_url: UrlOption = None) -> None:
     url = _url(database_url)
     have = _current(url)
     want = migrations.head()
-    _print_json(
+    print_json(
         {
             "database": migrations.describe(url),
             "revision": have,
@@ -99,7 +98,7 @@ def current(database_url: UrlOption = None) -> None:
         }
     )
     if have != want:
-        _stderr("the schema is not at this release's head: run `faceledger db upgrade`")
+        echo_err("the schema is not at this release's head: run `faceledger db upgrade`")
         raise typer.Exit(1)
 
 
@@ -131,5 +130,10 @@ def vacuum(
         store.vacuum(*VACUUM_TABLES, full=full)
     finally:
         store.close()
-    _stderr(f"database {describe(url)}: {'VACUUM FULL' if full else 'VACUUM'} done")
-    _print_json({"database": describe(url), "tables": list(VACUUM_TABLES), "full": full})
+    echo_err(f"database {describe(url)}: {'VACUUM FULL' if full else 'VACUUM'} done")
+    print_json({"database": describe(url), "tables": list(VACUUM_TABLES), "full": full})
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app`` (called by ``faceledger.cli.main``)."""
+    app.add_typer(db_app, name="db")

@@ -1,6 +1,6 @@
 """``faceledger eval report``: FMR and FNMR overall and per group, as an HTML + JSON report.
 
-Registered on ``eval_app`` by ``faceledger.cli.main`` (imported at its end).
+``faceledger.cli.main`` adds this command to its ``eval`` group with ``register``.
 """
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ from typing import Annotated, Any
 
 import typer
 
-from faceledger.cli.main import (
+from faceledger.cli.common import (
     CliError,
-    _print_json,
-    _service,
-    _settings,
-    _stderr,
-    eval_app,
+    echo_err,
+    face_service,
+    load_settings,
+    print_json,
     progress_bar,
 )
 
@@ -60,7 +59,6 @@ def _compact(report: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     return result
 
 
-@eval_app.command("report")
 def eval_report(
     data: Annotated[
         Path, typer.Option("--data", help="Labelled images laid out as DIR/<identity>/<image>.")
@@ -108,7 +106,7 @@ def eval_report(
         summary_table,
     )
 
-    settings = _settings()
+    settings = load_settings()
     if not data.is_dir():
         raise CliError(f"--data: no such folder: {data}")
     request = ReportRequest(
@@ -121,13 +119,18 @@ def eval_report(
         notes=tuple(note or ()),
         title=title or ReportRequest.title,
     )
-    engine = _service(settings).engine
+    engine = face_service(settings).engine
     try:
         with progress_bar("embedding images", transient=True) as progress:
             report = run_report(engine, request, progress=progress)
     finally:
         engine.close()
-    _stderr(summary_table(report))
-    _stderr(sources_summary(report))
-    _print_json(_compact(report, request.out_dir))
-    _stderr(f"report written to {request.out_dir / 'report.html'}")
+    echo_err(summary_table(report))
+    echo_err(sources_summary(report))
+    print_json(_compact(report, request.out_dir))
+    echo_err(f"report written to {request.out_dir / 'report.html'}")
+
+
+def register(eval_app: typer.Typer) -> None:
+    """Add this module's commands to ``eval_app`` (called by ``faceledger.cli.main``)."""
+    eval_app.command("report")(eval_report)

@@ -1,7 +1,7 @@
 """CLI verbs for access keys: ``keys create|list|revoke``, and the first-start announcements
 that ``serve`` makes (the first admin key, the insecure development mode).
 
-Registered on the main app by ``faceledger.cli.main`` (imported at its end). A secret is
+``faceledger.cli.main`` adds these commands to its app with ``register``. A secret is
 printed exactly once, by the command that creates it; nothing here logs one. ``create``,
 ``list`` and ``revoke`` go through the gateway as the local operator (each is a
 ledger record); the first admin key that ``serve`` makes is not a request and does not.
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from faceledger.cli.main import _gateway, _operator, _print_json, _settings, _stderr, app
+from faceledger.cli.common import cli_caller, echo_err, load_settings, open_gateway, print_json
 from faceledger.config import Settings
 
 if TYPE_CHECKING:
@@ -26,7 +26,6 @@ logger = logging.getLogger("faceledger.cli")
 keys_app = typer.Typer(
     help="Access keys: create (secret shown once), list and revoke.", no_args_is_help=True
 )
-app.add_typer(keys_app, name="keys")
 
 
 def endpoint_url(settings: Settings) -> str:
@@ -104,13 +103,13 @@ def create(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with the secret).")] = False,
 ) -> None:
     """Create an access key for PRINCIPAL; prints its id and secret once."""
-    settings = _settings()
-    with _gateway(settings) as gate:
+    settings = load_settings()
+    with open_gateway(settings) as gate:
         key, secret = gate.create_key(
-            _operator(), principal, role, description, rate_per_second=rate_per_second, burst=burst
+            cli_caller(), principal, role, description, rate_per_second=rate_per_second, burst=burst
         )
     if as_json:
-        _print_json(
+        print_json(
             {
                 **_key_dict(key),
                 "secret": secret,
@@ -133,10 +132,10 @@ def list_(
     from rich.console import Console
     from rich.table import Table
 
-    with _gateway() as gate:
-        keys = gate.list_keys(_operator(), include_revoked=show_all)
+    with open_gateway() as gate:
+        keys = gate.list_keys(cli_caller(), include_revoked=show_all)
     if as_json:
-        _print_json([_key_dict(k) for k in keys])
+        print_json([_key_dict(k) for k in keys])
         return
     table = Table(title="Access keys" + (" (including revoked)" if show_all else ""))
     for column in ("key id", "principal", "roles", "created (UTC)", "revoked (UTC)", "note"):
@@ -161,9 +160,9 @@ def list_(
 @keys_app.command("revoke")
 def revoke(key_id: Annotated[str, typer.Argument(metavar="KEY_ID")]) -> None:
     """Revoke a key: it stays listed (with --all) but never authenticates again."""
-    with _gateway() as gate:
-        key = gate.revoke_key(_operator(), key_id)
-    _stderr(f"revoked access key {key.key_id} of principal {key.principal}")
+    with open_gateway() as gate:
+        key = gate.revoke_key(cli_caller(), key_id)
+    echo_err(f"revoked access key {key.key_id} of principal {key.principal}")
 
 
 # -- start-up announcements (called by `serve`) ----------------------------------------------
@@ -180,23 +179,28 @@ _INSECURE_WARNING = (
 def announce_keys_at_start(settings: Settings) -> None:
     """Before serving: create and show the first admin key if none is active (once, on
     stderr, never through logging), and warn loudly about the insecure development mode."""
-    with _gateway(settings) as gate:  # the key's creation is ledgered
+    with open_gateway(settings) as gate:  # the key's creation is ledgered
         created = gate.ensure_admin_key()
     if created is not None:
         key, secret = created
         frame = "=" * 78
-        _stderr(frame)
-        _stderr("FaceLedger created the first admin access key (principal 'admin').")
-        _stderr("It will NOT be shown again: store the secret now.")
-        _stderr("")
+        echo_err(frame)
+        echo_err("FaceLedger created the first admin access key (principal 'admin').")
+        echo_err("It will NOT be shown again: store the secret now.")
+        echo_err("")
         for line in _usage_lines(settings, key.key_id, secret)[:2]:
-            _stderr(line)
-        _stderr("")
+            echo_err(line)
+        echo_err("")
         for line in boto3_snippet(settings, key.key_id, secret):
-            _stderr(f"  {line}")
-        _stderr("")
-        _stderr("Create keys for people and systems with `faceledger keys create`.")
-        _stderr(frame)
+            echo_err(f"  {line}")
+        echo_err("")
+        echo_err("Create keys for people and systems with `faceledger keys create`.")
+        echo_err(frame)
     if settings.insecure_accept_any_signature:
         for line in _INSECURE_WARNING:
             logger.warning("%s", line)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app`` (called by ``faceledger.cli.main``)."""
+    app.add_typer(keys_app, name="keys")

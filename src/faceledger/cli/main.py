@@ -12,33 +12,37 @@ operating-system user), so it is written to the audit ledger like an API call.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
 from faceledger import __version__
-from faceledger.config import Settings
+from faceledger.cli import audit, backup, db, eval_report, keys, video
+from faceledger.cli import collections as collection_commands
+from faceledger.cli.common import (
+    CliError,
+    cli_caller,
+    echo_err,
+    existing_file,
+    face_service,
+    load_settings,
+    open_gateway,
+    print_json,
+    progress_bar,
+)
 from faceledger.domain.errors import FaceLedgerError
 
 if TYPE_CHECKING:
-    from faceledger.domain.audit import Caller
     from faceledger.domain.faces import Image
     from faceledger.logs import LogFormat
-    from faceledger.services.faces import FaceService
-    from faceledger.services.gateway import Gateway
 
 logger = logging.getLogger("faceledger.cli")
-
-ProgressCallback = Callable[[int, int], None]  # progress(done, total)
 
 app = typer.Typer(
     name="faceledger",
@@ -53,113 +57,11 @@ app.add_typer(models_app, name="models")
 app.add_typer(eval_app, name="eval")
 
 
-class CliError(Exception):
-    """A problem worth one line on stderr (``error: <message>``) and an exit code."""
-
-    def __init__(self, message: str, exit_code: int = 2) -> None:
-        super().__init__(message)
-        self.message = message
-        self.exit_code = exit_code
-
-
-# -- helpers ---------------------------------------------------------------------------------
-def _settings(**overrides: Any) -> Settings:
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
-        raise CliError(f"invalid settings (FACELEDGER_* environment): {problems}") from None
-
-
-def _service(settings: Settings) -> FaceService:
-    # Imported here so that `faceledger --help` (and Ctrl-C during start-up) stay quick.
-    from faceledger.services.faces import FaceService
-
-    return FaceService(settings)
-
-
-@contextlib.contextmanager
-def _gateway(settings: Settings | None = None) -> Iterator[Gateway]:
-    """The gateway over ``settings`` (default: the environment's), closed after
-    (which saves the indexes and signs the ledger's latest records)."""
-    from faceledger.services.gateway import Gateway
-    from faceledger.services.private_files import make_installation_private
-
-    settings = settings if settings is not None else _settings()
-    make_installation_private(settings)  # an older installation's files made private first
-    gate = Gateway(settings)
-    try:
-        yield gate
-    finally:
-        gate.close()
-
-
-def _operator(purpose: str | None = None, case_reference: str | None = None) -> Caller:
-    """The CLI's caller (the local operator), with a purpose and case reference if given."""
-    import dataclasses
-
-    from faceledger.services.gateway import local_operator
-
-    return dataclasses.replace(local_operator(), purpose=purpose, case_reference=case_reference)
-
-
+# -- helpers used by this module's commands only ----------------------------------------------
 def _configure_logging(level: str, log_format: LogFormat = "human") -> None:
     from faceledger.logs import configure_logging
 
     configure_logging(level, log_format)
-
-
-@contextlib.contextmanager
-def progress_bar(description: str, *, transient: bool = False) -> Iterator[ProgressCallback]:
-    """A Rich progress bar on stderr; yields a ``progress(done, total)`` callback. When stderr
-    is not a terminal (a log file, CI), plain lines instead: every 10 % and at the end."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    if not Console(stderr=True).is_terminal:
-        shown = [-1]
-
-        def lines(done: int, total: int) -> None:
-            step = done * 10 // max(total, 1)
-            if step != shown[0] or done == total:
-                shown[0] = step
-                typer.echo(f"{description}: {done}/{total}", err=True)
-
-        yield lines
-        return
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=transient,
-    ) as bar:
-        task = bar.add_task(description, total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield progress
-
-
-def _existing_file(path: Path) -> Path:
-    if not path.exists():
-        raise CliError(f"no such file: {path}")
-    if path.is_dir():
-        raise CliError(f"{path} is a directory, not an image file")
-    return path
-
-
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-
-
-def _stderr(message: str) -> None:
-    typer.echo(message, err=True)
 
 
 _ANNOTATE_FORMATS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -244,7 +146,7 @@ def serve(
     ] = None,
 ) -> None:
     """Run the HTTP API (native /v1 and docs at /docs) with uvicorn (HTTPS with --tls-*)."""
-    settings = _settings(host=host, port=port, tls_cert_file=tls_cert, tls_key_file=tls_key)
+    settings = load_settings(host=host, port=port, tls_cert_file=tls_cert, tls_key_file=tls_key)
     for path in (settings.tls_cert_file, settings.tls_key_file):
         if path is not None and not path.is_file():
             raise CliError(f"no such TLS file: {path}")
@@ -254,9 +156,9 @@ def serve(
     limit_malloc_arenas()  # before any thread starts: keeps a long-running server's RSS flat
     # Fail here with one line (unknown pack, licence not accepted, missing or tampered files)
     # rather than with uvicorn's start-up traceback; the app's lifespan then loads the pack.
-    _service(settings).registry.load(settings.default_pack)
+    face_service(settings).registry.load(settings.default_pack)
     # The first admin key (shown once on stderr) and the insecure-mode warning.
-    _keys.announce_keys_at_start(settings)
+    keys.announce_keys_at_start(settings)
     import uvicorn
 
     from faceledger.api.app import create_app
@@ -304,15 +206,15 @@ def detect(
     ] = 100,
 ) -> None:
     """Detect faces: JSON with pixel boxes, confidence, landmarks, quality and pose."""
-    _existing_file(photo)
-    with _gateway() as gate:
+    existing_file(photo)
+    with open_gateway() as gate:
         data = gate.read_image_file(photo)
-        analysed = gate.detect_faces(_operator(), data)
+        analysed = gate.detect_faces(cli_caller(), data)
         result = gate.detect_result(analysed, max_faces=max_faces)
         if annotate is not None:
             _write_annotated(gate.decode_image(data), result["faces"], annotate)
-            _stderr(f"wrote {annotate} ({len(result['faces'])} faces)")
-    _print_json(result)
+            echo_err(f"wrote {annotate} ({len(result['faces'])} faces)")
+    print_json(result)
 
 
 @app.command()
@@ -321,14 +223,14 @@ def compare(
     target: Annotated[Path, typer.Argument(help="Image whose faces are compared with it.")],
 ) -> None:
     """Compare the largest face of SOURCE with every face of TARGET (Similarity 0–100)."""
-    _existing_file(source)
-    _existing_file(target)
-    with _gateway() as gate:
+    existing_file(source)
+    existing_file(target)
+    with open_gateway() as gate:
         compared = gate.compare_faces(
-            _operator(), gate.read_image_file(source), gate.read_image_file(target)
+            cli_caller(), gate.read_image_file(source), gate.read_image_file(target)
         )
         result = gate.compare_result(*compared)
-    _print_json(result)
+    print_json(result)
 
 
 @models_app.command("list")
@@ -339,10 +241,10 @@ def models_list(
     from rich.console import Console
     from rich.table import Table
 
-    settings = _settings()
-    packs = _service(settings).models()
+    settings = load_settings()
+    packs = face_service(settings).models()
     if as_json:
-        _print_json(packs)
+        print_json(packs)
         return
     table = Table(title="Model packs")
     table.add_column("name", no_wrap=True)
@@ -384,10 +286,10 @@ def models_verify(
 
     Exits 1 when a pack that is installed (or NAME, when given) fails.
     """
-    reports = _service(_settings()).verify_models(name)
+    reports = face_service(load_settings()).verify_models(name)
     failed = [r["name"] for r in reports if not r["ok"] and (r["installed"] or name)]
     if as_json:
-        _print_json(reports)
+        print_json(reports)
     else:
         for report in reports:
             if report["ok"]:
@@ -405,7 +307,7 @@ def models_verify(
                     line += f" (sha256 {f['actual_sha256']}, expected {f['expected_sha256']})"
                 typer.echo(line)
     if failed:
-        _stderr(f"error: verification failed for {', '.join(failed)}")
+        echo_err(f"error: verification failed for {', '.join(failed)}")
         raise typer.Exit(1)
 
 
@@ -419,7 +321,7 @@ def eval_lfw(
     ] = None,
 ) -> None:
     """Verification accuracy on LFW pairs with the default pack; writes a report."""
-    settings = _settings()
+    settings = load_settings()
     try:
         from faceledger.evaluation.lfw import run_lfw_eval
     except ImportError as exc:
@@ -428,13 +330,13 @@ def eval_lfw(
         raise CliError("the LFW evaluation is not available in this installation") from None
     if not data.is_dir():
         raise CliError(f"--data: no such folder: {data}")
-    _existing_file(pairs)
+    existing_file(pairs)
     out_dir = out if out is not None else settings.data_dir / "reports" / "lfw"
-    service = _service(settings)
+    service = face_service(settings)
     with progress_bar("LFW pairs") as progress:
         result = run_lfw_eval(service.engine, data, pairs, out_dir, progress=progress)
-    _print_json(result)
-    _stderr(f"report written to {out_dir}")
+    print_json(result)
+    echo_err(f"report written to {out_dir}")
 
 
 @eval_app.command("search")
@@ -459,24 +361,25 @@ def eval_search(
     and the floor the product would choose for a collection of that size; JSON + DET plot."""
     from faceledger.evaluation.search_eval import run_search_eval
 
-    settings = _settings()
+    settings = load_settings()
     out_dir = out if out is not None else settings.data_dir / "reports" / "search"
-    service = _service(settings)
+    service = face_service(settings)
     with progress_bar("photos") as progress:
         result = run_search_eval(service.engine, gallery, probes, out_dir, progress=progress)
     summary = {k: v for k, v in result.items() if k != "rates"}
-    _print_json(summary)
-    _stderr(f"report written to {out_dir} (search_report.json, search_report.png)")
+    print_json(summary)
+    echo_err(f"report written to {out_dir} (search_report.json, search_report.png)")
 
 
-# Collection verbs live in their own module; importing it registers them on ``app``.
-from faceledger.cli import audit as _audit  # noqa: E402,F401
-from faceledger.cli import backup as _backup  # noqa: E402,F401
-from faceledger.cli import collections as _collections  # noqa: E402,F401
-from faceledger.cli import db as _db  # noqa: E402,F401
-from faceledger.cli import eval_report as _eval_report  # noqa: E402,F401
-from faceledger.cli import keys as _keys  # noqa: E402
-from faceledger.cli import video as _video  # noqa: E402,F401
+# -- the other command modules, registered after this module's own commands (the order in which
+# `--help` lists them: commands first, then groups, each in registration order) ----------------
+audit.register(app)
+backup.register(app)
+collection_commands.register(app)
+db.register(app)
+eval_report.register(eval_app)
+keys.register(app)
+video.register(app)
 
 
 # -- entry point -----------------------------------------------------------------------------
@@ -492,25 +395,25 @@ def main(argv: Sequence[str] | None = None) -> None:
         if exc.code is None or isinstance(exc.code, int):
             code = exc.code or 0
         else:
-            _stderr(str(exc.code))
+            echo_err(str(exc.code))
             code = 1
         if code == 130:
-            _stderr("interrupted")
+            echo_err("interrupted")
     except FaceLedgerError as exc:
-        _stderr(f"error: {exc.code}: {exc.message}")
+        echo_err(f"error: {exc.code}: {exc.message}")
         code = 2
     except CliError as exc:
-        _stderr(f"error: {exc.message}")
+        echo_err(f"error: {exc.message}")
         code = exc.exit_code
     except KeyboardInterrupt:
-        _stderr("interrupted")
+        echo_err("interrupted")
         code = 130
     except Exception as exc:
-        _stderr(f"error: InternalError: {type(exc).__name__}: {exc}")
+        echo_err(f"error: InternalError: {type(exc).__name__}: {exc}")
         if os.environ.get("FACELEDGER_LOG_LEVEL", "").upper() == "DEBUG":
             traceback.print_exc()
         else:
-            _stderr("(set FACELEDGER_LOG_LEVEL=DEBUG to see the traceback)")
+            echo_err("(set FACELEDGER_LOG_LEVEL=DEBUG to see the traceback)")
         code = 1
     sys.exit(code)
 

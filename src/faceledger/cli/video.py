@@ -18,21 +18,18 @@ from typing import Annotated, Any
 
 import typer
 
-from faceledger.cli.main import (
+from faceledger.cli.common import (
     CliError,
-    _existing_file,
-    _gateway,
-    _operator,
-    _print_json,
-    _settings,
-    _stderr,
-    app,
+    cli_caller,
+    echo_err,
+    existing_file,
+    load_settings,
+    open_gateway,
+    print_json,
 )
 
 video_app = typer.Typer(help="Analyse stored video files.", no_args_is_help=True)
 stream_app = typer.Typer(help="Live stream processors.", no_args_is_help=True)
-app.add_typer(video_app, name="video")
-app.add_typer(stream_app, name="stream")
 
 Purpose = Annotated[
     str | None, typer.Option("--purpose", help="Why you search (kept in the audit ledger).")
@@ -52,13 +49,13 @@ def _analyse(
     purpose: str | None = None,
     case: str | None = None,
 ) -> dict[str, Any]:
-    _existing_file(video)
+    existing_file(video)
     path = video.resolve()
-    base = _settings()
+    base = load_settings()
     # The operator names the file: its folder is readable for this run.
     settings = base.model_copy(update={"video_dirs": [*base.video_dirs, path.parent]})
-    with _gateway(settings) as gate:
-        caller = _operator(purpose, case)
+    with open_gateway(settings) as gate:
+        caller = cli_caller(purpose, case)
         job = gate.start_video_job(
             caller, kind, {"path": str(path)}, collection_id=collection, threshold=threshold
         )
@@ -99,7 +96,7 @@ def video_faces(video: Path, as_json: AsJson = False) -> None:
     """Detect faces in every analysed frame of VIDEO."""
     out = _analyse("faces", video)
     if as_json:
-        _print_json(out)
+        print_json(out)
         return
     meta = out["metadata"]
     typer.echo(
@@ -113,7 +110,7 @@ def video_persons(video: Path, as_json: AsJson = False) -> None:
     """Track the people (by their faces) in VIDEO; one line per person."""
     out = _analyse("persons", video)
     if as_json:
-        _print_json(out)
+        print_json(out)
         return
     for row in _people(out["results"]):
         typer.echo(f"person {row['person']}: {row['first_ms']} – {row['last_ms']} ms")
@@ -135,7 +132,7 @@ def video_search(
         "search", video, collection=collection, threshold=threshold, purpose=purpose, case=case
     )
     if as_json:
-        _print_json(out)
+        print_json(out)
         return
     matched = [row for row in _people(out["results"]) if "face_id" in row]
     if not matched:
@@ -177,37 +174,37 @@ def stream_create(
 ) -> None:
     """Define a stream processor (the server starts it on request)."""
     outputs = {k: v for k, v in (("jsonl", jsonl), ("webhook", webhook)) if v is not None}
-    with _gateway() as gate:
+    with open_gateway() as gate:
         row = gate.create_stream_processor(
-            _operator(), name, source, collection_id=collection, threshold=threshold,
+            cli_caller(), name, source, collection_id=collection, threshold=threshold,
             outputs=outputs,
         )  # fmt: skip
-    _print_json(_row(row))
+    print_json(_row(row))
 
 
 @stream_app.command("list")
 def stream_list() -> None:
     """Stream processors and their last known status."""
-    with _gateway() as gate:
-        rows, token = gate.list_stream_processors(_operator())
+    with open_gateway() as gate:
+        rows, token = gate.list_stream_processors(cli_caller())
         while token:
-            more, token = gate.list_stream_processors(_operator(), next_token=token)
+            more, token = gate.list_stream_processors(cli_caller(), next_token=token)
             rows += more
-    _print_json([_row(r) for r in rows])
+    print_json([_row(r) for r in rows])
 
 
 @stream_app.command("describe")
 def stream_describe(name: str) -> None:
-    with _gateway() as gate:
-        row, live = gate.describe_stream_processor(_operator(), name)
-    _print_json(_row(row, live))
+    with open_gateway() as gate:
+        row, live = gate.describe_stream_processor(cli_caller(), name)
+    print_json(_row(row, live))
 
 
 @stream_app.command("delete")
 def stream_delete(name: str) -> None:
-    with _gateway() as gate:
-        gate.delete_stream_processor(_operator(), name)
-    _stderr(f"deleted stream processor {name}")
+    with open_gateway() as gate:
+        gate.delete_stream_processor(cli_caller(), name)
+    echo_err(f"deleted stream processor {name}")
 
 
 @stream_app.command("watch")
@@ -215,23 +212,23 @@ def stream_watch(name: str, purpose: Purpose = None, case: Case = None) -> None:
     """Run NAME in the foreground: each match is ledgered, then printed as a JSON line (without
     the best-shot crop). Ctrl-C (SIGINT) or SIGTERM (what systemd and container runtimes send)
     stops it; the stop is ledgered too."""
-    with _gateway() as gate:
-        caller = _operator(purpose, case)
+    with open_gateway() as gate:
+        caller = cli_caller(purpose, case)
         with gate.stream_events(caller, name) as events, _sigterm_interrupts():
             try:
                 gate.start_stream_processor(caller, name)
-                _stderr(f"watching {name} (Ctrl-C or SIGTERM to stop)")
+                echo_err(f"watching {name} (Ctrl-C or SIGTERM to stop)")
                 while True:
                     event = events.get(1.0)
                     if event is None:
                         continue
                     if event.get("type") == "status":
-                        _stderr(f"{name}: {event.get('status')}")
+                        echo_err(f"{name}: {event.get('status')}")
                         return
                     event.pop("crop_jpeg_base64", None)
                     typer.echo(json.dumps(event, sort_keys=True))
             except KeyboardInterrupt:
-                _stderr("stopping")
+                echo_err("stopping")
             finally:
                 row, _ = gate.describe_stream_processor(caller, name)
                 if row.status in ("STARTING", "RUNNING", "RECONNECTING"):
@@ -254,3 +251,9 @@ def _sigterm_interrupts() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app`` (called by ``faceledger.cli.main``)."""
+    app.add_typer(video_app, name="video")
+    app.add_typer(stream_app, name="stream")

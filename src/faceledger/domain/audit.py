@@ -15,10 +15,6 @@ from typing import Any
 
 from faceledger.domain.principals import Principal
 
-# Where a call came from.
-SOURCES: tuple[str, ...] = ("rekognition", "native", "cli", "web", "video", "system")
-
-
 # The intent record the running biometric change was announced by (set by the gateway around
 # the store call; the stores log it beside each face they add or delete, so that a change whose
 # outcome record was never written can be attributed to its request at start-up).
@@ -34,7 +30,7 @@ class Caller:
     """Who is asking and why, carried from the adapter into the services."""
 
     principal: Principal
-    source: str
+    source: str  # where the call came from: rekognition, native, cli, web, video or system
     request_id: str
     purpose: str | None = None
     case_reference: str | None = None

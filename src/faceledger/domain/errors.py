@@ -158,13 +158,6 @@ class UnknownOperationError(FaceLedgerError):
     http_status = 400
 
 
-class ShapeValidationError(FaceLedgerError):
-    """A request that is not a JSON object of the operation's input shape."""
-
-    code = "ValidationException"
-    http_status = 400
-
-
 class LedgerError(FaceLedgerError):
     """The audit ledger could not be written: the operation fails rather than go unrecorded."""
 

@@ -57,7 +57,6 @@ PUBLISHED_THRESHOLDS: tuple[float, ...] = (50.0, 80.0, 90.0, 95.0, 99.0)
 MIN_ERRORS_FOR_RATE = 10
 CONFIDENCE = 0.95
 UNASSIGNED = "unassigned"
-OVERALL = "overall"
 ALL = "all"  # the single group when no groups file is given
 FACE_CHOICES = ("largest", "central")
 

@@ -145,7 +145,7 @@ def make_group_photo(
     if engine is None:
         engine = make_measuring_engine()
 
-    canvas = _background(rng, width, height)
+    canvas = scene_background(rng, width, height)
     sizes = np.sort(rng.uniform(min_face_px, max_face_px, size=n_faces))[::-1]
     order = rng.permutation(len(people))
     patches: list[_Patch] = []
@@ -381,7 +381,7 @@ def _feather_mask(
     return np.outer(ramp(h, oy1, iy1, iy2, oy2), ramp(w, ox1, ix1, ix2, ox2)).astype(np.float32)
 
 
-def _background(rng: np.random.Generator, width: int, height: int) -> NDArray[np.uint8]:
+def scene_background(rng: np.random.Generator, width: int, height: int) -> NDArray[np.uint8]:
     """A face-free, non-uniform scene: gradients, low-frequency noise, blurred shapes, grain."""
     ys = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
     xs = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :, None]

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from faceledger.evaluation.group_photos import _background, iou_matrix
+from faceledger.evaluation.group_photos import iou_matrix, scene_background
 
 LFW_CROP = (50, 40, 200, 250)  # x1, y1, x2, y2 of the head-and-shoulders part of a 250×250 tile
 
@@ -64,7 +64,7 @@ def make_people_scene(
     max_height_px: int = 400,
 ) -> PeopleScene:
     """A scene with up to ``n_people`` non-overlapping people (fewer when they do not fit)."""
-    canvas = _background(rng, width_px, height_px)
+    canvas = scene_background(rng, width_px, height_px)
     boxes: list[tuple[float, float, float, float]] = []
     for _ in range(n_people):
         cut = cutouts[int(rng.integers(len(cutouts)))]

@@ -16,7 +16,6 @@ from typing import Any, Literal
 from faceledger.domain.errors import ModelPackError
 
 Runtime = Literal["opencv", "onnxruntime"]
-DetectorKind = Literal["yunet", "scrfd"]
 
 
 @dataclass(frozen=True)

@@ -148,14 +148,14 @@ def _digest_at(path: Path, seq: int) -> str | None:
 
 
 # -- backup ------------------------------------------------------------------------------------
-def _prepare_destination(dest: Path) -> None:
+def prepare_destination(dest: Path) -> None:
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise BackupError(f"{dest} exists and is not an empty folder: choose a new destination")
     dest.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(dest, 0o700)  # the backup holds face templates and access-key secrets
 
 
-def _copy_snapshots(source: Path, dest: Path) -> tuple[list[str], list[str]]:
+def copy_snapshots(source: Path, dest: Path) -> tuple[list[str], list[str]]:
     """Copy each collection's index snapshot (``<id>.index`` + ``<id>.json``) unless it is
     rewritten while being copied (retried, then skipped). Returns (copied paths, skipped)."""
     copied: list[str] = []
@@ -221,12 +221,12 @@ def _take_sqlite_backup(settings: Settings, dest: Path, say: Say) -> Manifest:
         raise BackupError(f"no audit ledger at {ledger_path}: is FACELEDGER_DATA_DIR right?")
     key_file = resolve_key_file(settings.ledger_key_file, data)
     dest = Path(dest)
-    _prepare_destination(dest)
+    prepare_destination(dest)
     created = time.time()
     files: list[str] = []
 
     say("index snapshots")
-    copied, skipped = _copy_snapshots(data / "indexes", dest / "indexes")
+    copied, skipped = copy_snapshots(data / "indexes", dest / "indexes")
     files += copied
     before = ledger_facts(ledger_path)
     assert before is not None
@@ -335,7 +335,7 @@ def move_aside(paths: list[Path], when: float) -> tuple[str, ...]:
     return tuple(moved)
 
 
-def _install(source: Path, target: Path) -> None:
+def install_file(source: Path, target: Path) -> None:
     """Put ``source`` at ``target`` atomically, dropping any SQLite side files of the old one."""
     tmp = target.with_name(f".{target.name}.restoring")
     shutil.copyfile(source, tmp)
@@ -355,7 +355,7 @@ def _install_files(manifest: Manifest, src: Path, data: Path) -> None:
     for item in manifest.files:
         target = data / item.path
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _install(src / item.path, target)
+        install_file(src / item.path, target)
     fsync_dir(data)
 
 

@@ -107,17 +107,17 @@ def _ledger_head(conn: psycopg.Connection[Any]) -> tuple[str, int, str, str] | N
 
 def take_pg_backup(settings: Settings, dest: Path, *, say: Say) -> Manifest:
     """``pg_dump`` of the database plus the data folder's snapshots into ``dest``."""
-    from faceledger.services.backup import KEY_NOTE, _copy_snapshots, _prepare_destination
+    from faceledger.services.backup import KEY_NOTE, copy_snapshots, prepare_destination
 
     assert settings.database_url is not None
     pg_dump = pg_tool("pg_dump", settings.pg_bin)
     data = Path(settings.data_dir)
     key_file = resolve_key_file(settings.ledger_key_file, data)
     dest = Path(dest)
-    _prepare_destination(dest)
+    prepare_destination(dest)
     created = time.time()
     say("index snapshots")
-    files, skipped = _copy_snapshots(data / "indexes", dest / "indexes")
+    files, skipped = copy_snapshots(data / "indexes", dest / "indexes")
     say("database (pg_dump, one snapshot)")
     with psycopg.connect(settings.database_url) as conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -179,8 +179,8 @@ def restore_pg_backup(
     """``pg_restore`` into the (empty) database of ``settings``, then record and verify."""
     from faceledger.services.backup import (
         RestoreResult,
-        _install,
         check_key,
+        install_file,
         key_folder_ahead,
         move_aside,
         record_restore,
@@ -249,7 +249,7 @@ def restore_pg_backup(
         if item.path != DUMP_NAME:
             target = data / item.path
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _install(src / item.path, target)
+            install_file(src / item.path, target)
     say("recording the restore")
     ledger = Ledger.from_settings(settings)
     try:

@@ -77,11 +77,6 @@ KINDS: dict[str, str] = {
     "search": "StartFaceSearch",
     "persons": "StartPersonTracking",
 }
-GET_OPERATIONS: dict[str, str] = {
-    "faces": "GetFaceDetection",
-    "search": "GetFaceSearch",
-    "persons": "GetPersonTracking",
-}
 # Rekognition's stream processors search at 80 or above (FaceSearchSettings); ours too.
 STREAM_THRESHOLD_FLOOR = 80.0
 DEFAULT_JOB_THRESHOLD = 80.0

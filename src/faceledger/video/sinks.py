@@ -24,7 +24,6 @@ import logging
 import os
 import queue
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -214,7 +213,3 @@ class EventHub:
     def subscribers(self) -> int:
         with self._lock:
             return len(self._subscribers)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)

@@ -117,13 +117,6 @@ class Tracker:
         """Live track ids → person index (None while tentative)."""
         return {t.track_id: t.index for t in self._tracks}
 
-    def span_ms(self, track_id: int) -> tuple[int, int] | None:
-        """(first, last) timestamps at which a live track was matched to a detection."""
-        for t in self._tracks:
-            if t.track_id == track_id:
-                return t.first_ms, t.last_ms
-        return None
-
     def update(
         self, boxes_px: NDArray[np.floating], scores: NDArray[np.floating], timestamp_ms: int
     ) -> TrackUpdate:

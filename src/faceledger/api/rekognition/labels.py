@@ -1,4 +1,4 @@
-"""Rekognition's ``DetectLabels`` and ``DetectText``, registered into the dispatch table.
+"""Rekognition's ``DetectLabels`` and ``DetectText``: handlers for the dispatch table.
 
 Shapes follow botocore's service model: ratio boxes, percent confidences, Parents and Categories
 as lists of ``{"Name"}``. The default labels pack has COCO's 80 object classes and no scene
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from faceledger.api.rekognition import shapes
-from faceledger.api.rekognition.operations import Context, operation
+from faceledger.api.rekognition.dispatch import Context, operation
 from faceledger.domain.collections import BoundingBox
 from faceledger.domain.errors import InvalidParameterError
 from faceledger.domain.labels import (

@@ -1,127 +1,29 @@
-"""The dispatch table: one function per Rekognition operation, keyed by its name.
+"""The handlers of Rekognition's image and collection operations (faces, users, collections).
 
-Each handler takes the request ``Context`` and the validated parameters (blobs already
-decoded to bytes) and returns the operation's output members as JSON-ready values. Handlers are
-blocking (engine, SQLite, index) and run in a worker thread. Defaults are Rekognition's
-(``../shared/DESIGN.md``, "Protocol facts"), read where the service model does not state them.
+Each ``@operation`` function takes the request ``Context`` and the validated parameters (blobs
+already decoded to bytes) and returns the operation's output members as JSON-ready values
+(``dispatch.py``; the router builds the table from this module, ``labels.py`` and
+``video.py``). Handlers are blocking (engine, SQLite, index) and run in a worker thread.
+Defaults are Rekognition's (``../shared/DESIGN.md``, "Protocol facts"), read where the service
+model does not state them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from faceledger.api.rekognition import shapes
-from faceledger.config import Settings
-from faceledger.domain.audit import Caller
-from faceledger.domain.errors import (
-    FaceLedgerError,
-    InvalidParameterError,
-    ResourceNotFoundError,
-)
-from faceledger.domain.faces import AnalysedImage, Image
-from faceledger.domain.scale import SearchScale
-from faceledger.inference.imaging import decode_image
+from faceledger.api.rekognition.dispatch import Context, operation
+from faceledger.domain.errors import InvalidParameterError
+from faceledger.domain.faces import AnalysedImage
 from faceledger.services.collections import (
     DEFAULT_FACE_MATCH_THRESHOLD,
     DEFAULT_SEARCH_MAX_FACES,
     quality_reasons,
 )
-from faceledger.services.gateway import Gateway
 
-# The effective match threshold after the collection's floor (Rekognition has no field for it).
-THRESHOLD_HEADER = "X-FaceLedger-Effective-Threshold"
 DEFAULT_LIST_FACES = 1000
 DEFAULT_LIST_COLLECTIONS = 1000
-
-
-@dataclass(frozen=True)
-class Context:
-    """What a handler may use: the accountable service, the settings and who is asking."""
-
-    settings: Settings
-    gate: Gateway
-    caller: Caller
-    # The operation and the collection the request names (for the records of refusals here).
-    operation: str = ""
-    collection_id: str | None = None
-    # Extra response headers a handler sets (the effective, floored match threshold).
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def effective_threshold(self, value: float) -> None:
-        self.headers[THRESHOLD_HEADER] = f"{value:g}"
-
-    def refuse(self, exc: FaceLedgerError) -> FaceLedgerError:
-        """Ledger a refusal made here, before the operation's verb runs; returns ``exc``."""
-        self.gate.record_refusal(
-            self.caller, self.operation, self.collection_id, exc.code, exc.message
-        )
-        return exc
-
-    def search_scale(self, scale: SearchScale | None) -> None:
-        """What a candidate means at this collection's size (x-faceledger-fpir, …)."""
-        if scale is not None:
-            self.headers.update(scale.headers())
-
-    def image(self, image: dict[str, Any], name: str = "Image") -> bytes | Image:
-        """An ``Image``: inline ``Bytes`` (decoded by the service, ≤ ``max_image_bytes``) or an
-        ``S3Object``, decoded here with its own limit (``max_s3_image_bytes``, Rekognition's
-        15 MiB); exactly one of the two."""
-        has_bytes, has_object = "Bytes" in image, "S3Object" in image
-        if has_bytes == has_object:
-            raise self.refuse(
-                InvalidParameterError(f"{name} must have exactly one of Bytes and S3Object")
-            )
-        if has_bytes:
-            data: bytes = image["Bytes"]
-            return data
-        obj = image["S3Object"]
-        if "Bucket" not in obj or "Name" not in obj:
-            raise self.refuse(InvalidParameterError(f"{name}.S3Object needs both Bucket and Name"))
-        data = self.gate.read_image_object(
-            self.caller,
-            self.operation,
-            obj["Bucket"],
-            obj["Name"],
-            obj.get("Version"),
-            collection_id=self.collection_id,
-        )
-        try:
-            return decode_image(
-                data,
-                max_bytes=self.settings.max_s3_image_bytes,
-                max_decode_bytes=self.settings.max_decode_bytes,
-            )
-        except FaceLedgerError as exc:
-            raise self.refuse(exc) from None
-
-    def arn(self, collection_id: str) -> str:
-        return shapes.collection_arn(self.settings.region, self.settings.account_id, collection_id)
-
-    def collection_of_arn(self, arn: str) -> str:
-        """The CollectionId an ARN of this installation names."""
-        prefix = f"arn:aws:rekognition:{self.settings.region}:{self.settings.account_id}:"
-        kind, _, collection_id = arn.removeprefix(prefix).partition("/")
-        if not arn.startswith(prefix) or kind != "collection" or not collection_id:
-            raise self.refuse(
-                ResourceNotFoundError(
-                    f"{arn!r} is not a collection ARN of this installation "
-                    f"(expected {prefix}collection/<CollectionId>)"
-                )
-            )
-        return collection_id
-
-
-Handler = Callable[[Context, dict[str, Any]], dict[str, Any]]
-OPERATIONS: dict[str, Handler] = {}
-
-
-def operation(func: Handler) -> Handler:
-    """Register ``func`` under its Rekognition name (``create_collection`` → CreateCollection)."""
-    name = "".join(part.title() for part in func.__name__.split("_"))
-    OPERATIONS[name] = func
-    return func
 
 
 def _kwargs(params: dict[str, Any], **names: str) -> dict[str, Any]:
@@ -452,11 +354,3 @@ def search_users_by_image(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     if result.searched_face is not None:
         out["SearchedFace"] = {"FaceDetail": shapes.image_face(result.searched_face, result.image)}
     return out
-
-
-# The video operations register themselves in the same table (stored-video jobs, streams), and
-# so do DetectLabels and DetectText.
-from faceledger.api.rekognition import labels as _labels  # noqa: E402, F401
-from faceledger.api.rekognition import video as _video  # noqa: E402, F401
-
-IMPLEMENTED: frozenset[str] = frozenset(OPERATIONS)

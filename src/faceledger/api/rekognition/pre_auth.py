@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from faceledger.api.rekognition.sigv4 import _parse_authorization
+from faceledger.api.rekognition.sigv4 import parse_authorization
 from faceledger.domain.errors import IncompleteSignatureError, MissingAuthenticationTokenError
 from faceledger.domain.principals import Principal
 
@@ -26,4 +26,4 @@ def check_before_body(
         raise MissingAuthenticationTokenError("Missing Authentication Token")
     if len(values) > 1:
         raise IncompleteSignatureError("The request carries more than one Authorization header.")
-    credentials(_parse_authorization(values[0]).key_id)
+    credentials(parse_authorization(values[0]).key_id)

@@ -27,7 +27,8 @@ from fastapi.responses import Response
 
 from faceledger.api import run_blocking
 from faceledger.api.access_log import note_caller
-from faceledger.api.rekognition.operations import IMPLEMENTED, OPERATIONS, Context
+from faceledger.api.rekognition import dispatch, labels, operations, video
+from faceledger.api.rekognition.dispatch import Context
 from faceledger.api.rekognition.protocol import (
     CONTENT_TYPE,
     operation_model,
@@ -45,6 +46,10 @@ from faceledger.services.gateway import Gateway
 logger = logging.getLogger("faceledger.api.rekognition")
 
 router = APIRouter()
+
+# The dispatch table: every handler of the three handler modules, by operation name.
+OPERATIONS = dispatch.table(operations, labels, video)
+IMPLEMENTED: frozenset[str] = frozenset(OPERATIONS)
 
 T = TypeVar("T")
 

@@ -61,7 +61,7 @@ Headers = Mapping[str, str] | Iterable[tuple[str, str]]
 
 
 @dataclass(frozen=True)
-class _Authorization:
+class AuthorizationParts:
     """The parts of an ``AWS4-HMAC-SHA256`` Authorization header."""
 
     key_id: str
@@ -88,7 +88,7 @@ def _header_lists(headers: Headers) -> dict[str, list[str]]:
     return out
 
 
-def _parse_authorization(value: str) -> _Authorization:
+def parse_authorization(value: str) -> AuthorizationParts:
     """Split the header into its credential, signed headers and signature, or say what is
     missing (IncompleteSignatureException, as AWS does)."""
     algorithm, _, rest = value.strip().partition(" ")
@@ -113,7 +113,7 @@ def _parse_authorization(value: str) -> _Authorization:
             "Authorization header's Credential is malformed: expected "
             "'<access key id>/<YYYYMMDD>/<region>/<service>/aws4_request'."
         )
-    return _Authorization(
+    return AuthorizationParts(
         key_id=credential[0],
         scope_date=credential[1],
         scope_region=credential[2],
@@ -141,7 +141,7 @@ def _parse_amz_date(headers: dict[str, list[str]]) -> tuple[str, datetime]:
     return text, moment
 
 
-def _check_scope(auth: _Authorization, amz_date: str, region: str, service: str) -> None:
+def _check_scope(auth: AuthorizationParts, amz_date: str, region: str, service: str) -> None:
     """The credential scope must name the request's date, our region and our service."""
     if auth.scope_date != amz_date[:8]:
         raise InvalidSignatureError(
@@ -275,7 +275,7 @@ def string_to_sign(amz_date: str, scope: str, canonical: str) -> str:
 
 
 def _check_signed_set(
-    auth: _Authorization,
+    auth: AuthorizationParts,
     headers: dict[str, list[str]],
     must_sign: Iterable[str],
     must_sign_if_present: Iterable[str],
@@ -326,7 +326,7 @@ def verify_sigv4(
         raise MissingAuthenticationTokenError("Missing Authentication Token")
     if len(authorization) > 1:
         raise IncompleteSignatureError("The request carries more than one Authorization header.")
-    auth = _parse_authorization(authorization[0])
+    auth = parse_authorization(authorization[0])
     amz_date, moment = _parse_amz_date(by_name)
     for name in must_sign:
         if name not in by_name:

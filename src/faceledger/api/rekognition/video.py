@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from faceledger.api.rekognition import shapes
-from faceledger.api.rekognition.operations import Context, operation
+from faceledger.api.rekognition.dispatch import Context, operation
 from faceledger.domain.errors import InvalidParameterError, ResourceNotFoundError
 from faceledger.services.video import JobPage, rekognition_status
 from faceledger.store.sqlite.video import ProcessorRow

@@ -741,17 +741,6 @@ class PostgresStore:
             ).fetchone()
         return row is not None
 
-    def user_face_ids(self, collection_id: str, user_id: str) -> list[str]:
-        """The FaceIds associated with the user, in enrolment order."""
-        with self._tx() as conn:
-            pk, _, _ = self._info(conn, collection_id)
-            rows = conn.execute(
-                "SELECT face_id FROM faces WHERE collection_pk = %s AND user_id = %s "
-                "ORDER BY row_id",
-                (pk, user_id),
-            ).fetchall()
-        return [r[0] for r in rows]
-
     def user_face_counts(self, collection_id: str, user_ids: Sequence[str]) -> dict[str, int]:
         """How many faces each of ``user_ids`` has (users without faces are left out)."""
         with self._tx() as conn:

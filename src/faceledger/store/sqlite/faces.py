@@ -773,15 +773,6 @@ class SQLiteStore:
         )
         return row is not None
 
-    def user_face_ids(self, collection_id: str, user_id: str) -> list[str]:
-        """The FaceIds associated with the user, in enrolment order."""
-        self.face_model_version(collection_id)
-        rows = self._db().execute(
-            "SELECT face_id FROM faces WHERE collection_id = ? AND user_id = ? ORDER BY row_id",
-            (collection_id, user_id),
-        )
-        return [r[0] for r in rows]
-
     def user_face_counts(self, collection_id: str, user_ids: Sequence[str]) -> dict[str, int]:
         """How many faces each of ``user_ids`` has (users without faces are left out)."""
         out: dict[str, int] = {}
