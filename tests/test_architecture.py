@@ -42,10 +42,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("faceledger.api", "faceledger.cli"),
 )  # fmt: skip
 # Underscore names still imported across modules, each with why; remove an entry once it is gone.
-PRIVATE_ALLOWED: dict[tuple[str, str], str] = {
-    ("faceledger.services.users", "_check_int"): "renamed by the domain-types step (issue 19)",
-    ("faceledger.services.users", "_check_threshold"): "renamed by the domain-types step",
-}
+PRIVATE_ALLOWED: dict[tuple[str, str], str] = {}
 
 # Imports against the layer order that are meant, each with why.
 UPWARD_ALLOWED: dict[tuple[str, str], str] = {
