@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from faceledger import __version__
-from faceledger.cli import audit, backup, db, eval_report, keys, video
+from faceledger.cli import audit, backup, db, eval_report, keys, labels, video
 from faceledger.cli import collections as collection_commands
 from faceledger.cli.common import (
     CliError,
@@ -379,6 +379,7 @@ collection_commands.register(app)
 db.register(app)
 eval_report.register(eval_app)
 keys.register(app)
+labels.register(app)
 video.register(app)
 
 
