@@ -28,6 +28,12 @@ adapters (``api/``, ``cli/``; ruff's SLF001 holds them to it) reach data only th
 that record: reading, verifying, exporting and checkpointing the ledger included. What they may
 use without a record is stateless (decoding the caller's own upload, shaping a result, the
 pack's calibration table, model health) or authentication (``authentication``).
+
+This module holds what every verb shares: the inner services (``Gateway.__init__``), ``_run``,
+the intent and refusal records. The verbs themselves live in one module per area
+(``gateway_collections``, ``gateway_search``, ``gateway_users``, ``gateway_images``,
+``gateway_video``, ``gateway_ledger``, ``gateway_policy``, ``gateway_keys``,
+``gateway_upkeep``; see ``gateway_base`` and ``docs/SERVICES.md``).
 """
 
 from __future__ import annotations
