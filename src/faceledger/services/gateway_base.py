@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from faceledger.services.labels import LabelService
     from faceledger.services.objects import ImageObjects
     from faceledger.services.users import UserService
+    from faceledger.services.video.common import Record
     from faceledger.services.video.service import VideoService
 
 R = TypeVar("R")
@@ -94,6 +95,9 @@ class GatewayParts:
     _objects: ImageObjects
     _ledger: ChainLedger
     _video: VideoService
+    # Ledgers what happens after the call that caused it (a video job's end, a stream match,
+    # the first admin key), for the caller who started it.
+    _record: Record
 
     if TYPE_CHECKING:
 
@@ -108,15 +112,6 @@ class GatewayParts:
             summary: Callable[[R], dict[str, Any]] | None = None,
             intent: dict[str, Any] | None = None,
         ) -> R: ...
-
-        def _record(
-            self,
-            caller: Caller,
-            operation: str,
-            collection_id: str | None,
-            result: dict[str, Any],
-            outcome: str,
-        ) -> None: ...
 
         def _announce(
             self,

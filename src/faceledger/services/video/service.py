@@ -15,7 +15,7 @@ from faceledger.services.tokens import TokenSigner, load_or_create_secret
 from faceledger.services.video.common import Record, new_owner
 from faceledger.services.video.jobs import VideoJobs
 from faceledger.services.video.processors import StreamProcessors
-from faceledger.store.factory import open_video_store
+from faceledger.store.factory import AnyVideoStore, open_video_store
 from faceledger.video.sinks import EventHub
 
 
@@ -29,9 +29,14 @@ class VideoService:
         collections: CollectionService,
         objects: ImageObjects,
         record: Record,
+        *,
+        store: AnyVideoStore | None = None,
     ) -> None:
+        """``store``: the process's video store, shared; without one the service opens (and
+        closes) its own from ``settings``."""
         self.settings = settings
-        self.store = open_video_store(settings)
+        self._owns_store = store is None
+        self.store = store if store is not None else open_video_store(settings)
         self.hub = EventHub()
         tokens = TokenSigner(load_or_create_secret(settings.data_dir / "token.key"))
         owner = new_owner()
@@ -66,4 +71,5 @@ class VideoService:
         self.jobs.stop_workers()
         self.processors.stop_all("stopped: the server is shutting down")
         self.jobs.notifier.close()
-        self.store.close()
+        if self._owns_store:
+            self.store.close()
