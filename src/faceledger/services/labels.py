@@ -141,26 +141,28 @@ def _in_region(box: BoundingBox, region: Region) -> bool:
     return bool(cv2.pointPolygonTest(polygon, centre, False) >= 0)
 
 
-def text_items(
+# A word kept for DetectText: its text, confidence (percent), box (ratios), quad (pixels).
+_Word = tuple[str, float, BoundingBox, Quad]
+
+
+def _ratio_polygon(quad: Quad, width_px: int, height_px: int) -> tuple[tuple[float, float], ...]:
+    return tuple(
+        (min(max(x, 0.0), width_px) / width_px, min(max(y, 0.0), height_px) / height_px)
+        for x, y in quad
+    )
+
+
+def _kept_words(
     lines: Iterable[OcrLine],
     width_px: int,
     height_px: int,
     *,
     word_filter: WordFilter,
-    regions: Sequence[Region] = (),
-) -> tuple[TextItem, ...]:
-    """LINEs (ids 0…) then WORDs (ids after the lines, ParentId its line), Rekognition's order.
-
-    Words failing the filter or outside every region are dropped; a line keeps only its
-    remaining words (its text is rebuilt from them) and is dropped when none remain."""
-
-    def polygon(quad: Quad) -> tuple[tuple[float, float], ...]:
-        return tuple(
-            (min(max(x, 0.0), width_px) / width_px, min(max(y, 0.0), height_px) / height_px)
-            for x, y in quad
-        )
-
-    kept: list[tuple[OcrLine, list[tuple[str, float, BoundingBox, Quad]]]] = []
+    regions: Sequence[Region],
+) -> list[tuple[OcrLine, list[_Word]]]:
+    """Each line with its words that pass the filter and lie in a region (at most
+    ``MAX_WORDS`` in all, in reading order); lines left without words are dropped."""
+    kept: list[tuple[OcrLine, list[_Word]]] = []
     budget = MAX_WORDS
     for line in lines:
         words = []
@@ -181,6 +183,22 @@ def text_items(
             words.append((word.text, confidence, box, word.quad_px))
         if words:
             kept.append((line, words))
+    return kept
+
+
+def text_items(
+    lines: Iterable[OcrLine],
+    width_px: int,
+    height_px: int,
+    *,
+    word_filter: WordFilter,
+    regions: Sequence[Region] = (),
+) -> tuple[TextItem, ...]:
+    """LINEs (ids 0…) then WORDs (ids after the lines, ParentId its line), Rekognition's order.
+
+    Words failing the filter or outside every region are dropped; a line keeps only its
+    remaining words (its text is rebuilt from them) and is dropped when none remain."""
+    kept = _kept_words(lines, width_px, height_px, word_filter=word_filter, regions=regions)
     items: list[TextItem] = []
     word_items: list[TextItem] = []
     next_word_id = len(kept)
@@ -201,12 +219,13 @@ def text_items(
                     line.confidence * 100.0 if full else float(np.mean([w[1] for w in words]))
                 ),
                 box=_quad_box(quad, width_px, height_px),
-                polygon=polygon(quad),
+                polygon=_ratio_polygon(quad, width_px, height_px),
             )
         )
         for text, confidence, box, word_quad in words:
+            polygon = _ratio_polygon(word_quad, width_px, height_px)
             word_items.append(
-                TextItem(next_word_id, line_id, "WORD", text, confidence, box, polygon(word_quad))
+                TextItem(next_word_id, line_id, "WORD", text, confidence, box, polygon)
             )
             next_word_id += 1
     return tuple(items + word_items)

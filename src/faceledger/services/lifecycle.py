@@ -154,7 +154,7 @@ def video_state(gate: Gateway) -> VideoState | None:
         if row.status != "RUNNING":
             continue
         try:
-            _, live = video.describe_processor(row.name)
+            _, live = video.processors.describe_processor(row.name)
         except Exception:
             continue
         for kind in frames:

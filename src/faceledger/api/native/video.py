@@ -25,7 +25,7 @@ from faceledger.api.native.auth import CallerDep, GatewayDep, with_purpose
 from faceledger.api.native.routes import COMMON_ERRORS
 from faceledger.domain.errors import InvalidParameterError
 from faceledger.domain.policy import MAX_CASE_CHARS, MAX_PURPOSE_CHARS
-from faceledger.services.video import JobPage
+from faceledger.services.video.jobs import JobPage
 from faceledger.store.sqlite.video import ProcessorRow
 
 router = APIRouter(prefix="/v1", responses=COMMON_ERRORS)

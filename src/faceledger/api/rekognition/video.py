@@ -19,7 +19,8 @@ from typing import Any
 from faceledger.api.rekognition import shapes
 from faceledger.api.rekognition.dispatch import Context, operation
 from faceledger.domain.errors import InvalidParameterError, ResourceNotFoundError
-from faceledger.services.video import JobPage, rekognition_status
+from faceledger.services.video.jobs import JobPage
+from faceledger.services.video.processors import rekognition_status
 from faceledger.store.sqlite.video import ProcessorRow
 
 _KVS_ARN = re.compile(r"arn:[a-z\d-]+:kinesisvideo:[a-z\d-]+:\d{12}:(?P<resource>.+)")

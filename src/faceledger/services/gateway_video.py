@@ -1,0 +1,224 @@
+"""The gateway's video verbs: stored-video jobs and stream processors. A face search applies
+the collection's policy when it starts; the video service ledgers what happens later (a job's
+end, each stream match) on behalf of the caller who started it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faceledger.domain.audit import Caller
+from faceledger.domain.errors import AccessDeniedError
+from faceledger.services.collections import DEFAULT_FACE_MATCH_THRESHOLD
+from faceledger.services.gateway_policy import PolicyVerbs
+from faceledger.services.video.jobs import JobPage
+from faceledger.store.sqlite.video import JobRow, ProcessorRow
+
+
+class VideoVerbs(PolicyVerbs):
+    """Stored-video jobs and stream processors."""
+
+    def run_video_job(self, job_id: str) -> None:
+        """Run a queued stored-video job in this process now (the CLI); its start was ledgered
+        by ``start_video_job`` and its end is ledgered by the video service."""
+        self._video.jobs.run_now(job_id)
+
+    def start_video_workers(self) -> None:
+        """Start the job workers (and re-queue jobs a previous run left unfinished)."""
+        self._video.start_workers()
+
+    def start_video_job(
+        self,
+        caller: Caller,
+        kind: str,
+        video: dict[str, Any],
+        *,
+        collection_id: str | None = None,
+        threshold: float | None = None,
+        job_tag: str | None = None,
+        client_token: str | None = None,
+        notification: dict[str, Any] | None = None,
+    ) -> JobRow:
+        """Queue a stored-video job (``kind``: faces, search, persons). A face search applies
+        the collection's policy now: purpose required, threshold raised to the floor.
+        ``notification`` is Rekognition's NotificationChannel (completion message)."""
+        operation = {"faces": "StartFaceDetection", "search": "StartFaceSearch"}.get(
+            kind, "StartPersonTracking"
+        )
+
+        def work() -> JobRow:
+            effective = threshold
+            if kind == "search" and collection_id is not None:
+                policy = self._search_policy(caller, collection_id)
+                requested = DEFAULT_FACE_MATCH_THRESHOLD if threshold is None else threshold
+                effective = self._effective(policy, collection_id, requested)
+            return self._video.jobs.start_job(
+                caller,
+                kind,
+                video,
+                collection_id=collection_id,
+                threshold=effective,
+                job_tag=job_tag,
+                client_token=client_token,
+                notification=notification,
+            )
+
+        return self._run(
+            caller,
+            operation,
+            work,
+            collection_id=collection_id,
+            summary=lambda job: {
+                "job_id": job.job_id,
+                "video": job.video,
+                "requested_threshold": threshold,
+                "threshold": job.params.get("threshold"),
+            },
+        )
+
+    def get_video_job(
+        self, caller: Caller, kind: str | None, job_id: str, **options: Any
+    ) -> JobPage:
+        """A page of a job's results; ``kind`` None (the native API) takes the job's own."""
+        if kind is None:
+            kind = self._video.jobs.kind_of(job_id)
+        operation = {"faces": "GetFaceDetection", "search": "GetFaceSearch"}.get(
+            kind, "GetPersonTracking"
+        )
+        return self._run(
+            caller,
+            operation,
+            lambda: self._video.jobs.get_job(job_id, kind, **options),
+            summary=lambda page: {
+                "job_id": job_id,
+                "status": page.job.status,
+                "items": len(page.items),
+            },
+        )
+
+    def create_stream_processor(
+        self,
+        caller: Caller,
+        name: str,
+        source: str,
+        *,
+        collection_id: str,
+        threshold: float | None = None,
+        outputs: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> ProcessorRow:
+        return self._run(
+            caller,
+            "CreateStreamProcessor",
+            lambda: self._video.processors.create_processor(
+                name,
+                source,
+                collection_id=collection_id,
+                threshold=threshold,
+                outputs=outputs or {},
+                extra=extra,
+            ),
+            collection_id=collection_id,
+            summary=lambda row: {
+                "name": name,
+                "source": row.source,
+                "outputs": row.outputs,
+                "threshold": row.settings["threshold"],
+            },
+        )
+
+    def describe_stream_processor(
+        self, caller: Caller, name: str
+    ) -> tuple[ProcessorRow, dict[str, Any]]:
+        return self._run(
+            caller,
+            "DescribeStreamProcessor",
+            lambda: self._video.processors.describe_processor(name),
+            summary=lambda out: {"name": name, "status": out[0].status},
+        )
+
+    def list_stream_processors(
+        self, caller: Caller, *, next_token: str | None = None, max_results: int = 1000
+    ) -> tuple[list[ProcessorRow], str | None]:
+        return self._run(
+            caller,
+            "ListStreamProcessors",
+            lambda: self._video.processors.list_processors(
+                next_token=next_token, max_results=max_results
+            ),
+            summary=lambda out: {"count": len(out[0])},
+        )
+
+    def update_stream_processor(self, caller: Caller, name: str, **changes: Any) -> ProcessorRow:
+        return self._run(
+            caller,
+            "UpdateStreamProcessor",
+            lambda: self._video.processors.update_processor(name, **changes),
+            summary=lambda row: {"name": name, "threshold": row.settings.get("threshold")},
+        )
+
+    def delete_stream_processor(self, caller: Caller, name: str) -> None:
+        self._run(
+            caller,
+            "DeleteStreamProcessor",
+            lambda: self._video.processors.delete_processor(name),
+            summary=lambda _: {"name": name},
+        )
+
+    def start_stream_processor(self, caller: Caller, name: str) -> str:
+        """Start watching; the collection's policy applies (purpose, threshold floor), and
+        every match is ledgered with this caller, purpose and case reference."""
+        collection: list[str] = []
+
+        def work() -> str:
+            row = self._video.store.processor(name)
+            collection_id = row.settings["collection_id"]
+            collection.append(collection_id)
+            policy = self._search_policy(caller, collection_id)
+            effective = self._effective(policy, collection_id, float(row.settings["threshold"]))
+            return self._video.processors.start_processor(caller, name, threshold=effective)
+
+        return self._run(
+            caller,
+            "StartStreamProcessor",
+            work,
+            summary=lambda session: {
+                "name": name,
+                "session_id": session,
+                "collection_id": collection[0] if collection else None,
+            },
+        )
+
+    def stream_events(self, caller: Caller, name: str) -> Any:
+        """A live subscription to a processor's matches from now on (a context manager; an
+        empty name: every processor's); nothing earlier is replayed. Watching is a search:
+        it needs a purpose and a case reference, and is ledgered with them."""
+        collection: list[str] = []
+
+        def work() -> Any:
+            if name:
+                collection.append(self._video.store.processor(name).settings["collection_id"])
+            if not (caller.purpose and caller.case_reference):
+                raise AccessDeniedError(
+                    "watching stream matches is a search: state a purpose and a case reference "
+                    "(the headers X-FaceLedger-Purpose and X-FaceLedger-Case, the query "
+                    "parameters purpose and case_reference, or --purpose and --case)"
+                )
+            return self._video.hub.subscribe(name or None)
+
+        return self._run(
+            caller,
+            "GetStreamEvents",
+            work,
+            summary=lambda _: {
+                "name": name,
+                "collection_id": collection[0] if collection else None,
+            },
+        )
+
+    def stop_stream_processor(self, caller: Caller, name: str) -> None:
+        self._run(
+            caller,
+            "StopStreamProcessor",
+            lambda: self._video.processors.stop_processor(name),
+            summary=lambda _: {"name": name},
+        )

@@ -1,0 +1,368 @@
+"""Stored-video jobs (``StartFaceDetection`` / ``StartFaceSearch`` / ``StartPersonTracking``):
+the worker pool, leases and restart recovery, and paging the results.
+
+The job row is durable before the JobId is returned; a pool of ``Settings.video_workers``
+threads runs jobs in order, each holding a lease on its job that it renews while it runs. A
+server that stops mid-job finds the job ``IN_PROGRESS`` on its next start and queues it again
+from the beginning; a job whose video is gone by then is marked ``FAILED`` with the reason; a
+job whose lease ran out (its process died) is taken over. Results are stored once, when the
+job succeeds, and paged by ``get_job``. Each job's end is ledgered through ``record`` (by the
+principal who started it, source ``video``, with the matched FaceIds for a face search) and
+announced on its notification channel (``notifications.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from faceledger.config import Settings
+from faceledger.domain.audit import Caller
+from faceledger.domain.errors import (
+    FaceLedgerError,
+    InvalidParameterError,
+    ResourceNotFoundError,
+)
+from faceledger.domain.video import VideoAnalysis
+from faceledger.services.collections import CollectionService
+from faceledger.services.objects import ImageObjects
+from faceledger.services.tokens import TokenSigner
+from faceledger.services.video.common import (
+    KINDS,
+    MAX_RESULTS,
+    Record,
+    caller_from_json,
+    caller_to_json,
+    collection_searcher,
+    jsonable,
+    local_video,
+    owner_gone,
+)
+from faceledger.services.video.notifications import CompletionNotifier
+from faceledger.store.factory import AnyVideoStore
+from faceledger.store.sqlite.video import (
+    FAILED,
+    IN_PROGRESS,
+    SUCCEEDED,
+    JobRow,
+)
+from faceledger.video.pipeline import AnalysisCancelled
+from faceledger.video.stored import analyse_video
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_JOB_THRESHOLD = 80.0
+# A worker renews its claim on a running job at least every tenth of this; a job whose claim is
+# older is taken over (its process died).
+JOB_LEASE_S = 300.0
+
+
+def analysis_items(analysis: VideoAnalysis) -> tuple[Any, ...]:
+    """The result list of the analysis's mode (what Get… pages through)."""
+    return {"faces": analysis.faces, "persons": analysis.persons}.get(
+        analysis.mode, analysis.matches
+    )
+
+
+def matched_faces(analysis: VideoAnalysis) -> list[list[Any]]:
+    """``[[FaceId, best Similarity], …]`` of a face search, for the ledger."""
+    best: dict[str, float] = {}
+    for person in analysis.matches:
+        for hit in person.matches:
+            best[hit.face_id] = max(best.get(hit.face_id, 0.0), hit.similarity)
+    return [[face_id, round(sim, 3)] for face_id, sim in sorted(best.items())]
+
+
+@dataclasses.dataclass(frozen=True)
+class JobPage:
+    job: JobRow
+    items: list[dict[str, Any]]
+    next_token: str | None
+
+
+class VideoJobs:
+    """Stored-video jobs: queued, run by this process's workers (or by ``run_now``), paged."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: AnyVideoStore,
+        collections: CollectionService,
+        objects: ImageObjects,
+        record: Record,
+        tokens: TokenSigner,
+        owner: str,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.collections = collections
+        self.objects = objects
+        self.record = record
+        self._tokens = tokens
+        self._owner = owner
+        self.notifier = CompletionNotifier(settings)
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._workers: list[threading.Thread] = []
+        self._cancel = threading.Event()
+        self._lock = threading.Lock()
+        self._renewed: dict[str, float] = {}
+        self._pending: set[str] = set()  # queued or running in this process
+        self._take_from: dict[str, str] = {}  # job → the dead owner it is taken from
+
+    # -- the worker pool -----------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """Whether this process's workers run (a process without them runs jobs itself)."""
+        return bool(self._workers)
+
+    def start_workers(self) -> None:
+        """Start ``Settings.video_workers`` job workers and queue the jobs a previous run left
+        unfinished (once)."""
+        if self._workers:
+            return
+        for i in range(self.settings.video_workers):
+            thread = threading.Thread(target=self._work, name=f"video-job-{i}", daemon=True)
+            thread.start()
+            self._workers.append(thread)
+        self.requeue_unclaimed()
+
+    def requeue_unclaimed(self) -> int:
+        """Queue the jobs in progress that no live worker holds (left by a stopped process, or
+        by one whose lease ran out); the server's maintenance calls this too."""
+        if not self._workers:  # a process without workers (the CLI) runs its jobs itself
+            return 0
+        queued = 0
+        expired = time.time() - JOB_LEASE_S
+        for job in self.store.unfinished_jobs():
+            holder = job.claimed_by
+            if holder is None or (job.claimed_at or 0) < expired or owner_gone(holder, self._owner):
+                queued += self._enqueue(job.job_id, take_from=holder)
+        return queued
+
+    def _enqueue(self, job_id: str, take_from: str | None = None) -> bool:
+        """Queue a job unless this process already has it queued or running."""
+        with self._lock:
+            if job_id in self._pending:
+                return False
+            self._pending.add(job_id)
+            if take_from is not None:
+                self._take_from[job_id] = take_from
+        self._queue.put(job_id)
+        return True
+
+    def stop_workers(self) -> None:
+        """Cancel the running analyses (their jobs stay ``IN_PROGRESS``) and end the workers."""
+        self._cancel.set()
+        for _ in self._workers:
+            self._queue.put(None)
+        for thread in self._workers:
+            thread.join(timeout=30)
+        self._workers.clear()
+
+    # -- starting a job ------------------------------------------------------------------------
+    def start_job(
+        self,
+        caller: Caller,
+        kind: str,
+        video: dict[str, Any],
+        *,
+        collection_id: str | None = None,
+        threshold: float | None = None,
+        job_tag: str | None = None,
+        client_token: str | None = None,
+        notification: dict[str, Any] | None = None,
+    ) -> JobRow:
+        if kind not in KINDS:
+            raise InvalidParameterError(f"unknown video job kind {kind!r}")
+        self._check_video(video)
+        params: dict[str, Any] = {}
+        if notification is not None:
+            params["notification_channel"] = self.notifier.check_channel(notification)
+        if kind == "search":
+            if collection_id is None:
+                raise InvalidParameterError("a face search needs a CollectionId")
+            self.collections.describe_collection(collection_id)  # ResourceNotFound early
+            params = {
+                **params,
+                "collection_id": collection_id,
+                "threshold": DEFAULT_JOB_THRESHOLD if threshold is None else float(threshold),
+            }
+        job = JobRow(
+            job_id=uuid.uuid4().hex,
+            kind=kind,
+            status=IN_PROGRESS,
+            status_message="",
+            video=video,
+            params=params,
+            job_tag=job_tag,
+            client_token=client_token,
+            principal=caller.principal.name,
+            caller=caller_to_json(caller),
+            created_at=time.time(),
+            finished_at=None,
+            metadata=None,
+            attempts=0,
+        )
+        stored = self.store.create_job(job)
+        if stored.job_id == job.job_id:
+            self._enqueue(job.job_id)
+        return stored
+
+    def _check_video(self, video: dict[str, Any]) -> None:
+        if "S3Object" in video:
+            obj = video["S3Object"]
+            if not isinstance(obj, dict) or "Bucket" not in obj or "Name" not in obj:
+                raise InvalidParameterError("Video.S3Object needs both Bucket and Name")
+            if obj["Bucket"] in self.settings.s3_local_buckets:  # cheap: check it exists now
+                self.objects.video_file(
+                    obj["Bucket"],
+                    obj["Name"],
+                    obj.get("Version"),
+                    cache_dir=self.settings.data_dir / "video-cache",
+                    max_bytes=self.settings.max_video_bytes,
+                )
+            return
+        if "path" in video:
+            local_video(self.settings, str(video["path"]))
+            return
+        raise InvalidParameterError("a video is given as Video.S3Object (or a path, /v1 only)")
+
+    def _resolve(self, job: JobRow) -> tuple[Path, bool]:
+        """The job's video as a local file, and whether it is a temporary download."""
+        if "path" in job.video:
+            return local_video(self.settings, str(job.video["path"])), False
+        obj = job.video["S3Object"]
+        path = self.objects.video_file(
+            obj["Bucket"],
+            obj["Name"],
+            obj.get("Version"),
+            cache_dir=self.settings.data_dir / "video-cache",
+            max_bytes=self.settings.max_video_bytes,
+        )
+        return path, obj["Bucket"] not in self.settings.s3_local_buckets
+
+    # -- running a job -------------------------------------------------------------------------
+    def run_now(self, job_id: str) -> None:
+        """Run a queued job in this thread (the CLI, which has no worker pool)."""
+        self._run_job(self.store.job(job_id))
+
+    def _work(self) -> None:
+        while True:
+            job_id = self._queue.get()
+            if job_id is None:
+                return
+            try:
+                self._run_job(self.store.job(job_id))
+            except Exception:  # a bug, not a bad video: keep the worker alive, fail the job
+                logger.exception("video job %s failed", job_id)
+                self.store.finish_job(job_id, status=FAILED, message="internal error")
+                self.notifier.notify(self.store.job(job_id), FAILED)
+            finally:
+                with self._lock:
+                    self._pending.discard(job_id)
+                self._renewed.pop(job_id, None)
+
+    def _run_job(self, job: JobRow) -> None:
+        with self._lock:
+            take_from = self._take_from.pop(job.job_id, None)
+        if job.status != IN_PROGRESS or not self.store.claim_job(
+            job.job_id, self._owner, JOB_LEASE_S, take_from=take_from
+        ):
+            return  # done meanwhile, or another process runs it
+        caller = caller_from_json(job.caller)
+        operation = KINDS[job.kind].replace("Start", "") + "Job"
+        collection_id = job.params.get("collection_id")
+        try:
+            analysis = self._analyse(job)
+        except AnalysisCancelled:
+            return  # shutting down: the job stays IN_PROGRESS and is queued on the next start
+        except FaceLedgerError as exc:
+            self.store.finish_job(job.job_id, status=FAILED, message=exc.message[:1000])
+            self.record(caller, operation, collection_id, {"job_id": job.job_id}, exc.code)
+            self.notifier.notify(job, FAILED)
+            return
+        items = [jsonable(item) for item in analysis_items(analysis)]
+        metadata = jsonable(analysis.metadata)
+        self.store.finish_job(job.job_id, status=SUCCEEDED, metadata=metadata, results=items)
+        summary: dict[str, Any] = {"job_id": job.job_id, "items": len(items)}
+        if job.kind == "search":
+            summary["matches"] = matched_faces(analysis)
+        self.record(caller, operation, collection_id, summary, "ok")
+        self.notifier.notify(job, SUCCEEDED)
+
+    def _analyse(self, job: JobRow) -> VideoAnalysis:
+        """Analyse the job's video, renewing its lease as frames go by (a temporary download
+        is removed after)."""
+        collection_id = job.params.get("collection_id")
+        temporary = False
+        path: Path | None = None
+        try:
+            path, temporary = self._resolve(job)
+            searcher = None
+            threshold = float(job.params.get("threshold", DEFAULT_JOB_THRESHOLD))
+            if job.kind == "search":
+                assert collection_id is not None
+                searcher = collection_searcher(self.collections, collection_id, threshold)
+            return analyse_video(
+                str(path),
+                self.collections.faces.engine,
+                mode=job.kind,
+                searcher=searcher,
+                threshold=threshold,
+                cancelled=self._cancel.is_set,
+                progress=lambda _: self._renew(job.job_id),
+            )
+        finally:
+            if temporary and path is not None:
+                path.unlink(missing_ok=True)
+
+    def _renew(self, job_id: str) -> None:
+        now = time.monotonic()
+        if now - self._renewed.get(job_id, 0.0) >= JOB_LEASE_S / 10:
+            self._renewed[job_id] = now
+            self.store.renew_claim(job_id, self._owner)
+
+    # -- results -------------------------------------------------------------------------------
+    def kind_of(self, job_id: str) -> str:
+        """A job's kind ("search" for an unknown id, whose Get… then fails as not found)."""
+        try:
+            return self.store.job(job_id).kind
+        except ResourceNotFoundError:
+            return "search"
+
+    def get_job(
+        self,
+        job_id: str,
+        kind: str,
+        *,
+        max_results: int = MAX_RESULTS,
+        next_token: str | None = None,
+        sort_by: str = "TIMESTAMP",
+    ) -> JobPage:
+        if not 1 <= max_results <= MAX_RESULTS:
+            raise InvalidParameterError(f"MaxResults must be 1–{MAX_RESULTS}")
+        if sort_by not in ("TIMESTAMP", "INDEX"):
+            raise InvalidParameterError("SortBy must be TIMESTAMP or INDEX")
+        job = self.store.job(job_id)
+        if job.kind != kind:
+            raise ResourceNotFoundError(f"the job {job_id!r} is not a {KINDS[kind][5:]} job")
+        if job.status != SUCCEEDED:
+            return JobPage(job, [], None)
+        start = 0
+        scope = f"{job_id}:{sort_by}"
+        if next_token:
+            start = int(self._tokens.decode(next_token, "video-job", scope))
+        items = self.store.job_results(job_id)
+        if sort_by == "INDEX":
+            items.sort(key=lambda i: (i.get("index", -1), i.get("timestamp_ms", 0)))
+        page = items[start : start + max_results]
+        more = start + max_results < len(items)
+        token = self._tokens.encode("video-job", scope, start + max_results) if more else None
+        return JobPage(job, page, token)
