@@ -152,6 +152,11 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     ],
     "GET /app/streams": [("ListStreamProcessors", OK)],
     "POST /app/streams/{name}/{action}": [("StartStreamProcessor", NOT_FOUND)],
+    # starting is searching: refused (recorded) without purpose and case; the page lists again
+    "POST /app/streams/{name}/{action} without a purpose": [
+        ("StartStreamProcessor", DENIED),
+        ("ListStreamProcessors", OK),
+    ],
     "GET /app/streams/{name}/events": [("GetStreamEvents", NOT_FOUND)],
     "GET /app/streams/{name}/events without a purpose": [("GetStreamEvents", DENIED)],
     "GET /app/ledger": [("ReadLedger", OK)],
@@ -167,6 +172,8 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "cli search": [("SearchFacesByImage", OK)],
     "cli detect": [("DetectFaces", OK)],
     "cli compare": [("CompareFaces", OK)],
+    "cli labels": [("DetectLabels", OK)],
+    "cli text": [("DetectText", OK)],
     "cli collections delete": [("DeleteCollection", OK)],
     "cli keys create": [("CreateKey", OK)],
     "cli keys list": [("ListKeys", OK)],
@@ -638,6 +645,13 @@ def _walk_web(
         walk("GET /app/streams", lambda: web.get("/app/streams"))
         walk(
             "POST /app/streams/{name}/{action}",
+            lambda: web.post(
+                "/app/streams/x/start",
+                data={"csrf_token": token, "purpose": "p", "case_reference": "c"},
+            ),
+        )
+        walk(
+            "POST /app/streams/{name}/{action} without a purpose",
             lambda: web.post("/app/streams/x/start", data={"csrf_token": token}),
         )
         walk(
@@ -689,6 +703,8 @@ def _walk_cli(
     walk("cli search", lambda: cli("search", str(probe), "--collection", "door4", "--json"))
     walk("cli detect", lambda: cli("detect", str(probe)))
     walk("cli compare", lambda: cli("compare", str(folder / "a.jpg"), str(probe)))
+    walk("cli labels", lambda: cli("labels", str(probe)))
+    walk("cli text", lambda: cli("text", str(probe)))
     walk("cli collections delete", lambda: cli("collections", "delete", "door4"))
     created = walk(
         "cli keys create",

@@ -8,6 +8,7 @@ from typing import Any
 from faceledger.domain.audit import Caller
 from faceledger.domain.collections import Collection, IndexFacesResult, StoredFace
 from faceledger.domain.faces import AnalysedImage, Image
+from faceledger.domain.results import FaceFailure
 from faceledger.services.gateway_base import GatewayParts, ledgered_ids, probe_sha256
 
 
@@ -158,7 +159,7 @@ class CollectionVerbs(GatewayParts):
 
     def delete_faces(
         self, caller: Caller, collection_id: str, face_ids: list[str]
-    ) -> tuple[list[str], list[dict[str, Any]]]:
+    ) -> tuple[list[str], list[FaceFailure]]:
         return self._run(
             caller,
             "DeleteFaces",

@@ -8,20 +8,16 @@ from dataclasses import dataclass, replace
 from faceledger.domain.audit import Caller
 from faceledger.domain.collections import CollectionMatch
 from faceledger.domain.faces import Image
-from faceledger.domain.scale import SearchScale
-from faceledger.services.collections import (
-    DEFAULT_FACE_MATCH_THRESHOLD,
-    DEFAULT_SEARCH_MAX_FACES,
+from faceledger.domain.results import (
     SearchByImageResult,
-)
-from faceledger.services.gateway_base import ledgered_matches, probe_sha256, scale_summary
-from faceledger.services.gateway_policy import PolicyVerbs
-from faceledger.services.users import (
-    DEFAULT_MAX_USERS,
-    DEFAULT_USER_MATCH_THRESHOLD,
     UserSearchByImageResult,
     UserSearchResult,
 )
+from faceledger.domain.scale import SearchScale
+from faceledger.services.collections import DEFAULT_FACE_MATCH_THRESHOLD, DEFAULT_SEARCH_MAX_FACES
+from faceledger.services.gateway_base import ledgered_matches, probe_sha256, scale_summary
+from faceledger.services.gateway_policy import PolicyVerbs
+from faceledger.services.users import DEFAULT_MAX_USERS, DEFAULT_USER_MATCH_THRESHOLD
 
 
 @dataclass(frozen=True)

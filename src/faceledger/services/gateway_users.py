@@ -7,8 +7,9 @@ from typing import Any
 
 from faceledger.domain.audit import Caller
 from faceledger.domain.collections import User
+from faceledger.domain.results import AssociationOutcome
 from faceledger.services.gateway_base import GatewayParts, ledgered_ids
-from faceledger.services.users import DEFAULT_ASSOCIATE_THRESHOLD, AssociationOutcome
+from faceledger.services.users import DEFAULT_ASSOCIATE_THRESHOLD
 
 
 class UserVerbs(GatewayParts):
