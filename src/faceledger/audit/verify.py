@@ -31,7 +31,7 @@ import hmac
 import time
 from binascii import hexlify
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from faceledger.audit.chain import (
     body_seq,
 )
 from faceledger.audit.keyring import KEY_ID_BYTES, MAC_BYTES, Keyring
-from faceledger.audit.signing import Tip, Witness, checkpoint_mac
+from faceledger.audit.signing import Tip, Witness, checkpoint_mac, witnesses_in
 from faceledger.domain.errors import LedgerError
 
 # (seq, body, digest, mac) as read; body/digest should be bytes, mac bytes or None.
@@ -413,6 +413,30 @@ def verify_chain(
         macs_from=rule.macs_from,
         tip_seq=tip.seq if tip is not None else None,
     )
+
+
+def check_not_replaced(
+    report: VerifyReport, key_folder: Path, location: str, ledger_id: str
+) -> VerifyReport:
+    """``report``, or a failed one if a witness in ``key_folder`` says another ledger lived at
+    ``location`` (this one was deleted or replaced)."""
+    for path, witness in witnesses_in(key_folder):
+        if witness.ledger_path == location and witness.ledger_id != ledger_id:
+            return replace(
+                report,
+                ok=False,
+                first_bad_seq=None,
+                reason=(
+                    f"the witness {path} says ledger {witness.ledger_id} with at least "
+                    f"{witness.seq} records lived at {location}, but this is ledger "
+                    f"{ledger_id}: the ledger was deleted or replaced (if that was "
+                    "deliberate, move that witness file away)"
+                ),
+                unsigned_tail=0,
+                macs_from=None,
+                tip_seq=None,
+            )
+    return report
 
 
 def _iso(epoch_s: float) -> str:
