@@ -29,22 +29,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from faceledger.audit.signing import resolve_key_file
+from faceledger.services import backup_steps as steps
 from faceledger.services.backup_manifest import BackupError, Manifest
-from faceledger.services.backup_steps import (
-    LedgerFacts,
-    RestoreResult,
-    Say,
-    check_backup,
-    copy_files,
-    copy_snapshots,
-    install_file,
-    key_folder_ahead,
-    move_aside,
-    prepare_destination,
-    record_and_verify,
-    refuse_older_ledger,
-    write_manifest,
-)
 
 if TYPE_CHECKING:
     from faceledger.config import Settings
@@ -95,7 +81,7 @@ def _run(args: list[str], what: str) -> None:
         raise BackupError(f"{what} failed (exit {done.returncode}): {' / '.join(detail)}")
 
 
-def _ledger_head(conn: psycopg.Connection[Any]) -> LedgerFacts | None:
+def _ledger_head(conn: psycopg.Connection[Any]) -> steps.LedgerFacts | None:
     """Id and head of the ledger in ``conn``'s snapshot (None if there is none)."""
     exists = conn.execute("SELECT to_regclass('ledger.meta') IS NOT NULL").fetchone()
     if not exists or not exists[0]:
@@ -109,7 +95,7 @@ def _ledger_head(conn: psycopg.Connection[Any]) -> LedgerFacts | None:
     mac = conn.execute(
         "SELECT mac FROM ledger.records WHERE mac IS NOT NULL ORDER BY seq DESC LIMIT 1"
     ).fetchone()
-    return LedgerFacts(
+    return steps.LedgerFacts(
         ledger_id=str(meta[0]),
         seq=int(head[0]) if head else 0,
         digest=bytes(head[1]).hex() if head else bytes(32).hex(),
@@ -117,22 +103,22 @@ def _ledger_head(conn: psycopg.Connection[Any]) -> LedgerFacts | None:
     )
 
 
-def take_pg_backup(settings: Settings, dest: Path, *, say: Say) -> Manifest:
+def take_pg_backup(settings: Settings, dest: Path, *, say: steps.Say) -> Manifest:
     """``pg_dump`` of the database plus the data folder's snapshots into ``dest``."""
     assert settings.database_url is not None
     pg_dump = pg_tool("pg_dump", settings.pg_bin)
     data = Path(settings.data_dir)
     key_file = resolve_key_file(settings.ledger_key_file, data)
     dest = Path(dest)
-    prepare_destination(dest)
+    steps.prepare_destination(dest)
     created = time.time()
     say("index snapshots")
-    files, skipped = copy_snapshots(data / "indexes", dest / "indexes")
+    files, skipped = steps.copy_snapshots(data / "indexes", dest / "indexes")
     say("database (pg_dump, one snapshot)")
     head = _dump(settings.database_url, pg_dump, dest / DUMP_NAME)
     files.append(DUMP_NAME)
-    files += copy_files(data, dest, sorted((data / "streams").glob("*.jsonl")))
-    return write_manifest(
+    files += steps.copy_files(data, dest, sorted((data / "streams").glob("*.jsonl")))
+    return steps.write_manifest(
         dest,
         backend="postgresql",
         created_at=created,
@@ -145,7 +131,7 @@ def take_pg_backup(settings: Settings, dest: Path, *, say: Say) -> Manifest:
     )
 
 
-def _dump(url: str, pg_dump: str, target: Path) -> LedgerFacts:
+def _dump(url: str, pg_dump: str, target: Path) -> steps.LedgerFacts:
     """``pg_dump`` the database at ``url`` to ``target`` from one exported snapshot; returns
     the ledger head in that snapshot."""
     with psycopg.connect(url) as conn:
@@ -178,8 +164,8 @@ def restore_pg_backup(
     operator: Caller,
     *,
     accept_older_ledger: bool,
-    say: Say,
-) -> RestoreResult:
+    say: steps.Say,
+) -> steps.RestoreResult:
     """``pg_restore`` into the (empty) database of ``settings``, then record and verify."""
     if manifest.backend != "postgresql" or not settings.database_url:
         raise BackupError(
@@ -190,10 +176,10 @@ def restore_pg_backup(
                 else "FACELEDGER_DATABASE_URL unset (the embedded store)"
             )
         )
-    data, key_file = check_backup(settings, src, manifest, say)
+    data, key_file = steps.check_backup(settings, src, manifest, say)
     _refuse_unless_empty(settings.database_url, manifest)
-    ahead = key_folder_ahead(manifest, key_file, None)
-    refuse_older_ledger(manifest, ahead, accept_older_ledger=accept_older_ledger)
+    ahead = steps.key_folder_ahead(manifest, key_file, None)
+    steps.refuse_older_ledger(manifest, ahead, accept_older_ledger=accept_older_ledger)
     say("database (pg_restore)")
     _run(
         [
@@ -207,12 +193,12 @@ def restore_pg_backup(
         ],
         "pg_restore",
     )
-    superseded = move_aside([p for p, _ in ahead], time.time())
+    superseded = steps.move_aside([p for p, _ in ahead], time.time())
     say("installing files")
     for item in manifest.files:
         if item.path != DUMP_NAME:
-            install_file(src / item.path, data / item.path)
-    return record_and_verify(settings, operator, manifest, src, ahead, superseded, say)
+            steps.install_file(src / item.path, data / item.path)
+    return steps.record_and_verify(settings, operator, manifest, src, ahead, superseded, say)
 
 
 def _refuse_unless_empty(url: str, manifest: Manifest) -> None:
