@@ -58,6 +58,7 @@ from faceledger.services.backup_steps import (
     move_aside,
     prepare_destination,
     quiet,
+    read_ledger_facts,
     record_and_verify,
     refuse_older_ledger,
     write_manifest,
@@ -93,23 +94,9 @@ def ledger_facts(path: Path) -> LedgerFacts | None:
     try:
         with closing(sqlite3.connect(path, timeout=60)) as db:
             db.execute("PRAGMA query_only=1")
-            meta = db.execute("SELECT ledger_id FROM meta WHERE id = 1").fetchone()
-            if meta is None:
-                return None
-            head = db.execute(
-                "SELECT seq, digest FROM records ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
-            mac = db.execute(
-                "SELECT mac FROM records WHERE mac IS NOT NULL ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
+            return read_ledger_facts(db.execute)
     except sqlite3.Error as exc:
         raise BackupError(f"cannot read the ledger {path}: {exc}") from None
-    return LedgerFacts(
-        ledger_id=str(meta[0]),
-        seq=int(head[0]) if head else 0,
-        digest=bytes(head[1]).hex() if head else bytes(32).hex(),
-        key_id=bytes(mac[0])[:4].hex() if mac and mac[0] else "",
-    )
 
 
 def _digest_at(path: Path, seq: int) -> str | None:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from faceledger import __version__
 from faceledger.audit.core import ChainLedger
@@ -54,6 +54,25 @@ class LedgerFacts:
     seq: int
     digest: str
     key_id: str  # hex id of the key that MAC'd the newest MAC'd record ("" if none)
+
+
+def read_ledger_facts(execute: Callable[[str], Any], schema: str = "") -> LedgerFacts | None:
+    """Id and head of the ledger whose tables ``meta`` and ``records`` (in ``schema``, e.g.
+    ``"ledger."``) ``execute(sql)`` queries (a sqlite3 or psycopg connection's ``execute``);
+    None if it was never initialised."""
+    meta = execute(f"SELECT ledger_id FROM {schema}meta WHERE id = 1").fetchone()
+    if meta is None:
+        return None
+    head = execute(f"SELECT seq, digest FROM {schema}records ORDER BY seq DESC LIMIT 1").fetchone()
+    mac = execute(
+        f"SELECT mac FROM {schema}records WHERE mac IS NOT NULL ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    return LedgerFacts(
+        ledger_id=str(meta[0]),
+        seq=int(head[0]) if head else 0,
+        digest=bytes(head[1]).hex() if head else bytes(32).hex(),
+        key_id=bytes(mac[0])[:4].hex() if mac and mac[0] else "",
+    )
 
 
 @dataclass(frozen=True)

@@ -86,21 +86,7 @@ def _ledger_head(conn: psycopg.Connection[Any]) -> steps.LedgerFacts | None:
     exists = conn.execute("SELECT to_regclass('ledger.meta') IS NOT NULL").fetchone()
     if not exists or not exists[0]:
         return None
-    meta = conn.execute("SELECT ledger_id FROM ledger.meta WHERE id = 1").fetchone()
-    if meta is None:
-        return None
-    head = conn.execute(
-        "SELECT seq, digest FROM ledger.records ORDER BY seq DESC LIMIT 1"
-    ).fetchone()
-    mac = conn.execute(
-        "SELECT mac FROM ledger.records WHERE mac IS NOT NULL ORDER BY seq DESC LIMIT 1"
-    ).fetchone()
-    return steps.LedgerFacts(
-        ledger_id=str(meta[0]),
-        seq=int(head[0]) if head else 0,
-        digest=bytes(head[1]).hex() if head else bytes(32).hex(),
-        key_id=bytes(mac[0])[:4].hex() if mac and mac[0] else "",
-    )
+    return steps.read_ledger_facts(conn.execute, "ledger.")
 
 
 def take_pg_backup(settings: Settings, dest: Path, *, say: steps.Say) -> Manifest:
