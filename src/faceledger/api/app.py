@@ -36,6 +36,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from faceledger import __version__
 from faceledger.api.access_log import AccessLogMiddleware
+from faceledger.api.capped_body import read_capped, replaying
 from faceledger.api.health import router as health_router
 from faceledger.api.json_limits import JsonLimitsMiddleware
 from faceledger.api.metrics import install_metrics, serve_port
@@ -240,33 +241,16 @@ class BodySizeLimitMiddleware:
             await self._refuse(scope, receive, send, key, size, limit)
             return
         # No usable Content-Length (chunked): buffer up to the cap, then replay.
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body = message.get("body", b"")
-            total += len(body)
-            if total > limit:
-                complete = True
-                if message.get("more_body", False):
-                    total, complete = await self._drain(receive, total)
-                await self._refuse(scope, receive, send, key, total, limit, at_least=not complete)
-                return
-            chunks.append(body)
-            if not message.get("more_body", False):
-                break
-        replay: list[Message] = [
-            {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-        ]
-
-        async def replay_receive() -> Message:
-            if replay:
-                return replay.pop()
-            return await receive()
-
-        await self.app(scope, replay_receive, send)
+        read = await read_capped(receive, limit)
+        if read.disconnected:
+            return
+        if read.body is None:
+            total, complete = read.total, True
+            if read.more:
+                total, complete = await self._drain(receive, total)
+            await self._refuse(scope, receive, send, key, total, limit, at_least=not complete)
+            return
+        await self.app(scope, replaying(read.body, receive), send)
 
     @staticmethod
     async def _drain(receive: Receive, total: int) -> tuple[int, bool]:
