@@ -63,14 +63,18 @@ from faceledger.audit.signing import (
     TipFile,
     Witness,
     load_or_create_key,
-    read_tip,
-    read_witness,
     tip_path,
     witness_path,
     write_witness,
 )
 from faceledger.audit.tail import TailRefused, TailVerifier
-from faceledger.audit.verify import Progress, VerifyReport, check_not_replaced, verify_chain
+from faceledger.audit.verify import (
+    Anchors,
+    Progress,
+    VerifyReport,
+    check_not_replaced,
+    verify_chain,
+)
 from faceledger.domain.audit import AuditEvent
 from faceledger.domain.errors import LedgerError, LedgerTamperedError
 
@@ -527,18 +531,12 @@ class ChainLedger(ABC):
         """Check the whole chain, every checkpoint's signature and the witness; see
         ``faceledger.audit.verify``. Does not need the writer; safe while others append."""
         keyring = Keyring.load(self.key_file)
-        witness = read_witness(self.witness_file)  # read before the rows: it only moves forward
-        tip = read_tip(self.tip_file)
+        anchors = Anchors(self.ledger_id, self.key_file).read()  # before the rows
         with self._snapshot() as snapshot:
             report = verify_chain(
                 snapshot.chunks,
-                ledger_id=self.ledger_id,
+                anchors,
                 keyring=keyring,
-                key_file=self.key_file,
-                witness=witness,
-                witness_file=self.witness_file,
-                tip=tip,
-                tip_file=self.tip_file,
                 digest_at=snapshot.digest_at,
                 total=snapshot.total,
                 progress=progress,

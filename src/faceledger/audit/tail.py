@@ -15,7 +15,7 @@ from pathlib import Path
 from faceledger.audit.keyring import Keyring, RecordSigner
 from faceledger.audit.records import LedgerWrite
 from faceledger.audit.signing import Tip, Witness, read_tip, read_witness
-from faceledger.audit.verify import MacRule, VerifyReport, tip_signed, verify_chain
+from faceledger.audit.verify import Anchors, MacRule, VerifyReport, tip_signed, verify_chain
 
 # (seq, digest) of the genesis point: nothing verified yet.
 _GENESIS = (0, bytes(32))
@@ -99,13 +99,8 @@ class TailVerifier:
         """Verify the rows after ``after`` (already verified), carrying ``rule`` across."""
         report = verify_chain(
             [tx.rows_after(after[0])],
-            ledger_id=self.ledger_id,
+            Anchors(self.ledger_id, self.key_file, tip=tip),  # the witness is checked apart
             keyring=rule.keyring,
-            key_file=self.key_file,
-            witness=None,
-            witness_file=self.witness_file,
-            tip=tip,
-            tip_file=self.tip_file,
             digest_at=tx.digest_at,
             after=after,
             rule=rule,

@@ -49,7 +49,16 @@ from faceledger.audit.chain import (
     body_seq,
 )
 from faceledger.audit.keyring import KEY_ID_BYTES, MAC_BYTES, Keyring
-from faceledger.audit.signing import Tip, Witness, checkpoint_mac, witnesses_in
+from faceledger.audit.signing import (
+    Tip,
+    Witness,
+    checkpoint_mac,
+    read_tip,
+    read_witness,
+    tip_path,
+    witness_path,
+    witnesses_in,
+)
 from faceledger.domain.errors import LedgerError
 
 # (seq, body, digest, mac) as read; body/digest should be bytes, mac bytes or None.
@@ -267,28 +276,24 @@ def _check_checkpoint(
 
 def verify_chain(
     chunks: Iterable[Sequence[Row]],
+    anchors: Anchors,
     *,
-    ledger_id: str,
     keyring: Keyring,
-    key_file: Path,
-    witness: Witness | None,
-    witness_file: Path,
-    tip: Tip | None,
-    tip_file: Path,
     digest_at: Callable[[int], bytes | None],
     total: int = 0,
     progress: Progress | None = None,
     after: tuple[int, bytes] | None = None,
     rule: MacRule | None = None,
 ) -> VerifyReport:
-    """Check every row of ``chunks`` (seq order), each MAC, the witness and the tip; see the
-    module docstring. ``after`` = ``(seq, digest)``: the rows continue a chain whose record
-    ``seq`` (already checked) has that digest (a writer checking the tail since it last looked;
-    then ``rule`` carries the MAC state across calls)."""
+    """Check every row of ``chunks`` (seq order), each MAC, and the chain against the witness
+    and the tip in ``anchors`` (either may be None: not checked); see the module docstring.
+    ``after`` = ``(seq, digest)``: the rows continue a chain whose record ``seq`` (already
+    checked) has that digest (a writer checking the tail since it last looked; then ``rule``
+    carries the MAC state across calls)."""
     started = time.perf_counter()
     if rule is None:
-        rule = MacRule(keyring, tip.macs_from if tip is not None else None, key_file)
-    anchors = _Anchors(ledger_id, key_file, witness, witness_file, tip, tip_file)
+        tip = anchors.tip
+        rule = MacRule(keyring, tip.macs_from if tip is not None else None, anchors.key_file)
     walk = _Walk(anchors, rule, digest_at, after)
     try:
         anchors.check_signed(keyring)
@@ -303,16 +308,29 @@ def verify_chain(
 
 
 @dataclass(frozen=True)
-class _Anchors:
-    """The files outside the ledger that pin its chain: the witness (the last signed
-    checkpoint) and the tip (the newest record a writer committed)."""
+class Anchors:
+    """The files outside the ledger that pin its chain, beside the ledger key: the witness
+    (the last signed checkpoint) and the tip (the newest record a writer committed), as read
+    (None: absent, or not to be checked)."""
 
     ledger_id: str
     key_file: Path
-    witness: Witness | None
-    witness_file: Path
-    tip: Tip | None
-    tip_file: Path
+    witness: Witness | None = None
+    tip: Tip | None = None
+
+    @property
+    def witness_file(self) -> Path:
+        return witness_path(self.key_file, self.ledger_id)
+
+    @property
+    def tip_file(self) -> Path:
+        return tip_path(self.key_file, self.ledger_id)
+
+    def read(self) -> Anchors:
+        """These anchors with the witness and the tip read from their files now (the witness
+        first: read before the rows, as it only moves forward)."""
+        witness = read_witness(self.witness_file)
+        return replace(self, witness=witness, tip=read_tip(self.tip_file))
 
     def check_signed(self, keyring: Keyring) -> None:
         """Both files belong to this ledger and are signed by one of its keys."""
@@ -391,7 +409,7 @@ class _Walk:
 
     def __init__(
         self,
-        anchors: _Anchors,
+        anchors: Anchors,
         rule: MacRule,
         digest_at: Callable[[int], bytes | None],
         after: tuple[int, bytes] | None,
