@@ -63,8 +63,6 @@ from faceledger.audit.signing import (
     TipFile,
     Witness,
     load_or_create_key,
-    tip_path,
-    witness_path,
     write_witness,
 )
 from faceledger.audit.tail import TailRefused, TailVerifier
@@ -129,12 +127,17 @@ class ChainLedger(ABC):
         self._dirty = False
 
     @property
+    def anchors(self) -> Anchors:
+        """Where this ledger's witness and tip live (beside the key), not yet read."""
+        return Anchors(self.ledger_id, self.key_file)
+
+    @property
     def witness_file(self) -> Path:
-        return witness_path(self.key_file, self.ledger_id)
+        return self.anchors.witness_file
 
     @property
     def tip_file(self) -> Path:
-        return tip_path(self.key_file, self.ledger_id)
+        return self.anchors.tip_file
 
     def __enter__(self) -> Self:
         return self
@@ -275,7 +278,7 @@ class ChainLedger(ABC):
             raise LedgerTamperedError(self._tampered)
         load_or_create_key(self.key_file)
         keyring = Keyring.load(self.key_file)
-        tail = TailVerifier(self.ledger_id, self.key_file, self.witness_file, self.tip_file)
+        tail = TailVerifier(self.anchors)
         try:
             self._last_cp_time = self._checkpoint_state()[1]
             with self._writing() as tx:  # a consistent read of the tail, under the lock
@@ -531,7 +534,7 @@ class ChainLedger(ABC):
         """Check the whole chain, every checkpoint's signature and the witness; see
         ``faceledger.audit.verify``. Does not need the writer; safe while others append."""
         keyring = Keyring.load(self.key_file)
-        anchors = Anchors(self.ledger_id, self.key_file).read()  # before the rows
+        anchors = self.anchors.read()  # before the rows
         with self._snapshot() as snapshot:
             report = verify_chain(
                 snapshot.chunks,

@@ -10,11 +10,11 @@ A failed check raises ``TailRefused``; the ledger then refuses every append.
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import replace
 
 from faceledger.audit.keyring import Keyring, RecordSigner
 from faceledger.audit.records import LedgerWrite
-from faceledger.audit.signing import Tip, Witness, read_tip, read_witness
+from faceledger.audit.signing import Tip, Witness
 from faceledger.audit.verify import Anchors, MacRule, VerifyReport, tip_signed, verify_chain
 
 # (seq, digest) of the genesis point: nothing verified yet.
@@ -33,11 +33,10 @@ class TailVerifier:
     """What this writer has verified of the chain (``verified``: ``(seq, digest)``), the MAC
     state there (``rule``) and the key it extends the chain with (``signer``)."""
 
-    def __init__(self, ledger_id: str, key_file: Path, witness_file: Path, tip_file: Path) -> None:
-        self.ledger_id = ledger_id
-        self.key_file = key_file
-        self.witness_file = witness_file
-        self.tip_file = tip_file
+    def __init__(self, files: Anchors) -> None:
+        self.files = files  # where the witness and the tip live
+        self.ledger_id, self.key_file = files.ledger_id, files.key_file
+        self.witness_file, self.tip_file = files.witness_file, files.tip_file
         self.verified: tuple[int, bytes] = _GENESIS
         self.rule: MacRule | None = None
         self.signer: RecordSigner | None = None
@@ -46,8 +45,8 @@ class TailVerifier:
     def start(self, tx: LedgerWrite, keyring: Keyring) -> None:
         """Check every record after the witness's signed checkpoint (all of them when there is
         none) with their MACs, and that the chain still reaches the tip; choose the key."""
-        witness = read_witness(self.witness_file)
-        tip = read_tip(self.tip_file)
+        anchors = self.files.read()
+        witness, tip = anchors.witness, anchors.tip
         head = tx.head()
         after = self._witnessed(tx, witness)
         if tip is not None and tip.ledger_id == self.ledger_id and not tip_signed(keyring, tip):
@@ -99,7 +98,7 @@ class TailVerifier:
         """Verify the rows after ``after`` (already verified), carrying ``rule`` across."""
         report = verify_chain(
             [tx.rows_after(after[0])],
-            Anchors(self.ledger_id, self.key_file, tip=tip),  # the witness is checked apart
+            replace(self.files, tip=tip),  # the witness is checked apart (``_witnessed``)
             keyring=rule.keyring,
             digest_at=tx.digest_at,
             after=after,
