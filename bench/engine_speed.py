@@ -44,6 +44,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from _common import machine
 from faceledger.domain.errors import FaceLedgerError
 from faceledger.domain.faces import Faces
 from faceledger.evaluation.lfw import read_pairs, ten_fold
@@ -146,20 +147,9 @@ class Phase:
 
 
 def machine_info() -> dict[str, Any]:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """``_common.machine()`` plus what this bench varies: OpenCV's threads and the platform."""
     return {
-        "nproc": os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "opencv": cv2.__version__,
-        "numpy": np.__version__,
+        **machine(),
         "opencv_threads_main_process": cv2.getNumThreads(),
         "platform": platform.platform(),
     }
@@ -391,7 +381,7 @@ def print_table(report: dict[str, Any]) -> None:
     bulk = report["bulk"]
     base = report["baseline"]
     print(
-        f"\nFaceEngine speed — {m['cpu_model']}, {m['nproc']} CPUs, OpenCV {m['opencv']}, "
+        f"\nFaceEngine speed — {m['cpu_model']}, {m['cpus']} CPUs, OpenCV {m['opencv']}, "
         f"numpy {m['numpy']}; load avg {report['load_before']} -> {report['load_after']}"
     )
     print(f"Latency photo: {lat['photo']}, face {lat['face_box_px']}")

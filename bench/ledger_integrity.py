@@ -37,26 +37,13 @@ import numpy as np
 from faceledger.config import Settings
 from faceledger.domain.audit import AuditEvent
 from faceledger.domain.errors import LedgerError
-from faceledger.domain.faces import AnalysedImage, Faces
+from faceledger.evaluation.synthetic import synthetic_image
 from faceledger.services.gateway import Gateway, local_operator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, write_result
 
 COLLECTION = "integrity"
-
-
-def synthetic_image(rng: np.random.Generator, n_faces: int, dim: int) -> AnalysedImage:
-    vectors = rng.normal(size=(n_faces, dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    boxes = np.array([[10 + 60 * i, 10, 60 + 60 * i, 70] for i in range(n_faces)], np.float32)
-    faces = Faces(
-        boxes_px=boxes,
-        scores=np.full(n_faces, 0.9, np.float32),
-        landmarks_px=np.zeros((n_faces, 5, 2), np.float32),
-        embeddings=vectors,
-    )
-    return AnalysedImage(rng.bytes(32).hex(), "jpeg", 640, 480, 1000, faces)
 
 
 def worker(data_dir: Path, seed: int) -> None:

@@ -14,8 +14,6 @@ first third's). Writes ``bench/results/tls_load.json``.
 from __future__ import annotations
 
 import argparse
-import datetime
-import ipaddress
 import os
 import statistics
 import subprocess
@@ -29,46 +27,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, write_result
+from faceledger.evaluation.certificates import self_signed_certificate
 from rekognition_api import COLLECTION, REGION, build_collection, free_port, probe_jpeg, summarise
-
-
-def make_certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1: (cert, key) PEM files."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 def rss_mb(pid: int) -> float:
@@ -203,7 +163,7 @@ def main() -> None:
     probe = probe_jpeg()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        cert, key_file = make_certificate(folder)
+        cert, key_file = self_signed_certificate(folder)
         data = folder / "data"
         settings = Settings(data_dir=data, ledger_key_file=folder / "keys" / "ledger.key")
         built = build_collection(settings, args.faces, probe)

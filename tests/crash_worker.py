@@ -19,24 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from faceledger.config import Settings
-from faceledger.domain.faces import AnalysedImage, Faces
+from faceledger.evaluation.synthetic import synthetic_image
 from faceledger.services.collections import CollectionService
 
 COLLECTION = "crash"
-
-
-def synthetic_image(rng: np.random.Generator, n_faces: int, dim: int) -> AnalysedImage:
-    vectors = rng.normal(size=(n_faces, dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    boxes = np.array([[10 + 60 * i, 10, 60 + 60 * i, 70] for i in range(n_faces)], np.float32)
-    faces = Faces(
-        boxes_px=boxes,
-        scores=np.full(n_faces, 0.9, np.float32),
-        landmarks_px=np.zeros((n_faces, 5, 2), np.float32),
-        embeddings=vectors,
-    )
-    sha = rng.bytes(32).hex()
-    return AnalysedImage(sha, "jpeg", 640, 480, 1000, faces)
 
 
 def main() -> None:

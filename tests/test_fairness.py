@@ -192,7 +192,7 @@ def test_malformed_groups_csv_is_a_clear_error(lines: list[str], message: str) -
 def test_face_choice_largest_or_central() -> None:
     """LFW photos are centred on the labelled person; a bystander can be the largest face."""
     from faceledger.domain.faces import AnalysedImage, Faces
-    from faceledger.evaluation.fairness import _choose
+    from faceledger.evaluation.fairness import choose_face as _choose
 
     faces = Faces(
         np.array([[0, 0, 100, 100], [105, 105, 145, 145]], np.float32),

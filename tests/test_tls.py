@@ -6,8 +6,6 @@ verify the server against it, and a client that does not trust it is refused.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import socket
 import ssl
@@ -21,50 +19,12 @@ import boto3
 import botocore.exceptions
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from conftest import _create_key, start_live_server
 from faceledger.config import Settings
+from faceledger.evaluation.certificates import self_signed_certificate
 
 CLI = "import sys; from faceledger.cli.main import main; main(sys.argv[1:])"
-
-
-def make_certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed EC certificate for 127.0.0.1 / localhost, valid for a day: (cert, key)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
-    return cert_path, key_path
 
 
 def _trusting(cert: Path) -> ssl.SSLContext:
@@ -84,7 +44,7 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     """``faceledger serve --tls-cert … --tls-key …`` in a subprocess: (url, cert, key id,
     secret)."""
     folder = tmp_path_factory.mktemp("tls")
-    cert, key = make_certificate(folder)
+    cert, key = self_signed_certificate(folder)
     data = folder / "data"
     settings = Settings(data_dir=data)
     key_id, secret = _create_key(settings, "tls-admin", ["admin", "enrol", "search"])

@@ -12,13 +12,12 @@ strings and bodies are never logged. The adapters put the principal and request 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from faceledger.api.metrics import operation_of, outcome_of
+from faceledger.api.metrics import observe_request, operation_of, outcome_of
 
 logger = logging.getLogger("faceledger.access")
 
@@ -37,34 +36,27 @@ class AccessLogMiddleware:
         if scope["type"] != "http" or scope.get("path") in ("/healthz", "/readyz", "/metrics"):
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
-        status = 500
+        await observe_request(self.app, scope, receive, send, lambda *done: _log(scope, *done))
 
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
 
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            state = scope.get("state") or {}
-            operation = operation_of(scope)
-            outcome = outcome_of(status)
-            level = logging.ERROR if status >= 500 else logging.INFO
-            logger.log(
-                level,
-                "%s %s",
-                operation,
-                outcome,
-                extra={
-                    "request_id": state.get("request_id") or uuid.uuid4().hex,
-                    "principal": state.get("principal") or "-",
-                    "operation": operation,
-                    "outcome": outcome,
-                    "status": status,
-                    "method": scope.get("method"),
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
+def _log(scope: Scope, status: int, seconds: float) -> None:
+    """The access record of one finished request."""
+    state = scope.get("state") or {}
+    operation = operation_of(scope)
+    outcome = outcome_of(status)
+    level = logging.ERROR if status >= 500 else logging.INFO
+    logger.log(
+        level,
+        "%s %s",
+        operation,
+        outcome,
+        extra={
+            "request_id": state.get("request_id") or uuid.uuid4().hex,
+            "principal": state.get("principal") or "-",
+            "operation": operation,
+            "outcome": outcome,
+            "status": status,
+            "method": scope.get("method"),
+            "duration_ms": round(seconds * 1000, 2),
+        },
+    )

@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from http import HTTPStatus
 from typing import Any
 
@@ -36,6 +36,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from faceledger import __version__
 from faceledger.api.access_log import AccessLogMiddleware
+from faceledger.api.capped_body import read_capped, replaying
 from faceledger.api.health import router as health_router
 from faceledger.api.json_limits import JsonLimitsMiddleware
 from faceledger.api.metrics import install_metrics, serve_port
@@ -240,33 +241,16 @@ class BodySizeLimitMiddleware:
             await self._refuse(scope, receive, send, key, size, limit)
             return
         # No usable Content-Length (chunked): buffer up to the cap, then replay.
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body = message.get("body", b"")
-            total += len(body)
-            if total > limit:
-                complete = True
-                if message.get("more_body", False):
-                    total, complete = await self._drain(receive, total)
-                await self._refuse(scope, receive, send, key, total, limit, at_least=not complete)
-                return
-            chunks.append(body)
-            if not message.get("more_body", False):
-                break
-        replay: list[Message] = [
-            {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-        ]
-
-        async def replay_receive() -> Message:
-            if replay:
-                return replay.pop()
-            return await receive()
-
-        await self.app(scope, replay_receive, send)
+        read = await read_capped(receive, limit)
+        if read.disconnected:
+            return
+        if read.body is None:
+            total, complete = read.total, True
+            if read.more:
+                total, complete = await self._drain(receive, total)
+            await self._refuse(scope, receive, send, key, total, limit, at_least=not complete)
+            return
+        await self.app(scope, replaying(read.body, receive), send)
 
     @staticmethod
     async def _drain(receive: Receive, total: int) -> tuple[int, bool]:
@@ -352,50 +336,76 @@ async def _maintenance(gate: Gateway, every_s: float) -> None:
 
 
 # -- the app ---------------------------------------------------------------------------------
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the FaceLedger HTTP app. Nothing loads here; the lifespan loads the default pack.
+async def _open_gateway(settings: Settings) -> Gateway:
+    """The gateway, once the installation is private, the database schema current and the
+    ledger verified since its last checkpoint; start-up is refused otherwise."""
+    # Before anything is created: new files 0600, and an older installation tightened.
+    await anyio.to_thread.run_sync(make_installation_private, settings)
+    if settings.database_url:
+        # A database not at this release's schema is refused before anything touches it.
+        from faceledger.store.migrations import SchemaNotCurrentError, require_head
 
-    ``settings`` defaults to ``Settings()`` (the ``FACELEDGER_*`` environment).
-    """
-    settings = settings if settings is not None else Settings()
+        try:
+            await anyio.to_thread.run_sync(require_head, settings.database_url)
+        except SchemaNotCurrentError as exc:
+            logger.error("refusing to start: %s", exc.message)
+            raise
+    gate = Gateway(settings)
+    try:  # a ledger that does not verify since its last checkpoint: refuse to serve
+        await anyio.to_thread.run_sync(gate.open_ledger)
+    except LedgerError as exc:
+        logger.error("refusing to start: %s", exc.message)
+        gate.close()
+        raise
+    return gate
+
+
+def _start_metrics(app: FastAPI, gate: Gateway, settings: Settings) -> Any:
+    """Observe the gateway's stages; returns the metrics port's server (None without one)."""
+    metrics = getattr(app.state, "metrics", None)
+    if metrics is None:
+        return None
+    observe_stages(gate, metrics.observe_stage)
+    if settings.metrics != "port":
+        return None
+    return serve_port(metrics, settings.metrics_host, settings.metrics_port)
+
+
+async def _load_models(gate: Gateway) -> None:
+    """Verify and load the pack now so the first request is fast; a broken pack stops start-up."""
+    health = gate.health()
+    logger.info("loading model pack %r", health["pack"])
+    await anyio.to_thread.run_sync(gate.load_models)
+    logger.info("model pack %r loaded (%s)", health["pack"], health["face_model_version"])
+
+
+async def _stop(app: FastAPI, gate: Gateway, settings: Settings, metrics_server: Any) -> None:
+    """Graceful stop: refuse new work, record ``ServerShutdown``, close the gateway."""
+    app.state.stopping = True
+    if metrics_server is not None:
+        metrics_server.shutdown()
+    done = await anyio.to_thread.run_sync(
+        lambda: record_shutdown(gate, grace_s=settings.shutdown_grace_seconds)
+    )
+    logger.info("shutting down: %s", done)
+    await anyio.to_thread.run_sync(gate.close)
+    await anyio.to_thread.run_sync(gate.close_models)
+
+
+def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: open and load everything at start, stop gracefully at the end."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Before anything is created: new files 0600, and an older installation tightened.
-        await anyio.to_thread.run_sync(make_installation_private, settings)
-        if settings.database_url:
-            # A database not at this release's schema is refused before anything touches it.
-            from faceledger.store.migrations import SchemaNotCurrentError, require_head
-
-            try:
-                await anyio.to_thread.run_sync(require_head, settings.database_url)
-            except SchemaNotCurrentError as exc:
-                logger.error("refusing to start: %s", exc.message)
-                raise
-        gate = Gateway(settings)
-        try:  # a ledger that does not verify since its last checkpoint: refuse to serve
-            await anyio.to_thread.run_sync(gate.open_ledger)
-        except LedgerError as exc:
-            logger.error("refusing to start: %s", exc.message)
-            gate.close()
-            raise
+        gate = await _open_gateway(settings)
         app.state.gateway = gate
         app.state.keys = gate.authentication
         if settings.insecure_accept_any_signature:
             for line in INSECURE_WARNING:
                 logger.warning(line)
         app.state.engine_limiter = anyio.CapacityLimiter(settings.workers)
-        metrics = getattr(app.state, "metrics", None)
-        metrics_server = None
-        if metrics is not None:
-            observe_stages(gate, metrics.observe_stage)
-            if settings.metrics == "port":
-                metrics_server = serve_port(metrics, settings.metrics_host, settings.metrics_port)
-        health = gate.health()
-        logger.info("loading model pack %r", health["pack"])
-        # Verify and load now so the first request is fast; a broken pack stops start-up.
-        await anyio.to_thread.run_sync(gate.load_models)
-        logger.info("model pack %r loaded (%s)", health["pack"], health["face_model_version"])
+        metrics_server = _start_metrics(app, gate, settings)
+        await _load_models(gate)
         gate.start_video_workers()  # and re-queue jobs a previous run left unfinished
         try:
             async with anyio.create_task_group() as tasks:
@@ -405,35 +415,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 finally:
                     tasks.cancel_scope.cancel()
         finally:
-            app.state.stopping = True
-            if metrics_server is not None:
-                metrics_server.shutdown()
-            done = await anyio.to_thread.run_sync(
-                lambda: record_shutdown(gate, grace_s=settings.shutdown_grace_seconds)
-            )
-            logger.info("shutting down: %s", done)
-            await anyio.to_thread.run_sync(gate.close)
-            await anyio.to_thread.run_sync(gate.close_models)
+            await _stop(app, gate, settings, metrics_server)
 
-    app = FastAPI(
-        title="FaceLedger",
-        version=__version__,
-        summary="Self-hosted face detection, comparison and search with an audit ledger.",
-        description=(
-            "Native REST API. Boxes and landmarks are in pixels of the orientation-corrected "
-            "image; `similarity` is the model pack's calibrated 0–100 Similarity. Errors are "
-            '`{"error": {"code": ..., "message": ...}}`.'
-        ),
-        lifespan=lifespan,
-    )
-    app.state.settings = settings
-    app.state.replay_cache = ReplayCache(max_skew_seconds=settings.max_clock_skew_seconds)
+    return lifespan
 
-    # FastAPI documents a 422 HTTPValidationError for every route with parameters, but request
-    # validation problems leave as 400 InvalidParameterException (``_validation_error``). The
-    # spec drops those 422s (and their schemas) and documents the 400 ErrorResponse wherever a
-    # route does not already. FastAPI caches the spec it builds, so this edits it in place;
-    # the edit is idempotent, and FastAPI rebuilds (and this re-edits) when routes change.
+
+def _document_400s(app: FastAPI) -> None:
+    """FastAPI documents a 422 HTTPValidationError for every route with parameters, but request
+    validation problems leave as 400 InvalidParameterException (``_validation_error``). The
+    spec drops those 422s (and their schemas) and documents the 400 ErrorResponse wherever a
+    route does not already. FastAPI caches the spec it builds, so this edits it in place;
+    the edit is idempotent, and FastAPI rebuilds (and this re-edits) when routes change."""
     generate_openapi = app.openapi
 
     def openapi_without_422() -> dict[str, Any]:
@@ -456,10 +448,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.openapi = openapi_without_422  # type: ignore[method-assign]
 
-    app.add_exception_handler(FaceLedgerError, _faceledger_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
 
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """The middleware stack; each ``add_middleware`` wraps the ones before it, so the last
+    added runs first (see docs/ARCHITECTURE.md for the order)."""
     max_bytes = settings.max_image_bytes
     limits = {
         path: count * max_bytes + MULTIPART_OVERHEAD_BYTES
@@ -482,6 +474,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(HstsMiddleware, max_age_seconds=settings.hsts_seconds)
     if settings.trusted_proxies:  # outermost: the scheme and client are settled first
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the FaceLedger HTTP app. Nothing loads here; the lifespan loads the default pack.
+
+    ``settings`` defaults to ``Settings()`` (the ``FACELEDGER_*`` environment).
+    """
+    settings = settings if settings is not None else Settings()
+    app = FastAPI(
+        title="FaceLedger",
+        version=__version__,
+        summary="Self-hosted face detection, comparison and search with an audit ledger.",
+        description=(
+            "Native REST API. Boxes and landmarks are in pixels of the orientation-corrected "
+            "image; `similarity` is the model pack's calibrated 0–100 Similarity. Errors are "
+            '`{"error": {"code": ..., "message": ...}}`.'
+        ),
+        lifespan=_lifespan(settings),
+    )
+    app.state.settings = settings
+    app.state.replay_cache = ReplayCache(max_skew_seconds=settings.max_clock_skew_seconds)
+    _document_400s(app)
+    app.add_exception_handler(FaceLedgerError, _faceledger_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    _add_middleware(app, settings)
 
     @app.get("/healthz", tags=["health"], summary="Liveness and model status")
     async def healthz(gate: GatewayDep) -> dict[str, Any]:

@@ -19,8 +19,9 @@ from collections.abc import Callable
 import numpy as np
 from starlette.datastructures import Headers
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from faceledger.api.capped_body import read_capped, replaying
 from faceledger.domain.errors import FaceLedgerError, SerializationError
 
 MAX_JSON_DEPTH = 32  # Rekognition's deepest input shape nests 5 levels
@@ -90,34 +91,18 @@ class JsonLimitsMiddleware:
         if declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(scope, receive, send, self._too_large(int(declared)))
             return
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body = message.get("body", b"")
-            total += len(body)
-            if total > self.max_bytes:
-                await self._refuse(scope, receive, send, self._too_large(total, at_least=True))
-                return
-            chunks.append(body)
-            if not message.get("more_body", False):
-                break
-        data = b"".join(chunks)
+        read = await read_capped(receive, self.max_bytes)
+        if read.disconnected:
+            return
+        if read.body is None:
+            await self._refuse(scope, receive, send, self._too_large(read.total, at_least=True))
+            return
         try:
-            check_json_depth(data, self.max_depth)
+            check_json_depth(read.body, self.max_depth)
         except SerializationError as exc:
             await self._refuse(scope, receive, send, exc)
             return
-        replay: list[Message] = [{"type": "http.request", "body": data, "more_body": False}]
-
-        async def replay_receive() -> Message:
-            if replay:
-                return replay.pop()
-            return await receive()
-
-        await self.app(scope, replay_receive, send)
+        await self.app(scope, replaying(read.body, receive), send)
 
     def _too_large(self, size: int, *, at_least: bool = False) -> SerializationError:
         more = "at least " if at_least else ""

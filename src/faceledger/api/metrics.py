@@ -32,7 +32,7 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -75,6 +75,30 @@ def size_bucket(faces: int | None) -> str:
 
 def outcome_of(status: int) -> str:
     return "ok" if status < 400 else "client_error" if status < 500 else "server_error"
+
+
+async def observe_request(
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    done: Callable[[int, float], None],
+) -> None:
+    """Run ``app`` for one HTTP request, then call ``done(status, seconds)`` however it ended
+    (status 500 when no response was started). Shared by the metrics and the access log."""
+    started = time.perf_counter()
+    status = 500
+
+    async def send_status(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = int(message["status"])
+        await send(message)
+
+    try:
+        await app(scope, receive, send_status)
+    finally:
+        done(status, time.perf_counter() - started)
 
 
 @functools.cache
@@ -236,21 +260,13 @@ class MetricsMiddleware:
         if scope["type"] != "http" or scope.get("path") == "/metrics":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
-        status = 500
 
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
+        def count(status: int, seconds: float) -> None:
             operation = operation_of(scope)
             self.metrics.requests.labels(operation, outcome_of(status)).inc()
-            self.metrics.latency.labels(operation).observe(time.perf_counter() - started)
+            self.metrics.latency.labels(operation).observe(seconds)
+
+        await observe_request(self.app, scope, receive, send, count)
 
 
 def key_allows(authorization: str | None, key: str) -> bool:

@@ -34,178 +34,59 @@ table in the same transaction; one with ``phase`` "outcome" or "recovered" close
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
-from faceledger.audit.chain import (
-    KIND_CHECKPOINT,
-    KIND_EVENT,
-    KIND_ROTATION,
-    body_payload,
-    canonical_json,
-    link,
-)
+from faceledger.audit.batch import Batch, PendingRows
+from faceledger.audit.chain import KIND_EVENT, KIND_ROTATION, canonical_json
 from faceledger.audit.guard import MAX_FIELD_CHARS, MAX_RECORD_BYTES, bound_event, check_event
 from faceledger.audit.intents import OpenIntent, process_owner
-from faceledger.audit.keyring import Keyring, RecordSigner, key_id, retired_key_file
+from faceledger.audit.keyring import Keyring, RecordSigner, install_key, key_id, stage_key
+from faceledger.audit.records import (
+    FIELD_FILTERS,
+    EntryQuery,
+    LedgerEntry,
+    LedgerWrite,
+    VerifySnapshot,
+    decode_rows,
+)
 from faceledger.audit.signing import (
     KEY_BYTES,
     Tip,
     TipFile,
     Witness,
-    checkpoint_payload,
     load_or_create_key,
-    read_tip,
-    read_witness,
-    tip_path,
-    witness_path,
-    witnesses_in,
     write_witness,
 )
+from faceledger.audit.tail import TailRefused, TailVerifier
 from faceledger.audit.verify import (
-    MacRule,
+    Anchors,
     Progress,
-    Row,
     VerifyReport,
-    tip_signed,
+    check_not_replaced,
     verify_chain,
 )
 from faceledger.domain.audit import AuditEvent
-from faceledger.domain.errors import FaceLedgerError, LedgerError, LedgerTamperedError
+from faceledger.domain.errors import LedgerError, LedgerTamperedError
+
+# The record shapes live in ``records``; a backend imports them from here with the base class.
+__all__ = [
+    "FIELD_FILTERS",
+    "ChainLedger",
+    "EntryQuery",
+    "LedgerEntry",
+    "LedgerWrite",
+    "VerifySnapshot",
+]
 
 logger = logging.getLogger(__name__)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to a new 0600 file ``path`` durably (replacing a leftover)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-# The filters ``entries`` accepts on an event's JSON fields (string equality).
-FIELD_FILTERS = ("principal", "collection_id", "operation", "outcome")
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    """One committed record: ``seq``, ``time`` (epoch seconds), ``digest`` (SHA-256 hex of the
-    body) and its decoded content (``payload``: ``kind``, ``time`` and the event's fields, or
-    a checkpoint's ``covers_seq``, ``covers_digest``, ``ledger_id``, ``hmac``)."""
-
-    seq: int
-    time: float
-    digest: str
-    payload: Mapping[str, Any] = field(repr=False)
-
-    @property
-    def kind(self) -> str:
-        return str(self.payload.get("kind", KIND_EVENT))
-
-    @property
-    def event(self) -> AuditEvent | None:
-        """The event this record holds (None for a checkpoint)."""
-        if self.kind != KIND_EVENT:
-            return None
-        p = self.payload
-        return AuditEvent(
-            operation=p["operation"],
-            principal=p["principal"],
-            key_id=p["key_id"],
-            roles=tuple(p["roles"]),
-            source=p["source"],
-            request_id=p["request_id"],
-            outcome=p["outcome"],
-            purpose=p.get("purpose"),
-            case_reference=p.get("case_reference"),
-            collection_id=p.get("collection_id"),
-            probe_sha256=tuple(p.get("probe_sha256", ())),
-            result=dict(p.get("result", {})),
-            phase=p.get("phase"),
-            intent_id=p.get("intent_id"),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """``seq``, ``digest`` and the payload's fields, flat (for JSON output)."""
-        return {"seq": self.seq, "digest": self.digest, **self.payload}
-
-
-@dataclass(frozen=True)
-class EntryQuery:
-    """What ``entries`` asks a backend for: rows whose event fields equal ``fields`` and whose
-    time is in ``[since, until)``; events only unless ``include_checkpoints``."""
-
-    fields: Mapping[str, str]
-    since: float | None
-    until: float | None
-    limit: int | None
-    newest_first: bool
-    include_checkpoints: bool
-
-
-class LedgerWrite(Protocol):
-    """One open write transaction that holds the ledger's lock (one writer at a time, across
-    processes); committed when the ``_writing`` block exits without error."""
-
-    def head(self) -> tuple[int, bytes]:
-        """``(seq, digest)`` of the newest record; ``(0, 32 zero bytes)`` when empty."""
-
-    def checkpoint_state(self) -> tuple[int, float]:
-        """``(seq, time)`` of the last checkpoint (seq 0 and the creation time if none)."""
-
-    def digest_at(self, seq: int) -> bytes | None:
-        """The stored digest of record ``seq`` (None if there is none)."""
-
-    def rows_after(self, seq: int) -> Sequence[Row]:
-        """``(seq, body, digest, mac)`` of every record after ``seq``, in order."""
-
-    def insert(self, rows: Sequence[Row]) -> None:
-        """Insert ``(seq, body, digest, mac)`` rows."""
-
-    def mark_checkpoint(self, seq: int, when: float) -> None:
-        """Remember that record ``seq``, at ``when``, is the last checkpoint."""
-
-    def open_intent(self, intent: OpenIntent) -> None:
-        """Note an intent record without an outcome yet."""
-
-    def close_intent(self, intent_id: str) -> None:
-        """Forget an intent (its outcome is recorded in the same transaction)."""
-
-
-@dataclass(frozen=True)
-class VerifySnapshot:
-    """One consistent view of the rows for ``verify``: how many, the rows in seq order (in
-    chunks) and a lookup of any record's digest."""
-
-    total: int
-    chunks: Iterable[Sequence[Row]]
-    digest_at: Callable[[int], bytes | None]
-
-
-class _Batch:
-    """Appends waiting for a leader; committed together, then ``done`` is set."""
-
-    __slots__ = ("done", "entries", "error", "final", "force_checkpoint", "items", "rotate_to")
-
-    def __init__(self) -> None:
-        self.items: list[tuple[float, bytes, dict[str, Any]]] = []  # (time, json, payload)
-        self.rotate_to: tuple[bytes, dict[str, Any]] | None = None  # (new key, rotation record)
-        self.force_checkpoint = False
-        self.final = False  # close(): sign what this process left unsigned
-        self.done = threading.Event()
-        self.entries: list[LedgerEntry] = []
-        self.error: FaceLedgerError | None = None
 
 
 class ChainLedger(ABC):
@@ -232,14 +113,11 @@ class ChainLedger(ABC):
         self.checkpoint_every = checkpoint_every
         self.checkpoint_seconds = checkpoint_seconds
         self._cond = threading.Condition()
-        self._pending = _Batch()
+        self._pending = Batch()
         self._committing = False  # a leader is committing a batch
         self._closing = False
-        self._key: bytes | None = None  # loaded by the first append (or ``open``)
-        self._signer: RecordSigner | None = None  # MACs our records (the ledger's current key)
-        self._rule: MacRule | None = None  # the MAC state of the verified chain
-        self._verified: tuple[int, bytes] = (0, bytes(32))  # (seq, digest) checked up to
-        self._macs_from = 1
+        self._started = False  # the key loaded and the tail verified (first append, ``open``)
+        self._tail: TailVerifier | None = None  # made by ``_start`` (the ledger id is known)
         self._tampered: str | None = None  # why this writer refuses to append
         self._tip: TipFile | None = None
         self._timer: threading.Thread | None = None
@@ -249,12 +127,17 @@ class ChainLedger(ABC):
         self._dirty = False
 
     @property
+    def anchors(self) -> Anchors:
+        """Where this ledger's witness and tip live (beside the key), not yet read."""
+        return Anchors(self.ledger_id, self.key_file)
+
+    @property
     def witness_file(self) -> Path:
-        return witness_path(self.key_file, self.ledger_id)
+        return self.anchors.witness_file
 
     @property
     def tip_file(self) -> Path:
-        return tip_path(self.key_file, self.ledger_id)
+        return self.anchors.tip_file
 
     def __enter__(self) -> Self:
         return self
@@ -358,7 +241,7 @@ class ChainLedger(ABC):
         with self._cond:
             if self._closing and not final:
                 raise LedgerError("the audit ledger is closed")
-            if self._key is None:
+            if not self._started:
                 self._start()
             batch = self._pending
             first = len(batch.items)
@@ -372,7 +255,7 @@ class ChainLedger(ABC):
             leader = not batch.done.is_set()
             if leader:
                 self._committing = True
-                self._pending = _Batch()
+                self._pending = Batch()
         if leader:
             self._lead(batch)
         if batch.error is not None:
@@ -386,7 +269,7 @@ class ChainLedger(ABC):
         append does anyway); ``LedgerTamperedError`` saying why if they do not verify. A server
         calls it at start so that it refuses to serve a bent ledger."""
         with self._cond:
-            if self._key is None:
+            if not self._started:
                 self._start()
         if self._tampered is not None:
             raise LedgerTamperedError(self._tampered)
@@ -398,15 +281,16 @@ class ChainLedger(ABC):
             raise LedgerTamperedError(self._tampered)
         load_or_create_key(self.key_file)
         keyring = Keyring.load(self.key_file)
+        tail = TailVerifier(self.anchors)
         try:
             self._last_cp_time = self._checkpoint_state()[1]
             with self._writing() as tx:  # a consistent read of the tail, under the lock
-                self._verify_tail_at_start(tx, keyring)
+                self._checked(tail.start, tx, keyring)
         except self.storage_errors as exc:
             raise LedgerError(f"the audit ledger could not be read: {exc}") from None
+        self._tail = tail
         self._tip = TipFile(self.tip_file)
-        assert self._signer is not None
-        self._key = self._signer.key  # set last: a failed start is retried by the next append
+        self._started = True  # set last: a failed start is retried by the next append
         self._timer = threading.Thread(
             target=self._run_timer, name=f"ledger-timer-{self.ledger_id[:8]}", daemon=True
         )
@@ -422,106 +306,14 @@ class ChainLedger(ABC):
         logger.error("%s", self._tampered)
         return LedgerTamperedError(self._tampered)
 
-    def _verify_tail_at_start(self, tx: LedgerWrite, keyring: Keyring) -> None:
-        """Check every record after the witness's signed checkpoint (all of them when there is
-        none) with their MACs, and that the chain still reaches the tip; choose the key."""
-        witness = read_witness(self.witness_file)
-        tip = read_tip(self.tip_file)
-        head_seq, head_digest = tx.head()
-        after = (0, bytes(32))
-        if witness is not None and witness.ledger_id == self.ledger_id and witness.seq > 0:
-            stored = tx.digest_at(witness.seq)
-            if stored is None or stored.hex() != witness.digest:
-                raise self._refuse(
-                    f"record {witness.seq}, the checkpoint the witness {self.witness_file} "
-                    "names, is missing or changed"
-                )
-            after = (witness.seq, stored)
-        if tip is not None and tip.ledger_id == self.ledger_id and not tip_signed(keyring, tip):
-            raise self._refuse(f"the tip {self.tip_file} is not signed by the ledger key")
-        macs_from = tip.macs_from if tip is not None else None
-        rule = MacRule(keyring, macs_from, self.key_file)
-        rows = tx.rows_after(after[0])
-        report = verify_chain(
-            [rows],
-            ledger_id=self.ledger_id,
-            keyring=keyring,
-            key_file=self.key_file,
-            witness=None,
-            witness_file=self.witness_file,
-            tip=tip,
-            tip_file=self.tip_file,
-            digest_at=tx.digest_at,
-            after=after,
-            rule=rule,
-        )
-        if not report.ok:
-            raise self._refuse(report.reason or "the chain does not verify")
-        kid = rule.expected_kid or (bytes.fromhex(tip.key_id) if tip is not None else None)
-        signer = keyring.signer(kid) if kid is not None else keyring.current
-        if signer is None:
-            raise self._refuse(
-                f"the ledger's records are MAC'd with key {kid.hex() if kid else '?'}, which "
-                f"is not the key in {self.key_file} nor a retired key beside it"
-            )
-        if tip is not None and signer.kid.hex() != tip.key_id:
-            raise self._refuse(
-                f"the newest records are MAC'd with key {signer.kid.hex()}, but the tip "
-                f"{self.tip_file} names key {tip.key_id} (a retired or foreign key was used)"
-            )
-        self._signer = signer
-        self._rule = rule
-        rule.expected_kid = signer.kid
-        if macs_from is None:  # no tip yet: records so far were written before MACs existed
-            macs_from = report.macs_from if report.macs_from is not None else head_seq + 1
-        self._macs_from = macs_from
-        rule.macs_from = macs_from
-        self._verified = (head_seq, head_digest)
+    def _checked(self, check: Callable[..., None], *args: Any) -> None:
+        """Run one of the tail checks (``TailVerifier``); refuse for good when it fails."""
+        try:
+            check(*args)
+        except TailRefused as exc:
+            raise self._refuse(exc.reason) from None
 
-    def _check_tail(self, tx: LedgerWrite, head_seq: int, head_digest: bytes) -> None:
-        """Verify what other processes appended since this one last looked, before extending
-        it (and before any checkpoint of ours signs it)."""
-        seq, digest = self._verified
-        if (head_seq, head_digest) == (seq, digest):
-            return
-        if head_seq < seq:
-            raise self._refuse(
-                f"the ledger now ends at record {head_seq}, but this process saw record {seq} "
-                "(records were removed, or an older copy was put in place)"
-            )
-        if seq > 0 and tx.digest_at(seq) != digest:
-            raise self._refuse(
-                f"record {seq} changed after this process verified it (the ledger was rewritten)"
-            )
-        assert self._rule is not None
-        report = verify_chain(
-            [tx.rows_after(seq)],
-            ledger_id=self.ledger_id,
-            keyring=self._rule.keyring,
-            key_file=self.key_file,
-            witness=None,
-            witness_file=self.witness_file,
-            tip=None,
-            tip_file=self.tip_file,
-            digest_at=tx.digest_at,
-            after=(seq, digest),
-            rule=self._rule,
-        )
-        if not report.ok:
-            raise self._refuse(report.reason or "the chain does not verify")
-        if report.last_seq != head_seq:
-            raise self._refuse(f"records after {report.last_seq} could not be read")
-        kid = self._rule.expected_kid
-        assert self._signer is not None
-        if kid is not None and kid != self._signer.kid:  # another process rotated the key
-            keyring = Keyring.load(self.key_file)
-            signer = keyring.signer(kid)
-            if signer is None:
-                raise self._refuse(f"the ledger was rotated to key {kid.hex()}, which is unknown")
-            self._rule.keyring, self._signer, self._key = keyring, signer, signer.key
-        self._verified = (head_seq, head_digest)
-
-    def _lead(self, batch: _Batch) -> None:
+    def _lead(self, batch: Batch) -> None:
         """Commit ``batch`` (this thread is the leader), then wake everyone waiting."""
         witness: Witness | None = None
         try:
@@ -559,7 +351,7 @@ class ChainLedger(ABC):
                     if not self._closing:  # close() signs instead
                         logger.error("timed ledger checkpoint failed: %s", exc.message)
 
-    def _write_witness(self, witness: Witness, batch: _Batch | None) -> None:
+    def _write_witness(self, witness: Witness, batch: Batch | None) -> None:
         try:
             write_witness(self.witness_file, witness)
         except OSError as exc:
@@ -572,78 +364,68 @@ class ChainLedger(ABC):
             else:
                 logger.error("%s (a truncated tail may go unnoticed)", message)
 
-    def _commit(self, batch: _Batch) -> tuple[list[LedgerEntry], Witness | None]:
+    def _commit(self, batch: Batch) -> tuple[list[LedgerEntry], Witness | None]:
         """One transaction: the batch's records, then a checkpoint if one is due."""
         if self._tampered is not None:
             raise LedgerTamperedError(self._tampered)
         now = time.time()
         if not batch.items and not (batch.force_checkpoint or batch.rotate_to) and not self._dirty:
             return [], None  # closing, or the timer, with nothing of ours unsigned
-        entries: list[LedgerEntry] = []
-        rows: list[Row] = []
+        tail = self._tail
+        assert tail is not None
         witness = None
         with self._writing() as tx:
-            seq, prev = tx.head()
+            head = tx.head()
             last_cp_seq, last_cp_time = tx.checkpoint_state()
-            self._check_tail(tx, seq, prev)
-            signer = self._signer
-            assert signer is not None
+            self._checked(tail.catch_up, tx, *head)
+            assert tail.signer is not None
+            pending = PendingRows(*head, tail.signer)
             for when, encoded, payload in batch.items:
-                seq += 1
-                body, prev = link(seq, prev, KIND_EVENT, encoded)
-                rows.append((seq, body, prev, signer.mac(body)))
-                entries.append(LedgerEntry(seq, when, prev.hex(), payload))
-                self._note_intent(tx, seq, when, payload)
+                pending.add(KIND_EVENT, encoded, when, payload)
+                self._note_intent(tx, pending.seq, when, payload)
             if batch.rotate_to is not None:
                 new_key, rotation = batch.rotate_to
-                seq += 1
-                body, prev = link(seq, prev, KIND_ROTATION, canonical_json(rotation))
-                rows.append((seq, body, prev, signer.mac(body)))  # the old key vouches
-                entries.append(LedgerEntry(seq, now, prev.hex(), rotation))
-                signer = RecordSigner(new_key)
-            unsigned = seq - last_cp_seq
-            due = (
-                batch.force_checkpoint
-                or batch.rotate_to is not None
-                or unsigned >= self.checkpoint_every
-                or (unsigned > 0 and (batch.final or now - last_cp_time >= self.checkpoint_seconds))
-            )
-            if due:
-                covers = prev.hex()
-                payload = checkpoint_payload(signer.key, self.ledger_id, seq, covers, now)
-                seq += 1
-                body, prev = link(seq, prev, KIND_CHECKPOINT, canonical_json(payload))
-                rows.append((seq, body, prev, signer.mac(body)))
-                entries.append(LedgerEntry(seq, now, prev.hex(), payload))
-                tx.mark_checkpoint(seq, now)
-                witness = Witness(
-                    ledger_id=self.ledger_id,
-                    seq=seq,
-                    digest=prev.hex(),
-                    covers_seq=seq - 1,
-                    covers_digest=covers,
-                    hmac=payload["hmac"],
-                    time=now,
-                    ledger_path=self.location,
-                )
-            tx.insert(rows)
-        if rows:
-            self._verified = (seq, prev)
-            if signer is not self._signer:
-                self._signer, self._key = signer, signer.key
-                assert self._rule is not None
-                known = [s.key for s in self._rule.keyring.all()]
-                self._rule.keyring = Keyring(known, signer.key)
-                self._rule.expected_kid = signer.kid
-            self._write_tip(seq, prev, sync=witness is not None)
-        if witness is not None or unsigned == 0:  # unsigned == 0: another process signed ours
-            self._last_cp_time, self._dirty = (now if witness else last_cp_time), False
+                pending.add(KIND_ROTATION, canonical_json(rotation), now, rotation)  # old key
+                pending.signer = RecordSigner(new_key)  # vouches; the new one signs from here
+            unsigned = pending.seq - last_cp_seq
+            if batch.checkpoint_due(
+                unsigned,
+                every=self.checkpoint_every,
+                seconds=self.checkpoint_seconds,
+                now=now,
+                last_cp_time=last_cp_time,
+            ):
+                witness = pending.add_checkpoint(self.ledger_id, self.location, now)
+                tx.mark_checkpoint(pending.seq, now)
+            tx.insert(pending.rows)
+        if pending.rows:
+            self._committed(tail, pending, sync=witness is not None)
+        self._note_signing(
+            batch, now, last_cp_time, checkpointed=witness is not None, unsigned=unsigned
+        )
+        return pending.entries, witness
+
+    def _committed(self, tail: TailVerifier, pending: PendingRows, *, sync: bool) -> None:
+        """After ``pending`` is committed: it is verified, its signer ours, the tip moves."""
+        tail.verified = (pending.seq, pending.prev)
+        if pending.signer is not tail.signer:
+            tail.adopt(pending.signer)
+        self._write_tip(pending.seq, pending.prev, sync=sync)
+
+    def _note_signing(
+        self, batch: Batch, now: float, last_cp_time: float, *, checkpointed: bool, unsigned: int
+    ) -> None:
+        """Track whether records of ours await a checkpoint, and wake the timer when they
+        start to (``unsigned``: records after the last checkpoint before this commit's)."""
+        if checkpointed:
+            self._last_cp_time, self._dirty = now, False
+        elif unsigned == 0:  # another process signed ours
+            self._last_cp_time, self._dirty = last_cp_time, False
         else:
             self._last_cp_time = last_cp_time
             if batch.items and not self._dirty:
                 self._dirty = True
                 self._wake_timer.set()  # the timer now has a deadline
-        return entries, witness
 
     @staticmethod
     def _note_intent(tx: LedgerWrite, seq: int, when: float, payload: dict[str, Any]) -> None:
@@ -657,9 +439,11 @@ class ChainLedger(ABC):
 
     def _write_tip(self, seq: int, digest: bytes, *, sync: bool) -> None:
         """Move the tip file to the record just committed (see ``signing.Tip``)."""
-        assert self._signer is not None and self._tip is not None
-        unsigned = Tip(self.ledger_id, seq, digest.hex(), self._macs_from, self._signer.kid.hex())
-        tip = replace(unsigned, mac=self._signer.hmac(unsigned.message()).hex())
+        tail = self._tail
+        assert tail is not None and tail.signer is not None and self._tip is not None
+        signer = tail.signer
+        unsigned = Tip(self.ledger_id, seq, digest.hex(), tail.macs_from, signer.kid.hex())
+        tip = replace(unsigned, mac=signer.hmac(unsigned.message()).hex())
         try:
             self._tip.write(tip, sync=sync)
         except OSError as exc:
@@ -674,11 +458,10 @@ class ChainLedger(ABC):
         the rotation record when they next verify the tail."""
         new_key = secrets.token_bytes(KEY_BYTES)
         new_id = key_id(new_key)
-        pending = self.key_file.with_name(f"{self.key_file.name}.{new_id.hex()}.retired")
-        _write_private(pending, new_key)  # known to verifiers before any record uses it
+        staged = stage_key(self.key_file, new_key)  # known to verifiers before any record uses it
         self.open()
-        assert self._signer is not None
-        old = self._signer
+        assert self._tail is not None and self._tail.signer is not None
+        old = self._tail.signer
         rotation = {
             "kind": KIND_ROTATION,
             "time": time.time(),
@@ -688,13 +471,7 @@ class ChainLedger(ABC):
             "principal": principal,
         }
         self._submit([], rotate=(new_key, rotation))
-        retired = retired_key_file(self.key_file, old.kid)
-        if not retired.exists():
-            _write_private(retired, old.key)
-        tmp = self.key_file.with_name(f".{self.key_file.name}.{os.getpid()}.rotating")
-        _write_private(tmp, new_key)
-        os.replace(tmp, self.key_file)
-        pending.unlink(missing_ok=True)
+        install_key(self.key_file, new_key, old_key=old.key, staged=staged)
         logger.info(
             "rotated the ledger key %s: %s → %s", self.key_file, old.kid.hex(), new_id.hex()
         )
@@ -725,7 +502,7 @@ class ChainLedger(ABC):
         row = self._row_at(seq)
         if row is None:
             return None
-        return next(self._decode(iter([row])))
+        return next(decode_rows(iter([row])))
 
     # -- reading --------------------------------------------------------------------------
     def entries(
@@ -753,66 +530,25 @@ class ChainLedger(ABC):
             newest_first=newest_first,
             include_checkpoints=include_checkpoints,
         )
-        return self._decode(self._select(query))
-
-    @staticmethod
-    def _decode(rows: Iterator[tuple[int, bytes, bytes]]) -> Iterator[LedgerEntry]:
-        for seq, body, digest in rows:
-            try:
-                payload = body_payload(bytes(body))
-            except (ValueError, TypeError):
-                raise LedgerTamperedError(
-                    f"ledger record {seq} cannot be decoded; run `faceledger audit verify`"
-                ) from None
-            when = float(payload.get("time", 0.0))
-            yield LedgerEntry(int(seq), when, bytes(digest).hex(), payload)
+        return decode_rows(self._select(query))
 
     # -- verification ---------------------------------------------------------------------
     def verify(self, *, progress: Progress | None = None) -> VerifyReport:
         """Check the whole chain, every checkpoint's signature and the witness; see
         ``faceledger.audit.verify``. Does not need the writer; safe while others append."""
         keyring = Keyring.load(self.key_file)
-        witness = read_witness(self.witness_file)  # read before the rows: it only moves forward
-        tip = read_tip(self.tip_file)
+        anchors = self.anchors.read()  # before the rows
         with self._snapshot() as snapshot:
             report = verify_chain(
                 snapshot.chunks,
-                ledger_id=self.ledger_id,
+                anchors,
                 keyring=keyring,
-                key_file=self.key_file,
-                witness=witness,
-                witness_file=self.witness_file,
-                tip=tip,
-                tip_file=self.tip_file,
                 digest_at=snapshot.digest_at,
                 total=snapshot.total,
                 progress=progress,
             )
         if report.ok:
-            report = self._check_replaced(report)
-        return report
-
-    def _check_replaced(self, report: VerifyReport) -> VerifyReport:
-        """Fail if a witness says another ledger lived here (deleted or replaced)."""
-        for path, witness in witnesses_in(self.key_file.parent):
-            if witness.ledger_path == self.location and witness.ledger_id != self.ledger_id:
-                return VerifyReport(
-                    ok=False,
-                    records=report.records,
-                    checkpoints=report.checkpoints,
-                    first_bad_seq=None,
-                    reason=(
-                        f"the witness {path} says ledger {witness.ledger_id} with at least "
-                        f"{witness.seq} records lived at {self.location}, but this is ledger "
-                        f"{self.ledger_id}: the ledger was deleted or replaced (if that was "
-                        "deliberate, move that witness file away)"
-                    ),
-                    last_seq=report.last_seq,
-                    last_checkpoint_seq=report.last_checkpoint_seq,
-                    witness_seq=report.witness_seq,
-                    seconds=report.seconds,
-                    warnings=report.warnings,
-                )
+            report = check_not_replaced(report, self.key_file.parent, self.location, self.ledger_id)
         return report
 
     # -- closing --------------------------------------------------------------------------
@@ -823,7 +559,7 @@ class ChainLedger(ABC):
             if self._closing:
                 return
             self._closing = True
-            started = self._key is not None
+            started = self._started
         self._wake_timer.set()
         if self._timer is not None:
             self._timer.join()

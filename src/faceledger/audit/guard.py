@@ -132,17 +132,7 @@ def check_event(event: AuditEvent) -> None:
             raise _refuse("probe_sha256", "a value that is not a lowercase hex SHA-256")
     if not isinstance(event.result, dict):
         raise _refuse("result", f"a {type(event.result).__name__} instead of a dict")
-    for name in (
-        "operation",
-        "principal",
-        "key_id",
-        "source",
-        "request_id",
-        "outcome",
-        "purpose",
-        "case_reference",
-        "collection_id",
-    ):
+    for name in _TEXT_FIELDS:
         _check_value(getattr(event, name), name, 0)
     _check_value(list(event.roles), "roles", 0)
     _check_value(event.result, "result", 0)

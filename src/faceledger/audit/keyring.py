@@ -19,6 +19,8 @@ about three times faster in Python than ``hmac.new`` per record.
 from __future__ import annotations
 
 import hashlib
+import hmac
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,36 @@ _BLOCK = 64  # SHA-256's block size
 def key_id(key: bytes) -> bytes:
     """The 4-byte public id of ``key`` (a domain-separated hash: reveals nothing of the key)."""
     return hashlib.sha256(b"faceledger ledger key id\x00" + key).digest()[:KEY_ID_BYTES]
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new 0600 file ``path`` durably (replacing a leftover)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def stage_key(key_file: Path, new_key: bytes) -> Path:
+    """Keep ``new_key`` beside ``key_file`` as a retired key (so verifiers know it before any
+    record uses it) while a rotation to it is being recorded; returns the staged file."""
+    staged = retired_key_file(key_file, key_id(new_key))
+    _write_private(staged, new_key)
+    return staged
+
+
+def install_key(key_file: Path, new_key: bytes, *, old_key: bytes, staged: Path) -> None:
+    """After a rotation is recorded: keep ``old_key`` as a retired key, make ``new_key`` the
+    key file (atomically) and remove the staged copy."""
+    retired = retired_key_file(key_file, key_id(old_key))
+    if not retired.exists():
+        _write_private(retired, old_key)
+    tmp = key_file.with_name(f".{key_file.name}.{os.getpid()}.rotating")
+    _write_private(tmp, new_key)
+    os.replace(tmp, key_file)
+    staged.unlink(missing_ok=True)
 
 
 def retired_key_file(key_file: Path, kid: bytes) -> Path:

@@ -31,7 +31,7 @@ import hmac
 import time
 from binascii import hexlify
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,16 @@ from faceledger.audit.chain import (
     body_seq,
 )
 from faceledger.audit.keyring import KEY_ID_BYTES, MAC_BYTES, Keyring
-from faceledger.audit.signing import Tip, Witness, checkpoint_mac
+from faceledger.audit.signing import (
+    Tip,
+    Witness,
+    checkpoint_mac,
+    read_tip,
+    read_witness,
+    tip_path,
+    witness_path,
+    witnesses_in,
+)
 from faceledger.domain.errors import LedgerError
 
 # (seq, body, digest, mac) as read; body/digest should be bytes, mac bytes or None.
@@ -267,52 +276,163 @@ def _check_checkpoint(
 
 def verify_chain(
     chunks: Iterable[Sequence[Row]],
+    anchors: Anchors,
     *,
-    ledger_id: str,
     keyring: Keyring,
-    key_file: Path,
-    witness: Witness | None,
-    witness_file: Path,
-    tip: Tip | None,
-    tip_file: Path,
     digest_at: Callable[[int], bytes | None],
     total: int = 0,
     progress: Progress | None = None,
     after: tuple[int, bytes] | None = None,
     rule: MacRule | None = None,
 ) -> VerifyReport:
-    """Check every row of ``chunks`` (seq order), each MAC, the witness and the tip; see the
-    module docstring. ``after`` = ``(seq, digest)``: the rows continue a chain whose record
-    ``seq`` (already checked) has that digest (a writer checking the tail since it last looked;
-    then ``rule`` carries the MAC state across calls)."""
+    """Check every row of ``chunks`` (seq order), each MAC, and the chain against the witness
+    and the tip in ``anchors`` (either may be None: not checked); see the module docstring.
+    ``after`` = ``(seq, digest)``: the rows continue a chain whose record ``seq`` (already
+    checked) has that digest (a writer checking the tail since it last looked; then ``rule``
+    carries the MAC state across calls)."""
     started = time.perf_counter()
-    sha256 = hashlib.sha256
-    expected, prev_hex, digest = 1, GENESIS_HEX, b""
-    if after is not None and after[0] > 0:
-        expected, prev_hex = after[0] + 1, hexlify(after[1])
-    checkpoints, last_cp = 0, None
-    warnings: list[str] = []
-    witness_seq = witness.seq if witness is not None else 0
-    witness_hex = witness.digest.encode("ascii", "replace") if witness is not None else b""
-    tip_seq = tip.seq if tip is not None else 0
-    tip_hex = tip.digest.encode("ascii", "replace") if tip is not None else b""
     if rule is None:
-        rule = MacRule(keyring, tip.macs_from if tip is not None else None, key_file)
-    cp_code, rot_code = ord("C"), KIND_CODES[KIND_ROTATION][0]
+        tip = anchors.tip
+        rule = MacRule(keyring, tip.macs_from if tip is not None else None, anchors.key_file)
+    walk = _Walk(anchors, rule, digest_at, after)
     try:
-        if witness is not None:
-            if witness.ledger_id != ledger_id:
-                raise _Bad(None, f"the witness {witness_file} belongs to another ledger")
-            if keyring and not checkpoint_signed(
-                keyring, ledger_id, witness.covers_seq, witness.covers_digest, witness.hmac
-            ):
-                raise _Bad(None, f"the witness {witness_file} is not signed by the ledger key")
-        if tip is not None:
-            if tip.ledger_id != ledger_id:
-                raise _Bad(None, f"the tip {tip_file} belongs to another ledger")
-            if keyring and not tip_signed(keyring, tip):
-                raise _Bad(None, f"the tip {tip_file} is not signed by the ledger key")
+        anchors.check_signed(keyring)
         for chunk in chunks:
+            walk.rows(chunk)
+            if progress is not None:
+                progress(walk.expected - 1, max(total, walk.expected - 1))
+        anchors.check_end(walk.expected - 1)
+    except _Bad as bad:
+        return walk.report(started, bad=bad)
+    return walk.report(started)
+
+
+@dataclass(frozen=True)
+class Anchors:
+    """The files outside the ledger that pin its chain, beside the ledger key: the witness
+    (the last signed checkpoint) and the tip (the newest record a writer committed), as read
+    (None: absent, or not to be checked)."""
+
+    ledger_id: str
+    key_file: Path
+    witness: Witness | None = None
+    tip: Tip | None = None
+
+    @property
+    def witness_file(self) -> Path:
+        return witness_path(self.key_file, self.ledger_id)
+
+    @property
+    def tip_file(self) -> Path:
+        return tip_path(self.key_file, self.ledger_id)
+
+    def read(self) -> Anchors:
+        """These anchors with the witness and the tip read from their files now (the witness
+        first: read before the rows, as it only moves forward)."""
+        witness = read_witness(self.witness_file)
+        return replace(self, witness=witness, tip=read_tip(self.tip_file))
+
+    def check_signed(self, keyring: Keyring) -> None:
+        """Both files belong to this ledger and are signed by one of its keys."""
+        witness, tip = self.witness, self.tip
+        if witness is not None:
+            if witness.ledger_id != self.ledger_id:
+                raise _Bad(None, f"the witness {self.witness_file} belongs to another ledger")
+            if keyring and not checkpoint_signed(
+                keyring, self.ledger_id, witness.covers_seq, witness.covers_digest, witness.hmac
+            ):
+                raise _Bad(None, f"the witness {self.witness_file} is not signed by the ledger key")
+        if tip is not None:
+            if tip.ledger_id != self.ledger_id:
+                raise _Bad(None, f"the tip {self.tip_file} belongs to another ledger")
+            if keyring and not tip_signed(keyring, tip):
+                raise _Bad(None, f"the tip {self.tip_file} is not signed by the ledger key")
+
+    def check_end(self, last_seq: int) -> None:
+        """The chain reaches the records both files name (nothing was cut off)."""
+        witness, tip = self.witness, self.tip
+        if witness is not None and last_seq < witness.seq:
+            raise _Bad(
+                last_seq + 1,
+                f"the ledger ends at record {last_seq}, but the witness {self.witness_file} "
+                f"names checkpoint {witness.seq} (signed {_iso(witness.time)}): records from "
+                f"{last_seq + 1} on were removed (truncated)",
+            )
+        if tip is not None and last_seq < tip.seq:
+            raise _Bad(
+                last_seq + 1,
+                f"the ledger ends at record {last_seq}, but the tip {self.tip_file} says record "
+                f"{tip.seq} was committed: records from {last_seq + 1} on were removed (the "
+                "unsigned tail truncated, or an older copy of the ledger restored)",
+            )
+
+    def witness_mismatch(self, seq: int) -> str:
+        return (
+            f"record {seq} is not the signed checkpoint that the witness {self.witness_file} "
+            "names: the ledger was rewritten up to it"
+        )
+
+    def tip_mismatch(self, seq: int) -> str:
+        return (
+            f"record {seq} is not the record the tip {self.tip_file} names: the ledger was "
+            "rewritten or replaced by another copy"
+        )
+
+    def warnings(self, last_seq: int, unsigned: int, checkpoints: int, rule: MacRule) -> list[str]:
+        """What a passing chain is still exposed to (missing files, a tail without MACs)."""
+        found: list[str] = []
+        if self.witness is None:
+            if checkpoints:
+                found.append(
+                    f"no witness file {self.witness_file}: a truncated tail would not be "
+                    "detected (is this the key that signed the ledger?)"
+                )
+            elif last_seq and self.tip is None:
+                found.append("no signed checkpoint yet: a truncated tail would not be detected")
+        if self.tip is None and last_seq and rule.macs_from is not None:
+            found.append(
+                f"no tip file {self.tip_file}: records cut off after the last checkpoint would "
+                "not be detected"
+            )
+        if unsigned and (rule.macs_from is None or last_seq - unsigned + 1 < rule.macs_from):
+            found.append(
+                f"unsigned tail: records {last_seq - unsigned + 1}–{last_seq} follow the last "
+                "signed checkpoint and were written before per-record MACs: only the hash "
+                "chain protects them until the next checkpoint"
+            )
+        return found
+
+
+class _Walk:
+    """One pass along the chain: the seq and previous digest it expects next, the MAC rule,
+    and the checkpoints seen so far."""
+
+    def __init__(
+        self,
+        anchors: Anchors,
+        rule: MacRule,
+        digest_at: Callable[[int], bytes | None],
+        after: tuple[int, bytes] | None,
+    ) -> None:
+        self.anchors = anchors
+        self.rule = rule
+        self.digest_at = digest_at
+        self.expected, self.prev_hex = 1, GENESIS_HEX
+        if after is not None and after[0] > 0:
+            self.expected, self.prev_hex = after[0] + 1, hexlify(after[1])
+        self.checkpoints = 0
+        self.last_cp: int | None = None
+
+    def rows(self, chunk: Sequence[Row]) -> None:
+        """Check ``chunk``'s rows: the fast path per row (seq, link, digest), then its MAC, a
+        checkpoint's signature, a rotation, and the records the witness and tip name. The
+        walk's state is kept in locals for speed and written back when the chunk ends."""
+        sha256, rule, anchors = hashlib.sha256, self.rule, self.anchors
+        witness_seq, witness_hex = _named(anchors.witness)
+        tip_seq, tip_hex = _named(anchors.tip)
+        cp_code, rot_code = ord("C"), KIND_CODES[KIND_ROTATION][0]
+        expected, prev_hex, digest = self.expected, self.prev_hex, b""
+        try:
             for seq, body, stored, mac in chunk:
                 try:
                     bad = (
@@ -324,95 +444,87 @@ def verify_chain(
                 except TypeError:  # a body or digest that is not bytes
                     bad = True
                 if bad:
-                    raise _diagnose(seq, body, stored, expected, prev_hex, digest_at)
+                    raise _diagnose(seq, body, stored, expected, prev_hex, self.digest_at)
                 why = rule.check(seq, body, mac)
                 if why is not None:
                     raise _Bad(seq, why)
                 kind = body[KIND_AT]
                 if kind == cp_code:
-                    _check_checkpoint(seq, body, prev_hex, ledger_id, rule.keyring, key_file)
-                    checkpoints += 1
-                    last_cp = seq
+                    self._checkpoint(seq, body, prev_hex)
                 elif kind == rot_code:
                     rule.rotated(seq, body)
                 prev_hex = hexlify(digest)
                 if seq == witness_seq and prev_hex != witness_hex:
-                    raise _Bad(
-                        seq,
-                        f"record {seq} is not the signed checkpoint that the witness "
-                        f"{witness_file} names: the ledger was rewritten up to it",
-                    )
+                    raise _Bad(seq, anchors.witness_mismatch(seq))
                 if seq == tip_seq and prev_hex != tip_hex:
-                    raise _Bad(
-                        seq,
-                        f"record {seq} is not the record the tip {tip_file} names: the ledger "
-                        "was rewritten or replaced by another copy",
-                    )
+                    raise _Bad(seq, anchors.tip_mismatch(seq))
                 expected += 1
-            if progress is not None:
-                progress(expected - 1, max(total, expected - 1))
-        last_seq = expected - 1
-        if witness is not None and last_seq < witness.seq:
-            raise _Bad(
-                last_seq + 1,
-                f"the ledger ends at record {last_seq}, but the witness {witness_file} names "
-                f"checkpoint {witness.seq} (signed {_iso(witness.time)}): records from "
-                f"{last_seq + 1} on were removed (truncated)",
-            )
-        if tip is not None and last_seq < tip.seq:
-            raise _Bad(
-                last_seq + 1,
-                f"the ledger ends at record {last_seq}, but the tip {tip_file} says record "
-                f"{tip.seq} was committed: records from {last_seq + 1} on were removed (the "
-                "unsigned tail truncated, or an older copy of the ledger restored)",
-            )
-    except _Bad as bad:
+        finally:
+            self.expected, self.prev_hex = expected, prev_hex
+
+    def _checkpoint(self, seq: int, body: bytes, prev_hex: bytes) -> None:
+        anchors = self.anchors
+        _check_checkpoint(
+            seq, body, prev_hex, anchors.ledger_id, self.rule.keyring, anchors.key_file
+        )
+        self.checkpoints += 1
+        self.last_cp = seq
+
+    def report(self, started: float, *, bad: _Bad | None = None) -> VerifyReport:
+        """The report of this walk: failed at ``bad``, or passed with its warnings."""
+        last_seq, witness, tip = self.expected - 1, self.anchors.witness, self.anchors.tip
+        unsigned = 0 if bad is not None else last_seq - (self.last_cp or 0)
+        warnings = (
+            ()
+            if bad is not None
+            else self.anchors.warnings(last_seq, unsigned, self.checkpoints, self.rule)
+        )
         return VerifyReport(
-            ok=False,
-            records=expected - 1,
-            checkpoints=checkpoints,
-            first_bad_seq=bad.seq,
-            reason=bad.reason,
-            last_seq=expected - 1,
-            last_checkpoint_seq=last_cp,
+            ok=bad is None,
+            records=last_seq,
+            checkpoints=self.checkpoints,
+            first_bad_seq=bad.seq if bad is not None else None,
+            reason=bad.reason if bad is not None else None,
+            last_seq=last_seq,
+            last_checkpoint_seq=self.last_cp,
             witness_seq=witness.seq if witness is not None else None,
             seconds=time.perf_counter() - started,
-            macs_from=rule.macs_from,
+            warnings=tuple(warnings),
+            unsigned_tail=unsigned,
+            macs_from=self.rule.macs_from,
             tip_seq=tip.seq if tip is not None else None,
         )
-    unsigned = last_seq - (last_cp or 0)
-    if witness is None:
-        if checkpoints:
-            warnings.append(
-                f"no witness file {witness_file}: a truncated tail would not be detected "
-                "(is this the key that signed the ledger?)"
+
+
+def _named(anchor: Witness | Tip | None) -> tuple[int, bytes]:
+    """``(seq, digest hex)`` of the record a witness or tip names (seq 0: none)."""
+    if anchor is None:
+        return 0, b""
+    return anchor.seq, anchor.digest.encode("ascii", "replace")
+
+
+def check_not_replaced(
+    report: VerifyReport, key_folder: Path, location: str, ledger_id: str
+) -> VerifyReport:
+    """``report``, or a failed one if a witness in ``key_folder`` says another ledger lived at
+    ``location`` (this one was deleted or replaced)."""
+    for path, witness in witnesses_in(key_folder):
+        if witness.ledger_path == location and witness.ledger_id != ledger_id:
+            return replace(
+                report,
+                ok=False,
+                first_bad_seq=None,
+                reason=(
+                    f"the witness {path} says ledger {witness.ledger_id} with at least "
+                    f"{witness.seq} records lived at {location}, but this is ledger "
+                    f"{ledger_id}: the ledger was deleted or replaced (if that was "
+                    "deliberate, move that witness file away)"
+                ),
+                unsigned_tail=0,
+                macs_from=None,
+                tip_seq=None,
             )
-        elif last_seq and tip is None:
-            warnings.append("no signed checkpoint yet: a truncated tail would not be detected")
-    if tip is None and last_seq and rule.macs_from is not None:
-        warnings.append(
-            f"no tip file {tip_file}: records cut off after the last checkpoint would not be "
-            "detected"
-        )
-    if unsigned and (rule.macs_from is None or last_seq - unsigned + 1 < rule.macs_from):
-        warnings.append(
-            f"unsigned tail: records {last_seq - unsigned + 1}–{last_seq} follow the last signed "
-            "checkpoint and were written before per-record MACs: only the hash chain protects "
-            "them until the next checkpoint"
-        )
-    return VerifyReport(
-        ok=True,
-        records=last_seq,
-        checkpoints=checkpoints,
-        last_seq=last_seq,
-        last_checkpoint_seq=last_cp,
-        witness_seq=witness.seq if witness is not None else None,
-        seconds=time.perf_counter() - started,
-        warnings=tuple(warnings),
-        unsigned_tail=unsigned,
-        macs_from=rule.macs_from,
-        tip_seq=tip.seq if tip is not None else None,
-    )
+    return report
 
 
 def _iso(epoch_s: float) -> str:

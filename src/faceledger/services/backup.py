@@ -30,72 +30,44 @@ PostgreSQL installations use ``pg_backup`` (``pg_dump``) instead.
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import time
-from collections.abc import Callable
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from faceledger import __version__
-from faceledger.audit.core import ChainLedger
-from faceledger.audit.keyring import Keyring
 from faceledger.audit.ledger import LEDGER_FILENAME, Ledger
-from faceledger.audit.signing import (
-    read_tip,
-    read_witness,
-    resolve_key_file,
-    tip_path,
-    witness_path,
-)
+from faceledger.audit.signing import resolve_key_file
 from faceledger.domain.audit import AuditEvent
-from faceledger.domain.errors import LedgerError
 from faceledger.services.backup_manifest import (
     MANIFEST_NAME,
     BackupError,
     BackupFile,
     Manifest,
-    describe,
     fsync_dir,
+)
+from faceledger.services.backup_steps import (
+    LedgerFacts,
+    RestoreResult,
+    Say,
+    check_backup,
+    copy_files,
+    copy_snapshots,
+    install_file,
+    key_folder_ahead,
+    move_aside,
+    prepare_destination,
+    quiet,
+    read_ledger_facts,
+    record_and_verify,
+    refuse_older_ledger,
+    write_manifest,
 )
 from faceledger.store.factory import SQLITE_FILE
 
 if TYPE_CHECKING:
-    from faceledger.audit.verify import VerifyReport
     from faceledger.config import Settings
     from faceledger.domain.audit import Caller
-
-FORMAT_NOTE = "faceledger-backup/1"
-KEY_NOTE = (
-    "The ledger key is NOT in this backup. Restore needs the key file named in key_file (its id "
-    "is ledger_key_id) from your separate key backup, at FACELEDGER_LEDGER_KEY_FILE."
-)
-_SNAPSHOT_TRIES = 3
-_SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
-
-Say = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class LedgerFacts:
-    ledger_id: str
-    seq: int
-    digest: str
-    key_id: str  # hex id of the key that MAC'd the newest MAC'd record ("" if none)
-
-
-@dataclass(frozen=True)
-class RestoreResult:
-    manifest: Manifest
-    superseded: tuple[str, ...]  # tip / witness files moved aside (accept_older_ledger)
-    restore_seq: int  # the RestoreBackup record
-    report: VerifyReport
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 # -- SQLite helpers ----------------------------------------------------------------------------
@@ -122,23 +94,9 @@ def ledger_facts(path: Path) -> LedgerFacts | None:
     try:
         with closing(sqlite3.connect(path, timeout=60)) as db:
             db.execute("PRAGMA query_only=1")
-            meta = db.execute("SELECT ledger_id FROM meta WHERE id = 1").fetchone()
-            if meta is None:
-                return None
-            head = db.execute(
-                "SELECT seq, digest FROM records ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
-            mac = db.execute(
-                "SELECT mac FROM records WHERE mac IS NOT NULL ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
+            return read_ledger_facts(db.execute)
     except sqlite3.Error as exc:
         raise BackupError(f"cannot read the ledger {path}: {exc}") from None
-    return LedgerFacts(
-        ledger_id=str(meta[0]),
-        seq=int(head[0]) if head else 0,
-        digest=bytes(head[1]).hex() if head else bytes(32).hex(),
-        key_id=bytes(mac[0])[:4].hex() if mac and mac[0] else "",
-    )
 
 
 def _digest_at(path: Path, seq: int) -> str | None:
@@ -148,45 +106,7 @@ def _digest_at(path: Path, seq: int) -> str | None:
 
 
 # -- backup ------------------------------------------------------------------------------------
-def prepare_destination(dest: Path) -> None:
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise BackupError(f"{dest} exists and is not an empty folder: choose a new destination")
-    dest.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(dest, 0o700)  # the backup holds face templates and access-key secrets
-
-
-def copy_snapshots(source: Path, dest: Path) -> tuple[list[str], list[str]]:
-    """Copy each collection's index snapshot (``<id>.index`` + ``<id>.json``) unless it is
-    rewritten while being copied (retried, then skipped). Returns (copied paths, skipped)."""
-    copied: list[str] = []
-    skipped: list[str] = []
-    if not source.is_dir():
-        return copied, skipped
-    for meta in sorted(source.glob("*.json")):
-        index = meta.with_suffix(".index")
-        for _ in range(_SNAPSHOT_TRIES):
-            try:
-                before = (meta.read_bytes(), index.stat())
-                dest.mkdir(mode=0o700, exist_ok=True)
-                shutil.copyfile(index, dest / index.name)
-                after = (meta.read_bytes(), index.stat())
-            except FileNotFoundError:
-                continue  # being replaced right now
-            same = before[0] == after[0] and (
-                (before[1].st_ino, before[1].st_mtime_ns, before[1].st_size)
-                == (after[1].st_ino, after[1].st_mtime_ns, after[1].st_size)
-            )
-            if same:
-                (dest / meta.name).write_bytes(before[0])
-                copied += [f"indexes/{index.name}", f"indexes/{meta.name}"]
-                break
-        else:
-            (dest / index.name).unlink(missing_ok=True)
-            skipped.append(f"indexes/{meta.stem} (rewritten during the copy; rebuilt on use)")
-    return copied, skipped
-
-
-def take_backup(settings: Settings, dest: Path, operator: Caller, *, say: Say = _quiet) -> Manifest:
+def take_backup(settings: Settings, dest: Path, operator: Caller, *, say: Say = quiet) -> Manifest:
     """Copy the installation's data folder to the new folder ``dest`` while it may be serving
     (see the module docstring), then append a ``CreateBackup`` record naming it (a backup
     holds every face template: who took one, where to, is the ledger's business). Returns
@@ -239,53 +159,24 @@ def _take_sqlite_backup(settings: Settings, dest: Path, say: Say) -> Manifest:
     files.append(LEDGER_FILENAME)
     facts = ledger_facts(dest / LEDGER_FILENAME)
     assert facts is not None
-    for extra in [data / "token.key", *sorted((data / "streams").glob("*.jsonl"))]:
-        if extra.is_file():
-            relative = extra.relative_to(data).as_posix()
-            (dest / relative).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            shutil.copyfile(extra, dest / relative)
-            files.append(relative)
+    files += copy_files(
+        data, dest, [data / "token.key", *sorted((data / "streams").glob("*.jsonl"))]
+    )
 
     say("digests")
-    manifest = Manifest(
-        format=FORMAT_NOTE,
-        created_at=created,
-        finished_at=time.time(),
-        faceledger_version=__version__,
+    return write_manifest(
+        dest,
         backend="sqlite",
-        ledger_id=facts.ledger_id,
-        ledger_seq=facts.seq,
-        ledger_digest=facts.digest,
-        ledger_seq_before_store=before.seq,
-        ledger_key_id=facts.key_id,
-        key_file=str(key_file.expanduser().resolve()),
-        key_note=KEY_NOTE,
-        files=tuple(describe(dest, f) for f in files),
-        skipped=(*skipped, "models/, video-cache/, reports/ (re-creatable)"),
+        created_at=created,
+        head=facts,
+        seq_before_store=before.seq,
+        key_file=key_file,
+        files=files,
+        skipped=skipped,
     )
-    manifest.write(dest)
-    return manifest
 
 
 # -- restore -----------------------------------------------------------------------------------
-def check_key(manifest: Manifest, key_file: Path) -> None:
-    """The key that MAC'd the backup's newest records must be at ``key_file`` (or retired
-    beside it); else ``BackupError`` saying where it must come from."""
-    if not manifest.ledger_key_id:
-        return  # a ledger from before per-record MACs, or empty
-    try:
-        keyring = Keyring.load(key_file)
-    except LedgerError as exc:
-        raise BackupError(exc.message) from None
-    if keyring.signer(bytes.fromhex(manifest.ledger_key_id)) is None:
-        raise BackupError(
-            f"the ledger key with id {manifest.ledger_key_id} is not at {key_file} (nor retired "
-            f"beside it). The backup does not contain the key: copy it from your key backup of "
-            f"{manifest.key_file} to {key_file} (mode 0600), or point FACELEDGER_LEDGER_KEY_FILE "
-            "at it"
-        )
-
-
 def _refuse_newer(manifest: Manifest, existing: LedgerFacts | None, where: str) -> None:
     if existing is None or existing.seq == 0:
         return
@@ -301,51 +192,6 @@ def _refuse_newer(manifest: Manifest, existing: LedgerFacts | None, where: str) 
         )
 
 
-def key_folder_ahead(
-    manifest: Manifest, key_file: Path, digest_at: Callable[[int], str | None] | None
-) -> list[tuple[Path, int]]:
-    """The tip and witness beside the key that name records the backup does not hold (or,
-    when ``digest_at`` can look into the backup, holds differently): ``[(file, seq)]``."""
-    ahead: list[tuple[Path, int]] = []
-    tip_file = tip_path(key_file, manifest.ledger_id)
-    witness_file = witness_path(key_file, manifest.ledger_id)
-    try:
-        tip, witness = read_tip(tip_file), read_witness(witness_file)
-    except LedgerError as exc:
-        raise BackupError(exc.message) from None
-    for path, named in ((tip_file, tip), (witness_file, witness)):
-        if named is None or named.ledger_id != manifest.ledger_id:
-            continue
-        forked = digest_at is not None and digest_at(named.seq) != named.digest
-        if named.seq > manifest.ledger_seq or forked:
-            ahead.append((path, named.seq))
-    return ahead
-
-
-def move_aside(paths: list[Path], when: float) -> tuple[str, ...]:
-    """Rename each file to ``<name>.superseded-<UTC time>`` (kept as evidence)."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when))
-    moved = []
-    for path in paths:
-        target = path.with_name(f"{path.name}.superseded-{stamp}")
-        os.replace(path, target)
-        moved.append(str(target))
-    if paths:
-        fsync_dir(paths[0].parent)
-    return tuple(moved)
-
-
-def install_file(source: Path, target: Path) -> None:
-    """Put ``source`` at ``target`` atomically, dropping any SQLite side files of the old one."""
-    tmp = target.with_name(f".{target.name}.restoring")
-    shutil.copyfile(source, tmp)
-    with open(tmp, "rb+") as out:
-        os.fsync(out.fileno())
-    for suffix in _SQLITE_SIDE_FILES:
-        target.with_name(target.name + suffix).unlink(missing_ok=True)
-    os.replace(tmp, target)
-
-
 def _install_files(manifest: Manifest, src: Path, data: Path) -> None:
     data.mkdir(mode=0o700, parents=True, exist_ok=True)
     indexes = data / "indexes"
@@ -353,39 +199,8 @@ def _install_files(manifest: Manifest, src: Path, data: Path) -> None:
         for old in [*indexes.glob("*.index"), *indexes.glob("*.json")]:
             old.unlink()
     for item in manifest.files:
-        target = data / item.path
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        install_file(src / item.path, target)
+        install_file(src / item.path, data / item.path)
     fsync_dir(data)
-
-
-def record_restore(
-    ledger: ChainLedger,
-    operator: Caller,
-    manifest: Manifest,
-    source: Path,
-    ahead: list[tuple[Path, int]],
-    superseded: tuple[str, ...],
-) -> int:
-    """Append the ``RestoreBackup`` record and a signed checkpoint; returns the record's seq."""
-    result: dict[str, object] = {
-        "backup": str(source),
-        "backup_created_at": manifest.created_at,
-        "backup_ledger_seq": manifest.ledger_seq,
-        "backup_ledger_digest": manifest.ledger_digest,
-        "ledger_seq_before_store": manifest.ledger_seq_before_store,
-        "note": (
-            f"the store was restored as of the backup; changes recorded after seq "
-            f"{manifest.ledger_seq_before_store} may be missing from it"
-        ),
-        "accepted_older_ledger": bool(ahead),
-    }
-    if ahead:
-        result["given_up"] = [{"file": str(p), "named_seq": s} for p, s in ahead]
-        result["superseded"] = list(superseded)
-    entry = ledger.append(AuditEvent.of(operator, "RestoreBackup", result=result))
-    ledger.checkpoint()
-    return entry.seq
 
 
 def restore_backup(
@@ -394,7 +209,7 @@ def restore_backup(
     operator: Caller,
     *,
     accept_older_ledger: bool = False,
-    say: Say = _quiet,
+    say: Say = quiet,
 ) -> RestoreResult:
     """Restore the backup in ``src`` into ``settings`` (stop the server first); see the
     module docstring. ``BackupError`` before anything is changed when a check fails."""
@@ -406,36 +221,15 @@ def restore_backup(
         return restore_pg_backup(
             settings, src, manifest, operator, accept_older_ledger=accept_older_ledger, say=say
         )
-    say("checking digests")
-    manifest.check_files(src)
-    data = Path(settings.data_dir)
-    key_file = resolve_key_file(settings.ledger_key_file, data)
-    check_key(manifest, key_file)
+    data, key_file = check_backup(settings, src, manifest, say)
     _refuse_newer(manifest, ledger_facts(data / LEDGER_FILENAME), str(data / LEDGER_FILENAME))
     backup_ledger = src / LEDGER_FILENAME
     ahead = key_folder_ahead(manifest, key_file, lambda seq: _digest_at(backup_ledger, seq))
-    if ahead and not accept_older_ledger:
-        names = "; ".join(f"{p} names record {s}" for p, s in ahead)
-        raise BackupError(
-            f"the backup's ledger ends at record {manifest.ledger_seq}, but {names}: restoring "
-            "it gives up the newer records, which verification would report as a truncation. "
-            "If that is what you mean (the newer ledger is lost), run restore again with "
-            "--accept-older-ledger: the tip and witness are kept aside and the ledger records "
-            "that you did"
-        )
-    now = time.time()
-    superseded = move_aside([p for p, _ in ahead], now)
+    refuse_older_ledger(manifest, ahead, accept_older_ledger=accept_older_ledger)
+    superseded = move_aside([p for p, _ in ahead], time.time())
     say("installing files")
     _install_files(manifest, src, data)
-    say("recording the restore")
-    ledger = Ledger.from_settings(settings)
-    try:
-        seq = record_restore(ledger, operator, manifest, src, ahead, superseded)
-        say("verifying the ledger")
-        report = ledger.verify()
-    finally:
-        ledger.close()
-    return RestoreResult(manifest, superseded, seq, report)
+    return record_and_verify(settings, operator, manifest, src, ahead, superseded, say)
 
 
 __all__ = [

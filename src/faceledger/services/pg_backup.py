@@ -28,15 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from faceledger import __version__
-from faceledger.audit.ledger import Ledger
 from faceledger.audit.signing import resolve_key_file
-from faceledger.services.backup_manifest import BackupError, Manifest, describe
+from faceledger.services import backup_steps as steps
+from faceledger.services.backup_manifest import BackupError, Manifest
 
 if TYPE_CHECKING:
     from faceledger.config import Settings
     from faceledger.domain.audit import Caller
-    from faceledger.services.backup import RestoreResult, Say
 
 DUMP_NAME = "database.dump"
 _WHEEL_BINS = ("pginstall18", "pginstall")  # newest first: a newer pg_dump reads older servers
@@ -83,43 +81,46 @@ def _run(args: list[str], what: str) -> None:
         raise BackupError(f"{what} failed (exit {done.returncode}): {' / '.join(detail)}")
 
 
-def _ledger_head(conn: psycopg.Connection[Any]) -> tuple[str, int, str, str] | None:
-    """(ledger id, head seq, head digest hex, key id hex) in ``conn``'s snapshot."""
+def _ledger_head(conn: psycopg.Connection[Any]) -> steps.LedgerFacts | None:
+    """Id and head of the ledger in ``conn``'s snapshot (None if there is none)."""
     exists = conn.execute("SELECT to_regclass('ledger.meta') IS NOT NULL").fetchone()
     if not exists or not exists[0]:
         return None
-    meta = conn.execute("SELECT ledger_id FROM ledger.meta WHERE id = 1").fetchone()
-    if meta is None:
-        return None
-    head = conn.execute(
-        "SELECT seq, digest FROM ledger.records ORDER BY seq DESC LIMIT 1"
-    ).fetchone()
-    mac = conn.execute(
-        "SELECT mac FROM ledger.records WHERE mac IS NOT NULL ORDER BY seq DESC LIMIT 1"
-    ).fetchone()
-    return (
-        str(meta[0]),
-        int(head[0]) if head else 0,
-        bytes(head[1]).hex() if head else bytes(32).hex(),
-        bytes(mac[0])[:4].hex() if mac and mac[0] else "",
-    )
+    return steps.read_ledger_facts(conn.execute, "ledger.")
 
 
-def take_pg_backup(settings: Settings, dest: Path, *, say: Say) -> Manifest:
+def take_pg_backup(settings: Settings, dest: Path, *, say: steps.Say) -> Manifest:
     """``pg_dump`` of the database plus the data folder's snapshots into ``dest``."""
-    from faceledger.services.backup import KEY_NOTE, copy_snapshots, prepare_destination
-
     assert settings.database_url is not None
     pg_dump = pg_tool("pg_dump", settings.pg_bin)
     data = Path(settings.data_dir)
     key_file = resolve_key_file(settings.ledger_key_file, data)
     dest = Path(dest)
-    prepare_destination(dest)
+    steps.prepare_destination(dest)
     created = time.time()
     say("index snapshots")
-    files, skipped = copy_snapshots(data / "indexes", dest / "indexes")
+    files, skipped = steps.copy_snapshots(data / "indexes", dest / "indexes")
     say("database (pg_dump, one snapshot)")
-    with psycopg.connect(settings.database_url) as conn:
+    head = _dump(settings.database_url, pg_dump, dest / DUMP_NAME)
+    files.append(DUMP_NAME)
+    files += steps.copy_files(data, dest, sorted((data / "streams").glob("*.jsonl")))
+    return steps.write_manifest(
+        dest,
+        backend="postgresql",
+        created_at=created,
+        head=head,
+        seq_before_store=head.seq,  # one snapshot: the store and the ledger agree
+        key_file=key_file,
+        files=files,
+        skipped=skipped,
+        notes=("restore into a new, empty database (createdb) with faceledger restore",),
+    )
+
+
+def _dump(url: str, pg_dump: str, target: Path) -> steps.LedgerFacts:
+    """``pg_dump`` the database at ``url`` to ``target`` from one exported snapshot; returns
+    the ledger head in that snapshot."""
+    with psycopg.connect(url) as conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()
         assert snapshot is not None
@@ -133,38 +134,13 @@ def take_pg_backup(settings: Settings, dest: Path, *, say: Say) -> Manifest:
                 "--no-owner",
                 "--no-privileges",
                 f"--snapshot={snapshot[0]}",
-                f"--file={dest / DUMP_NAME}",
-                settings.database_url,
+                f"--file={target}",
+                url,
             ],
             "pg_dump",
         )
         conn.rollback()
-    files.append(DUMP_NAME)
-    for extra in sorted((data / "streams").glob("*.jsonl")):
-        relative = extra.relative_to(data).as_posix()
-        (dest / relative).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        shutil.copyfile(extra, dest / relative)
-        files.append(relative)
-    ledger_id, seq, digest, kid = head
-    manifest = Manifest(
-        format="faceledger-backup/1",
-        created_at=created,
-        finished_at=time.time(),
-        faceledger_version=__version__,
-        backend="postgresql",
-        ledger_id=ledger_id,
-        ledger_seq=seq,
-        ledger_digest=digest,
-        ledger_seq_before_store=seq,  # one snapshot: the store and the ledger agree
-        ledger_key_id=kid,
-        key_file=str(key_file.expanduser().resolve()),
-        key_note=KEY_NOTE,
-        files=tuple(describe(dest, f) for f in files),
-        skipped=(*skipped, "models/, video-cache/, reports/ (re-creatable)"),
-        notes=("restore into a new, empty database (createdb) with faceledger restore",),
-    )
-    manifest.write(dest)
-    return manifest
+    return head
 
 
 def restore_pg_backup(
@@ -174,18 +150,9 @@ def restore_pg_backup(
     operator: Caller,
     *,
     accept_older_ledger: bool,
-    say: Say,
-) -> RestoreResult:
+    say: steps.Say,
+) -> steps.RestoreResult:
     """``pg_restore`` into the (empty) database of ``settings``, then record and verify."""
-    from faceledger.services.backup import (
-        RestoreResult,
-        check_key,
-        install_file,
-        key_folder_ahead,
-        move_aside,
-        record_restore,
-    )
-
     if manifest.backend != "postgresql" or not settings.database_url:
         raise BackupError(
             f"this is a {manifest.backend} backup; restore it with "
@@ -195,41 +162,10 @@ def restore_pg_backup(
                 else "FACELEDGER_DATABASE_URL unset (the embedded store)"
             )
         )
-    say("checking digests")
-    manifest.check_files(src)
-    data = Path(settings.data_dir)
-    key_file = resolve_key_file(settings.ledger_key_file, data)
-    check_key(manifest, key_file)
-    with psycopg.connect(settings.database_url) as conn:
-        existing = _ledger_head(conn)
-        tables = conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN "
-            "('pg_catalog', 'information_schema')"
-        ).fetchone()
-    if (
-        existing is not None
-        and existing[0] == manifest.ledger_id
-        and existing[1] > manifest.ledger_seq
-    ):
-        raise BackupError(
-            f"the database's ledger is newer than the backup (record {existing[1]} > "
-            f"{manifest.ledger_seq}): restore refuses to overwrite it"
-        )
-    if existing is not None or (tables is not None and int(tables[0]) > 0):
-        raise BackupError(
-            "the database of FACELEDGER_DATABASE_URL is not empty: restore into a new, empty "
-            "database (createdb NAME) and point FACELEDGER_DATABASE_URL at it"
-        )
-    ahead = key_folder_ahead(manifest, key_file, None)
-    if ahead and not accept_older_ledger:
-        names = "; ".join(f"{p} names record {s}" for p, s in ahead)
-        raise BackupError(
-            f"the backup's ledger ends at record {manifest.ledger_seq}, but {names}: restoring "
-            "it gives up the newer records, which verification would report as a truncation. "
-            "If that is what you mean (the newer ledger is lost), run restore again with "
-            "--accept-older-ledger: the tip and witness are kept aside and the ledger records "
-            "that you did"
-        )
+    data, key_file = steps.check_backup(settings, src, manifest, say)
+    _refuse_unless_empty(settings.database_url, manifest)
+    ahead = steps.key_folder_ahead(manifest, key_file, None)
+    steps.refuse_older_ledger(manifest, ahead, accept_older_ledger=accept_older_ledger)
     say("database (pg_restore)")
     _run(
         [
@@ -243,19 +179,33 @@ def restore_pg_backup(
         ],
         "pg_restore",
     )
-    superseded = move_aside([p for p, _ in ahead], time.time())
+    superseded = steps.move_aside([p for p, _ in ahead], time.time())
     say("installing files")
     for item in manifest.files:
         if item.path != DUMP_NAME:
-            target = data / item.path
-            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            install_file(src / item.path, target)
-    say("recording the restore")
-    ledger = Ledger.from_settings(settings)
-    try:
-        seq = record_restore(ledger, operator, manifest, src, ahead, superseded)
-        say("verifying the ledger")
-        report = ledger.verify()
-    finally:
-        ledger.close()
-    return RestoreResult(manifest, superseded, seq, report)
+            steps.install_file(src / item.path, data / item.path)
+    return steps.record_and_verify(settings, operator, manifest, src, ahead, superseded, say)
+
+
+def _refuse_unless_empty(url: str, manifest: Manifest) -> None:
+    """Restore goes into a new, empty database: refuse one holding a ledger or any table."""
+    with psycopg.connect(url) as conn:
+        existing = _ledger_head(conn)
+        tables = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN "
+            "('pg_catalog', 'information_schema')"
+        ).fetchone()
+    if (
+        existing is not None
+        and existing.ledger_id == manifest.ledger_id
+        and existing.seq > manifest.ledger_seq
+    ):
+        raise BackupError(
+            f"the database's ledger is newer than the backup (record {existing.seq} > "
+            f"{manifest.ledger_seq}): restore refuses to overwrite it"
+        )
+    if existing is not None or (tables is not None and int(tables[0]) > 0):
+        raise BackupError(
+            "the database of FACELEDGER_DATABASE_URL is not empty: restore into a new, empty "
+            "database (createdb NAME) and point FACELEDGER_DATABASE_URL at it"
+        )

@@ -211,6 +211,18 @@ class FrameResult:
     events: tuple[MatchEvent, ...] = ()
 
 
+def _offer(state: _TrackState, shot: _Shot) -> None:
+    """Keep ``shot`` as the track's face to embed next if it is better than the pending one
+    (or that one predates the track turning suspect), and as its best face if it is."""
+    stale = state.suspect_ms is not None and (
+        state.pending is None or state.pending.timestamp_ms < state.suspect_ms
+    )
+    if state.pending is None or shot.quality > state.pending.quality or stale:
+        state.pending = shot
+    if state.best is None or shot.quality > state.best.quality:
+        state.best = shot
+
+
 class FramePipeline:
     """The per-frame pipeline for one video or stream (not thread-safe: one caller thread).
 
@@ -281,42 +293,24 @@ class FramePipeline:
             tid = int(update.track_ids[i])
             if tid < 0:
                 continue
-            state = self._states.get(tid)
-            if state is None:
-                state = _TrackState(tid, timestamp_ms, timestamp_ms)
-                self._states[tid] = state
-            state.last_ms = timestamp_ms
-            if update.indexes[i] >= 0 and state.index is None:
-                state.index = self.persons.new()
+            state = self._state_of(tid, timestamp_ms, confirmed=update.indexes[i] >= 0)
             if self.identify:
-                signature = crop_signature(crops[i])
-                correlation = signature_correlation(state.signature, signature)
-                state.signature = signature
-                state.changes.append((timestamp_ms, correlation))
-                if len(state.changes) > MAX_KEPT_CHECKS:  # a face never embedded (too small)
-                    del state.changes[: -MAX_KEPT_CHECKS // 2]
-                if correlation < opts.suspect_correlation and state.identity.count:
-                    state.suspect_ms = timestamp_ms
+                self._note_signature(state, crops[i], timestamp_ms)
             if self.keep_observations:
                 vf = video_face(faces, i, w, h)
                 state.observations.append((timestamp_ms, vf.box, vf))
             confident = faces.scores[i] >= opts.tracker.high_score
             if confident and faces.widths_px[i] >= opts.min_embed_face_px:
-                q = float(quality[i])
-                shot = _Shot(q, crops[i].copy(), faces.boxes_px[i].copy(), timestamp_ms)
+                shot = _Shot(
+                    float(quality[i]), crops[i].copy(), faces.boxes_px[i].copy(), timestamp_ms
+                )
                 if self.on_event is not None:
                     shot.view = self._view(pixels_bgr, faces.boxes_px[i])
-                stale = state.suspect_ms is not None and (
-                    state.pending is None or state.pending.timestamp_ms < state.suspect_ms
-                )
-                if state.pending is None or q > state.pending.quality or stale:
-                    state.pending = shot
-                if state.best is None or q > state.best.quality:
-                    state.best = shot
+                _offer(state, shot)
         for tid in update.removed:
-            state = self._states.pop(tid, None)
-            if state is not None:
-                self._finished(state)
+            ended = self._states.pop(tid, None)
+            if ended is not None:
+                self._finished(ended)
         events: tuple[MatchEvent, ...] = ()
         renamed: dict[int, int] = {}
         if self.identify:
@@ -330,6 +324,32 @@ class FramePipeline:
             np.int64,
         )
         return FrameResult(timestamp_ms, faces, track_ids, indexes, events)
+
+    def _state_of(self, tid: int, timestamp_ms: int, *, confirmed: bool) -> _TrackState:
+        """Track ``tid``'s state, made when it is new, seen at ``timestamp_ms``; a person index
+        once the tracker has ``confirmed`` it."""
+        state = self._states.get(tid)
+        if state is None:
+            state = _TrackState(tid, timestamp_ms, timestamp_ms)
+            self._states[tid] = state
+        state.last_ms = timestamp_ms
+        if confirmed and state.index is None:
+            state.index = self.persons.new()
+        return state
+
+    def _note_signature(
+        self, state: _TrackState, crop: NDArray[np.uint8], timestamp_ms: int
+    ) -> None:
+        """Compare the face crop with the track's last one; an abrupt change makes the track
+        suspect (its identity is checked at the next embedding)."""
+        signature = crop_signature(crop)
+        correlation = signature_correlation(state.signature, signature)
+        state.signature = signature
+        state.changes.append((timestamp_ms, correlation))
+        if len(state.changes) > MAX_KEPT_CHECKS:  # a face never embedded (too small)
+            del state.changes[: -MAX_KEPT_CHECKS // 2]
+        if correlation < self.options.suspect_correlation and state.identity.count:
+            state.suspect_ms = timestamp_ms
 
     def finish(self) -> None:
         """End every track (end of the video); their states join ``finished_tracks``."""
@@ -376,62 +396,20 @@ class FramePipeline:
         shots = [s.pending for s in due if s.pending is not None]
         embeddings = self.engine.embed_crops(np.stack([shot.crop for shot in shots]))
         self.embeddings += len(due)
-        checked: list[_TrackState] = []
-        for state, shot, embedding in zip(due, shots, embeddings, strict=True):
-            cosine = state.identity.cosine(embedding)
-            split = cosine is not None and cosine < self._split_cosine
-            if cosine is not None:
-                self.identity_checks.append((cosine, split))
-            if split:
-                old_id = state.track_id
-                state = self._split(state, shot)
-                renamed[old_id] = state.track_id
-            state.pending = None
-            state.suspect_ms = None
-            state.changes.clear()
-            state.embedded_quality = max(state.embedded_quality, shot.quality)
-            state.last_embed_ms = timestamp_ms
-            state.last_shot_ms = shot.timestamp_ms
-            state.embeddings += 1
-            state.identity.add(embedding)
-            assert state.index is not None
-            if state.resolved:
-                self.persons.add(state.index, embedding)
-            else:
-                busy = {
-                    s.index for s in self._states.values() if s is not state and s.index is not None
-                }
-                if state.split_from is not None:
-                    busy.add(state.split_from)
-                state.index = self.persons.resolve(state.index, embedding, busy)
-                state.resolved = True
-            checked.append(state)
+        checked = [
+            self._embedded(state, shot, embedding, timestamp_ms, renamed)
+            for state, shot, embedding in zip(due, shots, embeddings, strict=True)
+        ]
         if self.searcher is None:
             return ()
         results = self.searcher(embeddings)
         if len(results) != len(checked):
             raise FaceLedgerError(f"the searcher gave {len(results)} results for {len(checked)}")
-        events: list[MatchEvent] = []
-        for state, hits in zip(checked, results, strict=True):
-            if not hits:
-                continue
-            top = max(hits, key=lambda hit: hit.similarity)
-            if top.similarity < self.threshold:
-                continue
-            state.votes[top.face_id] = state.votes.get(top.face_id, 0) + 1
-            prev = state.best_hits.get(top.face_id)
-            if prev is None or top.similarity > prev.similarity:
-                state.best_hits[top.face_id] = top
-            if top.face_id in state.declared:
-                continue
-            votes = state.votes[top.face_id]
-            if (
-                votes >= self.options.confirm_votes
-                or top.similarity >= self.options.strong_similarity
-            ):
-                state.declared.append(top.face_id)
-                event = self._event(state, state.best_hits[top.face_id], timestamp_ms, arrival_s)
-                events.append(event)
+        events = [
+            event
+            for state, hits in zip(checked, results, strict=True)
+            if (event := self._vote(state, hits, timestamp_ms, arrival_s)) is not None
+        ]
         for event in events:
             self.events_emitted += 1
             if self.on_event is not None:
@@ -440,6 +418,67 @@ class FramePipeline:
                 except Exception:  # a sink's failure must not stop the video
                     log.exception("on_event failed for %s", event.face_id)
         return tuple(events)
+
+    def _embedded(
+        self,
+        state: _TrackState,
+        shot: _Shot,
+        embedding: NDArray[np.float32],
+        timestamp_ms: int,
+        renamed: dict[int, int],
+    ) -> _TrackState:
+        """Take ``shot``'s embedding into its track: split the track first when it disagrees
+        with the track's identity; give the track its person. Returns the (maybe new) state."""
+        cosine = state.identity.cosine(embedding)
+        split = cosine is not None and cosine < self._split_cosine
+        if cosine is not None:
+            self.identity_checks.append((cosine, split))
+        if split:
+            old_id = state.track_id
+            state = self._split(state, shot)
+            renamed[old_id] = state.track_id
+        state.pending = None
+        state.suspect_ms = None
+        state.changes.clear()
+        state.embedded_quality = max(state.embedded_quality, shot.quality)
+        state.last_embed_ms = timestamp_ms
+        state.last_shot_ms = shot.timestamp_ms
+        state.embeddings += 1
+        state.identity.add(embedding)
+        assert state.index is not None
+        if state.resolved:
+            self.persons.add(state.index, embedding)
+        else:
+            busy = {
+                s.index for s in self._states.values() if s is not state and s.index is not None
+            }
+            if state.split_from is not None:
+                busy.add(state.split_from)
+            state.index = self.persons.resolve(state.index, embedding, busy)
+            state.resolved = True
+        return state
+
+    def _vote(
+        self, state: _TrackState, hits: Sequence[Hit], timestamp_ms: int, arrival_s: float
+    ) -> MatchEvent | None:
+        """Count the track's top hit (at or above the threshold) as a vote; the event when the
+        face is declared now (enough votes, or one strong hit; once per face)."""
+        if not hits:
+            return None
+        top = max(hits, key=lambda hit: hit.similarity)
+        if top.similarity < self.threshold:
+            return None
+        state.votes[top.face_id] = state.votes.get(top.face_id, 0) + 1
+        prev = state.best_hits.get(top.face_id)
+        if prev is None or top.similarity > prev.similarity:
+            state.best_hits[top.face_id] = top
+        if top.face_id in state.declared:
+            return None
+        votes = state.votes[top.face_id]
+        if votes < self.options.confirm_votes and top.similarity < self.options.strong_similarity:
+            return None
+        state.declared.append(top.face_id)
+        return self._event(state, state.best_hits[top.face_id], timestamp_ms, arrival_s)
 
     def _split(self, state: _TrackState, shot: _Shot) -> _TrackState:
         """End ``state`` where another person took its place and return the new part, which

@@ -222,6 +222,15 @@ def frame_timestamp_ms(frame: av.video.frame.VideoFrame, start: Fraction | None)
     return max(0, round(float(t) * 1000))
 
 
+def _one_more_bad(bad: int, max_bad: int, exc: Exception, doing: str) -> int:
+    """Count one more bad packet in a row; ``InvalidParameterError`` past ``max_bad``."""
+    if bad + 1 > max_bad:
+        raise InvalidParameterError(
+            f"the video stream is corrupt ({type(exc).__name__} while {doing})"
+        ) from None
+    return bad + 1
+
+
 def decode_frames(
     container: av.container.InputContainer,
     stream: av.video.stream.VideoStream,
@@ -252,20 +261,12 @@ def decode_frames(
             except av.error.EOFError:
                 break
             except av.error.FFmpegError as exc:
-                bad += 1
-                if bad > max_bad_packets:
-                    raise InvalidParameterError(
-                        f"the video stream is corrupt ({type(exc).__name__} while reading)"
-                    ) from None
+                bad = _one_more_bad(bad, max_bad_packets, exc, "reading")
                 continue
             try:
                 frames = packet.decode()
             except av.error.FFmpegError as exc:
-                bad += 1
-                if bad > max_bad_packets:
-                    raise InvalidParameterError(
-                        f"the video stream is corrupt ({type(exc).__name__} while decoding)"
-                    ) from None
+                bad = _one_more_bad(bad, max_bad_packets, exc, "decoding")
                 continue
             bad = 0
             for frame in frames:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -31,7 +31,14 @@ from faceledger.video.pipeline import (
     Searcher,
     video_face,
 )
-from faceledger.video.sources import decode_frames, metadata_of, open_input, parse_source, to_bgr
+from faceledger.video.sources import (
+    SourceSpec,
+    decode_frames,
+    metadata_of,
+    open_input,
+    parse_source,
+    to_bgr,
+)
 
 ProgressCallback = Callable[[float], None]
 CancelCheck = Callable[[], bool]
@@ -63,15 +70,8 @@ def analyse_video(
     returns True. Unreadable input raises ``InvalidParameterError``. ``options`` default to
     ``PipelineOptions.stored()``.
     """
-    if mode not in MODES:
-        raise InvalidParameterError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if mode == "search" and searcher is None:
-        raise InvalidParameterError("a face search needs a searcher")
     opts = options or PipelineOptions.stored()
-    spec = parse_source(source)
-    if spec.live:
-        raise InvalidParameterError("stored-video analysis takes a file, not a live stream")
-    container, stream = open_input(spec)
+    container, stream = open_input(_stored_source(source, mode, searcher))
     frames: Generator[tuple[int, int, Any], None, None] | None = None
     try:
         meta = metadata_of(container, stream)
@@ -85,28 +85,16 @@ def analyse_video(
             keep_observations=mode != "faces",
             identify=mode != "faces",
         )
-        faces: list[FaceDetectionAt] = []
-        frame_shape: tuple[int, ...] | None = None
-        last_progress = -1.0
         counted: list[int] = [0]
         frames = _decoded(container, stream, opts.detect_every_n_frames, counted)
-        for _, ts, pixels in frames:
-            if cancelled is not None and cancelled():
-                raise AnalysisCancelled("the analysis was cancelled")
-            frame_shape = frame_shape or pixels.shape
-            result = pipeline.process(pixels, ts)
-            if mode == "faces":
-                h, w = pixels.shape[:2]
-                found = result.faces
-                for i in range(len(found)):
-                    if found.scores[i] >= engine.options.detect_score_threshold:
-                        faces.append(FaceDetectionAt(ts, video_face(found, i, w, h)))
-            if progress is not None and meta.duration_ms > 0:
-                fraction = min(1.0, ts / meta.duration_ms)
-                if fraction - last_progress >= 0.01:
-                    progress(fraction)
-                    last_progress = fraction
-        pipeline.finish()
+        faces, frame_shape = _walk(
+            frames,
+            pipeline,
+            keep_faces_from=engine.options.detect_score_threshold if mode == "faces" else None,
+            duration_ms=meta.duration_ms,
+            progress=progress,
+            cancelled=cancelled,
+        )
     finally:
         if frames is not None:
             frames.close()  # stops and joins the decoding thread before the container closes
@@ -120,6 +108,52 @@ def analyse_video(
         # a rotated video: report the upright size the results' ratios refer to
         meta = replace(meta, frame_width=frame_shape[1], frame_height=frame_shape[0])
     return _results(meta, mode, pipeline, tuple(faces), decoded)
+
+
+def _stored_source(source: str, mode: str, searcher: Searcher | None) -> SourceSpec:
+    """The parsed ``source`` of a valid request (``InvalidParameterError`` otherwise)."""
+    if mode not in MODES:
+        raise InvalidParameterError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "search" and searcher is None:
+        raise InvalidParameterError("a face search needs a searcher")
+    spec = parse_source(source)
+    if spec.live:
+        raise InvalidParameterError("stored-video analysis takes a file, not a live stream")
+    return spec
+
+
+def _walk(
+    frames: Iterable[tuple[int, int, Any]],
+    pipeline: FramePipeline,
+    *,
+    keep_faces_from: float | None,
+    duration_ms: int,
+    progress: ProgressCallback | None,
+    cancelled: CancelCheck | None,
+) -> tuple[list[FaceDetectionAt], tuple[int, ...] | None]:
+    """Run ``pipeline`` over the decoded frames, then finish it. Returns every face scoring at
+    least ``keep_faces_from`` (None: none kept) and the shape of the first frame (None: none)."""
+    faces: list[FaceDetectionAt] = []
+    frame_shape: tuple[int, ...] | None = None
+    last_progress = -1.0
+    for _, ts, pixels in frames:
+        if cancelled is not None and cancelled():
+            raise AnalysisCancelled("the analysis was cancelled")
+        frame_shape = frame_shape or pixels.shape
+        result = pipeline.process(pixels, ts)
+        if keep_faces_from is not None:
+            h, w = pixels.shape[:2]
+            found = result.faces
+            for i in range(len(found)):
+                if found.scores[i] >= keep_faces_from:
+                    faces.append(FaceDetectionAt(ts, video_face(found, i, w, h)))
+        if progress is not None and duration_ms > 0:
+            fraction = min(1.0, ts / duration_ms)
+            if fraction - last_progress >= 0.01:
+                progress(fraction)
+                last_progress = fraction
+    pipeline.finish()
+    return faces, frame_shape
 
 
 def _results(

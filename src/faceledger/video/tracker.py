@@ -128,17 +128,33 @@ class Tracker:
         indexes = np.full(n, -1, np.int64)
         high = np.nonzero(score_arr >= opts.high_score)[0]
         low = np.nonzero((score_arr >= opts.low_score) & (score_arr < opts.high_score))[0]
+        assignments = self._associate(boxes, high, low, timestamp_ms)
+        confirmed = self._follow(assignments, boxes, timestamp_ms, track_ids, indexes)
+        removed = self._prune({r for r, _ in assignments}, timestamp_ms)
+        assigned = {d for _, d in assignments}
+        new = [d for d in (int(k) for k in high) if d not in assigned]
+        confirmed += self._begin(new, boxes, timestamp_ms, track_ids, indexes)
+        return TrackUpdate(track_ids, indexes, tuple(removed), tuple(confirmed))
 
+    def _associate(
+        self,
+        boxes: NDArray[np.float64],
+        high: NDArray[np.intp],
+        low: NDArray[np.intp],
+        timestamp_ms: int,
+    ) -> list[tuple[int, int]]:
+        """(track position, detection) pairs: confident detections against every live track,
+        then low-score detections against the confirmed tracks still unmatched."""
+        opts = self.options
         predicted = (
             np.stack([t.predict(timestamp_ms) for t in self._tracks])
             if self._tracks
             else np.zeros((0, 4))
         )
-        matched_tracks: set[int] = set()
         # stage 1: confident detections against every live track
         pairs1 = _greedy(iou_matrix(predicted, boxes[high]), opts.match_iou)
         assignments = [(r, int(high[c])) for r, c in pairs1]
-        matched_tracks.update(r for r, _ in pairs1)
+        matched_tracks = {r for r, _ in pairs1}
         # stage 2: low-score detections against the confirmed tracks still unmatched
         rest = [
             i
@@ -148,8 +164,20 @@ class Tracker:
         if rest and len(low):
             pairs2 = _greedy(iou_matrix(predicted[rest], boxes[low]), opts.low_match_iou)
             assignments += [(rest[r], int(low[c])) for r, c in pairs2]
-            matched_tracks.update(rest[r] for r, _ in pairs2)
+        return assignments
 
+    def _follow(
+        self,
+        assignments: list[tuple[int, int]],
+        boxes: NDArray[np.float64],
+        timestamp_ms: int,
+        track_ids: NDArray[np.int64],
+        indexes: NDArray[np.int64],
+    ) -> list[int]:
+        """Move each matched track to its detection (smoothing its velocity) and label the
+        detection (``track_ids``, ``indexes``: this update's own arrays); returns the ids of
+        tracks confirmed by this hit."""
+        opts = self.options
         confirmed: list[int] = []
         for r, d in assignments:
             track = self._tracks[r]
@@ -167,22 +195,34 @@ class Tracker:
                 confirmed.append(track.track_id)
             track_ids[d] = track.track_id
             indexes[d] = -1 if track.index is None else track.index
+        return confirmed
 
+    def _prune(self, matched_tracks: set[int], timestamp_ms: int) -> list[int]:
+        """Drop unmatched tentative tracks and tracks lost for too long; returns their ids."""
         removed: list[int] = []
         kept: list[_Track] = []
         for i, track in enumerate(self._tracks):
             if i in matched_tracks:
                 kept.append(track)
-            elif track.index is None or timestamp_ms - track.last_ms > opts.lost_buffer_ms:
+            elif track.index is None or timestamp_ms - track.last_ms > self.options.lost_buffer_ms:
                 removed.append(track.track_id)  # a tentative track must match every frame
             else:
                 kept.append(track)
         self._tracks = kept
+        return removed
 
-        assigned = {d for _, d in assignments}
-        for d in (int(k) for k in high):
-            if d in assigned:
-                continue
+    def _begin(
+        self,
+        detections: list[int],
+        boxes: NDArray[np.float64],
+        timestamp_ms: int,
+        track_ids: NDArray[np.int64],
+        indexes: NDArray[np.int64],
+    ) -> list[int]:
+        """Start a track at each of ``detections`` (confident, unmatched); returns the ids of
+        those confirmed at once (``min_hits`` ≤ 1)."""
+        confirmed: list[int] = []
+        for d in detections:
             track = _Track(
                 track_id=self._next_id,
                 box=boxes[d].copy(),
@@ -191,14 +231,14 @@ class Tracker:
                 last_ms=timestamp_ms,
             )
             self._next_id += 1
-            if opts.min_hits <= 1:
+            if self.options.min_hits <= 1:
                 track.index = self._next_index
                 self._next_index += 1
                 confirmed.append(track.track_id)
                 indexes[d] = track.index
             self._tracks.append(track)
             track_ids[d] = track.track_id
-        return TrackUpdate(track_ids, indexes, tuple(removed), tuple(confirmed))
+        return confirmed
 
     def split(self, track_id: int) -> int:
         """Give the live track ``track_id`` a new id (another person took its place: the
