@@ -175,7 +175,7 @@ def line_crop_segments(gray: NDArray[np.uint8], line_quad: Quad) -> list[tuple[i
     return [(x0 + a, x0 + b) for a, b in ink_segments(gray[y0:y1, x0:x1])]
 
 
-def _recognise(engine: Any, pixels_bgr: NDArray[np.uint8]) -> list[list[Any]]:
+def _recognise(engine: Any, pixels_bgr: NDArray[np.uint8], det_max_side_px: int) -> list[list[Any]]:
     """RapidOCR's pipeline (its own parts, in its order) with detection on a reduced copy.
 
     Rows as ``RapidOCR.__call__(…, return_word_box=True)`` gives them: line quad (full-image
@@ -184,7 +184,7 @@ def _recognise(engine: Any, pixels_bgr: NDArray[np.uint8]) -> list[list[Any]]:
     import cv2
 
     height, width = pixels_bgr.shape[:2]
-    scale = min(1.0, DET_MAX_SIDE_PX / max(height, width))
+    scale = min(1.0, det_max_side_px / max(height, width))
     small = pixels_bgr
     if scale < 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -201,10 +201,19 @@ def _recognise(engine: Any, pixels_bgr: NDArray[np.uint8]) -> list[list[Any]]:
 
 class TextReader:
     """One RapidOCR engine, loaded on first use; calls are serialised (the library keeps
-    per-call settings on the engine)."""
+    per-call settings on the engine). ``det_max_side_px`` and ``rec_batch`` are for
+    benchmarks (``DET_MAX_SIDE_PX`` and ``REC_BATCH`` are the measured choices)."""
 
-    def __init__(self, *, threads: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        threads: int = 1,
+        det_max_side_px: int = DET_MAX_SIDE_PX,
+        rec_batch: int = REC_BATCH,
+    ) -> None:
         self._threads = threads
+        self._det_max_side_px = det_max_side_px
+        self._rec_batch = rec_batch
         self._engine: Any = None
         self._lock = threading.Lock()
 
@@ -216,7 +225,7 @@ class TextReader:
             print_verbose=False,
             use_cls=False,
             det_limit_type="max",  # never upscale for detection ("min" would, to 736 px)
-            rec_batch_num=REC_BATCH,
+            rec_batch_num=self._rec_batch,
             intra_op_num_threads=threads,
         )
 
@@ -230,7 +239,7 @@ class TextReader:
         with self._lock:
             if self._engine is None:
                 self._engine = self._load()
-            result = _recognise(self._engine, pixels_bgr)
+            result = _recognise(self._engine, pixels_bgr, self._det_max_side_px)
         import cv2
 
         gray = np.asarray(cv2.cvtColor(pixels_bgr, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
