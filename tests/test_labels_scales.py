@@ -28,7 +28,6 @@ from faceledger.inference.labels_packs import (
 from faceledger.inference.ocr import TextReader
 from faceledger.inference.sessions import OrtSession
 from faceledger.inference.yolox import (
-    FINE_MAX_OBJECT_PX,
     YoloxDetector,
     dynamic_image_size,
     fit_input_size,
@@ -47,9 +46,10 @@ def test_fit_input_size_keeps_the_aspect_ratio_in_multiples_of_32() -> None:
 
 def test_passes_coarse_then_fine_only_when_the_image_is_larger() -> None:
     fitted = YoloxDetector(_CentreBox(8.0), (416, 416), max_side_px=1024)
-    assert fitted.passes(1280, 720) == [((416, 256), None), ((1024, 576), FINE_MAX_OBJECT_PX)]
-    assert fitted.passes(2280, 1588) == [((416, 320), None), ((1024, 736), FINE_MAX_OBJECT_PX)]
-    assert fitted.passes(640, 480) == [((416, 320), None), ((640, 480), FINE_MAX_OBJECT_PX)]
+    # the fine pass answers for objects up to 320 input px (0.77 × 416)
+    assert fitted.passes(1280, 720) == [((416, 256), None), ((1024, 576), 320)]
+    assert fitted.passes(2280, 1588) == [((416, 320), None), ((1024, 736), 320)]
+    assert fitted.passes(640, 480) == [((416, 320), None), ((640, 480), 320)]
     assert fitted.passes(300, 200) == [((416, 288), None)]
     fixed = YoloxDetector(_CentreBox(8.0), (416, 416))
     assert fixed.passes(1280, 720) == [((416, 416), None)]
@@ -80,7 +80,7 @@ class _CentreBox:
 
 def test_fine_pass_leaves_large_objects_to_the_coarse_pass() -> None:
     image = np.zeros((720, 1280, 3), np.uint8)
-    large = _CentreBox(400.0)  # over FINE_MAX_OBJECT_PX in the fine input
+    large = _CentreBox(400.0)  # over the fine pass's 320 px
     found = YoloxDetector(large, (416, 416), max_side_px=1024).detect(image)
     assert [s[2:] for s in large.shapes] == [(256, 416), (576, 1024)]
     assert len(found) == 1  # the coarse pass's: 400 / 0.325 px, clipped to the image

@@ -19,7 +19,7 @@ a wide image; ``fit_input_size``), twice when it is larger than the export's siz
   when shown it at 1024 px;
 * a **fine** pass with the longer side at the image's own, up to ``max_side_px``, for small
   objects (a 70 px person on 1280×720 is 23 px at 416 and 56 px at 1024); its boxes larger than
-  ``FINE_MAX_OBJECT_PX`` in its input are the coarse pass's.
+  ``FINE_MAX_OBJECT`` × the export's size in its input are the coarse pass's.
 
 Both passes' candidates go through one class-wise NMS.
 """
@@ -38,9 +38,9 @@ PAD_VALUE = 114
 # Tile detections larger than this share of the tile's side are left to the whole-image pass.
 TILE_MAX_OBJECT = 0.5
 
-# In the fine pass, boxes whose longer side exceeds this many input pixels are left to the
-# coarse pass (YOLOX-nano's training images were 416 px; see the module docstring).
-FINE_MAX_OBJECT_PX = 320
+# In the fine pass, boxes whose longer side exceeds this share of the export's input size are
+# left to the coarse pass: 320 px for YOLOX-nano's 416 (see the module docstring).
+FINE_MAX_OBJECT = 0.77
 
 
 @dataclass(frozen=True)
@@ -288,7 +288,8 @@ class YoloxDetector:
         ]
         fine = min(max(width_px, height_px), self.max_side_px)
         if fine > native:
-            out.append((fit_input_size(width_px, height_px, fine), FINE_MAX_OBJECT_PX))
+            limit = round(FINE_MAX_OBJECT * native)
+            out.append((fit_input_size(width_px, height_px, fine), limit))
         return out
 
     def probe(self) -> None:
