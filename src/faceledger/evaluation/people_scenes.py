@@ -56,6 +56,8 @@ class Cutout:
 
 @dataclass(frozen=True)
 class PeopleScene:
+    """A composed scene; one pasted picture may hold more than one person (``couple.jpg``)."""
+
     pixels_bgr: NDArray[np.uint8]
     boxes_px: NDArray[np.float32]  # (N, 4) x1 y1 x2 y2, one per person
     pasted_px: NDArray[np.float32]  # (M, 4) x1 y1 x2 y2, one per pasted picture
@@ -87,8 +89,7 @@ def make_people_scene(
     min_height_px: int = 48,
     max_height_px: int = 400,
 ) -> PeopleScene:
-    """A scene with up to ``n_people`` non-overlapping pictures of people (fewer when they do
-    not fit; a picture may hold more than one person)."""
+    """A scene with up to ``n_people`` non-overlapping people (fewer when they do not fit)."""
     canvas = _background(rng, width_px, height_px)
     boxes: list[tuple[float, float, float, float]] = []
     pasted: list[tuple[float, float, float, float]] = []
