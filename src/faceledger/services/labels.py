@@ -32,9 +32,12 @@ from faceledger.domain.labels import (
 )
 from faceledger.inference.image_properties import image_properties
 from faceledger.inference.imaging import decode_image
-from faceledger.inference.labels_packs import LabelsPackManifest, LabelsPackRegistry
+from faceledger.inference.labels_packs import (
+    LabelsPackManifest,
+    LabelsPackRegistry,
+    detector_for_pack,
+)
 from faceledger.inference.ocr import TEXT_MODEL_VERSION, OcrLine, Quad, TextReader
-from faceledger.inference.sessions import OrtSession
 from faceledger.inference.yolox import Detections, YoloxDetector
 
 DEFAULT_MIN_CONFIDENCE = 55.0
@@ -254,15 +257,8 @@ class LabelService:
             with self._lock:
                 if self._detector is None or self._manifest is None:
                     files = self.registry.load(self.settings.labels_pack)
-                    manifest = files.manifest
-                    self._detector = YoloxDetector(
-                        OrtSession(files.model_bytes),
-                        manifest.input_size_px,
-                        score_threshold=manifest.score_threshold,
-                        iou_threshold=manifest.iou_threshold,
-                        tiles=manifest.tiles,
-                    )
-                    self._manifest = manifest
+                    self._detector = detector_for_pack(files)
+                    self._manifest = files.manifest
         return self._detector, self._manifest
 
     def image(self, data: bytes | Image) -> Image:
