@@ -100,7 +100,6 @@ from faceledger.domain.collections import (
     check_id,
 )
 from faceledger.domain.errors import (
-    IdempotentParameterMismatchError,
     InvalidParameterError,
     ResourceAlreadyExistsError,
     ResourceNotFoundError,
@@ -116,7 +115,7 @@ from faceledger.services.collections import (
     ratio_box,
 )
 from faceledger.services.faces import ImageSource
-from faceledger.store.sqlite.faces import RequestRecord
+from faceledger.store.rules import replay
 
 MAX_FACES_PER_USER = 100
 MAX_FACE_IDS_PER_CALL = 100  # UserFaceIdList
@@ -233,15 +232,6 @@ class UserService:
             check_id(token, CLIENT_REQUEST_TOKEN_RE, "ClientRequestToken")
         return token
 
-    @staticmethod
-    def _replay(record: RequestRecord, params: str) -> dict[str, Any]:
-        if record.params != params:
-            raise IdempotentParameterMismatchError(
-                "ClientRequestToken was already used with different parameters"
-            )
-        response: dict[str, Any] = json.loads(record.response)
-        return response
-
     # -- lifecycle --------------------------------------------------------------------------
     def create_user(
         self, collection_id: str, user_id: str, client_request_token: str | None = None
@@ -266,7 +256,7 @@ class UserService:
         except ResourceAlreadyExistsError as exc:
             raise UserAlreadyExistsError(exc.message) from None
         if earlier is not None:
-            self._replay(earlier, params)
+            replay(earlier, params)
 
     def delete_user(
         self, collection_id: str, user_id: str, client_request_token: str | None = None
@@ -285,7 +275,7 @@ class UserService:
                 collection_id, user_id, request_token=token, params=params
             )
         if earlier is not None:
-            self._replay(earlier, params)
+            replay(earlier, params)
 
     def list_users(
         self,
@@ -338,7 +328,7 @@ class UserService:
             if token is not None:
                 earlier = store.request_record(collection_id, "AssociateFaces", token)
                 if earlier is not None:
-                    return _outcome(self._replay(earlier, params))
+                    return _outcome(replay(earlier, params))
             rows = store.faces_by_id(collection_id, wanted)
             failed: dict[str, dict[str, Any]] = {}
             candidates: list[str] = []
@@ -426,7 +416,7 @@ class UserService:
             if token is not None:
                 earlier = store.request_record(collection_id, "DisassociateFaces", token)
                 if earlier is not None:
-                    return _outcome(self._replay(earlier, params))
+                    return _outcome(replay(earlier, params))
             change = store.disassociate(collection_id, user_id, wanted)
             failed: dict[str, dict[str, Any]] = {
                 f: {"FaceId": f, "Reasons": ["FACE_NOT_FOUND"]} for f in change.not_found

@@ -17,42 +17,37 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool
 
+from faceledger.store import rules
 from faceledger.store.postgres.pool import open_pool
-from faceledger.store.sqlite.keys import AccessKey
+from faceledger.store.records import AccessKey
+from faceledger.store.rules import KEY_COLUMNS
 
 #: Connections for key look-ups (each request authenticates with one).
 POOL_SIZE = 4
 #: ``pg_advisory_xact_lock`` key serialising "create a key unless one has the role".
 FIRST_KEY_LOCK_ID = 0x46_4C_4B_59  # "FLKY"
 
-_COLUMNS = "key_id, principal, roles, created_at, revoked_at, description, rate_per_second, burst"
-
 
 def _row_to_key(row: Sequence[Any]) -> AccessKey:
-    key_id, principal, roles, created_at, revoked_at, description, rate, burst = row[:8]
-    return AccessKey(
-        key_id=key_id,
-        principal=principal,
-        roles=tuple(roles),
-        created_at=float(created_at),
-        revoked_at=None if revoked_at is None else float(revoked_at),
-        description=description,
-        rate_per_second=None if rate is None else float(rate),
-        burst=None if burst is None else int(burst),
-    )
+    return rules.access_key(row, row[2])  # roles: jsonb, decoded by psycopg
 
 
 class PostgresKeyStore:
     """Access keys with their secrets in PostgreSQL; safe to share by threads and processes."""
 
-    def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
+    def __init__(
+        self, url: str, *, pool: ConnectionPool | None = None, pool_size: int = POOL_SIZE
+    ) -> None:
         self.url = url
-        self._pool = open_pool(url, size=pool_size, name="faceledger-keys")
+        self._owns_pool = pool is None
+        self._pool = pool or open_pool(url, size=pool_size, name="faceledger-keys")
 
     def close(self) -> None:
-        """Close the pool's connections (idempotent)."""
-        self._pool.close()
+        """Close the pool's connections (idempotent; a shared pool is its owner's to close)."""
+        if self._owns_pool:
+            self._pool.close()
 
     @staticmethod
     def _insert(conn: psycopg.Connection[Any], key: AccessKey, secret: str) -> None:
@@ -60,17 +55,7 @@ class PostgresKeyStore:
             "INSERT INTO access_keys (key_id, secret, principal, roles, created_at, revoked_at,"
             " description, rate_per_second, burst) VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s,"
             " %s, %s)",
-            (
-                key.key_id,
-                secret,
-                key.principal,
-                json.dumps(list(key.roles)),
-                key.created_at,
-                key.revoked_at,
-                key.description,
-                key.rate_per_second,
-                key.burst,
-            ),
+            rules.key_values(key, secret),
         )
 
     def add(self, key: AccessKey, secret: str) -> bool:
@@ -109,7 +94,7 @@ class PostgresKeyStore:
         """The key and its secret (empty once revoked), or None if there is no such key."""
         with self._pool.connection() as conn:
             row = conn.execute(
-                f"SELECT {_COLUMNS}, secret FROM access_keys WHERE key_id = %s", (key_id,)
+                f"SELECT {KEY_COLUMNS}, secret FROM access_keys WHERE key_id = %s", (key_id,)
             ).fetchone()
         if row is None:
             return None
@@ -120,7 +105,8 @@ class PostgresKeyStore:
         where = "" if include_revoked else "WHERE revoked_at IS NULL "
         with self._pool.connection() as conn:
             rows = conn.execute(
-                f'SELECT {_COLUMNS} FROM access_keys {where}ORDER BY created_at, key_id COLLATE "C"'
+                f"SELECT {KEY_COLUMNS} FROM access_keys {where}"
+                'ORDER BY created_at, key_id COLLATE "C"'
             ).fetchall()
         return [_row_to_key(r) for r in rows]
 

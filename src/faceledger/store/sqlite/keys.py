@@ -27,10 +27,14 @@ import logging
 import os
 import sqlite3
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
+from faceledger.store import rules
+from faceledger.store.records import AccessKey
+from faceledger.store.rules import KEY_COLUMNS
 from faceledger.store.sqlite.connections import Connections
+
+__all__ = ["AccessKey", "SQLiteKeyStore"]  # AccessKey as before ``store/records.py``
 
 logger = logging.getLogger(__name__)
 
@@ -53,43 +57,8 @@ CREATE INDEX IF NOT EXISTS access_keys_by_principal ON access_keys(principal);
 ADDED_COLUMNS: tuple[tuple[str, str], ...] = (("rate_per_second", "REAL"), ("burst", "INTEGER"))
 
 
-@dataclass(frozen=True)
-class AccessKey:
-    """An access key as listed: never its secret. Times are epoch seconds.
-
-    ``rate_per_second`` (sustained requests per second, 0 = unlimited) and ``burst`` (requests
-    allowed at once) override the installation's defaults; None means the default.
-    """
-
-    key_id: str
-    principal: str
-    roles: tuple[str, ...]
-    created_at: float
-    revoked_at: float | None
-    description: str
-    rate_per_second: float | None = None
-    burst: int | None = None
-
-    @property
-    def active(self) -> bool:
-        """Whether the key may still authenticate (it has not been revoked)."""
-        return self.revoked_at is None
-
-
-_COLUMNS = "key_id, principal, roles, created_at, revoked_at, description, rate_per_second, burst"
-
-
 def _row_to_key(row: sqlite3.Row) -> AccessKey:
-    return AccessKey(
-        key_id=row["key_id"],
-        principal=row["principal"],
-        roles=tuple(json.loads(row["roles"])),
-        created_at=float(row["created_at"]),
-        revoked_at=None if row["revoked_at"] is None else float(row["revoked_at"]),
-        description=row["description"],
-        rate_per_second=None if row["rate_per_second"] is None else float(row["rate_per_second"]),
-        burst=None if row["burst"] is None else int(row["burst"]),
-    )
+    return rules.access_key(row, json.loads(row["roles"]))
 
 
 def _create_private_file(path: Path) -> None:
@@ -163,17 +132,7 @@ class SQLiteKeyStore:
         db.execute(
             "INSERT INTO access_keys (key_id, secret, principal, roles, created_at, revoked_at,"
             " description, rate_per_second, burst) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                key.key_id,
-                secret,
-                key.principal,
-                json.dumps(list(key.roles)),
-                key.created_at,
-                key.revoked_at,
-                key.description,
-                key.rate_per_second,
-                key.burst,
-            ),
+            rules.key_values(key, secret),
         )
 
     def add(self, key: AccessKey, secret: str) -> bool:
@@ -211,7 +170,7 @@ class SQLiteKeyStore:
         """The key and its secret (empty once revoked), or None if there is no such key."""
         row = (
             self._db()
-            .execute(f"SELECT {_COLUMNS}, secret FROM access_keys WHERE key_id = ?", (key_id,))
+            .execute(f"SELECT {KEY_COLUMNS}, secret FROM access_keys WHERE key_id = ?", (key_id,))
             .fetchone()
         )
         if row is None:
@@ -223,7 +182,7 @@ class SQLiteKeyStore:
         where = "" if include_revoked else "WHERE revoked_at IS NULL "
         rows = (
             self._db()
-            .execute(f"SELECT {_COLUMNS} FROM access_keys {where}ORDER BY created_at, key_id")
+            .execute(f"SELECT {KEY_COLUMNS} FROM access_keys {where}ORDER BY created_at, key_id")
             .fetchall()
         )
         return [_row_to_key(r) for r in rows]
