@@ -44,6 +44,7 @@ from faceledger.domain.errors import (
     UnrecognizedClientError,
 )
 from faceledger.domain.principals import ROLES, Principal
+from faceledger.store.base import KeyStore
 from faceledger.store.factory import open_key_store
 from faceledger.store.sqlite.keys import AccessKey
 
@@ -199,14 +200,25 @@ class RateLimiter:
 class KeyService:
     """The access-key verbs, over the ``access_keys`` table of ``settings.data_dir``."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.store = open_key_store(settings)  # SQLite in data_dir, or PostgreSQL
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        store: KeyStore | None = None,
+    ) -> None:
+        """``store``: the process's key store (``services/container.py``); without one the
+        service opens (and closes) its own from ``settings`` (SQLite in data_dir, or
+        PostgreSQL)."""
+        self._owns_store = store is None
+        self.store: KeyStore = store if store is not None else open_key_store(settings)
         self.limiter = RateLimiter(
             settings.default_rate_per_second, settings.default_burst, clock=clock
         )
 
     def close(self) -> None:
-        self.store.close()
+        if self._owns_store:
+            self.store.close()
 
     # -- management -----------------------------------------------------------------------
     def _new_key(

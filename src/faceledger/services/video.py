@@ -56,6 +56,7 @@ from faceledger.domain.video import Hit, MatchEvent, VideoAnalysis
 from faceledger.services.collections import CollectionService
 from faceledger.services.objects import ImageObjects
 from faceledger.services.tokens import TokenSigner, load_or_create_secret
+from faceledger.store.base import VideoStore
 from faceledger.store.factory import open_video_store
 from faceledger.store.sqlite.video import (
     FAILED,
@@ -239,12 +240,17 @@ class VideoService:
         collections: CollectionService,
         objects: ImageObjects,
         record: Record,
+        *,
+        store: VideoStore | None = None,
     ) -> None:
+        """``store``: the process's video store (``services/container.py``); without one the
+        service opens (and closes) its own from ``settings``."""
         self.settings = settings
         self.collections = collections
         self.objects = objects
         self.record = record
-        self.store = open_video_store(settings)
+        self._owns_store = store is None
+        self.store: VideoStore = store if store is not None else open_video_store(settings)
         self.hub = EventHub()
         self._tokens = TokenSigner(load_or_create_secret(settings.data_dir / "token.key"))
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -336,7 +342,8 @@ class VideoService:
             self._notifiers.clear()
         for sink in notifiers:
             sink.close()
-        self.store.close()
+        if self._owns_store:
+            self.store.close()
 
     # -- stored-video jobs ---------------------------------------------------------------------
     def start_job(

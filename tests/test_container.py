@@ -1,0 +1,84 @@
+"""The wiring root (``services/container.py``): each backend opened once and injected.
+
+On PostgreSQL a gateway opens one connection pool and runs one schema check, however it is
+built (``build_gateway`` or ``Gateway(settings)``), and its face, key and video stores and its
+ledger all use that pool. Counted on the real functions against a real migrated database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psycopg_pool import ConnectionPool
+
+from faceledger.config import Settings
+from faceledger.services.container import build_gateway
+from faceledger.services.gateway import Gateway, local_operator
+from faceledger.store import migrations
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
+    """Every connection pool created and every schema check run from now on."""
+    seen: dict[str, list[Any]] = {"pools": [], "checks": []}
+    real_init = ConnectionPool.__init__
+    real_current = migrations.current
+
+    def pool_init(self: ConnectionPool, *args: Any, **kwargs: Any) -> None:
+        seen["pools"].append(self)
+        real_init(self, *args, **kwargs)
+
+    def current(url: str) -> str | None:
+        seen["checks"].append(url)
+        return real_current(url)
+
+    monkeypatch.setattr(ConnectionPool, "__init__", pool_init)
+    monkeypatch.setattr(migrations, "current", current)  # what ``require_head`` reads
+    return seen
+
+
+def _use(gate: Gateway) -> None:
+    """Go through every backend: the key store, the face store, the video store, the ledger."""
+    caller = local_operator()
+    gate.create_key(caller, "someone", ["search"])
+    assert gate.list_collections(caller)[0] == []
+    assert gate.list_stream_processors(caller)[0] == []
+    operations = [e.event.operation for e in gate.read_ledger(caller) if e.event is not None]
+    assert operations[:3] == ["CreateKey", "ListCollections", "ListStreamProcessors"]
+
+
+@pytest.mark.parametrize("build", [build_gateway, Gateway], ids=["build_gateway", "Gateway"])
+def test_postgres_gateway_opens_one_pool_and_one_schema_check(
+    tmp_path: Path,
+    migrated_database: str,
+    opened: dict[str, list[Any]],
+    build: Callable[[Settings], Gateway],
+) -> None:
+    gate = build(Settings(data_dir=tmp_path / "data", database_url=migrated_database))
+    try:
+        _use(gate)
+        assert len(opened["pools"]) == 1  # before: one per store and the ledger's connections
+        assert opened["checks"] == [migrated_database]  # before: one per store
+        (pool,) = opened["pools"]
+        parts = gate._services
+        for store in (parts.collections.store, parts.keys.store, parts.video.store, gate._ledger):
+            assert store._pool is pool  # type: ignore[attr-defined]
+    finally:
+        gate.close()
+    assert pool.closed  # closed by the gateway that opened it, once its users are closed
+
+
+def test_sqlite_gateway_opens_no_pool(tmp_path: Path, opened: dict[str, list[Any]]) -> None:
+    gate = build_gateway(Settings(data_dir=tmp_path / "data"))
+    try:
+        _use(gate)
+        assert opened == {"pools": [], "checks": []}
+        parts = gate._services
+        assert parts.collections.store is parts.backends.stores.faces
+        assert parts.keys.store is parts.backends.stores.keys
+        assert parts.video.store is parts.backends.stores.video
+    finally:
+        gate.close()
