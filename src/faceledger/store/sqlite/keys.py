@@ -22,17 +22,15 @@ created or revoked key is durable once the call returns.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import sqlite3
 import stat
 from pathlib import Path
 
-from faceledger.store import rules
+from faceledger.store.key_tables import KeyTables
 from faceledger.store.records import AccessKey
-from faceledger.store.rules import KEY_COLUMNS
-from faceledger.store.sqlite.connections import Connections
+from faceledger.store.sql import Connection
+from faceledger.store.sqlite.connections import Connections, SqliteSql
 
 __all__ = ["AccessKey", "SQLiteKeyStore"]  # AccessKey as before ``store/records.py``
 
@@ -55,10 +53,6 @@ CREATE INDEX IF NOT EXISTS access_keys_by_principal ON access_keys(principal);
 
 #: Columns added after the first release: (name, SQL type), added to older databases on open.
 ADDED_COLUMNS: tuple[tuple[str, str], ...] = (("rate_per_second", "REAL"), ("burst", "INTEGER"))
-
-
-def _row_to_key(row: sqlite3.Row) -> AccessKey:
-    return rules.access_key(row, json.loads(row["roles"]))
 
 
 def _create_private_file(path: Path) -> None:
@@ -94,7 +88,7 @@ def _restrict_mode(path: Path) -> None:
             )
 
 
-class SQLiteKeyStore:
+class SQLiteKeyStore(KeyTables):
     """Access keys with their secrets in the store's SQLite file; safe to share by threads."""
 
     def __init__(self, path: Path) -> None:
@@ -108,6 +102,7 @@ class SQLiteKeyStore:
         with self._write_lock:
             self._db().executescript(SCHEMA)  # idempotent; executescript manages its own commit
         self._add_missing_columns()
+        self._sql = SqliteSql(self._connections)
 
     def close(self) -> None:
         """Close this thread's connection (other threads close their own on exit)."""
@@ -126,81 +121,14 @@ class SQLiteKeyStore:
                 if name not in have:
                     db.execute(f"ALTER TABLE access_keys ADD COLUMN {name} {sql_type}")
 
-    # -- keys -----------------------------------------------------------------------------
-    @staticmethod
-    def _insert(db: sqlite3.Connection, key: AccessKey, secret: str) -> None:
-        db.execute(
-            "INSERT INTO access_keys (key_id, secret, principal, roles, created_at, revoked_at,"
-            " description, rate_per_second, burst) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rules.key_values(key, secret),
-        )
-
-    def add(self, key: AccessKey, secret: str) -> bool:
-        """Insert a new key; False (nothing written) if its key id is already taken."""
-        try:
-            with self._tx() as db:
-                self._insert(db, key, secret)
-        except sqlite3.IntegrityError:
-            return False
-        return True
-
-    def add_unless_role_active(self, role: str, key: AccessKey, secret: str) -> bool:
-        """Insert ``key`` only if no active key carries ``role``, in one transaction (so two
-        servers starting at once create one first admin key, not two). True if inserted."""
-        with self._tx() as db:
-            if self._role_active(db, role):
-                return False
-            self._insert(db, key, secret)
-        return True
-
-    @staticmethod
-    def _role_active(db: sqlite3.Connection, role: str) -> bool:
-        row = db.execute(
+    # -- KeyTables' hooks -------------------------------------------------------------------
+    def _role_active(self, conn: Connection, role: str) -> bool:
+        row = conn.execute(
             "SELECT 1 FROM access_keys, json_each(access_keys.roles) AS r "
-            "WHERE access_keys.revoked_at IS NULL AND r.value = ? LIMIT 1",
+            "WHERE access_keys.revoked_at IS NULL AND r.value = %s LIMIT 1",
             (role,),
         ).fetchone()
         return row is not None
 
-    def has_active_role(self, role: str) -> bool:
-        """Whether some unrevoked key carries ``role``."""
-        return self._role_active(self._db(), role)
-
-    def get(self, key_id: str) -> tuple[AccessKey, str] | None:
-        """The key and its secret (empty once revoked), or None if there is no such key."""
-        row = (
-            self._db()
-            .execute(f"SELECT {KEY_COLUMNS}, secret FROM access_keys WHERE key_id = ?", (key_id,))
-            .fetchone()
-        )
-        if row is None:
-            return None
-        return _row_to_key(row), str(row["secret"])
-
-    def list(self, *, include_revoked: bool) -> list[AccessKey]:
-        """Keys in creation order (then key id); revoked ones only if asked for."""
-        where = "" if include_revoked else "WHERE revoked_at IS NULL "
-        rows = (
-            self._db()
-            .execute(f"SELECT {KEY_COLUMNS} FROM access_keys {where}ORDER BY created_at, key_id")
-            .fetchall()
-        )
-        return [_row_to_key(r) for r in rows]
-
-    def revoke(self, key_id: str, at: float) -> AccessKey | None:
-        """Mark the key revoked at ``at`` (kept if already revoked) and overwrite its secret.
-
-        Returns the key as it now stands, or None if there is no such key.
-        """
-        with self._tx() as db:
-            cur = db.execute(
-                "UPDATE access_keys SET revoked_at = COALESCE(revoked_at, ?), secret = '' "
-                "WHERE key_id = ?",
-                (at, key_id),
-            )
-            if cur.rowcount == 0:
-                return None
-        # The old secret must not linger in the WAL either.
-        self._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        found = self.get(key_id)
-        return None if found is None else found[0]
+    def _forget_secret(self) -> None:
+        self._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")  # nor in the WAL
