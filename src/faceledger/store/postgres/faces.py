@@ -74,6 +74,7 @@ from faceledger.domain.collections import Collection
 from faceledger.index.base import SearchHits
 from faceledger.store import rules
 from faceledger.store.face_tables import FaceTables
+from faceledger.store.postgres.hnsw import DEFAULT_EF_SEARCH, MAX_EF_SEARCH, PostgresVectors
 from faceledger.store.postgres.pool import PostgresSql, open_pool
 from faceledger.store.records import (
     ChangePosition,
@@ -90,10 +91,6 @@ logger = logging.getLogger(__name__)
 #: Connections per store (per process). Each API process also has its key store's and the
 #: ledger's; PostgreSQL's default ``max_connections`` is 100.
 POOL_SIZE = 8
-#: HNSW search breadth when the caller gives none (pgvector's default is 40). Raised to ``k``
-#: when more results are asked for; pgvector caps it at 1,000.
-DEFAULT_EF_SEARCH = 200
-MAX_EF_SEARCH = 1000
 #: HNSW build parameters (pgvector's defaults).
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
@@ -628,43 +625,3 @@ class PostgresStore(FaceTables):
             ).fetchone()
         assert row is not None
         return bytes(row[0])
-
-
-class PostgresVectors:
-    """The vector search of ``PostgresStore``'s collections in the database (no cache), with
-    ``FACELEDGER_VECTOR_SEARCH=database``.
-
-    Satisfies the services' ``VectorSearch`` seam, like ``CollectionIndexes`` does for the
-    embedded store: every process searches the committed rows, so a face enrolled through one
-    API process is found through another at once. Nothing to save or drop: the HNSW indexes
-    are the database's, and the store VACUUMs after each deletion.
-    """
-
-    def __init__(self, store: PostgresStore, *, ef_search: int = DEFAULT_EF_SEARCH) -> None:
-        self._store = store
-        self.ef_search = ef_search
-
-    def search(
-        self, collection_id: str, query: NDArray[np.float32], *, k: int, min_cosine: float
-    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-        hits = self._store.search_vectors(
-            collection_id, query, k=k, ef_search=self.ef_search, min_cosine=min_cosine
-        )
-        keep = hits.ids[0] >= 0
-        return hits.ids[0][keep], hits.cosines[0][keep]
-
-    def face_count(self, collection_id: str) -> int:
-        """The collection row's maintained ``face_count`` (no scan)."""
-        return self._store.collection(collection_id).face_count
-
-    def purge_deleted(self, collection_id: str) -> None:
-        """Nothing left to do: ``delete_faces`` already VACUUMed the rows and the index."""
-
-    def drop(self, collection_id: str) -> None:
-        """Nothing left to do: ``delete_collection`` dropped the collection's HNSW index."""
-
-    def refresh_all(self) -> None:
-        """Nothing to catch up with: every search reads the committed rows."""
-
-    def save_all(self, *, only_if_changed: bool = False) -> None:
-        """Nothing to save: the database is the index."""
