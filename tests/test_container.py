@@ -82,3 +82,36 @@ def test_sqlite_gateway_opens_no_pool(tmp_path: Path, opened: dict[str, list[Any
         assert parts.video.store is parts.backends.stores.video
     finally:
         gate.close()
+
+
+def _sources() -> list[tuple[str, str]]:
+    import faceledger
+
+    root = Path(faceledger.__file__).parent
+    return [(str(p.relative_to(root)), p.read_text()) for p in sorted(root.rglob("*.py"))]
+
+
+def test_no_backend_class_is_tested_outside_the_stores() -> None:
+    """A service asks its store what it can do (``database_vectors``, ``shared_secret``)."""
+    import re
+
+    check = re.compile(r"isinstance\([^)]*\b(SQLite|Postgres)\w*")
+    found = [name for name, text in _sources() if check.search(text)]
+    assert [name for name in found if not name.startswith("store/")] == []
+
+
+def test_services_and_adapters_import_no_backend_module() -> None:
+    """Past the wiring root everything is typed by ``store/base.py``'s protocols: the backend
+    modules are imported by ``store/`` itself, the PostgreSQL ledger (the stores' pool) and
+    the PostgreSQL-only ``faceledger db`` commands."""
+    import ast
+
+    allowed = {"audit/postgres.py", "cli/db.py"}
+    found = []
+    for name, text in _sources():
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                ("faceledger.store.sqlite", "faceledger.store.postgres")
+            ):
+                found.append(name)
+    assert [n for n in found if not n.startswith("store/") and n not in allowed] == []

@@ -70,7 +70,7 @@ from faceledger.services.tokens import TokenSigner, load_or_create_secret
 from faceledger.services.vectors import CollectionIndexes, VectorSearch, collection_vectors
 from faceledger.store.base import FaceStore
 from faceledger.store.factory import open_store
-from faceledger.store.sqlite.faces import NewFace
+from faceledger.store.records import NewFace
 
 DEFAULT_FACE_MATCH_THRESHOLD = 80.0
 MAX_SEARCH_FACES = 4096

@@ -93,7 +93,7 @@ from faceledger.services.users import (
 )
 from faceledger.services.video import JobPage
 from faceledger.services.wiring import Services, build_services, ledger_record
-from faceledger.store.sqlite.video import JobRow, ProcessorRow
+from faceledger.store.records import JobRow, ProcessorRow
 
 if TYPE_CHECKING:
     from faceledger.audit.verify import Progress, VerifyReport

@@ -4,7 +4,7 @@ A key is ``FLAK`` + 16 base-32 characters (shaped like AWS's ``AKIA…``) with a
 secret; it belongs to a principal and carries roles from ``faceledger.domain.principals``.
 The secret is returned once, by ``create``; afterwards only the verifiers see it
 (``credentials`` for SigV4, ``authenticate_bearer`` for the native API). Secrets are stored
-in the data directory's database (see ``faceledger.store.sqlite.keys``).
+in the data directory's database (see ``faceledger.store.key_tables``).
 
 **Rate limits.** Every authenticated request takes a token from its key's bucket
 (:class:`RateLimiter`): ``rate_per_second`` tokens a second refill a bucket of ``burst`` tokens,
@@ -46,7 +46,7 @@ from faceledger.domain.errors import (
 from faceledger.domain.principals import ROLES, Principal
 from faceledger.store.base import KeyStore
 from faceledger.store.factory import open_key_store
-from faceledger.store.sqlite.keys import AccessKey
+from faceledger.store.records import AccessKey
 
 __all__ = ["AccessKey", "KeyService", "RateLimiter"]
 

@@ -58,7 +58,7 @@ from faceledger.services.objects import ImageObjects
 from faceledger.services.tokens import TokenSigner, load_or_create_secret
 from faceledger.store.base import VideoStore
 from faceledger.store.factory import open_video_store
-from faceledger.store.sqlite.video import (
+from faceledger.store.records import (
     FAILED,
     IN_PROGRESS,
     SUCCEEDED,
