@@ -6,18 +6,34 @@ query itself is ``PostgresStore.search_vectors``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-if TYPE_CHECKING:
-    from faceledger.store.postgres.faces import PostgresStore
+from faceledger.domain.collections import Collection
+from faceledger.index.base import SearchHits
 
 #: HNSW search breadth when the caller gives none (pgvector's default is 40). Raised to ``k``
 #: when more results are asked for; pgvector caps it at 1,000.
 DEFAULT_EF_SEARCH = 200
 MAX_EF_SEARCH = 1000
+
+
+class HnswStore(Protocol):
+    """What the search needs of ``PostgresStore`` (named here: that module imports this one)."""
+
+    def search_vectors(
+        self,
+        collection_id: str,
+        vectors: NDArray[np.float32],
+        *,
+        k: int,
+        ef_search: int | None = None,
+        min_cosine: float | None = None,
+    ) -> SearchHits: ...
+
+    def collection(self, collection_id: str) -> Collection: ...
 
 
 class PostgresVectors:
@@ -30,7 +46,7 @@ class PostgresVectors:
     are the database's, and the store VACUUMs after each deletion.
     """
 
-    def __init__(self, store: PostgresStore, *, ef_search: int = DEFAULT_EF_SEARCH) -> None:
+    def __init__(self, store: HnswStore, *, ef_search: int = DEFAULT_EF_SEARCH) -> None:
         self._store = store
         self.ef_search = ef_search
 
