@@ -34,6 +34,9 @@ SQLITE_FILE = "faceledger.sqlite3"
 #: Connections in the pool a process's stores and ledger share on PostgreSQL (they had 8 + 4 +
 #: 4 + the ledger's 2 in pools of their own); PostgreSQL's default ``max_connections`` is 100.
 SHARED_POOL_SIZE = 16
+#: Connections kept open when idle (one each, as the separate pools and the ledger's writer
+#: had, so a ledger append rarely waits for a new connection).
+SHARED_POOL_MIN = 4
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ def open_stores(settings: Settings) -> Stores:
         path = settings.data_dir / SQLITE_FILE
         return Stores(SQLiteStore(path), SQLiteKeyStore(path), SQLiteVideoStore(path))
     require_head(url)
-    pool = open_pool(url, size=SHARED_POOL_SIZE, name="faceledger")
+    pool = open_pool(url, size=SHARED_POOL_SIZE, name="faceledger", min_size=SHARED_POOL_MIN)
     return Stores(
         PostgresStore(url, pool=pool),
         PostgresKeyStore(url, pool=pool),

@@ -14,12 +14,12 @@ from psycopg_pool import ConnectionPool
 POOL_TIMEOUT_S = 30.0
 
 
-def open_pool(url: str, *, size: int, name: str) -> ConnectionPool:
-    """A psycopg pool of at most ``size`` connections to ``url``, checked on checkout, open and
-    connected (the server unreachable → the error now, not at the first request)."""
+def open_pool(url: str, *, size: int, name: str, min_size: int = 1) -> ConnectionPool:
+    """A psycopg pool of ``min_size`` to ``size`` connections to ``url``, checked on checkout,
+    open and connected (the server unreachable → the error now, not at the first request)."""
     pool = ConnectionPool(
         url,
-        min_size=1,
+        min_size=min_size,
         max_size=size,
         timeout=POOL_TIMEOUT_S,
         name=name,
