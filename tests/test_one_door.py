@@ -676,11 +676,13 @@ def _walk_web(
 
 
 def _sse(client: httpx.Client, path: str) -> None:
-    """Open an event stream and leave after its first bytes (a missing processor breaks the
-    stream after its first line today)."""
+    """Read an event stream to its end: for a missing processor, its first line, then the
+    problem event, sent once the refusal is on the record (leaving after the first bytes
+    raced that record on a busy machine)."""
     try:
         with client.stream("GET", path) as events:
-            next(events.iter_bytes(), b"")
+            for _ in events.iter_bytes():
+                pass
     except httpx.HTTPError:
         pass
 

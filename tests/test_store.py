@@ -12,7 +12,8 @@ import pytest
 from faceledger.config import Settings
 from faceledger.domain.collections import BoundingBox
 from faceledger.domain.errors import ResourceAlreadyExistsError, ResourceNotFoundError
-from faceledger.store.factory import Store, open_store
+from faceledger.store.base import FaceStore as Store
+from faceledger.store.factory import open_store
 from faceledger.store.sqlite.faces import NewFace, SQLiteStore
 
 

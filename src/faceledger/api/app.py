@@ -62,9 +62,11 @@ from faceledger.domain.errors import (
     InvalidParameterError,
     LedgerError,
 )
+from faceledger.services.container import build_gateway
 from faceledger.services.gateway import Gateway
 from faceledger.services.lifecycle import observe_stages, record_shutdown
 from faceledger.services.private_files import make_installation_private
+from faceledger.store.migrations import SchemaNotCurrentError
 
 logger = logging.getLogger("faceledger.api")
 
@@ -341,16 +343,13 @@ async def _open_gateway(settings: Settings) -> Gateway:
     ledger verified since its last checkpoint; start-up is refused otherwise."""
     # Before anything is created: new files 0600, and an older installation tightened.
     await anyio.to_thread.run_sync(make_installation_private, settings)
-    if settings.database_url:
-        # A database not at this release's schema is refused before anything touches it.
-        from faceledger.store.migrations import SchemaNotCurrentError, require_head
-
-        try:
-            await anyio.to_thread.run_sync(require_head, settings.database_url)
-        except SchemaNotCurrentError as exc:
-            logger.error("refusing to start: %s", exc.message)
-            raise
-    gate = Gateway(settings)
+    # One schema check (a database not at this release's schema is refused before anything
+    # touches it) and one pool per process: the container opens each backend once.
+    try:
+        gate = build_gateway(settings)
+    except SchemaNotCurrentError as exc:
+        logger.error("refusing to start: %s", exc.message)
+        raise
     try:  # a ledger that does not verify since its last checkpoint: refuse to serve
         await anyio.to_thread.run_sync(gate.open_ledger)
     except LedgerError as exc:

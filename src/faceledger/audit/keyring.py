@@ -19,7 +19,6 @@ about three times faster in Python than ``hmac.new`` per record.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field

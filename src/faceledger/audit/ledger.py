@@ -23,12 +23,11 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from faceledger.audit.chain import KIND_AT, PREFIX_LEN
 from faceledger.audit.core import (
@@ -42,8 +41,11 @@ from faceledger.audit.intents import OpenIntent
 from faceledger.audit.signing import resolve_key_file
 from faceledger.audit.verify import Row
 from faceledger.domain.errors import LedgerError
+from faceledger.store.rules import LedgerDialect, ledger_meta_values
 
 if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
+
     from faceledger.config import Settings
 
 __all__ = ["LEDGER_FILENAME", "ChainLedger", "Ledger", "LedgerEntry"]
@@ -78,7 +80,13 @@ BEGIN SELECT RAISE(ABORT, 'the audit ledger is append-only'); END;
 
 # The JSON part of a body, for SQL filters (substr is 1-based; CAST because it is a BLOB).
 _JSON_SQL = f"CAST(substr(body, {PREFIX_LEN + 1}) AS TEXT)"
-_EVENT_SQL = f"substr(body, {KIND_AT + 1}, 1) = X'45'"  # the kind marker is b"E"
+_DIALECT = LedgerDialect(
+    table="records",
+    event_sql=f"substr(body, {KIND_AT + 1}, 1) = X'45'",  # the kind marker is b"E"
+    field_sql=lambda name: f"json_extract({_JSON_SQL}, '$.{name}') = ?",
+    time_sql=f"json_extract({_JSON_SQL}, '$.time')",
+    mark="?",
+)
 _FETCH_ROWS = 8192
 
 
@@ -181,12 +189,11 @@ class Ledger(ChainLedger):
             if "mac" not in columns:  # a ledger from before per-record MACs
                 with contextlib.suppress(sqlite3.OperationalError):  # another process did
                     db.execute("ALTER TABLE records ADD COLUMN mac BLOB")
-            now = time.time()
             db.execute("BEGIN IMMEDIATE")
             db.execute(
                 "INSERT OR IGNORE INTO meta (id, ledger_id, created_at, last_checkpoint_seq, "
                 "last_checkpoint_time) VALUES (1, ?, ?, 0, ?)",
-                (uuid.uuid4().hex, now, now),
+                ledger_meta_values(time.time()),
             )
             db.execute("COMMIT")
             row = db.execute("SELECT ledger_id, created_at FROM meta WHERE id = 1").fetchone()
@@ -197,11 +204,14 @@ class Ledger(ChainLedger):
         self.created_at: float = float(row[1])
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ChainLedger:
+    def from_settings(
+        cls, settings: Settings, *, pool: ConnectionPool | None = None
+    ) -> ChainLedger:
         """The installation's ledger: in PostgreSQL when ``settings.database_url`` is set
-        (``faceledger.audit.postgres``), else ``<data_dir>/ledger.sqlite3``. Either way it is
-        signed with ``settings.ledger_key_file`` (default
-        ``$XDG_CONFIG_HOME/faceledger/ledger.key``), which must be outside ``data_dir``."""
+        (``faceledger.audit.postgres``; on ``pool`` when given, the stores' shared pool), else
+        ``<data_dir>/ledger.sqlite3``. Either way it is signed with ``settings.ledger_key_file``
+        (default ``$XDG_CONFIG_HOME/faceledger/ledger.key``), which must be outside
+        ``data_dir``."""
         key_file = resolve_key_file(settings.ledger_key_file, settings.data_dir)
         if settings.database_url is not None:
             from faceledger.audit.postgres import PostgresLedger
@@ -211,6 +221,7 @@ class Ledger(ChainLedger):
                 key_file=key_file,
                 checkpoint_every=settings.ledger_checkpoint_every,
                 checkpoint_seconds=settings.ledger_checkpoint_seconds,
+                pool=pool,
             )
         return cls(
             settings.data_dir / LEDGER_FILENAME,
@@ -269,26 +280,7 @@ class Ledger(ChainLedger):
         return int(row[0] or 0)
 
     def _select(self, query: EntryQuery) -> Iterator[tuple[int, bytes, bytes]]:
-        conditions: list[str] = []
-        params: list[Any] = []
-        if not query.include_checkpoints:
-            conditions.append(_EVENT_SQL)
-        for name, value in query.fields.items():
-            conditions.append(f"json_extract({_JSON_SQL}, '$.{name}') = ?")
-            params.append(value)
-        if query.since is not None:
-            conditions.append(f"json_extract({_JSON_SQL}, '$.time') >= ?")
-            params.append(query.since)
-        if query.until is not None:
-            conditions.append(f"json_extract({_JSON_SQL}, '$.time') < ?")
-            params.append(query.until)
-        sql = "SELECT seq, body, digest FROM records"
-        if conditions:
-            sql += " WHERE " + " AND ".join(conditions)
-        sql += " ORDER BY seq" + (" DESC" if query.newest_first else "")
-        if query.limit is not None:
-            sql += " LIMIT ?"
-            params.append(query.limit)
+        sql, params = _DIALECT.select(query)
         cursor = self._reader().execute(sql, params)
         try:
             for rows in iter(partial(cursor.fetchmany, 1000), []):

@@ -16,18 +16,19 @@ session, so ``append`` returns only once the batch is in PostgreSQL's WAL on dis
 against mistakes; give the API's role only INSERT and SELECT there). Tampering by a superuser
 is what ``verify`` detects, exactly as for the file.
 
-Connections: one writer (only the current group-commit leader uses it), one shared reader for
-short queries, and a fresh connection for each ``entries`` / ``verify`` pass (they stream with
-a server-side cursor; ``verify`` reads one REPEATABLE READ snapshot).
+Connections: the writer (the current group-commit leader) and short reads take a connection
+from the process's pool (``services/container.py`` shares the stores' pool; a ledger made
+alone opens a small one of its own); each ``entries`` / ``verify`` pass opens a connection of
+its own (they stream with a server-side cursor, however long the reader takes; ``verify``
+reads one REPEATABLE READ snapshot).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,22 +36,32 @@ from typing import Any
 import psycopg
 from psycopg import IsolationLevel
 from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool
 
 from faceledger.audit.chain import KIND_AT, KIND_CODES, KIND_EVENT, PREFIX_LEN
 from faceledger.audit.core import ChainLedger, EntryQuery, LedgerWrite, VerifySnapshot
 from faceledger.audit.intents import OpenIntent
 from faceledger.audit.verify import Row
 from faceledger.domain.errors import LedgerError
+from faceledger.store.postgres.pool import open_pool
+from faceledger.store.rules import LedgerDialect, ledger_meta_values
 
 RECORDS = "ledger.records"
 META = "ledger.meta"
 INTENTS = "ledger.open_intents"
 LOCK_TIMEOUT_MS = 30_000  # how long a writer waits for another's transaction (as SQLite's)
+POOL_SIZE = 4  # connections of a ledger that has no shared pool
 _FETCH_ROWS = 8192
 
 # The JSON part of a body, for SQL filters (substring is 1-based, get_byte 0-based).
 _JSON_SQL = f"convert_from(substring(body FROM {PREFIX_LEN + 1}), 'UTF8')::jsonb"
-_EVENT_SQL = f"get_byte(body, {KIND_AT}) = {KIND_CODES[KIND_EVENT][0]}"
+_DIALECT = LedgerDialect(
+    table=RECORDS,
+    event_sql=f"get_byte(body, {KIND_AT}) = {KIND_CODES[KIND_EVENT][0]}",
+    field_sql=lambda name: f"({_JSON_SQL} ->> '{name}') = %s",  # names: core.FIELD_FILTERS
+    time_sql=f"({_JSON_SQL} ->> 'time')::float8",
+    mark="%s",
+)
 
 
 def database_location(url: str) -> str:
@@ -146,26 +157,29 @@ class PostgresLedger(ChainLedger):
         key_file: Path,
         checkpoint_every: int = 1000,
         checkpoint_seconds: float = 60.0,
+        pool: ConnectionPool | None = None,
     ) -> None:
+        """``pool``: the process's shared pool (its owner closes it); without one the ledger
+        opens its own of ``POOL_SIZE`` connections."""
         self._init_signing(Path(key_file), checkpoint_every, checkpoint_seconds)
         self.url = url
         try:
             self.location = database_location(url)
         except psycopg.Error as exc:
             raise LedgerError(f"the ledger's database URL is not valid: {exc}") from None
-        self._lock = threading.Lock()  # guards opening and closing the two connections
-        self._reader_conn: psycopg.Connection[Any] | None = None
-        self._writer_conn: psycopg.Connection[Any] | None = None
+        self._lock = threading.Lock()  # guards reopening an own pool after ``close``
+        self._owns_pool = pool is None
+        self._pool: ConnectionPool | None = pool
         try:
-            conn = self._reader()
-            now = time.time()
-            with conn.transaction():
+            with self._connection() as conn:
                 conn.execute(
                     f"INSERT INTO {META} (id, ledger_id, created_at, last_checkpoint_seq, "
                     "last_checkpoint_time) VALUES (1, %s, %s, 0, %s) ON CONFLICT (id) DO NOTHING",
-                    (uuid.uuid4().hex, now, now),
+                    ledger_meta_values(time.time()),
                 )
-            row = conn.execute(f"SELECT ledger_id, created_at FROM {META} WHERE id = 1").fetchone()
+                row = conn.execute(
+                    f"SELECT ledger_id, created_at FROM {META} WHERE id = 1"
+                ).fetchone()
         except psycopg.errors.UndefinedTable:
             self._close_storage()
             raise LedgerError(
@@ -183,60 +197,35 @@ class PostgresLedger(ChainLedger):
     def _connect(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
         return psycopg.connect(self.url, autocommit=autocommit, connect_timeout=30)
 
-    def _reader(self) -> psycopg.Connection[Any]:
-        """The shared connection for short reads (psycopg serialises threads on it)."""
+    def _connection(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        """A pooled connection, in a transaction committed when the block exits without error
+        (rolled back otherwise)."""
         with self._lock:
-            conn = self._reader_conn
-            if conn is None or conn.closed or conn.broken:
-                conn = self._reader_conn = self._connect()
-            return conn
-
-    def _writer(self) -> psycopg.Connection[Any]:
-        with self._lock:
-            conn = self._writer_conn
-            if conn is None or conn.closed or conn.broken:
-                conn = self._writer_conn = self._connect()
-                conn.execute("SET synchronous_commit TO on")
-                conn.execute(f"SET lock_timeout TO {LOCK_TIMEOUT_MS}")
-            return conn
+            pool = self._pool
+            if pool is None or (self._owns_pool and pool.closed):
+                pool = self._pool = open_pool(self.url, size=POOL_SIZE, name="faceledger-ledger")
+        return pool.connection()
 
     # -- storage --------------------------------------------------------------------------
     @contextmanager
     def _writing(self) -> Iterator[LedgerWrite]:
-        conn = self._writer()
-        with conn.transaction():
+        with self._connection() as conn:
+            conn.execute("SET LOCAL synchronous_commit TO on")  # durable once committed
+            conn.execute(f"SET LOCAL lock_timeout TO {LOCK_TIMEOUT_MS}")
             checkpoint = _meta(conn, lock=True)  # the ledger's lock, held until commit
             yield _PgWrite(conn, checkpoint)
 
     def _checkpoint_state(self) -> tuple[int, float]:
-        return _meta(self._reader())
+        with self._connection() as conn:
+            return _meta(conn)
 
     def last_seq(self) -> int:
-        row = self._reader().execute(f"SELECT max(seq) FROM {RECORDS}").fetchone()
+        with self._connection() as conn:
+            row = conn.execute(f"SELECT max(seq) FROM {RECORDS}").fetchone()
         return int(row[0] or 0) if row is not None else 0
 
     def _select(self, query: EntryQuery) -> Iterator[tuple[int, bytes, bytes]]:
-        conditions: list[str] = []
-        params: list[Any] = []
-        if not query.include_checkpoints:
-            conditions.append(_EVENT_SQL)
-        for name, value in query.fields.items():  # names come from core.FIELD_FILTERS
-            conditions.append(f"({_JSON_SQL} ->> '{name}') = %s")
-            params.append(value)
-        if query.since is not None:
-            conditions.append(f"({_JSON_SQL} ->> 'time')::float8 >= %s")
-            params.append(query.since)
-        if query.until is not None:
-            conditions.append(f"({_JSON_SQL} ->> 'time')::float8 < %s")
-            params.append(query.until)
-        sql = f"SELECT seq, body, digest FROM {RECORDS}"
-        if conditions:
-            sql += " WHERE " + " AND ".join(conditions)
-        sql += " ORDER BY seq" + (" DESC" if query.newest_first else "")
-        if query.limit is not None:
-            sql += " LIMIT %s"
-            params.append(query.limit)
-        return self._stream(sql, params)
+        return self._stream(*_DIALECT.select(query))
 
     def _stream(self, sql: str, params: list[Any]) -> Iterator[tuple[int, bytes, bytes]]:
         conn = self._connect(autocommit=False)
@@ -267,24 +256,21 @@ class PostgresLedger(ChainLedger):
             conn.close()
 
     def _open_intents(self) -> list[OpenIntent]:
-        rows = (
-            self._reader()
-            .execute(f"SELECT intent_id, seq, owner, time FROM {INTENTS} ORDER BY seq")
-            .fetchall()
-        )
+        with self._connection() as conn:
+            rows = conn.execute(
+                f"SELECT intent_id, seq, owner, time FROM {INTENTS} ORDER BY seq"
+            ).fetchall()
         return [OpenIntent(str(r[0]), int(r[1]), str(r[2]), float(r[3])) for r in rows]
 
     def _row_at(self, seq: int) -> tuple[int, bytes, bytes] | None:
-        row = (
-            self._reader()
-            .execute(f"SELECT seq, body, digest FROM {RECORDS} WHERE seq = %s", (seq,))
-            .fetchone()
-        )
+        with self._connection() as conn:
+            row = conn.execute(
+                f"SELECT seq, body, digest FROM {RECORDS} WHERE seq = %s", (seq,)
+            ).fetchone()
         return (int(row[0]), bytes(row[1]), bytes(row[2])) if row is not None else None
 
     def _close_storage(self) -> None:
+        """Close the ledger's own pool (a shared one is its owner's to close)."""
         with self._lock:
-            for conn in (self._reader_conn, self._writer_conn):
-                if conn is not None:
-                    conn.close()
-            self._reader_conn = self._writer_conn = None
+            if self._owns_pool and self._pool is not None:
+                self._pool.close()

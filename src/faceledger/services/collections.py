@@ -70,9 +70,9 @@ from faceledger.services.faces import FaceService, ImageSource
 from faceledger.services.tokens import TokenSigner, load_or_create_secret
 from faceledger.services.validation import check_int, check_threshold
 from faceledger.services.vectors import CollectionIndexes, VectorSearch, collection_vectors
+from faceledger.store.base import FaceStore
 from faceledger.store.factory import open_store
-from faceledger.store.postgres.faces import PostgresStore
-from faceledger.store.sqlite.faces import NewFace
+from faceledger.store.records import NewFace
 
 DEFAULT_FACE_MATCH_THRESHOLD = 80.0
 MAX_SEARCH_FACES = 4096
@@ -194,28 +194,35 @@ def _check_tags(tags: dict[str, str]) -> dict[str, str]:
 class CollectionService:
     """Create, describe, list and delete collections; index, list, delete and search faces."""
 
-    def __init__(self, settings: Settings, faces: FaceService | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        faces: FaceService | None = None,
+        *,
+        store: FaceStore | None = None,
+    ) -> None:
+        """``store``: the process's face store (``services/container.py``); without one the
+        service opens (and closes) its own from ``settings``."""
         self.settings = settings
         self.faces = faces or FaceService(settings)
         # SQLite or PostgreSQL (``FACELEDGER_DATABASE_URL``), and its vector search.
-        self.store = open_store(settings)
+        self._owns_store = store is None
+        self.store: FaceStore = store if store is not None else open_store(settings)
         self.indexes: VectorSearch = collection_vectors(
             self.store,
             settings.data_dir / "indexes",
             in_database=settings.vector_search == "database",
         )
         # Replicas on one database share the token key, so a NextToken works on any of them.
-        self._tokens = TokenSigner(
-            self.store.shared_secret("pagination-tokens")
-            if isinstance(self.store, PostgresStore)
-            else load_or_create_secret(settings.data_dir / "token.key")
-        )
+        secret = self.store.shared_secret("pagination-tokens")
+        key_file = settings.data_dir / "token.key"
+        self._tokens = TokenSigner(secret or load_or_create_secret(key_file))
         self._enrol_lock = threading.Lock()
 
     def close(self) -> None:
         self.indexes.save_all()
-        if isinstance(self.store, PostgresStore):
-            self.store.close()  # the pool's connections (SQLite's close by thread)
+        if self._owns_store:
+            self.store.close()
 
     # -- collections ------------------------------------------------------------------------
     def create_collection(

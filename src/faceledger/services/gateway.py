@@ -47,8 +47,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from faceledger.audit.core import ChainLedger
 from faceledger.audit.intents import OpenIntent, owner_alive, process_owner
-from faceledger.audit.ledger import Ledger
 from faceledger.config import Settings
 from faceledger.domain.audit import CURRENT_INTENT, AuditEvent, Caller
 from faceledger.domain.errors import (
@@ -60,7 +60,6 @@ from faceledger.domain.errors import (
 )
 from faceledger.domain.policy import MAX_CASE_CHARS, MAX_PURPOSE_CHARS
 from faceledger.domain.principals import ROLES, Principal
-from faceledger.services.collections import CollectionService
 from faceledger.services.faces import FaceService
 from faceledger.services.gateway_collections import CollectionVerbs
 from faceledger.services.gateway_images import ImageVerbs
@@ -70,11 +69,7 @@ from faceledger.services.gateway_search import SearchVerbs
 from faceledger.services.gateway_upkeep import MaintenanceVerbs
 from faceledger.services.gateway_users import UserVerbs
 from faceledger.services.gateway_video import VideoVerbs
-from faceledger.services.keys import KeyService
-from faceledger.services.labels import LabelService
-from faceledger.services.objects import ImageObjects
-from faceledger.services.users import UserService
-from faceledger.services.video.service import VideoService
+from faceledger.services.wiring import Services, build_services, ledger_record
 
 R = TypeVar("R")
 logger = logging.getLogger(__name__)
@@ -139,17 +134,25 @@ class Gateway(
         settings: Settings,
         *,
         faces: FaceService | None = None,
-        ledger: Ledger | None = None,
+        ledger: ChainLedger | None = None,
+        services: Services | None = None,
     ) -> None:
+        """The gateway over ``services`` (``services/container.py``: ``build_gateway``);
+        without them it builds its own with the same builders (``faces``, ``ledger``: parts
+        to share instead of building them)."""
         self.settings = settings
-        self._faces = faces or FaceService(settings)
-        self._labels = LabelService(settings)
-        self._collections = CollectionService(settings, self._faces)
-        self._users = UserService(self._collections)
-        self._keys = KeyService(settings)
-        self._objects = ImageObjects(settings)
-        self._ledger = ledger or Ledger.from_settings(settings)
-        self._video = VideoService(settings, self._collections, self._objects, self._record)
+        parts = services or build_services(settings, faces=faces, ledger=ledger)
+        self._services = parts
+        self._faces = parts.faces
+        self._labels = parts.labels
+        self._collections = parts.collections
+        self._users = parts.users
+        self._keys = parts.keys
+        self._objects = parts.objects
+        self._ledger = parts.ledger
+        self._video = parts.video
+        # Ledgers what happens after the call that caused it, for the caller who started it.
+        self._record = ledger_record(self._ledger)
         self._in_flight: set[str] = set()  # this process's intents whose call still runs
         self._in_flight_lock = threading.Lock()
         try:
@@ -157,28 +160,9 @@ class Gateway(
         except FaceLedgerError as exc:  # e.g. a bent ledger: `audit verify` must still run
             logger.error("could not reconcile open intents: %s", exc.message)
 
-    def _record(
-        self,
-        caller: Caller,
-        operation: str,
-        collection_id: str | None,
-        result: dict[str, Any],
-        outcome: str,
-    ) -> None:
-        """Ledger something that happened after the call that caused it (a video job's end, a
-        stream match), on behalf of the caller who started it."""
-        self._ledger.append(
-            AuditEvent.of(
-                caller, operation, outcome=outcome, collection_id=collection_id, result=result
-            )
-        )
-
     def close(self) -> None:
-        self._video.close()
-        self._collections.close()
-        self._objects.close()
-        self._ledger.close()
-        self._keys.close()
+        """Stop the services and close the backends (stores, ledger, the shared pool)."""
+        self._services.close()
 
     def open_ledger(self) -> None:
         """Load the ledger key and verify the ledger since its last signed checkpoint; a

@@ -4,7 +4,7 @@ A key is ``FLAK`` + 16 base-32 characters (shaped like AWS's ``AKIA…``) with a
 secret; it belongs to a principal and carries roles from ``faceledger.domain.principals``.
 The secret is returned once, by ``create``; afterwards only the verifiers see it
 (``credentials`` for SigV4, ``authenticate_bearer`` for the native API). Secrets are stored
-in the data directory's database (see ``faceledger.store.sqlite.keys``).
+in the data directory's database (see ``faceledger.store.key_tables``).
 
 **Rate limits.** Every authenticated request takes a token from its key's bucket
 (:class:`RateLimiter`): ``rate_per_second`` tokens a second refill a bucket of ``burst`` tokens,
@@ -44,8 +44,9 @@ from faceledger.domain.errors import (
     UnrecognizedClientError,
 )
 from faceledger.domain.principals import ROLES, Principal
+from faceledger.store.base import KeyStore
 from faceledger.store.factory import open_key_store
-from faceledger.store.sqlite.keys import AccessKey
+from faceledger.store.records import AccessKey
 
 __all__ = ["AccessKey", "KeyService", "RateLimiter"]
 
@@ -199,14 +200,25 @@ class RateLimiter:
 class KeyService:
     """The access-key verbs, over the ``access_keys`` table of ``settings.data_dir``."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.store = open_key_store(settings)  # SQLite in data_dir, or PostgreSQL
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        store: KeyStore | None = None,
+    ) -> None:
+        """``store``: the process's key store (``services/container.py``); without one the
+        service opens (and closes) its own from ``settings`` (SQLite in data_dir, or
+        PostgreSQL)."""
+        self._owns_store = store is None
+        self.store: KeyStore = store if store is not None else open_key_store(settings)
         self.limiter = RateLimiter(
             settings.default_rate_per_second, settings.default_burst, clock=clock
         )
 
     def close(self) -> None:
-        self.store.close()
+        if self._owns_store:
+            self.store.close()
 
     # -- management -----------------------------------------------------------------------
     def _new_key(

@@ -100,7 +100,6 @@ from faceledger.domain.collections import (
     check_id,
 )
 from faceledger.domain.errors import (
-    IdempotentParameterMismatchError,
     InvalidParameterError,
     ResourceAlreadyExistsError,
     ResourceNotFoundError,
@@ -123,7 +122,8 @@ from faceledger.services.collections import (
 )
 from faceledger.services.faces import ImageSource
 from faceledger.services.validation import check_int, check_threshold
-from faceledger.store.sqlite.faces import RequestRecord, UserFacesChange
+from faceledger.store.records import RequestRecord, UserFacesChange
+from faceledger.store.rules import replay
 
 MAX_FACES_PER_USER = 100
 MAX_FACE_IDS_PER_CALL = 100  # UserFaceIdList
@@ -184,15 +184,6 @@ class UserService:
             check_id(token, CLIENT_REQUEST_TOKEN_RE, "ClientRequestToken")
         return token
 
-    @staticmethod
-    def _replay(record: RequestRecord, params: str) -> dict[str, Any]:
-        if record.params != params:
-            raise IdempotentParameterMismatchError(
-                "ClientRequestToken was already used with different parameters"
-            )
-        response: dict[str, Any] = json.loads(record.response)
-        return response
-
     # -- lifecycle --------------------------------------------------------------------------
     def create_user(
         self, collection_id: str, user_id: str, client_request_token: str | None = None
@@ -217,7 +208,7 @@ class UserService:
         except ResourceAlreadyExistsError as exc:
             raise UserAlreadyExistsError(exc.message) from None
         if earlier is not None:
-            self._replay(earlier, params)
+            replay(earlier, params)
 
     def delete_user(
         self, collection_id: str, user_id: str, client_request_token: str | None = None
@@ -236,7 +227,7 @@ class UserService:
                 collection_id, user_id, request_token=token, params=params
             )
         if earlier is not None:
-            self._replay(earlier, params)
+            replay(earlier, params)
 
     def list_users(
         self,
@@ -288,7 +279,7 @@ class UserService:
             if token is not None:
                 earlier = store.request_record(collection_id, "AssociateFaces", token)
                 if earlier is not None:
-                    return _outcome(self._replay(earlier, params))
+                    return _outcome(replay(earlier, params))
             failed, candidates = self._owned_elsewhere(collection_id, user_id, wanted)
             existing = store.user_embeddings(collection_id, [user_id]).get(user_id)
             accepted, refused = self._matching(
@@ -382,7 +373,7 @@ class UserService:
             if token is not None:
                 earlier = store.request_record(collection_id, "DisassociateFaces", token)
                 if earlier is not None:
-                    return _outcome(self._replay(earlier, params))
+                    return _outcome(replay(earlier, params))
             change = store.disassociate(collection_id, user_id, wanted)
             outcome = _outcome_of(change, wanted, {})
             if token is not None:

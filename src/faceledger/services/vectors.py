@@ -28,9 +28,8 @@ from numpy.typing import NDArray
 
 from faceledger.domain.errors import ResourceNotFoundError
 from faceledger.index import IndexPolicy, VectorIndex, load_index, make_index
-from faceledger.store.factory import Store
-from faceledger.store.postgres.faces import PostgresStore, PostgresVectors
-from faceledger.store.sqlite.faces import FaceChanges, SQLiteStore
+from faceledger.store.base import FaceStore
+from faceledger.store.records import FaceChanges
 
 
 class VectorSearch(Protocol):
@@ -67,14 +66,17 @@ class VectorSearch(Protocol):
         ...
 
 
-def collection_vectors(store: Store, folder: Path, *, in_database: bool = False) -> VectorSearch:
+def collection_vectors(
+    store: FaceStore, folder: Path, *, in_database: bool = False
+) -> VectorSearch:
     """The vector search for ``store``: an in-memory index per collection, cached in
     ``folder`` and kept current from the store's change log, for either backend; or, with
     ``in_database`` (PostgreSQL only), pgvector's HNSW search in the database."""
     if in_database:
-        if not isinstance(store, PostgresStore):
+        vectors = store.database_vectors()
+        if vectors is None:
             raise ValueError("vector search in the database needs the PostgreSQL store")
-        return PostgresVectors(store)
+        return vectors
     return CollectionIndexes(store, folder)
 
 
@@ -95,7 +97,7 @@ class CollectionIndexes:
     collection (or its next maintenance pass, ``refresh_all``).
     """
 
-    def __init__(self, store: SQLiteStore | PostgresStore, folder: Path) -> None:
+    def __init__(self, store: FaceStore, folder: Path) -> None:
         self._store = store
         self._folder = folder
         self._indexes: dict[str, _Entry] = {}

@@ -4,16 +4,25 @@
 open). Set (``postgresql://…``): PostgreSQL, whose schema must be at this release's head
 revision (``faceledger db upgrade``); opening refuses an older or empty database with
 ``SchemaNotCurrentError``, before anything is read or written.
+
+``open_stores`` opens all three stores of a process at once (``services/container.py``): on
+PostgreSQL after one schema check, over one connection pool they share (the ledger joins it).
+``open_store`` / ``open_key_store`` / ``open_video_store`` open one alone (each with its own
+check and pool: tools and tests).
 """
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from dataclasses import dataclass
+
+from psycopg_pool import ConnectionPool
 
 from faceledger.config import Settings
+from faceledger.store.base import FaceStore, KeyStore, VideoStore
 from faceledger.store.migrations import require_head
 from faceledger.store.postgres.faces import PostgresStore
 from faceledger.store.postgres.keys import PostgresKeyStore
+from faceledger.store.postgres.pool import open_pool
 from faceledger.store.postgres.video import PostgresVideoStore
 from faceledger.store.sqlite.faces import SQLiteStore
 from faceledger.store.sqlite.keys import SQLiteKeyStore
@@ -22,12 +31,51 @@ from faceledger.store.sqlite.video import SQLiteVideoStore
 #: The file of the embedded backend, in ``Settings.data_dir``.
 SQLITE_FILE = "faceledger.sqlite3"
 
-Store: TypeAlias = SQLiteStore | PostgresStore
-AnyKeyStore: TypeAlias = SQLiteKeyStore | PostgresKeyStore
-AnyVideoStore: TypeAlias = SQLiteVideoStore | PostgresVideoStore
+#: Connections in the pool a process's stores and ledger share on PostgreSQL (they had 8 + 4 +
+#: 4 + the ledger's 2 in pools of their own); PostgreSQL's default ``max_connections`` is 100.
+SHARED_POOL_SIZE = 16
+#: Connections kept open when idle (one each, as the separate pools and the ledger's writer
+#: had, so a ledger append rarely waits for a new connection).
+SHARED_POOL_MIN = 4
 
 
-def open_store(settings: Settings) -> Store:
+@dataclass(frozen=True)
+class Stores:
+    """A process's stores, opened together; ``pool`` is the one they share on PostgreSQL (None
+    on SQLite), for the ledger to join."""
+
+    faces: FaceStore
+    keys: KeyStore
+    video: VideoStore
+    pool: ConnectionPool | None = None
+
+    def close(self) -> None:
+        """Close each store, then the shared pool (idempotent)."""
+        self.video.close()
+        self.keys.close()
+        self.faces.close()
+        if self.pool is not None:
+            self.pool.close()
+
+
+def open_stores(settings: Settings) -> Stores:
+    """The face, key and video stores of ``settings``: on PostgreSQL one schema check and one
+    pool for all three; on SQLite the one file."""
+    url = settings.database_url
+    if not url:
+        path = settings.data_dir / SQLITE_FILE
+        return Stores(SQLiteStore(path), SQLiteKeyStore(path), SQLiteVideoStore(path))
+    require_head(url)
+    pool = open_pool(url, size=SHARED_POOL_SIZE, name="faceledger", min_size=SHARED_POOL_MIN)
+    return Stores(
+        PostgresStore(url, pool=pool),
+        PostgresKeyStore(url, pool=pool),
+        PostgresVideoStore(url, pool=pool),
+        pool,
+    )
+
+
+def open_store(settings: Settings) -> FaceStore:
     """Collections, faces and users: PostgreSQL when ``database_url`` is set, else SQLite."""
     if settings.database_url:
         require_head(settings.database_url)
@@ -35,7 +83,7 @@ def open_store(settings: Settings) -> Store:
     return SQLiteStore(settings.data_dir / SQLITE_FILE)
 
 
-def open_key_store(settings: Settings) -> AnyKeyStore:
+def open_key_store(settings: Settings) -> KeyStore:
     """Access keys, in the same database as ``open_store``'s."""
     if settings.database_url:
         require_head(settings.database_url)
@@ -43,7 +91,7 @@ def open_key_store(settings: Settings) -> AnyKeyStore:
     return SQLiteKeyStore(settings.data_dir / SQLITE_FILE)
 
 
-def open_video_store(settings: Settings) -> AnyVideoStore:
+def open_video_store(settings: Settings) -> VideoStore:
     """Stored-video jobs and stream processors, in the same database as ``open_store``'s."""
     if settings.database_url:
         require_head(settings.database_url)

@@ -26,7 +26,7 @@ from faceledger.api.native.routes import COMMON_ERRORS
 from faceledger.domain.errors import InvalidParameterError
 from faceledger.domain.policy import MAX_CASE_CHARS, MAX_PURPOSE_CHARS
 from faceledger.services.video.jobs import JobPage
-from faceledger.store.sqlite.video import ProcessorRow
+from faceledger.store.records import ProcessorRow
 
 router = APIRouter(prefix="/v1", responses=COMMON_ERRORS)
 

@@ -21,7 +21,7 @@ from faceledger.api.rekognition.dispatch import Context, operation
 from faceledger.domain.errors import InvalidParameterError, ResourceNotFoundError
 from faceledger.services.video.jobs import JobPage
 from faceledger.services.video.processors import rekognition_status
-from faceledger.store.sqlite.video import ProcessorRow
+from faceledger.store.records import ProcessorRow
 
 _KVS_ARN = re.compile(r"arn:[a-z\d-]+:kinesisvideo:[a-z\d-]+:\d{12}:(?P<resource>.+)")
 _KDS_ARN = re.compile(r"arn:[a-z\d-]+:kinesis:[a-z\d-]+:\d{12}:stream/(?P<name>[a-zA-Z0-9_.\-]+)")

@@ -45,7 +45,7 @@ from faceledger.services.video.common import (
     owner_gone,
 )
 from faceledger.services.video.notifications import CompletionNotifier
-from faceledger.store.factory import AnyVideoStore
+from faceledger.store.base import VideoStore
 from faceledger.store.sqlite.video import (
     FAILED,
     IN_PROGRESS,
@@ -93,7 +93,7 @@ class VideoJobs:
         self,
         settings: Settings,
         *,
-        store: AnyVideoStore,
+        store: VideoStore,
         collections: CollectionService,
         objects: ImageObjects,
         record: Record,

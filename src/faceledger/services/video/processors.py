@@ -42,7 +42,7 @@ from faceledger.services.video.common import (
     local_video,
     owner_gone,
 )
-from faceledger.store.factory import AnyVideoStore
+from faceledger.store.base import VideoStore
 from faceledger.store.sqlite.video import ProcessorRow
 from faceledger.video.live import LiveProcessor
 from faceledger.video.sinks import EventHub, JsonlSink, Sink, WebhookSink
@@ -84,7 +84,7 @@ class StreamProcessors:
         self,
         settings: Settings,
         *,
-        store: AnyVideoStore,
+        store: VideoStore,
         collections: CollectionService,
         record: Record,
         hub: EventHub,

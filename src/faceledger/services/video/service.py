@@ -15,7 +15,8 @@ from faceledger.services.tokens import TokenSigner, load_or_create_secret
 from faceledger.services.video.common import Record, new_owner
 from faceledger.services.video.jobs import VideoJobs
 from faceledger.services.video.processors import StreamProcessors
-from faceledger.store.factory import AnyVideoStore, open_video_store
+from faceledger.store.base import VideoStore
+from faceledger.store.factory import open_video_store
 from faceledger.video.sinks import EventHub
 
 
@@ -30,7 +31,7 @@ class VideoService:
         objects: ImageObjects,
         record: Record,
         *,
-        store: AnyVideoStore | None = None,
+        store: VideoStore | None = None,
     ) -> None:
         """``store``: the process's video store, shared; without one the service opens (and
         closes) its own from ``settings``."""

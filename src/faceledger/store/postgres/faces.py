@@ -58,7 +58,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -67,46 +67,33 @@ import psycopg
 from numpy.typing import NDArray
 from psycopg import errors as pg_errors
 from psycopg import sql as pg_sql
+from psycopg_pool import ConnectionPool
 
 from faceledger.domain.audit import CURRENT_INTENT
-from faceledger.domain.collections import BoundingBox, Collection, StoredFace, User
-from faceledger.domain.errors import (
-    InvalidParameterError,
-    ResourceAlreadyExistsError,
-    ResourceNotFoundError,
-    ServiceQuotaExceededError,
-)
+from faceledger.domain.collections import Collection
 from faceledger.index.base import SearchHits
-from faceledger.store.postgres.pool import open_pool
-from faceledger.store.sqlite.faces import (
-    REQUEST_TOKEN_TTL_S,
+from faceledger.store import rules
+from faceledger.store.face_tables import FaceTables
+from faceledger.store.postgres.hnsw import DEFAULT_EF_SEARCH, MAX_EF_SEARCH, PostgresVectors
+from faceledger.store.postgres.pool import PostgresSql, open_pool
+from faceledger.store.records import (
     ChangePosition,
     FaceChanges,
     FaceRow,
     IntentChange,
     NewFace,
-    RequestRecord,
-    UserFacesChange,
-    split_by_owner,
 )
+from faceledger.store.rules import FACE_COLUMNS, NEW_FACE_COLUMNS, face_row
+from faceledger.store.sql import Connection
 
 logger = logging.getLogger(__name__)
 
 #: Connections per store (per process). Each API process also has its key store's and the
 #: ledger's; PostgreSQL's default ``max_connections`` is 100.
 POOL_SIZE = 8
-#: HNSW search breadth when the caller gives none (pgvector's default is 40). Raised to ``k``
-#: when more results are asked for; pgvector caps it at 1,000.
-DEFAULT_EF_SEARCH = 200
-MAX_EF_SEARCH = 1000
 #: HNSW build parameters (pgvector's defaults).
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
-
-_FACE_COLUMNS = (
-    "row_id, face_id, image_id, external_image_id, bbox_left, bbox_top, bbox_width, "
-    "bbox_height, confidence, user_id, image_width_px, image_height_px"
-)
 
 
 def vector_literal(vector: NDArray[np.floating[Any]]) -> str:
@@ -134,25 +121,6 @@ def hnsw_index_sql(collection_pk: int, dim: int) -> str:
     )
 
 
-def _row_to_face(row: Sequence[Any], face_model_version: str) -> FaceRow:
-    row_id, face_id, image_id, ext, left, top, width, height, confidence, user_id = row[:10]
-    image_width_px, image_height_px = row[10:12]
-    return FaceRow(
-        int(row_id),
-        StoredFace(
-            face_id=face_id,
-            image_id=image_id,
-            external_image_id=ext,
-            bounding_box=BoundingBox(left, top, width, height),
-            confidence=float(confidence),
-            user_id=user_id,
-            face_model_version=face_model_version,
-            image_width_px=image_width_px,
-            image_height_px=image_height_px,
-        ),
-    )
-
-
 def _halfvecs(values: Sequence[bytes], dim: int) -> NDArray[np.float32]:
     """float32 (N, dim) from pgvector ``halfvec`` values in binary format (each: int16 dim,
     int16 unused, then ``dim`` big-endian fp16): ten times faster to read than text."""
@@ -162,16 +130,25 @@ def _halfvecs(values: Sequence[bytes], dim: int) -> NDArray[np.float32]:
     return np.frombuffer(raw, dtype=">f2").reshape(-1, dim).astype(np.float32)
 
 
-class PostgresStore:
+class PostgresStore(FaceTables):
     """Collections, faces (vectors in pgvector), users, tags, policies and request tokens."""
 
-    def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
+    def __init__(
+        self, url: str, *, pool: ConnectionPool | None = None, pool_size: int = POOL_SIZE
+    ) -> None:
         self.url = url
-        self._pool = open_pool(url, size=pool_size, name="faceledger-store")
+        self._owns_pool = pool is None  # a shared pool is closed by whoever opened it
+        self._pool = pool or open_pool(url, size=pool_size, name="faceledger-store")
+        self._sql = PostgresSql(self._pool)
 
     def close(self) -> None:
-        """Close the pool's connections (idempotent)."""
-        self._pool.close()
+        """Close the pool's connections (idempotent; a shared pool is its owner's to close)."""
+        if self._owns_pool:
+            self._pool.close()
+
+    def database_vectors(self) -> PostgresVectors:
+        """pgvector's HNSW search of this store's collections (``VECTOR_SEARCH=database``)."""
+        return PostgresVectors(self)
 
     @contextmanager
     def _tx(self) -> Iterator[psycopg.Connection[Any]]:
@@ -209,9 +186,7 @@ class PostgresStore:
 
     # -- collections ----------------------------------------------------------------------
     @staticmethod
-    def _info(
-        conn: psycopg.Connection[Any], collection_id: str, *, lock: bool = False
-    ) -> tuple[int, str, int]:
+    def _info(conn: Connection, collection_id: str, *, lock: bool = False) -> tuple[int, str, int]:
         """(collection_pk, face_model_version, embedding_dim); ResourceNotFoundError if absent.
         ``lock`` takes the collection row FOR UPDATE until the transaction ends."""
         row = conn.execute(
@@ -220,47 +195,30 @@ class PostgresStore:
             (collection_id,),
         ).fetchone()
         if row is None:
-            raise ResourceNotFoundError(f"collection {collection_id!r} does not exist")
+            raise rules.no_collection(collection_id)
         return int(row[0]), str(row[1]), int(row[2])
 
     def _collection_info(self, collection_id: str) -> tuple[int, str, int]:
         with self._tx() as conn:
             return self._info(conn, collection_id)
 
-    def create_collection(
-        self,
-        collection_id: str,
-        face_model_version: str,
-        dim: int,
-        tags: Mapping[str, str] | None = None,
-    ) -> Collection:
-        """A new collection, with its tags, its partition of ``faces`` and the partition's HNSW
-        index (one transaction; see the module docstring)."""
-        now = time.time()
-        try:
-            with self._tx() as conn:
-                row = conn.execute(
-                    "INSERT INTO collections (collection_id, face_model_version, embedding_dim,"
-                    " created_at) VALUES (%s, %s, %s, %s) RETURNING collection_pk",
-                    (collection_id, face_model_version, int(dim), now),
-                ).fetchone()
-                assert row is not None
-                pk = int(row[0])
-                with conn.cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO tags (collection_pk, key, value) VALUES (%s, %s, %s)",
-                        [(pk, k, v) for k, v in (tags or {}).items()],
-                    )
-                table = partition_name(pk)
-                conn.execute(f"CREATE TABLE {table} (LIKE faces INCLUDING DEFAULTS)")
-                conn.execute(f"ALTER TABLE {table} ADD CHECK (collection_pk = {pk})")
-                conn.execute(hnsw_index_sql(pk, dim))
-                conn.execute(f"ALTER TABLE faces ATTACH PARTITION {table} FOR VALUES IN ({pk})")
-        except pg_errors.UniqueViolation:
-            raise ResourceAlreadyExistsError(
-                f"collection {collection_id!r} already exists"
-            ) from None
-        return Collection(collection_id, face_model_version, now)
+    def _insert_collection(
+        self, conn: Connection, collection_id: str, fmv: str, dim: int, now: float
+    ) -> int:
+        """The collection's row, its partition of ``faces`` and the partition's HNSW index (in
+        the caller's transaction; see the module docstring); its key."""
+        row = conn.execute(
+            "INSERT INTO collections (collection_id, face_model_version, embedding_dim,"
+            " created_at) VALUES (%s, %s, %s, %s) RETURNING collection_pk",
+            (collection_id, fmv, int(dim), now),
+        ).fetchone()
+        pk = int(row[0])
+        table = partition_name(pk)
+        conn.execute(f"CREATE TABLE {table} (LIKE faces INCLUDING DEFAULTS)")
+        conn.execute(f"ALTER TABLE {table} ADD CHECK (collection_pk = {pk})")
+        conn.execute(hnsw_index_sql(pk, dim))
+        conn.execute(f"ALTER TABLE faces ATTACH PARTITION {table} FOR VALUES IN ({pk})")
+        return pk
 
     # face_count / user_count are kept in the collection's row by the writes below (in their
     # transactions), so describing a collection costs the same at any size.
@@ -270,7 +228,7 @@ class PostgresStore:
     )
 
     @staticmethod
-    def _count(conn: psycopg.Connection[Any], pk: int, column: str, delta: int) -> None:
+    def _count(conn: Connection, pk: int, column: str, delta: int) -> None:
         """Add ``delta`` to the collection's ``face_count`` or ``user_count`` (row-locked until
         the transaction ends: do it last)."""
         assert column in ("face_count", "user_count")
@@ -314,7 +272,7 @@ class PostgresStore:
                 self._COLLECTION_SQL + "WHERE c.collection_id = %s", (collection_id,)
             ).fetchone()
         if row is None:
-            raise ResourceNotFoundError(f"collection {collection_id!r} does not exist")
+            raise rules.no_collection(collection_id)
         return self._to_collection(row)
 
     def face_model_version(self, collection_id: str) -> str:
@@ -356,64 +314,36 @@ class PostgresStore:
         with self._tx() as conn:
             deleted = conn.execute("DELETE FROM collections WHERE collection_pk = %s", (pk,))
             if deleted.rowcount == 0:
-                raise ResourceNotFoundError(f"collection {collection_id!r} does not exist")
+                raise rules.no_collection(collection_id)
         self.vacuum("users", "tags", "policies", "request_tokens")
 
-    # -- tags -----------------------------------------------------------------------------
-    def tags(self, collection_id: str) -> dict[str, str]:
-        with self._tx() as conn:
-            pk, _, _ = self._info(conn, collection_id)
-            rows = conn.execute(
-                'SELECT key, value FROM tags WHERE collection_pk = %s ORDER BY key COLLATE "C"',
-                (pk,),
-            ).fetchall()
-        return {r[0]: r[1] for r in rows}
+    # -- FaceTables' hooks (users, tokens, tags, policies, listing) --------------------------
+    KEY = "collection_pk"
+    COLLATE = ' COLLATE "C"'
+    LOCK_USER = " FOR UPDATE"  # the user's row, while its faces change
+    LOCK_FACES = " FOR NO KEY UPDATE"  # the faces whose owner a transaction reads
 
-    def set_tags(self, collection_id: str, tags: Mapping[str, str], max_tags: int) -> None:
-        """Add or overwrite tags; refuses (changing nothing) when the total would exceed
-        ``max_tags``."""
-        with self._tx() as conn:
-            pk, _, _ = self._info(conn, collection_id, lock=True)
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO tags (collection_pk, key, value) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (collection_pk, key) DO UPDATE SET value = EXCLUDED.value",
-                    [(pk, k, v) for k, v in tags.items()],
-                )
-            row = conn.execute("SELECT COUNT(*) FROM tags WHERE collection_pk = %s", (pk,))
-            count = int(row.fetchone()[0])  # type: ignore[index]
-            if count > max_tags:
-                raise ServiceQuotaExceededError(
-                    f"collection {collection_id!r} would have {count} tags; "
-                    f"at most {max_tags} are allowed"
-                )
+    def _key(self, conn: Connection, collection_id: str, *, lock: bool = False) -> int:
+        return self._info(conn, collection_id, lock=lock)[0]
 
-    def remove_tags(self, collection_id: str, keys: list[str]) -> None:
-        with self._tx() as conn:
-            pk, _, _ = self._info(conn, collection_id, lock=True)
-            conn.execute(
-                "DELETE FROM tags WHERE collection_pk = %s AND key = ANY(%s)", (pk, list(keys))
-            )
+    def _fmv_key(self, conn: Connection, collection_id: str) -> tuple[int, str]:
+        pk, fmv, _ = self._info(conn, collection_id)
+        return pk, fmv
 
-    # -- policies -------------------------------------------------------------------------
-    def policy(self, collection_id: str) -> str | None:
-        """The collection's policy document (JSON), None when it has none of its own."""
-        with self._tx() as conn:
-            pk, _, _ = self._info(conn, collection_id)
-            row = conn.execute(
-                "SELECT policy FROM policies WHERE collection_pk = %s", (pk,)
-            ).fetchone()
-        return None if row is None else str(row[0])
+    def _in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(%s)", [list(values)]
 
-    def set_policy(self, collection_id: str, policy: str) -> None:
-        with self._tx() as conn:
-            pk, _, _ = self._info(conn, collection_id, lock=True)
-            conn.execute(
-                "INSERT INTO policies (collection_pk, policy, updated_at) VALUES (%s, %s, %s) "
-                "ON CONFLICT (collection_pk) DO UPDATE SET policy = EXCLUDED.policy, "
-                "updated_at = EXCLUDED.updated_at",
-                (pk, policy, time.time()),
-            )
+    def _lock_token(self, conn: Connection, key: Any, operation: str, token: str) -> None:
+        """An advisory lock per (collection, operation, token), until the transaction ends."""
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, %s))", (f"{operation}/{token}", key)
+        )
+
+    def _count_users(self, conn: Connection, key: Any, delta: int) -> None:
+        self._count(conn, key, "user_count", delta)
+
+    def _forget_user(self, key: Any) -> None:
+        self.vacuum(partition_name(key), "users")  # nor the user id, in dead tuples
 
     # -- faces ----------------------------------------------------------------------------
     def faces_of_image(
@@ -422,12 +352,12 @@ class PostgresStore:
         with self._tx() as conn:
             pk, fmv, _ = self._info(conn, collection_id)
             rows = conn.execute(
-                f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_pk = %s "
+                f"SELECT {FACE_COLUMNS} FROM faces WHERE collection_pk = %s "
                 "AND image_sha256 = %s AND external_image_id IS NOT DISTINCT FROM %s "
                 "ORDER BY row_id",
                 (pk, image_sha256, external_image_id),
             ).fetchall()
-        return [_row_to_face(r, fmv) for r in rows]
+        return [face_row(r, fmv) for r in rows]
 
     def add_faces(self, collection_id: str, faces: Sequence[NewFace]) -> list[FaceRow]:
         """Insert faces of one image in one transaction (all or none)."""
@@ -437,31 +367,14 @@ class PostgresStore:
         try:
             with self._tx() as conn:
                 pk, fmv, dim = self._info(conn, collection_id)
-                for face in faces:
-                    vector = np.asarray(face.embedding, dtype=np.float32)
-                    if vector.shape != (dim,):
-                        raise InvalidParameterError(
-                            f"embedding has shape {vector.shape}; collection expects ({dim},)"
-                        )
-                    face_id = str(uuid.uuid4())
-                    box = face.bounding_box
+                for face, face_id, vector in rules.enrolments(faces, dim):
                     row = conn.execute(
-                        "INSERT INTO faces (collection_pk, face_id, image_id, image_sha256, "
-                        "external_image_id, bbox_left, bbox_top, bbox_width, bbox_height, "
-                        "confidence, user_id, embedding, created_at, image_width_px, "
-                        "image_height_px) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, "
-                        f"%s::halfvec({dim}), %s, %s, %s) RETURNING row_id",
+                        f"INSERT INTO faces (collection_pk, {NEW_FACE_COLUMNS}) VALUES "
+                        f"(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::halfvec({dim}), %s, %s, %s) "
+                        "RETURNING row_id",
                         (
                             pk,
-                            face_id,
-                            image_id,
-                            face.image_sha256,
-                            face.external_image_id,
-                            box.left,
-                            box.top,
-                            box.width,
-                            box.height,
-                            face.confidence,
+                            *rules.face_values(face, face_id, image_id),
                             vector_literal(vector),
                             now,
                             face.image_width_px,
@@ -469,25 +382,10 @@ class PostgresStore:
                         ),
                     ).fetchone()
                     assert row is not None
-                    out.append(
-                        FaceRow(
-                            int(row[0]),
-                            StoredFace(
-                                face_id,
-                                image_id,
-                                face.external_image_id,
-                                box,
-                                face.confidence,
-                                None,
-                                fmv,
-                                face.image_width_px,
-                                face.image_height_px,
-                            ),
-                        )
-                    )
+                    out.append(rules.new_face_row(int(row[0]), face_id, image_id, face, fmv))
                 self._log_face_changes(conn, pk, [f.row_id for f in out], deleted=False)
         except pg_errors.CheckViolation:  # its partition went with a concurrent deletion
-            raise ResourceNotFoundError(f"collection {collection_id!r} does not exist") from None
+            raise rules.no_collection(collection_id) from None
         return out
 
     def external_image_ids(self, collection_id: str) -> set[str]:
@@ -505,19 +403,19 @@ class PostgresStore:
         with self._tx() as conn:
             pk, fmv, _ = self._info(conn, collection_id)
             rows = conn.execute(
-                f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_pk = %s AND face_id = ANY(%s)",
+                f"SELECT {FACE_COLUMNS} FROM faces WHERE collection_pk = %s AND face_id = ANY(%s)",
                 (pk, list(face_ids)),
             ).fetchall()
-        return {r[1]: _row_to_face(r, fmv) for r in rows}
+        return {r[1]: face_row(r, fmv) for r in rows}
 
     def faces_by_row(self, collection_id: str, row_ids: Sequence[int]) -> dict[int, FaceRow]:
         with self._tx() as conn:
             pk, fmv, _ = self._info(conn, collection_id)
             rows = conn.execute(
-                f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_pk = %s AND row_id = ANY(%s)",
+                f"SELECT {FACE_COLUMNS} FROM faces WHERE collection_pk = %s AND row_id = ANY(%s)",
                 (pk, [int(r) for r in row_ids]),
             ).fetchall()
-        return {int(r[0]): _row_to_face(r, fmv) for r in rows}
+        return {int(r[0]): face_row(r, fmv) for r in rows}
 
     def embedding(self, collection_id: str, face_id: str) -> tuple[int, NDArray[np.float32]]:
         """(row id, embedding) of a face; the embedding as stored (fp16, widened)."""
@@ -528,32 +426,8 @@ class PostgresStore:
                 (pk, face_id),
             ).fetchone()
         if row is None:
-            raise ResourceNotFoundError(f"face {face_id!r} is not in collection {collection_id!r}")
+            raise rules.no_face(collection_id, face_id)
         return int(row[0]), _halfvecs([row[1]], dim)[0]
-
-    def list_faces(
-        self,
-        collection_id: str,
-        *,
-        after_row: int,
-        limit: int,
-        user_id: str | None = None,
-        face_ids: Sequence[str] | None = None,
-    ) -> list[FaceRow]:
-        with self._tx() as conn:
-            pk, fmv, _ = self._info(conn, collection_id)
-            sql = f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_pk = %s AND row_id > %s"
-            args: list[object] = [pk, after_row]
-            if user_id is not None:
-                sql += " AND user_id = %s"
-                args.append(user_id)
-            if face_ids is not None:
-                sql += " AND face_id = ANY(%s)"
-                args.append(list(face_ids))
-            sql += " ORDER BY row_id LIMIT %s"
-            args.append(limit)
-            rows = conn.execute(sql, args).fetchall()
-        return [_row_to_face(r, fmv) for r in rows]
 
     def delete_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[str]:
         """Delete faces (one transaction, then VACUUM); returns the FaceIds that existed and
@@ -569,7 +443,7 @@ class PostgresStore:
         gone = {r[0] for r in rows}
         if gone:
             self.vacuum(partition_name(pk))  # the deleted rows and vectors must not linger
-        return [f for f in dict.fromkeys(face_ids) if f in gone]
+        return rules.in_order_asked(face_ids, gone)
 
     def faces_older_than(self, collection_id: str, cutoff_epoch: float) -> list[str]:
         """FaceIds of the collection's faces enrolled before ``cutoff_epoch`` (Unix seconds),
@@ -612,7 +486,7 @@ class PostgresStore:
                 (collection_id,),
             ).fetchone()
         if row is None:
-            raise ResourceNotFoundError(f"collection {collection_id!r} does not exist")
+            raise rules.no_collection(collection_id)
         return ChangePosition(int(row[0]), int(row[1]))
 
     def intent_changes(self, intent_id: str) -> list[IntentChange]:
@@ -641,7 +515,7 @@ class PostgresStore:
                 (collection_id,),
             ).fetchone()
             if row is None:
-                raise ResourceNotFoundError(f"collection {collection_id!r} does not exist")
+                raise rules.no_collection(collection_id)
             pk, dim, head = int(row[0]), int(row[1]), int(row[2])
             if head == seq:
                 return FaceChanges.none(pk, seq, dim)
@@ -707,51 +581,7 @@ class PostgresStore:
                     cosines[q, j] = cosine
         return SearchHits(ids, cosines)
 
-    # -- users ----------------------------------------------------------------------------
-    def create_user(self, collection_id: str, user_id: str) -> None:
-        try:
-            with self._tx() as conn:
-                pk, _, _ = self._info(conn, collection_id)
-                conn.execute(
-                    "INSERT INTO users (collection_pk, user_id, created_at) VALUES (%s, %s, %s)",
-                    (pk, user_id, time.time()),
-                )
-                self._count(conn, pk, "user_count", 1)
-        except pg_errors.UniqueViolation:
-            raise ResourceAlreadyExistsError(
-                f"user {user_id!r} already exists in collection {collection_id!r}"
-            ) from None
-
-    def list_users(self, collection_id: str, *, after: str | None, limit: int) -> list[User]:
-        with self._tx() as conn:
-            pk, _, _ = self._info(conn, collection_id)
-            rows = conn.execute(
-                "SELECT user_id FROM users WHERE collection_pk = %s "
-                'AND user_id COLLATE "C" > %s ORDER BY user_id COLLATE "C" LIMIT %s',
-                (pk, after or "", limit),
-            ).fetchall()
-        return [User(r[0]) for r in rows]
-
-    def user_exists(self, collection_id: str, user_id: str) -> bool:
-        """Whether the user exists; ResourceNotFoundError when the collection does not."""
-        with self._tx() as conn:
-            pk, _, _ = self._info(conn, collection_id)
-            row = conn.execute(
-                "SELECT 1 FROM users WHERE collection_pk = %s AND user_id = %s", (pk, user_id)
-            ).fetchone()
-        return row is not None
-
-    def user_face_counts(self, collection_id: str, user_ids: Sequence[str]) -> dict[str, int]:
-        """How many faces each of ``user_ids`` has (users without faces are left out)."""
-        with self._tx() as conn:
-            pk, _, _ = self._info(conn, collection_id)
-            rows = conn.execute(
-                "SELECT user_id, COUNT(*) FROM faces WHERE collection_pk = %s "
-                "AND user_id = ANY(%s) GROUP BY user_id",
-                (pk, list(user_ids)),
-            ).fetchall()
-        return {r[0]: int(r[1]) for r in rows}
-
+    # -- users (the rest: ``FaceTables``) ---------------------------------------------------
     def user_embeddings(
         self, collection_id: str, user_ids: Sequence[str]
     ) -> dict[str, NDArray[np.float32]]:
@@ -782,202 +612,6 @@ class PostgresStore:
             ).fetchall()
         return {r[0]: _halfvecs([r[1]], dim)[0] for r in rows}
 
-    @staticmethod
-    def _lock_user(
-        conn: psycopg.Connection[Any], pk: int, collection_id: str, user_id: str
-    ) -> None:
-        """Lock the user's row until the transaction ends; ResourceNotFoundError if absent."""
-        row = conn.execute(
-            "SELECT 1 FROM users WHERE collection_pk = %s AND user_id = %s FOR UPDATE",
-            (pk, user_id),
-        ).fetchone()
-        if row is None:
-            raise ResourceNotFoundError(
-                f"user {user_id!r} does not exist in collection {collection_id!r}"
-            )
-
-    @staticmethod
-    def _owners(
-        conn: psycopg.Connection[Any], pk: int, face_ids: Sequence[str]
-    ) -> dict[str, str | None]:
-        """FaceId → its user_id (None when unassociated) for the faces that exist, locked."""
-        rows = conn.execute(
-            "SELECT face_id, user_id FROM faces WHERE collection_pk = %s AND face_id = ANY(%s) "
-            "FOR NO KEY UPDATE",
-            (pk, list(face_ids)),
-        ).fetchall()
-        return {r[0]: r[1] for r in rows}
-
-    @staticmethod
-    def _user_face_count(conn: psycopg.Connection[Any], pk: int, user_id: str) -> int:
-        row = conn.execute(
-            "SELECT COUNT(*) FROM faces WHERE collection_pk = %s AND user_id = %s", (pk, user_id)
-        ).fetchone()
-        return int(row[0]) if row else 0
-
-    def associate(
-        self,
-        collection_id: str,
-        user_id: str,
-        face_ids: Sequence[str],
-        *,
-        max_faces_per_user: int | None = None,
-    ) -> UserFacesChange:
-        """Associate unowned faces with the user, in one transaction (see ``SQLiteStore``).
-
-        The user's row and the faces are locked, so concurrent associations from several
-        processes cannot take a user past its limit or give a face two users.
-        """
-        wanted = list(dict.fromkeys(face_ids))
-        with self._tx() as conn:
-            pk, _, _ = self._info(conn, collection_id)
-            self._lock_user(conn, pk, collection_id, user_id)
-            owners = self._owners(conn, pk, wanted)
-            not_found, other = split_by_owner(wanted, owners, user_id)
-            free = [f for f in wanted if f in owners and owners[f] is None]
-            count = self._user_face_count(conn, pk, user_id)
-            if max_faces_per_user is not None and free and count + len(free) > max_faces_per_user:
-                return UserFacesChange((), not_found, other, count, limit_exceeded=True)
-            if free:
-                conn.execute(
-                    "UPDATE faces SET user_id = %s WHERE collection_pk = %s "
-                    "AND face_id = ANY(%s) AND user_id IS NULL",
-                    (user_id, pk, free),
-                )
-        return UserFacesChange(tuple(free), not_found, other, count + len(free))
-
-    def disassociate(
-        self, collection_id: str, user_id: str, face_ids: Sequence[str]
-    ) -> UserFacesChange:
-        """Remove the user's association from its faces among ``face_ids`` (one transaction)."""
-        wanted = list(dict.fromkeys(face_ids))
-        with self._tx() as conn:
-            pk, _, _ = self._info(conn, collection_id)
-            self._lock_user(conn, pk, collection_id, user_id)
-            owners = self._owners(conn, pk, wanted)
-            not_found, other = split_by_owner(wanted, owners, user_id)
-            mine = [f for f in wanted if owners.get(f) == user_id]
-            if mine:
-                conn.execute(
-                    "UPDATE faces SET user_id = NULL WHERE collection_pk = %s "
-                    "AND face_id = ANY(%s)",
-                    (pk, mine),
-                )
-            count = self._user_face_count(conn, pk, user_id)
-        return UserFacesChange(tuple(mine), not_found, other, count)
-
-    def delete_user(
-        self,
-        collection_id: str,
-        user_id: str,
-        *,
-        request_token: str | None = None,
-        params: str = "",
-    ) -> RequestRecord | None:
-        """Delete a user; its faces stay in the collection, disassociated (one transaction),
-        then VACUUM. With ``request_token``: as ``SQLiteStore.delete_user``."""
-        with self._tx() as conn:
-            pk, _, _ = self._info(conn, collection_id)
-            if request_token is not None:
-                self._lock_token(conn, pk, "DeleteUser", request_token)
-                earlier = self._request_record(conn, pk, "DeleteUser", request_token)
-                if earlier is not None:
-                    return earlier
-            self._lock_user(conn, pk, collection_id, user_id)
-            conn.execute(
-                "UPDATE faces SET user_id = NULL WHERE collection_pk = %s AND user_id = %s",
-                (pk, user_id),
-            )
-            conn.execute(
-                "DELETE FROM users WHERE collection_pk = %s AND user_id = %s", (pk, user_id)
-            )
-            self._count(conn, pk, "user_count", -1)
-            if request_token is not None:
-                self._insert_request(conn, pk, "DeleteUser", request_token, params, "{}")
-        self.vacuum(partition_name(pk), "users")  # nor the user id, in dead tuples
-        return None
-
-    def create_user_once(
-        self, collection_id: str, user_id: str, *, request_token: str, params: str
-    ) -> RequestRecord | None:
-        """CreateUser with an idempotency token, remembered in the same transaction (see
-        ``SQLiteStore.create_user_once``)."""
-        try:
-            with self._tx() as conn:
-                pk, _, _ = self._info(conn, collection_id)
-                self._lock_token(conn, pk, "CreateUser", request_token)
-                earlier = self._request_record(conn, pk, "CreateUser", request_token)
-                if earlier is not None:
-                    return earlier
-                conn.execute(
-                    "INSERT INTO users (collection_pk, user_id, created_at) VALUES (%s, %s, %s)",
-                    (pk, user_id, time.time()),
-                )
-                self._insert_request(conn, pk, "CreateUser", request_token, params, "{}")
-                self._count(conn, pk, "user_count", 1)
-        except pg_errors.UniqueViolation:
-            raise ResourceAlreadyExistsError(
-                f"user {user_id!r} already exists in collection {collection_id!r}"
-            ) from None
-        return None
-
-    # -- idempotency tokens ---------------------------------------------------------------
-    @staticmethod
-    def _lock_token(conn: psycopg.Connection[Any], pk: int, operation: str, token: str) -> None:
-        """Serialise calls with the same token (any process) until the transaction ends."""
-        conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, %s))",
-            (f"{operation}/{token}", pk),
-        )
-
-    @staticmethod
-    def _request_record(
-        conn: psycopg.Connection[Any], pk: int, operation: str, token: str
-    ) -> RequestRecord | None:
-        row = conn.execute(
-            "SELECT params, response FROM request_tokens WHERE collection_pk = %s AND "
-            "operation = %s AND token = %s AND created_at >= %s",
-            (pk, operation, token, time.time() - REQUEST_TOKEN_TTL_S),
-        ).fetchone()
-        return None if row is None else RequestRecord(row[0], row[1])
-
-    @staticmethod
-    def _insert_request(
-        conn: psycopg.Connection[Any],
-        pk: int,
-        operation: str,
-        token: str,
-        params: str,
-        response: str,
-    ) -> None:
-        now = time.time()
-        conn.execute(
-            "DELETE FROM request_tokens WHERE created_at < %s", (now - REQUEST_TOKEN_TTL_S,)
-        )
-        conn.execute(
-            "INSERT INTO request_tokens (collection_pk, operation, token, params, response, "
-            "created_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (collection_pk, operation,"
-            " token) DO UPDATE SET params = EXCLUDED.params, response = EXCLUDED.response, "
-            "created_at = EXCLUDED.created_at",
-            (pk, operation, token, params, response, now),
-        )
-
-    def request_record(
-        self, collection_id: str, operation: str, token: str
-    ) -> RequestRecord | None:
-        """The record of an earlier call with this ClientRequestToken, if remembered."""
-        with self._tx() as conn:
-            pk, _, _ = self._info(conn, collection_id)
-            return self._request_record(conn, pk, operation, token)
-
-    def record_request(
-        self, collection_id: str, operation: str, token: str, params: str, response: str
-    ) -> None:
-        """Remember a call's parameters and response under its ClientRequestToken."""
-        with self._tx() as conn:
-            pk, _, _ = self._info(conn, collection_id)
-            self._insert_request(conn, pk, operation, token, params, response)
-
     # -- secrets shared by every process ----------------------------------------------------
     def shared_secret(self, name: str, size: int = 32) -> bytes:
         """A random secret shared by every process on this database (created on first use),
@@ -993,43 +627,3 @@ class PostgresStore:
             ).fetchone()
         assert row is not None
         return bytes(row[0])
-
-
-class PostgresVectors:
-    """The vector search of ``PostgresStore``'s collections in the database (no cache), with
-    ``FACELEDGER_VECTOR_SEARCH=database``.
-
-    Satisfies the services' ``VectorSearch`` seam, like ``CollectionIndexes`` does for the
-    embedded store: every process searches the committed rows, so a face enrolled through one
-    API process is found through another at once. Nothing to save or drop: the HNSW indexes
-    are the database's, and the store VACUUMs after each deletion.
-    """
-
-    def __init__(self, store: PostgresStore, *, ef_search: int = DEFAULT_EF_SEARCH) -> None:
-        self._store = store
-        self.ef_search = ef_search
-
-    def search(
-        self, collection_id: str, query: NDArray[np.float32], *, k: int, min_cosine: float
-    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-        hits = self._store.search_vectors(
-            collection_id, query, k=k, ef_search=self.ef_search, min_cosine=min_cosine
-        )
-        keep = hits.ids[0] >= 0
-        return hits.ids[0][keep], hits.cosines[0][keep]
-
-    def face_count(self, collection_id: str) -> int:
-        """The collection row's maintained ``face_count`` (no scan)."""
-        return self._store.collection(collection_id).face_count
-
-    def purge_deleted(self, collection_id: str) -> None:
-        """Nothing left to do: ``delete_faces`` already VACUUMed the rows and the index."""
-
-    def drop(self, collection_id: str) -> None:
-        """Nothing left to do: ``delete_collection`` dropped the collection's HNSW index."""
-
-    def refresh_all(self) -> None:
-        """Nothing to catch up with: every search reads the committed rows."""
-
-    def save_all(self, *, only_if_changed: bool = False) -> None:
-        """Nothing to save: the database is the index."""

@@ -12,137 +12,54 @@ once against one database create one first admin key, not two.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
 
-import psycopg
-from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool
 
-from faceledger.store.postgres.pool import open_pool
-from faceledger.store.sqlite.keys import AccessKey
+from faceledger.store.key_tables import KeyTables
+from faceledger.store.postgres.pool import PostgresSql, open_pool
+from faceledger.store.sql import Connection
 
 #: Connections for key look-ups (each request authenticates with one).
 POOL_SIZE = 4
 #: ``pg_advisory_xact_lock`` key serialising "create a key unless one has the role".
 FIRST_KEY_LOCK_ID = 0x46_4C_4B_59  # "FLKY"
 
-_COLUMNS = "key_id, principal, roles, created_at, revoked_at, description, rate_per_second, burst"
 
-
-def _row_to_key(row: Sequence[Any]) -> AccessKey:
-    key_id, principal, roles, created_at, revoked_at, description, rate, burst = row[:8]
-    return AccessKey(
-        key_id=key_id,
-        principal=principal,
-        roles=tuple(roles),
-        created_at=float(created_at),
-        revoked_at=None if revoked_at is None else float(revoked_at),
-        description=description,
-        rate_per_second=None if rate is None else float(rate),
-        burst=None if burst is None else int(burst),
-    )
-
-
-class PostgresKeyStore:
+class PostgresKeyStore(KeyTables):
     """Access keys with their secrets in PostgreSQL; safe to share by threads and processes."""
 
-    def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
+    def __init__(
+        self, url: str, *, pool: ConnectionPool | None = None, pool_size: int = POOL_SIZE
+    ) -> None:
         self.url = url
-        self._pool = open_pool(url, size=pool_size, name="faceledger-keys")
+        self._owns_pool = pool is None
+        self._pool = pool or open_pool(url, size=pool_size, name="faceledger-keys")
+        self._sql = PostgresSql(self._pool)
 
     def close(self) -> None:
-        """Close the pool's connections (idempotent)."""
-        self._pool.close()
+        """Close the pool's connections (idempotent; a shared pool is its owner's to close)."""
+        if self._owns_pool:
+            self._pool.close()
 
-    @staticmethod
-    def _insert(conn: psycopg.Connection[Any], key: AccessKey, secret: str) -> None:
-        conn.execute(
-            "INSERT INTO access_keys (key_id, secret, principal, roles, created_at, revoked_at,"
-            " description, rate_per_second, burst) VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s,"
-            " %s, %s)",
-            (
-                key.key_id,
-                secret,
-                key.principal,
-                json.dumps(list(key.roles)),
-                key.created_at,
-                key.revoked_at,
-                key.description,
-                key.rate_per_second,
-                key.burst,
-            ),
-        )
+    # -- KeyTables' hooks -------------------------------------------------------------------
+    ROLES_PARAM = "%s::jsonb"
+    KEY_ORDER = 'key_id COLLATE "C"'
 
-    def add(self, key: AccessKey, secret: str) -> bool:
-        """Insert a new key; False (nothing written) if its key id is already taken."""
-        try:
-            with self._pool.connection() as conn:
-                self._insert(conn, key, secret)
-        except pg_errors.UniqueViolation:
-            return False
-        return True
-
-    def add_unless_role_active(self, role: str, key: AccessKey, secret: str) -> bool:
-        """Insert ``key`` only if no active key carries ``role``, in one transaction under an
-        advisory lock (one first admin key however many servers start). True if inserted."""
-        with self._pool.connection() as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (FIRST_KEY_LOCK_ID,))
-            if self._role_active(conn, role):
-                return False
-            self._insert(conn, key, secret)
-        return True
-
-    @staticmethod
-    def _role_active(conn: psycopg.Connection[Any], role: str) -> bool:
+    def _role_active(self, conn: Connection, role: str) -> bool:
         row = conn.execute(
             "SELECT 1 FROM access_keys WHERE revoked_at IS NULL AND roles @> %s::jsonb LIMIT 1",
             (json.dumps([role]),),
         ).fetchone()
         return row is not None
 
-    def has_active_role(self, role: str) -> bool:
-        """Whether some unrevoked key carries ``role``."""
-        with self._pool.connection() as conn:
-            return self._role_active(conn, role)
+    def _lock_first_key(self, conn: Connection) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (FIRST_KEY_LOCK_ID,))
 
-    def get(self, key_id: str) -> tuple[AccessKey, str] | None:
-        """The key and its secret (empty once revoked), or None if there is no such key."""
-        with self._pool.connection() as conn:
-            row = conn.execute(
-                f"SELECT {_COLUMNS}, secret FROM access_keys WHERE key_id = %s", (key_id,)
-            ).fetchone()
-        if row is None:
-            return None
-        return _row_to_key(row), str(row[8])
-
-    def list(self, *, include_revoked: bool) -> list[AccessKey]:
-        """Keys in creation order (then key id); revoked ones only if asked for."""
-        where = "" if include_revoked else "WHERE revoked_at IS NULL "
-        with self._pool.connection() as conn:
-            rows = conn.execute(
-                f'SELECT {_COLUMNS} FROM access_keys {where}ORDER BY created_at, key_id COLLATE "C"'
-            ).fetchall()
-        return [_row_to_key(r) for r in rows]
-
-    def revoke(self, key_id: str, at: float) -> AccessKey | None:
-        """Mark the key revoked at ``at`` (kept if already revoked) and overwrite its secret.
-
-        Returns the key as it now stands, or None if there is no such key.
-        """
-        with self._pool.connection() as conn:
-            cur = conn.execute(
-                "UPDATE access_keys SET revoked_at = COALESCE(revoked_at, %s), secret = '' "
-                "WHERE key_id = %s",
-                (at, key_id),
-            )
-            if cur.rowcount == 0:
-                return None
-        # The old row version (with the secret) is a dead tuple until VACUUM prunes it.
+    def _forget_secret(self) -> None:
+        """VACUUM: the old row version (with the secret) is a dead tuple until it is pruned."""
         with self._pool.connection() as conn:
             conn.autocommit = True
             try:
                 conn.execute("VACUUM access_keys")
             finally:
                 conn.autocommit = False
-        found = self.get(key_id)
-        return None if found is None else found[0]

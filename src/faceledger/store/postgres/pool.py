@@ -1,19 +1,25 @@
-"""The one way the PostgreSQL stores open their connection pools."""
+"""The one way the PostgreSQL stores open their connection pools, and ``Sql`` over a pool."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 #: Seconds to wait for a pooled connection (or for the server at start-up).
 POOL_TIMEOUT_S = 30.0
 
 
-def open_pool(url: str, *, size: int, name: str) -> ConnectionPool:
-    """A psycopg pool of at most ``size`` connections to ``url``, checked on checkout, open and
-    connected (the server unreachable → the error now, not at the first request)."""
+def open_pool(url: str, *, size: int, name: str, min_size: int = 1) -> ConnectionPool:
+    """A psycopg pool of ``min_size`` to ``size`` connections to ``url``, checked on checkout,
+    open and connected (the server unreachable → the error now, not at the first request)."""
     pool = ConnectionPool(
         url,
-        min_size=1,
+        min_size=min_size,
         max_size=size,
         timeout=POOL_TIMEOUT_S,
         name=name,
@@ -26,3 +32,27 @@ def open_pool(url: str, *, size: int, name: str) -> ConnectionPool:
         pool.close()
         raise
     return pool
+
+
+class PostgresSql:
+    """``store/sql.py``'s ``Sql`` over a pool: each block one pooled connection and one
+    transaction; JSON columns as ``jsonb`` (psycopg decodes them)."""
+
+    unique_violation = pg_errors.UniqueViolation
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+
+    def transaction(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        return self.pool.connection()
+
+    def reading(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        return self.pool.connection()
+
+    @staticmethod
+    def encode_json(value: Any) -> Jsonb:
+        return Jsonb(value)
+
+    @staticmethod
+    def decode_json(value: Any) -> Any:
+        return value

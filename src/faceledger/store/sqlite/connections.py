@@ -9,11 +9,13 @@ processes wait on SQLite's own lock, up to the busy timeout).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 BUSY_TIMEOUT_MS = 30_000  # how long a connection waits for another process's write lock
 
@@ -58,3 +60,39 @@ class Connections:
         if db is not None:
             db.close()
             self._local.db = None
+
+
+class _Percent:
+    """A SQLite connection that takes ``%s`` placeholders (``store/sql.py``)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self._db.execute(sql.replace("%s", "?"), params)
+
+
+class SqliteSql:
+    """``store/sql.py``'s ``Sql`` over ``Connections``: JSON columns as text."""
+
+    unique_violation = sqlite3.IntegrityError
+
+    def __init__(self, connections: Connections) -> None:
+        self._connections = connections
+
+    @contextmanager
+    def transaction(self) -> Iterator[_Percent]:
+        with self._connections.tx() as db:
+            yield _Percent(db)
+
+    @contextmanager
+    def reading(self) -> Iterator[_Percent]:
+        yield _Percent(self._connections.db())
+
+    @staticmethod
+    def encode_json(value: Any) -> str:
+        return json.dumps(value, sort_keys=True)
+
+    @staticmethod
+    def decode_json(value: Any) -> Any:
+        return json.loads(value)

@@ -26,22 +26,41 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from faceledger.domain.audit import CURRENT_INTENT
-from faceledger.domain.collections import BoundingBox, Collection, StoredFace, User
-from faceledger.domain.errors import (
-    InvalidParameterError,
-    ResourceAlreadyExistsError,
-    ResourceNotFoundError,
-    ServiceQuotaExceededError,
+from faceledger.domain.collections import Collection
+from faceledger.store import rules
+from faceledger.store.face_tables import FaceTables
+from faceledger.store.records import (
+    ChangePosition,
+    FaceChanges,
+    FaceRow,
+    IntentChange,
+    NewFace,
+    RequestRecord,
+    UserFacesChange,
 )
-from faceledger.store.sqlite.connections import BUSY_TIMEOUT_MS, Connections
+from faceledger.store.rules import FACE_COLUMNS, NEW_FACE_COLUMNS, REQUEST_TOKEN_TTL_S, face_row
+from faceledger.store.sql import Connection
+from faceledger.store.sqlite.connections import BUSY_TIMEOUT_MS, Connections, SqliteSql
+
+__all__ = [  # the records are importable from here too, as before ``store/records.py``
+    "REQUEST_TOKEN_TTL_S",
+    "ChangePosition",
+    "FaceChanges",
+    "FaceRow",
+    "IntentChange",
+    "NewFace",
+    "RequestRecord",
+    "SQLiteStore",
+    "UserFacesChange",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -113,133 +132,7 @@ CREATE INDEX IF NOT EXISTS changes_by_collection ON changes(collection_id, seq);
 """
 
 
-@dataclass(frozen=True)
-class IntentChange:
-    """One face a biometric change added or deleted, from the store's change log."""
-
-    collection_id: str
-    face_id: str
-    deleted: bool
-
-
-@dataclass(frozen=True)
-class NewFace:
-    """A face to enrol (the store assigns FaceId and ImageId)."""
-
-    image_sha256: str
-    external_image_id: str | None
-    bounding_box: BoundingBox
-    confidence: float
-    embedding: NDArray[np.float32]
-    image_width_px: int | None = None  # the source image's size, after EXIF orientation
-    image_height_px: int | None = None
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    """A ClientRequestToken already used for an operation: the call's parameters and response
-    (both JSON text, written by the service that recorded them)."""
-
-    params: str
-    response: str
-
-
-@dataclass(frozen=True)
-class UserFacesChange:
-    """What one AssociateFaces / DisassociateFaces transaction did, face by face.
-
-    ``changed``: faces (dis)associated now; ``not_found``: no such face in the collection;
-    ``other_user``: (FaceId, the UserId it belongs to); faces already in the wanted state are
-    in none of these. ``face_count`` is the user's faces after the transaction.
-    ``limit_exceeded``: the association would have taken the user past its limit, so nothing
-    was written.
-    """
-
-    changed: tuple[str, ...]
-    not_found: tuple[str, ...]
-    other_user: tuple[tuple[str, str], ...]
-    face_count: int
-    limit_exceeded: bool = False
-
-
-def split_by_owner(
-    wanted: Sequence[str], owners: Mapping[str, str | None], user_id: str
-) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
-    """For an association change of ``user_id``: the wanted faces that do not exist, and those
-    that belong to another user (FaceId, its UserId). ``owners``: FaceId → UserId or None."""
-    not_found = tuple(f for f in wanted if f not in owners)
-    other = tuple(
-        (f, owner)
-        for f in wanted
-        if f in owners and (owner := owners[f]) is not None and owner != user_id
-    )
-    return not_found, other
-
-
-# A ClientRequestToken is remembered this long (seconds), then forgotten.
-REQUEST_TOKEN_TTL_S = 24 * 3600.0
-
-
-@dataclass(frozen=True)
-class FaceRow:
-    row_id: int
-    face: StoredFace
-
-
-@dataclass(frozen=True)
-class ChangePosition:
-    """Where a collection's change log stands: its ``generation`` (a collection deleted and
-    created again under the same id is a new generation, whose sequence starts over) and
-    ``seq``, its last change's sequence number."""
-
-    generation: int
-    seq: int
-
-
-@dataclass(frozen=True)
-class FaceChanges:
-    """A collection's changes after some sequence number (``changes_since``): faces added and
-    still present (``ids``, ``vectors``), row ids deleted, and the newest sequence number
-    (``last`` below the number asked means the log went back: the database was restored)."""
-
-    generation: int
-    ids: NDArray[np.int64]
-    vectors: NDArray[np.float32]
-    deleted: NDArray[np.int64]
-    last: int
-
-    @classmethod
-    def none(cls, generation: int, seq: int, dim: int) -> FaceChanges:
-        empty = np.zeros(0, np.int64)
-        return cls(generation, empty, np.zeros((0, dim), np.float32), empty, seq)
-
-
-_FACE_COLUMNS = (
-    "row_id, face_id, image_id, external_image_id, bbox_left, bbox_top, bbox_width, "
-    "bbox_height, confidence, user_id, image_width_px, image_height_px"
-)
-
-
-def _row_to_face(row: sqlite3.Row, face_model_version: str) -> FaceRow:
-    return FaceRow(
-        int(row["row_id"]),
-        StoredFace(
-            face_id=row["face_id"],
-            image_id=row["image_id"],
-            external_image_id=row["external_image_id"],
-            bounding_box=BoundingBox(
-                row["bbox_left"], row["bbox_top"], row["bbox_width"], row["bbox_height"]
-            ),
-            confidence=float(row["confidence"]),
-            user_id=row["user_id"],
-            face_model_version=face_model_version,
-            image_width_px=row["image_width_px"],
-            image_height_px=row["image_height_px"],
-        ),
-    )
-
-
-class SQLiteStore:
+class SQLiteStore(FaceTables):
     """Collections, faces (with embeddings), users and the change log in one SQLite file."""
 
     def __init__(self, path: Path) -> None:
@@ -249,6 +142,7 @@ class SQLiteStore:
         self._write_lock = self._connections.write_lock
         self._db = self._connections.db
         self._tx = self._connections.tx
+        self._sql = SqliteSql(self._connections)
         with self._write_lock:
             db = self._db()
             db.executescript(SCHEMA)  # idempotent; executescript manages its own commit
@@ -267,6 +161,14 @@ class SQLiteStore:
     def close(self) -> None:
         """Close this thread's connection (other threads close their own on exit)."""
         self._connections.close()
+
+    def shared_secret(self, name: str, size: int = 32) -> bytes | None:
+        """None: the embedded store shares no secrets (one host: callers keep key files)."""
+        return None
+
+    def database_vectors(self) -> None:
+        """None: SQLite has no vector search; services keep in-memory indexes."""
+        return None
 
     # -- connections ----------------------------------------------------------------------
 
@@ -308,29 +210,13 @@ class SQLiteStore:
         return not busy
 
     # -- collections ----------------------------------------------------------------------
-    def create_collection(
-        self,
-        collection_id: str,
-        face_model_version: str,
-        dim: int,
-        tags: Mapping[str, str] | None = None,
-    ) -> Collection:
-        now = time.time()
-        try:
-            with self._tx() as db:
-                db.execute(
-                    "INSERT INTO collections VALUES (?, ?, ?, ?)",
-                    (collection_id, face_model_version, dim, now),
-                )
-                db.executemany(
-                    "INSERT INTO tags VALUES (?, ?, ?)",
-                    [(collection_id, k, v) for k, v in (tags or {}).items()],
-                )
-        except sqlite3.IntegrityError:
-            raise ResourceAlreadyExistsError(
-                f"collection {collection_id!r} already exists"
-            ) from None
-        return Collection(collection_id, face_model_version, now)
+    def _insert_collection(
+        self, conn: Connection, collection_id: str, fmv: str, dim: int, now: float
+    ) -> str:
+        conn.execute(
+            "INSERT INTO collections VALUES (%s, %s, %s, %s)", (collection_id, fmv, dim, now)
+        )
+        return collection_id
 
     def collection(self, collection_id: str) -> Collection:
         row = (
@@ -344,7 +230,7 @@ class SQLiteStore:
             .fetchone()
         )
         if row is None:
-            raise ResourceNotFoundError(f"collection {collection_id!r} does not exist")
+            raise rules.no_collection(collection_id)
         return Collection(
             row["collection_id"],
             row["face_model_version"],
@@ -365,7 +251,7 @@ class SQLiteStore:
             .fetchone()
         )
         if row is None:
-            raise ResourceNotFoundError(f"collection {collection_id!r} does not exist")
+            raise rules.no_collection(collection_id)
         return str(row[0])
 
     def embedding_dim(self, collection_id: str) -> int:
@@ -377,7 +263,7 @@ class SQLiteStore:
             .fetchone()
         )
         if row is None:
-            raise ResourceNotFoundError(f"collection {collection_id!r} does not exist")
+            raise rules.no_collection(collection_id)
         return int(row[0])
 
     def list_collections(self, *, after: str | None, limit: int) -> list[Collection]:
@@ -396,7 +282,7 @@ class SQLiteStore:
         with self._tx() as db:
             cur = db.execute("DELETE FROM collections WHERE collection_id = ?", (collection_id,))
             if cur.rowcount == 0:
-                raise ResourceNotFoundError(f"collection {collection_id!r} does not exist")
+                raise rules.no_collection(collection_id)
             db.execute("DELETE FROM faces WHERE collection_id = ?", (collection_id,))
             db.execute("DELETE FROM users WHERE collection_id = ?", (collection_id,))
             db.execute("DELETE FROM tags WHERE collection_id = ?", (collection_id,))
@@ -404,65 +290,24 @@ class SQLiteStore:
             db.execute("DELETE FROM changes WHERE collection_id = ?", (collection_id,))
         self.scrub_wal()  # deleted rows must not linger in the WAL
 
-    # -- tags -----------------------------------------------------------------------------
-    def _require_collection(self, db: sqlite3.Connection, collection_id: str) -> None:
-        row = db.execute(
-            "SELECT 1 FROM collections WHERE collection_id = ?", (collection_id,)
+    # -- FaceTables' hooks (users, tokens, tags, policies, listing) --------------------------
+    def _fmv_key(self, conn: Connection, collection_id: str) -> tuple[str, str]:
+        row = conn.execute(
+            "SELECT face_model_version FROM collections WHERE collection_id = %s", (collection_id,)
         ).fetchone()
         if row is None:
-            raise ResourceNotFoundError(f"collection {collection_id!r} does not exist")
+            raise rules.no_collection(collection_id)
+        return collection_id, str(row[0])
 
-    def tags(self, collection_id: str) -> dict[str, str]:
-        db = self._db()
-        self._require_collection(db, collection_id)
-        rows = db.execute(
-            "SELECT key, value FROM tags WHERE collection_id = ? ORDER BY key", (collection_id,)
-        ).fetchall()
-        return {r[0]: r[1] for r in rows}
+    def _key(self, conn: Connection, collection_id: str, *, lock: bool = False) -> str:
+        """The collection's id (a write transaction holds the file's lock already)."""
+        return self._fmv_key(conn, collection_id)[0]
 
-    def set_tags(self, collection_id: str, tags: Mapping[str, str], max_tags: int) -> None:
-        """Add or overwrite tags; refuses (changing nothing) when the total would exceed
-        ``max_tags``."""
-        with self._tx() as db:
-            self._require_collection(db, collection_id)
-            db.executemany(
-                "INSERT OR REPLACE INTO tags VALUES (?, ?, ?)",
-                [(collection_id, k, v) for k, v in tags.items()],
-            )
-            (count,) = db.execute(
-                "SELECT COUNT(*) FROM tags WHERE collection_id = ?", (collection_id,)
-            ).fetchone()
-            if count > max_tags:
-                raise ServiceQuotaExceededError(
-                    f"collection {collection_id!r} would have {count} tags; "
-                    f"at most {max_tags} are allowed"
-                )
+    def _in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
 
-    def remove_tags(self, collection_id: str, keys: list[str]) -> None:
-        with self._tx() as db:
-            self._require_collection(db, collection_id)
-            db.executemany(
-                "DELETE FROM tags WHERE collection_id = ? AND key = ?",
-                [(collection_id, k) for k in keys],
-            )
-
-    # -- policies -------------------------------------------------------------------------
-    def policy(self, collection_id: str) -> str | None:
-        """The collection's policy document (JSON), None when it has none of its own."""
-        db = self._db()
-        self._require_collection(db, collection_id)
-        row = db.execute(
-            "SELECT policy FROM policies WHERE collection_id = ?", (collection_id,)
-        ).fetchone()
-        return None if row is None else str(row[0])
-
-    def set_policy(self, collection_id: str, policy: str) -> None:
-        with self._tx() as db:
-            self._require_collection(db, collection_id)
-            db.execute(
-                "INSERT OR REPLACE INTO policies VALUES (?, ?, ?)",
-                (collection_id, policy, time.time()),
-            )
+    def _forget_user(self, key: Any) -> None:
+        self.scrub_wal()  # the user row must not linger in the WAL either
 
     # -- faces ----------------------------------------------------------------------------
     def faces_of_image(
@@ -472,13 +317,13 @@ class SQLiteStore:
         rows = (
             self._db()
             .execute(
-                f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_id = ? AND image_sha256 = ? "
+                f"SELECT {FACE_COLUMNS} FROM faces WHERE collection_id = ? AND image_sha256 = ? "
                 "AND external_image_id IS ? ORDER BY row_id",
                 (collection_id, image_sha256, external_image_id),
             )
             .fetchall()
         )
-        return [_row_to_face(r, fmv) for r in rows]
+        return [face_row(r, fmv) for r in rows]
 
     def add_faces(self, collection_id: str, faces: Sequence[NewFace]) -> list[FaceRow]:
         """Insert faces of one image in one transaction (all or none)."""
@@ -488,30 +333,13 @@ class SQLiteStore:
         now = time.time()
         out: list[FaceRow] = []
         with self._tx() as db:
-            for face in faces:
-                vector = np.ascontiguousarray(face.embedding, dtype="<f4")
-                if vector.shape != (dim,):
-                    raise InvalidParameterError(
-                        f"embedding has shape {vector.shape}; collection expects ({dim},)"
-                    )
-                face_id = str(uuid.uuid4())
-                box = face.bounding_box
+            for face, face_id, vector in rules.enrolments(faces, dim):
                 cur = db.execute(
-                    "INSERT INTO faces (collection_id, face_id, image_id, image_sha256, "
-                    "external_image_id, bbox_left, bbox_top, bbox_width, bbox_height, "
-                    "confidence, user_id, embedding, created_at, image_width_px, "
-                    "image_height_px) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)",
+                    f"INSERT INTO faces (collection_id, {NEW_FACE_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         collection_id,
-                        face_id,
-                        image_id,
-                        face.image_sha256,
-                        face.external_image_id,
-                        box.left,
-                        box.top,
-                        box.width,
-                        box.height,
-                        face.confidence,
+                        *rules.face_values(face, face_id, image_id),
                         vector.tobytes(),
                         now,
                         face.image_width_px,
@@ -524,22 +352,7 @@ class SQLiteStore:
                     "VALUES (?, ?, 'add', ?)",
                     (collection_id, row_id, CURRENT_INTENT.get()),
                 )
-                out.append(
-                    FaceRow(
-                        row_id,
-                        StoredFace(
-                            face_id,
-                            image_id,
-                            face.external_image_id,
-                            box,
-                            face.confidence,
-                            None,
-                            fmv,
-                            face.image_width_px,
-                            face.image_height_px,
-                        ),
-                    )
-                )
+                out.append(rules.new_face_row(row_id, face_id, image_id, face, fmv))
         return out
 
     def external_image_ids(self, collection_id: str) -> set[str]:
@@ -555,29 +368,26 @@ class SQLiteStore:
     def faces_by_id(self, collection_id: str, face_ids: Sequence[str]) -> dict[str, FaceRow]:
         fmv = self.face_model_version(collection_id)
         out: dict[str, FaceRow] = {}
-        for start in range(0, len(face_ids), 500):
-            chunk = list(face_ids[start : start + 500])
+        for chunk in rules.chunks(face_ids):
             marks = ",".join("?" * len(chunk))
             for r in self._db().execute(
-                f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_id = ? "
+                f"SELECT {FACE_COLUMNS} FROM faces WHERE collection_id = ? "
                 f"AND face_id IN ({marks})",
                 (collection_id, *chunk),
             ):
-                out[r["face_id"]] = _row_to_face(r, fmv)
+                out[r["face_id"]] = face_row(r, fmv)
         return out
 
     def faces_by_row(self, collection_id: str, row_ids: Sequence[int]) -> dict[int, FaceRow]:
         fmv = self.face_model_version(collection_id)
         out: dict[int, FaceRow] = {}
-        for start in range(0, len(row_ids), 500):
-            chunk = [int(r) for r in row_ids[start : start + 500]]
+        for chunk in rules.chunks([int(r) for r in row_ids]):
             marks = ",".join("?" * len(chunk))
             for r in self._db().execute(
-                f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_id = ? "
-                f"AND row_id IN ({marks})",
+                f"SELECT {FACE_COLUMNS} FROM faces WHERE collection_id = ? AND row_id IN ({marks})",
                 (collection_id, *chunk),
             ):
-                out[int(r["row_id"])] = _row_to_face(r, fmv)
+                out[int(r["row_id"])] = face_row(r, fmv)
         return out
 
     def embedding(self, collection_id: str, face_id: str) -> tuple[int, NDArray[np.float32]]:
@@ -590,30 +400,8 @@ class SQLiteStore:
             .fetchone()
         )
         if row is None:
-            raise ResourceNotFoundError(f"face {face_id!r} is not in collection {collection_id!r}")
+            raise rules.no_face(collection_id, face_id)
         return int(row[0]), np.frombuffer(row[1], dtype="<f4").astype(np.float32)
-
-    def list_faces(
-        self,
-        collection_id: str,
-        *,
-        after_row: int,
-        limit: int,
-        user_id: str | None = None,
-        face_ids: Sequence[str] | None = None,
-    ) -> list[FaceRow]:
-        fmv = self.face_model_version(collection_id)
-        sql = f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_id = ? AND row_id > ?"
-        args: list[object] = [collection_id, after_row]
-        if user_id is not None:
-            sql += " AND user_id = ?"
-            args.append(user_id)
-        if face_ids is not None:
-            sql += f" AND face_id IN ({','.join('?' * len(face_ids))})"
-            args.extend(face_ids)
-        sql += " ORDER BY row_id LIMIT ?"
-        args.append(limit)
-        return [_row_to_face(r, fmv) for r in self._db().execute(sql, args)]
 
     def delete_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[str]:
         """Delete faces (one transaction, then ``scrub_wal``); returns the FaceIds that existed
@@ -687,7 +475,7 @@ class SQLiteStore:
             .fetchone()
         )
         if row is None:
-            raise ResourceNotFoundError(f"collection {collection_id!r} does not exist")
+            raise rules.no_collection(collection_id)
         return ChangePosition(round(float(row[0]) * 1e6), int(row[2])), int(row[1])
 
     def change_position(self, collection_id: str) -> ChangePosition:
@@ -734,59 +522,7 @@ class SQLiteStore:
         )
         return [IntentChange(str(r[0]), str(r[1] or ""), r[2] == "del") for r in rows]
 
-    # -- users ----------------------------------------------------------------------------
-    def create_user(self, collection_id: str, user_id: str) -> None:
-        self.face_model_version(collection_id)
-        try:
-            with self._tx() as db:
-                db.execute(
-                    "INSERT INTO users VALUES (?, ?, ?)", (collection_id, user_id, time.time())
-                )
-        except sqlite3.IntegrityError:
-            raise ResourceAlreadyExistsError(
-                f"user {user_id!r} already exists in collection {collection_id!r}"
-            ) from None
-
-    def list_users(self, collection_id: str, *, after: str | None, limit: int) -> list[User]:
-        self.face_model_version(collection_id)
-        rows = (
-            self._db()
-            .execute(
-                "SELECT user_id FROM users WHERE collection_id = ? AND user_id > ? "
-                "ORDER BY user_id LIMIT ?",
-                (collection_id, after or "", limit),
-            )
-            .fetchall()
-        )
-        return [User(r[0]) for r in rows]
-
-    def user_exists(self, collection_id: str, user_id: str) -> bool:
-        """Whether the user exists; ResourceNotFoundError when the collection does not."""
-        self.face_model_version(collection_id)
-        row = (
-            self._db()
-            .execute(
-                "SELECT 1 FROM users WHERE collection_id = ? AND user_id = ?",
-                (collection_id, user_id),
-            )
-            .fetchone()
-        )
-        return row is not None
-
-    def user_face_counts(self, collection_id: str, user_ids: Sequence[str]) -> dict[str, int]:
-        """How many faces each of ``user_ids`` has (users without faces are left out)."""
-        out: dict[str, int] = {}
-        for start in range(0, len(user_ids), 500):
-            chunk = list(user_ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            for r in self._db().execute(
-                f"SELECT user_id, COUNT(*) FROM faces WHERE collection_id = ? "
-                f"AND user_id IN ({marks}) GROUP BY user_id",
-                (collection_id, *chunk),
-            ):
-                out[r[0]] = int(r[1])
-        return out
-
+    # -- users (the rest: ``FaceTables``) ---------------------------------------------------
     def user_embeddings(
         self, collection_id: str, user_ids: Sequence[str]
     ) -> dict[str, NDArray[np.float32]]:
@@ -794,8 +530,7 @@ class SQLiteStore:
         left out."""
         dim = self.embedding_dim(collection_id)
         blobs: dict[str, list[bytes]] = {}
-        for start in range(0, len(user_ids), 500):
-            chunk = list(user_ids[start : start + 500])
+        for chunk in rules.chunks(user_ids):
             marks = ",".join("?" * len(chunk))
             for r in self._db().execute(
                 f"SELECT user_id, embedding FROM faces WHERE collection_id = ? "
@@ -814,8 +549,7 @@ class SQLiteStore:
         """Embeddings of the given faces that exist in the collection."""
         self.face_model_version(collection_id)
         out: dict[str, NDArray[np.float32]] = {}
-        for start in range(0, len(face_ids), 500):
-            chunk = list(face_ids[start : start + 500])
+        for chunk in rules.chunks(face_ids):
             marks = ",".join("?" * len(chunk))
             for r in self._db().execute(
                 f"SELECT face_id, embedding FROM faces WHERE collection_id = ? "
@@ -824,194 +558,3 @@ class SQLiteStore:
             ):
                 out[r[0]] = np.frombuffer(r[1], dtype="<f4").astype(np.float32)
         return out
-
-    def _classify_faces(
-        self, db: sqlite3.Connection, collection_id: str, face_ids: Sequence[str]
-    ) -> dict[str, str | None]:
-        """FaceId → its user_id (None when unassociated) for the faces that exist."""
-        owners: dict[str, str | None] = {}
-        for start in range(0, len(face_ids), 500):
-            chunk = list(face_ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            for r in db.execute(
-                f"SELECT face_id, user_id FROM faces WHERE collection_id = ? "
-                f"AND face_id IN ({marks})",
-                (collection_id, *chunk),
-            ):
-                owners[r[0]] = r[1]
-        return owners
-
-    @staticmethod
-    def _require_user(db: sqlite3.Connection, collection_id: str, user_id: str) -> None:
-        row = db.execute(
-            "SELECT 1 FROM users WHERE collection_id = ? AND user_id = ?", (collection_id, user_id)
-        ).fetchone()
-        if row is None:
-            raise ResourceNotFoundError(
-                f"user {user_id!r} does not exist in collection {collection_id!r}"
-            )
-
-    @staticmethod
-    def _user_face_count(db: sqlite3.Connection, collection_id: str, user_id: str) -> int:
-        row = db.execute(
-            "SELECT COUNT(*) FROM faces WHERE collection_id = ? AND user_id = ?",
-            (collection_id, user_id),
-        ).fetchone()
-        return int(row[0])
-
-    def associate(
-        self,
-        collection_id: str,
-        user_id: str,
-        face_ids: Sequence[str],
-        *,
-        max_faces_per_user: int | None = None,
-    ) -> UserFacesChange:
-        """Associate unowned faces with the user, in one transaction.
-
-        A face can belong to one user only: faces of another user are reported, never moved.
-        When the user would end up with more than ``max_faces_per_user`` faces nothing is
-        written and ``limit_exceeded`` is set. ResourceNotFoundError for an unknown collection
-        or user.
-        """
-        self.face_model_version(collection_id)
-        wanted = list(dict.fromkeys(face_ids))
-        with self._tx() as db:
-            self._require_user(db, collection_id, user_id)
-            owners = self._classify_faces(db, collection_id, wanted)
-            not_found, other = split_by_owner(wanted, owners, user_id)
-            free = [f for f in wanted if f in owners and owners[f] is None]
-            count = self._user_face_count(db, collection_id, user_id)
-            if max_faces_per_user is not None and free and count + len(free) > max_faces_per_user:
-                return UserFacesChange((), not_found, other, count, limit_exceeded=True)
-            for face_id in free:
-                db.execute(
-                    "UPDATE faces SET user_id = ? WHERE collection_id = ? AND face_id = ? "
-                    "AND user_id IS NULL",
-                    (user_id, collection_id, face_id),
-                )
-        return UserFacesChange(tuple(free), not_found, other, count + len(free))
-
-    def disassociate(
-        self, collection_id: str, user_id: str, face_ids: Sequence[str]
-    ) -> UserFacesChange:
-        """Remove the user's association from its faces among ``face_ids`` (one transaction).
-
-        Faces of another user are reported, never changed; unassociated faces are ignored.
-        ResourceNotFoundError for an unknown collection or user.
-        """
-        self.face_model_version(collection_id)
-        wanted = list(dict.fromkeys(face_ids))
-        with self._tx() as db:
-            self._require_user(db, collection_id, user_id)
-            owners = self._classify_faces(db, collection_id, wanted)
-            not_found, other = split_by_owner(wanted, owners, user_id)
-            mine = [f for f in wanted if owners.get(f) == user_id]
-            for face_id in mine:
-                db.execute(
-                    "UPDATE faces SET user_id = NULL WHERE collection_id = ? AND face_id = ?",
-                    (collection_id, face_id),
-                )
-            count = self._user_face_count(db, collection_id, user_id)
-        return UserFacesChange(tuple(mine), not_found, other, count)
-
-    def delete_user(
-        self,
-        collection_id: str,
-        user_id: str,
-        *,
-        request_token: str | None = None,
-        params: str = "",
-    ) -> RequestRecord | None:
-        """Delete a user; its faces stay in the collection, disassociated (one transaction).
-
-        With ``request_token``, the token is remembered in the same transaction; when that
-        token was already used for DeleteUser, nothing happens and its record is returned
-        (the caller compares parameters). ResourceNotFoundError for an unknown collection or
-        user.
-        """
-        self.face_model_version(collection_id)
-        with self._tx() as db:
-            if request_token is not None:
-                earlier = self._request_record(db, collection_id, "DeleteUser", request_token)
-                if earlier is not None:
-                    return earlier
-            self._require_user(db, collection_id, user_id)
-            db.execute(
-                "UPDATE faces SET user_id = NULL WHERE collection_id = ? AND user_id = ?",
-                (collection_id, user_id),
-            )
-            db.execute(
-                "DELETE FROM users WHERE collection_id = ? AND user_id = ?",
-                (collection_id, user_id),
-            )
-            if request_token is not None:
-                self._insert_request(db, collection_id, "DeleteUser", request_token, params, "{}")
-        self.scrub_wal()  # the user row must not linger in the WAL either
-        return None
-
-    def create_user_once(
-        self, collection_id: str, user_id: str, *, request_token: str, params: str
-    ) -> RequestRecord | None:
-        """CreateUser with an idempotency token, remembered in the same transaction.
-
-        Returns None when the user was created now; the earlier record (nothing written) when
-        the token was already used for CreateUser in this collection. ResourceAlreadyExistsError
-        when the user exists and the token is new.
-        """
-        self.face_model_version(collection_id)
-        try:
-            with self._tx() as db:
-                earlier = self._request_record(db, collection_id, "CreateUser", request_token)
-                if earlier is not None:
-                    return earlier
-                db.execute(
-                    "INSERT INTO users VALUES (?, ?, ?)", (collection_id, user_id, time.time())
-                )
-                self._insert_request(db, collection_id, "CreateUser", request_token, params, "{}")
-        except sqlite3.IntegrityError:
-            raise ResourceAlreadyExistsError(
-                f"user {user_id!r} already exists in collection {collection_id!r}"
-            ) from None
-        return None
-
-    # -- idempotency tokens ---------------------------------------------------------------
-    @staticmethod
-    def _request_record(
-        db: sqlite3.Connection, collection_id: str, operation: str, token: str
-    ) -> RequestRecord | None:
-        row = db.execute(
-            "SELECT params, response FROM request_tokens WHERE collection_id = ? AND "
-            "operation = ? AND token = ? AND created_at >= ?",
-            (collection_id, operation, token, time.time() - REQUEST_TOKEN_TTL_S),
-        ).fetchone()
-        return None if row is None else RequestRecord(row[0], row[1])
-
-    @staticmethod
-    def _insert_request(
-        db: sqlite3.Connection,
-        collection_id: str,
-        operation: str,
-        token: str,
-        params: str,
-        response: str,
-    ) -> None:
-        now = time.time()
-        db.execute("DELETE FROM request_tokens WHERE created_at < ?", (now - REQUEST_TOKEN_TTL_S,))
-        db.execute(
-            "INSERT OR REPLACE INTO request_tokens VALUES (?, ?, ?, ?, ?, ?)",
-            (collection_id, operation, token, params, response, now),
-        )
-
-    def request_record(
-        self, collection_id: str, operation: str, token: str
-    ) -> RequestRecord | None:
-        """The record of an earlier call with this ClientRequestToken, if remembered."""
-        return self._request_record(self._db(), collection_id, operation, token)
-
-    def record_request(
-        self, collection_id: str, operation: str, token: str, params: str, response: str
-    ) -> None:
-        """Remember a call's parameters and response under its ClientRequestToken."""
-        with self._tx() as db:
-            self._insert_request(db, collection_id, operation, token, params, response)

@@ -22,15 +22,17 @@ created or revoked key is durable once the call returns.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import sqlite3
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
-from faceledger.store.sqlite.connections import Connections
+from faceledger.store.key_tables import KeyTables
+from faceledger.store.records import AccessKey
+from faceledger.store.sql import Connection
+from faceledger.store.sqlite.connections import Connections, SqliteSql
+
+__all__ = ["AccessKey", "SQLiteKeyStore"]  # AccessKey as before ``store/records.py``
 
 logger = logging.getLogger(__name__)
 
@@ -51,45 +53,6 @@ CREATE INDEX IF NOT EXISTS access_keys_by_principal ON access_keys(principal);
 
 #: Columns added after the first release: (name, SQL type), added to older databases on open.
 ADDED_COLUMNS: tuple[tuple[str, str], ...] = (("rate_per_second", "REAL"), ("burst", "INTEGER"))
-
-
-@dataclass(frozen=True)
-class AccessKey:
-    """An access key as listed: never its secret. Times are epoch seconds.
-
-    ``rate_per_second`` (sustained requests per second, 0 = unlimited) and ``burst`` (requests
-    allowed at once) override the installation's defaults; None means the default.
-    """
-
-    key_id: str
-    principal: str
-    roles: tuple[str, ...]
-    created_at: float
-    revoked_at: float | None
-    description: str
-    rate_per_second: float | None = None
-    burst: int | None = None
-
-    @property
-    def active(self) -> bool:
-        """Whether the key may still authenticate (it has not been revoked)."""
-        return self.revoked_at is None
-
-
-_COLUMNS = "key_id, principal, roles, created_at, revoked_at, description, rate_per_second, burst"
-
-
-def _row_to_key(row: sqlite3.Row) -> AccessKey:
-    return AccessKey(
-        key_id=row["key_id"],
-        principal=row["principal"],
-        roles=tuple(json.loads(row["roles"])),
-        created_at=float(row["created_at"]),
-        revoked_at=None if row["revoked_at"] is None else float(row["revoked_at"]),
-        description=row["description"],
-        rate_per_second=None if row["rate_per_second"] is None else float(row["rate_per_second"]),
-        burst=None if row["burst"] is None else int(row["burst"]),
-    )
 
 
 def _create_private_file(path: Path) -> None:
@@ -125,7 +88,7 @@ def _restrict_mode(path: Path) -> None:
             )
 
 
-class SQLiteKeyStore:
+class SQLiteKeyStore(KeyTables):
     """Access keys with their secrets in the store's SQLite file; safe to share by threads."""
 
     def __init__(self, path: Path) -> None:
@@ -139,6 +102,7 @@ class SQLiteKeyStore:
         with self._write_lock:
             self._db().executescript(SCHEMA)  # idempotent; executescript manages its own commit
         self._add_missing_columns()
+        self._sql = SqliteSql(self._connections)
 
     def close(self) -> None:
         """Close this thread's connection (other threads close their own on exit)."""
@@ -157,91 +121,14 @@ class SQLiteKeyStore:
                 if name not in have:
                     db.execute(f"ALTER TABLE access_keys ADD COLUMN {name} {sql_type}")
 
-    # -- keys -----------------------------------------------------------------------------
-    @staticmethod
-    def _insert(db: sqlite3.Connection, key: AccessKey, secret: str) -> None:
-        db.execute(
-            "INSERT INTO access_keys (key_id, secret, principal, roles, created_at, revoked_at,"
-            " description, rate_per_second, burst) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                key.key_id,
-                secret,
-                key.principal,
-                json.dumps(list(key.roles)),
-                key.created_at,
-                key.revoked_at,
-                key.description,
-                key.rate_per_second,
-                key.burst,
-            ),
-        )
-
-    def add(self, key: AccessKey, secret: str) -> bool:
-        """Insert a new key; False (nothing written) if its key id is already taken."""
-        try:
-            with self._tx() as db:
-                self._insert(db, key, secret)
-        except sqlite3.IntegrityError:
-            return False
-        return True
-
-    def add_unless_role_active(self, role: str, key: AccessKey, secret: str) -> bool:
-        """Insert ``key`` only if no active key carries ``role``, in one transaction (so two
-        servers starting at once create one first admin key, not two). True if inserted."""
-        with self._tx() as db:
-            if self._role_active(db, role):
-                return False
-            self._insert(db, key, secret)
-        return True
-
-    @staticmethod
-    def _role_active(db: sqlite3.Connection, role: str) -> bool:
-        row = db.execute(
+    # -- KeyTables' hooks -------------------------------------------------------------------
+    def _role_active(self, conn: Connection, role: str) -> bool:
+        row = conn.execute(
             "SELECT 1 FROM access_keys, json_each(access_keys.roles) AS r "
-            "WHERE access_keys.revoked_at IS NULL AND r.value = ? LIMIT 1",
+            "WHERE access_keys.revoked_at IS NULL AND r.value = %s LIMIT 1",
             (role,),
         ).fetchone()
         return row is not None
 
-    def has_active_role(self, role: str) -> bool:
-        """Whether some unrevoked key carries ``role``."""
-        return self._role_active(self._db(), role)
-
-    def get(self, key_id: str) -> tuple[AccessKey, str] | None:
-        """The key and its secret (empty once revoked), or None if there is no such key."""
-        row = (
-            self._db()
-            .execute(f"SELECT {_COLUMNS}, secret FROM access_keys WHERE key_id = ?", (key_id,))
-            .fetchone()
-        )
-        if row is None:
-            return None
-        return _row_to_key(row), str(row["secret"])
-
-    def list(self, *, include_revoked: bool) -> list[AccessKey]:
-        """Keys in creation order (then key id); revoked ones only if asked for."""
-        where = "" if include_revoked else "WHERE revoked_at IS NULL "
-        rows = (
-            self._db()
-            .execute(f"SELECT {_COLUMNS} FROM access_keys {where}ORDER BY created_at, key_id")
-            .fetchall()
-        )
-        return [_row_to_key(r) for r in rows]
-
-    def revoke(self, key_id: str, at: float) -> AccessKey | None:
-        """Mark the key revoked at ``at`` (kept if already revoked) and overwrite its secret.
-
-        Returns the key as it now stands, or None if there is no such key.
-        """
-        with self._tx() as db:
-            cur = db.execute(
-                "UPDATE access_keys SET revoked_at = COALESCE(revoked_at, ?), secret = '' "
-                "WHERE key_id = ?",
-                (at, key_id),
-            )
-            if cur.rowcount == 0:
-                return None
-        # The old secret must not linger in the WAL either.
-        self._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        found = self.get(key_id)
-        return None if found is None else found[0]
+    def _forget_secret(self) -> None:
+        self._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")  # nor in the WAL
