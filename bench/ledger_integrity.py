@@ -37,7 +37,8 @@ import numpy as np
 from faceledger.config import Settings
 from faceledger.domain.audit import AuditEvent
 from faceledger.domain.errors import LedgerError
-from faceledger.domain.faces import AnalysedImage, Faces
+from faceledger.domain.faces import AnalysedImage
+from faceledger.evaluation.synthetic import enrol_and_delete_forever, synthetic_image
 from faceledger.services.gateway import Gateway, local_operator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,42 +47,32 @@ from _common import machine, write_result
 COLLECTION = "integrity"
 
 
-def synthetic_image(rng: np.random.Generator, n_faces: int, dim: int) -> AnalysedImage:
-    vectors = rng.normal(size=(n_faces, dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    boxes = np.array([[10 + 60 * i, 10, 60 + 60 * i, 70] for i in range(n_faces)], np.float32)
-    faces = Faces(
-        boxes_px=boxes,
-        scores=np.full(n_faces, 0.9, np.float32),
-        landmarks_px=np.zeros((n_faces, 5, 2), np.float32),
-        embeddings=vectors,
-    )
-    return AnalysedImage(rng.bytes(32).hex(), "jpeg", 640, 480, 1000, faces)
-
-
 def worker(data_dir: Path, seed: int) -> None:
     """Enrol and delete until killed; print ADD/DEL after each acknowledged call."""
-    rng = np.random.default_rng(seed)
     gate = Gateway(Settings(data_dir=data_dir, workers=1))
     caller = local_operator()
     try:
         gate.describe_collection(caller, COLLECTION)
     except Exception:
         gate.create_collection(caller, COLLECTION)
-    dim = gate._collections.store.embedding_dim(COLLECTION)
-    mine: list[str] = []
-    print("READY", flush=True)
-    while True:
-        image = synthetic_image(rng, int(rng.integers(1, 3)), dim)
-        result = gate.index_faces(caller, COLLECTION, image, quality_filter="NONE")
-        for face, _ in result.face_records:
-            print(f"ADD {face.face_id}", flush=True)
-            mine.append(face.face_id)
-        if mine and rng.random() < 0.3:
-            victim = mine.pop(int(rng.integers(len(mine))))
-            deleted, _ = gate.delete_faces(caller, COLLECTION, [victim])
-            if deleted:
-                print(f"DEL {victim}", flush=True)
+
+    def enrol(image: AnalysedImage, external_image_id: str) -> list[str]:
+        result = gate.index_faces(
+            caller, COLLECTION, image, external_image_id=external_image_id, quality_filter="NONE"
+        )
+        return [face.face_id for face, _ in result.face_records]
+
+    def delete(face_id: str) -> bool:
+        deleted, _ = gate.delete_faces(caller, COLLECTION, [face_id])
+        return bool(deleted)
+
+    enrol_and_delete_forever(
+        enrol,
+        delete,
+        rng=np.random.default_rng(seed),
+        dim=gate._collections.store.embedding_dim(COLLECTION),
+        first_image=seed * 1_000_000,  # distinct external ids per round
+    )
 
 
 def _stored(gate: Gateway) -> set[str]:
@@ -123,8 +114,9 @@ def kill_rounds(settings: Settings, rounds: int, seed: int) -> dict[str, Any]:
         os.kill(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate(timeout=60)
         for line in out.splitlines():
-            kind, face_id = line.split()
-            (acked_add if kind == "ADD" else acked_del).add(face_id)
+            kind, *_, face_id = line.split()  # ADD <ext> <id>, DELETING <id>, DEL <id>
+            if kind in ("ADD", "DEL"):
+                (acked_add if kind == "ADD" else acked_del).add(face_id)
         gate = Gateway(settings)  # start-up reconciliation
         try:
             open_after += len(gate._ledger.open_intents())
