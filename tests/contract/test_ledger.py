@@ -42,7 +42,7 @@ from faceledger.audit.postgres import PostgresLedger
 from faceledger.audit.signing import checkpoint_payload, read_witness
 from faceledger.config import Settings
 from faceledger.domain.errors import LedgerError, LedgerTamperedError
-from helpers.ledger import append_until_told, event
+from helpers.ledger import Raw, append_until_told, event, raw
 from helpers.processes import python_env
 
 FAKE_KEY = b"k" * 32
@@ -81,34 +81,6 @@ def reopen(ledger: ChainLedger, **kwargs: Any) -> ChainLedger:
 def fill(ledger: ChainLedger, count: int, batch: int = 25) -> None:
     for start in range(0, count, batch):
         ledger.append_many(event(n) for n in range(start, min(count, start + batch)))
-
-
-class Raw:
-    """A plain connection to the ledger's storage with the append-only triggers off (as an
-    attacker who can write the file or the database would). It speaks the SQLite ledger's SQL
-    (``?`` placeholders, tables ``records`` and ``meta``) on either backend."""
-
-    def __init__(self, ledger: ChainLedger) -> None:
-        self.pg = isinstance(ledger, PostgresLedger)
-        if isinstance(ledger, PostgresLedger):
-            import psycopg
-
-            self.db: Any = psycopg.connect(
-                ledger.url, autocommit=True, options="-c search_path=ledger"
-            )
-            self.db.execute("ALTER TABLE records DISABLE TRIGGER USER")
-        else:
-            assert isinstance(ledger, Ledger)
-            self.db = sqlite3.connect(ledger.path, isolation_level=None)
-            self.db.execute("DROP TRIGGER IF EXISTS records_no_update")
-            self.db.execute("DROP TRIGGER IF EXISTS records_no_delete")
-
-    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        return self.db.execute(sql.replace("?", "%s") if self.pg else sql, params)
-
-
-def raw(ledger: ChainLedger) -> Raw:
-    return Raw(ledger)
 
 
 def checkpoint_seqs(ledger: ChainLedger) -> list[int]:

@@ -1,16 +1,19 @@
 """Audit events as the services write them, the records a data directory's ledger holds, and
-the worker processes that append to one ledger concurrently."""
+the worker processes that append to one ledger concurrently, and raw access for tampering."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from faceledger.audit.core import ChainLedger
 from faceledger.audit.ledger import Ledger
+from faceledger.audit.postgres import PostgresLedger
 from faceledger.config import Settings
 from faceledger.domain.audit import AuditEvent, Caller
 from faceledger.domain.principals import Principal
@@ -74,3 +77,31 @@ def append_until_told(ledger: ChainLedger, mode: str, count: int) -> None:
     for t in threads:
         t.join()
     ledger.close()
+
+
+class Raw:
+    """A plain connection to the ledger's storage with the append-only triggers off (as an
+    attacker who can write the file or the database would). It speaks the SQLite ledger's SQL
+    (``?`` placeholders, tables ``records`` and ``meta``) on either backend."""
+
+    def __init__(self, ledger: ChainLedger) -> None:
+        self.pg = isinstance(ledger, PostgresLedger)
+        if isinstance(ledger, PostgresLedger):
+            import psycopg
+
+            self.db: Any = psycopg.connect(
+                ledger.url, autocommit=True, options="-c search_path=ledger"
+            )
+            self.db.execute("ALTER TABLE records DISABLE TRIGGER USER")
+        else:
+            assert isinstance(ledger, Ledger)
+            self.db = sqlite3.connect(ledger.path, isolation_level=None)
+            self.db.execute("DROP TRIGGER IF EXISTS records_no_update")
+            self.db.execute("DROP TRIGGER IF EXISTS records_no_delete")
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        return self.db.execute(sql.replace("?", "%s") if self.pg else sql, params)
+
+
+def raw(ledger: ChainLedger) -> Raw:
+    return Raw(ledger)

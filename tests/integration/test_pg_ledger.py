@@ -18,7 +18,6 @@ import threading
 import time
 from pathlib import Path
 
-import psycopg
 import pytest
 from typer.testing import CliRunner
 
@@ -27,7 +26,7 @@ from faceledger.audit.chain import KIND_CHECKPOINT
 from faceledger.audit.postgres import PostgresLedger
 from faceledger.config import Settings
 from faceledger.domain.errors import LedgerError
-from helpers.ledger import append_until_told, event  # the same events as the contract tests
+from helpers.ledger import append_until_told, event, raw  # as the contract tests
 from helpers.processes import python_env
 
 WORKERS = 3
@@ -172,12 +171,10 @@ def test_from_settings_chooses_postgres_and_the_cli_reads_it(
     assert tailed[:2] == [("SearchFacesByImage", "req-3"), ("SearchFacesByImage", "req-4")]
     assert [op for op, _ in tailed[2:]] == ["VerifyLedger", "ExportLedger"]
     # a tampered record is found through the CLI too
-    with psycopg.connect(migrated_database, autocommit=True) as conn:
-        conn.execute("ALTER TABLE ledger.records DISABLE TRIGGER USER")
-        conn.execute(
-            "UPDATE ledger.records SET body = convert_to(replace(convert_from(body, 'UTF8'), "
-            "'officer-2', 'officer-9'), 'UTF8') WHERE seq = 3"
-        )
+    raw(ledger).execute(
+        "UPDATE records SET body = convert_to(replace(convert_from(body, 'UTF8'), "
+        "'officer-2', 'officer-9'), 'UTF8') WHERE seq = 3"
+    )
     broken = runner.invoke(app, ["audit", "verify"])
     assert broken.exit_code == 1 and broken.output.startswith("first bad record: 3:")
 
