@@ -37,8 +37,11 @@ import numpy as np
 from faceledger.config import Settings
 from faceledger.domain.audit import AuditEvent
 from faceledger.domain.errors import LedgerError
-from faceledger.domain.faces import AnalysedImage
-from faceledger.evaluation.synthetic import enrol_and_delete_forever, synthetic_image
+from faceledger.evaluation.synthetic import (
+    enrol_and_delete_forever,
+    gateway_verbs,
+    synthetic_image,
+)
 from faceledger.services.gateway import Gateway, local_operator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -56,19 +59,8 @@ def worker(data_dir: Path, seed: int) -> None:
     except Exception:
         gate.create_collection(caller, COLLECTION)
 
-    def enrol(image: AnalysedImage, external_image_id: str) -> list[str]:
-        result = gate.index_faces(
-            caller, COLLECTION, image, external_image_id=external_image_id, quality_filter="NONE"
-        )
-        return [face.face_id for face, _ in result.face_records]
-
-    def delete(face_id: str) -> bool:
-        deleted, _ = gate.delete_faces(caller, COLLECTION, [face_id])
-        return bool(deleted)
-
     enrol_and_delete_forever(
-        enrol,
-        delete,
+        *gateway_verbs(gate, caller, COLLECTION),
         rng=np.random.default_rng(seed),
         dim=gate._collections.store.embedding_dim(COLLECTION),
         first_image=seed * 1_000_000,  # distinct external ids per round

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, Protocol, TextIO
 
 import numpy as np
 
+from faceledger.domain.audit import Caller
 from faceledger.domain.faces import AnalysedImage, Faces
 
 #: ``enrol(image, external_image_id)`` → the FaceIds the store kept.
@@ -32,6 +33,18 @@ Enrol = Callable[[AnalysedImage, str], list[str]]
 Delete = Callable[[str], bool]
 
 DELETE_PROBABILITY = 0.3
+
+
+class AuditedVerbs(Protocol):
+    """The two verbs of the accountable gateway (``services.gateway.Gateway``) the loop calls."""
+
+    def index_faces(
+        self, caller: Caller, collection_id: str, image: AnalysedImage, **options: Any
+    ) -> Any: ...
+
+    def delete_faces(
+        self, caller: Caller, collection_id: str, face_ids: list[str]
+    ) -> tuple[list[str], Any]: ...
 
 
 def synthetic_image(rng: np.random.Generator, n_faces: int, dim: int) -> AnalysedImage:
@@ -47,6 +60,29 @@ def synthetic_image(rng: np.random.Generator, n_faces: int, dim: int) -> Analyse
         embeddings=vectors,
     )
     return AnalysedImage(rng.bytes(32).hex(), "jpeg", 640, 480, 1000, faces)
+
+
+def gateway_verbs(
+    gateway: AuditedVerbs, caller: Caller, collection_id: str
+) -> tuple[Enrol, Delete]:
+    """``enrol`` and ``delete`` through the gateway as ``caller`` (each change audited: intent,
+    store change, outcome), with no quality filter (synthetic faces have no pixels)."""
+
+    def enrol(image: AnalysedImage, external_image_id: str) -> list[str]:
+        result = gateway.index_faces(
+            caller,
+            collection_id,
+            image,
+            external_image_id=external_image_id,
+            quality_filter="NONE",
+        )
+        return [face.face_id for face, _ in result.face_records]
+
+    def delete(face_id: str) -> bool:
+        deleted, _ = gateway.delete_faces(caller, collection_id, [face_id])
+        return bool(deleted)
+
+    return enrol, delete
 
 
 def enrol_and_delete_forever(
