@@ -11,7 +11,7 @@ from faceledger.domain.errors import AccessDeniedError
 from faceledger.services.collections import DEFAULT_FACE_MATCH_THRESHOLD
 from faceledger.services.gateway_policy import PolicyVerbs
 from faceledger.services.video.jobs import JobPage
-from faceledger.store.sqlite.video import JobRow, ProcessorRow
+from faceledger.store.records import JobRow, ProcessorRow
 
 
 class VideoVerbs(PolicyVerbs):

@@ -46,7 +46,7 @@ from faceledger.services.video.common import (
 )
 from faceledger.services.video.notifications import CompletionNotifier
 from faceledger.store.base import VideoStore
-from faceledger.store.sqlite.video import (
+from faceledger.store.records import (
     FAILED,
     IN_PROGRESS,
     SUCCEEDED,

@@ -43,7 +43,7 @@ from faceledger.services.video.common import (
     owner_gone,
 )
 from faceledger.store.base import VideoStore
-from faceledger.store.sqlite.video import ProcessorRow
+from faceledger.store.records import ProcessorRow
 from faceledger.video.live import LiveProcessor
 from faceledger.video.sinks import EventHub, JsonlSink, Sink, WebhookSink
 from faceledger.video.sources import parse_source
