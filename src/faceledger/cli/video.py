@@ -1,4 +1,4 @@
-"""CLI verbs for video: ``video faces|persons|search VIDEO`` and ``stream …``.
+"""CLI verbs for video: ``video faces|persons|search|labels VIDEO`` and ``stream …``.
 
 ``video`` analyses a stored video in this process (through the gateway, so the job
 and its end are ledgered) and prints what it found. ``stream`` manages stream processor
@@ -48,6 +48,8 @@ def _analyse(
     threshold: float | None = None,
     purpose: str | None = None,
     case: str | None = None,
+    start_options: dict[str, Any] | None = None,
+    get_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     existing_file(video)
     path = video.resolve()
@@ -57,20 +59,30 @@ def _analyse(
     with open_gateway(settings) as gate:
         caller = cli_caller(purpose, case)
         job = gate.start_video_job(
-            caller, kind, {"path": str(path)}, collection_id=collection, threshold=threshold
+            caller,
+            kind,
+            {"path": str(path)},
+            collection_id=collection,
+            threshold=threshold,
+            **(start_options or {}),
         )
         gate.run_video_job(job.job_id)
         items: list[dict[str, Any]] = []
         token: str | None = None
         while True:
-            page = gate.get_video_job(caller, kind, job.job_id, next_token=token)
+            page = gate.get_video_job(
+                caller, kind, job.job_id, next_token=token, **(get_options or {})
+            )
             items += page.items
             token = page.next_token
             if token is None:
                 break
     if page.job.status != "SUCCEEDED":
         raise CliError(f"the analysis failed: {page.job.status_message}")
-    return {"job_id": job.job_id, "metadata": page.job.metadata, "results": items}
+    out = {"job_id": job.job_id, "metadata": page.job.metadata, "results": items}
+    if "label_model_version" in page.job.params:
+        out["label_model_version"] = page.job.params["label_model_version"]
+    return out
 
 
 def _people(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -143,6 +155,45 @@ def video_search(
             f"{row['external_image_id'] or row['face_id']} Similarity {row['similarity']}"
         )
     typer.echo("A match is a lead for human review, not an identification.")
+
+
+@video_app.command("labels")
+def video_labels(
+    video: Path,
+    min_confidence: Annotated[
+        float, typer.Option("--min-confidence", min=0, max=100, help="Percent (default 50).")
+    ] = 50.0,
+    timestamps: Annotated[
+        bool,
+        typer.Option(
+            "--timestamps", help="One row per sampled frame (two a second), not per segment."
+        ),
+    ] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Detect object labels (COCO classes, with Rekognition's names and parents) in VIDEO on
+    two frames a second; one line per label segment."""
+    aggregate = "TIMESTAMPS" if timestamps else "SEGMENTS"
+    out = _analyse(
+        "labels",
+        video,
+        start_options={"min_confidence_pct": min_confidence},
+        get_options={"aggregate_by": aggregate, "sort_by": "TIMESTAMP"},
+    )
+    if as_json:
+        print_json(out)
+        return
+    if not out["results"]:
+        typer.echo("no labels found")
+    for item in out["results"]:
+        label = item["label"]
+        span = (
+            f"{item['start_ms']} – {item['end_ms']} ms"
+            if "start_ms" in item
+            else f"{item['timestamp_ms']} ms"
+        )
+        instances = f", {len(label['instances'])} instances" if label["instances"] else ""
+        typer.echo(f"{span}: {label['name']} ({label['confidence_pct']:.1f}%{instances})")
 
 
 # -- stream processors ---------------------------------------------------------------------------

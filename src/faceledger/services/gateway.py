@@ -149,7 +149,9 @@ class Gateway(
         self._keys = KeyService(settings)
         self._objects = ImageObjects(settings)
         self._ledger = ledger or Ledger.from_settings(settings)
-        self._video = VideoService(settings, self._collections, self._objects, self._record)
+        self._video = VideoService(
+            settings, self._collections, self._objects, self._record, labels=self._labels
+        )
         self._in_flight: set[str] = set()  # this process's intents whose call still runs
         self._in_flight_lock = threading.Lock()
         try:

@@ -25,6 +25,7 @@ from faceledger.api.native.auth import CallerDep, GatewayDep, with_purpose
 from faceledger.api.native.routes import COMMON_ERRORS
 from faceledger.domain.errors import InvalidParameterError
 from faceledger.domain.policy import MAX_CASE_CHARS, MAX_PURPOSE_CHARS
+from faceledger.services.labels import LabelFilters
 from faceledger.services.video.jobs import JobPage
 from faceledger.store.sqlite.video import ProcessorRow
 
@@ -42,12 +43,25 @@ class S3ObjectIn(BaseModel):
     version: str | None = None
 
 
+class LabelFiltersIn(BaseModel):
+    """Rekognition's Settings.GeneralLabels: label names and categories to keep or drop."""
+
+    include: list[str] = Field(default_factory=list, max_length=100)
+    exclude: list[str] = Field(default_factory=list, max_length=100)
+    include_categories: list[str] = Field(default_factory=list, max_length=100)
+    exclude_categories: list[str] = Field(default_factory=list, max_length=100)
+
+
 class StartJobIn(BaseModel):
-    kind: Literal["faces", "search", "persons"]
+    kind: Literal["faces", "search", "persons", "labels"]
     path: str | None = Field(None, description="A video file inside FACELEDGER_VIDEO_DIRS.")
     s3_object: S3ObjectIn | None = None
     collection_id: str | None = Field(None, description="For kind 'search'.")
     threshold: float | None = Field(None, ge=0, le=100)
+    min_confidence: float | None = Field(
+        None, ge=0, le=100, description="For kind 'labels' (default 50)."
+    )
+    label_filters: LabelFiltersIn | None = Field(None, description="For kind 'labels'.")
     job_tag: str | None = Field(None, max_length=1024)
     client_token: str | None = Field(None, max_length=64, pattern=r"^[a-zA-Z0-9\-_]+$")
     purpose: Purpose = None
@@ -62,6 +76,7 @@ class JobOut(BaseModel):
     metadata: dict[str, Any] | None = None
     results: list[dict[str, Any]] = []
     next_token: str | None = None
+    label_model_version: str | None = None
 
 
 class ProcessorIn(BaseModel):
@@ -110,6 +125,7 @@ def _job(page: JobPage) -> JobOut:
         metadata=job.metadata,
         results=page.items,
         next_token=page.next_token,
+        label_model_version=job.params.get("label_model_version"),
     )
 
 
@@ -132,8 +148,8 @@ def _processor(row: ProcessorRow, live: dict[str, Any] | None = None) -> Process
 async def start_job(
     request: Request, gate: GatewayDep, caller: CallerDep, body: StartJobIn
 ) -> JobOut:
-    """Face detection, face search (against a collection) or person tracking of a video; poll
-    ``GET /v1/video/jobs/{job_id}``."""
+    """Face detection, face search (against a collection), person tracking or label detection
+    (two frames a second) of a video; poll ``GET /v1/video/jobs/{job_id}``."""
     if (body.path is None) == (body.s3_object is None):
         raise InvalidParameterError("give exactly one of path and s3_object")
     video: dict[str, Any]
@@ -146,6 +162,15 @@ async def start_job(
             obj["Version"] = body.s3_object.version
         video = {"S3Object": obj}
     caller = with_purpose(caller, body.purpose, body.case_reference)
+    filters = None
+    if body.label_filters is not None:
+        f = body.label_filters
+        filters = LabelFilters(
+            include=frozenset(f.include),
+            exclude=frozenset(f.exclude),
+            include_categories=frozenset(f.include_categories),
+            exclude_categories=frozenset(f.exclude_categories),
+        )
     job = await run_blocking(
         request,
         gate.start_video_job,
@@ -156,6 +181,8 @@ async def start_job(
         threshold=body.threshold,
         job_tag=body.job_tag,
         client_token=body.client_token,
+        min_confidence_pct=body.min_confidence,
+        label_filters=filters,
     )
     return JobOut(job_id=job.job_id, kind=job.kind, status=job.status)
 
@@ -168,8 +195,14 @@ async def get_job(
     job_id: JobIdPath,
     max_results: Annotated[int, Query(ge=1, le=1000)] = 1000,
     next_token: Annotated[str | None, Query(max_length=255)] = None,
-    sort_by: Annotated[Literal["TIMESTAMP", "INDEX"], Query()] = "TIMESTAMP",
+    sort_by: Annotated[Literal["TIMESTAMP", "INDEX", "NAME"], Query()] = "TIMESTAMP",
+    aggregate_by: Annotated[
+        Literal["TIMESTAMPS", "SEGMENTS"] | None,
+        Query(description="Label jobs: one item per sampled frame (default) or per segment."),
+    ] = None,
 ) -> JobOut:
+    """Results in pages. Label jobs sort by TIMESTAMP or NAME; the others by TIMESTAMP or
+    INDEX."""
     page = await run_blocking(
         request,
         gate.get_video_job,
@@ -179,6 +212,7 @@ async def get_job(
         max_results=max_results,
         next_token=next_token,
         sort_by=sort_by,
+        aggregate_by=aggregate_by,
     )
     return _job(page)
 

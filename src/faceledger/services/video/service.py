@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from faceledger.config import Settings
 from faceledger.services.collections import CollectionService
+from faceledger.services.labels import LabelService
 from faceledger.services.objects import ImageObjects
 from faceledger.services.tokens import TokenSigner, load_or_create_secret
 from faceledger.services.video.common import Record, new_owner
@@ -31,9 +32,11 @@ class VideoService:
         record: Record,
         *,
         store: AnyVideoStore | None = None,
+        labels: LabelService | None = None,
     ) -> None:
         """``store``: the process's video store, shared; without one the service opens (and
-        closes) its own from ``settings``."""
+        closes) its own from ``settings``. ``labels``: the labels pack's service, shared with
+        ``DetectLabels`` (label detection jobs, person detection for tracking bodies)."""
         self.settings = settings
         self._owns_store = store is None
         self.store = store if store is not None else open_video_store(settings)
@@ -48,6 +51,7 @@ class VideoService:
             record=record,
             tokens=tokens,
             owner=owner,
+            labels=labels,
         )
         self.processors = StreamProcessors(
             settings,
