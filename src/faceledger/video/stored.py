@@ -1,5 +1,9 @@
 """Stored video: analyse a whole file for GetFaceDetection, GetFaceSearch or GetPersonTracking.
 
+With a ``person_detector``, PersonTracking and face search follow people by their bodies
+(``bodies.py``, joined with the face tracks in ``people.py``): a person's box is their body's,
+with a Face when one is seen inside it; without one, people are tracked by their faces.
+
 Decoding runs on its own thread (PyAV with FFmpeg's frame threads) one short queue ahead of
 the analysis thread, so decoding overlaps detection (OpenCV runs its network without the
 GIL). Every frame is decoded (inter-frame codecs need them) but only every
@@ -23,6 +27,8 @@ from faceledger.domain.video import (
     VideoMetadata,
 )
 from faceledger.inference.engine import FaceEngine
+from faceledger.video.bodies import BodyTracker, PersonDetector
+from faceledger.video.people import PeopleFrames
 from faceledger.video.pipeline import (
     MODES,
     AnalysisCancelled,
@@ -49,6 +55,7 @@ def analyse_video(
     options: PipelineOptions | None = None,
     progress: ProgressCallback | None = None,
     cancelled: CancelCheck | None = None,
+    person_detector: PersonDetector | None = None,
 ) -> VideoAnalysis:
     """Analyse the video file ``source`` (a path or ``file://`` URL) in ``mode``:
 
@@ -61,7 +68,8 @@ def analyse_video(
     ``progress(fraction)`` is called as the video advances (0–1, at most ~100 times);
     ``cancelled()`` is checked every analysed frame and raises ``AnalysisCancelled`` when it
     returns True. Unreadable input raises ``InvalidParameterError``. ``options`` default to
-    ``PipelineOptions.stored()``.
+    ``PipelineOptions.stored()``. ``person_detector`` (persons and search): track bodies too,
+    on every analysed frame (module docstring).
     """
     if mode not in MODES:
         raise InvalidParameterError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -86,6 +94,11 @@ def analyse_video(
             identify=mode != "faces",
         )
         faces: list[FaceDetectionAt] = []
+        people = (
+            PeopleFrames(BodyTracker(person_detector))
+            if person_detector is not None and mode != "faces"
+            else None
+        )
         frame_shape: tuple[int, ...] | None = None
         last_progress = -1.0
         counted: list[int] = [0]
@@ -95,6 +108,8 @@ def analyse_video(
                 raise AnalysisCancelled("the analysis was cancelled")
             frame_shape = frame_shape or pixels.shape
             result = pipeline.process(pixels, ts)
+            if people is not None:
+                people.add(pixels, result, engine.options.detect_score_threshold)
             if mode == "faces":
                 h, w = pixels.shape[:2]
                 found = result.faces
@@ -107,6 +122,8 @@ def analyse_video(
                     progress(fraction)
                     last_progress = fraction
         pipeline.finish()
+        if people is not None:
+            people.finish()
     finally:
         if frames is not None:
             frames.close()  # stops and joins the decoding thread before the container closes
@@ -119,7 +136,38 @@ def analyse_video(
     if (frame_shape[1], frame_shape[0]) != (meta.frame_width, meta.frame_height):
         # a rotated video: report the upright size the results' ratios refer to
         meta = replace(meta, frame_width=frame_shape[1], frame_height=frame_shape[0])
+    if people is not None:
+        return _people_results(meta, mode, pipeline, people, decoded)
     return _results(meta, mode, pipeline, tuple(faces), decoded)
+
+
+def _people_results(
+    meta: VideoMetadata, mode: str, pipeline: FramePipeline, people: PeopleFrames, decoded: int
+) -> VideoAnalysis:
+    """Persons (or matched persons) from bodies and faces; indexes 0, 1, 2… in order of first
+    appearance."""
+    persons: list[PersonAt] = []
+    matches: list[FaceSearchAt] = []
+    found = people.people(pipeline.finished_tracks)
+    for index, person in enumerate(found):
+        if mode == "persons":
+            persons += [PersonAt(ts, index, box, face) for ts, box, face in person.observations]
+        elif person.hits:
+            matches += [
+                FaceSearchAt(ts, index, box, face, person.hits)
+                for ts, box, face in person.observations
+            ]
+    persons.sort(key=lambda p: (p.timestamp_ms, p.index))
+    matches.sort(key=lambda m: (m.timestamp_ms, m.index))
+    return VideoAnalysis(
+        metadata=meta,
+        mode=mode,
+        persons=tuple(persons),
+        matches=tuple(matches),
+        frames_decoded=decoded,
+        frames_analysed=pipeline.frames_analysed,
+        persons_tracked=len(found),
+    )
 
 
 def _results(

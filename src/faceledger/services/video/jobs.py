@@ -45,7 +45,12 @@ from faceledger.services.video.common import (
     local_video,
     owner_gone,
 )
-from faceledger.services.video.labels import aggregate_labels, analyse_labels, label_params
+from faceledger.services.video.labels import (
+    aggregate_labels,
+    analyse_labels,
+    label_params,
+    person_detector,
+)
 from faceledger.services.video.notifications import CompletionNotifier
 from faceledger.store.factory import AnyVideoStore
 from faceledger.store.sqlite.video import (
@@ -339,6 +344,7 @@ class VideoJobs:
                 threshold=threshold,
                 cancelled=self._cancel.is_set,
                 progress=lambda _: self._renew(job.job_id),
+                person_detector=person_detector(self.labels) if job.kind != "faces" else None,
             )
         finally:
             if temporary and path is not None:

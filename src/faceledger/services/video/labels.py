@@ -30,10 +30,14 @@ from numpy.typing import NDArray
 
 from faceledger.domain.errors import InvalidParameterError
 from faceledger.domain.video import VideoMetadata
+from faceledger.inference.yolox import YoloxDetector
 from faceledger.services.labels import LabelFilters, LabelService, labels_from_detections
 from faceledger.services.video.common import jsonable
+from faceledger.video.bodies import PersonDetector
 from faceledger.video.sampling import DEFAULT_SAMPLE_INTERVAL_MS, sample_video
 
+PERSON_CLASS = "person"
+PERSON_CANDIDATE_SCORE = 0.2  # below the body tracker's low score (0.25): nothing is lost
 DEFAULT_VIDEO_MIN_CONFIDENCE = 50.0  # Rekognition's default for StartLabelDetection
 AGGREGATIONS = ("TIMESTAMPS", "SEGMENTS")
 LABEL_SORTS = ("TIMESTAMP", "NAME")
@@ -72,6 +76,30 @@ def label_params(
         "interval_ms": DEFAULT_SAMPLE_INTERVAL_MS,
         "label_model_version": labels.manifest.label_model_version,
     }
+
+
+def person_detector(labels: LabelService) -> PersonDetector | None:
+    """The labels pack's ``person`` class as a person detector for tracking bodies (None when
+    the pack has no such class). One pass over the whole frame, without the pack's tiles:
+    a third of the work, at the cost of people smaller than about 40 px tall."""
+    detector, manifest = labels.detector()
+    if PERSON_CLASS not in manifest.classes:
+        return None
+    person = list(manifest.classes).index(PERSON_CLASS)
+    whole = YoloxDetector(
+        detector.session,
+        detector.input_size_px,
+        score_threshold=PERSON_CANDIDATE_SCORE,
+        iou_threshold=detector.iou_threshold,
+        tiles=False,
+    )
+
+    def detect(pixels: NDArray[np.uint8]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        found = whole.detect(pixels)
+        keep = found.class_ids == person
+        return found.boxes_px[keep], found.scores[keep]
+
+    return detect
 
 
 def analyse_labels(
