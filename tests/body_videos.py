@@ -5,14 +5,19 @@ hair, neck, shoulders), pasted opaque at a height of ``height_px`` and moving in
 between ``enter_s`` and ``leave_s``. Between ``hide_from_s`` and ``hide_until_s`` its face is
 covered by a dark hair-coloured oval (the person seen from behind): the face detector then finds
 nothing there, while the person detector still sees a person. ``make_figure_video`` encodes
-H.264 over the same backdrop as ``videos.py`` and returns the figures (the ground truth).
+H.264 over the same backdrop as ``videos.py`` (optionally with a drawn stop sign, which the
+labels pack reads as Stop Sign → Road Sign → Sign → Symbol) and returns the figures.
+``seen_from_behind_people`` picks LFW people whose covered figure the person detector still
+finds and the face detector does not.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -67,6 +72,54 @@ def figure_pixels(photo: Path, height_px: int, *, hidden: bool) -> NDArray[np.ui
     return np.ascontiguousarray(cut)
 
 
+def draw_stop_sign(pixels: NDArray[np.uint8], centre: tuple[int, int], size_px: int) -> None:
+    """A red octagon with a white border and STOP on a grey post (in place)."""
+    import cv2
+
+    cx, cy = centre
+    r = size_px // 2
+    angles = np.pi / 8 + np.arange(8) * np.pi / 4
+    pts = np.stack([cx + r * np.cos(angles), cy + r * np.sin(angles)], axis=1).astype(np.int32)
+    thick = max(2, size_px // 30)
+    cv2.line(pixels, (cx, cy + r), (cx, pixels.shape[0] - 1), (90, 90, 90), 6)
+    cv2.fillPoly(pixels, [pts], (30, 30, 200))
+    cv2.polylines(pixels, [pts], True, (255, 255, 255), thick)
+    origin = (cx - int(r * 0.75), cy + int(r * 0.2))
+    cv2.putText(pixels, "STOP", origin, cv2.FONT_HERSHEY_SIMPLEX, size_px / 110, (255,) * 3, thick)
+
+
+def seen_from_behind_people(
+    detect_people: Callable[[NDArray[np.uint8]], tuple[Any, Any]],
+    detect_faces: Callable[[NDArray[np.uint8]], int],
+    people: dict[str, list[Path]],
+    count: int,
+    *,
+    min_score: float = 0.4,
+    height_px: int = 240,
+) -> dict[str, list[Path]]:
+    """The first ``count`` of ``people`` whose figure (first photo) at three places is found
+    by ``detect_people`` at ≥ ``min_score`` with the face shown and with it covered, and whose
+    face ``detect_faces`` (a face count) finds once when shown and never when covered."""
+    base = background(640, 360)
+    out: dict[str, list[Path]] = {}
+    for name, photos in people.items():
+        ok = True
+        for x in (40, 200, 400):
+            for hidden in (False, True):
+                cut = figure_pixels(photos[0], height_px, hidden=hidden)
+                frame = base.copy()
+                frame[60 : 60 + height_px, x : x + cut.shape[1]] = cut
+                _, scores = detect_people(frame)
+                faces = detect_faces(frame)
+                if not len(scores) or float(np.max(scores)) < min_score or faces != (not hidden):
+                    ok = False
+        if ok:
+            out[name] = photos
+        if len(out) == count:
+            break
+    return out
+
+
 def render(
     base: NDArray[np.uint8],
     figures: tuple[Figure, ...],
@@ -96,8 +149,10 @@ def make_figure_video(
     height: int = 360,
     fps: int = 10,
     duration_s: float = 4.0,
+    stop_sign: tuple[int, int, int] | None = None,
 ) -> tuple[Figure, ...]:
-    """Render and encode ``figures`` (H.264 MP4) to ``path``."""
+    """Render and encode ``figures`` (H.264 MP4) to ``path``; ``stop_sign`` (x, y, size px)
+    draws a stop sign on the backdrop for the whole video."""
     import av
 
     cutouts = {
@@ -106,6 +161,8 @@ def make_figure_video(
         for hidden in (False, True)
     }
     base = background(width, height)
+    if stop_sign is not None:
+        draw_stop_sign(base, (stop_sign[0], stop_sign[1]), stop_sign[2])
     with av.open(str(path), mode="w") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height = width, height
