@@ -174,3 +174,59 @@ def test_native_persons_job_and_records(
     assert ops.count(("PersonTrackingJob", "ok")) == 1  # the job's end, recorded once
     assert ops[-1] == ("GetPersonTracking", "ok") and len(ops) >= 3
     assert all(e.principal == "test-admin" for e in mine)
+
+
+def test_connected_home_person_events_are_ledgered(
+    rek: Any, api: Any, figure: tuple[str, list[Path]], live_server_settings: Settings
+) -> None:
+    import json
+
+    account = "000000000000"
+    path = live_server_settings.video_dirs[0] / "behind.mp4"
+    source = f"arn:aws:kinesisvideo:us-east-1:{account}:source/file://{path}"
+    common = {
+        "Input": {"KinesisVideoStream": {"Arn": source}},
+        "Output": {
+            "KinesisDataStream": {"Arn": f"arn:aws:kinesis:us-east-1:{account}:stream/porch"}
+        },
+        "RoleArn": f"arn:aws:iam::{account}:role/rekognition",
+    }
+    for bad in (
+        {"ConnectedHome": {"Labels": ["PET"]}},
+        {"ConnectedHome": {"Labels": ["PERSON"]}, "FaceSearch": {"CollectionId": "behind"}},
+    ):
+        with pytest.raises(rek.exceptions.InvalidParameterException):
+            rek.create_stream_processor(Name="porch-bad", Settings=bad, **common)
+    rek.create_stream_processor(
+        Name="porch",
+        Settings={"ConnectedHome": {"Labels": ["PERSON"], "MinConfidence": 40}},
+        **common,
+    )
+    described = rek.describe_stream_processor(Name="porch")
+    assert described["Settings"] == {"ConnectedHome": {"Labels": ["PERSON"], "MinConfidence": 40.0}}
+    started = api.post(
+        "/v1/stream-processors/porch/start",
+        json={"purpose": "porch watch", "case_reference": "H-1"},
+    )
+    assert started.status_code == 200, started.text
+    deadline = time.monotonic() + 120
+    while rek.describe_stream_processor(Name="porch")["Status"] in ("RUNNING", "STOPPING"):
+        assert time.monotonic() < deadline, "the file source never ended"
+        time.sleep(0.5)
+    lines = (live_server_settings.data_dir / "streams" / "porch.jsonl").read_text().splitlines()
+    events = [json.loads(x) for x in lines]
+    assert events and all(e["eventNamespace"] == {"type": "LABEL_DETECTED"} for e in events)
+    for e in events:
+        (label,) = e["labels"]
+        assert label["name"] == "PERSON" and label["confidence"] >= 40
+        assert label["boundingBox"]["height"] > 0.5
+    with Ledger.from_settings(live_server_settings) as ledger:
+        records = [
+            e.event
+            for e in ledger.entries()
+            if e.event is not None and e.event.operation == "StreamPersonDetected"
+        ]
+    mine = [r for r in records if r.result.get("processor") == "porch"]
+    assert len(mine) == len(events)
+    assert all(r.purpose == "porch watch" and r.case_reference == "H-1" for r in mine)
+    assert all(r.principal == "test-admin" and r.result["label"] == "PERSON" for r in mine)

@@ -123,11 +123,14 @@ class VideoVerbs(PolicyVerbs):
         name: str,
         source: str,
         *,
-        collection_id: str,
+        collection_id: str | None = None,
         threshold: float | None = None,
         outputs: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
+        connected_home: dict[str, Any] | None = None,
     ) -> ProcessorRow:
+        """A face-search processor (``collection_id``, ``threshold``) or a person-event one
+        (``connected_home``: ``labels`` ["PERSON"], ``min_confidence``)."""
         return self._run(
             caller,
             "CreateStreamProcessor",
@@ -138,6 +141,7 @@ class VideoVerbs(PolicyVerbs):
                 threshold=threshold,
                 outputs=outputs or {},
                 extra=extra,
+                connected_home=connected_home,
             ),
             collection_id=collection_id,
             summary=lambda row: {
@@ -145,6 +149,11 @@ class VideoVerbs(PolicyVerbs):
                 "source": row.source,
                 "outputs": row.outputs,
                 "threshold": row.settings["threshold"],
+                **(
+                    {"connected_home": row.settings["connected_home"]}
+                    if "connected_home" in row.settings
+                    else {}
+                ),
             },
         )
 
@@ -188,15 +197,20 @@ class VideoVerbs(PolicyVerbs):
 
     def start_stream_processor(self, caller: Caller, name: str) -> str:
         """Start watching; the collection's policy applies (purpose, threshold floor), and
-        every match is ledgered with this caller, purpose and case reference."""
+        every match is ledgered with this caller, purpose and case reference. A person-event
+        processor has no collection: each event is ledgered with this caller, purpose and
+        case reference."""
         collection: list[str] = []
 
         def work() -> str:
             row = self._video.store.processor(name)
             collection_id = row.settings["collection_id"]
+            threshold = float(row.settings["threshold"])
+            if collection_id is None:  # ConnectedHome: presence only, no search
+                return self._video.processors.start_processor(caller, name, threshold=threshold)
             collection.append(collection_id)
             policy = self._search_policy(caller, collection_id)
-            effective = self._effective(policy, collection_id, float(row.settings["threshold"]))
+            effective = self._effective(policy, collection_id, threshold)
             return self._video.processors.start_processor(caller, name, threshold=effective)
 
         return self._run(

@@ -79,10 +79,18 @@ class JobOut(BaseModel):
     label_model_version: str | None = None
 
 
+class PersonEventsIn(BaseModel):
+    """Rekognition's ConnectedHome settings: report people appearing (no face search)."""
+
+    labels: list[str] = Field(default_factory=lambda: ["PERSON"], min_length=1, max_length=4)
+    min_confidence: float = Field(50.0, ge=0, le=100)
+
+
 class ProcessorIn(BaseModel):
     name: str = Field(pattern=r"^[a-zA-Z0-9_.\-]{1,128}$")
     source: str = Field(min_length=1, max_length=2048)
-    collection_id: str
+    collection_id: str | None = Field(None, description="Search faces against it …")
+    person_events: PersonEventsIn | None = Field(None, description="… or report people.")
     threshold: float | None = Field(None, ge=0, le=100)
     outputs: dict[str, str] = Field(default_factory=dict)
 
@@ -95,7 +103,8 @@ class ProcessorUpdate(BaseModel):
 class ProcessorOut(BaseModel):
     name: str
     source: str
-    collection_id: str
+    collection_id: str | None
+    person_events: dict[str, Any] | None = None
     threshold: float
     outputs: dict[str, Any]
     status: str
@@ -134,6 +143,7 @@ def _processor(row: ProcessorRow, live: dict[str, Any] | None = None) -> Process
         name=row.name,
         source=row.source,
         collection_id=row.settings["collection_id"],
+        person_events=row.settings.get("connected_home"),
         threshold=row.settings["threshold"],
         outputs=row.outputs,
         status=row.status,
@@ -232,6 +242,7 @@ async def create_processor(
         collection_id=body.collection_id,
         threshold=body.threshold,
         outputs=dict(body.outputs),
+        connected_home=body.person_events.model_dump() if body.person_events else None,
     )
     return _processor(row)
 

@@ -240,12 +240,13 @@ _KEPT = ("RegionsOfInterest", "DataSharingPreference", "NotificationChannel", "K
 @operation
 def create_stream_processor(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     settings = p["Settings"]
-    if "FaceSearch" not in settings or "ConnectedHome" in settings:
+    if ("FaceSearch" in settings) == ("ConnectedHome" in settings):
         raise ctx.refuse(
-            InvalidParameterError("only Settings.FaceSearch stream processors are supported")
+            InvalidParameterError("Settings needs exactly one of FaceSearch and ConnectedHome")
         )
-    search = settings["FaceSearch"]
-    if "CollectionId" not in search:
+    search = settings.get("FaceSearch")
+    home = settings.get("ConnectedHome")
+    if search is not None and "CollectionId" not in search:
         raise ctx.refuse(InvalidParameterError("Settings.FaceSearch.CollectionId is required"))
     name = p["Name"]
     extra = {k: p[k] for k in _KEPT if k in p}
@@ -254,15 +255,36 @@ def create_stream_processor(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
         ctx.caller,
         name,
         _source(ctx, p["Input"].get("KinesisVideoStream", {}).get("Arn", "")),
-        collection_id=search["CollectionId"],
-        threshold=search.get("FaceMatchThreshold"),
+        collection_id=search["CollectionId"] if search is not None else None,
+        threshold=search.get("FaceMatchThreshold") if search is not None else None,
         outputs=_outputs(ctx, name, p["Output"]),
         extra={"rekognition": extra, "tags": p.get("Tags", {})},
+        connected_home=(
+            {"labels": home["Labels"], **_min_confidence(home)} if home is not None else None
+        ),
     )
     return {
         "StreamProcessorArn": shapes.stream_processor_arn(
             ctx.settings.region, ctx.settings.account_id, name
         )
+    }
+
+
+def _min_confidence(home: dict[str, Any]) -> dict[str, Any]:
+    return {"min_confidence": home["MinConfidence"]} if "MinConfidence" in home else {}
+
+
+def _settings(row: ProcessorRow) -> dict[str, Any]:
+    home = row.settings.get("connected_home")
+    if home is not None:
+        return {
+            "ConnectedHome": {"Labels": home["labels"], "MinConfidence": home["min_confidence"]}
+        }
+    return {
+        "FaceSearch": {
+            "CollectionId": row.settings["collection_id"],
+            "FaceMatchThreshold": row.settings["threshold"],
+        }
     }
 
 
@@ -277,12 +299,7 @@ def _describe(ctx: Context, row: ProcessorRow) -> dict[str, Any]:
         "Status": status,
         "CreationTimestamp": row.created_at,
         "LastUpdateTimestamp": row.updated_at,
-        "Settings": {
-            "FaceSearch": {
-                "CollectionId": row.settings["collection_id"],
-                "FaceMatchThreshold": row.settings["threshold"],
-            }
-        },
+        "Settings": _settings(row),
     }
     if message:
         out["StatusMessage"] = message

@@ -42,6 +42,7 @@ class VideoService:
         self.store = store if store is not None else open_video_store(settings)
         self.hub = EventHub()
         tokens = TokenSigner(load_or_create_secret(settings.data_dir / "token.key"))
+        labels = labels if labels is not None else LabelService(settings)
         owner = new_owner()
         self.jobs = VideoJobs(
             settings,
@@ -61,6 +62,7 @@ class VideoService:
             hub=self.hub,
             tokens=tokens,
             owner=owner,
+            labels=labels,
         )
 
     def start_workers(self) -> None:
