@@ -5,8 +5,8 @@
    this process (``Gateway.run_video_job``: sampling at two frames a second, the labels pack
    with its tiles, aggregation; the pack's first load included); figure: seconds of video per
    wall-clock second.
-2. **Person tracking on the synthetic clip**: the same kind of clip, two figures in two bands
-   (A at the top, B below), each with its face covered (seen from behind) for part of its
+2. **Person tracking on the synthetic clip**: the same clip: two figures 220 px tall, A in the
+   left half and B in the right half (they never overlap), each with its face covered (seen from behind) for part of its
    walk. ``analyse_video(mode="persons")`` with bodies (the labels pack's person class) and,
    for comparison, by faces only. Per figure, the figure's *index* is the person index most
    often found on it; a frame counts as tracked right when a person with that index has a box
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _common import data_dir, machine, require_lfw, write_result
 
-FIG_HEIGHT = 170
+FIG_HEIGHT = 220
 
 
 def _figures(people: dict[str, list[Path]], seconds: float) -> list[Any]:
@@ -42,10 +42,10 @@ def _figures(people: dict[str, list[Path]], seconds: float) -> list[Any]:
     (a, pa), (b, pb) = list(people.items())[:2]
     third = seconds / 3
     return [
-        # A: top band, left → right; face covered in the middle third
-        Figure(a, pa[0], 0.0, seconds, (0, 0), (640 - 122, 10), FIG_HEIGHT, third, 2 * third),
-        # B: bottom band, right → left; face covered in the last third
-        Figure(b, pb[0], 0.0, seconds, (640 - 122, 185), (0, 190), FIG_HEIGHT, 2 * third, 1e9),
+        # A: left half, walking right; face covered in the middle third
+        Figure(a, pa[0], 0.0, seconds, (0, 60), (130, 70), FIG_HEIGHT, third, 2 * third),
+        # B: right half, walking left; face covered in the last third
+        Figure(b, pb[0], 0.0, seconds, (400, 80), (300, 60), FIG_HEIGHT, 2 * third, 1e9),
     ]
 
 
@@ -115,7 +115,7 @@ def main() -> None:
         return
     figures = _figures(people, args.seconds)
     clip = root / "bodies.mp4"
-    make_figure_video(clip, figures, fps=25, duration_s=args.seconds, stop_sign=(560, 120, 90))
+    make_figure_video(clip, figures, fps=25, duration_s=args.seconds, stop_sign=(600, 60, 70))
 
     gate = Gateway(settings)
     try:

@@ -72,7 +72,7 @@ class PersonAt:
 
     timestamp_ms: int
     index: int
-    box: BoundingBox  # the face's box (people are tracked by their faces)
+    box: BoundingBox  # the body's box (or the face's, for a person seen by the face only)
     face: VideoFace | None = None
 
 
