@@ -230,3 +230,38 @@ def test_connected_home_person_events_are_ledgered(
     assert len(mine) == len(events)
     assert all(r.purpose == "porch watch" and r.case_reference == "H-1" for r in mine)
     assert all(r.principal == "test-admin" and r.result["label"] == "PERSON" for r in mine)
+
+
+def test_cli_stream_create_person_events(
+    tmp_path: Path, figure: Any, live_server_settings: Any
+) -> None:
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    beside = Path(sys.executable).parent / "faceledger"
+    script = str(beside) if beside.is_file() else shutil.which("faceledger")
+    if script is None:
+        pytest.skip("the faceledger console script is not installed (pip install -e .)")
+    folder = live_server_settings.video_dirs[0]
+    env = {
+        **os.environ,
+        "FACELEDGER_DATA_DIR": str(tmp_path / "data"),
+        "FACELEDGER_VIDEO_DIRS": str(folder),
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([script, *args], env=env, capture_output=True, text=True, timeout=120)
+
+    source = f"file://{folder / 'behind.mp4'}"
+    made = cli("stream", "create", "porch", "--source", source, "--person-events",
+               "--min-confidence", "45", "--jsonl", "porch")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    row = json.loads(made.stdout)
+    assert row["collection_id"] is None
+    assert row["person_events"] == {"labels": ["PERSON"], "min_confidence": 45.0}
+    neither = cli("stream", "create", "porch2", "--source", source)
+    assert neither.returncode != 0 and "--person-events" in neither.stderr
+    assert "Traceback" not in neither.stderr

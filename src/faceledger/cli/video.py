@@ -119,7 +119,8 @@ def video_faces(video: Path, as_json: AsJson = False) -> None:
 
 @video_app.command("persons")
 def video_persons(video: Path, as_json: AsJson = False) -> None:
-    """Track the people (by their faces) in VIDEO; one line per person."""
+    """Track the people in VIDEO (by their bodies, with their faces when seen); one line per
+    person."""
     out = _analyse("persons", video)
     if as_json:
         print_json(out)
@@ -203,6 +204,11 @@ def _row(row: Any, live: dict[str, Any] | None = None) -> dict[str, Any]:
         "source": row.source,
         "collection_id": row.settings["collection_id"],
         "threshold": row.settings["threshold"],
+        **(
+            {"person_events": row.settings["connected_home"]}
+            if "connected_home" in row.settings
+            else {}
+        ),
         "outputs": row.outputs,
         "status": row.status,
         "status_message": row.status_message,
@@ -216,19 +222,35 @@ def _row(row: Any, live: dict[str, Any] | None = None) -> dict[str, Any]:
 def stream_create(
     name: str,
     source: Annotated[str, typer.Option("--source", help="rtsp://, http(s)://, camera:N …")],
-    collection: Annotated[str, typer.Option("--collection", "-c")],
+    collection: Annotated[
+        str | None, typer.Option("--collection", "-c", help="Search faces against it.")
+    ] = None,
     threshold: Annotated[float | None, typer.Option("--threshold")] = None,
+    person_events: Annotated[
+        bool,
+        typer.Option(
+            "--person-events",
+            help="Instead of a face search: report people appearing (ConnectedHome PERSON).",
+        ),
+    ] = False,
+    min_confidence: Annotated[
+        float, typer.Option("--min-confidence", min=0, max=100, help="For --person-events.")
+    ] = 50.0,
     jsonl: Annotated[
         str | None, typer.Option("--jsonl", help="Write matches to streams/NAME.jsonl.")
     ] = None,
     webhook: Annotated[str | None, typer.Option("--webhook", help="POST matches here.")] = None,
 ) -> None:
-    """Define a stream processor (the server starts it on request)."""
+    """Define a stream processor (the server starts it on request): a face search against
+    --collection, or --person-events."""
     outputs = {k: v for k, v in (("jsonl", jsonl), ("webhook", webhook)) if v is not None}
+    if (collection is None) == (not person_events):
+        raise CliError("give exactly one of --collection and --person-events")
+    home = {"labels": ["PERSON"], "min_confidence": min_confidence} if person_events else None
     with open_gateway() as gate:
         row = gate.create_stream_processor(
             cli_caller(), name, source, collection_id=collection, threshold=threshold,
-            outputs=outputs,
+            outputs=outputs, connected_home=home,
         )  # fmt: skip
     print_json(_row(row))
 
