@@ -110,9 +110,11 @@ def test_person_tracked_by_body_before_and_after_the_face_hides(
     hidden = [p for p in persons if p["Timestamp"] >= HIDE_FROM_MS + 200]
     # analysed every second frame of a 10 fps clip: 10 frames in each half
     assert len(shown) >= 8 and len(hidden) >= 6, [p["Timestamp"] for p in persons]
-    for p in persons:
-        body = p["Person"]["BoundingBox"]
-        assert body["Height"] > 0.5  # the body (head and shoulders), not a face box
+    # the body (head and shoulders), not a face box: always while the face is covered; a
+    # frame whose body detection was missed but whose face was seen keeps the face's box
+    tall = [p for p in persons if p["Person"]["BoundingBox"]["Height"] > 0.5]
+    assert len(tall) >= 0.9 * len(persons)
+    assert all(p["Person"]["BoundingBox"]["Height"] > 0.5 for p in hidden)
     assert all("Face" not in p["Person"] for p in hidden)
     with_face = [p for p in shown if "Face" in p["Person"]]
     assert len(with_face) >= len(shown) - 1
@@ -164,7 +166,7 @@ def test_native_persons_job_and_records(
     assert {i["index"] for i in items} == {0}
     assert any(i["face"] is None and i["timestamp_ms"] >= HIDE_FROM_MS for i in items)
     assert any(i["face"] is not None for i in items)
-    assert all(i["box"]["height"] > 0.5 for i in items)
+    assert sum(i["box"]["height"] > 0.5 for i in items) >= 0.9 * len(items)
 
     with Ledger.from_settings(live_server_settings) as ledger:
         events = [e.event for e in ledger.entries() if e.event is not None]

@@ -14,7 +14,8 @@ finished tracks: identity, person index, declared matches) to the bodies:
 * a face track given to no body is a person of its own, boxed by the face (as before bodies);
 * a person's face matches are those declared on any of their face tracks; a person's
   observations are the body boxes of their body tracks, each with the Face seen inside it at
-  that frame, if any (plus the face-only frames of their unattached face tracks).
+  that frame, if any; at frames where their body was not detected but their face was, the
+  face's box (the person stays tracked through a missed body detection).
 
 Only confirmed body tracks count (the tracker's ``min_hits``).
 """
@@ -109,22 +110,25 @@ class PeopleFrames:
         ``best_hits``)."""
         state_at = {(ts, box): s for s in face_tracks for ts, box, _ in s.observations}
         grouped: dict[tuple[str, int], list[_Part]] = {}
-        joined: set[int] = set()
+        joined: dict[int, tuple[str, int]] = {}  # face track → the person it joined
         for tid, track in self._tracks.items():
             if not (track.confirmed and track.observations):
                 continue
             for part in self._split_by_face(tid, track, state_at):
-                joined.update(id(s) for s in part.states)
                 if part.states:
                     owner = max(part.states, key=lambda s: len(s.observations))
                     key = ("face", int(owner.index))
                 else:
                     key = ("body", tid)
+                for state in part.states:
+                    joined.setdefault(id(state), key)
                 grouped.setdefault(key, []).append(part)
         for state in face_tracks:
-            if id(state) not in joined:
-                part = _Part(list(state.observations), [state], body=False)
-                grouped.setdefault(("face", int(state.index)), []).append(part)
+            # a face track's own frames: the whole person when it joined no body, else the
+            # frames where its body was missed (a body box wins where both exist)
+            key = joined.get(id(state), ("face", int(state.index)))
+            part = _Part(list(state.observations), [state], body=False)
+            grouped.setdefault(key, []).append(part)
         people = [self._person(parts) for parts in grouped.values()]
         return sorted(people, key=lambda p: p.first_ms)
 
