@@ -6,7 +6,8 @@
    with its tiles, aggregation; the pack's first load included); figure: seconds of video per
    wall-clock second.
 2. **Person tracking on the synthetic clip**: the same clip: two figures 240 px tall, A in the
-   left half and B in the right half (they never overlap), each with its face covered (seen
+   left half and B in the right half (≥ 169 px apart: the detector boxes two adjacent figures
+   as one), each with its face covered (seen
    from behind) for part of its walk. ``analyse_video(mode="persons")`` with bodies (the
    labels pack's person class) and, for comparison, by faces only. Per figure, the figure's
    *index* is the person index most often found on it; a frame counts as tracked right when a
@@ -44,9 +45,9 @@ def _figures(people: dict[str, list[Path]], seconds: float) -> list[Any]:
     third = seconds / 3
     return [
         # A: left half, walking right; face covered in the middle third
-        Figure(a, pa[0], 0.0, seconds, (0, 60), (120, 60), FIG_HEIGHT, third, 2 * third),
+        Figure(a, pa[0], 0.0, seconds, (0, 60), (60, 60), FIG_HEIGHT, third, 2 * third),
         # B: right half, walking left; face covered in the last third
-        Figure(b, pb[0], 0.0, seconds, (420, 60), (310, 60), FIG_HEIGHT, 2 * third, 1e9),
+        Figure(b, pb[0], 0.0, seconds, (460, 60), (400, 60), FIG_HEIGHT, 2 * third, 1e9),
     ]
 
 
@@ -116,7 +117,7 @@ def main() -> None:
         return
     figures = _figures(people, args.seconds)
     clip = root / "bodies.mp4"
-    make_figure_video(clip, figures, fps=25, duration_s=args.seconds, stop_sign=(600, 322, 50))
+    make_figure_video(clip, figures, fps=25, duration_s=args.seconds, stop_sign=(320, 200, 80))
 
     gate = Gateway(settings)
     try:

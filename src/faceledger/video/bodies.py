@@ -29,12 +29,14 @@ PersonDetector = Callable[[NDArray[np.uint8]], tuple[NDArray[np.float32], NDArra
 
 
 def body_tracker_options() -> TrackerOptions:
-    """Tracker options for bodies: YOLOX person scores run lower than face scores (a person
-    seen from behind scores 0.3–0.6), so tracks start at 0.5 and are extended down to 0.25;
-    a body may be missed for 1.5 s (turning, crossing another) and keep its track."""
+    """Tracker options for bodies: YOLOX person scores run lower than face scores (a figure
+    seen from behind scores 0.1–0.6 with YOLOX-nano), so tracks start at 0.5 and a confirmed
+    track is extended by detections down to 0.1 that overlap its predicted box (IoU ≥ 0.3:
+    ByteTrack's second stage, where a weak detection elsewhere cannot start anything); a body
+    may be missed for 1.5 s (turning, crossing another) and keep its track."""
     return TrackerOptions(
         high_score=0.5,
-        low_score=0.25,
+        low_score=0.1,
         match_iou=0.3,
         low_match_iou=0.3,
         min_hits=2,

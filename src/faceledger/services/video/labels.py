@@ -37,7 +37,7 @@ from faceledger.video.bodies import PersonDetector
 from faceledger.video.sampling import DEFAULT_SAMPLE_INTERVAL_MS, sample_video
 
 PERSON_CLASS = "person"
-PERSON_CANDIDATE_SCORE = 0.2  # below the body tracker's low score (0.25): nothing is lost
+PERSON_CANDIDATE_SCORE = 0.08  # below the body tracker's low score (0.1): nothing is lost
 DEFAULT_VIDEO_MIN_CONFIDENCE = 50.0  # Rekognition's default for StartLabelDetection
 AGGREGATIONS = ("TIMESTAMPS", "SEGMENTS")
 LABEL_SORTS = ("TIMESTAMP", "NAME")
