@@ -78,6 +78,8 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "rek GetFaceSearch": [("GetFaceSearch", NOT_FOUND)],
     "rek StartPersonTracking": [("StartPersonTracking", S3)],
     "rek GetPersonTracking": [("GetPersonTracking", NOT_FOUND)],
+    "rek StartLabelDetection": [("StartLabelDetection", S3)],
+    "rek GetLabelDetection": [("GetLabelDetection", NOT_FOUND)],
     "rek CreateStreamProcessor": [("CreateStreamProcessor", NOT_FOUND)],  # no such source
     "rek DescribeStreamProcessor": [("DescribeStreamProcessor", NOT_FOUND)],
     "rek ListStreamProcessors": [("ListStreamProcessors", OK)],
@@ -189,6 +191,11 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("StartPersonTracking", OK),
         ("PersonTrackingJob", INVALID),
         ("GetPersonTracking", OK),
+    ],
+    "cli video labels": [
+        ("StartLabelDetection", OK),
+        ("LabelDetectionJob", INVALID),
+        ("GetLabelDetection", OK),
     ],
     "cli video search": [("StartFaceSearch", NOT_FOUND)],  # the collection is gone
     "cli stream create": [("CreateStreamProcessor", NOT_FOUND)],
@@ -425,6 +432,8 @@ def _walk_rekognition(
     walk("rek GetFaceSearch", lambda: rek.get_face_search(JobId="nosuchjob"))
     walk("rek StartPersonTracking", lambda: rek.start_person_tracking(Video=video))
     walk("rek GetPersonTracking", lambda: rek.get_person_tracking(JobId="nosuchjob"))
+    walk("rek StartLabelDetection", lambda: rek.start_label_detection(Video=video))
+    walk("rek GetLabelDetection", lambda: rek.get_label_detection(JobId="nosuchjob"))
     walk(
         "rek CreateStreamProcessor",
         lambda: rek.create_stream_processor(
@@ -719,6 +728,7 @@ def _walk_cli(
     walk("cli keys revoke", lambda: cli("keys", "revoke", key_id))
     walk("cli video faces", lambda: cli("video", "faces", str(clip)))
     walk("cli video persons", lambda: cli("video", "persons", str(clip)))
+    walk("cli video labels", lambda: cli("video", "labels", str(clip)))
     walk("cli video search", lambda: cli("video", "search", str(clip), "--collection", "door4"))
     walk(
         "cli stream create",

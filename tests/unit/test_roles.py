@@ -75,6 +75,8 @@ def _verbs(image: bytes) -> dict[str, Callable[[Gateway, Caller], Any]]:
         "GetFaceSearch": lambda g, c: g.get_video_job(c, "search", "no-such-job"),
         "StartPersonTracking": lambda g, c: g.start_video_job(c, "persons", {"path": "x.mp4"}),
         "GetPersonTracking": lambda g, c: g.get_video_job(c, "persons", "no-such-job"),
+        "StartLabelDetection": lambda g, c: g.start_video_job(c, "labels", {"path": "x.mp4"}),
+        "GetLabelDetection": lambda g, c: g.get_video_job(c, "labels", "no-such-job"),
         "CreateStreamProcessor": lambda g, c: g.create_stream_processor(
             c, f"sp-{c.principal.name}", "rtsp://127.0.0.1:9/x", collection_id="c"
         ),
