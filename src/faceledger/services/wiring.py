@@ -20,6 +20,7 @@ from faceledger.services.collections import CollectionService
 from faceledger.services.faces import FaceService
 from faceledger.services.keys import KeyService
 from faceledger.services.labels import LabelService
+from faceledger.services.leads import LeadService
 from faceledger.services.objects import ImageObjects
 from faceledger.services.users import UserService
 from faceledger.services.video.common import Record
@@ -82,6 +83,7 @@ class Services:
     keys: KeyService
     objects: ImageObjects
     video: VideoService
+    leads: LeadService
 
     @property
     def ledger(self) -> ChainLedger:
@@ -128,6 +130,7 @@ def build_services(
                 ledger_record(backends.ledger),
                 store=stores.video,
             ),
+            leads=LeadService(stores.leads),
         )
     except BaseException:
         backends.close()
