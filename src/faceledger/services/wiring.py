@@ -115,6 +115,7 @@ def build_services(
         face_service = faces or FaceService(settings)
         collections = CollectionService(settings, face_service, store=stores.faces)
         objects = ImageObjects(settings)
+        leads = LeadService(stores.leads)
         return Services(
             backends=backends,
             faces=face_service,
@@ -129,8 +130,9 @@ def build_services(
                 objects,
                 ledger_record(backends.ledger),
                 store=stores.video,
+                leads=leads,
             ),
-            leads=LeadService(stores.leads),
+            leads=leads,
         )
     except BaseException:
         backends.close()

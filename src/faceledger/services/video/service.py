@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from faceledger.config import Settings
 from faceledger.services.collections import CollectionService
+from faceledger.services.leads import LeadService
 from faceledger.services.objects import ImageObjects
 from faceledger.services.tokens import TokenSigner, load_or_create_secret
 from faceledger.services.video.common import Record, new_owner
@@ -32,9 +33,10 @@ class VideoService:
         record: Record,
         *,
         store: VideoStore | None = None,
+        leads: LeadService | None = None,
     ) -> None:
         """``store``: the process's video store, shared; without one the service opens (and
-        closes) its own from ``settings``."""
+        closes) its own from ``settings``. ``leads``: where stream matches become leads."""
         self.settings = settings
         self._owns_store = store is None
         self.store = store if store is not None else open_video_store(settings)
@@ -58,6 +60,7 @@ class VideoService:
             hub=self.hub,
             tokens=tokens,
             owner=owner,
+            leads=leads,
         )
 
     def start_workers(self) -> None:
