@@ -92,3 +92,11 @@ def test_search_lists_and_decides_leads(cli: Cli, tmp_path: Path, data_dir: Path
     assert decided[0]["decisions"][0]["note"] == "tattoo"
     code, out, _ = cli("audit", "leads", "--state", "open")
     assert code == 0 and own_lead in out and lead_id not in out
+
+    code, out, _ = cli("audit", "decisions", "--json")
+    assert code == 0
+    [row] = json.loads(out)
+    assert (row["collection_id"], row["leads"], row["undecided_leads"]) == ("cases", 3, 2)
+    assert (row["confirmed"], row["rejected"], row["rejected_share"]) == (1, 0, 0.0)
+    code, out, _ = cli("audit", "decisions")
+    assert code == 0 and "cases" in out and "0.0%" in out

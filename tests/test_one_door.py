@@ -205,6 +205,7 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "cli audit checkpoint": [("CheckpointLedger", OK)],
     "cli audit leads": [("ListLeads", OK)],
     "cli audit decide": [("ReviewLead", OK)],
+    "cli audit decisions": [("ListLeads", OK)],
     "cli audit rotate-key": [("RotateLedgerKey", OK)],
     "cli backup": [("CreateBackup", OK)],
     "cli restore": [],  # refused (the live ledger is newer than the backup): nothing changes
@@ -794,6 +795,7 @@ def _walk_cli(
             "one-door walk",
         ),
     )
+    walk("cli audit decisions", lambda: cli("audit", "decisions", "--json"))
     walk("cli backup", lambda: cli("backup", str(tmp_path / "backup")))
     walk("cli restore", lambda: cli("restore", str(tmp_path / "backup")))
     walk("cli audit rotate-key", lambda: cli("audit", "rotate-key"))  # the server follows it

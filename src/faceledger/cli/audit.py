@@ -419,6 +419,26 @@ def decide(
     typer.echo(f"recorded: {candidate} {decision.value}; lead {lead.lead_id} is {lead.state}")
 
 
+@audit_app.command("decisions")
+def decisions(
+    collection: Annotated[
+        str | None, typer.Option("--collection", "-c", help="Only this collection's leads.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Decisions by outcome: per collection and threshold, leads, confirmed / rejected /
+    inconclusive, undecided, and the observed rejected share (the published false-match
+    figure). ``faceledger eval report --decisions`` puts the same table in the report."""
+    from faceledger.evaluation.report.decisions import decisions_text
+
+    with _ledger() as gate:
+        rows = gate.lead_outcomes(cli_caller(), collection_id=collection)
+    if as_json:
+        print_json(rows)
+        return
+    typer.echo(decisions_text(rows))
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app`` (called by ``faceledger.cli.main``)."""
     app.add_typer(audit_app, name="audit")

@@ -67,6 +67,27 @@ class LeadVerbs(GatewayParts):
             },
         )
 
+    def lead_outcomes(
+        self, caller: Caller, *, collection_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Decisions by outcome (``evaluation/report/decisions.py``): per collection and
+        effective threshold, leads, confirmed / rejected / inconclusive candidates, undecided
+        leads and the observed rejected share. One ListLeads record (every lead is read)."""
+        from faceledger.evaluation.report.decisions import decisions_by_outcome
+
+        def work() -> tuple[list[dict[str, Any]], int]:
+            leads = self._leads.every_lead(collection_id)
+            return decisions_by_outcome(leads), len(leads)
+
+        rows, _ = self._run(
+            caller,
+            "ListLeads",
+            work,
+            collection_id=collection_id,
+            summary=lambda out: {"decisions_by_outcome": len(out[0]), "count": out[1]},
+        )
+        return rows
+
     def review_lead(
         self,
         caller: Caller,

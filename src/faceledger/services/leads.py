@@ -126,6 +126,19 @@ class LeadService:
         page = tuple(leads[:limit])
         return LeadPage(page, page[-1].lead_id if more else None)
 
+    def every_lead(self, collection_id: str | None = None) -> list[Lead]:
+        """Every lead (of one collection), oldest first, read a page at a time."""
+        out: list[Lead] = []
+        after: str | None = None
+        while True:
+            page = self.store.list_leads(
+                collection_id=collection_id, after=after, limit=MAX_LEADS_PER_PAGE
+            )
+            out += page
+            if len(page) < MAX_LEADS_PER_PAGE:
+                return out
+            after = page[-1].lead_id
+
     def decide(
         self, caller: Caller, lead_id: str, candidate_id: str, decision: str, note: str
     ) -> Lead:
