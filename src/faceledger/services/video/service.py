@@ -51,6 +51,7 @@ class VideoService:
             record=record,
             tokens=tokens,
             owner=owner,
+            leads=leads,
         )
         self.processors = StreamProcessors(
             settings,
