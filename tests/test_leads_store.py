@@ -75,7 +75,8 @@ def test_leads_round_trip_decide_and_page(tmp_path: Path, database_url: str | No
         assert [lead.lead_id for lead in store.list_leads(state="decided")] == [first.lead_id]
         assert first.lead_id not in {lead.lead_id for lead in store.list_leads(state="open")}
 
-        assert store.delete_collection_leads("c2") == 1
+        assert store.delete_leads("c2", created_before=150.0) == []
+        assert store.delete_leads("c2") == [other.lead_id]
         with pytest.raises(ResourceNotFoundError):
             store.lead(other.lead_id)
     finally:

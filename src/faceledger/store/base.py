@@ -279,7 +279,9 @@ class LeadStore(Protocol):
 
     def add_decision(self, decision: LeadDecision) -> Lead: ...
 
-    def delete_collection_leads(self, collection_id: str) -> int: ...
+    def delete_leads(
+        self, collection_id: str, *, created_before: float | None = None
+    ) -> list[str]: ...
 
 
 class LedgerStore(Protocol):

@@ -153,15 +153,24 @@ class LeadTables:
             )
         return self.lead(decision.lead_id)
 
-    def delete_collection_leads(self, collection_id: str) -> int:
-        """Remove every lead of a collection (with its candidates and decisions); how many."""
+    def delete_leads(self, collection_id: str, *, created_before: float | None = None) -> list[str]:
+        """Remove a collection's leads (those made before ``created_before``, epoch seconds, if
+        given) with their candidates and decisions, in one transaction; their ids."""
+        where = "collection_id = %s"
+        params: tuple[Any, ...] = (collection_id,)
+        if created_before is not None:
+            where += " AND created_at < %s"
+            params += (created_before,)
         with self._sql.transaction() as conn:
-            ids = "SELECT lead_id FROM leads WHERE collection_id = %s"
-            conn.execute(f"DELETE FROM lead_decisions WHERE lead_id IN ({ids})", (collection_id,))
-            conn.execute(f"DELETE FROM lead_candidates WHERE lead_id IN ({ids})", (collection_id,))
-            return conn.execute(
-                "DELETE FROM leads WHERE collection_id = %s", (collection_id,)
-            ).rowcount
+            ids = [
+                str(r[0])
+                for r in conn.execute(f"SELECT lead_id FROM leads WHERE {where}", params).fetchall()
+            ]
+            chosen = f"SELECT lead_id FROM leads WHERE {where}"
+            conn.execute(f"DELETE FROM lead_decisions WHERE lead_id IN ({chosen})", params)
+            conn.execute(f"DELETE FROM lead_candidates WHERE lead_id IN ({chosen})", params)
+            conn.execute(f"DELETE FROM leads WHERE {where}", params)
+        return ids
 
     def _lead(self, conn: Connection, row: Any) -> Lead:
         lead_id = str(row[0])
