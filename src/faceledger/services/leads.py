@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
+from faceledger.audit.core import ChainLedger
 from faceledger.domain.audit import Caller
 from faceledger.domain.collections import CollectionMatch
 from faceledger.domain.errors import AccessDeniedError, InvalidParameterError
@@ -29,6 +30,15 @@ from faceledger.domain.scale import SearchScale
 from faceledger.store.base import LeadStore
 
 MAX_LEADS_PER_PAGE = 100
+# The operations whose ledger records name the lead they made (``result["lead_id"]``).
+LEAD_OPERATIONS = (
+    "SearchFaces",
+    "SearchFacesByImage",
+    "SearchUsers",
+    "SearchUsersByImage",
+    "StreamFaceMatch",
+    "FaceSearchJob",
+)
 
 
 def face_candidates(matches: Sequence[CollectionMatch]) -> tuple[LeadCandidate, ...]:
@@ -138,6 +148,19 @@ class LeadService:
             if len(page) < MAX_LEADS_PER_PAGE:
                 return out
             after = page[-1].lead_id
+
+    def unrecorded(self, ledger: ChainLedger) -> list[str]:
+        """The ids of leads named by no ledger record (a crash between writing the lead and
+        its search's record), oldest first. The leads are read before the ledger, so a search
+        running meanwhile is never counted."""
+        leads = self.every_lead()
+        named: set[str] = set()
+        for operation in LEAD_OPERATIONS:
+            for entry in ledger.entries(operation=operation, outcome="ok"):
+                lead_id = entry.event.result.get("lead_id") if entry.event is not None else None
+                if isinstance(lead_id, str):
+                    named.add(lead_id)
+        return [lead.lead_id for lead in leads if lead.lead_id not in named]
 
     def decide(
         self, caller: Caller, lead_id: str, candidate_id: str, decision: str, note: str
