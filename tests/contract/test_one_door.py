@@ -127,6 +127,10 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "POST /v1/stream-processors/{name}/start": [("StartStreamProcessor", NOT_FOUND)],
     "POST /v1/stream-processors/{name}/stop": [("StopStreamProcessor", NOT_FOUND)],
     "GET /v1/stream-processors/{name}/events": [("GetStreamEvents", NOT_FOUND)],
+    "GET /v1/leads": [("ListLeads", OK)],
+    "GET /v1/leads/{lead_id}": [("GetLead", OK)],
+    "POST /v1/leads/{lead_id}/decisions": [("ReviewLead", OK)],
+    "/v1 a searcher reviewing their own lead": [("ReviewLead", DENIED)],
     "/v1 refused by validation": [("ListFaces", INVALID)],
     "/v1 refused by the route": [("StartVideoJob", INVALID)],  # neither path nor s3_object
     # -- the web app (every route) --
@@ -207,6 +211,9 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "cli audit tail": [("ReadLedger", OK)],
     "cli audit export": [("ExportLedger", OK)],
     "cli audit checkpoint": [("CheckpointLedger", OK)],
+    "cli audit leads": [("ListLeads", OK)],
+    "cli audit decide": [("ReviewLead", OK)],
+    "cli audit decisions": [("ListLeads", OK)],
     "cli audit rotate-key": [("RotateLedgerKey", OK)],
     "cli backup": [("CreateBackup", OK)],
     "cli restore": [],  # refused (the live ledger is newer than the backup): nothing changes
@@ -318,6 +325,7 @@ def test_every_route_and_verb_leaves_exactly_its_records(
         walk = Walk(ledger)
         _walk_rekognition(walk, live_server, api_key, make_key, photos)
         _walk_native(walk, live_server, api_key, photos)
+        _walk_leads(walk, live_server, make_key)
         _walk_web(walk, live_server, api_key, make_key, photos)
         _walk_cli(walk, cli_env, photos, tmp_path)
     wrong = [
@@ -334,14 +342,14 @@ def _check_coverage() -> None:
     """Every Rekognition operation, /v1 route, web route and CLI command has a row."""
     import typer.main
 
-    from faceledger.api.native import collections, routes, video
+    from faceledger.api.native import collections, leads, routes, video
     from faceledger.api.rekognition.router import IMPLEMENTED
     from faceledger.api.web import account, ledger, manage, search, streams
     from faceledger.cli.main import app
 
     rows = set(EXPECTED)
     assert {f"rek {op}" for op in IMPLEMENTED} <= rows
-    for module in (routes, collections, video):
+    for module in (routes, collections, video, leads):
         for route in module.router.routes:
             for method in route.methods:  # type: ignore[attr-defined]
                 assert f"{method} {route.path}" in rows, route.path  # type: ignore[attr-defined]
@@ -580,6 +588,42 @@ def _walk_native(walk: Walk, url: str, key: tuple[str, str], photos: list[bytes]
         walk("/v1 refused by the route", lambda: api.post("/v1/video/jobs", json={"kind": "faces"}))
 
 
+def _walk_leads(
+    walk: Walk,
+    url: str,
+    make_key: Callable[[str, list[str]], tuple[str, str]],
+) -> None:
+    """The lead routes, on the leads the /v1 walk's searches made (collection door2)."""
+    reviewer = make_key("door-reviewer", ["review"])
+    with httpx.Client(base_url=url, headers=_bearer(reviewer), timeout=60) as api:
+        listed = walk(
+            "GET /v1/leads",
+            lambda: api.get("/v1/leads", params={"state": "open", "collection_id": "door2"}),
+        ).json()
+        lead = listed["leads"][0]
+        path = f"/v1/leads/{lead['lead_id']}"
+        walk("GET /v1/leads/{lead_id}", lambda: api.get(path))
+        decision = {
+            "candidate_id": lead["candidates"][0]["candidate_id"],
+            "decision": "rejected",
+            "note": "not the same person",
+        }
+        walk(
+            "POST /v1/leads/{lead_id}/decisions",
+            lambda: api.post(f"{path}/decisions", json=decision),
+        )
+    searcher = make_key("test-admin", ["review"])  # the principal who searched
+    with httpx.Client(base_url=url, headers=_bearer(searcher), timeout=60) as api:
+        walk(
+            "/v1 a searcher reviewing their own lead",
+            lambda: api.post(f"{path}/decisions", json=decision),
+        )
+
+
+def _bearer(key: tuple[str, str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key[0]}:{key[1]}"}
+
+
 def _walk_web(
     walk: Walk,
     url: str,
@@ -747,6 +791,23 @@ def _walk_cli(
     walk("cli audit tail", lambda: cli("audit", "tail", "--json"))
     walk("cli audit export", lambda: cli("audit", "export", "--principal", "nobody"))
     walk("cli audit checkpoint", lambda: cli("audit", "checkpoint"))
+    _, listed = walk("cli audit leads", lambda: cli("audit", "leads", "-c", "door2", "--json"))
+    lead = json.loads(listed)[0]  # made by the /v1 walk's key, so the local operator may decide
+    candidate = lead["candidates"][0]["candidate_id"]
+    walk(
+        "cli audit decide",
+        lambda: cli(
+            "audit",
+            "decide",
+            lead["lead_id"],
+            candidate,
+            "--decision",
+            "inconclusive",
+            "--note",
+            "one-door walk",
+        ),
+    )
+    walk("cli audit decisions", lambda: cli("audit", "decisions", "--json"))
     walk("cli backup", lambda: cli("backup", str(tmp_path / "backup")))
     walk("cli restore", lambda: cli("restore", str(tmp_path / "backup")))
     walk("cli audit rotate-key", lambda: cli("audit", "rotate-key"))  # the server follows it

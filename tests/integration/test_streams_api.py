@@ -98,6 +98,7 @@ def test_live_http_stream_matches_and_reconnects(
     live_server_settings: Settings,
     lobby: tuple[Path, Path],
     ffmpeg_http: Any,
+    make_key: Callable[[str, list[str]], tuple[str, str]],
 ) -> None:
     _, enrol_photo = lobby
     assert api.post("/v1/collections", json={"collection_id": "lobby"}).status_code == 201
@@ -178,6 +179,7 @@ def test_live_http_stream_matches_and_reconnects(
         assert len(matched) == len(lines)  # every reported match is on the record
         stamps = [json.loads(x)["timestamp_ms"] for x in lines]
         assert [r.result["timestamp_ms"] for r in matched] == stamps
+        lead_ids = [r.result["lead_id"] for r in matched]  # each match is a lead
         assert all(isinstance(t, int) and t >= 0 for t in stamps)
         every = [e.event.operation for e in ledger.entries() if e.event is not None]
         assert "StartStreamProcessor" in every and "StopStreamProcessor" in every
@@ -193,6 +195,19 @@ def test_live_http_stream_matches_and_reconnects(
             if r.outcome == "ok" and r.result.get("name") == "lobby-cam"
         ] == [tuple(START.values())]
     assert api.delete("/v1/stream-processors/lobby-cam").status_code == 204
+    reviewer = make_key("lobby-reviewer", ["review"])
+    with httpx.Client(
+        base_url=live_server, headers={"Authorization": f"Bearer {reviewer[0]}:{reviewer[1]}"}
+    ) as review:
+        for lead_id in lead_ids:
+            lead = review.get(f"/v1/leads/{lead_id}").json()
+            assert (lead["operation"], lead["source"], lead["state"]) == (
+                "StreamFaceMatch",
+                "video",
+                "open",
+            )
+            assert [c["external_image_id"] for c in lead["candidates"]] == ["wanted"]
+            assert lead["case_reference"] == START["case_reference"]
 
 
 def test_native_stream_errors(api: httpx.Client) -> None:

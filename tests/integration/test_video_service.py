@@ -97,6 +97,12 @@ def test_jobs_left_unfinished_are_run_on_the_next_start(
         assert ("FaceDetectionJob", "InvalidParameterException", "video") in ops
         end = next(r for r in records if r is not None and r.operation == "FaceSearchJob")
         assert end.result["matches"] and end.purpose == "test" and end.case_reference == "case-1"
+        # a face-search job that matched someone is one lead, named by its end record
+        reviewer = Caller(Principal("video-reviewer", ("review",), "KR"), "native", "rev")
+        lead = second.get_lead(reviewer, end.result["lead_id"])
+        assert (lead.operation, lead.source, lead.state) == ("FaceSearchJob", "video", "open")
+        assert [c.external_image_id for c in lead.candidates] == ["them"]
+        assert lead.case_reference == "case-1"
         assert second._ledger.verify().ok
     finally:
         second.close()

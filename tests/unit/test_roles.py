@@ -92,6 +92,9 @@ def _verbs(image: bytes) -> dict[str, Callable[[Gateway, Caller], Any]]:
         "ExportLedger": lambda g, c: g.export_ledger(c, io.StringIO()),
         "CheckpointLedger": lambda g, c: g.checkpoint_ledger(c),
         "RotateLedgerKey": lambda g, c: g.rotate_ledger_key(c),
+        "ListLeads": lambda g, c: g.list_leads(c),
+        "GetLead": lambda g, c: g.get_lead(c, FACE_ID),
+        "ReviewLead": lambda g, c: g.review_lead(c, FACE_ID, FACE_ID, decision="rejected"),
     }
 
 
@@ -127,11 +130,13 @@ def test_every_role_against_every_operation(gate: Gateway) -> None:
                 assert (operation, "AccessDeniedException") in got, (role, operation)
             else:
                 assert any(op == operation for op, _ in got), (role, operation)
-    # audit may call nothing but read the ledger; admin may not search or enrol
+    # audit may call nothing but read the ledger and leads; admin may not search or enrol
     assert {op for (r, op), o in outcomes.items() if r == "audit" and o != "denied"} == {
         "ReadLedger",
         "VerifyLedger",
         "ExportLedger",
+        "ListLeads",
+        "GetLead",
     }
     assert outcomes[("admin", "SearchFacesByImage")] == "denied"
     assert outcomes[("search", "IndexFaces")] == "denied"

@@ -43,6 +43,7 @@ from faceledger.api.metrics import install_metrics, serve_port
 from faceledger.api.native.auth import PRINCIPAL_STATE, GatewayDep, record_adapter_refusal
 from faceledger.api.native.collections import router as native_collections_router
 from faceledger.api.native.labels import router as native_labels_router
+from faceledger.api.native.leads import router as native_leads_router
 from faceledger.api.native.routes import IMAGES_PER_REQUEST
 from faceledger.api.native.routes import router as native_router
 from faceledger.api.native.video import router as native_video_router
@@ -511,6 +512,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(native_collections_router)
     app.include_router(native_labels_router)
     app.include_router(native_video_router)
+    app.include_router(native_leads_router)
     app.include_router(rekognition_router)
     mount_web(app)  # the web app under /app (after the error handlers it wraps)
     return app

@@ -1,4 +1,6 @@
-"""CLI verbs for the audit ledger: ``audit verify|tail|export|checkpoint``.
+"""CLI verbs for the audit ledger: ``audit verify|tail|export|checkpoint``, and the leads
+searches made: ``audit leads`` (list them by state) and ``audit decide`` (a reviewer's decision
+on one candidate; ``docs/REVIEW.md``).
 
 ``faceledger.cli.main`` adds these commands to its app with ``register``. The ledger is
 ``<data_dir>/ledger.sqlite3`` (in PostgreSQL when ``FACELEDGER_DATABASE_URL`` is set), its
@@ -6,7 +8,9 @@ signing key ``FACELEDGER_LEDGER_KEY_FILE`` (default ``$XDG_CONFIG_HOME/faceledge
 ``verify`` exits 0 when the ledger is intact and 1 (``first bad record: <seq>: <reason>``) when
 it is not; the other verbs only read, except ``checkpoint``, which appends a signed checkpoint.
 Each goes through the gateway as the local operator, so each read (ReadLedger, VerifyLedger,
-ExportLedger) and checkpoint (CheckpointLedger) is itself ledgered.
+ExportLedger, ListLeads), checkpoint (CheckpointLedger) and decision (ReviewLead) is itself
+ledgered. The local operator may not decide on a lead of its own searches (separation of
+duties): a reviewer decides with their own access key (``/v1/leads``), or on another account.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from faceledger.domain.errors import LedgerError
 if TYPE_CHECKING:
     from faceledger.audit.ledger import LedgerEntry
     from faceledger.audit.verify import VerifyReport
+    from faceledger.domain.leads import Lead
     from faceledger.services.gateway import Gateway
 
 audit_app = typer.Typer(
@@ -283,6 +288,155 @@ def checkpoint() -> None:
         witness = gate.ledger_witness_file
     covers = entry.payload.get("covers_seq")
     typer.echo(f"signed checkpoint {entry.seq} (covers record {covers}); witness: {witness}")
+
+
+# -- leads -----------------------------------------------------------------------------------
+class LeadState(StrEnum):
+    open = "open"
+    decided = "decided"
+
+
+class Decision(StrEnum):
+    confirmed = "confirmed"
+    rejected = "rejected"
+    inconclusive = "inconclusive"
+
+
+def lead_record(lead: Lead) -> dict[str, Any]:
+    """A lead as JSON: its search, candidates (with the decision in force) and decisions."""
+    latest = lead.latest()
+    return {
+        "lead_id": lead.lead_id,
+        "state": lead.state,
+        "created_at": lead.created_at,
+        "operation": lead.operation,
+        "source": lead.source,
+        "request_id": lead.request_id,
+        "principal": lead.principal,
+        "purpose": lead.purpose,
+        "case_reference": lead.case_reference,
+        "collection_id": lead.collection_id,
+        "threshold": lead.threshold,
+        "face_count": lead.face_count,
+        "fpir": lead.fpir,
+        "hit_rate": lead.hit_rate,
+        "candidates": [
+            {
+                "candidate_id": c.candidate_id,
+                "kind": c.kind,
+                "similarity": c.similarity,
+                "external_image_id": c.external_image_id,
+                "decision": latest[c.candidate_id].decision if c.candidate_id in latest else None,
+            }
+            for c in lead.candidates
+        ],
+        "decisions": [
+            {
+                "candidate_id": d.candidate_id,
+                "decision": d.decision,
+                "note": d.note,
+                "reviewer": d.reviewer,
+                "decided_at": d.decided_at,
+            }
+            for d in lead.decisions
+        ],
+    }
+
+
+@audit_app.command("leads")
+def leads(
+    state: Annotated[
+        LeadState | None, typer.Option("--state", help="open or decided (default: both).")
+    ] = None,
+    collection: Annotated[
+        str | None, typer.Option("--collection", "-c", help="Only this collection's leads.")
+    ] = None,
+    newest_first: Annotated[
+        bool, typer.Option("--newest-first", help="Newest first (default: oldest, the queue).")
+    ] = False,
+    count: Annotated[int, typer.Option("-n", "--limit", min=1, max=100, help="How many.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Leads (searches with candidates) and what reviewers decided: oldest first."""
+    with _ledger() as gate:
+        page = gate.list_leads(
+            cli_caller(),
+            state=None if state is None else state.value,
+            collection_id=collection,
+            newest_first=newest_first,
+            limit=count,
+        )
+    if as_json:
+        print_json([lead_record(lead) for lead in page.leads])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Leads" + (f" ({state.value})" if state is not None else ""))
+    for column in ("lead", "time (UTC)", "state", "collection", "searcher", "case", "candidates"):
+        table.add_column(column, no_wrap=column in ("lead", "time (UTC)"))
+    for lead in page.leads:
+        latest = lead.latest()
+        table.add_row(
+            lead.lead_id,
+            _utc(lead.created_at),
+            lead.state,
+            lead.collection_id,
+            lead.principal,
+            lead.case_reference or "-",
+            "; ".join(
+                f"{c.candidate_id} {c.similarity:.1f}"
+                f" {latest[c.candidate_id].decision if c.candidate_id in latest else 'undecided'}"
+                for c in lead.candidates
+            ),
+        )
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=240)
+    console.print(table)
+    if not page.leads:
+        typer.echo("no leads")
+
+
+@audit_app.command("decide")
+def decide(
+    lead_id: Annotated[str, typer.Argument(metavar="LEAD_ID")],
+    candidate: Annotated[str, typer.Argument(metavar="CANDIDATE", help="FaceId or UserId.")],
+    decision: Annotated[Decision, typer.Option("--decision", help="What the reviewer found.")],
+    note: Annotated[
+        str, typer.Option("--note", help="Why (required for confirmed; ≤ 1,000 characters).")
+    ] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the lead as JSON.")] = False,
+) -> None:
+    """Record a decision on one candidate of a lead (a ledger record linked to the search)."""
+    with _ledger() as gate:
+        lead = gate.review_lead(
+            cli_caller(), lead_id, candidate, decision=decision.value, note=note
+        )
+    if as_json:
+        print_json(lead_record(lead))
+        return
+    typer.echo(f"recorded: {candidate} {decision.value}; lead {lead.lead_id} is {lead.state}")
+
+
+@audit_app.command("decisions")
+def decisions(
+    collection: Annotated[
+        str | None, typer.Option("--collection", "-c", help="Only this collection's leads.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Decisions by outcome: per collection and threshold, leads, confirmed / rejected /
+    inconclusive, undecided, and the observed rejected share (the published false-match
+    figure). ``faceledger eval report --decisions`` puts the same table in the report."""
+    from faceledger.evaluation.report.decisions import decisions_text
+
+    with _ledger() as gate:
+        rows = gate.lead_outcomes(cli_caller(), collection_id=collection)
+    if as_json:
+        print_json(rows)
+        return
+    typer.echo(decisions_text(rows))
 
 
 def register(app: typer.Typer) -> None:

@@ -332,6 +332,7 @@ def search(
                 "scale": None
                 if scale is None
                 else {**scale.as_dict(), "statement": scale.statement},
+                "lead_id": result.lead_id,
             }
         )
         return
@@ -357,6 +358,11 @@ def search(
         )
     if not rows:
         typer.echo("no candidate above the threshold")
+    if result.lead_id is not None:
+        typer.echo(
+            f"lead {result.lead_id}: a reviewer records a decision on each candidate "
+            f"(faceledger audit decide {result.lead_id} FACE_ID --decision …)"
+        )
     if scale is not None:
         typer.echo(_scale_lines(scale))
     typer.echo("A match is a lead for human review, not an identification.")

@@ -13,9 +13,11 @@ import typer
 
 from faceledger.cli.common import (
     CliError,
+    cli_caller,
     echo_err,
     face_service,
     load_settings,
+    open_gateway,
     print_json,
     progress_bar,
 )
@@ -92,6 +94,14 @@ def eval_report(
         list[str] | None,
         typer.Option("--note", help="A note on the data for the report (repeatable)."),
     ] = None,
+    decisions: Annotated[
+        bool,
+        typer.Option(
+            "--decisions",
+            help="Add the installation's decisions by outcome (what reviewers decided about "
+            "its leads; read through the gateway, so ledgered as ListLeads).",
+        ),
+    ] = False,
 ) -> None:
     """FMR and FNMR at each Similarity threshold, overall and per group; HTML + JSON report.
 
@@ -109,6 +119,10 @@ def eval_report(
     settings = load_settings()
     if not data.is_dir():
         raise CliError(f"--data: no such folder: {data}")
+    outcomes = None
+    if decisions:
+        with open_gateway(settings) as gate:
+            outcomes = tuple(gate.lead_outcomes(cli_caller()))
     request = ReportRequest(
         data_dir=data,
         out_dir=out if out is not None else settings.data_dir / "reports" / "fairness",
@@ -118,6 +132,7 @@ def eval_report(
         face=face.value,
         notes=tuple(note or ()),
         title=title or ReportRequest.title,
+        decisions=outcomes,
     )
     engine = face_service(settings).engine
     try:
@@ -127,6 +142,10 @@ def eval_report(
         engine.close()
     echo_err(summary_table(report))
     echo_err(sources_summary(report))
+    if outcomes is not None:
+        from faceledger.evaluation.report import decisions_text
+
+        echo_err(decisions_text(list(outcomes)))
     print_json(_compact(report, request.out_dir))
     echo_err(f"report written to {request.out_dir / 'report.html'}")
 

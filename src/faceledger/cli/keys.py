@@ -87,7 +87,7 @@ def create(
     ],
     role: Annotated[
         list[str],
-        typer.Option("--role", help="admin, enrol, search, or audit (repeatable)."),
+        typer.Option("--role", help="admin, enrol, search, audit or review (repeatable)."),
     ],
     description: Annotated[str, typer.Option("--description", help="A note for `list`.")] = "",
     rate_per_second: Annotated[

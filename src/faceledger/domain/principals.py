@@ -13,17 +13,20 @@ table governs every surface. Duties are separated: no role does everything.
 | `search` | detect faces, labels and text; compare, search faces and users; describe and   |
 |          | list collections; stored-video jobs (start, get); start, stop, describe and list  |
 |          | stream processors                                                                 |
-| `audit`  | read, verify and export the ledger, nothing else                                   |
+| `audit`  | read, verify and export the ledger; list and read leads                            |
+| `review` | list and read leads, record a decision on a lead's candidates (``admin`` does not |
+|          | imply it; nobody reviews their own search)                                        |
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-ROLES: tuple[str, ...] = ("admin", "enrol", "search", "audit")
+ROLES: tuple[str, ...] = ("admin", "enrol", "search", "audit", "review")
 
 _COLLECTION_READS = frozenset({"DescribeCollection", "ListCollections"})
 _PROCESSOR_READS = frozenset({"DescribeStreamProcessor", "ListStreamProcessors"})
+_LEAD_READS = frozenset({"ListLeads", "GetLead"})
 
 ROLE_OPERATIONS: dict[str, frozenset[str]] = {
     "admin": _COLLECTION_READS
@@ -78,7 +81,8 @@ ROLE_OPERATIONS: dict[str, frozenset[str]] = {
         "GetStreamEvents",
     }
     | _PROCESSOR_READS,
-    "audit": frozenset({"ReadLedger", "VerifyLedger", "ExportLedger"}),
+    "audit": frozenset({"ReadLedger", "VerifyLedger", "ExportLedger"}) | _LEAD_READS,
+    "review": _LEAD_READS | {"ReviewLead"},
 }
 
 

@@ -66,6 +66,7 @@ class SearchByImageResult:
     face_model_version: str
     threshold: float
     scale: SearchScale | None = None  # set by the gateway: what a candidate means at this size
+    lead_id: str | None = None  # set by the gateway when there is a candidate (domain/leads.py)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class UserSearchResult:
     threshold: float
     searched_user_id: str | None = None
     searched_face_id: str | None = None
+    lead_id: str | None = None  # set by the gateway when there is a candidate
 
 
 @dataclass(frozen=True)
@@ -95,3 +97,4 @@ class UserSearchByImageResult:
     threshold: float
     searched_face: ImageFace | None
     unsearched: tuple[UnsearchedFace, ...]
+    lead_id: str | None = None  # set by the gateway when there is a candidate

@@ -32,7 +32,7 @@ pack's calibration table, model health) or authentication (``authentication``).
 This module holds what every verb shares: the inner services (``Gateway.__init__``), ``_run``,
 the intent and refusal records. The verbs themselves live in one module per area
 (``gateway_collections``, ``gateway_search``, ``gateway_users``, ``gateway_images``,
-``gateway_video``, ``gateway_ledger``, ``gateway_policy``, ``gateway_keys``,
+``gateway_video``, ``gateway_ledger``, ``gateway_policy``, ``gateway_keys``, ``gateway_leads``,
 ``gateway_upkeep``; see ``gateway_base`` and ``docs/SERVICES.md``).
 """
 
@@ -64,6 +64,7 @@ from faceledger.services.faces import FaceService
 from faceledger.services.gateway_collections import CollectionVerbs
 from faceledger.services.gateway_images import ImageVerbs
 from faceledger.services.gateway_keys import KeyVerbs
+from faceledger.services.gateway_leads import LeadVerbs
 from faceledger.services.gateway_ledger import LedgerVerbs
 from faceledger.services.gateway_search import SearchVerbs
 from faceledger.services.gateway_upkeep import MaintenanceVerbs
@@ -122,6 +123,7 @@ class Gateway(
     VideoVerbs,
     LedgerVerbs,
     KeyVerbs,
+    LeadVerbs,
     MaintenanceVerbs,
 ):
     """The accountable service: every verb, authorised, policy-checked and ledgered. The verbs
@@ -151,6 +153,7 @@ class Gateway(
         self._objects = parts.objects
         self._ledger = parts.ledger
         self._video = parts.video
+        self._leads = parts.leads
         # Ledgers what happens after the call that caused it, for the caller who started it.
         self._record = ledger_record(self._ledger)
         self._in_flight: set[str] = set()  # this process's intents whose call still runs

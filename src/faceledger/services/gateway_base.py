@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from faceledger.services.faces import FaceService
     from faceledger.services.keys import KeyService
     from faceledger.services.labels import LabelService
+    from faceledger.services.leads import LeadService
     from faceledger.services.objects import ImageObjects
     from faceledger.services.users import UserService
     from faceledger.services.video.common import Record
@@ -95,6 +96,7 @@ class GatewayParts:
     _objects: ImageObjects
     _ledger: ChainLedger
     _video: VideoService
+    _leads: LeadService
     # Ledgers what happens after the call that caused it (a video job's end, a stream match,
     # the first admin key), for the caller who started it.
     _record: Record

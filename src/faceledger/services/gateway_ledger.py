@@ -3,6 +3,7 @@ rotating its key — each ledgered too."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -68,8 +69,13 @@ class LedgerVerbs(GatewayParts):
         reports: list[VerifyReport] = []
 
         def work() -> VerifyReport:
-            reports.append(self._ledger.verify(progress=progress))
-            return reports[0]
+            report = self._ledger.verify(progress=progress)
+            if report.ok:
+                report = dataclasses.replace(
+                    report, warnings=report.warnings + self._unrecorded_leads_warning()
+                )
+            reports.append(report)
+            return report
 
         try:
             return self._run(
@@ -86,6 +92,17 @@ class LedgerVerbs(GatewayParts):
             if reports and not reports[0].ok:
                 return reports[0]
             raise
+
+    def _unrecorded_leads_warning(self) -> tuple[str, ...]:
+        """A warning naming the leads no ledger record names (``docs/REVIEW.md``)."""
+        missing = self._leads.unrecorded(self._ledger)
+        if not missing:
+            return ()
+        shown = ", ".join(missing[:10]) + (" …" if len(missing) > 10 else "")
+        return (
+            f"{len(missing)} lead(s) unrecorded (in no ledger record: the process stopped "
+            f"between writing the lead and its search's record): {shown}",
+        )
 
     def checkpoint_ledger(self, caller: Caller) -> LedgerEntry:
         """Append a signed checkpoint now and move the witness; ledgered as CheckpointLedger."""

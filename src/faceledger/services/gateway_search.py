@@ -1,5 +1,7 @@
 """The gateway's searches (faces and users, by id or by image): the collection's policy
-applies (purpose, threshold floor) and each record names the matches and the scale."""
+applies (purpose, threshold floor) and each record names the matches and the scale. A search
+with at least one candidate makes a lead (``services/leads.py``), written before the search's
+record, which names it (``lead_id``)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from faceledger.domain.scale import SearchScale
 from faceledger.services.collections import DEFAULT_FACE_MATCH_THRESHOLD, DEFAULT_SEARCH_MAX_FACES
 from faceledger.services.gateway_base import ledgered_matches, probe_sha256, scale_summary
 from faceledger.services.gateway_policy import PolicyVerbs
+from faceledger.services.leads import face_candidates, user_candidates
 from faceledger.services.users import DEFAULT_MAX_USERS, DEFAULT_USER_MATCH_THRESHOLD
 
 
@@ -28,6 +31,7 @@ class FaceSearch:
     threshold: float
     face_model_version: str
     scale: SearchScale | None = None  # what a candidate means at the collection's size
+    lead_id: str | None = None  # the lead the matches make (None: no match, no lead)
 
 
 class SearchVerbs(PolicyVerbs):
@@ -51,7 +55,15 @@ class SearchVerbs(PolicyVerbs):
                 collection_id, face_id, max_faces=max_faces, threshold=scale.threshold
             )
             version = self._collections.store.face_model_version(collection_id)
-            return FaceSearch(found, scale.threshold, version, scale)
+            lead_id = self._leads.open_lead(
+                caller,
+                "SearchFaces",
+                collection_id,
+                scale.threshold,
+                face_candidates(found),
+                scale,
+            )
+            return FaceSearch(found, scale.threshold, version, scale, lead_id)
 
         return self._run(
             caller,
@@ -64,6 +76,7 @@ class SearchVerbs(PolicyVerbs):
                 "threshold": out.threshold,
                 "matches": ledgered_matches(out.matches),
                 "scale": scale_summary(out.scale),
+                "lead_id": out.lead_id,
             },
         )
 
@@ -89,7 +102,15 @@ class SearchVerbs(PolicyVerbs):
                 threshold=scale.threshold,
                 quality_filter=quality_filter,
             )
-            return replace(result, scale=scale)
+            lead_id = self._leads.open_lead(
+                caller,
+                "SearchFacesByImage",
+                collection_id,
+                result.threshold,
+                face_candidates(result.matches),
+                scale,
+            )
+            return replace(result, scale=scale, lead_id=lead_id)
 
         return self._run(
             caller,
@@ -102,6 +123,7 @@ class SearchVerbs(PolicyVerbs):
                 "threshold": r.threshold,
                 "matches": ledgered_matches(r.matches),
                 "scale": scale_summary(r.scale),
+                "lead_id": r.lead_id,
             },
         )
 
@@ -119,13 +141,21 @@ class SearchVerbs(PolicyVerbs):
 
         def work() -> UserSearchResult:
             policy = self._search_policy(caller, collection_id)
-            return self._users.search_users(
+            result = self._users.search_users(
                 collection_id,
                 user_id=user_id,
                 face_id=face_id,
                 user_match_threshold=self._effective(policy, collection_id, user_match_threshold),
                 max_users=max_users,
             )
+            lead_id = self._leads.open_lead(
+                caller,
+                "SearchUsers",
+                collection_id,
+                result.threshold,
+                user_candidates(result.matches),
+            )
+            return replace(result, lead_id=lead_id)
 
         return self._run(
             caller,
@@ -138,6 +168,7 @@ class SearchVerbs(PolicyVerbs):
                 "requested_threshold": user_match_threshold,
                 "threshold": r.threshold,
                 "matches": [[m.user.user_id, round(m.similarity, 3)] for m in r.matches],
+                "lead_id": r.lead_id,
             },
         )
 
@@ -155,13 +186,21 @@ class SearchVerbs(PolicyVerbs):
 
         def work() -> UserSearchByImageResult:
             policy = self._search_policy(caller, collection_id)
-            return self._users.search_users_by_image(
+            result = self._users.search_users_by_image(
                 collection_id,
                 image,
                 user_match_threshold=self._effective(policy, collection_id, user_match_threshold),
                 max_users=max_users,
                 quality_filter=quality_filter,
             )
+            lead_id = self._leads.open_lead(
+                caller,
+                "SearchUsersByImage",
+                collection_id,
+                result.threshold,
+                user_candidates(result.matches),
+            )
+            return replace(result, lead_id=lead_id)
 
         return self._run(
             caller,
@@ -174,5 +213,6 @@ class SearchVerbs(PolicyVerbs):
                 "threshold": r.threshold,
                 "matches": [[m.user.user_id, round(m.similarity, 3)] for m in r.matches],
                 "searched_face": r.searched_face is not None,
+                "lead_id": r.lead_id,
             },
         )

@@ -1,5 +1,5 @@
 """The gateway's maintenance pass (the server runs it periodically; ``faceledger maintain`` by
-hand): jobs of dead processes queued again, open intents reconciled, faces past their
+hand): jobs of dead processes queued again, open intents reconciled, faces and leads past their
 collection's retention purged on the record, index snapshots saved."""
 
 from __future__ import annotations
@@ -32,11 +32,31 @@ class MaintenanceVerbs(PolicyVerbs):
                 deleted = self._purge_expired(system, collection.collection_id)
                 if deleted:
                     purged[collection.collection_id] = deleted
+                self._purge_expired_leads(system, collection.collection_id)
             if not token:
                 break
         self._collections.indexes.refresh_all()  # other replicas' deletions leave this one too
         self._collections.indexes.save_all(only_if_changed=True)
         return {"purged": purged}
+
+    def _purge_expired_leads(self, system: Caller, cid: str) -> list[str]:
+        """Delete the collection's leads (with their decisions) made before its retention
+        window; one ``PurgeExpiredLeads`` record naming them when any went."""
+        days = self._policy_of(cid).retention_days
+        if days is None:
+            return []
+        cutoff = time.time() - float(days) * 86400.0
+        deleted = self._leads.store.delete_leads(cid, created_before=cutoff)
+        if deleted:
+            self._ledger.append(
+                AuditEvent.of(
+                    system,
+                    "PurgeExpiredLeads",
+                    collection_id=cid,
+                    result={"retention_days": days, "lead_ids": ledgered_ids(deleted)},
+                )
+            )
+        return deleted
 
     def _purge_expired(self, system: Caller, cid: str) -> int:
         """Delete the collection's faces past its retention, between an intent and an outcome

@@ -20,6 +20,7 @@ from faceledger.services.collections import CollectionService
 from faceledger.services.faces import FaceService
 from faceledger.services.keys import KeyService
 from faceledger.services.labels import LabelService
+from faceledger.services.leads import LeadService
 from faceledger.services.objects import ImageObjects
 from faceledger.services.users import UserService
 from faceledger.services.video.common import Record
@@ -82,6 +83,7 @@ class Services:
     keys: KeyService
     objects: ImageObjects
     video: VideoService
+    leads: LeadService
 
     @property
     def ledger(self) -> ChainLedger:
@@ -114,6 +116,7 @@ def build_services(
         collections = CollectionService(settings, face_service, store=stores.faces)
         objects = ImageObjects(settings)
         labels = LabelService(settings)
+        leads = LeadService(stores.leads)
         return Services(
             backends=backends,
             faces=face_service,
@@ -129,7 +132,9 @@ def build_services(
                 ledger_record(backends.ledger),
                 store=stores.video,
                 labels=labels,
+                leads=leads,
             ),
+            leads=leads,
         )
     except BaseException:
         backends.close()

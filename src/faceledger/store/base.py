@@ -1,7 +1,8 @@
 """The store contracts: what the services may ask of a backend, as ``typing.Protocol``s.
 
 ``FaceStore`` (collections, faces, users, tags, policies, request tokens, the change log),
-``KeyStore`` (access keys), ``VideoStore`` (stored-video jobs, stream processors) and
+``KeyStore`` (access keys), ``VideoStore`` (stored-video jobs, stream processors),
+``LeadStore`` (leads, their candidates and the reviewers' decisions) and
 ``LedgerStore`` (the storage under the hash-chained ledger). Each has two implementations,
 embedded (``store/sqlite/``, ``audit/ledger.py``) and server (``store/postgres/``,
 ``audit/postgres.py``); the functions under ``TYPE_CHECKING`` at the end make mypy check every
@@ -21,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from faceledger.domain.collections import Collection, User
+from faceledger.domain.leads import Lead, LeadDecision
 from faceledger.store.records import (
     AccessKey,
     ChangePosition,
@@ -255,6 +257,33 @@ class VideoStore(Protocol):
     def delete_processor(self, name: str) -> None: ...
 
 
+class LeadStore(Protocol):
+    """Leads (searches with candidates), their candidates and the decisions on them
+    (append-only); ``add_decision`` sets the lead's state in the same transaction."""
+
+    def close(self) -> None: ...
+
+    def add_lead(self, lead: Lead) -> None: ...
+
+    def lead(self, lead_id: str) -> Lead: ...
+
+    def list_leads(
+        self,
+        *,
+        state: str | None = None,
+        collection_id: str | None = None,
+        newest_first: bool = False,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[Lead]: ...
+
+    def add_decision(self, decision: LeadDecision) -> Lead: ...
+
+    def delete_leads(
+        self, collection_id: str, *, created_before: float | None = None
+    ) -> list[str]: ...
+
+
 class LedgerStore(Protocol):
     """The storage under the hash-chained ledger: what ``audit.core.ChainLedger`` asks of a
     backend (group commit, checkpoints, reading and verifying are written once there)."""
@@ -283,9 +312,11 @@ if TYPE_CHECKING:  # mypy checks each backend against its contract (nothing runs
     from faceledger.audit.postgres import PostgresLedger
     from faceledger.store.postgres.faces import PostgresStore
     from faceledger.store.postgres.keys import PostgresKeyStore
+    from faceledger.store.postgres.leads import PostgresLeadStore
     from faceledger.store.postgres.video import PostgresVideoStore
     from faceledger.store.sqlite.faces import SQLiteStore
     from faceledger.store.sqlite.keys import SQLiteKeyStore
+    from faceledger.store.sqlite.leads import SQLiteLeadStore
     from faceledger.store.sqlite.video import SQLiteVideoStore
 
     def _sqlite_faces(store: SQLiteStore) -> FaceStore:
@@ -304,6 +335,12 @@ if TYPE_CHECKING:  # mypy checks each backend against its contract (nothing runs
         return store
 
     def _postgres_video(store: PostgresVideoStore) -> VideoStore:
+        return store
+
+    def _sqlite_leads(store: SQLiteLeadStore) -> LeadStore:
+        return store
+
+    def _postgres_leads(store: PostgresLeadStore) -> LeadStore:
         return store
 
     def _sqlite_ledger(ledger: Ledger) -> LedgerStore:

@@ -18,14 +18,16 @@ from dataclasses import dataclass
 from psycopg_pool import ConnectionPool
 
 from faceledger.config import Settings
-from faceledger.store.base import FaceStore, KeyStore, VideoStore
+from faceledger.store.base import FaceStore, KeyStore, LeadStore, VideoStore
 from faceledger.store.migrations import require_head
 from faceledger.store.postgres.faces import PostgresStore
 from faceledger.store.postgres.keys import PostgresKeyStore
+from faceledger.store.postgres.leads import PostgresLeadStore
 from faceledger.store.postgres.pool import open_pool
 from faceledger.store.postgres.video import PostgresVideoStore
 from faceledger.store.sqlite.faces import SQLiteStore
 from faceledger.store.sqlite.keys import SQLiteKeyStore
+from faceledger.store.sqlite.leads import SQLiteLeadStore
 from faceledger.store.sqlite.video import SQLiteVideoStore
 
 #: The file of the embedded backend, in ``Settings.data_dir``.
@@ -47,10 +49,12 @@ class Stores:
     faces: FaceStore
     keys: KeyStore
     video: VideoStore
+    leads: LeadStore
     pool: ConnectionPool | None = None
 
     def close(self) -> None:
         """Close each store, then the shared pool (idempotent)."""
+        self.leads.close()
         self.video.close()
         self.keys.close()
         self.faces.close()
@@ -59,18 +63,21 @@ class Stores:
 
 
 def open_stores(settings: Settings) -> Stores:
-    """The face, key and video stores of ``settings``: on PostgreSQL one schema check and one
-    pool for all three; on SQLite the one file."""
+    """The face, key, video and lead stores of ``settings``: on PostgreSQL one schema check and
+    one pool for all four; on SQLite the one file."""
     url = settings.database_url
     if not url:
         path = settings.data_dir / SQLITE_FILE
-        return Stores(SQLiteStore(path), SQLiteKeyStore(path), SQLiteVideoStore(path))
+        return Stores(
+            SQLiteStore(path), SQLiteKeyStore(path), SQLiteVideoStore(path), SQLiteLeadStore(path)
+        )
     require_head(url)
     pool = open_pool(url, size=SHARED_POOL_SIZE, name="faceledger", min_size=SHARED_POOL_MIN)
     return Stores(
         PostgresStore(url, pool=pool),
         PostgresKeyStore(url, pool=pool),
         PostgresVideoStore(url, pool=pool),
+        PostgresLeadStore(url, pool=pool),
         pool,
     )
 
@@ -97,3 +104,11 @@ def open_video_store(settings: Settings) -> VideoStore:
         require_head(settings.database_url)
         return PostgresVideoStore(settings.database_url)
     return SQLiteVideoStore(settings.data_dir / SQLITE_FILE)
+
+
+def open_lead_store(settings: Settings) -> LeadStore:
+    """Leads and decisions, in the same database as ``open_store``'s."""
+    if settings.database_url:
+        require_head(settings.database_url)
+        return PostgresLeadStore(settings.database_url)
+    return SQLiteLeadStore(settings.data_dir / SQLITE_FILE)

@@ -27,6 +27,9 @@ from faceledger.services.gateway import Gateway
 
 # The effective match threshold after the collection's floor (Rekognition has no field for it).
 THRESHOLD_HEADER = "X-FaceLedger-Effective-Threshold"
+# The lead a search with candidates made (docs/REVIEW.md); no JSON member, so AWS clients are
+# unchanged.
+LEAD_HEADER = "X-FaceLedger-Lead-Id"
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,11 @@ class Context:
 
     def effective_threshold(self, value: float) -> None:
         self.headers[THRESHOLD_HEADER] = f"{value:g}"
+
+    def lead(self, lead_id: str | None) -> None:
+        """The lead a search made (none when it found no candidate)."""
+        if lead_id is not None:
+            self.headers[LEAD_HEADER] = lead_id
 
     def refuse(self, exc: FaceLedgerError) -> FaceLedgerError:
         """Ledger a refusal made here, before the operation's verb runs; returns ``exc``."""

@@ -166,6 +166,7 @@ def search_faces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
         threshold=p.get("FaceMatchThreshold", DEFAULT_FACE_MATCH_THRESHOLD),
     )
     ctx.effective_threshold(found.threshold)
+    ctx.lead(found.lead_id)
     ctx.search_scale(found.scale)
     return {
         "SearchedFaceId": p["FaceId"],
@@ -185,6 +186,7 @@ def search_faces_by_image(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
         quality_filter=p.get("QualityFilter", "NONE"),
     )
     ctx.effective_threshold(result.threshold)
+    ctx.lead(result.lead_id)
     ctx.search_scale(result.scale)
     searched = shapes.image_face(result.searched_face, result.image)
     return {
@@ -318,6 +320,7 @@ def search_users(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
         ),
     )
     ctx.effective_threshold(result.threshold)
+    ctx.lead(result.lead_id)
     out: dict[str, Any] = {
         "UserMatches": [shapes.user_match(m) for m in result.matches],
         "FaceModelVersion": result.face_model_version,
@@ -343,6 +346,7 @@ def search_users_by_image(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
         ),
     )
     ctx.effective_threshold(result.threshold)
+    ctx.lead(result.lead_id)
     out: dict[str, Any] = {
         "UserMatches": [shapes.user_match(m) for m in result.matches],
         "FaceModelVersion": result.face_model_version,

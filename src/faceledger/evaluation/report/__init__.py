@@ -5,10 +5,16 @@
 numbers come from :mod:`faceledger.evaluation.fairness`; this module only arranges them.
 
 The package: ``run`` (embed, score, gather the numbers), ``notes`` (method, data and limits in
-words), ``charts`` (matplotlib PNGs), ``page`` (the HTML page and the plain-text summary) and
-``files`` (writing them all).
+words), ``charts`` (matplotlib PNGs), ``page`` (the HTML page and the plain-text summary),
+``files`` (writing them all) and ``decisions`` (what reviewers decided about real searches'
+leads: decisions by outcome, added with ``faceledger eval report --decisions``).
 """
 
+from faceledger.evaluation.report.decisions import (
+    decisions_by_outcome,
+    decisions_html,
+    decisions_text,
+)
 from faceledger.evaluation.report.files import write_report
 from faceledger.evaluation.report.page import render_html, sources_summary, summary_table
 from faceledger.evaluation.report.run import (
@@ -23,6 +29,9 @@ __all__ = [
     "PackInfo",
     "ReportRequest",
     "build_report",
+    "decisions_by_outcome",
+    "decisions_html",
+    "decisions_text",
     "read_exclusions",
     "render_html",
     "run_report",

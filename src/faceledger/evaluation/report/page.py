@@ -13,6 +13,7 @@ from faceledger.evaluation.fairness import (
     UNASSIGNED,
 )
 from faceledger.evaluation.report.charts import CHART_THRESHOLDS
+from faceledger.evaluation.report.decisions import decisions_html
 
 # -- HTML -------------------------------------------------------------------------------------
 _CSS = """
@@ -207,6 +208,8 @@ def render_html(report: dict[str, Any], charts: dict[str, bytes]) -> str:
     ]
     if groups["grouped"]:
         parts += ["<h2>Impostor pairs within and across groups</h2>", _cross_table(report, key_t)]
+    if "decisions_by_outcome" in report:
+        parts.append(decisions_html(report["decisions_by_outcome"]))
     parts += [
         "<h2>Highest-scoring impostor pairs</h2>",
         "<p>Check these by eye: they are often label faults (one person under two names, or a "

@@ -51,6 +51,8 @@ class ReportRequest:
     title: str = "FaceLedger accuracy and fairness report"
     notes: tuple[str, ...] = ()  # extra notes on the data, shown in the report
     thresholds: tuple[float, ...] = PUBLISHED_THRESHOLDS
+    # The installation's decisions by outcome (``decisions.decisions_by_outcome``), if asked.
+    decisions: tuple[dict[str, Any], ...] | None = None
 
 
 # -- running ----------------------------------------------------------------------------------
@@ -156,6 +158,8 @@ def build_report(
     }
     report["top_impostors"] = _top_impostors(hist, embedded, grouping)
     report["notes"] = notes(report, request.notes)
+    if request.decisions is not None:
+        report["decisions_by_outcome"] = list(request.decisions)
     return report, hist
 
 

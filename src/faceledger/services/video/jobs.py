@@ -29,9 +29,11 @@ from faceledger.domain.errors import (
     InvalidParameterError,
     ResourceNotFoundError,
 )
-from faceledger.domain.video import VideoAnalysis
+from faceledger.domain.leads import LeadCandidate
+from faceledger.domain.video import Hit, VideoAnalysis
 from faceledger.services.collections import CollectionService
 from faceledger.services.labels import LabelFilters, LabelService
+from faceledger.services.leads import LeadService
 from faceledger.services.objects import ImageObjects
 from faceledger.services.tokens import TokenSigner
 from faceledger.services.video.common import (
@@ -87,6 +89,20 @@ def matched_faces(analysis: VideoAnalysis) -> list[list[Any]]:
     return [[face_id, round(sim, 3)] for face_id, sim in sorted(best.items())]
 
 
+def job_candidates(analysis: VideoAnalysis) -> tuple[LeadCandidate, ...]:
+    """The faces a face-search job matched, as one lead's candidates (best Similarity first)."""
+    best: dict[str, Hit] = {}
+    for person in analysis.matches:
+        for hit in person.matches:
+            if hit.face_id not in best or hit.similarity > best[hit.face_id].similarity:
+                best[hit.face_id] = hit
+    ranked = sorted(best.values(), key=lambda h: (-h.similarity, h.face_id))
+    return tuple(
+        LeadCandidate(h.face_id, "face", round(h.similarity, 3), rank, h.external_image_id)
+        for rank, h in enumerate(ranked)
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class JobPage:
     job: JobRow
@@ -108,15 +124,18 @@ class VideoJobs:
         tokens: TokenSigner,
         owner: str,
         labels: LabelService | None = None,
+        leads: LeadService | None = None,
     ) -> None:
         """``labels``: the labels pack's service (label detection jobs); without one the jobs
-        build their own from ``settings`` (its model loads on the first label job)."""
+        build their own from ``settings`` (its model loads on the first label job).
+        ``leads``: where a face-search job with matches becomes one lead; None: no leads."""
         self.settings = settings
         self.store = store
         self.collections = collections
         self.labels = labels if labels is not None else LabelService(settings)
         self.objects = objects
         self.record = record
+        self.leads = leads
         self._tokens = tokens
         self._owner = owner
         self.notifier = CompletionNotifier(settings)
@@ -320,8 +339,31 @@ class VideoJobs:
             return
         self.store.finish_job(job.job_id, status=SUCCEEDED, metadata=metadata, results=items)
         summary["items"] = len(items)
+        if job.kind == "search":
+            summary["lead_id"] = self._open_lead(job, caller, operation, analysis)
         self.record(caller, operation, collection_id, summary, "ok")
         self.notifier.notify(job, SUCCEEDED)
+
+    def _open_lead(
+        self, job: JobRow, caller: Caller, operation: str, analysis: VideoAnalysis
+    ) -> str | None:
+        """One lead for a face-search job that matched someone (written before the job's end
+        record); None without matches, without a lead service, or when it could not be
+        written (the job's end is still recorded)."""
+        collection_id = job.params.get("collection_id")
+        if self.leads is None or not isinstance(collection_id, str):
+            return None
+        try:
+            return self.leads.open_lead(
+                caller,
+                operation,
+                collection_id,
+                float(job.params.get("threshold", DEFAULT_JOB_THRESHOLD)),
+                job_candidates(analysis),
+            )
+        except Exception:
+            logger.exception("video job %s: its lead could not be written", job.job_id)
+            return None
 
     def _analyse(self, job: JobRow) -> VideoAnalysis:
         """Analyse the job's video, renewing its lease as frames go by (a temporary download

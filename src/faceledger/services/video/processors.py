@@ -36,9 +36,11 @@ from faceledger.domain.errors import (
     ResourceInUseError,
     ResourceNotFoundError,
 )
+from faceledger.domain.leads import LeadCandidate
 from faceledger.domain.video import MatchEvent, PersonEvent
 from faceledger.services.collections import CollectionService
 from faceledger.services.labels import LabelService
+from faceledger.services.leads import LeadService
 from faceledger.services.tokens import TokenSigner
 from faceledger.services.video.common import (
     MAX_RESULTS,
@@ -145,14 +147,17 @@ class StreamProcessors:
         tokens: TokenSigner,
         owner: str,
         labels: LabelService | None = None,
+        leads: LeadService | None = None,
     ) -> None:
         """``labels``: the labels pack's service (person events); built from ``settings``
-        when not given."""
+        when not given. ``leads``: where each match becomes a lead (``docs/REVIEW.md``); None:
+        no leads."""
         self.settings = settings
         self.store = store
         self.collections = collections
         self.labels = labels if labels is not None else LabelService(settings)
         self.record = record
+        self.leads = leads
         self.hub = hub
         self._tokens = tokens
         self._owner = owner
@@ -538,6 +543,31 @@ class _RunningProcessor:
         crop = base64.b64encode(event.crop_jpeg).decode() if event.crop_jpeg else None
         self.service.hub.publish({**data, "crop_jpeg_base64": crop})
 
+    def _open_lead(self, event: MatchEvent) -> str | None:
+        """The lead of a match (written before its record); None when this service makes no
+        leads or the lead could not be written (the match is still recorded and reported)."""
+        leads = self.service.leads
+        if leads is None:
+            return None
+        candidate = LeadCandidate(
+            candidate_id=event.face_id,
+            kind="face",
+            similarity=round(event.similarity, 3),
+            rank=0,
+            external_image_id=event.external_image_id,
+        )
+        try:
+            return leads.open_lead(
+                self.caller,
+                "StreamFaceMatch",
+                self.row.settings["collection_id"],
+                self.threshold,
+                (candidate,),
+            )
+        except Exception:
+            logger.exception("stream %s: a match's lead could not be written", self.row.name)
+            return None
+
     def _on_event(self, event: MatchEvent) -> None:
         data = event_json(event)
         data.update(
@@ -548,6 +578,7 @@ class _RunningProcessor:
                 "collection_id": self.row.settings["collection_id"],
             }
         )
+        lead_id = self._open_lead(event)
         try:
             self.service.record(
                 self.caller,
@@ -561,6 +592,7 @@ class _RunningProcessor:
                     "timestamp_ms": event.frame_timestamp_ms,
                     "first_timestamp_ms": event.first_timestamp_ms,
                     "effective_threshold": self.threshold,
+                    "lead_id": lead_id,
                 },
                 "ok",
             )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from faceledger.config import Settings
 from faceledger.services.collections import CollectionService
 from faceledger.services.labels import LabelService
+from faceledger.services.leads import LeadService
 from faceledger.services.objects import ImageObjects
 from faceledger.services.tokens import TokenSigner, load_or_create_secret
 from faceledger.services.video.common import Record, new_owner
@@ -34,10 +35,12 @@ class VideoService:
         *,
         store: VideoStore | None = None,
         labels: LabelService | None = None,
+        leads: LeadService | None = None,
     ) -> None:
         """``store``: the process's video store, shared; without one the service opens (and
         closes) its own from ``settings``. ``labels``: the labels pack's service, shared with
-        ``DetectLabels`` (label detection jobs, person detection for tracking bodies)."""
+        ``DetectLabels`` (label detection jobs, person detection for tracking bodies).
+        ``leads``: where stream matches and face-search jobs become leads."""
         self.settings = settings
         self._owns_store = store is None
         self.store = store if store is not None else open_video_store(settings)
@@ -54,6 +57,7 @@ class VideoService:
             tokens=tokens,
             owner=owner,
             labels=labels,
+            leads=leads,
         )
         self.processors = StreamProcessors(
             settings,
@@ -64,6 +68,7 @@ class VideoService:
             tokens=tokens,
             owner=owner,
             labels=labels,
+            leads=leads,
         )
 
     def start_workers(self) -> None:

@@ -185,6 +185,7 @@ async def search_faces_by_image(
         searched_face=probe_out(result.searched_face, result.image),
         matches=face_matches_out(result.matches),
         scale=scale_out(result.scale),
+        lead_id=result.lead_id,
     )
 
 
@@ -219,6 +220,7 @@ async def search_faces(
         requested_threshold=threshold,
         matches=face_matches_out(found.matches),
         scale=scale_out(found.scale),
+        lead_id=found.lead_id,
     )
 
 

@@ -180,6 +180,12 @@ class SearchScaleOut(BaseModel):
     statement: str = Field(description="The same, in one sentence.")
 
 
+LEAD_DOC = (
+    "The lead this search made (it had candidates): a reviewer records a decision on each "
+    "candidate at /v1/leads/{lead_id}. null when there is no candidate."
+)
+
+
 class SearchFacesByImageOut(BaseModel):
     face_model_version: str
     threshold: float = Field(description=EFFECTIVE_THRESHOLD_DOC)
@@ -188,6 +194,7 @@ class SearchFacesByImageOut(BaseModel):
     searched_face: ProbeFace = Field(description="The image's largest face, which was searched.")
     matches: list[FaceMatchOut] = Field(description="Highest similarity first.")
     scale: SearchScaleOut | None = Field(description="What a candidate means at this size.")
+    lead_id: str | None = Field(default=None, description=LEAD_DOC)
 
 
 class SearchFacesOut(BaseModel):
@@ -196,6 +203,7 @@ class SearchFacesOut(BaseModel):
     requested_threshold: float = Field(description=REQUESTED_THRESHOLD_DOC)
     matches: list[FaceMatchOut] = Field(description="Highest similarity first; never the face.")
     scale: SearchScaleOut | None = Field(description="What a candidate means at this size.")
+    lead_id: str | None = Field(default=None, description=LEAD_DOC)
 
 
 class CreateUserIn(BaseModel):
@@ -261,6 +269,7 @@ class SearchUsersOut(BaseModel):
     searched_user_id: str | None
     searched_face_id: str | None
     matches: list[UserMatchOut] = Field(description="Highest similarity first.")
+    lead_id: str | None = Field(default=None, description=LEAD_DOC)
 
 
 class UnsearchedFaceOut(ProbeFace):
@@ -277,6 +286,7 @@ class SearchUsersByImageOut(BaseModel):
     )
     matches: list[UserMatchOut] = Field(description="Highest similarity first.")
     unsearched_faces: list[UnsearchedFaceOut]
+    lead_id: str | None = Field(default=None, description=LEAD_DOC)
 
 
 class CollectionPolicyIn(BaseModel):

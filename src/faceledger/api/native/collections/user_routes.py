@@ -255,4 +255,5 @@ async def search_users_by_image(
         searched_face=probe_out(searched, result.image) if searched is not None else None,
         matches=user_matches_out(result.matches),
         unsearched_faces=[unsearched_out(u, result.image) for u in result.unsearched],
+        lead_id=result.lead_id,
     )

@@ -1,0 +1,189 @@
+"""``LeadService``: makes a lead of a search with candidates, records decisions, reads leads.
+
+The gateway calls it: inside a search's ``work`` (``open_lead``, before the search's ledger
+record, whose result then names the lead) and from the lead verbs (``gateway_leads.py``). It
+checks what a decision may be (``domain/leads.py``) and that nobody reviews their own search
+(separation of duties, like enrolment and search); the ledger records are the gateway's.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+
+from faceledger.audit.core import ChainLedger
+from faceledger.domain.audit import Caller
+from faceledger.domain.collections import CollectionMatch
+from faceledger.domain.errors import AccessDeniedError, InvalidParameterError
+from faceledger.domain.leads import (
+    Lead,
+    LeadCandidate,
+    LeadDecision,
+    LeadPage,
+    check_decision,
+    check_lead_id,
+    check_state,
+)
+from faceledger.domain.results import UserMatch
+from faceledger.domain.scale import SearchScale
+from faceledger.store.base import LeadStore
+
+MAX_LEADS_PER_PAGE = 100
+# The operations whose ledger records name the lead they made (``result["lead_id"]``).
+LEAD_OPERATIONS = (
+    "SearchFaces",
+    "SearchFacesByImage",
+    "SearchUsers",
+    "SearchUsersByImage",
+    "StreamFaceMatch",
+    "FaceSearchJob",
+)
+
+
+def face_candidates(matches: Sequence[CollectionMatch]) -> tuple[LeadCandidate, ...]:
+    """A face search's matches as a lead's candidates, best first."""
+    return tuple(
+        LeadCandidate(
+            candidate_id=m.face.face_id,
+            kind="face",
+            similarity=round(m.similarity, 3),
+            rank=rank,
+            external_image_id=m.face.external_image_id,
+        )
+        for rank, m in enumerate(matches)
+    )
+
+
+def user_candidates(matches: Sequence[UserMatch]) -> tuple[LeadCandidate, ...]:
+    """A user search's matches as a lead's candidates, best first."""
+    return tuple(
+        LeadCandidate(
+            candidate_id=m.user.user_id,
+            kind="user",
+            similarity=round(m.similarity, 3),
+            rank=rank,
+        )
+        for rank, m in enumerate(matches)
+    )
+
+
+class LeadService:
+    """Leads over a ``LeadStore`` (the wiring root gives it the process's store)."""
+
+    def __init__(self, store: LeadStore) -> None:
+        self.store = store
+
+    def open_lead(
+        self,
+        caller: Caller,
+        operation: str,
+        collection_id: str,
+        threshold: float,
+        candidates: tuple[LeadCandidate, ...],
+        scale: SearchScale | None = None,
+    ) -> str | None:
+        """Write a lead for a search with candidates (state ``open``) and return its id; None
+        (and nothing written) when there is no candidate."""
+        if not candidates:
+            return None
+        lead = Lead(
+            lead_id=str(uuid.uuid4()),
+            created_at=time.time(),
+            request_id=caller.request_id,
+            operation=operation,
+            source=caller.source,
+            principal=caller.principal.name,
+            purpose=caller.purpose,
+            case_reference=caller.case_reference,
+            collection_id=collection_id,
+            threshold=threshold,
+            candidates=candidates,
+            face_count=None if scale is None else scale.face_count,
+            fpir=None if scale is None else scale.fpir,
+            hit_rate=None if scale is None else scale.hit_rate,
+        )
+        self.store.add_lead(lead)
+        return lead.lead_id
+
+    def lead(self, lead_id: str) -> Lead:
+        check_lead_id(lead_id)
+        return self.store.lead(lead_id)
+
+    def list_leads(
+        self,
+        *,
+        state: str | None = None,
+        collection_id: str | None = None,
+        newest_first: bool = False,
+        after: str | None = None,
+        limit: int = MAX_LEADS_PER_PAGE,
+    ) -> LeadPage:
+        """A page of leads (oldest first: the review queue) and the token of the next."""
+        check_state(state)
+        if after is not None:
+            check_lead_id(after)
+        if not 1 <= limit <= MAX_LEADS_PER_PAGE:
+            raise InvalidParameterError(f"limit must be between 1 and {MAX_LEADS_PER_PAGE}")
+        leads = self.store.list_leads(
+            state=state,
+            collection_id=collection_id,
+            newest_first=newest_first,
+            after=after,
+            limit=limit + 1,
+        )
+        more = len(leads) > limit
+        page = tuple(leads[:limit])
+        return LeadPage(page, page[-1].lead_id if more else None)
+
+    def every_lead(self, collection_id: str | None = None) -> list[Lead]:
+        """Every lead (of one collection), oldest first, read a page at a time."""
+        out: list[Lead] = []
+        after: str | None = None
+        while True:
+            page = self.store.list_leads(
+                collection_id=collection_id, after=after, limit=MAX_LEADS_PER_PAGE
+            )
+            out += page
+            if len(page) < MAX_LEADS_PER_PAGE:
+                return out
+            after = page[-1].lead_id
+
+    def unrecorded(self, ledger: ChainLedger) -> list[str]:
+        """The ids of leads named by no ledger record (a crash between writing the lead and
+        its search's record), oldest first. The leads are read before the ledger, so a search
+        running meanwhile is never counted."""
+        leads = self.every_lead()
+        named: set[str] = set()
+        for operation in LEAD_OPERATIONS:
+            for entry in ledger.entries(operation=operation, outcome="ok"):
+                lead_id = entry.event.result.get("lead_id") if entry.event is not None else None
+                if isinstance(lead_id, str):
+                    named.add(lead_id)
+        return [lead.lead_id for lead in leads if lead.lead_id not in named]
+
+    def decide(
+        self, caller: Caller, lead_id: str, candidate_id: str, decision: str, note: str
+    ) -> Lead:
+        """Append ``caller``'s decision on one candidate; the lead afterwards. The searcher may
+        not review their own lead (``AccessDeniedException``)."""
+        check_decision(decision, note)
+        lead = self.lead(lead_id)
+        if lead.candidate(candidate_id) is None:
+            raise InvalidParameterError(f"lead {lead_id} has no candidate {candidate_id!r}")
+        if lead.principal == caller.principal.name:
+            raise AccessDeniedError(
+                f"principal {caller.principal.name!r} made the search of lead {lead_id} and "
+                "may not review it (separation of duties)"
+            )
+        return self.store.add_decision(
+            LeadDecision(
+                lead_id=lead_id,
+                candidate_id=candidate_id,
+                decision=decision,
+                note=note,
+                reviewer=caller.principal.name,
+                request_id=caller.request_id,
+                decided_at=time.time(),
+            )
+        )

@@ -1,0 +1,34 @@
+"""Leads, their candidates and decisions in PostgreSQL: ``SQLiteLeadStore``'s API and
+guarantees.
+
+The tables come from the migrations (``0007_leads``); what the store does is written once for
+both backends (``store/lead_tables.py``).
+"""
+
+from __future__ import annotations
+
+from psycopg_pool import ConnectionPool
+
+from faceledger.store.lead_tables import LeadTables
+from faceledger.store.postgres.pool import PostgresSql, open_pool
+
+POOL_SIZE = 2
+
+
+class PostgresLeadStore(LeadTables):
+    """Leads in PostgreSQL; safe to share by threads and processes.
+
+    ``pool``: a pool shared with the process's other stores (not closed by ``close``);
+    without one the store opens its own of ``pool_size`` connections to ``url``.
+    """
+
+    def __init__(
+        self, url: str, *, pool: ConnectionPool | None = None, pool_size: int = POOL_SIZE
+    ) -> None:
+        self._owns_pool = pool is None
+        self._pool = pool or open_pool(url, size=pool_size, name="faceledger-leads")
+        super().__init__(PostgresSql(self._pool))
+
+    def close(self) -> None:
+        if self._owns_pool:
+            self._pool.close()
