@@ -169,6 +169,9 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "GET /app/ledger": [("ReadLedger", OK)],
     "GET /app/ledger?verify=1": [("ReadLedger", OK), ("VerifyLedger", OK)],
     "GET /app/ledger/export": [("ExportLedger", OK)],
+    "GET /app/review": [("ListLeads", OK)],
+    # a decision on a lead that does not exist: refused, then the queue again
+    "POST /app/review/{lead_id}": [("ReviewLead", NOT_FOUND), ("ListLeads", OK)],
     "POST /app/logout": [],
     # -- the CLI (every verb that touches data, keys or the ledger) --
     "cli collections create": [("CreateCollection", OK)],
@@ -344,7 +347,7 @@ def _check_coverage() -> None:
 
     from faceledger.api.native import collections, leads, routes, video
     from faceledger.api.rekognition.router import IMPLEMENTED
-    from faceledger.api.web import account, ledger, manage, search, streams
+    from faceledger.api.web import account, ledger, manage, review, search, streams
     from faceledger.cli.main import app
 
     rows = set(EXPECTED)
@@ -353,7 +356,7 @@ def _check_coverage() -> None:
         for route in module.router.routes:
             for method in route.methods:  # type: ignore[attr-defined]
                 assert f"{method} {route.path}" in rows, route.path  # type: ignore[attr-defined]
-    for module in (account, search, manage, streams, ledger):
+    for module in (account, search, manage, streams, ledger, review):
         for route in module.router.routes:
             for method in route.methods:  # type: ignore[attr-defined]
                 path = "/app" + route.path  # type: ignore[attr-defined]
@@ -728,6 +731,24 @@ def _walk_web(
         walk("GET /app/ledger", lambda: web.get("/app/ledger?operation=CreateCollection"))
         walk("GET /app/ledger?verify=1", lambda: web.get("/app/ledger?verify=1"))
         walk("GET /app/ledger/export", lambda: web.get("/app/ledger/export?principal=nobody"))
+    reviewer = make_key("door-web-reviewer", ["review"])
+    with httpx.Client(base_url=url, timeout=120) as web:
+        form = web.get("/app/login")
+        web.post(
+            "/app/login",
+            data={"key_id": reviewer[0], "secret": reviewer[1], "csrf_token": _token(form.text)},
+        )
+        page = walk("GET /app/review", lambda: web.get("/app/review"))
+        decision = {
+            "csrf_token": _token(page.text),
+            "candidate_id": "00000000-0000-4000-8000-000000000000",
+            "decision": "rejected",
+            "note": "walk",
+        }
+        walk(
+            "POST /app/review/{lead_id}",
+            lambda: web.post("/app/review/00000000-0000-4000-8000-00000000beef", data=decision),
+        )
 
 
 def _sse(client: httpx.Client, path: str) -> None:

@@ -17,6 +17,7 @@ Full-page screenshots of every state go to ``tests/artifacts/fit-<state>-<width>
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ expect.set_options(timeout=60_000)  # waiting for model work on a busy machine, 
 ROLES = {
     "admin": ("fit-admin", ["admin", "enrol", "search", "audit"]),
     "search": ("fit-officer", ["search"]),
+    "review": ("fit-reviewer", ["review"]),
 }
 
 
@@ -54,6 +56,7 @@ class Site:
     url: str
     keys: dict[str, tuple[str, str]]
     photos: dict[str, Path]  # "enrolled" (another photo of an enrolled person), "stranger"
+    settings: Settings
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +101,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[S
             )
             assert made.status_code == 201, made.text
         photos = {"enrolled": people[0][1][1], "stranger": people[3][1][1]}
-        yield Site(url, keys, photos)
+        yield Site(url, keys, photos, settings)
 
 
 @pytest.fixture(scope="module")
@@ -223,6 +226,20 @@ def ledger_page(page: Page, site: Site) -> None:
     expect(page.locator("#ledger")).to_be_visible()
 
 
+def review_queue(page: Page, site: Site) -> None:
+    search_match(page, site)  # a search with a candidate: a lead
+    sign_in(page, site, "review")
+    page.goto(f"{site.url}/app/review")
+    expect(page.locator("#leads .lead").first).to_be_visible()
+
+
+def review_refused(page: Page, site: Site) -> None:
+    review_queue(page, site)
+    page.evaluate("() => document.querySelectorAll('form').forEach(f => f.noValidate = true)")
+    page.locator("#leads form.decision").first.get_by_role("button").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+
+
 def refused_page(page: Page, site: Site) -> None:
     sign_in(page, site, "search")
     page.goto(f"{site.url}/app/ledger")
@@ -246,6 +263,8 @@ STATES: dict[str, Callable[[Page, Site], None]] = {
         streams_page,
         streams_start_refused,
         ledger_page,
+        review_queue,
+        review_refused,
         refused_page,
     )
 }
@@ -443,3 +462,63 @@ def test_compare_shows_the_best_face_first_and_boxes_it(
     face = int(best.locator("td").first.inner_text().split()[0])
     chosen = page.locator("figure").nth(1).locator("g.face")
     expect(chosen.nth(face - 1)).to_have_class(re.compile(r"\bchosen\b"))
+
+
+def test_a_review_round_trip_search_lead_decision_ledger_report(
+    site: Site, page: Page, tmp_path: Path
+) -> None:
+    """An officer's search makes a lead; a reviewer rejects its candidate with a note; the
+    decision is in the ledger, linked to the search, and in the decisions report."""
+    search_for(page, site, site.photos["enrolled"])
+    lead_id = page.locator("#lead-id code").inner_text()
+    assert re.fullmatch(r"[0-9a-f-]{36}", lead_id)
+    sign_in(page, site, "review")
+    page.goto(f"{site.url}/app/review")
+    card = page.locator(f"#lead-{lead_id}")
+    expect(card).to_contain_text("fit-officer")
+    expect(card).to_contain_text("MP-2026-0042")
+    # confirming needs a note: refused in place, nothing recorded as a decision
+    form = card.locator("form.decision").first
+    form.get_by_label("Confirmed").check()
+    page.evaluate("() => document.querySelectorAll('form').forEach(f => f.noValidate = true)")
+    form.get_by_role("button", name="Save the decision").click()
+    expect(page.get_by_role("alert")).to_contain_text("needs a note")
+    form = page.locator(f"#lead-{lead_id} form.decision").first
+    form.get_by_label("Rejected").check()
+    form.get_by_label(re.compile("^Note")).fill("different person: ear shape")
+    form.get_by_role("button", name="Save the decision").click()
+    expect(page.get_by_role("status").first).to_contain_text("Decision saved: rejected.")
+    expect(page.locator(f"#lead-{lead_id}")).to_have_count(0)  # decided: out of the queue
+
+    from faceledger.audit.ledger import Ledger
+
+    with Ledger.from_settings(site.settings) as ledger:
+        events = [e.event for e in ledger.entries() if e.event is not None]
+    search = next(
+        e
+        for e in events
+        if e.operation == "SearchFacesByImage" and (e.result or {}).get("lead_id") == lead_id
+    )
+    review = next(
+        e
+        for e in events
+        if e.operation == "ReviewLead" and e.outcome == "ok" and e.result["lead_id"] == lead_id
+    )
+    assert review.principal == "fit-reviewer" and review.source == "web"
+    assert review.result["decision"] == "rejected"
+    assert review.result["search_request_id"] == search.request_id
+    refused = [
+        e
+        for e in events
+        if e.operation == "ReviewLead" and e.outcome != "ok" and e.principal == "fit-reviewer"
+    ]
+    assert refused, "the refused decision (no note) is recorded too"
+
+    from helpers.cli import run
+
+    report = run("audit", "decisions", "--json", cwd=tmp_path,
+                 FACELEDGER_DATA_DIR=str(site.settings.data_dir))  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    rows = json.loads(report.stdout)
+    fit = [r for r in rows if r["collection_id"] == "fit"]
+    assert sum(r["rejected"] for r in fit) >= 1

@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from faceledger.api.web import account, ledger, manage, search, streams
+from faceledger.api.web import account, ledger, manage, review, search, streams
 from faceledger.api.web.sessions import LoginCsrf, SessionStore
 from faceledger.api.web.views import (
     STATIC_DIR,
@@ -49,7 +49,7 @@ def mount_web(app: FastAPI) -> None:
     app.state.web_sessions = SessionStore()
     app.state.login_csrf = LoginCsrf()
     app.mount("/app/static", StaticFiles(directory=STATIC_DIR), name="web-static")
-    for module in (account, search, manage, streams, ledger):
+    for module in (account, search, manage, streams, review, ledger):
         app.include_router(module.router, prefix="/app", include_in_schema=False)
 
     async def login_required(request: Request, exc: Exception) -> Response:

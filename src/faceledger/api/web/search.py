@@ -244,6 +244,7 @@ def _search(
             for m in result.matches[:MAX_CANDIDATES]
         ],
         more=max(0, len(result.matches) - MAX_CANDIDATES),
+        lead_id=result.lead_id,
     )
     return out
 

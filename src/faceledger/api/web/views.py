@@ -91,6 +91,7 @@ PAGES: tuple[Page, ...] = (
         "/app/streams",
         ("SearchFacesByImage", "CreateStreamProcessor", "ListStreamProcessors"),
     ),
+    Page("review", "Review", "/app/review", ("ReviewLead", "ListLeads")),
     Page("ledger", "Ledger", "/app/ledger", ("ReadLedger",)),
 )
 PAGES_BY_KEY = {page.key: page for page in PAGES}
