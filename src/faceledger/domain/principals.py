@@ -14,13 +14,14 @@ table governs every surface. Duties are separated: no role does everything.
 |          | list collections; stored-video jobs (start, get); start, stop, describe and list  |
 |          | stream processors                                                                 |
 | `audit`  | read, verify and export the ledger, nothing else                                   |
+| `review` | view enrolled faces' crops (``GetFaceCrop``; ``search`` may too)                  |
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-ROLES: tuple[str, ...] = ("admin", "enrol", "search", "audit")
+ROLES: tuple[str, ...] = ("admin", "enrol", "search", "audit", "review")
 
 _COLLECTION_READS = frozenset({"DescribeCollection", "ListCollections"})
 _PROCESSOR_READS = frozenset({"DescribeStreamProcessor", "ListStreamProcessors"})
@@ -74,9 +75,11 @@ ROLE_OPERATIONS: dict[str, frozenset[str]] = {
         "StartStreamProcessor",
         "StopStreamProcessor",
         "GetStreamEvents",
+        "GetFaceCrop",
     }
     | _PROCESSOR_READS,
     "audit": frozenset({"ReadLedger", "VerifyLedger", "ExportLedger"}),
+    "review": frozenset({"GetFaceCrop"}),
 }
 
 

@@ -105,12 +105,19 @@ class CollectionVerbs(GatewayParts):
         image: bytes | Image | AnalysedImage,
         **options: Any,
     ) -> IndexFacesResult:
-        """IndexFaces of image bytes, or of an image already analysed (bulk enrolment)."""
+        """IndexFaces of image bytes, or of an image already analysed (bulk enrolment).
+
+        When the collection's policy keeps face crops, each enrolled face's crop is sealed
+        and stored with it (not for an image already analysed: its pixels are gone)."""
 
         def work() -> IndexFacesResult:
             if isinstance(image, AnalysedImage):
                 return self._collections.enrol(collection_id, image, **options)
-            return self._collections.index_faces(collection_id, image, **options)
+            keep = self._policy_of(collection_id).keep_face_crops
+            seal_crop = self._crops.sealer() if keep else None
+            return self._collections.index_faces(
+                collection_id, image, seal_crop=seal_crop, **options
+            )
 
         def summary(r: IndexFacesResult) -> dict[str, Any]:
             return {

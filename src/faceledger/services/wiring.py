@@ -17,6 +17,7 @@ from faceledger.audit.ledger import Ledger
 from faceledger.config import Settings
 from faceledger.domain.audit import AuditEvent, Caller
 from faceledger.services.collections import CollectionService
+from faceledger.services.crops import CropService
 from faceledger.services.faces import FaceService
 from faceledger.services.keys import KeyService
 from faceledger.services.labels import LabelService
@@ -82,6 +83,7 @@ class Services:
     keys: KeyService
     objects: ImageObjects
     video: VideoService
+    crops: CropService
 
     @property
     def ledger(self) -> ChainLedger:
@@ -91,6 +93,7 @@ class Services:
         """Stop the services, then close the backends they share."""
         try:
             self.video.close()
+            self.crops.close()
             self.collections.close()
             self.objects.close()
             self.keys.close()
@@ -128,6 +131,7 @@ def build_services(
                 ledger_record(backends.ledger),
                 store=stores.video,
             ),
+            crops=CropService(settings, store=stores.crops),
         )
     except BaseException:
         backends.close()

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from psycopg_pool import ConnectionPool
 
 from faceledger.config import Settings
-from faceledger.store.base import FaceStore, KeyStore, VideoStore
+from faceledger.store.base import CropStore, FaceStore, KeyStore, VideoStore
 from faceledger.store.migrations import require_head
+from faceledger.store.postgres.crops import PostgresCropStore
 from faceledger.store.postgres.faces import PostgresStore
 from faceledger.store.postgres.keys import PostgresKeyStore
 from faceledger.store.postgres.pool import open_pool
 from faceledger.store.postgres.video import PostgresVideoStore
+from faceledger.store.sqlite.crops import SQLiteCropStore
 from faceledger.store.sqlite.faces import SQLiteStore
 from faceledger.store.sqlite.keys import SQLiteKeyStore
 from faceledger.store.sqlite.video import SQLiteVideoStore
@@ -47,10 +49,12 @@ class Stores:
     faces: FaceStore
     keys: KeyStore
     video: VideoStore
+    crops: CropStore
     pool: ConnectionPool | None = None
 
     def close(self) -> None:
         """Close each store, then the shared pool (idempotent)."""
+        self.crops.close()
         self.video.close()
         self.keys.close()
         self.faces.close()
@@ -59,18 +63,20 @@ class Stores:
 
 
 def open_stores(settings: Settings) -> Stores:
-    """The face, key and video stores of ``settings``: on PostgreSQL one schema check and one
-    pool for all three; on SQLite the one file."""
+    """The face, key, video and crop stores of ``settings``: on PostgreSQL one schema check and
+    one pool for all; on SQLite the one file."""
     url = settings.database_url
     if not url:
         path = settings.data_dir / SQLITE_FILE
-        return Stores(SQLiteStore(path), SQLiteKeyStore(path), SQLiteVideoStore(path))
+        faces = SQLiteStore(path)  # first: it makes the tables the crop store refers to
+        return Stores(faces, SQLiteKeyStore(path), SQLiteVideoStore(path), SQLiteCropStore(path))
     require_head(url)
     pool = open_pool(url, size=SHARED_POOL_SIZE, name="faceledger", min_size=SHARED_POOL_MIN)
     return Stores(
         PostgresStore(url, pool=pool),
         PostgresKeyStore(url, pool=pool),
         PostgresVideoStore(url, pool=pool),
+        PostgresCropStore(url, pool=pool),
         pool,
     )
 
