@@ -349,6 +349,7 @@ async def put_policy(
             require_purpose=form.get("require_purpose") == "on",
             threshold_floor=floor,
             retention_days=int(days) if days is not None else None,
+            keep_face_crops=form.get("keep_face_crops") == "on",
         )
         await run_blocking(request, gate.put_policy, user.caller(), collection_id, policy)
     except FaceLedgerError as exc:
