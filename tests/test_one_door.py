@@ -100,6 +100,8 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "GET /v1/collections/{collection_id}/faces": [("ListFaces", OK)],
     "POST /v1/collections/{collection_id}/search": [("SearchFacesByImage", OK)],
     "GET /v1/collections/{collection_id}/faces/{face_id}/matches": [("SearchFaces", OK)],
+    # enrolled before any policy kept crops: the view is refused, and recorded
+    "GET /v1/collections/{collection_id}/faces/{face_id}/crop": [("GetFaceCrop", NOT_FOUND)],
     "POST /v1/collections/{collection_id}/users": [("CreateUser", OK)],
     "GET /v1/collections/{collection_id}/users": [("ListUsers", OK)],
     "POST /v1/collections/{collection_id}/users/{user_id}/faces": [("AssociateFaces", OK)],
@@ -487,6 +489,10 @@ def _walk_native(walk: Walk, url: str, key: tuple[str, str], photos: list[bytes]
         walk(
             "GET /v1/collections/{collection_id}/faces/{face_id}/matches",
             lambda: api.get(f"{c}/faces/{face}/matches"),
+        )
+        walk(
+            "GET /v1/collections/{collection_id}/faces/{face_id}/crop",
+            lambda: api.get(f"{c}/faces/{face}/crop"),
         )
         walk(
             "POST /v1/collections/{collection_id}/users",
