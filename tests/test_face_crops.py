@@ -334,3 +334,64 @@ def test_the_cli_sets_the_policy_and_bulk_enrolment_keeps_crops(
     assert '"keep_face_crops": false' in cli(
         "collections", "policy", "bulk", "--no-keep-face-crops"
     )
+
+
+# -- PostgreSQL: deletion on disk ------------------------------------------------------------------
+def _database_files(url: str) -> bytes:
+    """Every file of the database (heap, TOAST, indexes), after a CHECKPOINT."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+        (data_dir,) = conn.execute("SHOW data_directory").fetchone()  # type: ignore[misc]
+        (oid,) = conn.execute(
+            "SELECT oid FROM pg_database WHERE datname = current_database()"
+        ).fetchone()  # type: ignore[misc]
+    folder = Path(data_dir) / "base" / str(oid)
+    return b"".join(p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file())
+
+
+def test_postgres_deletion_leaves_no_copy_of_a_kept_crop(migrated_database: str) -> None:
+    """A deleted face's sealed crop is out of every database file after ``faceledger db vacuum
+    --full`` (plain VACUUM, run after each deletion, prunes the rows but may leave bytes in
+    free space: see ``PostgresStore.vacuum``); a deleted collection's crops too."""
+    from faceledger.cli.db import VACUUM_TABLES
+    from faceledger.domain.collections import BoundingBox
+    from faceledger.store.postgres.faces import PostgresStore
+    from faceledger.store.records import NewFace
+
+    store = PostgresStore(migrated_database)
+    try:
+        rng = np.random.default_rng(5)
+        box = BoundingBox(0.1, 0.1, 0.5, 0.5)
+        store.create_collection("case", "p", 8)
+        store.create_collection("gone", "p", 8)
+        sealed = {f"0000000{i}-0000-4000-8000-000000000000": os.urandom(6000) for i in range(3)}
+        ids = list(sealed)
+        for collection, face_ids in (("case", ids[:2]), ("gone", ids[2:])):
+            store.add_faces(
+                collection,
+                [
+                    NewFace(
+                        "a" * 64,
+                        None,
+                        box,
+                        99.0,
+                        rng.normal(size=8).astype(np.float32),
+                        face_id=f,
+                        sealed_crop=sealed[f],
+                    )
+                    for f in face_ids
+                ],
+            )
+        raw = _database_files(migrated_database)
+        assert all(s[100:132] in raw for s in sealed.values())  # stored: the search can fail
+
+        assert store.delete_faces("case", [ids[0]]) == [ids[0]]
+        store.delete_collection("gone")
+        store.vacuum(*VACUUM_TABLES, full=True)
+        raw = _database_files(migrated_database)
+        assert sealed[ids[0]][100:132] not in raw and sealed[ids[2]][100:132] not in raw
+        assert sealed[ids[1]][100:132] in raw  # the face not deleted keeps its crop
+    finally:
+        store.close()
