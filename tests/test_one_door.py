@@ -143,6 +143,8 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "GET /app/collections/{collection_id}": COLLECTION_PAGE,
     "POST /app/collections/{collection_id}/enrol": [("IndexFaces", OK), *COLLECTION_PAGE],
     "POST /app/collections/{collection_id}/faces/delete": [("DeleteFaces", OK)],  # redirect
+    # enrolled before any policy kept crops: no crop, and the view is recorded
+    "GET /app/collections/{collection_id}/faces/{face_id}/crop": [("GetFaceCrop", NOT_FOUND)],
     "POST /app/collections/{collection_id}/users/delete": [
         ("DeleteUser", NOT_FOUND),
         *COLLECTION_PAGE,  # the page again, with the problem
@@ -636,6 +638,10 @@ def _walk_web(
         page = walk("GET /app/collections/{collection_id}", lambda: web.get(c)).text
         face = re.search(r'name="face_id" value="([^"]+)"', page)
         assert face is not None, page[:500]
+        walk(
+            "GET /app/collections/{collection_id}/faces/{face_id}/crop",
+            lambda: web.get(f"{c}/faces/{face.group(1)}/crop"),
+        )
         walk(
             "POST /app/collections/{collection_id}/faces/delete",
             lambda: web.post(
