@@ -25,7 +25,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from _common import machine, require_lfw, write_result
-from forgery import run_attacks
+from helpers.forgery import run_attacks
 
 CACHE_ENTRIES = 100_000
 

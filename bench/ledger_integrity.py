@@ -37,7 +37,11 @@ import numpy as np
 from faceledger.config import Settings
 from faceledger.domain.audit import AuditEvent
 from faceledger.domain.errors import LedgerError
-from faceledger.evaluation.synthetic import synthetic_image
+from faceledger.evaluation.synthetic import (
+    enrol_and_delete_forever,
+    gateway_verbs,
+    synthetic_image,
+)
 from faceledger.services.gateway import Gateway, local_operator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -48,27 +52,19 @@ COLLECTION = "integrity"
 
 def worker(data_dir: Path, seed: int) -> None:
     """Enrol and delete until killed; print ADD/DEL after each acknowledged call."""
-    rng = np.random.default_rng(seed)
     gate = Gateway(Settings(data_dir=data_dir, workers=1))
     caller = local_operator()
     try:
         gate.describe_collection(caller, COLLECTION)
     except Exception:
         gate.create_collection(caller, COLLECTION)
-    dim = gate._collections.store.embedding_dim(COLLECTION)
-    mine: list[str] = []
-    print("READY", flush=True)
-    while True:
-        image = synthetic_image(rng, int(rng.integers(1, 3)), dim)
-        result = gate.index_faces(caller, COLLECTION, image, quality_filter="NONE")
-        for face, _ in result.face_records:
-            print(f"ADD {face.face_id}", flush=True)
-            mine.append(face.face_id)
-        if mine and rng.random() < 0.3:
-            victim = mine.pop(int(rng.integers(len(mine))))
-            deleted, _ = gate.delete_faces(caller, COLLECTION, [victim])
-            if deleted:
-                print(f"DEL {victim}", flush=True)
+
+    enrol_and_delete_forever(
+        *gateway_verbs(gate, caller, COLLECTION),
+        rng=np.random.default_rng(seed),
+        dim=gate._collections.store.embedding_dim(COLLECTION),
+        first_image=seed * 1_000_000,  # distinct external ids per round
+    )
 
 
 def _stored(gate: Gateway) -> set[str]:
@@ -110,8 +106,9 @@ def kill_rounds(settings: Settings, rounds: int, seed: int) -> dict[str, Any]:
         os.kill(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate(timeout=60)
         for line in out.splitlines():
-            kind, face_id = line.split()
-            (acked_add if kind == "ADD" else acked_del).add(face_id)
+            kind, *_, face_id = line.split()  # ADD <ext> <id>, DELETING <id>, DEL <id>
+            if kind in ("ADD", "DEL"):
+                (acked_add if kind == "ADD" else acked_del).add(face_id)
         gate = Gateway(settings)  # start-up reconciliation
         try:
             open_after += len(gate._ledger.open_intents())

@@ -50,7 +50,7 @@ SQUARE = 170  # pasted LFW square; the face inside is ≈ 100 px wide
 
 def schedule(people: dict[str, list[Path]], seconds: float, seed: int = 6) -> list[Any]:
     """Appearances per lane, never the same person in two lanes at once."""
-    from videos import Actor
+    from helpers.videos import Actor
 
     rng = random.Random(seed)
     names = list(people)
@@ -84,7 +84,7 @@ def cut_schedule(
     """``schedule`` with hard scene cuts every 8–16 s: an appearance spanning a cut ends there
     and a different person (free then) continues from the same place; after every other cut
     the first lane's new person is ``bystander`` (name, turned-face photo) when free."""
-    from videos import Actor
+    from helpers.videos import Actor
 
     rng = random.Random(seed + 1)
     actors = schedule(people, seconds, seed)
@@ -235,7 +235,13 @@ LEAD_S = 1.0  # the container starts this long before the first frame (player ti
 def build(args: Any, engine: Any) -> tuple[Any, dict[str, list[Path]], set[str]]:
     """The bench video (cached), its people and the enrolled names."""
     from _common import data_dir
-    from videos import GroundTruth, make_video, single_face_people, turned_face, with_leading_audio
+    from helpers.videos import (
+        GroundTruth,
+        make_video,
+        single_face_people,
+        turned_face,
+        with_leading_audio,
+    )
 
     people = {n: p for n, p in single_face_people(engine, data_dir(), 30).items() if len(p) >= 3}
     names = list(people)[:10]
@@ -327,7 +333,7 @@ def main() -> None:
     from faceledger.inference.engine import FaceEngine
     from faceledger.video import PipelineOptions, analyse_video
     from faceledger.video.sources import decode_frames, open_input, parse_source, to_bgr
-    from videos import exact_searcher
+    from helpers.videos import exact_searcher
 
     engine = FaceEngine()
     engine.load()

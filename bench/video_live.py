@@ -84,7 +84,13 @@ def main() -> None:
     from faceledger.video.live import LiveProcessor
 
     arenas_capped = limit_malloc_arenas()  # as `faceledger serve` does
-    from videos import GroundTruth, exact_searcher, make_video, single_face_people, turned_face
+    from helpers.videos import (
+        GroundTruth,
+        exact_searcher,
+        make_video,
+        single_face_people,
+        turned_face,
+    )
 
     engine = FaceEngine()
     engine.load()

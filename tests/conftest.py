@@ -1,51 +1,30 @@
-"""Shared test helpers: where the read-only test models and data live (never in the repo).
+"""The suite's fixtures: test models and data (never in the repo), the engine, live servers.
 
 ``$FACELEDGER_SHARED`` (default ``../shared`` next to the repository) holds ``models/``;
 ``$FACELEDGER_TEST_DATA`` (default ``../shared/data``) holds the photos and LFW. Tests that need
 them request the fixtures below, which skip with the path they looked at when it is absent.
+Shared builders are in ``helpers/``; test modules import those, never this file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from helpers.data import data_root, shared_root
+from helpers.live import create_key, start_live_server
+from helpers.postgres import database_url as url_of_database
+from helpers.postgres import new_database
+
 if TYPE_CHECKING:
     import httpx
 
     from faceledger.config import Settings
     from faceledger.inference.engine import FaceEngine
-
-_REPO_PARENT = Path(__file__).resolve().parents[2]
-
-
-def shared_root() -> Path:
-    return Path(os.environ.get("FACELEDGER_SHARED", _REPO_PARENT / "shared"))
-
-
-def data_root() -> Path:
-    return Path(os.environ.get("FACELEDGER_TEST_DATA", shared_root() / "data"))
-
-
-def lfw_people(data_dir: Path, min_images: int, count: int) -> dict[str, list[Path]]:
-    """The first ``count`` LFW devtrain people (by name) with at least ``min_images`` photos."""
-    root = data_dir / "lfw-devtrain" / "images"
-    out: dict[str, list[Path]] = {}
-    for folder in sorted(root.iterdir()):
-        images = sorted(folder.glob("*.jpg"))
-        if len(images) >= min_images:
-            out[folder.name] = images
-        if len(out) == count:
-            break
-    return out
 
 
 @pytest.fixture(scope="session")
@@ -105,8 +84,74 @@ def ledger_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield path
 
 
+# --- the live HTTP server, on either store backend ---------------------------------------------
+# The fixtures a test asks for (``live_server``, ``api``…) serve the backend named by
+# ``server_backend``: SQLite unless a test is parametrised with ``BOTH_BACKENDS`` (or a list of
+# its own) through ``helpers.backends``. Each backend's server starts once per session.
+
+
+@pytest.fixture(scope="module")
+def server_backend(request: pytest.FixtureRequest) -> str:
+    """The store backend of the live server: ``"sqlite"`` unless parametrised indirectly."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+def _server_settings(factory: pytest.TempPathFactory, database_url: str | None) -> Settings:
+    from faceledger.config import Settings
+
+    videos = factory.mktemp("server-videos")  # a local bucket "videos" and video dir
+    return Settings(
+        data_dir=factory.mktemp("server-data"),
+        default_threshold_floor=80,
+        database_url=database_url,
+        s3_local_buckets={"videos": videos},
+        video_dirs=[videos],
+    )
+
+
 @pytest.fixture(scope="session")
-def live_server_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def sqlite_server_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The settings of the SQLite live server (the embedded store in its data directory)."""
+    return _server_settings(tmp_path_factory, None)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_settings(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server: str, postgres_template: str
+) -> Settings:
+    """As ``sqlite_server_settings``, with ``database_url`` set to a fresh migrated database."""
+    url = new_database(postgres_server, "faceledger_api", template=postgres_template)
+    return _server_settings(tmp_path_factory, url)
+
+
+@pytest.fixture(scope="session")
+def sqlite_server_key(sqlite_server_settings: Settings) -> tuple[str, str]:
+    return create_key(sqlite_server_settings, "test-admin", ["admin", "enrol", "search"])
+
+
+@pytest.fixture(scope="session")
+def postgres_server_key(postgres_server_settings: Settings) -> tuple[str, str]:
+    return create_key(postgres_server_settings, "test-admin", ["admin", "enrol", "search"])
+
+
+@pytest.fixture(scope="session")
+def sqlite_live_server(
+    sqlite_server_settings: Settings, sqlite_server_key: tuple[str, str]
+) -> Iterator[str]:
+    with start_live_server(sqlite_server_settings) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_live_server(
+    postgres_server_settings: Settings, postgres_server_key: tuple[str, str]
+) -> Iterator[str]:
+    with start_live_server(postgres_server_settings) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def live_server_settings(server_backend: str, request: pytest.FixtureRequest) -> Settings:
     """The live server's settings: its own data directory, shared with ``api_key``.
 
     Videos placed in its ``videos`` folder (``settings.video_dirs[0]``) are readable as bucket
@@ -114,112 +159,48 @@ def live_server_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     (threshold floor 80, the default FaceMatchThreshold), which the API contract tests expect;
     the installation default floor (97) and per-collection policies have their own tests.
     """
-    from faceledger.config import Settings
-
-    videos = tmp_path_factory.mktemp("server-videos")  # a local bucket "videos" and video dir
-    return Settings(
-        data_dir=tmp_path_factory.mktemp("server-data"),
-        default_threshold_floor=80,
-        s3_local_buckets={"videos": videos},
-        video_dirs=[videos],
-    )
+    settings: Settings = request.getfixturevalue(f"{server_backend}_server_settings")
+    return settings
 
 
-def _create_key(settings: Settings, principal: str, roles: list[str]) -> tuple[str, str]:
-    """A new access key in ``settings.data_dir``: ``(key_id, secret)``."""
-    from faceledger.services.keys import KeyService
-
-    keys = KeyService(settings)
-    try:
-        key, secret = keys.create(principal, roles)
-    finally:
-        keys.close()
-    return key.key_id, secret
-
-
-@pytest.fixture(scope="session")
-def api_key(live_server_settings: Settings) -> tuple[str, str]:
+@pytest.fixture(scope="module")
+def api_key(server_backend: str, request: pytest.FixtureRequest) -> tuple[str, str]:
     """``(key_id, secret)`` of an ``admin`` key, created before the live server starts.
 
     Send it as ``Authorization: Bearer <key_id>:<secret>`` (``auth_headers``).
     """
-    return _create_key(live_server_settings, "test-admin", ["admin", "enrol", "search"])
+    key: tuple[str, str] = request.getfixturevalue(f"{server_backend}_server_key")
+    return key
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def auth_headers(api_key: tuple[str, str]) -> dict[str, str]:
     """``{"Authorization": "Bearer <key_id>:<secret>"}`` for ``api_key``."""
     key_id, secret = api_key
     return {"Authorization": f"Bearer {key_id}:{secret}"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def make_key(live_server_settings: Settings) -> Callable[[str, list[str]], tuple[str, str]]:
     """Creates more keys for the live server: ``make_key(principal, roles)`` → (id, secret).
 
     The server looks keys up in its store on each request, so a key made while it runs works.
     """
-    return lambda principal, roles: _create_key(live_server_settings, principal, roles)
+    return lambda principal, roles: create_key(live_server_settings, principal, roles)
 
 
-@contextlib.contextmanager
-def start_live_server(settings: Settings) -> Iterator[str]:
-    """Serve ``create_app(settings)`` with a real uvicorn server on a free loopback port.
-
-    Yields the base URL once ``/healthz`` answers (the lifespan has loaded the default pack);
-    stops the server on exit. Create any keys in ``settings.data_dir`` before entering.
-    """
-    import httpx
-    import uvicorn
-
-    from faceledger.api.app import create_app
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))  # bound here, so the port cannot be taken before uvicorn starts
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        # as ``faceledger serve``: forwarded headers only from FACELEDGER_TRUSTED_PROXIES
-        uvicorn.Config(
-            create_app(settings), log_level="warning", lifespan="on", proxy_headers=False
-        )
-    )
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="live-server", daemon=True
-    )
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            if not thread.is_alive():
-                pytest.fail("the live server exited during start-up (see the log above)")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the live server did not answer {url}/healthz within 60 s")
-            time.sleep(0.05)
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
-
-
-@pytest.fixture(scope="session")
-def live_server(live_server_settings: Settings, api_key: tuple[str, str]) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def live_server(server_backend: str, request: pytest.FixtureRequest) -> str:
     """A real uvicorn server on a free loopback port, serving ``create_app(live_server_settings)``.
 
-    Yields the base URL once ``/healthz`` answers (the lifespan has loaded the default pack).
+    Its base URL, once ``/healthz`` answers (the lifespan has loaded the default pack).
     ``api_key`` exists in its data directory before it starts.
     """
-    with start_live_server(live_server_settings) as url:
-        yield url
+    url: str = request.getfixturevalue(f"{server_backend}_live_server")
+    return url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def api(live_server: str, auth_headers: dict[str, str]) -> Iterator[httpx.Client]:
     """An ``httpx.Client`` of the live server that sends the session's admin key."""
     import httpx
@@ -262,19 +243,13 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-_PG_DATABASES = iter(range(1, 1_000_000))
-
-
 @pytest.fixture
 def postgres_database(postgres_server: str) -> str:
     """A fresh, empty database (with the ``vector`` extension) on the session's PostgreSQL;
     returns its URL. Each test gets its own, so tests cannot see each other's rows."""
     import psycopg
 
-    name = f"faceledger_test_{os.getpid()}_{next(_PG_DATABASES)}"
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = postgres_server.replace("/postgres?", f"/{name}?", 1)
+    url = new_database(postgres_server)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
     return url
@@ -291,19 +266,14 @@ def postgres_template(postgres_server: str) -> str:
     name = f"faceledger_template_{os.getpid()}"
     with psycopg.connect(postgres_server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    upgrade(postgres_server.replace("/postgres?", f"/{name}?", 1))
+    upgrade(url_of_database(postgres_server, name))
     return name
 
 
 @pytest.fixture
 def migrated_database(postgres_server: str, postgres_template: str) -> str:
     """A fresh database at the head revision (a clone of ``postgres_template``); its URL."""
-    import psycopg
-
-    name = f"faceledger_test_{os.getpid()}_{next(_PG_DATABASES)}"
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
-    return postgres_server.replace("/postgres?", f"/{name}?", 1)
+    return new_database(postgres_server, template=postgres_template)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

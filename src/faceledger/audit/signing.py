@@ -262,7 +262,11 @@ def tip_path(key_file: Path, ledger_id: str) -> Path:
 def read_tip(path: Path) -> Tip | None:
     """The tip in ``path`` (None if absent); ``LedgerError`` if it is unreadable."""
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as file:
+            # A shared lock: ``TipFile.write`` rewrites the file in place under an exclusive
+            # one, and a read racing that write could see half of each tip.
+            fcntl.flock(file.fileno(), fcntl.LOCK_SH)
+            raw = file.read()
     except FileNotFoundError:
         return None
     except OSError as exc:

@@ -1,4 +1,4 @@
-"""CLI verbs for video: ``video faces|persons|search VIDEO`` and ``stream …``.
+"""CLI verbs for video: ``video faces|persons|search|labels VIDEO`` and ``stream …``.
 
 ``video`` analyses a stored video in this process (through the gateway, so the job
 and its end are ledgered) and prints what it found. ``stream`` manages stream processor
@@ -48,6 +48,8 @@ def _analyse(
     threshold: float | None = None,
     purpose: str | None = None,
     case: str | None = None,
+    start_options: dict[str, Any] | None = None,
+    get_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     existing_file(video)
     path = video.resolve()
@@ -57,20 +59,30 @@ def _analyse(
     with open_gateway(settings) as gate:
         caller = cli_caller(purpose, case)
         job = gate.start_video_job(
-            caller, kind, {"path": str(path)}, collection_id=collection, threshold=threshold
+            caller,
+            kind,
+            {"path": str(path)},
+            collection_id=collection,
+            threshold=threshold,
+            **(start_options or {}),
         )
         gate.run_video_job(job.job_id)
         items: list[dict[str, Any]] = []
         token: str | None = None
         while True:
-            page = gate.get_video_job(caller, kind, job.job_id, next_token=token)
+            page = gate.get_video_job(
+                caller, kind, job.job_id, next_token=token, **(get_options or {})
+            )
             items += page.items
             token = page.next_token
             if token is None:
                 break
     if page.job.status != "SUCCEEDED":
         raise CliError(f"the analysis failed: {page.job.status_message}")
-    return {"job_id": job.job_id, "metadata": page.job.metadata, "results": items}
+    out = {"job_id": job.job_id, "metadata": page.job.metadata, "results": items}
+    if "label_model_version" in page.job.params:
+        out["label_model_version"] = page.job.params["label_model_version"]
+    return out
 
 
 def _people(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -107,7 +119,8 @@ def video_faces(video: Path, as_json: AsJson = False) -> None:
 
 @video_app.command("persons")
 def video_persons(video: Path, as_json: AsJson = False) -> None:
-    """Track the people (by their faces) in VIDEO; one line per person."""
+    """Track the people in VIDEO (by their bodies, with their faces when seen); one line per
+    person."""
     out = _analyse("persons", video)
     if as_json:
         print_json(out)
@@ -145,6 +158,45 @@ def video_search(
     typer.echo("A match is a lead for human review, not an identification.")
 
 
+@video_app.command("labels")
+def video_labels(
+    video: Path,
+    min_confidence: Annotated[
+        float, typer.Option("--min-confidence", min=0, max=100, help="Percent (default 50).")
+    ] = 50.0,
+    timestamps: Annotated[
+        bool,
+        typer.Option(
+            "--timestamps", help="One row per sampled frame (two a second), not per segment."
+        ),
+    ] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Detect object labels (COCO classes, with Rekognition's names and parents) in VIDEO on
+    two frames a second; one line per label segment."""
+    aggregate = "TIMESTAMPS" if timestamps else "SEGMENTS"
+    out = _analyse(
+        "labels",
+        video,
+        start_options={"min_confidence_pct": min_confidence},
+        get_options={"aggregate_by": aggregate, "sort_by": "TIMESTAMP"},
+    )
+    if as_json:
+        print_json(out)
+        return
+    if not out["results"]:
+        typer.echo("no labels found")
+    for item in out["results"]:
+        label = item["label"]
+        span = (
+            f"{item['start_ms']} – {item['end_ms']} ms"
+            if "start_ms" in item
+            else f"{item['timestamp_ms']} ms"
+        )
+        instances = f", {len(label['instances'])} instances" if label["instances"] else ""
+        typer.echo(f"{span}: {label['name']} ({label['confidence_pct']:.1f}%{instances})")
+
+
 # -- stream processors ---------------------------------------------------------------------------
 def _row(row: Any, live: dict[str, Any] | None = None) -> dict[str, Any]:
     out = {
@@ -152,6 +204,11 @@ def _row(row: Any, live: dict[str, Any] | None = None) -> dict[str, Any]:
         "source": row.source,
         "collection_id": row.settings["collection_id"],
         "threshold": row.settings["threshold"],
+        **(
+            {"person_events": row.settings["connected_home"]}
+            if "connected_home" in row.settings
+            else {}
+        ),
         "outputs": row.outputs,
         "status": row.status,
         "status_message": row.status_message,
@@ -165,19 +222,35 @@ def _row(row: Any, live: dict[str, Any] | None = None) -> dict[str, Any]:
 def stream_create(
     name: str,
     source: Annotated[str, typer.Option("--source", help="rtsp://, http(s)://, camera:N …")],
-    collection: Annotated[str, typer.Option("--collection", "-c")],
+    collection: Annotated[
+        str | None, typer.Option("--collection", "-c", help="Search faces against it.")
+    ] = None,
     threshold: Annotated[float | None, typer.Option("--threshold")] = None,
+    person_events: Annotated[
+        bool,
+        typer.Option(
+            "--person-events",
+            help="Instead of a face search: report people appearing (ConnectedHome PERSON).",
+        ),
+    ] = False,
+    min_confidence: Annotated[
+        float, typer.Option("--min-confidence", min=0, max=100, help="For --person-events.")
+    ] = 50.0,
     jsonl: Annotated[
         str | None, typer.Option("--jsonl", help="Write matches to streams/NAME.jsonl.")
     ] = None,
     webhook: Annotated[str | None, typer.Option("--webhook", help="POST matches here.")] = None,
 ) -> None:
-    """Define a stream processor (the server starts it on request)."""
+    """Define a stream processor (the server starts it on request): a face search against
+    --collection, or --person-events."""
     outputs = {k: v for k, v in (("jsonl", jsonl), ("webhook", webhook)) if v is not None}
+    if (collection is None) == (not person_events):
+        raise CliError("give exactly one of --collection and --person-events")
+    home = {"labels": ["PERSON"], "min_confidence": min_confidence} if person_events else None
     with open_gateway() as gate:
         row = gate.create_stream_processor(
             cli_caller(), name, source, collection_id=collection, threshold=threshold,
-            outputs=outputs,
+            outputs=outputs, connected_home=home,
         )  # fmt: skip
     print_json(_row(row))
 

@@ -72,6 +72,8 @@ ROLE_OPERATIONS: dict[str, frozenset[str]] = {
         "GetFaceSearch",
         "StartPersonTracking",
         "GetPersonTracking",
+        "StartLabelDetection",
+        "GetLabelDetection",
         "StartStreamProcessor",
         "StopStreamProcessor",
         "GetStreamEvents",

@@ -72,7 +72,7 @@ class PersonAt:
 
     timestamp_ms: int
     index: int
-    box: BoundingBox  # the face's box (people are tracked by their faces)
+    box: BoundingBox  # the body's box (or the face's, for a person seen by the face only)
     face: VideoFace | None = None
 
 
@@ -170,3 +170,25 @@ class StreamStatus:
     frames_analysed: int = 0
     events: int = 0
     last_frame_s: float | None = None  # wall clock of the last frame read
+
+
+@dataclass(frozen=True, eq=False)
+class PersonEvent:
+    """A live ``ConnectedHome``-style label event: a person (a body track) appeared.
+
+    Emitted once per body track, at the first analysed frame where the track is confirmed and
+    its detection reaches the processor's MinConfidence; ``confidence`` is that detection's
+    score (0–100), ``box`` its body box (ratios), ``frame_timestamp_ms`` the frame's player
+    time and ``frame_arrival_s`` the wall-clock time it was read; ``frame_jpeg`` the whole
+    frame and ``crop_jpeg`` the person's box, as JPEG.
+    """
+
+    source_id: str
+    track_id: int
+    label: str  # "PERSON"
+    confidence: float
+    box: BoundingBox
+    frame_timestamp_ms: int
+    frame_arrival_s: float
+    emitted_s: float
+    crop_jpeg: bytes = field(repr=False, default=b"")

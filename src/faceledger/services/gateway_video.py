@@ -10,8 +10,24 @@ from faceledger.domain.audit import Caller
 from faceledger.domain.errors import AccessDeniedError
 from faceledger.services.collections import DEFAULT_FACE_MATCH_THRESHOLD
 from faceledger.services.gateway_policy import PolicyVerbs
+from faceledger.services.labels import LabelFilters
 from faceledger.services.video.jobs import JobPage
-from faceledger.store.sqlite.video import JobRow, ProcessorRow
+from faceledger.store.records import JobRow, ProcessorRow
+
+# The Rekognition operation that starts / gets each kind of stored-video job (the records'
+# names; a job's end is recorded as e.g. "LabelDetectionJob").
+START_OPERATIONS = {
+    "faces": "StartFaceDetection",
+    "search": "StartFaceSearch",
+    "persons": "StartPersonTracking",
+    "labels": "StartLabelDetection",
+}
+GET_OPERATIONS = {
+    "faces": "GetFaceDetection",
+    "search": "GetFaceSearch",
+    "persons": "GetPersonTracking",
+    "labels": "GetLabelDetection",
+}
 
 
 class VideoVerbs(PolicyVerbs):
@@ -37,13 +53,14 @@ class VideoVerbs(PolicyVerbs):
         job_tag: str | None = None,
         client_token: str | None = None,
         notification: dict[str, Any] | None = None,
+        min_confidence_pct: float | None = None,
+        label_filters: LabelFilters | None = None,
     ) -> JobRow:
-        """Queue a stored-video job (``kind``: faces, search, persons). A face search applies
-        the collection's policy now: purpose required, threshold raised to the floor.
-        ``notification`` is Rekognition's NotificationChannel (completion message)."""
-        operation = {"faces": "StartFaceDetection", "search": "StartFaceSearch"}.get(
-            kind, "StartPersonTracking"
-        )
+        """Queue a stored-video job (``kind``: faces, search, persons, labels). A face search
+        applies the collection's policy now: purpose required, threshold raised to the floor.
+        ``notification`` is Rekognition's NotificationChannel (completion message);
+        ``min_confidence_pct`` and ``label_filters`` (Settings.GeneralLabels) are for labels."""
+        operation = START_OPERATIONS.get(kind, "StartPersonTracking")
 
         def work() -> JobRow:
             effective = threshold
@@ -60,6 +77,8 @@ class VideoVerbs(PolicyVerbs):
                 job_tag=job_tag,
                 client_token=client_token,
                 notification=notification,
+                min_confidence_pct=min_confidence_pct,
+                label_filters=label_filters,
             )
 
         return self._run(
@@ -72,6 +91,11 @@ class VideoVerbs(PolicyVerbs):
                 "video": job.video,
                 "requested_threshold": threshold,
                 "threshold": job.params.get("threshold"),
+                **(
+                    {"min_confidence": job.params["min_confidence"]}
+                    if "min_confidence" in job.params
+                    else {}
+                ),
             },
         )
 
@@ -81,9 +105,7 @@ class VideoVerbs(PolicyVerbs):
         """A page of a job's results; ``kind`` None (the native API) takes the job's own."""
         if kind is None:
             kind = self._video.jobs.kind_of(job_id)
-        operation = {"faces": "GetFaceDetection", "search": "GetFaceSearch"}.get(
-            kind, "GetPersonTracking"
-        )
+        operation = GET_OPERATIONS.get(kind, "GetPersonTracking")
         return self._run(
             caller,
             operation,
@@ -101,11 +123,14 @@ class VideoVerbs(PolicyVerbs):
         name: str,
         source: str,
         *,
-        collection_id: str,
+        collection_id: str | None = None,
         threshold: float | None = None,
         outputs: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
+        connected_home: dict[str, Any] | None = None,
     ) -> ProcessorRow:
+        """A face-search processor (``collection_id``, ``threshold``) or a person-event one
+        (``connected_home``: ``labels`` ["PERSON"], ``min_confidence``)."""
         return self._run(
             caller,
             "CreateStreamProcessor",
@@ -116,6 +141,7 @@ class VideoVerbs(PolicyVerbs):
                 threshold=threshold,
                 outputs=outputs or {},
                 extra=extra,
+                connected_home=connected_home,
             ),
             collection_id=collection_id,
             summary=lambda row: {
@@ -123,6 +149,11 @@ class VideoVerbs(PolicyVerbs):
                 "source": row.source,
                 "outputs": row.outputs,
                 "threshold": row.settings["threshold"],
+                **(
+                    {"connected_home": row.settings["connected_home"]}
+                    if "connected_home" in row.settings
+                    else {}
+                ),
             },
         )
 
@@ -166,15 +197,20 @@ class VideoVerbs(PolicyVerbs):
 
     def start_stream_processor(self, caller: Caller, name: str) -> str:
         """Start watching; the collection's policy applies (purpose, threshold floor), and
-        every match is ledgered with this caller, purpose and case reference."""
+        every match is ledgered with this caller, purpose and case reference. A person-event
+        processor has no collection: each event is ledgered with this caller, purpose and
+        case reference."""
         collection: list[str] = []
 
         def work() -> str:
             row = self._video.store.processor(name)
             collection_id = row.settings["collection_id"]
+            threshold = float(row.settings["threshold"])
+            if collection_id is None:  # ConnectedHome: presence only, no search
+                return self._video.processors.start_processor(caller, name, threshold=threshold)
             collection.append(collection_id)
             policy = self._search_policy(caller, collection_id)
-            effective = self._effective(policy, collection_id, float(row.settings["threshold"]))
+            effective = self._effective(policy, collection_id, threshold)
             return self._video.processors.start_processor(caller, name, threshold=effective)
 
         return self._run(

@@ -122,7 +122,7 @@ from faceledger.services.collections import (
 )
 from faceledger.services.faces import ImageSource
 from faceledger.services.validation import check_int, check_threshold
-from faceledger.store.records import RequestRecord, UserFacesChange
+from faceledger.store.records import UserFacesChange
 from faceledger.store.rules import replay
 
 MAX_FACES_PER_USER = 100

@@ -116,10 +116,11 @@ def build_services(
         face_service = faces or FaceService(settings)
         collections = CollectionService(settings, face_service, store=stores.faces)
         objects = ImageObjects(settings)
+        labels = LabelService(settings)
         return Services(
             backends=backends,
             faces=face_service,
-            labels=LabelService(settings),
+            labels=labels,
             collections=collections,
             users=UserService(collections),
             keys=KeyService(settings, store=stores.keys),
@@ -130,6 +131,7 @@ def build_services(
                 objects,
                 ledger_record(backends.ledger),
                 store=stores.video,
+                labels=labels,
             ),
             crops=CropService(settings, store=stores.crops),
         )

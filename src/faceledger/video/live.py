@@ -13,6 +13,10 @@ import logging
 import threading
 import time
 from dataclasses import replace
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
 
 from faceledger.domain.errors import InvalidParameterError
 from faceledger.domain.video import StreamState, StreamStatus
@@ -24,11 +28,24 @@ from faceledger.video.sources import parse_source
 log = logging.getLogger(__name__)
 
 
+class FrameProcessor(Protocol):
+    """What the live processor runs on each analysed frame (``FramePipeline``, or
+    ``person_events.PersonEventPipeline``)."""
+
+    frames_analysed: int
+    events_emitted: int
+
+    def process(
+        self, pixels_bgr: NDArray[np.uint8], timestamp_ms: int, arrival_s: float | None = None
+    ) -> Any: ...
+
+
 class LiveProcessor:
     """Searches a live source's faces against ``searcher`` (see the module docstring).
 
     ``searcher`` None runs detection and tracking only (no events). ``source_options`` are
-    extra FFmpeg options for the source (e.g. ``{"rtsp_flags": "listen"}``).
+    extra FFmpeg options for the source (e.g. ``{"rtsp_flags": "listen"}``). ``pipeline``
+    replaces the face pipeline (e.g. person events); it then makes its own events.
     """
 
     def __init__(
@@ -43,12 +60,13 @@ class LiveProcessor:
         options: PipelineOptions | None = None,
         reader_options: ReaderOptions | None = None,
         source_options: dict[str, str] | None = None,
+        pipeline: FrameProcessor | None = None,
     ) -> None:
         self.spec = parse_source(source, options=source_options)
         self.source_id = source_id or source
         self.options = options or PipelineOptions()
         self.reader = LatestFrameReader(self.spec, options=reader_options, name=self.source_id)
-        self.pipeline = FramePipeline(
+        self.pipeline: FrameProcessor = pipeline or FramePipeline(
             engine,
             searcher=searcher,
             threshold=threshold,

@@ -1,5 +1,9 @@
 """Stored video: analyse a whole file for GetFaceDetection, GetFaceSearch or GetPersonTracking.
 
+With a ``person_detector``, PersonTracking and face search follow people by their bodies
+(``bodies.py``, joined with the face tracks in ``people.py``): a person's box is their body's,
+with a Face when one is seen inside it; without one, people are tracked by their faces.
+
 Decoding runs on its own thread (PyAV with FFmpeg's frame threads) one short queue ahead of
 the analysis thread, so decoding overlaps detection (OpenCV runs its network without the
 GIL). Every frame is decoded (inter-frame codecs need them) but only every
@@ -23,6 +27,8 @@ from faceledger.domain.video import (
     VideoMetadata,
 )
 from faceledger.inference.engine import FaceEngine
+from faceledger.video.bodies import BodyTracker, PersonDetector
+from faceledger.video.people import PeopleFrames
 from faceledger.video.pipeline import (
     MODES,
     AnalysisCancelled,
@@ -56,6 +62,7 @@ def analyse_video(
     options: PipelineOptions | None = None,
     progress: ProgressCallback | None = None,
     cancelled: CancelCheck | None = None,
+    person_detector: PersonDetector | None = None,
 ) -> VideoAnalysis:
     """Analyse the video file ``source`` (a path or ``file://`` URL) in ``mode``:
 
@@ -68,7 +75,8 @@ def analyse_video(
     ``progress(fraction)`` is called as the video advances (0–1, at most ~100 times);
     ``cancelled()`` is checked every analysed frame and raises ``AnalysisCancelled`` when it
     returns True. Unreadable input raises ``InvalidParameterError``. ``options`` default to
-    ``PipelineOptions.stored()``.
+    ``PipelineOptions.stored()``. ``person_detector`` (persons and search): track bodies too,
+    on every analysed frame (module docstring).
     """
     opts = options or PipelineOptions.stored()
     container, stream = open_input(_stored_source(source, mode, searcher))
@@ -85,6 +93,11 @@ def analyse_video(
             keep_observations=mode != "faces",
             identify=mode != "faces",
         )
+        people = (
+            PeopleFrames(BodyTracker(person_detector))
+            if person_detector is not None and mode != "faces"
+            else None
+        )
         counted: list[int] = [0]
         frames = _decoded(container, stream, opts.detect_every_n_frames, counted)
         faces, frame_shape = _walk(
@@ -94,7 +107,11 @@ def analyse_video(
             duration_ms=meta.duration_ms,
             progress=progress,
             cancelled=cancelled,
+            people=people,
+            people_score=engine.options.detect_score_threshold,
         )
+        if people is not None:
+            people.finish()
     finally:
         if frames is not None:
             frames.close()  # stops and joins the decoding thread before the container closes
@@ -107,6 +124,8 @@ def analyse_video(
     if (frame_shape[1], frame_shape[0]) != (meta.frame_width, meta.frame_height):
         # a rotated video: report the upright size the results' ratios refer to
         meta = replace(meta, frame_width=frame_shape[1], frame_height=frame_shape[0])
+    if people is not None:
+        return _people_results(meta, mode, pipeline, people, decoded)
     return _results(meta, mode, pipeline, tuple(faces), decoded)
 
 
@@ -130,9 +149,12 @@ def _walk(
     duration_ms: int,
     progress: ProgressCallback | None,
     cancelled: CancelCheck | None,
+    people: PeopleFrames | None = None,
+    people_score: float = 0.0,
 ) -> tuple[list[FaceDetectionAt], tuple[int, ...] | None]:
-    """Run ``pipeline`` over the decoded frames, then finish it. Returns every face scoring at
-    least ``keep_faces_from`` (None: none kept) and the shape of the first frame (None: none)."""
+    """Run ``pipeline`` over the decoded frames (and ``people``, the body tracker, when given),
+    then finish the pipeline. Returns every face scoring at least ``keep_faces_from`` (None:
+    none kept) and the shape of the first frame (None: none)."""
     faces: list[FaceDetectionAt] = []
     frame_shape: tuple[int, ...] | None = None
     last_progress = -1.0
@@ -141,6 +163,8 @@ def _walk(
             raise AnalysisCancelled("the analysis was cancelled")
         frame_shape = frame_shape or pixels.shape
         result = pipeline.process(pixels, ts)
+        if people is not None:
+            people.add(pixels, result, people_score)
         if keep_faces_from is not None:
             h, w = pixels.shape[:2]
             found = result.faces
@@ -154,6 +178,35 @@ def _walk(
                 last_progress = fraction
     pipeline.finish()
     return faces, frame_shape
+
+
+def _people_results(
+    meta: VideoMetadata, mode: str, pipeline: FramePipeline, people: PeopleFrames, decoded: int
+) -> VideoAnalysis:
+    """Persons (or matched persons) from bodies and faces; indexes 0, 1, 2… in order of first
+    appearance."""
+    persons: list[PersonAt] = []
+    matches: list[FaceSearchAt] = []
+    found = people.people(pipeline.finished_tracks)
+    for index, person in enumerate(found):
+        if mode == "persons":
+            persons += [PersonAt(ts, index, box, face) for ts, box, face in person.observations]
+        elif person.hits:
+            matches += [
+                FaceSearchAt(ts, index, box, face, person.hits)
+                for ts, box, face in person.observations
+            ]
+    persons.sort(key=lambda p: (p.timestamp_ms, p.index))
+    matches.sort(key=lambda m: (m.timestamp_ms, m.index))
+    return VideoAnalysis(
+        metadata=meta,
+        mode=mode,
+        persons=tuple(persons),
+        matches=tuple(matches),
+        frames_decoded=decoded,
+        frames_analysed=pipeline.frames_analysed,
+        persons_tracked=len(found),
+    )
 
 
 def _results(

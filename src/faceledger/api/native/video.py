@@ -25,6 +25,7 @@ from faceledger.api.native.auth import CallerDep, GatewayDep, with_purpose
 from faceledger.api.native.routes import COMMON_ERRORS
 from faceledger.domain.errors import InvalidParameterError
 from faceledger.domain.policy import MAX_CASE_CHARS, MAX_PURPOSE_CHARS
+from faceledger.services.labels import LabelFilters
 from faceledger.services.video.jobs import JobPage
 from faceledger.store.records import ProcessorRow
 
@@ -42,12 +43,25 @@ class S3ObjectIn(BaseModel):
     version: str | None = None
 
 
+class LabelFiltersIn(BaseModel):
+    """Rekognition's Settings.GeneralLabels: label names and categories to keep or drop."""
+
+    include: list[str] = Field(default_factory=list, max_length=100)
+    exclude: list[str] = Field(default_factory=list, max_length=100)
+    include_categories: list[str] = Field(default_factory=list, max_length=100)
+    exclude_categories: list[str] = Field(default_factory=list, max_length=100)
+
+
 class StartJobIn(BaseModel):
-    kind: Literal["faces", "search", "persons"]
+    kind: Literal["faces", "search", "persons", "labels"]
     path: str | None = Field(None, description="A video file inside FACELEDGER_VIDEO_DIRS.")
     s3_object: S3ObjectIn | None = None
     collection_id: str | None = Field(None, description="For kind 'search'.")
     threshold: float | None = Field(None, ge=0, le=100)
+    min_confidence: float | None = Field(
+        None, ge=0, le=100, description="For kind 'labels' (default 50)."
+    )
+    label_filters: LabelFiltersIn | None = Field(None, description="For kind 'labels'.")
     job_tag: str | None = Field(None, max_length=1024)
     client_token: str | None = Field(None, max_length=64, pattern=r"^[a-zA-Z0-9\-_]+$")
     purpose: Purpose = None
@@ -62,12 +76,21 @@ class JobOut(BaseModel):
     metadata: dict[str, Any] | None = None
     results: list[dict[str, Any]] = []
     next_token: str | None = None
+    label_model_version: str | None = None
+
+
+class PersonEventsIn(BaseModel):
+    """Rekognition's ConnectedHome settings: report people appearing (no face search)."""
+
+    labels: list[str] = Field(default_factory=lambda: ["PERSON"], min_length=1, max_length=4)
+    min_confidence: float = Field(50.0, ge=0, le=100)
 
 
 class ProcessorIn(BaseModel):
     name: str = Field(pattern=r"^[a-zA-Z0-9_.\-]{1,128}$")
     source: str = Field(min_length=1, max_length=2048)
-    collection_id: str
+    collection_id: str | None = Field(None, description="Search faces against it …")
+    person_events: PersonEventsIn | None = Field(None, description="… or report people.")
     threshold: float | None = Field(None, ge=0, le=100)
     outputs: dict[str, str] = Field(default_factory=dict)
 
@@ -80,7 +103,8 @@ class ProcessorUpdate(BaseModel):
 class ProcessorOut(BaseModel):
     name: str
     source: str
-    collection_id: str
+    collection_id: str | None
+    person_events: dict[str, Any] | None = None
     threshold: float
     outputs: dict[str, Any]
     status: str
@@ -110,6 +134,7 @@ def _job(page: JobPage) -> JobOut:
         metadata=job.metadata,
         results=page.items,
         next_token=page.next_token,
+        label_model_version=job.params.get("label_model_version"),
     )
 
 
@@ -118,6 +143,7 @@ def _processor(row: ProcessorRow, live: dict[str, Any] | None = None) -> Process
         name=row.name,
         source=row.source,
         collection_id=row.settings["collection_id"],
+        person_events=row.settings.get("connected_home"),
         threshold=row.settings["threshold"],
         outputs=row.outputs,
         status=row.status,
@@ -132,8 +158,8 @@ def _processor(row: ProcessorRow, live: dict[str, Any] | None = None) -> Process
 async def start_job(
     request: Request, gate: GatewayDep, caller: CallerDep, body: StartJobIn
 ) -> JobOut:
-    """Face detection, face search (against a collection) or person tracking of a video; poll
-    ``GET /v1/video/jobs/{job_id}``."""
+    """Face detection, face search (against a collection), person tracking or label detection
+    (two frames a second) of a video; poll ``GET /v1/video/jobs/{job_id}``."""
     if (body.path is None) == (body.s3_object is None):
         raise InvalidParameterError("give exactly one of path and s3_object")
     video: dict[str, Any]
@@ -146,6 +172,15 @@ async def start_job(
             obj["Version"] = body.s3_object.version
         video = {"S3Object": obj}
     caller = with_purpose(caller, body.purpose, body.case_reference)
+    filters = None
+    if body.label_filters is not None:
+        f = body.label_filters
+        filters = LabelFilters(
+            include=frozenset(f.include),
+            exclude=frozenset(f.exclude),
+            include_categories=frozenset(f.include_categories),
+            exclude_categories=frozenset(f.exclude_categories),
+        )
     job = await run_blocking(
         request,
         gate.start_video_job,
@@ -156,6 +191,8 @@ async def start_job(
         threshold=body.threshold,
         job_tag=body.job_tag,
         client_token=body.client_token,
+        min_confidence_pct=body.min_confidence,
+        label_filters=filters,
     )
     return JobOut(job_id=job.job_id, kind=job.kind, status=job.status)
 
@@ -168,8 +205,14 @@ async def get_job(
     job_id: JobIdPath,
     max_results: Annotated[int, Query(ge=1, le=1000)] = 1000,
     next_token: Annotated[str | None, Query(max_length=255)] = None,
-    sort_by: Annotated[Literal["TIMESTAMP", "INDEX"], Query()] = "TIMESTAMP",
+    sort_by: Annotated[Literal["TIMESTAMP", "INDEX", "NAME"], Query()] = "TIMESTAMP",
+    aggregate_by: Annotated[
+        Literal["TIMESTAMPS", "SEGMENTS"] | None,
+        Query(description="Label jobs: one item per sampled frame (default) or per segment."),
+    ] = None,
 ) -> JobOut:
+    """Results in pages. Label jobs sort by TIMESTAMP or NAME; the others by TIMESTAMP or
+    INDEX."""
     page = await run_blocking(
         request,
         gate.get_video_job,
@@ -179,6 +222,7 @@ async def get_job(
         max_results=max_results,
         next_token=next_token,
         sort_by=sort_by,
+        aggregate_by=aggregate_by,
     )
     return _job(page)
 
@@ -198,6 +242,7 @@ async def create_processor(
         collection_id=body.collection_id,
         threshold=body.threshold,
         outputs=dict(body.outputs),
+        connected_home=body.person_events.model_dump() if body.person_events else None,
     )
     return _processor(row)
 

@@ -95,7 +95,8 @@ def text_detection(item: TextItem) -> dict[str, Any]:
     return out
 
 
-def _filters(settings: dict[str, Any]) -> LabelFilters | None:
+def general_label_filters(settings: dict[str, Any]) -> LabelFilters | None:
+    """``Settings.GeneralLabels`` (DetectLabels, StartLabelDetection) as filters."""
     general = settings.get("GeneralLabels")
     if not general:
         return None
@@ -118,7 +119,7 @@ def detect_labels(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
         max_labels=p.get("MaxLabels"),
         min_confidence_pct=p.get("MinConfidence"),
         features=features,
-        filters=_filters(settings),
+        filters=general_label_filters(settings),
         max_dominant_colours=colours,
     )
     return labels_response(result)

@@ -135,8 +135,12 @@ def describe_collection(c: Collection, arn: str) -> dict[str, Any]:
 
 
 # -- video (stored results are the domain's dataclasses as JSON: see services/video.py) --------
-def _box(d: dict[str, Any]) -> dict[str, float]:
+def video_box(d: dict[str, Any]) -> dict[str, float]:
+    """A BoundingBox from a stored result's box (``left``, ``top``, ``width``, ``height``)."""
     return bounding_box(BoundingBox(d["left"], d["top"], d["width"], d["height"]))
+
+
+_box = video_box
 
 
 def video_face(face: dict[str, Any]) -> dict[str, Any]:

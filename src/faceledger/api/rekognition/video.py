@@ -18,6 +18,7 @@ from typing import Any
 
 from faceledger.api.rekognition import shapes
 from faceledger.api.rekognition.dispatch import Context, operation
+from faceledger.api.rekognition.labels import general_label_filters
 from faceledger.domain.errors import InvalidParameterError, ResourceNotFoundError
 from faceledger.services.video.jobs import JobPage
 from faceledger.services.video.processors import rekognition_status
@@ -99,6 +100,87 @@ def get_person_tracking(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     return _get(ctx, "persons", p, "Persons")
 
 
+# -- label detection -----------------------------------------------------------------------------
+@operation
+def start_label_detection(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    """Labels on two frames a second (``services/video/labels.py``); Features GENERAL_LABELS."""
+    video = p["Video"]
+    if "S3Object" not in video:
+        raise ctx.refuse(InvalidParameterError("Video must have an S3Object"))
+    features = p.get("Features") or ["GENERAL_LABELS"]
+    if list(features) != ["GENERAL_LABELS"]:
+        raise ctx.refuse(InvalidParameterError("Features may only be GENERAL_LABELS"))
+    job = ctx.gate.start_video_job(
+        ctx.caller,
+        "labels",
+        {"S3Object": video["S3Object"]},
+        job_tag=p.get("JobTag"),
+        client_token=p.get("ClientRequestToken"),
+        notification=p.get("NotificationChannel"),
+        min_confidence_pct=p.get("MinConfidence"),
+        label_filters=general_label_filters(p.get("Settings") or {}),
+    )
+    return {"JobId": job.job_id}
+
+
+def video_label(item: dict[str, Any]) -> dict[str, Any]:
+    """A LabelDetection from a stored (or aggregated) label item."""
+    label = item["label"]
+    out: dict[str, Any] = {
+        "Timestamp": item["timestamp_ms"],
+        "Label": {
+            "Name": label["name"],
+            "Confidence": round(label["confidence_pct"], shapes.SCORE_DIGITS),
+            "Instances": [
+                {
+                    "BoundingBox": shapes.video_box(i["box"]),
+                    "Confidence": round(i["confidence_pct"], shapes.SCORE_DIGITS),
+                }
+                for i in label.get("instances", ())
+            ],
+            "Parents": [{"Name": n} for n in label.get("parents", ())],
+            "Aliases": [],
+            "Categories": [{"Name": label["category"]}] if label.get("category") else [],
+        },
+    }
+    if "start_ms" in item:
+        out["StartTimestampMillis"] = item["start_ms"]
+        out["EndTimestampMillis"] = item["end_ms"]
+        out["DurationMillis"] = item["duration_ms"]
+    return out
+
+
+@operation
+def get_label_detection(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    sort_by = p.get("SortBy", "TIMESTAMP")
+    aggregate_by = p.get("AggregateBy", "TIMESTAMPS")
+    options: dict[str, Any] = {
+        "max_results": p.get("MaxResults", 1000),
+        "sort_by": sort_by,
+        "aggregate_by": aggregate_by,
+    }
+    if "NextToken" in p:
+        options["next_token"] = p["NextToken"]
+    page: JobPage = ctx.gate.get_video_job(ctx.caller, "labels", p["JobId"], **options)
+    job = page.job
+    out: dict[str, Any] = {"JobId": job.job_id, "JobStatus": job.status, "Labels": []}
+    if job.status_message:
+        out["StatusMessage"] = job.status_message
+    if job.metadata is not None:
+        out["VideoMetadata"] = shapes.video_metadata(job.metadata)
+    if "S3Object" in job.video:
+        out["Video"] = {"S3Object": job.video["S3Object"]}
+    if job.job_tag is not None:
+        out["JobTag"] = job.job_tag
+    if "label_model_version" in job.params:
+        out["LabelModelVersion"] = job.params["label_model_version"]
+    out["Labels"] = [video_label(item) for item in page.items]
+    if page.next_token is not None:
+        out["NextToken"] = page.next_token
+    out["GetRequestMetadata"] = {"SortBy": sort_by, "AggregateBy": aggregate_by}
+    return out
+
+
 # -- stream processors ---------------------------------------------------------------------------
 def _source(ctx: Context, arn: str) -> str:
     match = _KVS_ARN.fullmatch(arn)
@@ -158,12 +240,13 @@ _KEPT = ("RegionsOfInterest", "DataSharingPreference", "NotificationChannel", "K
 @operation
 def create_stream_processor(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     settings = p["Settings"]
-    if "FaceSearch" not in settings or "ConnectedHome" in settings:
+    if ("FaceSearch" in settings) == ("ConnectedHome" in settings):
         raise ctx.refuse(
-            InvalidParameterError("only Settings.FaceSearch stream processors are supported")
+            InvalidParameterError("Settings needs exactly one of FaceSearch and ConnectedHome")
         )
-    search = settings["FaceSearch"]
-    if "CollectionId" not in search:
+    search = settings.get("FaceSearch")
+    home = settings.get("ConnectedHome")
+    if search is not None and "CollectionId" not in search:
         raise ctx.refuse(InvalidParameterError("Settings.FaceSearch.CollectionId is required"))
     name = p["Name"]
     extra = {k: p[k] for k in _KEPT if k in p}
@@ -172,15 +255,36 @@ def create_stream_processor(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
         ctx.caller,
         name,
         _source(ctx, p["Input"].get("KinesisVideoStream", {}).get("Arn", "")),
-        collection_id=search["CollectionId"],
-        threshold=search.get("FaceMatchThreshold"),
+        collection_id=search["CollectionId"] if search is not None else None,
+        threshold=search.get("FaceMatchThreshold") if search is not None else None,
         outputs=_outputs(ctx, name, p["Output"]),
         extra={"rekognition": extra, "tags": p.get("Tags", {})},
+        connected_home=(
+            {"labels": home["Labels"], **_min_confidence(home)} if home is not None else None
+        ),
     )
     return {
         "StreamProcessorArn": shapes.stream_processor_arn(
             ctx.settings.region, ctx.settings.account_id, name
         )
+    }
+
+
+def _min_confidence(home: dict[str, Any]) -> dict[str, Any]:
+    return {"min_confidence": home["MinConfidence"]} if "MinConfidence" in home else {}
+
+
+def _settings(row: ProcessorRow) -> dict[str, Any]:
+    home = row.settings.get("connected_home")
+    if home is not None:
+        return {
+            "ConnectedHome": {"Labels": home["labels"], "MinConfidence": home["min_confidence"]}
+        }
+    return {
+        "FaceSearch": {
+            "CollectionId": row.settings["collection_id"],
+            "FaceMatchThreshold": row.settings["threshold"],
+        }
     }
 
 
@@ -195,12 +299,7 @@ def _describe(ctx: Context, row: ProcessorRow) -> dict[str, Any]:
         "Status": status,
         "CreationTimestamp": row.created_at,
         "LastUpdateTimestamp": row.updated_at,
-        "Settings": {
-            "FaceSearch": {
-                "CollectionId": row.settings["collection_id"],
-                "FaceMatchThreshold": row.settings["threshold"],
-            }
-        },
+        "Settings": _settings(row),
     }
     if message:
         out["StatusMessage"] = message

@@ -28,6 +28,7 @@ KINDS: dict[str, str] = {
     "faces": "StartFaceDetection",
     "search": "StartFaceSearch",
     "persons": "StartPersonTracking",
+    "labels": "StartLabelDetection",
 }
 
 # Appends a ledger event later, for the caller who started the work: (caller, operation,

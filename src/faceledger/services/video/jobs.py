@@ -1,5 +1,5 @@
-"""Stored-video jobs (``StartFaceDetection`` / ``StartFaceSearch`` / ``StartPersonTracking``):
-the worker pool, leases and restart recovery, and paging the results.
+"""Stored-video jobs (``StartFaceDetection`` / ``StartFaceSearch`` / ``StartPersonTracking`` /
+``StartLabelDetection``): the worker pool, leases and restart recovery, and paging the results.
 
 The job row is durable before the JobId is returned; a pool of ``Settings.video_workers``
 threads runs jobs in order, each holding a lease on its job that it renews while it runs. A
@@ -31,6 +31,7 @@ from faceledger.domain.errors import (
 )
 from faceledger.domain.video import VideoAnalysis
 from faceledger.services.collections import CollectionService
+from faceledger.services.labels import LabelFilters, LabelService
 from faceledger.services.objects import ImageObjects
 from faceledger.services.tokens import TokenSigner
 from faceledger.services.video.common import (
@@ -44,15 +45,22 @@ from faceledger.services.video.common import (
     local_video,
     owner_gone,
 )
+from faceledger.services.video.labels import (
+    aggregate_labels,
+    analyse_labels,
+    label_params,
+    person_detector,
+)
 from faceledger.services.video.notifications import CompletionNotifier
 from faceledger.store.base import VideoStore
-from faceledger.store.sqlite.video import (
+from faceledger.store.records import (
     FAILED,
     IN_PROGRESS,
     SUCCEEDED,
     JobRow,
 )
 from faceledger.video.pipeline import AnalysisCancelled
+from faceledger.video.sampling import SamplingCancelled
 from faceledger.video.stored import analyse_video
 
 logger = logging.getLogger(__name__)
@@ -99,10 +107,14 @@ class VideoJobs:
         record: Record,
         tokens: TokenSigner,
         owner: str,
+        labels: LabelService | None = None,
     ) -> None:
+        """``labels``: the labels pack's service (label detection jobs); without one the jobs
+        build their own from ``settings`` (its model loads on the first label job)."""
         self.settings = settings
         self.store = store
         self.collections = collections
+        self.labels = labels if labels is not None else LabelService(settings)
         self.objects = objects
         self.record = record
         self._tokens = tokens
@@ -178,11 +190,19 @@ class VideoJobs:
         job_tag: str | None = None,
         client_token: str | None = None,
         notification: dict[str, Any] | None = None,
+        min_confidence_pct: float | None = None,
+        label_filters: LabelFilters | None = None,
     ) -> JobRow:
+        """Queue a job. ``min_confidence_pct`` and ``label_filters`` (Settings.GeneralLabels)
+        are for kind "labels" only."""
         if kind not in KINDS:
             raise InvalidParameterError(f"unknown video job kind {kind!r}")
         self._check_video(video)
         params: dict[str, Any] = {}
+        if kind == "labels":
+            params = label_params(self.labels, min_confidence_pct, label_filters)
+        elif min_confidence_pct is not None or label_filters is not None:
+            raise InvalidParameterError("MinConfidence and label filters are for label jobs")
         if notification is not None:
             params["notification_channel"] = self.notifier.check_channel(notification)
         if kind == "search":
@@ -279,8 +299,18 @@ class VideoJobs:
         caller = caller_from_json(job.caller)
         operation = KINDS[job.kind].replace("Start", "") + "Job"
         collection_id = job.params.get("collection_id")
+        summary: dict[str, Any] = {"job_id": job.job_id}
         try:
-            analysis = self._analyse(job)
+            if job.kind == "labels":
+                meta, items = self._analyse_labels(job)
+                metadata = jsonable(meta)
+                summary["labels"] = sorted({i["label"]["name"] for i in items})[:100]
+            else:
+                analysis = self._analyse(job)
+                items = [jsonable(item) for item in analysis_items(analysis)]
+                metadata = jsonable(analysis.metadata)
+                if job.kind == "search":
+                    summary["matches"] = matched_faces(analysis)
         except AnalysisCancelled:
             return  # shutting down: the job stays IN_PROGRESS and is queued on the next start
         except FaceLedgerError as exc:
@@ -288,12 +318,8 @@ class VideoJobs:
             self.record(caller, operation, collection_id, {"job_id": job.job_id}, exc.code)
             self.notifier.notify(job, FAILED)
             return
-        items = [jsonable(item) for item in analysis_items(analysis)]
-        metadata = jsonable(analysis.metadata)
         self.store.finish_job(job.job_id, status=SUCCEEDED, metadata=metadata, results=items)
-        summary: dict[str, Any] = {"job_id": job.job_id, "items": len(items)}
-        if job.kind == "search":
-            summary["matches"] = matched_faces(analysis)
+        summary["items"] = len(items)
         self.record(caller, operation, collection_id, summary, "ok")
         self.notifier.notify(job, SUCCEEDED)
 
@@ -318,7 +344,27 @@ class VideoJobs:
                 threshold=threshold,
                 cancelled=self._cancel.is_set,
                 progress=lambda _: self._renew(job.job_id),
+                person_detector=person_detector(self.labels) if job.kind != "faces" else None,
             )
+        finally:
+            if temporary and path is not None:
+                path.unlink(missing_ok=True)
+
+    def _analyse_labels(self, job: JobRow) -> tuple[Any, list[dict[str, Any]]]:
+        """Labels of the job's video at its sampling rate (``services/video/labels.py``)."""
+        temporary = False
+        path: Path | None = None
+        try:
+            path, temporary = self._resolve(job)
+            return analyse_labels(
+                str(path),
+                self.labels,
+                job.params,
+                cancelled=self._cancel.is_set,
+                progress=lambda _: self._renew(job.job_id),
+            )
+        except SamplingCancelled:
+            raise AnalysisCancelled("the analysis was cancelled") from None
         finally:
             if temporary and path is not None:
                 path.unlink(missing_ok=True)
@@ -345,22 +391,37 @@ class VideoJobs:
         max_results: int = MAX_RESULTS,
         next_token: str | None = None,
         sort_by: str = "TIMESTAMP",
+        aggregate_by: str | None = None,
     ) -> JobPage:
+        """A page of a job's results. Label jobs: ``sort_by`` TIMESTAMP or NAME and
+        ``aggregate_by`` TIMESTAMPS (default) or SEGMENTS; the others: TIMESTAMP or INDEX."""
         if not 1 <= max_results <= MAX_RESULTS:
             raise InvalidParameterError(f"MaxResults must be 1–{MAX_RESULTS}")
-        if sort_by not in ("TIMESTAMP", "INDEX"):
-            raise InvalidParameterError("SortBy must be TIMESTAMP or INDEX")
+        sorts = ("TIMESTAMP", "NAME") if kind == "labels" else ("TIMESTAMP", "INDEX")
+        if sort_by not in sorts:
+            raise InvalidParameterError(f"SortBy must be {' or '.join(sorts)}")
+        if aggregate_by is not None and kind != "labels":
+            raise InvalidParameterError("AggregateBy is for label detection jobs")
+        aggregation = aggregate_by or "TIMESTAMPS"
         job = self.store.job(job_id)
         if job.kind != kind:
             raise ResourceNotFoundError(f"the job {job_id!r} is not a {KINDS[kind][5:]} job")
         if job.status != SUCCEEDED:
             return JobPage(job, [], None)
         start = 0
-        scope = f"{job_id}:{sort_by}"
+        scope = f"{job_id}:{sort_by}" + (f":{aggregation}" if kind == "labels" else "")
         if next_token:
             start = int(self._tokens.decode(next_token, "video-job", scope))
         items = self.store.job_results(job_id)
-        if sort_by == "INDEX":
+        if kind == "labels":
+            items = aggregate_labels(
+                items,
+                aggregate_by=aggregation,
+                sort_by=sort_by,
+                interval_ms=int(job.params.get("interval_ms", 500)),
+                duration_ms=int((job.metadata or {}).get("duration_ms", 0)),
+            )
+        elif sort_by == "INDEX":
             items.sort(key=lambda i: (i.get("index", -1), i.get("timestamp_ms", 0)))
         page = items[start : start + max_results]
         more = start + max_results < len(items)

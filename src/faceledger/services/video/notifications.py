@@ -14,7 +14,7 @@ from typing import Any
 from faceledger.config import Settings
 from faceledger.domain.errors import InvalidParameterError
 from faceledger.services.video.common import KINDS
-from faceledger.store.sqlite.video import JobRow
+from faceledger.store.records import JobRow
 from faceledger.video.sinks import WebhookSink
 
 logger = logging.getLogger(__name__)

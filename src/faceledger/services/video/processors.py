@@ -1,6 +1,11 @@
 """Live stream processors: definitions (source, collection, threshold, outputs), starting and
 stopping them, and their outputs.
 
+A processor either searches faces against a collection (Rekognition's ``FaceSearch``) or
+reports people appearing (``ConnectedHome`` with Labels ["PERSON"], ``person_events.py``: bodies
+from the labels pack, no face work); each person event is ledgered (``StreamPersonDetected``,
+with the purpose and case reference of whoever started the processor) before any output.
+
 The definition is stored; ``start_processor`` runs the video layer's live processor
 (latest-frame reader + detection + tracking + search) and sends each match event to the ledger
 first (a match the ledger cannot record is reported nowhere), then to the processor's JSONL
@@ -31,8 +36,9 @@ from faceledger.domain.errors import (
     ResourceInUseError,
     ResourceNotFoundError,
 )
-from faceledger.domain.video import MatchEvent
+from faceledger.domain.video import MatchEvent, PersonEvent
 from faceledger.services.collections import CollectionService
+from faceledger.services.labels import LabelService
 from faceledger.services.tokens import TokenSigner
 from faceledger.services.video.common import (
     MAX_RESULTS,
@@ -42,9 +48,11 @@ from faceledger.services.video.common import (
     local_video,
     owner_gone,
 )
+from faceledger.services.video.labels import person_detector
 from faceledger.store.base import VideoStore
-from faceledger.store.sqlite.video import ProcessorRow
+from faceledger.store.records import ProcessorRow
 from faceledger.video.live import LiveProcessor
+from faceledger.video.person_events import PersonEventPipeline
 from faceledger.video.sinks import EventHub, JsonlSink, Sink, WebhookSink
 from faceledger.video.sources import parse_source
 
@@ -53,6 +61,22 @@ logger = logging.getLogger(__name__)
 # Rekognition's stream processors search at 80 or above (FaceSearchSettings); ours too.
 STREAM_THRESHOLD_FLOOR = 80.0
 NAME_RE = re.compile(r"[a-zA-Z0-9_.\-]{1,128}")
+CONNECTED_HOME_LABELS = ("PERSON",)  # the labels pack has people, not pets or packages
+DEFAULT_PERSON_CONFIDENCE = 50.0
+
+
+def check_connected_home(settings: dict[str, Any]) -> dict[str, Any]:
+    """ConnectedHome settings checked: Labels (PERSON only) and MinConfidence (0–100)."""
+    labels = [str(label).upper() for label in settings.get("labels", ())]
+    if not labels or any(label not in CONNECTED_HOME_LABELS for label in labels):
+        raise InvalidParameterError(
+            "ConnectedHome Labels may only be PERSON here (the labels pack detects people, "
+            "not pets or packages)"
+        )
+    confidence = float(settings.get("min_confidence", DEFAULT_PERSON_CONFIDENCE))
+    if not 0 <= confidence <= 100:
+        raise InvalidParameterError("ConnectedHome MinConfidence must be 0–100")
+    return {"labels": sorted(set(labels)), "min_confidence": confidence}
 
 
 def event_json(event: MatchEvent) -> dict[str, Any]:
@@ -62,6 +86,36 @@ def event_json(event: MatchEvent) -> dict[str, Any]:
     data["timestamp_ms"] = event.frame_timestamp_ms  # player time of the deciding frame
     data["latency_ms"] = round((event.emitted_s - event.frame_arrival_s) * 1000, 1)
     return data
+
+
+def person_event_json(event: PersonEvent, processor: str, session_id: str) -> dict[str, Any]:
+    """A person event as sent to sinks: the members of Rekognition's ConnectedHome
+    notification (``eventNamespace``, ``labels`` with ``name``, ``confidence`` and
+    ``boundingBox`` in ratios, ``sessionId``) plus FaceLedger's own ``type``, ``processor``,
+    ``timestamp_ms`` (player time) and ``latency_ms``."""
+    box = event.box
+    return {
+        "type": "person",
+        "processor": processor,
+        "eventNamespace": {"type": "LABEL_DETECTED"},
+        "eventId": f"{session_id}:{event.track_id}",
+        "sessionId": session_id,
+        "labels": [
+            {
+                "id": str(event.track_id),
+                "name": event.label,
+                "confidence": round(event.confidence, 3),
+                "boundingBox": {
+                    "width": round(box.width, 6),
+                    "height": round(box.height, 6),
+                    "left": round(box.left, 6),
+                    "top": round(box.top, 6),
+                },
+            }
+        ],
+        "timestamp_ms": event.frame_timestamp_ms,
+        "latency_ms": round((event.emitted_s - event.frame_arrival_s) * 1000, 1),
+    }
 
 
 REKOGNITION_STREAM_STATUSES = ("STOPPED", "STARTING", "RUNNING", "FAILED", "STOPPING", "UPDATING")
@@ -90,10 +144,14 @@ class StreamProcessors:
         hub: EventHub,
         tokens: TokenSigner,
         owner: str,
+        labels: LabelService | None = None,
     ) -> None:
+        """``labels``: the labels pack's service (person events); built from ``settings``
+        when not given."""
         self.settings = settings
         self.store = store
         self.collections = collections
+        self.labels = labels if labels is not None else LabelService(settings)
         self.record = record
         self.hub = hub
         self._tokens = tokens
@@ -154,28 +212,47 @@ class StreamProcessors:
         name: str,
         source: str,
         *,
-        collection_id: str,
+        collection_id: str | None,
         threshold: float | None,
         outputs: dict[str, Any],
         extra: dict[str, Any] | None = None,
+        connected_home: dict[str, Any] | None = None,
     ) -> ProcessorRow:
+        """A face search processor (``collection_id``) or a person-event one
+        (``connected_home``: ``labels``, ``min_confidence``); exactly one of the two."""
         if not NAME_RE.fullmatch(name):
             raise InvalidParameterError(
                 "a stream processor name is 1–128 letters, digits, '.', '-' and '_'"
             )
-        self.collections.describe_collection(collection_id)
-        requested = STREAM_THRESHOLD_FLOOR if threshold is None else float(threshold)
-        if not 0 <= requested <= 100:
-            raise InvalidParameterError("FaceMatchThreshold must be 0–100")
+        if (collection_id is None) == (connected_home is None):
+            raise InvalidParameterError(
+                "a stream processor needs exactly one of a collection (FaceSearch) and "
+                "ConnectedHome settings"
+            )
+        kind_settings: dict[str, Any]
+        if connected_home is not None:
+            home = check_connected_home(connected_home)
+            kind_settings = {
+                "collection_id": None,
+                "threshold": home["min_confidence"],
+                "connected_home": home,
+            }
+        else:
+            assert collection_id is not None
+            self.collections.describe_collection(collection_id)
+            requested = STREAM_THRESHOLD_FLOOR if threshold is None else float(threshold)
+            if not 0 <= requested <= 100:
+                raise InvalidParameterError("FaceMatchThreshold must be 0–100")
+            kind_settings = {
+                "collection_id": collection_id,
+                "threshold": max(requested, STREAM_THRESHOLD_FLOOR),
+            }
         now = time.time()
         row = ProcessorRow(
             name=name,
             source=self.check_source(source),
             outputs=self.check_outputs(outputs),
-            settings={
-                "collection_id": collection_id,
-                "threshold": max(requested, STREAM_THRESHOLD_FLOOR),
-            },
+            settings=kind_settings,
             extra=extra or {},
             status="STOPPED",
             status_message="",
@@ -222,6 +299,8 @@ class StreamProcessors:
         if self._is_running(name):
             raise ResourceInUseError(f"stop the stream processor {name!r} before updating it")
         changes: dict[str, Any] = {}
+        if threshold is not None and "connected_home" in row.settings:
+            raise InvalidParameterError("a person-event processor has no FaceMatchThreshold")
         if threshold is not None:
             if not 0 <= threshold <= 100:
                 raise InvalidParameterError("FaceMatchThreshold must be 0–100")
@@ -324,14 +403,32 @@ class _RunningProcessor:
         if "webhook" in outputs:
             self.sinks.append(WebhookSink(outputs["webhook"]))
         collection_id = row.settings["collection_id"]
-        self.live = LiveProcessor(
-            row.source,
-            service.collections.faces.engine,
-            searcher=collection_searcher(service.collections, collection_id, threshold),
-            threshold=threshold,
-            on_event=self._on_event,
-            source_id=row.name,
-        )
+        home = row.settings.get("connected_home")
+        if home is not None:
+            detect = person_detector(service.labels)
+            if detect is None:
+                raise InvalidParameterError("the labels pack has no person class")
+            self.live = LiveProcessor(
+                row.source,
+                service.collections.faces.engine,
+                searcher=None,
+                source_id=row.name,
+                pipeline=PersonEventPipeline(
+                    detect,
+                    min_confidence_pct=float(home["min_confidence"]),
+                    on_event=self._on_person,
+                    source_id=row.name,
+                ),
+            )
+        else:
+            self.live = LiveProcessor(
+                row.source,
+                service.collections.faces.engine,
+                searcher=collection_searcher(service.collections, collection_id, threshold),
+                threshold=threshold,
+                on_event=self._on_event,
+                source_id=row.name,
+            )
         self._stopping = threading.Event()
         self._closed = threading.Event()
         self._finish_lock = threading.Lock()
@@ -407,6 +504,39 @@ class _RunningProcessor:
         for sink in self.sinks:
             sink.close()
         self.service._stopped(self.row.name, status, message)
+
+    def _on_person(self, event: PersonEvent) -> None:
+        """A person appeared: ledgered first (with the starter's purpose and case reference),
+        then sent to the outputs in the shape of Rekognition's ConnectedHome notification."""
+        data = person_event_json(event, self.row.name, self.session_id)
+        try:
+            self.service.record(
+                self.caller,
+                "StreamPersonDetected",
+                None,
+                {
+                    "processor": self.row.name,
+                    "session_id": self.session_id,
+                    "label": event.label,
+                    "confidence": round(event.confidence, 3),
+                    "track_id": event.track_id,
+                    "timestamp_ms": event.frame_timestamp_ms,
+                },
+                "ok",
+            )
+        except FaceLedgerError:
+            logger.exception(
+                "stream %s: a person event could not be ledgered; not reported", self.row.name
+            )
+            return
+        self.matches += 1
+        for sink in self.sinks:
+            try:
+                sink.send(data)
+            except OSError:
+                logger.exception("stream %s: a sink failed", self.row.name)
+        crop = base64.b64encode(event.crop_jpeg).decode() if event.crop_jpeg else None
+        self.service.hub.publish({**data, "crop_jpeg_base64": crop})
 
     def _on_event(self, event: MatchEvent) -> None:
         data = event_json(event)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from faceledger.config import Settings
 from faceledger.services.collections import CollectionService
+from faceledger.services.labels import LabelService
 from faceledger.services.objects import ImageObjects
 from faceledger.services.tokens import TokenSigner, load_or_create_secret
 from faceledger.services.video.common import Record, new_owner
@@ -32,14 +33,17 @@ class VideoService:
         record: Record,
         *,
         store: VideoStore | None = None,
+        labels: LabelService | None = None,
     ) -> None:
         """``store``: the process's video store, shared; without one the service opens (and
-        closes) its own from ``settings``."""
+        closes) its own from ``settings``. ``labels``: the labels pack's service, shared with
+        ``DetectLabels`` (label detection jobs, person detection for tracking bodies)."""
         self.settings = settings
         self._owns_store = store is None
         self.store = store if store is not None else open_video_store(settings)
         self.hub = EventHub()
         tokens = TokenSigner(load_or_create_secret(settings.data_dir / "token.key"))
+        labels = labels if labels is not None else LabelService(settings)
         owner = new_owner()
         self.jobs = VideoJobs(
             settings,
@@ -49,6 +53,7 @@ class VideoService:
             record=record,
             tokens=tokens,
             owner=owner,
+            labels=labels,
         )
         self.processors = StreamProcessors(
             settings,
@@ -58,6 +63,7 @@ class VideoService:
             hub=self.hub,
             tokens=tokens,
             owner=owner,
+            labels=labels,
         )
 
     def start_workers(self) -> None:
