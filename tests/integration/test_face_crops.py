@@ -226,6 +226,13 @@ def test_a_wrong_or_missing_key_is_a_clear_error(
         missing.get_face_crop(REVIEWER, "kept", face)
     assert not (tmp_path / "gone.key").exists()  # never created to read
     missing.close()
+    from fastapi.testclient import TestClient
+
+    from faceledger.api.app import create_app
+
+    app = create_app(_settings(tmp_path, database_url, tmp_path / "gone.key"))
+    with pytest.raises(CropKeyError, match="is missing"), TestClient(app):
+        pass  # the server refuses to start: stored crops it could never show
 
     short = tmp_path / "short.key"
     short.write_bytes(b"x" * 16)
