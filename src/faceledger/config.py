@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     # can rewrite the data directory must not be able to re-sign a rewritten ledger); default
     # ``$XDG_CONFIG_HOME/faceledger/ledger.key`` (``~/.config/…``), created 0600 on first use.
     ledger_key_file: Path | None = None
+    # AES-256-GCM key sealing the face crops of collections whose policy keeps them
+    # (``keep_face_crops``). Outside ``data_dir`` too; default ``crops.key`` beside the ledger
+    # key, created 0600 on first use (the first crop kept).
+    crop_key_file: Path | None = None
     # A signed checkpoint every N records or S seconds, whichever comes first.
     ledger_checkpoint_every: int = Field(default=1000, ge=1)
     ledger_checkpoint_seconds: float = Field(default=60.0, gt=0)

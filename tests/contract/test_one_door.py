@@ -103,6 +103,8 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "GET /v1/collections/{collection_id}/faces": [("ListFaces", OK)],
     "POST /v1/collections/{collection_id}/search": [("SearchFacesByImage", OK)],
     "GET /v1/collections/{collection_id}/faces/{face_id}/matches": [("SearchFaces", OK)],
+    # enrolled before any policy kept crops: the view is refused, and recorded
+    "GET /v1/collections/{collection_id}/faces/{face_id}/crop": [("GetFaceCrop", NOT_FOUND)],
     "POST /v1/collections/{collection_id}/users": [("CreateUser", OK)],
     "GET /v1/collections/{collection_id}/users": [("ListUsers", OK)],
     "POST /v1/collections/{collection_id}/users/{user_id}/faces": [("AssociateFaces", OK)],
@@ -148,6 +150,8 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "GET /app/collections/{collection_id}": COLLECTION_PAGE,
     "POST /app/collections/{collection_id}/enrol": [("IndexFaces", OK), *COLLECTION_PAGE],
     "POST /app/collections/{collection_id}/faces/delete": [("DeleteFaces", OK)],  # redirect
+    # enrolled before any policy kept crops: no crop, and the view is recorded
+    "GET /app/collections/{collection_id}/faces/{face_id}/crop": [("GetFaceCrop", NOT_FOUND)],
     "POST /app/collections/{collection_id}/users/delete": [
         ("DeleteUser", NOT_FOUND),
         *COLLECTION_PAGE,  # the page again, with the problem
@@ -178,7 +182,13 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "cli collections describe": [("DescribeCollection", OK)],
     "cli collections list": [("ListCollections", OK)],
     "cli collections policy": [("DescribeCollection", OK), ("PutCollectionPolicy", OK)],
-    "cli index": [("DescribeCollection", OK), ("ListFaces", OK), ("IndexFaces", OK)],
+    # the collection, then its policy (does it keep face crops?), then what is enrolled already
+    "cli index": [
+        ("DescribeCollection", OK),
+        ("DescribeCollection", OK),
+        ("ListFaces", OK),
+        ("IndexFaces", OK),
+    ],
     "cli search": [("SearchFacesByImage", OK)],
     "cli detect": [("DetectFaces", OK)],
     "cli compare": [("CompareFaces", OK)],
@@ -511,6 +521,10 @@ def _walk_native(walk: Walk, url: str, key: tuple[str, str], photos: list[bytes]
             lambda: api.get(f"{c}/faces/{face}/matches"),
         )
         walk(
+            "GET /v1/collections/{collection_id}/faces/{face_id}/crop",
+            lambda: api.get(f"{c}/faces/{face}/crop"),
+        )
+        walk(
             "POST /v1/collections/{collection_id}/users",
             lambda: api.post(f"{c}/users", json={"user_id": "u2"}),
         )
@@ -682,6 +696,10 @@ def _walk_web(
         page = walk("GET /app/collections/{collection_id}", lambda: web.get(c)).text
         face = re.search(r'name="face_id" value="([^"]+)"', page)
         assert face is not None, page[:500]
+        walk(
+            "GET /app/collections/{collection_id}/faces/{face_id}/crop",
+            lambda: web.get(f"{c}/faces/{face.group(1)}/crop"),
+        )
         walk(
             "POST /app/collections/{collection_id}/faces/delete",
             lambda: web.post(

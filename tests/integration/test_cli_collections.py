@@ -37,6 +37,7 @@ def test_index_folder_resumes_and_search_finds_the_person(tmp_path: Path, data_d
         "require_purpose": False,
         "threshold_floor": 80.0,
         "retention_days": None,
+        "keep_face_crops": False,
     }
     first = run("index", str(photos), "--collection", "cases", cwd=tmp_path, **env)
     assert first.returncode == 0, first.stderr
@@ -122,6 +123,7 @@ def test_policy_requiring_a_purpose_refuses_a_search_without_one(
         "require_purpose": True,
         "threshold_floor": Settings().default_threshold_floor,  # kept
         "retention_days": 30,
+        "keep_face_crops": False,
     }
     refused = run("search", str(photo), "--collection", "cases", cwd=tmp_path)
     assert refused.returncode == 2

@@ -132,6 +132,7 @@ def test_policy_round_trip_and_validation(api: httpx.Client, collection: str) ->
         "require_purpose": False,
         "threshold_floor": 80.0,  # live_server_settings.default_threshold_floor
         "retention_days": None,
+        "keep_face_crops": False,
     }
     stored = put_policy(
         api, collection, require_purpose=True, threshold_floor=90, retention_days=365
@@ -141,6 +142,7 @@ def test_policy_round_trip_and_validation(api: httpx.Client, collection: str) ->
         "require_purpose": True,
         "threshold_floor": 90.0,
         "retention_days": 365,
+        "keep_face_crops": False,
     }
     assert ok(api.get(base)) == stored
     for bad in (

@@ -467,6 +467,7 @@ def test_collections_create_enrol_list_delete_and_policy(
     page.get_by_label(re.compile("Searches must state a purpose")).check()
     page.get_by_label(re.compile("Threshold floor")).fill("92.5")
     page.get_by_label(re.compile("Retention in days")).fill("30")
+    page.get_by_label(re.compile("Keep an encrypted crop")).check()
     page.get_by_role("button", name="Save policy").click()
     expect(page).to_have_url(re.compile(r"/app/collections/desk\?done=policy$"))
     expect(page.get_by_role("status").first).to_have_text("Policy saved.")
@@ -476,6 +477,7 @@ def test_collections_create_enrol_list_delete_and_policy(
         "require_purpose": True,
         "threshold_floor": 92.5,
         "retention_days": 30,
+        "keep_face_crops": True,
     }
     page.reload()  # the save redirected to the collection's page: a reload repeats nothing
     expect(page.get_by_label(re.compile("Threshold floor"))).to_have_value("92.5")

@@ -522,3 +522,51 @@ def test_a_review_round_trip_search_lead_decision_ledger_report(
     rows = json.loads(report.stdout)
     fit = [r for r in rows if r["collection_id"] == "fit"]
     assert sum(r["rejected"] for r in fit) >= 1
+
+
+def test_a_reviewer_sees_the_enrolled_crop_only_on_request_and_the_view_is_recorded(
+    site: Site, page: Page, data_dir: Path
+) -> None:
+    photos = next(iter(lfw_people(data_dir, min_images=2, count=1).values()))
+    key_id, secret = site.keys["admin"]
+    auth = {"Authorization": f"Bearer {key_id}:{secret}"}
+    with httpx.Client(base_url=site.url, headers=auth, timeout=120) as api:
+        assert api.post("/v1/collections", json={"collection_id": "crops"}).status_code == 201
+        policy = api.put(
+            "/v1/collections/crops/policy",
+            json={"require_purpose": True, "keep_face_crops": True},
+        )
+        assert policy.status_code == 200, policy.text
+        enrolled = api.post(
+            "/v1/collections/crops/faces",
+            files={"image": ("p.jpg", photos[0].read_bytes(), "image/jpeg")},
+            data={"external_image_id": "crop-person", "quality_filter": "NONE"},
+        )
+        assert enrolled.status_code == 200, enrolled.text
+    sign_in(page, site, "search")
+    page.goto(f"{site.url}/app/search")
+    page.get_by_label("Collection").select_option("crops")
+    page.get_by_label("Choose a photo file").set_input_files(photos[1])
+    page.get_by_label("Purpose of the search").fill("missing person report")
+    page.get_by_label("Case reference").fill("MP-CROP")
+    page.get_by_role("button", name="Search", exact=True).click()
+    lead_id = page.locator("#lead-id code").inner_text()
+
+    sign_in(page, site, "review")
+    page.goto(f"{site.url}/app/review")
+    card = page.locator(f"#lead-{lead_id}")
+    image = card.locator("img").first
+    expect(image).to_have_attribute("src", "/app/static/face-placeholder.svg")  # not by default
+    card.get_by_role("link", name="Show the enrolled face").click()
+    expect(image).to_have_attribute("src", re.compile(r"^blob:"))
+    expect(card).to_contain_text("this view is recorded")
+
+    from faceledger.audit.ledger import Ledger
+
+    with Ledger.from_settings(site.settings) as ledger:
+        views = [
+            e.event
+            for e in ledger.entries()
+            if e.event is not None and e.event.operation == "GetFaceCrop"
+        ]
+    assert any(v.principal == "fit-reviewer" and v.outcome == "ok" for v in views)

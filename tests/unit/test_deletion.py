@@ -3,13 +3,15 @@
 After DeleteFaces, DeleteCollection or a retention purge, a deleted face's embedding must be in
 no file of the data directory — the SQLite file, its ``-wal`` and ``-shm``, the index
 snapshots — neither as the stored float32 vector nor as the ANN index's float16 copy, nor as a
-32-byte fragment of either. Each test first checks that the same bytes *were* there, so it
-can fail. Collections are big enough for both backends: a few real LFW faces (exact index),
-or those plus thousands of synthetic unit vectors added through the store (ANN index).
+32-byte fragment of either; nor its kept crop (``keep_face_crops``), sealed or in plain JPEG.
+Each test first checks that the same bytes *were* there, so it can fail. Collections are big
+enough for both backends: a few real LFW faces (exact index), or those plus thousands of
+synthetic unit vectors added through the store (ANN index).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ from faceledger.domain.collections import BoundingBox
 from faceledger.domain.errors import InvalidParameterError, ResourceNotFoundError
 from faceledger.index import ANNIndex, ExactIndex, IndexPolicy
 from faceledger.services.collections import CollectionService
+from faceledger.services.crop_keys import CropCipher
 from faceledger.services.faces import FaceService
 from faceledger.store.sqlite.faces import NewFace, SQLiteStore
 from helpers.data import lfw_people
@@ -400,3 +403,71 @@ def test_a_busy_checkpoint_is_retried_then_reported(
     caplog.clear()
     assert store.delete_faces("c", [rows[1].face.face_id]) == [rows[1].face.face_id]
     assert "could not be checkpointed" not in caplog.text and wal.stat().st_size == 0
+
+
+# -- kept face crops -----------------------------------------------------------------------------
+class _KeptCrops:
+    """A crop sealer (``keep_face_crops``) that remembers each face's JPEG and sealed bytes."""
+
+    def __init__(self, key_file: Path) -> None:
+        self._cipher = CropCipher(os.urandom(32), key_file)
+        self.kept: dict[str, tuple[bytes, bytes]] = {}
+
+    def __call__(self, face_id: str, jpeg: bytes) -> bytes:
+        sealed = self._cipher.seal(face_id, jpeg)
+        self.kept[face_id] = (jpeg, sealed)
+        return sealed
+
+
+def _crop_needles(jpeg: bytes, sealed: bytes) -> dict[str, bytes]:
+    """The bytes a stored crop would leave: the sealed row, and the plain JPEG (its scan data:
+    the headers are the same in every crop). A crop spans several database pages, so whole
+    copies are not contiguous in the files: the 32-byte fragments are what finds them."""
+    body = jpeg[len(jpeg) // 2 :]
+    return {
+        "sealed": sealed,
+        "sealed[32 B]": _distinctive_slice(sealed[12:]),
+        "jpeg": jpeg,
+        "jpeg[32 B]": _distinctive_slice(body),
+    }
+
+
+def _crop_where(root: Path, jpeg: bytes, sealed: bytes) -> dict[str, list[str]]:
+    files = _files(root)
+    return {
+        name: [f for f, data in files.items() if needle in data]
+        for name, needle in _crop_needles(jpeg, sealed).items()
+    }
+
+
+@pytest.mark.parametrize("deletion", ["DeleteFaces", "DeleteCollection", "retention"])
+def test_deletion_leaves_no_copy_of_the_kept_crop(
+    tmp_path: Path, face_service: FaceService, people: dict[str, list[Path]], deletion: str
+) -> None:
+    data = tmp_path / "data"
+    service = _service(data, face_service, "exact")
+    service.create_collection("k")
+    seal = _KeptCrops(tmp_path / "keys" / "crops.key")
+    for name, images in people.items():
+        service.index_faces("k", images[0], external_image_id=name, seal_crop=seal)
+    assert len(seal.kept) == len(people)
+    target, (jpeg, sealed) = next(iter(seal.kept.items()))
+    other_jpeg, other_sealed = list(seal.kept.values())[1]
+    before = _crop_where(data, jpeg, sealed)
+    # the sealed crop is in the store's files; the plain JPEG in none, ever
+    assert any(f.startswith("faceledger.sqlite3") for f in before["sealed[32 B]"]), before
+    assert before["jpeg"] == [] and before["jpeg[32 B]"] == []
+
+    if deletion == "DeleteFaces":
+        assert service.delete_faces("k", [target]) == ([target], [])
+    elif deletion == "DeleteCollection":
+        service.delete_collection("k")
+    else:
+        _age(data / "faceledger.sqlite3", target, 40)
+        assert service.purge_expired("k", 30) == [target]
+    empty = {name: [] for name in _crop_needles(jpeg, sealed)}
+    assert _crop_where(data, jpeg, sealed) == empty
+    kept_other = _crop_where(data, other_jpeg, other_sealed)["sealed[32 B]"]
+    assert bool(kept_other) == (deletion != "DeleteCollection")  # only what was deleted went
+    service.close()
+    assert _crop_where(data, jpeg, sealed) == empty

@@ -49,6 +49,7 @@ def _verbs(image: bytes) -> dict[str, Callable[[Gateway, Caller], Any]]:
         "ListTagsForResource": lambda g, c: g.collection_tags(c, "c"),
         "PutCollectionPolicy": lambda g, c: g.put_policy(c, "c", CollectionPolicy()),
         "IndexFaces": lambda g, c: g.index_faces(c, "c", image),
+        "GetFaceCrop": lambda g, c: g.get_face_crop(c, "c", FACE_ID),
         "ListFaces": lambda g, c: g.list_faces(c, "c"),
         "DeleteFaces": lambda g, c: g.delete_faces(c, "c", [FACE_ID]),
         "CreateUser": lambda g, c: g.create_user(c, "c", f"user-{c.principal.name}"),

@@ -58,6 +58,7 @@ from faceledger.config import Settings
 from faceledger.domain.errors import (
     AccessDeniedError,
     AuthError,
+    CropKeyError,
     FaceLedgerError,
     ImageTooLargeError,
     InvalidParameterError,
@@ -353,7 +354,9 @@ async def _open_gateway(settings: Settings) -> Gateway:
         raise
     try:  # a ledger that does not verify since its last checkpoint: refuse to serve
         await anyio.to_thread.run_sync(gate.open_ledger)
-    except LedgerError as exc:
+        # kept face crops whose key is missing could never be shown: refuse to serve too
+        await anyio.to_thread.run_sync(gate.check_crop_key)
+    except (LedgerError, CropKeyError) as exc:
         logger.error("refusing to start: %s", exc.message)
         gate.close()
         raise

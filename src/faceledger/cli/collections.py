@@ -126,6 +126,15 @@ def policy(
             "--retention-days", metavar="N", help="Retention in days (0: no retention limit)."
         ),
     ] = None,
+    keep_face_crops: Annotated[
+        bool | None,
+        typer.Option(
+            "--keep-face-crops/--no-keep-face-crops",
+            help="Whether faces enrolled from now on keep an encrypted crop for review "
+            "(FACELEDGER_CROP_KEY_FILE).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Show COLLECTION's accountability policy; with options, change those settings (the
     others are kept). A collection without a policy has the installation's defaults."""
@@ -140,6 +149,8 @@ def policy(
         changes["threshold_floor"] = None
     if retention_days is not None:
         changes["retention_days"] = retention_days or None
+    if keep_face_crops is not None:
+        changes["keep_face_crops"] = keep_face_crops
     caller = cli_caller()
     with open_gateway() as gate:
         current = gate.get_policy(caller, collection_id)
@@ -214,6 +225,9 @@ def _index_folder(
     )
 
     gate.describe_collection(caller, collection)  # fail early on an unknown collection
+    # a collection that keeps face crops needs each photo's pixels here too (workers' results
+    # carry none); decoded again only then
+    crops = gate.get_policy(caller, collection).keep_face_crops
     root = folder.resolve()
     files = _files(root)
     # resuming: which files are enrolled already (ids only, no biometric data; ledgered)
@@ -240,10 +254,12 @@ def _index_folder(
                 if isinstance(result, FaceLedgerError):
                     unreadable.append((rel, f"{result.code}: {result.message}"))
                 else:
+                    pixels = gate.decode_image(gate.read_image_file(path)) if crops else None
                     enrolled = gate.index_faces(
                         caller,
                         collection,
                         result,
+                        pixels=pixels,
                         external_image_id=external_id_for(path, root),
                         max_faces=max_faces,
                         quality_filter=quality_filter,

@@ -103,7 +103,15 @@ def current(database_url: UrlOption = None) -> None:
 
 
 #: The tables ``db vacuum`` rewrites: every one that holds biometric data, ids or secrets.
-VACUUM_TABLES = ("faces", "users", "tags", "policies", "request_tokens", "access_keys")
+VACUUM_TABLES = (
+    "faces",
+    "users",
+    "tags",
+    "policies",
+    "request_tokens",
+    "access_keys",
+    "face_crops",
+)
 
 
 @db_app.command("vacuum")

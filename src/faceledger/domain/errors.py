@@ -165,6 +165,14 @@ class LedgerError(FaceLedgerError):
     http_status = 500
 
 
+class CropKeyError(FaceLedgerError):
+    """The face-crop key file is missing, unreadable or not the key the crops were sealed
+    with: crops cannot be kept or shown (nothing is stored unencrypted instead)."""
+
+    code = "InternalServerError"
+    http_status = 500
+
+
 class LedgerTamperedError(LedgerError):
     """The ledger's hash chain, a record's MAC or a signed checkpoint does not verify."""
 

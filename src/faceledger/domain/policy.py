@@ -1,4 +1,5 @@
-"""A collection's accountability policy: purpose required, threshold floor, retention.
+"""A collection's accountability policy: purpose required, threshold floor, retention, and
+whether enrolled faces keep an encrypted crop for review (``keep_face_crops``).
 
 The floor silently raises any lower requested match threshold (as Rekognition's stream
 processors raise anything below 80 to 80); responses and the ledger carry the effective value.
@@ -23,8 +24,14 @@ class CollectionPolicy:
     require_purpose: bool = False
     threshold_floor: float | None = None
     retention_days: int | None = None
+    # Keep a small encrypted JPEG crop of each face enrolled from now on (docs/REVIEW.md).
+    keep_face_crops: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.keep_face_crops, bool):
+            raise InvalidParameterError(
+                f"keep_face_crops must be true or false, got {self.keep_face_crops!r}"
+            )
         if self.threshold_floor is not None and not 0.0 <= float(self.threshold_floor) <= 100.0:
             raise InvalidParameterError(
                 f"threshold_floor must be between 0 and 100, got {self.threshold_floor!r}"

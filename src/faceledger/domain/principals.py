@@ -15,7 +15,8 @@ table governs every surface. Duties are separated: no role does everything.
 |          | stream processors                                                                 |
 | `audit`  | read, verify and export the ledger; list and read leads                            |
 | `review` | list and read leads, record a decision on a lead's candidates (``admin`` does not |
-|          | imply it; nobody reviews their own search)                                        |
+|          | imply it; nobody reviews their own search); view enrolled faces' crops        |
+|          | (``GetFaceCrop``; ``search`` may too)                                             |
 """
 
 from __future__ import annotations
@@ -79,10 +80,11 @@ ROLE_OPERATIONS: dict[str, frozenset[str]] = {
         "StartStreamProcessor",
         "StopStreamProcessor",
         "GetStreamEvents",
+        "GetFaceCrop",
     }
     | _PROCESSOR_READS,
     "audit": frozenset({"ReadLedger", "VerifyLedger", "ExportLedger"}) | _LEAD_READS,
-    "review": _LEAD_READS | {"ReviewLead"},
+    "review": _LEAD_READS | {"ReviewLead", "GetFaceCrop"},
 }
 
 

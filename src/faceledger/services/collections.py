@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,8 +65,10 @@ from faceledger.domain.collections import (
     check_id,
 )
 from faceledger.domain.errors import InvalidPaginationTokenError, InvalidParameterError
-from faceledger.domain.faces import AnalysedImage, Faces, ImageInfo
+from faceledger.domain.faces import AnalysedImage, Faces, Image, ImageInfo
 from faceledger.domain.results import FaceFailure, ImageFace, SearchByImageResult
+from faceledger.inference.face_crops import face_crop_jpeg
+from faceledger.services.crops import CropSealer
 from faceledger.services.faces import FaceService, ImageSource
 from faceledger.services.tokens import TokenSigner, load_or_create_secret
 from faceledger.services.validation import check_int, check_threshold
@@ -180,6 +183,20 @@ def _detected_index(analysed: AnalysedImage, face: StoredFace) -> int:
         if iou > best_iou:
             best, best_iou = i, iou
     return best
+
+
+def _kept_crop(
+    image: Image | None, faces: Faces, index: int, seal_crop: CropSealer | None
+) -> dict[str, Any]:
+    """``NewFace``'s ``face_id`` and ``sealed_crop`` for face ``index`` when its crop is kept
+    (a FaceId chosen here: the crop is sealed for it), else nothing."""
+    if seal_crop is None or image is None:
+        return {}
+    face_id = str(uuid.uuid4())
+    return {
+        "face_id": face_id,
+        "sealed_crop": seal_crop(face_id, face_crop_jpeg(image, faces.boxes_px[index])),
+    }
 
 
 def _check_tags(tags: dict[str, str]) -> dict[str, str]:
@@ -332,11 +349,13 @@ class CollectionService:
         max_faces: int | None = None,
         quality_filter: str = "AUTO",
         subject_only: bool = False,
+        seal_crop: CropSealer | None = None,
     ) -> IndexFacesResult:
         """Detect, filter and enrol the faces of one image (Rekognition's IndexFaces).
 
         ``subject_only`` enrols only the photo's subject (``subject_index``); the others are
-        reported as NOT_THE_SUBJECT.
+        reported as NOT_THE_SUBJECT. ``seal_crop``: keep each enrolled face's crop, sealed
+        with it (the collection's policy keeps crops), in the transaction that adds the faces.
         """
         self.pinned_version(collection_id)
         decoded = self.faces.image(image)
@@ -348,6 +367,8 @@ class CollectionService:
             max_faces=max_faces,
             quality_filter=quality_filter,
             subject_only=subject_only,
+            image=decoded,
+            seal_crop=seal_crop,
         )
 
     def enrol(
@@ -359,10 +380,13 @@ class CollectionService:
         max_faces: int | None = None,
         quality_filter: str = "AUTO",
         subject_only: bool = False,
+        image: Image | None = None,
+        seal_crop: CropSealer | None = None,
     ) -> IndexFacesResult:
         """Enrol an already analysed image (bulk enrolment analyses on worker processes).
 
-        ``subject_only``: see :meth:`index_faces`.
+        ``subject_only``, ``seal_crop``: see :meth:`index_faces`; crops are cut from
+        ``image`` (the analysed image's pixels), so without it none are kept.
         """
         version = self.pinned_version(collection_id)
         if external_image_id is not None:
@@ -403,6 +427,7 @@ class CollectionService:
                     embedding=faces.embeddings[i],
                     image_width_px=analysed.width_px,
                     image_height_px=analysed.height_px,
+                    **_kept_crop(image, faces, i, seal_crop),
                 )
                 for i in sorted(passing)
             ]

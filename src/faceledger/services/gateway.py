@@ -31,9 +31,9 @@ pack's calibration table, model health) or authentication (``authentication``).
 
 This module holds what every verb shares: the inner services (``Gateway.__init__``), ``_run``,
 the intent and refusal records. The verbs themselves live in one module per area
-(``gateway_collections``, ``gateway_search``, ``gateway_users``, ``gateway_images``,
-``gateway_video``, ``gateway_ledger``, ``gateway_policy``, ``gateway_keys``, ``gateway_leads``,
-``gateway_upkeep``; see ``gateway_base`` and ``docs/SERVICES.md``).
+(``gateway_collections``, ``gateway_crops``, ``gateway_search``, ``gateway_users``,
+``gateway_images``, ``gateway_video``, ``gateway_ledger``, ``gateway_policy``, ``gateway_keys``,
+``gateway_leads``, ``gateway_upkeep``; see ``gateway_base`` and ``docs/SERVICES.md``).
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ from faceledger.domain.policy import MAX_CASE_CHARS, MAX_PURPOSE_CHARS
 from faceledger.domain.principals import ROLES, Principal
 from faceledger.services.faces import FaceService
 from faceledger.services.gateway_collections import CollectionVerbs
+from faceledger.services.gateway_crops import CropVerbs
 from faceledger.services.gateway_images import ImageVerbs
 from faceledger.services.gateway_keys import KeyVerbs
 from faceledger.services.gateway_leads import LeadVerbs
@@ -117,6 +118,7 @@ def check_purpose(purpose: str | None, case_reference: str | None) -> None:
 
 class Gateway(
     CollectionVerbs,
+    CropVerbs,
     SearchVerbs,
     UserVerbs,
     ImageVerbs,
@@ -154,6 +156,7 @@ class Gateway(
         self._ledger = parts.ledger
         self._video = parts.video
         self._leads = parts.leads
+        self._crops = parts.crops
         # Ledgers what happens after the call that caused it, for the caller who started it.
         self._record = ledger_record(self._ledger)
         self._in_flight: set[str] = set()  # this process's intents whose call still runs

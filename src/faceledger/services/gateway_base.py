@@ -1,7 +1,8 @@
 """What the gateway's verb modules share: ``GatewayParts`` and the ledger-summary helpers.
 
 ``Gateway`` (``services/gateway.py``) is assembled from one mixin per area —
-``gateway_collections`` (collections, tags, faces), ``gateway_search`` (face and user
+``gateway_collections`` (collections, tags, faces), ``gateway_crops`` (kept face crops),
+``gateway_search`` (face and user
 searches), ``gateway_users``, ``gateway_images`` (detection, comparison, labels, text, and what
 adapters may use without a record), ``gateway_video``, ``gateway_ledger`` (reading, verifying
 and signing the ledger), ``gateway_policy``, ``gateway_keys`` and ``gateway_upkeep`` (the
@@ -25,7 +26,9 @@ if TYPE_CHECKING:
     from faceledger.audit.core import ChainLedger
     from faceledger.config import Settings
     from faceledger.domain.audit import Caller
+    from faceledger.domain.policy import CollectionPolicy
     from faceledger.services.collections import CollectionService
+    from faceledger.services.crops import CropService
     from faceledger.services.faces import FaceService
     from faceledger.services.keys import KeyService
     from faceledger.services.labels import LabelService
@@ -97,6 +100,7 @@ class GatewayParts:
     _ledger: ChainLedger
     _video: VideoService
     _leads: LeadService
+    _crops: CropService
     # Ledgers what happens after the call that caused it (a video job's end, a stream match,
     # the first admin key), for the caller who started it.
     _record: Record
@@ -125,6 +129,8 @@ class GatewayParts:
         ) -> str: ...
 
         def _settled(self, intent_id: str) -> None: ...
+
+        def _policy_of(self, collection_id: str) -> CollectionPolicy: ...
 
         def reconcile(self) -> list[str]: ...
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from faceledger.domain.audit import Caller
 from faceledger.domain.collections import Collection, IndexFacesResult, StoredFace
+from faceledger.domain.errors import InvalidParameterError
 from faceledger.domain.faces import AnalysedImage, Image
 from faceledger.domain.results import FaceFailure
 from faceledger.services.gateway_base import GatewayParts, ledgered_ids, probe_sha256
@@ -103,14 +104,28 @@ class CollectionVerbs(GatewayParts):
         caller: Caller,
         collection_id: str,
         image: bytes | Image | AnalysedImage,
+        *,
+        pixels: Image | None = None,
         **options: Any,
     ) -> IndexFacesResult:
-        """IndexFaces of image bytes, or of an image already analysed (bulk enrolment)."""
+        """IndexFaces of image bytes, or of an image already analysed (bulk enrolment).
+
+        When the collection's policy keeps face crops, each enrolled face's crop is sealed
+        and stored with it. An image already analysed has lost its pixels: its crops are cut
+        from ``pixels`` (the same image decoded), and without them none are kept."""
 
         def work() -> IndexFacesResult:
+            keep = self._policy_of(collection_id).keep_face_crops
+            seal_crop = self._crops.sealer() if keep else None
             if isinstance(image, AnalysedImage):
-                return self._collections.enrol(collection_id, image, **options)
-            return self._collections.index_faces(collection_id, image, **options)
+                if pixels is not None and pixels.sha256 != image.sha256:
+                    raise InvalidParameterError("pixels must be the analysed image's own")
+                return self._collections.enrol(
+                    collection_id, image, image=pixels, seal_crop=seal_crop, **options
+                )
+            return self._collections.index_faces(
+                collection_id, image, seal_crop=seal_crop, **options
+            )
 
         def summary(r: IndexFacesResult) -> dict[str, Any]:
             return {

@@ -17,6 +17,7 @@ from faceledger.audit.ledger import Ledger
 from faceledger.config import Settings
 from faceledger.domain.audit import AuditEvent, Caller
 from faceledger.services.collections import CollectionService
+from faceledger.services.crops import CropService
 from faceledger.services.faces import FaceService
 from faceledger.services.keys import KeyService
 from faceledger.services.labels import LabelService
@@ -84,6 +85,7 @@ class Services:
     objects: ImageObjects
     video: VideoService
     leads: LeadService
+    crops: CropService
 
     @property
     def ledger(self) -> ChainLedger:
@@ -93,6 +95,7 @@ class Services:
         """Stop the services, then close the backends they share."""
         try:
             self.video.close()
+            self.crops.close()
             self.collections.close()
             self.objects.close()
             self.keys.close()
@@ -135,6 +138,7 @@ def build_services(
                 leads=leads,
             ),
             leads=leads,
+            crops=CropService(settings, store=stores.crops),
         )
     except BaseException:
         backends.close()

@@ -2,8 +2,10 @@
 
 ``FaceStore`` (collections, faces, users, tags, policies, request tokens, the change log),
 ``KeyStore`` (access keys), ``VideoStore`` (stored-video jobs, stream processors),
-``LeadStore`` (leads, their candidates and the reviewers' decisions) and
-``LedgerStore`` (the storage under the hash-chained ledger). Each has two implementations,
+``LeadStore`` (leads, their candidates and the reviewers' decisions), ``CropStore`` (the
+sealed face crops a collection's policy keeps; written and deleted by the ``FaceStore`` with
+their faces) and ``LedgerStore`` (the storage under the hash-chained ledger). Each has two
+implementations,
 embedded (``store/sqlite/``, ``audit/ledger.py``) and server (``store/postgres/``,
 ``audit/postgres.py``); the functions under ``TYPE_CHECKING`` at the end make mypy check every
 one of them against its protocol. Services and the gateway are typed with the protocols only;
@@ -284,6 +286,22 @@ class LeadStore(Protocol):
     ) -> list[str]: ...
 
 
+class CropStore(Protocol):
+    """Sealed face crops (``nonce || ciphertext``; the key never reaches the store). The face
+    store writes a crop in the transaction that adds its face (``NewFace.sealed_crop``) and
+    deletes it with the face; this reads them."""
+
+    def close(self) -> None: ...
+
+    def crop(self, collection_id: str, face_id: str) -> bytes | None:
+        """The sealed crop of the collection's face; None when it has none."""
+        ...
+
+    def has_crops(self) -> bool:
+        """Whether any collection holds a crop."""
+        ...
+
+
 class LedgerStore(Protocol):
     """The storage under the hash-chained ledger: what ``audit.core.ChainLedger`` asks of a
     backend (group commit, checkpoints, reading and verifying are written once there)."""
@@ -310,10 +328,12 @@ class LedgerStore(Protocol):
 if TYPE_CHECKING:  # mypy checks each backend against its contract (nothing runs)
     from faceledger.audit.ledger import Ledger
     from faceledger.audit.postgres import PostgresLedger
+    from faceledger.store.postgres.crops import PostgresCropStore
     from faceledger.store.postgres.faces import PostgresStore
     from faceledger.store.postgres.keys import PostgresKeyStore
     from faceledger.store.postgres.leads import PostgresLeadStore
     from faceledger.store.postgres.video import PostgresVideoStore
+    from faceledger.store.sqlite.crops import SQLiteCropStore
     from faceledger.store.sqlite.faces import SQLiteStore
     from faceledger.store.sqlite.keys import SQLiteKeyStore
     from faceledger.store.sqlite.leads import SQLiteLeadStore
@@ -341,6 +361,12 @@ if TYPE_CHECKING:  # mypy checks each backend against its contract (nothing runs
         return store
 
     def _postgres_leads(store: PostgresLeadStore) -> LeadStore:
+        return store
+
+    def _sqlite_crops(store: SQLiteCropStore) -> CropStore:
+        return store
+
+    def _postgres_crops(store: PostgresCropStore) -> CropStore:
         return store
 
     def _sqlite_ledger(ledger: Ledger) -> LedgerStore:

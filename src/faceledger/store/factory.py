@@ -18,13 +18,15 @@ from dataclasses import dataclass
 from psycopg_pool import ConnectionPool
 
 from faceledger.config import Settings
-from faceledger.store.base import FaceStore, KeyStore, LeadStore, VideoStore
+from faceledger.store.base import CropStore, FaceStore, KeyStore, LeadStore, VideoStore
 from faceledger.store.migrations import require_head
+from faceledger.store.postgres.crops import PostgresCropStore
 from faceledger.store.postgres.faces import PostgresStore
 from faceledger.store.postgres.keys import PostgresKeyStore
 from faceledger.store.postgres.leads import PostgresLeadStore
 from faceledger.store.postgres.pool import open_pool
 from faceledger.store.postgres.video import PostgresVideoStore
+from faceledger.store.sqlite.crops import SQLiteCropStore
 from faceledger.store.sqlite.faces import SQLiteStore
 from faceledger.store.sqlite.keys import SQLiteKeyStore
 from faceledger.store.sqlite.leads import SQLiteLeadStore
@@ -50,11 +52,13 @@ class Stores:
     keys: KeyStore
     video: VideoStore
     leads: LeadStore
+    crops: CropStore
     pool: ConnectionPool | None = None
 
     def close(self) -> None:
         """Close each store, then the shared pool (idempotent)."""
         self.leads.close()
+        self.crops.close()
         self.video.close()
         self.keys.close()
         self.faces.close()
@@ -63,13 +67,18 @@ class Stores:
 
 
 def open_stores(settings: Settings) -> Stores:
-    """The face, key, video and lead stores of ``settings``: on PostgreSQL one schema check and
-    one pool for all four; on SQLite the one file."""
+    """The face, key, video, lead and crop stores of ``settings``: on PostgreSQL one schema
+    check and one pool for all; on SQLite the one file."""
     url = settings.database_url
     if not url:
         path = settings.data_dir / SQLITE_FILE
+        faces = SQLiteStore(path)  # first: it makes the tables the crop store refers to
         return Stores(
-            SQLiteStore(path), SQLiteKeyStore(path), SQLiteVideoStore(path), SQLiteLeadStore(path)
+            faces,
+            SQLiteKeyStore(path),
+            SQLiteVideoStore(path),
+            SQLiteLeadStore(path),
+            SQLiteCropStore(path),
         )
     require_head(url)
     pool = open_pool(url, size=SHARED_POOL_SIZE, name="faceledger", min_size=SHARED_POOL_MIN)
@@ -78,6 +87,7 @@ def open_stores(settings: Settings) -> Stores:
         PostgresKeyStore(url, pool=pool),
         PostgresVideoStore(url, pool=pool),
         PostgresLeadStore(url, pool=pool),
+        PostgresCropStore(url, pool=pool),
         pool,
     )
 

@@ -24,7 +24,13 @@ class IntentChange:
 
 @dataclass(frozen=True)
 class NewFace:
-    """A face to enrol (the store assigns FaceId and ImageId)."""
+    """A face to enrol (the store assigns ImageId, and FaceId unless ``face_id`` is given).
+
+    ``sealed_crop``: the face's crop, already encrypted for ``face_id`` (``nonce ||
+    ciphertext``; the store never sees a key or a plaintext image), written with the face in
+    one transaction and deleted with it. It needs ``face_id``: the FaceId is the seal's
+    associated data.
+    """
 
     image_sha256: str
     external_image_id: str | None
@@ -33,6 +39,8 @@ class NewFace:
     embedding: NDArray[np.float32]
     image_width_px: int | None = None  # the source image's size, after EXIF orientation
     image_height_px: int | None = None
+    face_id: str | None = None  # chosen by the caller (a kept crop is sealed for it)
+    sealed_crop: bytes | None = None
 
 
 @dataclass(frozen=True)

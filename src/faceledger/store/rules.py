@@ -173,10 +173,13 @@ NEW_FACE_COLUMNS = (
 def enrolments(
     faces: Sequence[NewFace], dim: int
 ) -> Iterator[tuple[NewFace, str, NDArray[np.float32]]]:
-    """Each face to enrol with its new FaceId and its checked embedding (see
-    ``check_embedding``)."""
+    """Each face to enrol with its FaceId (the one it brings, else a new one) and its checked
+    embedding (see ``check_embedding``)."""
     for face in faces:
-        yield face, str(uuid.uuid4()), check_embedding(face.embedding, dim)
+        if face.sealed_crop is not None and face.face_id is None:
+            raise ValueError("a sealed crop needs the FaceId it was sealed for")
+        face_id = face.face_id or str(uuid.uuid4())
+        yield face, face_id, check_embedding(face.embedding, dim)
 
 
 def face_values(face: NewFace, face_id: str, image_id: str) -> tuple[Any, ...]:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
 from faceledger.api import run_blocking
@@ -24,6 +24,7 @@ from faceledger.api.native.auth import GatewayDep
 from faceledger.api.web.views import (
     SECURITY_HEADERS,
     Problem,
+    UserDep,
     WebUser,
     describe_error,
     error_status,
@@ -331,6 +332,32 @@ async def delete_user(
     return _done(collection_id, done="user-deleted", user=user_id)
 
 
+@router.get("/collections/{collection_id}/faces/{face_id}/crop", response_model=None)
+async def face_crop(
+    request: Request,
+    collection_id: str,
+    face_id: str,
+    user: UserDep,
+    gate: GatewayDep,
+    purpose: str = "",
+    case: str = "",
+) -> Response:
+    """A kept face crop as ``image/jpeg`` (an ``<img>`` on a review or search page): any
+    signed-in user, the gateway decides (roles search and review; each view ledgered; a
+    searcher sends ``purpose`` and ``case`` when the collection's policy requires them). A
+    refusal is a short plain-text answer with the error's status."""
+    try:
+        jpeg = await run_blocking(
+            request, gate.get_face_crop, user.caller(purpose, case), collection_id, face_id
+        )
+    except FaceLedgerError as exc:
+        return PlainTextResponse(
+            describe_error(exc).message, status_code=error_status(exc), headers=SECURITY_HEADERS
+        )
+    headers = {**SECURITY_HEADERS, "Cache-Control": "no-store"}
+    return Response(jpeg, media_type="image/jpeg", headers=headers)
+
+
 @router.post("/collections/{collection_id}/policy", response_model=None)
 async def put_policy(
     request: Request, collection_id: str, user: ManageUser, gate: GatewayDep
@@ -349,6 +376,7 @@ async def put_policy(
             require_purpose=form.get("require_purpose") == "on",
             threshold_floor=floor,
             retention_days=int(days) if days is not None else None,
+            keep_face_crops=form.get("keep_face_crops") == "on",
         )
         await run_blocking(request, gate.put_policy, user.caller(), collection_id, policy)
     except FaceLedgerError as exc:

@@ -74,6 +74,7 @@ from faceledger.domain.collections import Collection
 from faceledger.index.base import SearchHits
 from faceledger.store import rules
 from faceledger.store.face_tables import FaceTables
+from faceledger.store.postgres.crops import DELETE_CROPS, INSERT_CROP, crop_values
 from faceledger.store.postgres.hnsw import DEFAULT_EF_SEARCH, MAX_EF_SEARCH, PostgresVectors
 from faceledger.store.postgres.pool import PostgresSql, open_pool
 from faceledger.store.records import (
@@ -293,9 +294,9 @@ class PostgresStore(FaceTables):
 
     def delete_collection(self, collection_id: str) -> None:
         """Delete the collection: its partition of ``faces`` (detached concurrently, then
-        dropped: the files go), then its row with its users, tags, policy and tokens (cascade),
-        then VACUUM of those tables. Each step can be repeated, so a deletion interrupted by a
-        crash completes when asked again."""
+        dropped: the files go), then its row with its users, tags, policy, tokens and kept crops
+        (cascade), then VACUUM of those tables. Each step can be repeated, so a deletion
+        interrupted by a crash completes when asked again."""
         pk, _, _ = self._collection_info(collection_id)
         table = partition_name(pk)
         with self._pool.connection() as conn:
@@ -315,7 +316,7 @@ class PostgresStore(FaceTables):
             deleted = conn.execute("DELETE FROM collections WHERE collection_pk = %s", (pk,))
             if deleted.rowcount == 0:
                 raise rules.no_collection(collection_id)
-        self.vacuum("users", "tags", "policies", "request_tokens")
+        self.vacuum("users", "tags", "policies", "request_tokens", "face_crops")
 
     # -- FaceTables' hooks (users, tokens, tags, policies, listing) --------------------------
     KEY = "collection_pk"
@@ -360,7 +361,8 @@ class PostgresStore(FaceTables):
         return [face_row(r, fmv) for r in rows]
 
     def add_faces(self, collection_id: str, faces: Sequence[NewFace]) -> list[FaceRow]:
-        """Insert faces of one image in one transaction (all or none)."""
+        """Insert faces of one image (with their sealed crops) in one transaction (all or
+        none)."""
         image_id = str(uuid.uuid4())
         now = time.time()
         out: list[FaceRow] = []
@@ -382,6 +384,8 @@ class PostgresStore(FaceTables):
                         ),
                     ).fetchone()
                     assert row is not None
+                    if face.sealed_crop is not None:
+                        conn.execute(INSERT_CROP, crop_values(pk, face_id, face.sealed_crop))
                     out.append(rules.new_face_row(int(row[0]), face_id, image_id, face, fmv))
                 self._log_face_changes(conn, pk, [f.row_id for f in out], deleted=False)
         except pg_errors.CheckViolation:  # its partition went with a concurrent deletion
@@ -431,7 +435,7 @@ class PostgresStore(FaceTables):
 
     def delete_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[str]:
         """Delete faces (one transaction, then VACUUM); returns the FaceIds that existed and
-        were deleted, in the order asked. A face's user association goes with its row."""
+        were deleted, in the order asked. A face's user association and kept crop go with it."""
         with self._tx() as conn:
             pk, _, _ = self._info(conn, collection_id)
             rows = conn.execute(
@@ -440,9 +444,10 @@ class PostgresStore(FaceTables):
                 (pk, list(face_ids)),
             ).fetchall()
             self._log_face_changes(conn, pk, [int(r[1]) for r in rows], deleted=True)
+            dropped = conn.execute(DELETE_CROPS, (pk, [r[0] for r in rows])).rowcount
         gone = {r[0] for r in rows}
-        if gone:
-            self.vacuum(partition_name(pk))  # the deleted rows and vectors must not linger
+        if gone:  # the deleted rows, vectors and crops must not linger
+            self.vacuum(partition_name(pk), *(["face_crops"] if dropped else []))
         return rules.in_order_asked(face_ids, gone)
 
     def faces_older_than(self, collection_id: str, cutoff_epoch: float) -> list[str]:

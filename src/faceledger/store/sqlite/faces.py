@@ -48,6 +48,7 @@ from faceledger.store.records import (
 )
 from faceledger.store.rules import FACE_COLUMNS, NEW_FACE_COLUMNS, REQUEST_TOKEN_TTL_S, face_row
 from faceledger.store.sql import Connection
+from faceledger.store.sqlite import crops
 from faceledger.store.sqlite.connections import BUSY_TIMEOUT_MS, Connections, SqliteSql
 
 __all__ = [  # the records are importable from here too, as before ``store/records.py``
@@ -146,6 +147,7 @@ class SQLiteStore(FaceTables):
         with self._write_lock:
             db = self._db()
             db.executescript(SCHEMA)  # idempotent; executescript manages its own commit
+            db.executescript(crops.SCHEMA)  # kept face crops (``store/sqlite/crops.py``)
             columns = {r[1] for r in db.execute("PRAGMA table_info(changes)")}
             if "intent" not in columns:  # a store from before intents
                 db.execute("ALTER TABLE changes ADD COLUMN intent TEXT")
@@ -283,6 +285,7 @@ class SQLiteStore(FaceTables):
             cur = db.execute("DELETE FROM collections WHERE collection_id = ?", (collection_id,))
             if cur.rowcount == 0:
                 raise rules.no_collection(collection_id)
+            crops.delete_collection_crops(db, collection_id)
             db.execute("DELETE FROM faces WHERE collection_id = ?", (collection_id,))
             db.execute("DELETE FROM users WHERE collection_id = ?", (collection_id,))
             db.execute("DELETE FROM tags WHERE collection_id = ?", (collection_id,))
@@ -326,7 +329,8 @@ class SQLiteStore(FaceTables):
         return [face_row(r, fmv) for r in rows]
 
     def add_faces(self, collection_id: str, faces: Sequence[NewFace]) -> list[FaceRow]:
-        """Insert faces of one image in one transaction (all or none)."""
+        """Insert faces of one image (with their sealed crops) in one transaction (all or
+        none)."""
         fmv = self.face_model_version(collection_id)
         dim = self.embedding_dim(collection_id)
         image_id = str(uuid.uuid4())
@@ -347,6 +351,8 @@ class SQLiteStore(FaceTables):
                     ),
                 )
                 row_id = int(cur.lastrowid or 0)
+                if face.sealed_crop is not None:
+                    crops.insert_crop(db, collection_id, face_id, face.sealed_crop)
                 db.execute(
                     "INSERT INTO changes (collection_id, row_id, op, intent) "
                     "VALUES (?, ?, 'add', ?)",
@@ -405,7 +411,7 @@ class SQLiteStore(FaceTables):
 
     def delete_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[str]:
         """Delete faces (one transaction, then ``scrub_wal``); returns the FaceIds that existed
-        and were deleted. A face's user association goes with its row."""
+        and were deleted. A face's user association and kept crop go with its row."""
         self.face_model_version(collection_id)
         deleted: list[str] = []
         with self._tx() as db:
@@ -416,6 +422,7 @@ class SQLiteStore(FaceTables):
                 ).fetchone()
                 if row is None:
                     continue
+                crops.delete_crop(db, face_id)
                 db.execute("DELETE FROM faces WHERE row_id = ?", (row[0],))
                 db.execute(
                     "INSERT INTO changes (collection_id, row_id, op, intent) "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Form, Query, Request
+from fastapi import Form, Query, Request, Response
 
 from faceledger.api import run_blocking
 from faceledger.api.native.auth import CallerDep, GatewayDep
@@ -187,6 +187,28 @@ async def search_faces_by_image(
         scale=scale_out(result.scale),
         lead_id=result.lead_id,
     )
+
+
+@router.get(
+    "/collections/{collection_id}/faces/{face_id}/crop",
+    tags=["faces"],
+    summary="Show the kept crop of an enrolled face",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}, "description": "The face's JPEG crop."}},
+)
+async def get_face_crop(
+    request: Request,
+    gate: GatewayDep,
+    searcher: QuerySearcher,
+    collection_id: CollectionIdPath,
+    face_id: FaceIdPath,
+) -> Response:
+    """The small JPEG a collection whose policy keeps face crops stored (encrypted) when the
+    face was enrolled (roles search and review; every view is ledgered). A searcher needs a
+    purpose and a case reference when the collection's policy requires them. 400
+    ResourceNotFoundException when the face has no kept crop."""
+    jpeg = await run_blocking(request, gate.get_face_crop, searcher, collection_id, face_id)
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
 @router.get(

@@ -63,6 +63,7 @@ def policy_out(collection_id: str, policy: CollectionPolicy) -> CollectionPolicy
         require_purpose=policy.require_purpose,
         threshold_floor=policy.threshold_floor,
         retention_days=policy.retention_days,
+        keep_face_crops=policy.keep_face_crops,
     )
 
 

@@ -49,6 +49,7 @@ async def put_collection_policy(
         require_purpose=body.require_purpose,
         threshold_floor=body.threshold_floor,
         retention_days=body.retention_days,
+        keep_face_crops=body.keep_face_crops,
     )
     stored = await run_blocking(request, gate.put_policy, caller, collection_id, policy)
     return policy_out(collection_id, stored)

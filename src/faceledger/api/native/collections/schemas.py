@@ -309,6 +309,11 @@ class CollectionPolicyIn(BaseModel):
         le=36_500,
         description="How long the collection's data may be kept, in days; null for no limit.",
     )
+    keep_face_crops: bool = Field(
+        default=False,
+        description="Keep a small encrypted JPEG crop of each face enrolled from now on, for "
+        "reviewers and searchers (every view is ledgered; deleted with the face).",
+    )
 
 
 class CollectionPolicyOut(CollectionPolicyIn):

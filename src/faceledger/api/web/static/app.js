@@ -309,7 +309,27 @@ function setupFilters() {
   if (box && window.matchMedia("(min-width: 48rem)").matches) box.open = true;
 }
 
+// -- review: an enrolled face's crop, shown in its card when asked for (each view is recorded)
+function setupCrops() {
+  document.querySelectorAll("a.show-crop").forEach((link) => link.addEventListener("click", async (e) => {
+    e.preventDefault();
+    const img = document.getElementById(link.dataset.img);
+    const note = link.parentElement.querySelector(".hint");
+    try {
+      const resp = await fetch(link.href, { credentials: "same-origin" });
+      if (!resp.ok) { note.textContent = await resp.text(); return; }
+      img.src = URL.createObjectURL(await resp.blob());
+      img.alt = "The enrolled face (a kept crop)";
+      link.hidden = true;
+      note.textContent = "Shown: this view is recorded in the ledger.";
+    } catch (err) {
+      note.textContent = "The crop could not be loaded.";
+    }
+  }));
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  setupCrops();
   setupFilters();
   setupSizeChecks();
   setupSearch();
