@@ -786,6 +786,18 @@ def test_the_server_keeps_collections_and_faces_in_postgresql(
     rek.delete_collection(CollectionId="pg-proof")
 
 
+def test_stored_video_label_detection_in_shape(rek: Any, walk_video: Any) -> None:
+    """Start/GetLabelDetection answer in Rekognition's shapes (the checker validates every
+    member); what the labels are is tested in tests/integration/test_video_labels.py."""
+    video = {"S3Object": {"Bucket": "videos", "Name": "walk.mp4"}}
+    started = rek.start_label_detection(Video=video, MinConfidence=40, JobTag="labels")
+    done = _wait_job(rek.get_label_detection, started["JobId"])
+    assert done["JobStatus"] == "SUCCEEDED", done.get("StatusMessage")
+    assert done["VideoMetadata"]["FrameWidth"] == 640 and isinstance(done["Labels"], list)
+    by_segment = rek.get_label_detection(JobId=started["JobId"], AggregateBy="SEGMENTS")
+    assert all("DurationMillis" in label for label in by_segment["Labels"])
+
+
 def test_every_operation_was_exercised_and_shape_checked(
     checker: ShapeChecker, data_dir: Path
 ) -> None:
