@@ -90,14 +90,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args()
     require_lfw()
-    from body_videos import make_figure_video, seen_from_behind_people
-    from conftest import lfw_people
     from faceledger.config import Settings
     from faceledger.inference.engine import FaceEngine
     from faceledger.services.gateway import Gateway, local_operator
     from faceledger.services.labels import LabelService
     from faceledger.services.video.labels import person_detector
     from faceledger.video.stored import analyse_video
+    from helpers.body_videos import make_figure_video, seen_from_behind_people
+    from helpers.data import lfw_people
 
     root = Path(tempfile.mkdtemp(prefix="bench-bodies-"))
     settings = Settings(data_dir=root / "data", video_dirs=[root])
