@@ -820,6 +820,30 @@ def test_the_unsigned_tail_is_reported_and_authenticated(new_ledger: Opener) -> 
     assert final.ok and final.unsigned_tail == 0
 
 
+def test_two_ledgers_sharing_a_key_folder_keep_each_others_keys_on_rotation(
+    tmp_path: Path,
+) -> None:
+    """Two ledgers (e.g. two data folders) may share one key folder. When one rotates to B and
+    the other, still signing with A, rotates later, B is kept as a retired key: the first
+    ledger's records signed with B still verify."""
+    from faceledger.audit.keyring import key_id
+
+    key_file = tmp_path / "keys" / "ledger.key"
+    one, two = tmp_path / "one" / "ledger.sqlite3", tmp_path / "two" / "ledger.sqlite3"
+    first, second = Ledger(one, key_file=key_file), Ledger(two, key_file=key_file)
+    fill(first, 5)
+    fill(second, 5)
+    key_b = first.rotate_key("local:admin")
+    first.append(event(6))  # MAC'd with B
+    second.rotate_key("local:admin")  # its signer still holds A
+    retired = {p.name.split(".")[-2] for p in key_file.parent.glob("*.retired")}
+    assert key_b in retired and key_id(key_file.read_bytes()).hex() not in retired
+    first.close()
+    second.close()
+    assert Ledger(one, key_file=key_file).verify().ok
+    assert Ledger(two, key_file=key_file).verify().ok
+
+
 def test_a_rotated_key_signs_on_and_the_old_records_still_verify(new_ledger: Opener) -> None:
     from faceledger.audit.keyring import key_id
 

@@ -56,11 +56,16 @@ def stage_key(key_file: Path, new_key: bytes) -> Path:
 
 
 def install_key(key_file: Path, new_key: bytes, *, old_key: bytes, staged: Path) -> None:
-    """After a rotation is recorded: keep ``old_key`` as a retired key, make ``new_key`` the
-    key file (atomically) and remove the staged copy."""
-    retired = retired_key_file(key_file, key_id(old_key))
-    if not retired.exists():
-        _write_private(retired, old_key)
+    """After a rotation is recorded: keep ``old_key`` as a retired key, and the key the file
+    holds now as well (another ledger sharing this key folder may have rotated to it since
+    this one loaded its key: its records must still verify), make ``new_key`` the key file
+    (atomically) and remove the staged copy."""
+    for key in (old_key, load_key(key_file)):
+        if key is None or key == new_key:
+            continue
+        retired = retired_key_file(key_file, key_id(key))
+        if not retired.exists():
+            _write_private(retired, key)
     tmp = key_file.with_name(f".{key_file.name}.{os.getpid()}.rotating")
     _write_private(tmp, new_key)
     os.replace(tmp, key_file)
