@@ -1,5 +1,5 @@
 """The architecture, checked: no import cycles, no private names used across modules, modules
-that stay small, and layers that import one way only (``docs/ARCHITECTURE.md``).
+and functions that stay small, and layers that import one way only (``docs/ARCHITECTURE.md``).
 
 The import graph is read with ``ast`` from ``src/faceledger`` (nothing is imported), so a
 module that fails to import cannot hide an edge. Imports under ``if TYPE_CHECKING:`` are left
@@ -29,6 +29,8 @@ PACKAGE = "faceledger"
 # The repository's ``src`` folder, found upwards from here (wherever ``tests/`` puts this file).
 SRC = next(p / "src" for p in Path(__file__).resolve().parents if (p / "src" / PACKAGE).is_dir())
 MAX_MODULE_LINES = 700
+# A function's lines run from its ``def`` to its last line, docstring included (decorators not).
+MAX_FUNCTION_LINES = 60
 
 # Layers, lowest first; a module may import its own layer and the layers before it.
 # ``domain`` and the package's top-level helpers come first; ``api`` and ``cli`` last.
@@ -43,6 +45,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )  # fmt: skip
 # Underscore names still imported across modules, each with why; remove an entry once it is gone.
 PRIVATE_ALLOWED: dict[tuple[str, str], str] = {}
+
+# Functions over ``MAX_FUNCTION_LINES`` that read better flat (one dispatch), each with why,
+# keyed by ``module:qualified.name``; remove an entry once it is split.
+LONG_FUNCTIONS_ALLOWED: dict[str, str] = {}
 
 # Imports against the layer order that are meant, each with why.
 UPWARD_ALLOWED: dict[tuple[str, str], str] = {
@@ -211,6 +217,35 @@ def long_modules() -> list[str]:
     return sorted(found)
 
 
+def _function_lengths(
+    node: ast.AST, prefix: str = ""
+) -> Iterator[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
+    """Every function under ``node`` (methods and nested functions too) by qualified name."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+            yield prefix + child.name, child
+            yield from _function_lengths(child, f"{prefix}{child.name}.")
+        elif isinstance(child, ast.ClassDef):
+            yield from _function_lengths(child, f"{prefix}{child.name}.")
+        else:
+            yield from _function_lengths(child, prefix)
+
+
+def long_functions() -> list[str]:
+    """``module:qualified.name: N lines`` for each function over ``MAX_FUNCTION_LINES`` (from
+    its ``def`` line to its last line) that ``LONG_FUNCTIONS_ALLOWED`` does not name."""
+    found = []
+    for name, path in modules().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for qualified, function in _function_lengths(tree):
+            assert function.end_lineno is not None
+            lines = function.end_lineno - function.lineno + 1
+            key = f"{name}:{qualified}"
+            if lines > MAX_FUNCTION_LINES and key not in LONG_FUNCTIONS_ALLOWED:
+                found.append(f"{key}: {lines} lines")
+    return sorted(found)
+
+
 def layer_of(module: str) -> int:
     """The index in ``LAYERS`` of the longest prefix that names ``module``'s layer."""
     best, rank = -1, -1
@@ -264,6 +299,27 @@ def test_no_private_names_imported_across_modules() -> None:
 def test_no_module_over_the_line_limit() -> None:
     problems = long_modules()
     assert not problems, _report(f"modules over {MAX_MODULE_LINES} lines", problems)
+
+
+def test_no_function_over_the_line_limit() -> None:
+    problems = long_functions()
+    assert not problems, _report(f"functions over {MAX_FUNCTION_LINES} lines", problems)
+
+
+def test_the_function_lengths_are_read() -> None:
+    """Methods and decorated functions are measured from their ``def`` (a reader that missed
+    them would pass the check above)."""
+    tree = ast.parse(
+        "class A:\n    @staticmethod\n    def f():\n        def g():\n            pass\n"
+        "        return 1\n"
+    )
+    found = {name: (f.lineno, f.end_lineno) for name, f in _function_lengths(tree)}
+    assert found == {"A.f": (3, 6), "A.f.g": (4, 5)}
+    stale = sorted(set(LONG_FUNCTIONS_ALLOWED) - {
+        f"{m}:{q}" for m, p in modules().items()
+        for q, _ in _function_lengths(ast.parse(p.read_text(encoding="utf-8")))
+    })  # fmt: skip
+    assert not stale, _report("allowed long functions that no longer exist", stale)
 
 
 def test_layers_import_one_way() -> None:

@@ -28,7 +28,10 @@ from faceledger.domain.errors import FaceLedgerError
 from faceledger.domain.scale import FLOOR_FROM_POLICY, SearchScale
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from faceledger.domain.audit import Caller
+    from faceledger.domain.results import SearchByImageResult
     from faceledger.services.gateway import Gateway
 
 collections_app = typer.Typer(
@@ -92,52 +95,79 @@ def delete(collection_id: Annotated[str, typer.Argument(metavar="COLLECTION")]) 
     echo_err(f"deleted collection {collection_id}")
 
 
+CollectionArg = Annotated[str, typer.Argument(metavar="COLLECTION")]
+RequirePurposeOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--require-purpose/--no-require-purpose",
+        help="Whether searches must carry a purpose and a case reference.",
+        show_default=False,
+    ),
+]
+FloorOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--floor",
+        metavar="N",
+        help="Pin the threshold floor (calibrated Similarity 0–100): lower requested "
+        "thresholds are raised to it.",
+    ),
+]
+SizeFloorOpt = Annotated[
+    bool,
+    typer.Option(
+        "--size-floor",
+        help="Unpin the floor: it follows the collection's size (the lowest Similarity "
+        "whose expected FPIR at its face count is within 0.1 %).",
+    ),
+]
+RetentionDaysOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--retention-days", metavar="N", help="Retention in days (0: no retention limit)."
+    ),
+]
+KeepFaceCropsOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--keep-face-crops/--no-keep-face-crops",
+        help="Whether faces enrolled from now on keep an encrypted crop for review "
+        "(FACELEDGER_CROP_KEY_FILE).",
+        show_default=False,
+    ),
+]
+
+
 @collections_app.command("policy")
 def policy(
-    collection_id: Annotated[str, typer.Argument(metavar="COLLECTION")],
-    require_purpose: Annotated[
-        bool | None,
-        typer.Option(
-            "--require-purpose/--no-require-purpose",
-            help="Whether searches must carry a purpose and a case reference.",
-            show_default=False,
-        ),
-    ] = None,
-    floor: Annotated[
-        float | None,
-        typer.Option(
-            "--floor",
-            metavar="N",
-            help="Pin the threshold floor (calibrated Similarity 0–100): lower requested "
-            "thresholds are raised to it.",
-        ),
-    ] = None,
-    size_floor: Annotated[
-        bool,
-        typer.Option(
-            "--size-floor",
-            help="Unpin the floor: it follows the collection's size (the lowest Similarity "
-            "whose expected FPIR at its face count is within 0.1 %).",
-        ),
-    ] = False,
-    retention_days: Annotated[
-        int | None,
-        typer.Option(
-            "--retention-days", metavar="N", help="Retention in days (0: no retention limit)."
-        ),
-    ] = None,
-    keep_face_crops: Annotated[
-        bool | None,
-        typer.Option(
-            "--keep-face-crops/--no-keep-face-crops",
-            help="Whether faces enrolled from now on keep an encrypted crop for review "
-            "(FACELEDGER_CROP_KEY_FILE).",
-            show_default=False,
-        ),
-    ] = None,
+    collection_id: CollectionArg,
+    require_purpose: RequirePurposeOpt = None,
+    floor: FloorOpt = None,
+    size_floor: SizeFloorOpt = False,
+    retention_days: RetentionDaysOpt = None,
+    keep_face_crops: KeepFaceCropsOpt = None,
 ) -> None:
     """Show COLLECTION's accountability policy; with options, change those settings (the
     others are kept). A collection without a policy has the installation's defaults."""
+    changes = _policy_changes(require_purpose, floor, size_floor, retention_days, keep_face_crops)
+    caller = cli_caller()
+    with open_gateway() as gate:
+        current = gate.get_policy(caller, collection_id)
+        if changes:
+            current = gate.put_policy(
+                caller, collection_id, dataclasses.replace(current, **changes)
+            )
+    print_json({"collection_id": collection_id, **dataclasses.asdict(current)})
+
+
+def _policy_changes(
+    require_purpose: bool | None,
+    floor: float | None,
+    size_floor: bool,
+    retention_days: int | None,
+    keep_face_crops: bool | None,
+) -> dict[str, Any]:
+    """The policy fields ``policy``'s options change (none given: an empty dict)."""
     changes: dict[str, Any] = {}
     if require_purpose is not None:
         changes["require_purpose"] = require_purpose
@@ -151,14 +181,7 @@ def policy(
         changes["retention_days"] = retention_days or None
     if keep_face_crops is not None:
         changes["keep_face_crops"] = keep_face_crops
-    caller = cli_caller()
-    with open_gateway() as gate:
-        current = gate.get_policy(caller, collection_id)
-        if changes:
-            current = gate.put_policy(
-                caller, collection_id, dataclasses.replace(current, **changes)
-            )
-    print_json({"collection_id": collection_id, **dataclasses.asdict(current)})
+    return changes
 
 
 def _files(root: Path) -> list[Path]:
@@ -203,6 +226,27 @@ def index(
         )
 
 
+@dataclasses.dataclass
+class _IndexTally:
+    """What ``index`` counted so far (one run's own tally, not shared)."""
+
+    indexed_faces: int = 0
+    no_face: int = 0
+    reasons: Counter[str] = dataclasses.field(default_factory=Counter)
+    unreadable: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    def summary(self, elapsed_s: float, *, processed: bool) -> dict[str, object]:
+        """The counts for ``index``'s report (a rate only when any file was ``processed``)."""
+        return {
+            "indexed_faces": self.indexed_faces,
+            "faces_per_s": round(self.indexed_faces / elapsed_s, 1) if processed else 0.0,
+            "seconds": round(elapsed_s, 1),
+            "images_without_face": self.no_face,
+            "unindexed_faces_by_reason": dict(self.reasons),
+            "unreadable_files": [{"file": f, "error": e} for f, e in self.unreadable],
+        }
+
+
 def _index_folder(
     gate: Gateway,
     caller: Caller,
@@ -214,6 +258,56 @@ def _index_folder(
     subject_only: bool = True,
 ) -> None:
     """``index``: worker processes analyse the photos; the gateway enrols each one."""
+    gate.describe_collection(caller, collection)  # fail early on an unknown collection
+    # a collection that keeps face crops needs each photo's pixels here too (workers' results
+    # carry none); decoded again only then
+    crops = gate.get_policy(caller, collection).keep_face_crops
+    root = folder.resolve()
+    files = _files(root)
+    # resuming: which files are enrolled already (ids only, no biometric data; ledgered)
+    done_ids = gate.external_image_ids(caller, collection)
+    todo = [p for p in files if external_id_for(p, root) not in done_ids]
+    tally = _IndexTally()
+    start = time.perf_counter()
+    with _progress_bar() as bar:
+        task = bar.add_task("indexing", total=len(todo), rate="")
+        with contextlib.closing(gate.analyse_files(todo)) as analysed:  # stops the workers
+            for path, result in analysed:
+                if isinstance(result, FaceLedgerError):
+                    rel = str(path.relative_to(root))
+                    tally.unreadable.append((rel, f"{result.code}: {result.message}"))
+                else:
+                    enrolled = gate.index_faces(
+                        caller,
+                        collection,
+                        result,
+                        pixels=gate.decode_image(gate.read_image_file(path)) if crops else None,
+                        external_image_id=external_id_for(path, root),
+                        max_faces=max_faces,
+                        quality_filter=quality_filter,
+                        subject_only=subject_only,
+                    )
+                    tally.indexed_faces += len(enrolled.face_records)
+                    tally.no_face += len(result.faces) == 0
+                    for face in enrolled.unindexed:
+                        tally.reasons.update(face.reasons)
+                elapsed = max(time.perf_counter() - start, 1e-9)
+                bar.update(task, advance=1, rate=f"{tally.indexed_faces / elapsed:.1f} faces/s")
+    elapsed = time.perf_counter() - start
+    print_json(
+        {
+            "collection": collection,
+            "files": len(files),
+            "skipped_already_indexed": len(files) - len(todo),
+            "processed": len(todo),
+            "faces_per_photo": "subject" if subject_only else "all",
+            **tally.summary(elapsed, processed=bool(todo)),
+        }
+    )
+
+
+def _progress_bar() -> Progress:
+    """``index``'s progress bar on stderr: count, faces/s, elapsed and remaining time."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -224,21 +318,7 @@ def _index_folder(
         TimeRemainingColumn,
     )
 
-    gate.describe_collection(caller, collection)  # fail early on an unknown collection
-    # a collection that keeps face crops needs each photo's pixels here too (workers' results
-    # carry none); decoded again only then
-    crops = gate.get_policy(caller, collection).keep_face_crops
-    root = folder.resolve()
-    files = _files(root)
-    # resuming: which files are enrolled already (ids only, no biometric data; ledgered)
-    done_ids = gate.external_image_ids(caller, collection)
-    todo = [p for p in files if external_id_for(p, root) not in done_ids]
-    skipped = len(files) - len(todo)
-    unreadable: list[tuple[str, str]] = []
-    reasons: Counter[str] = Counter()
-    no_face = indexed_faces = 0
-    start = time.perf_counter()
-    with Progress(
+    return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -246,78 +326,40 @@ def _index_folder(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=Console(stderr=True),
-    ) as bar:
-        task = bar.add_task("indexing", total=len(todo), rate="")
-        with contextlib.closing(gate.analyse_files(todo)) as analysed:  # stops the workers
-            for path, result in analysed:
-                rel = str(path.relative_to(root))
-                if isinstance(result, FaceLedgerError):
-                    unreadable.append((rel, f"{result.code}: {result.message}"))
-                else:
-                    pixels = gate.decode_image(gate.read_image_file(path)) if crops else None
-                    enrolled = gate.index_faces(
-                        caller,
-                        collection,
-                        result,
-                        pixels=pixels,
-                        external_image_id=external_id_for(path, root),
-                        max_faces=max_faces,
-                        quality_filter=quality_filter,
-                        subject_only=subject_only,
-                    )
-                    indexed_faces += len(enrolled.face_records)
-                    if len(result.faces) == 0:
-                        no_face += 1
-                    for face in enrolled.unindexed:
-                        reasons.update(face.reasons)
-                elapsed = max(time.perf_counter() - start, 1e-9)
-                bar.update(task, advance=1, rate=f"{indexed_faces / elapsed:.1f} faces/s")
-    elapsed = time.perf_counter() - start
-    print_json(
-        {
-            "collection": collection,
-            "files": len(files),
-            "skipped_already_indexed": skipped,
-            "processed": len(todo),
-            "faces_per_photo": "subject" if subject_only else "all",
-            "indexed_faces": indexed_faces,
-            "faces_per_s": round(indexed_faces / elapsed, 1) if todo else 0.0,
-            "seconds": round(elapsed, 1),
-            "images_without_face": no_face,
-            "unindexed_faces_by_reason": dict(reasons),
-            "unreadable_files": [{"file": f, "error": e} for f, e in unreadable],
-        }
     )
+
+
+ThresholdOpt = Annotated[
+    float,
+    typer.Option(
+        "--threshold", help="Similarity 0–100 (raised to the collection's threshold floor)."
+    ),
+]
+PurposeOpt = Annotated[
+    str | None,
+    typer.Option("--purpose", help="Why you search (kept in the audit ledger)."),
+]
+CaseOpt = Annotated[
+    str | None,
+    typer.Option("--case", help="The case reference (kept in the audit ledger)."),
+]
+AsJsonOpt = Annotated[bool, typer.Option("--json", help="JSON instead of a table.")]
 
 
 def search(
     photo: Annotated[Path, typer.Argument(metavar="PHOTO")],
     collection: Annotated[str, typer.Option("--collection", "-c")],
-    threshold: Annotated[
-        float,
-        typer.Option(
-            "--threshold", help="Similarity 0–100 (raised to the collection's threshold floor)."
-        ),
-    ] = 80.0,
+    threshold: ThresholdOpt = 80.0,
     max_faces: Annotated[int, typer.Option("--max-faces")] = 10,
-    purpose: Annotated[
-        str | None,
-        typer.Option("--purpose", help="Why you search (kept in the audit ledger)."),
-    ] = None,
-    case: Annotated[
-        str | None,
-        typer.Option("--case", help="The case reference (kept in the audit ledger)."),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+    purpose: PurposeOpt = None,
+    case: CaseOpt = None,
+    as_json: AsJsonOpt = False,
 ) -> None:
     """Search a collection with the largest face of PHOTO; candidates as a table.
 
     A collection whose policy requires a purpose refuses a search without --purpose and
     --case; the threshold applied (shown) is at least the collection's threshold floor.
     """
-    from rich.console import Console
-    from rich.table import Table
-
     existing_file(photo)
     with open_gateway() as gate:
         result = gate.search_faces_by_image(
@@ -338,8 +380,8 @@ def search(
         }
         for m in result.matches
     ]
-    scale = result.scale
     if as_json:
+        scale = result.scale
         print_json(
             {
                 "threshold": result.threshold,
@@ -352,6 +394,16 @@ def search(
             }
         )
         return
+    _print_candidates(collection, result, rows, threshold)
+
+
+def _print_candidates(
+    collection: str, result: SearchByImageResult, rows: list[dict[str, Any]], threshold: float
+) -> None:
+    """``search``'s table of candidates, then what a reader must know about them."""
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(
         title=f"{len(rows)} candidate(s) in {collection} at Similarity ≥ {result.threshold:g}"
     )
@@ -379,8 +431,8 @@ def search(
             f"lead {result.lead_id}: a reviewer records a decision on each candidate "
             f"(faceledger audit decide {result.lead_id} FACE_ID --decision …)"
         )
-    if scale is not None:
-        typer.echo(_scale_lines(scale))
+    if result.scale is not None:
+        typer.echo(_scale_lines(result.scale))
     typer.echo("A match is a lead for human review, not an identification.")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,6 +21,10 @@ from faceledger.cli.common import (
     print_json,
     progress_bar,
 )
+
+if TYPE_CHECKING:
+    from faceledger.config import Settings
+    from faceledger.evaluation.report import ReportRequest
 
 
 class FaceChoice(StrEnum):
@@ -61,47 +65,58 @@ def _compact(report: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     return result
 
 
+DataOpt = Annotated[
+    Path, typer.Option("--data", help="Labelled images laid out as DIR/<identity>/<image>.")
+]
+GroupsOpt = Annotated[
+    Path | None,
+    typer.Option("--groups", help="CSV 'identity,group' (missing identities: 'unassigned')."),
+]
+ExclusionsOpt = Annotated[
+    Path | None,
+    typer.Option("--exclusions", help="Pairs to drop (format of bench/lfw_exclusions.txt)."),
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option("--out", help="Report folder (default: <data_dir>/reports/fairness)."),
+]
+CacheOpt = Annotated[
+    Path | None,
+    typer.Option("--cache", help="Folder for the embeddings cache (default: --out)."),
+]
+FaceOpt = Annotated[
+    FaceChoice,
+    typer.Option(
+        "--face",
+        help="Face kept per image: 'largest' (as the API compares) or 'central' (nearest "
+        "the image centre: LFW's labelled person when a bystander is larger).",
+    ),
+]
+TitleOpt = Annotated[str | None, typer.Option("--title", help="Report title.")]
+NoteOpt = Annotated[
+    list[str] | None,
+    typer.Option("--note", help="A note on the data for the report (repeatable)."),
+]
+DecisionsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--decisions",
+        help="Add the installation's decisions by outcome (what reviewers decided about "
+        "its leads; read through the gateway, so ledgered as ListLeads).",
+    ),
+]
+
+
 def eval_report(
-    data: Annotated[
-        Path, typer.Option("--data", help="Labelled images laid out as DIR/<identity>/<image>.")
-    ],
-    groups: Annotated[
-        Path | None,
-        typer.Option("--groups", help="CSV 'identity,group' (missing identities: 'unassigned')."),
-    ] = None,
-    exclusions: Annotated[
-        Path | None,
-        typer.Option("--exclusions", help="Pairs to drop (format of bench/lfw_exclusions.txt)."),
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", help="Report folder (default: <data_dir>/reports/fairness)."),
-    ] = None,
-    cache: Annotated[
-        Path | None,
-        typer.Option("--cache", help="Folder for the embeddings cache (default: --out)."),
-    ] = None,
-    face: Annotated[
-        FaceChoice,
-        typer.Option(
-            "--face",
-            help="Face kept per image: 'largest' (as the API compares) or 'central' (nearest "
-            "the image centre: LFW's labelled person when a bystander is larger).",
-        ),
-    ] = FaceChoice.largest,
-    title: Annotated[str | None, typer.Option("--title", help="Report title.")] = None,
-    note: Annotated[
-        list[str] | None,
-        typer.Option("--note", help="A note on the data for the report (repeatable)."),
-    ] = None,
-    decisions: Annotated[
-        bool,
-        typer.Option(
-            "--decisions",
-            help="Add the installation's decisions by outcome (what reviewers decided about "
-            "its leads; read through the gateway, so ledgered as ListLeads).",
-        ),
-    ] = False,
+    data: DataOpt,
+    groups: GroupsOpt = None,
+    exclusions: ExclusionsOpt = None,
+    out: OutOpt = None,
+    cache: CacheOpt = None,
+    face: FaceOpt = FaceChoice.largest,
+    title: TitleOpt = None,
+    note: NoteOpt = None,
+    decisions: DecisionsOpt = False,
 ) -> None:
     """FMR and FNMR at each Similarity threshold, overall and per group; HTML + JSON report.
 
@@ -109,12 +124,7 @@ def eval_report(
     Embeddings are cached, so a second run with other groups or exclusions is quick.
     """
 
-    from faceledger.evaluation.report import (
-        ReportRequest,
-        run_report,
-        sources_summary,
-        summary_table,
-    )
+    from faceledger.evaluation.report import ReportRequest
 
     settings = load_settings()
     if not data.is_dir():
@@ -134,6 +144,13 @@ def eval_report(
         title=title or ReportRequest.title,
         decisions=outcomes,
     )
+    _write_report(settings, request)
+
+
+def _write_report(settings: Settings, request: ReportRequest) -> None:
+    """Embed the images, write the report and print its summary (JSON on stdout)."""
+    from faceledger.evaluation.report import run_report, sources_summary, summary_table
+
     engine = face_service(settings).engine
     try:
         with progress_bar("embedding images", transient=True) as progress:
@@ -142,10 +159,10 @@ def eval_report(
         engine.close()
     echo_err(summary_table(report))
     echo_err(sources_summary(report))
-    if outcomes is not None:
+    if request.decisions is not None:
         from faceledger.evaluation.report import decisions_text
 
-        echo_err(decisions_text(list(outcomes)))
+        echo_err(decisions_text(list(request.decisions)))
     print_json(_compact(report, request.out_dir))
     echo_err(f"report written to {request.out_dir / 'report.html'}")
 

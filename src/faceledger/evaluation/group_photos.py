@@ -147,6 +147,34 @@ def make_group_photo(
 
     canvas = scene_background(rng, width, height)
     sizes = np.sort(rng.uniform(min_face_px, max_face_px, size=n_faces))[::-1]
+    patches = _pick_patches(lfw_root, people, sizes, rng, engine)
+    extents = [p.protect_extent_px for p in patches]
+    corners = _rows_layout(rng, extents, width, height)
+    if corners is None:
+        raise InvalidParameterError(
+            f"{n_faces} faces of {min_face_px}–{max_face_px} px do not fit on a "
+            f"{width}×{height} canvas"
+        )
+    # Patch origins: the protected box's top-left lands on its layout corner.
+    origins = [
+        (round(x - p.protect_local[0]), round(y - p.protect_local[1]))
+        for p, (x, y) in zip(patches, corners, strict=True)
+    ]
+    _paste(canvas, patches, origins, rng)
+    truth = [_shift(p.face_local, ox, oy) for p, (ox, oy) in zip(patches, origins, strict=True)]
+    boxes = np.asarray(truth, dtype=np.float32).reshape(-1, 4)
+    return canvas, boxes
+
+
+def _pick_patches(
+    lfw_root: Path,
+    people: list[Path],
+    sizes: NDArray[np.float64],
+    rng: np.random.Generator,
+    engine: FaceEngine,
+) -> list[_Patch]:
+    """One patch per size, each of a different person in random order (people without a
+    usable image are passed over)."""
     order = rng.permutation(len(people))
     patches: list[_Patch] = []
     next_person = 0
@@ -161,19 +189,16 @@ def make_group_photo(
             if images:
                 face = measure_lfw_face(images[int(rng.integers(len(images)))], engine)
         patches.append(_Patch.of(face, float(size)))
+    return patches
 
-    extents = [p.protect_extent_px for p in patches]
-    corners = _rows_layout(rng, extents, width, height)
-    if corners is None:
-        raise InvalidParameterError(
-            f"{n_faces} faces of {min_face_px}–{max_face_px} px do not fit on a "
-            f"{width}×{height} canvas"
-        )
-    # Patch origins: the protected box's top-left lands on its layout corner.
-    origins = [
-        (round(x - p.protect_local[0]), round(y - p.protect_local[1]))
-        for p, (x, y) in zip(patches, corners, strict=True)
-    ]
+
+def _paste(
+    canvas: NDArray[np.uint8],
+    patches: list[_Patch],
+    origins: list[tuple[int, int]],
+    rng: np.random.Generator,
+) -> None:
+    """Blend every patch into ``canvas`` (in place) at its origin, in two passes."""
     pixels = [p.pixels() for p in patches]
     # Pass 1: whole regions, feathered to their edges, in random order (margins overlap).
     for i in rng.permutation(len(patches)):
@@ -197,9 +222,6 @@ def make_group_photo(
             _feather_mask(patch.width_px, patch.height_px, inner, outer),
             origins[i],
         )
-    truth = [_shift(p.face_local, ox, oy) for p, (ox, oy) in zip(patches, origins, strict=True)]
-    boxes = np.asarray(truth, dtype=np.float32).reshape(-1, 4)
-    return canvas, boxes
 
 
 # -- matching ------------------------------------------------------------------------------------

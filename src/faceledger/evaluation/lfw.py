@@ -155,12 +155,7 @@ def run_lfw_eval(
 ) -> dict[str, Any]:
     """Embed the images the pairs need, run 10-fold CV, write ``lfw_report.json`` and a PNG."""
     pairs = read_pairs(pairs_file)
-    missing = [p for pair in pairs for p in (pair.a, pair.b) if not (data_dir / p).is_file()]
-    if missing:
-        raise InvalidParameterError(
-            f"{len(missing)} images named in {pairs_file.name} are missing under the data "
-            f"directory, e.g. {missing[0]}"
-        )
+    _check_images(pairs, data_dir, pairs_file)
     relpaths = sorted({p for pair in pairs for p in (pair.a, pair.b)})
     embedded = embed_images(engine, data_dir, relpaths, progress)
     row = {p: i for i, p in enumerate(relpaths)}
@@ -187,13 +182,7 @@ def run_lfw_eval(
         "pairs_with_undetected_image": int((~both).sum()),
         **protocol,
         "calibrated": engine.calibration.calibrated,
-        "at_similarity": {
-            str(t): {
-                "false_match_rate": float(np.mean(similarity[~labels] >= t)),
-                "false_non_match_rate": float(np.mean(similarity[labels] < t)),
-            }
-            for t in (50, 80, 90, 95, 99)
-        },
+        "at_similarity": _rates_at(similarity, labels, (50, 80, 90, 95, 99)),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_path = out_dir / "lfw_report.png"
@@ -206,13 +195,43 @@ def run_lfw_eval(
     report["plot"] = plot_path.name
     report["tar_at_far"] = tar_at_far(cosine[labels], cosine[~labels], (1e-3, 1e-4))
     scores_path = out_dir / "lfw_pair_scores.csv"
-    with scores_path.open("w", encoding="utf-8") as f:
-        f.write("image_a,image_b,same,cosine,similarity\n")
-        for pair, c, s in zip(pairs, cosine, similarity, strict=True):
-            f.write(f"{pair.a},{pair.b},{int(pair.same)},{c:.6f},{s:.4f}\n")
+    _write_pair_scores(scores_path, pairs, cosine, similarity)
     report["pair_scores"] = scores_path.name
     (out_dir / "lfw_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _check_images(pairs: list[Pair], data_dir: Path, pairs_file: Path) -> None:
+    """Raise ``InvalidParameterError`` when an image the pairs name is not under ``data_dir``."""
+    missing = [p for pair in pairs for p in (pair.a, pair.b) if not (data_dir / p).is_file()]
+    if missing:
+        raise InvalidParameterError(
+            f"{len(missing)} images named in {pairs_file.name} are missing under the data "
+            f"directory, e.g. {missing[0]}"
+        )
+
+
+def _rates_at(
+    similarity: NDArray[np.float64], labels: NDArray[np.bool_], thresholds: tuple[int, ...]
+) -> dict[str, dict[str, float]]:
+    """FMR and FNMR of the pairs at each Similarity threshold (0–100), keyed by threshold."""
+    return {
+        str(t): {
+            "false_match_rate": float(np.mean(similarity[~labels] >= t)),
+            "false_non_match_rate": float(np.mean(similarity[labels] < t)),
+        }
+        for t in thresholds
+    }
+
+
+def _write_pair_scores(
+    path: Path, pairs: list[Pair], cosine: NDArray[np.float64], similarity: NDArray[np.float64]
+) -> None:
+    """One CSV row per pair: both images, same person or not, cosine and Similarity."""
+    with path.open("w", encoding="utf-8") as f:
+        f.write("image_a,image_b,same,cosine,similarity\n")
+        for pair, c, s in zip(pairs, cosine, similarity, strict=True):
+            f.write(f"{pair.a},{pair.b},{int(pair.same)},{c:.6f},{s:.4f}\n")
 
 
 def tar_at_far(

@@ -99,29 +99,12 @@ def run_search_eval(
     similarity = engine.calibration.similarity(p_emb[p_found] @ g_emb[g_found].T)
     enrolled = set(g_people.tolist())
     probe_people = [p for p, ok in zip(probes.people, p_found, strict=True) if ok]
-    mated_top: list[tuple[float, bool]] = []
-    non_mated_top: list[float] = []
-    for row, person in zip(similarity, probe_people, strict=True):
-        best = int(np.argmax(row))
-        if person in enrolled:
-            mated_top.append((float(row[best]), g_people[best] == person))
-        else:
-            non_mated_top.append(float(row[best]))
+    mated_top, non_mated_top = _top_candidates(similarity, probe_people, g_people)
     rates = identification_rates(mated_top, non_mated_top, THRESHOLDS)
     faces = int(g_found.sum())
-    table = engine.scale
-    floor, reachable = table.floor(faces) if table is not None else (MIN_FLOOR, True)
-    at_floor = next(r for r in rates if r["threshold"] >= floor)
+    product_floor = _product_floor(engine, faces, rates)
     measurable = len(non_mated_top) >= round(1 / TARGET_FPIR)
-    measured_floor = next(
-        (
-            r["threshold"]
-            for r in rates
-            if r["threshold"] >= MIN_FLOOR and r["fpir"] is not None and r["fpir"] <= TARGET_FPIR
-        ),
-        None,
-    )
-    estimate = table.estimate(floor, faces) if table is not None else None
+    measured_floor = _measured_floor(rates)
     report: dict[str, Any] = {
         "pack": engine.manifest.name,
         "face_model_version": engine.face_model_version,
@@ -129,30 +112,13 @@ def run_search_eval(
         "gallery_photos": len(gallery.paths),
         "gallery_faces": faces,
         "gallery_people": len(enrolled),
-        "gallery_photos_without_face": [
-            str(p.relative_to(gallery_dir))
-            for p, ok in zip(gallery.paths, g_found, strict=True)
-            if not ok
-        ],
+        "gallery_photos_without_face": _without_face(gallery, g_found, gallery_dir),
         "probes": len(probes.paths),
-        "probes_without_face": [
-            str(p.relative_to(probes_dir))
-            for p, ok in zip(probes.paths, p_found, strict=True)
-            if not ok
-        ],
+        "probes_without_face": _without_face(probes, p_found, probes_dir),
         "mated_probes": len(mated_top),
         "non_mated_probes": len(non_mated_top),
         "rank1_rate": (sum(r for _, r in mated_top) / len(mated_top) if mated_top else None),
-        "product_floor": {
-            "floor": floor,
-            "target_fpir": TARGET_FPIR,
-            "target_reachable": reachable,
-            "expected_fpir": None if estimate is None else estimate.fpir,
-            "expected_hit_rate": None if estimate is None else estimate.hit_rate,
-            "measured_fpir": at_floor["fpir"],
-            "measured_fnir": at_floor["fnir"],
-            "measured_hit_rate": at_floor["hit_rate"],
-        },
+        "product_floor": product_floor,
         "measured_floor": measured_floor if measurable else None,
         "measured_floor_note": (
             f"lowest Similarity >= {MIN_FLOOR:g} with measured FPIR <= {TARGET_FPIR:g}"
@@ -164,10 +130,68 @@ def run_search_eval(
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     plot = out_dir / "search_report.png"
-    write_det(rates, floor, plot, title=f"{engine.manifest.name}: {faces:,} gallery faces")
+    write_det(
+        rates,
+        product_floor["floor"],
+        plot,
+        title=f"{engine.manifest.name}: {faces:,} gallery faces",
+    )
     report["plot"] = plot.name
     (out_dir / "search_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _top_candidates(
+    similarity: NDArray[np.floating[Any]], probe_people: list[str], g_people: NDArray[Any]
+) -> tuple[list[tuple[float, bool]], list[float]]:
+    """Each probe's best Similarity: for a mated probe (its person enrolled) with whether the
+    best candidate is that person; for a non-mated probe alone."""
+    enrolled = set(g_people.tolist())
+    mated_top: list[tuple[float, bool]] = []
+    non_mated_top: list[float] = []
+    for row, person in zip(similarity, probe_people, strict=True):
+        best = int(np.argmax(row))
+        if person in enrolled:
+            mated_top.append((float(row[best]), g_people[best] == person))
+        else:
+            non_mated_top.append(float(row[best]))
+    return mated_top, non_mated_top
+
+
+def _product_floor(engine: FaceEngine, faces: int, rates: list[dict[str, Any]]) -> dict[str, Any]:
+    """The floor the product applies at ``faces`` gallery faces: expected rates (from the
+    pack's scale table, if any) beside the rates measured at it."""
+    table = engine.scale
+    floor, reachable = table.floor(faces) if table is not None else (MIN_FLOOR, True)
+    at_floor = next(r for r in rates if r["threshold"] >= floor)
+    estimate = table.estimate(floor, faces) if table is not None else None
+    return {
+        "floor": floor,
+        "target_fpir": TARGET_FPIR,
+        "target_reachable": reachable,
+        "expected_fpir": None if estimate is None else estimate.fpir,
+        "expected_hit_rate": None if estimate is None else estimate.hit_rate,
+        "measured_fpir": at_floor["fpir"],
+        "measured_fnir": at_floor["fnir"],
+        "measured_hit_rate": at_floor["hit_rate"],
+    }
+
+
+def _measured_floor(rates: list[dict[str, Any]]) -> float | None:
+    """The lowest Similarity >= ``MIN_FLOOR`` whose measured FPIR is within ``TARGET_FPIR``."""
+    return next(
+        (
+            r["threshold"]
+            for r in rates
+            if r["threshold"] >= MIN_FLOOR and r["fpir"] is not None and r["fpir"] <= TARGET_FPIR
+        ),
+        None,
+    )
+
+
+def _without_face(photos: Photos, found: NDArray[np.bool_], root: Path) -> list[str]:
+    """The photos (relative to ``root``) in which no face was found."""
+    return [str(p.relative_to(root)) for p, ok in zip(photos.paths, found, strict=True) if not ok]
 
 
 def write_det(rates: list[dict[str, Any]], floor: float, path: Path, *, title: str) -> None:

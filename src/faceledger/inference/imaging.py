@@ -376,24 +376,13 @@ def _looks_like_text(sample: bytes) -> bool:
 
 def _walk_jpeg(data: bytes, max_pixels: int) -> _Header:
     """Walk the JPEG's segments and scans up to the EOI marker; raise if it is never reached."""
-    n = len(data)
     pos = 2  # after SOI
     size: tuple[int, int] | None = None
     decode_bytes = 0
     exif: bytes | None = None
     seen_scan = False
     for _ in range(_JPEG_MAX_SEGMENTS):
-        # Find the next marker; decoders skip stray bytes and FF fill bytes, so do we.
-        ff = data.find(b"\xff", pos)
-        if ff < 0:
-            raise _truncated("jpeg", "it ends before the end-of-image marker (FFD9)")
-        pos = ff
-        while pos < n and data[pos] == 0xFF:
-            pos += 1
-        if pos >= n:
-            raise _truncated("jpeg", "it ends before the end-of-image marker (FFD9)")
-        marker = data[pos]
-        pos += 1  # now just after the marker byte
+        marker, pos = _next_jpeg_marker(data, pos)  # now just after the marker byte
         if marker == 0xD9:  # EOI
             if not seen_scan or size is None:
                 raise _corrupt("jpeg", "it ends before any image data")
@@ -402,31 +391,12 @@ def _walk_jpeg(data: bytes, max_pixels: int) -> _Header:
             continue
         if marker == 0xD8:
             raise _corrupt("jpeg", "it contains a second start-of-image marker")
-        if pos + 2 > n:
-            raise _truncated("jpeg", "it ends inside a segment header")
-        (length,) = struct.unpack_from(">H", data, pos)
-        if length < 2:
-            raise _corrupt("jpeg", f"a segment (marker FF{marker:02X}) has an invalid length")
-        end = pos + length
-        if end > n:
-            raise _truncated("jpeg", f"it ends inside a segment (marker FF{marker:02X})")
+        end = _jpeg_segment_end(data, pos, marker)
         body = data[pos + 2 : end]
         if marker in _JPEG_SOF_MARKERS:
             if size is not None:
                 raise _corrupt("jpeg", "it has two start-of-frame segments")
-            if len(body) < 6:
-                raise _corrupt("jpeg", "its start-of-frame segment is too short")
-            height_px, width_px = struct.unpack_from(">HH", body, 1)
-            if width_px == 0 or height_px == 0:
-                raise _corrupt("jpeg", f"its header declares a {width_px}×{height_px} px image")
-            _check_pixels(width_px, height_px, max_pixels)
-            size = (width_px, height_px)
-            sample_bytes = 2 if body[0] > 8 else 1
-            components = max(1, body[5])
-            per_px = components * sample_bytes
-            if marker in _JPEG_PROGRESSIVE_MARKERS:
-                per_px += 2 * components  # every DCT coefficient is kept until the end
-            decode_bytes = width_px * height_px * per_px
+            size, decode_bytes = _jpeg_frame(marker, body, max_pixels)
         elif marker == 0xE1 and exif is None and body.startswith(b"Exif\x00\x00"):
             exif = body
         elif marker == 0xDA:  # SOS: entropy-coded data follows, up to the next real marker
@@ -440,6 +410,55 @@ def _walk_jpeg(data: bytes, max_pixels: int) -> _Header:
             continue
         pos = end
     raise _corrupt("jpeg", f"it has more than {_JPEG_MAX_SEGMENTS:,} segments")
+
+
+def _next_jpeg_marker(data: bytes, pos: int) -> tuple[int, int]:
+    """The next marker byte at or after ``pos`` and the offset just after it.
+
+    Decoders skip stray bytes and FF fill bytes, so do we; the data ending first raises.
+    """
+    n = len(data)
+    ff = data.find(b"\xff", pos)
+    if ff < 0:
+        raise _truncated("jpeg", "it ends before the end-of-image marker (FFD9)")
+    pos = ff
+    while pos < n and data[pos] == 0xFF:
+        pos += 1
+    if pos >= n:
+        raise _truncated("jpeg", "it ends before the end-of-image marker (FFD9)")
+    return data[pos], pos + 1
+
+
+def _jpeg_segment_end(data: bytes, pos: int, marker: int) -> int:
+    """The end offset of the segment whose 2-byte length field starts at ``pos``; raise when
+    the length is invalid or runs past the data."""
+    n = len(data)
+    if pos + 2 > n:
+        raise _truncated("jpeg", "it ends inside a segment header")
+    (length,) = struct.unpack_from(">H", data, pos)
+    if length < 2:
+        raise _corrupt("jpeg", f"a segment (marker FF{marker:02X}) has an invalid length")
+    end = pos + length
+    if end > n:
+        raise _truncated("jpeg", f"it ends inside a segment (marker FF{marker:02X})")
+    return end
+
+
+def _jpeg_frame(marker: int, body: bytes, max_pixels: int) -> tuple[tuple[int, int], int]:
+    """(width_px, height_px) and the bytes decoding needs, from a start-of-frame segment's
+    ``body``; raise on a short segment, an empty image or one over ``max_pixels``."""
+    if len(body) < 6:
+        raise _corrupt("jpeg", "its start-of-frame segment is too short")
+    height_px, width_px = struct.unpack_from(">HH", body, 1)
+    if width_px == 0 or height_px == 0:
+        raise _corrupt("jpeg", f"its header declares a {width_px}×{height_px} px image")
+    _check_pixels(width_px, height_px, max_pixels)
+    sample_bytes = 2 if body[0] > 8 else 1
+    components = max(1, body[5])
+    per_px = components * sample_bytes
+    if marker in _JPEG_PROGRESSIVE_MARKERS:
+        per_px += 2 * components  # every DCT coefficient is kept until the end
+    return (width_px, height_px), width_px * height_px * per_px
 
 
 # PNG ----------------------------------------------------------------------------------------

@@ -76,6 +76,37 @@ def _require(data: dict[str, Any], key: str, where: str) -> Any:
     return data[key]
 
 
+def _input_size(size: Any, where: str) -> tuple[int, int]:
+    """A manifest's ``input_size``: [width, height], each a positive multiple of 32."""
+    if not (
+        isinstance(size, list)
+        and len(size) == 2
+        and all(isinstance(v, int) and v > 0 and v % 32 == 0 for v in size)
+    ):
+        raise ModelPackError(f"{where}: input_size must be [width, height], multiples of 32")
+    return size[0], size[1]
+
+
+def _classes(field: Any, where: str) -> tuple[str, ...]:
+    """A manifest's ``classes``: the name of a class list, or a non-empty list of names."""
+    if isinstance(field, str):
+        if field not in CLASS_LISTS:
+            raise ModelPackError(f"{where}: unknown class list {field!r}")
+        return CLASS_LISTS[field]
+    if isinstance(field, list) and field:
+        return tuple(str(c) for c in field)
+    raise ModelPackError(f"{where}: classes must be a class-list name or a list of names")
+
+
+def _licence(lic: Any, where: str) -> Licence:
+    """A manifest's ``licence`` object (``where`` names it in errors)."""
+    return Licence(
+        name=str(_require(lic, "name", where)),
+        commercial_use=bool(_require(lic, "commercial_use", where)),
+        notice=str(lic.get("notice", "")),
+    )
+
+
 def parse_labels_manifest(
     data: dict[str, Any], *, where: str, directory: Path | None = None
 ) -> LabelsPackManifest:
@@ -88,22 +119,8 @@ def parse_labels_manifest(
     sha = str(_require(data, "sha256", where)).lower()
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
         raise ModelPackError(f"{where}: sha256 must be 64 hex digits")
-    size = _require(data, "input_size", where)
-    if not (
-        isinstance(size, list)
-        and len(size) == 2
-        and all(isinstance(v, int) and v > 0 and v % 32 == 0 for v in size)
-    ):
-        raise ModelPackError(f"{where}: input_size must be [width, height], multiples of 32")
-    classes_field = _require(data, "classes", where)
-    if isinstance(classes_field, str):
-        if classes_field not in CLASS_LISTS:
-            raise ModelPackError(f"{where}: unknown class list {classes_field!r}")
-        classes = CLASS_LISTS[classes_field]
-    elif isinstance(classes_field, list) and classes_field:
-        classes = tuple(str(c) for c in classes_field)
-    else:
-        raise ModelPackError(f"{where}: classes must be a class-list name or a list of names")
+    size = _input_size(_require(data, "input_size", where), where)
+    classes = _classes(_require(data, "classes", where), where)
     lic = _require(data, "licence", where)
     filename = str(_require(data, "file", where))
     if Path(filename).name != filename:
@@ -123,15 +140,11 @@ def parse_labels_manifest(
         name=name,
         label_model_version=str(data.get("label_model_version", name)),
         description=str(data.get("description", "")),
-        licence=Licence(
-            name=str(_require(lic, "name", where + ".licence")),
-            commercial_use=bool(_require(lic, "commercial_use", where + ".licence")),
-            notice=str(lic.get("notice", "")),
-        ),
+        licence=_licence(lic, where + ".licence"),
         kind=kind,
         filename=filename,
         sha256=sha,
-        input_size_px=(size[0], size[1]),
+        input_size_px=size,
         classes=classes,
         score_threshold=score,
         iou_threshold=iou,

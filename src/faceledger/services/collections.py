@@ -165,6 +165,27 @@ def ratio_box(analysed: AnalysedImage, index: int) -> BoundingBox:
     )
 
 
+def _select_faces(
+    analysed: AnalysedImage, quality_filter: str, subject_only: bool, max_faces: int | None
+) -> tuple[list[int], list[list[UnindexedReason]]]:
+    """The faces to enrol (best score first, then largest; at most ``max_faces``) and each
+    face's reasons for being left out (empty for those enrolled)."""
+    faces = analysed.faces
+    reasons = quality_reasons(faces, quality_filter)
+    if subject_only:
+        subject = subject_index(faces, analysed.width_px, analysed.height_px)
+        for i in range(len(faces)):
+            if i != subject:
+                reasons[i] = ["NOT_THE_SUBJECT"]
+    passing = [i for i in range(len(faces)) if not reasons[i]]
+    passing.sort(key=lambda i: (-round(float(faces.scores[i]), 2), -float(faces.areas_px[i])))
+    if max_faces is not None:
+        for i in passing[max_faces:]:
+            reasons[i].append("EXCEEDS_MAX_FACES")
+        passing = passing[:max_faces]
+    return passing, reasons
+
+
 def _box_iou(a: BoundingBox, b: BoundingBox) -> float:
     width = min(a.left + a.width, b.left + b.width) - max(a.left, b.left)
     height = min(a.top + a.height, b.top + b.height) - max(a.top, b.top)
@@ -394,18 +415,7 @@ class CollectionService:
         if max_faces is not None:
             check_int(max_faces, 1, 100, "MaxFaces")
         faces = analysed.faces
-        reasons = quality_reasons(faces, quality_filter)
-        if subject_only:
-            subject = subject_index(faces, analysed.width_px, analysed.height_px)
-            for i in range(len(faces)):
-                if i != subject:
-                    reasons[i] = ["NOT_THE_SUBJECT"]
-        passing = [i for i in range(len(faces)) if not reasons[i]]
-        passing.sort(key=lambda i: (-round(float(faces.scores[i]), 2), -float(faces.areas_px[i])))
-        if max_faces is not None:
-            for i in passing[max_faces:]:
-                reasons[i].append("EXCEEDS_MAX_FACES")
-            passing = passing[:max_faces]
+        passing, reasons = _select_faces(analysed, quality_filter, subject_only, max_faces)
         unindexed = tuple(UnindexedFace(tuple(r), i) for i, r in enumerate(reasons) if r)
         with self._enrol_lock:
             existing = self.store.faces_of_image(collection_id, analysed.sha256, external_image_id)

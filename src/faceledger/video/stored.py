@@ -85,19 +85,7 @@ def analyse_video(
         meta = metadata_of(container, stream)
         if meta.frame_width <= 0 or meta.frame_height <= 0:
             raise InvalidParameterError("the video has no frame size")
-        pipeline = FramePipeline(
-            engine,
-            searcher=searcher if mode == "search" else None,
-            threshold=threshold,
-            options=opts,
-            keep_observations=mode != "faces",
-            identify=mode != "faces",
-        )
-        people = (
-            PeopleFrames(BodyTracker(person_detector))
-            if person_detector is not None and mode != "faces"
-            else None
-        )
+        pipeline, people = _analysers(engine, mode, searcher, threshold, opts, person_detector)
         counted: list[int] = [0]
         frames = _decoded(container, stream, opts.detect_every_n_frames, counted)
         faces, frame_shape = _walk(
@@ -119,14 +107,48 @@ def analyse_video(
     decoded = counted[0]
     if progress is not None:
         progress(1.0)
+    meta = _upright(meta, decoded, frame_shape)
+    if people is not None:
+        return _people_results(meta, mode, pipeline, people, decoded)
+    return _results(meta, mode, pipeline, tuple(faces), decoded)
+
+
+def _analysers(
+    engine: FaceEngine,
+    mode: str,
+    searcher: Searcher | None,
+    threshold: float,
+    opts: PipelineOptions,
+    person_detector: PersonDetector | None,
+) -> tuple[FramePipeline, PeopleFrames | None]:
+    """The frame pipeline for ``mode`` and, when bodies are tracked too, the people joiner."""
+    pipeline = FramePipeline(
+        engine,
+        searcher=searcher if mode == "search" else None,
+        threshold=threshold,
+        options=opts,
+        keep_observations=mode != "faces",
+        identify=mode != "faces",
+    )
+    people = (
+        PeopleFrames(BodyTracker(person_detector))
+        if person_detector is not None and mode != "faces"
+        else None
+    )
+    return pipeline, people
+
+
+def _upright(
+    meta: VideoMetadata, decoded: int, frame_shape: tuple[int, ...] | None
+) -> VideoMetadata:
+    """``meta`` with the frame size the decoded frames had (``InvalidParameterError`` when
+    no frame was decoded)."""
     if decoded == 0 or frame_shape is None:
         raise InvalidParameterError("the video holds no decodable frame")
     if (frame_shape[1], frame_shape[0]) != (meta.frame_width, meta.frame_height):
         # a rotated video: report the upright size the results' ratios refer to
         meta = replace(meta, frame_width=frame_shape[1], frame_height=frame_shape[0])
-    if people is not None:
-        return _people_results(meta, mode, pipeline, people, decoded)
-    return _results(meta, mode, pipeline, tuple(faces), decoded)
+    return meta
 
 
 def _stored_source(source: str, mode: str, searcher: Searcher | None) -> SourceSpec:

@@ -291,6 +291,39 @@ def _check_signed_set(
             )
 
 
+def _authorization(headers: dict[str, list[str]]) -> AuthorizationParts:
+    """The request's one Authorization header, parsed (missing or repeated: an error)."""
+    authorization = headers.get("authorization")
+    if not authorization or not authorization[-1].strip():
+        raise MissingAuthenticationTokenError("Missing Authentication Token")
+    if len(authorization) > 1:
+        raise IncompleteSignatureError("The request carries more than one Authorization header.")
+    return parse_authorization(authorization[0])
+
+
+def _check_present(headers: dict[str, list[str]], must_sign: Iterable[str]) -> None:
+    """Raise unless every (lower-case) header name in ``must_sign`` arrived."""
+    for name in must_sign:
+        if name not in headers:
+            raise IncompleteSignatureError(
+                f"Authorization header requires existence of a '{name}' header."
+            )
+
+
+def _utc(now: datetime | None) -> datetime:
+    """``now`` in UTC (default: the current time; a naive ``now`` means UTC)."""
+    current = datetime.now(UTC) if now is None else now
+    return current.replace(tzinfo=UTC) if current.tzinfo is None else current.astimezone(UTC)
+
+
+def _signature(secret: str, auth: AuthorizationParts, amz_date: str, canonical: str) -> str:
+    """The hex signature ``secret`` gives ``canonical`` in the Authorization header's scope."""
+    key = signing_key(secret, auth.scope_date, auth.scope_region, auth.scope_service)
+    return hmac.new(
+        key, string_to_sign(amz_date, auth.scope, canonical).encode("utf-8"), hashlib.sha256
+    ).hexdigest()
+
+
 def verify_sigv4(
     *,
     method: str,
@@ -321,23 +354,12 @@ def verify_sigv4(
     once the signature holds and may refuse by raising (a replay).
     """
     by_name = _header_lists(headers)
-    authorization = by_name.get("authorization")
-    if not authorization or not authorization[-1].strip():
-        raise MissingAuthenticationTokenError("Missing Authentication Token")
-    if len(authorization) > 1:
-        raise IncompleteSignatureError("The request carries more than one Authorization header.")
-    auth = parse_authorization(authorization[0])
+    auth = _authorization(by_name)
     amz_date, moment = _parse_amz_date(by_name)
-    for name in must_sign:
-        if name not in by_name:
-            raise IncompleteSignatureError(
-                f"Authorization header requires existence of a '{name}' header."
-            )
+    _check_present(by_name, must_sign)
     _check_signed_set(auth, by_name, must_sign, must_sign_if_present)
     _check_scope(auth, amz_date, region, service)
-    current = datetime.now(UTC) if now is None else now
-    current = current.replace(tzinfo=UTC) if current.tzinfo is None else current.astimezone(UTC)
-    _check_clock(amz_date, moment, current, max_skew_seconds)
+    _check_clock(amz_date, moment, _utc(now), max_skew_seconds)
     principal, secret = credentials(auth.key_id)
     canonical = canonical_request(
         method=method,
@@ -347,10 +369,7 @@ def verify_sigv4(
         signed_headers=auth.signed_headers,
         payload_hash=_payload_hash(by_name, body),
     )
-    key = signing_key(secret, auth.scope_date, auth.scope_region, auth.scope_service)
-    expected = hmac.new(
-        key, string_to_sign(amz_date, auth.scope, canonical).encode("utf-8"), hashlib.sha256
-    ).hexdigest()
+    expected = _signature(secret, auth, amz_date, canonical)
     if not hmac.compare_digest(expected.encode("ascii"), auth.signature.lower().encode("utf-8")):
         raise InvalidSignatureError(MISMATCH_MESSAGE)
     if on_verified is not None:
