@@ -341,8 +341,10 @@ def test_user_round_trip(
     assert by_image["searched_face"]["bbox_px"]["width"] > 20
     assert by_image["unsearched_faces"] == []
     assert by_image["threshold"] == by_image["requested_threshold"] == 0
+    assert by_image["scale"]["face_count"] >= 4 and by_image["scale"]["floor_source"]
     by_face = ok(api.get(f"{base}/faces/{fa[2]}/user_matches"))
     assert by_face["threshold"] == by_face["requested_threshold"] == 80
+    assert by_face["scale"]["fpir"] is not None and by_face["scale"]["one_in"] >= 1
     assert [m["user"]["user_id"] for m in by_face["matches"]] == ["alice"]
     assert by_face["searched_face_id"] == fa[2] and by_face["searched_user_id"] is None
     by_user = ok(api.get(f"{base}/users/alice/matches", params={"threshold": 0}))

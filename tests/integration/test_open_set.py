@@ -176,6 +176,18 @@ def test_the_default_floor_follows_the_collection_and_a_policy_pins_it(
     assert all(r.result["scale"]["face_count"] == 1 for r in searches)
     assert searches[0].result["scale"]["fpir"] == pytest.approx(scale.fpir, rel=1e-2)
 
+    # user searches carry the same scale, on the record too
+    gate.create_user(admin, "scale", "u1")
+    gate.associate_faces(admin, "scale", "u1", [face_id])
+    users = gate.search_users_by_image(admin, "scale", photos[2].read_bytes())
+    assert users.scale is not None and users.scale.face_count == 1
+    assert users.threshold == users.scale.threshold == 95.5
+    by_face = gate.search_users(admin, "scale", face_id=face_id)
+    assert by_face.scale is not None and by_face.scale.floor_source == FLOOR_FROM_POLICY
+    records = [e.event for e in gate._ledger.entries(collection_id="scale") if e.event]
+    user_searches = [r for r in records if r.operation.startswith("SearchUsers")]
+    assert [r.result["scale"]["face_count"] for r in user_searches] == [1, 1]
+
 
 def _faceledger(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return run(*args, cwd=cwd, FACELEDGER_WORKERS="1")

@@ -180,6 +180,10 @@ def test_live_http_stream_matches_and_reconnects(
         stamps = [json.loads(x)["timestamp_ms"] for x in lines]
         assert [r.result["timestamp_ms"] for r in matched] == stamps
         lead_ids = [r.result["lead_id"] for r in matched]  # each match is a lead
+        # each match says what a candidate means at the collection's size, as searches do
+        assert all(r.result["scale"]["face_count"] >= 1 for r in matched)
+        assert all(json.loads(x)["scale"]["threshold"] == matched[0].result["scale"]["threshold"]
+                   for x in lines)  # fmt: skip
         assert all(isinstance(t, int) and t >= 0 for t in stamps)
         every = [e.event.operation for e in ledger.entries() if e.event is not None]
         assert "StartStreamProcessor" in every and "StopStreamProcessor" in every

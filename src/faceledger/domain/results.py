@@ -85,6 +85,7 @@ class UserSearchResult:
     searched_user_id: str | None = None
     searched_face_id: str | None = None
     lead_id: str | None = None  # set by the gateway when there is a candidate
+    scale: SearchScale | None = None  # set by the gateway: what a candidate means at this size
 
 
 @dataclass(frozen=True)
@@ -98,3 +99,4 @@ class UserSearchByImageResult:
     searched_face: ImageFace | None
     unsearched: tuple[UnsearchedFace, ...]
     lead_id: str | None = None  # set by the gateway when there is a candidate
+    scale: SearchScale | None = None  # set by the gateway: what a candidate means at this size

@@ -141,11 +141,12 @@ class SearchVerbs(PolicyVerbs):
 
         def work() -> UserSearchResult:
             policy = self._search_policy(caller, collection_id)
+            scale = self.search_scale(collection_id, policy, user_match_threshold)
             result = self._users.search_users(
                 collection_id,
                 user_id=user_id,
                 face_id=face_id,
-                user_match_threshold=self._effective(policy, collection_id, user_match_threshold),
+                user_match_threshold=scale.threshold,
                 max_users=max_users,
             )
             lead_id = self._leads.open_lead(
@@ -154,8 +155,9 @@ class SearchVerbs(PolicyVerbs):
                 collection_id,
                 result.threshold,
                 user_candidates(result.matches),
+                scale,
             )
-            return replace(result, lead_id=lead_id)
+            return replace(result, lead_id=lead_id, scale=scale)
 
         return self._run(
             caller,
@@ -168,6 +170,7 @@ class SearchVerbs(PolicyVerbs):
                 "requested_threshold": user_match_threshold,
                 "threshold": r.threshold,
                 "matches": [[m.user.user_id, round(m.similarity, 3)] for m in r.matches],
+                "scale": scale_summary(r.scale),
                 "lead_id": r.lead_id,
             },
         )
@@ -186,10 +189,11 @@ class SearchVerbs(PolicyVerbs):
 
         def work() -> UserSearchByImageResult:
             policy = self._search_policy(caller, collection_id)
+            scale = self.search_scale(collection_id, policy, user_match_threshold)
             result = self._users.search_users_by_image(
                 collection_id,
                 image,
-                user_match_threshold=self._effective(policy, collection_id, user_match_threshold),
+                user_match_threshold=scale.threshold,
                 max_users=max_users,
                 quality_filter=quality_filter,
             )
@@ -199,8 +203,9 @@ class SearchVerbs(PolicyVerbs):
                 collection_id,
                 result.threshold,
                 user_candidates(result.matches),
+                scale,
             )
-            return replace(result, lead_id=lead_id)
+            return replace(result, lead_id=lead_id, scale=scale)
 
         return self._run(
             caller,
@@ -213,6 +218,7 @@ class SearchVerbs(PolicyVerbs):
                 "threshold": r.threshold,
                 "matches": [[m.user.user_id, round(m.similarity, 3)] for m in r.matches],
                 "searched_face": r.searched_face is not None,
+                "scale": scale_summary(r.scale),
                 "lead_id": r.lead_id,
             },
         )

@@ -8,7 +8,9 @@ from typing import Any
 
 from faceledger.domain.audit import Caller
 from faceledger.domain.errors import AccessDeniedError
+from faceledger.domain.scale import SearchScale
 from faceledger.services.collections import DEFAULT_FACE_MATCH_THRESHOLD
+from faceledger.services.gateway_base import scale_summary
 from faceledger.services.gateway_policy import PolicyVerbs
 from faceledger.services.labels import LabelFilters
 from faceledger.services.video.jobs import JobPage
@@ -201,6 +203,7 @@ class VideoVerbs(PolicyVerbs):
         processor has no collection: each event is ledgered with this caller, purpose and
         case reference."""
         collection: list[str] = []
+        scales: list[SearchScale] = []
 
         def work() -> str:
             row = self._video.store.processor(name)
@@ -210,8 +213,11 @@ class VideoVerbs(PolicyVerbs):
                 return self._video.processors.start_processor(caller, name, threshold=threshold)
             collection.append(collection_id)
             policy = self._search_policy(caller, collection_id)
-            effective = self._effective(policy, collection_id, threshold)
-            return self._video.processors.start_processor(caller, name, threshold=effective)
+            scale = self.search_scale(collection_id, policy, threshold)
+            scales.append(scale)
+            return self._video.processors.start_processor(
+                caller, name, threshold=scale.threshold, scale=scale
+            )
 
         return self._run(
             caller,
@@ -221,6 +227,7 @@ class VideoVerbs(PolicyVerbs):
                 "name": name,
                 "session_id": session,
                 "collection_id": collection[0] if collection else None,
+                "scale": scale_summary(scales[0]) if scales else None,
             },
         )
 

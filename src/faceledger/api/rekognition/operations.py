@@ -321,6 +321,7 @@ def search_users(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     )
     ctx.effective_threshold(result.threshold)
     ctx.lead(result.lead_id)
+    ctx.search_scale(result.scale)
     out: dict[str, Any] = {
         "UserMatches": [shapes.user_match(m) for m in result.matches],
         "FaceModelVersion": result.face_model_version,
@@ -347,6 +348,7 @@ def search_users_by_image(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     )
     ctx.effective_threshold(result.threshold)
     ctx.lead(result.lead_id)
+    ctx.search_scale(result.scale)
     out: dict[str, Any] = {
         "UserMatches": [shapes.user_match(m) for m in result.matches],
         "FaceModelVersion": result.face_model_version,

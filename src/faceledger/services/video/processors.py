@@ -37,6 +37,7 @@ from faceledger.domain.errors import (
     ResourceNotFoundError,
 )
 from faceledger.domain.leads import LeadCandidate
+from faceledger.domain.scale import SearchScale
 from faceledger.domain.video import MatchEvent, PersonEvent
 from faceledger.services.collections import CollectionService
 from faceledger.services.labels import LabelService
@@ -330,8 +331,12 @@ class StreamProcessors:
             running = self._running.get(name)
         return running is not None and not running.check_ended()
 
-    def start_processor(self, caller: Caller, name: str, *, threshold: float) -> str:
-        """Start watching; ``threshold`` is the effective one (after the collection's floor)."""
+    def start_processor(
+        self, caller: Caller, name: str, *, threshold: float, scale: SearchScale | None = None
+    ) -> str:
+        """Start watching; ``threshold`` is the effective one (after the collection's floor);
+        ``scale``: what a match means at that threshold and the collection's size when the
+        processor starts (carried by every match's record and event)."""
         row = self.store.processor(name)
         self._check_not_elsewhere(row)
         with self._lock:
@@ -339,6 +344,7 @@ class StreamProcessors:
                 raise ResourceInUseError(f"the stream processor {name!r} is already running")
             session_id = str(uuid.uuid4())
             running = _RunningProcessor(self, row, caller, session_id, threshold)
+            running.scale = scale
             self._running[name] = running
         try:
             running.start()
@@ -398,6 +404,7 @@ class _RunningProcessor:
         self.caller = dataclasses.replace(caller, source="video")
         self.session_id = session_id
         self.threshold = threshold
+        self.scale: SearchScale | None = None  # set by ``start_processor``
         self.matches = 0
         self.sinks: list[Sink] = []
         outputs = row.outputs
@@ -563,6 +570,7 @@ class _RunningProcessor:
                 self.row.settings["collection_id"],
                 self.threshold,
                 (candidate,),
+                self.scale,
             )
         except Exception:
             logger.exception("stream %s: a match's lead could not be written", self.row.name)
@@ -578,6 +586,9 @@ class _RunningProcessor:
                 "collection_id": self.row.settings["collection_id"],
             }
         )
+        scale = self.scale.as_dict() if self.scale is not None else None
+        if scale is not None:
+            data["scale"] = scale
         lead_id = self._open_lead(event)
         try:
             self.service.record(
@@ -592,6 +603,7 @@ class _RunningProcessor:
                     "timestamp_ms": event.frame_timestamp_ms,
                     "first_timestamp_ms": event.first_timestamp_ms,
                     "effective_threshold": self.threshold,
+                    "scale": scale,
                     "lead_id": lead_id,
                 },
                 "ok",

@@ -177,6 +177,7 @@ def search_users_out(result: UserSearchResult, requested: float) -> SearchUsersO
         searched_face_id=result.searched_face_id,
         matches=user_matches_out(result.matches),
         lead_id=result.lead_id,
+        scale=scale_out(result.scale),
     )
 
 

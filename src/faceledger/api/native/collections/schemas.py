@@ -270,6 +270,9 @@ class SearchUsersOut(BaseModel):
     searched_face_id: str | None
     matches: list[UserMatchOut] = Field(description="Highest similarity first.")
     lead_id: str | None = Field(default=None, description=LEAD_DOC)
+    scale: SearchScaleOut | None = Field(
+        default=None, description="What a candidate means at this size."
+    )
 
 
 class UnsearchedFaceOut(ProbeFace):
@@ -287,6 +290,9 @@ class SearchUsersByImageOut(BaseModel):
     matches: list[UserMatchOut] = Field(description="Highest similarity first.")
     unsearched_faces: list[UnsearchedFaceOut]
     lead_id: str | None = Field(default=None, description=LEAD_DOC)
+    scale: SearchScaleOut | None = Field(
+        default=None, description="What a candidate means at this size."
+    )
 
 
 class CollectionPolicyIn(BaseModel):

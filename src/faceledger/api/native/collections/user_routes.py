@@ -13,6 +13,7 @@ from faceledger.api.native.collections.mappers import (
     failures_out,
     image_out,
     probe_out,
+    scale_out,
     search_users_out,
     unsearched_out,
     user_matches_out,
@@ -256,4 +257,5 @@ async def search_users_by_image(
         matches=user_matches_out(result.matches),
         unsearched_faces=[unsearched_out(u, result.image) for u in result.unsearched],
         lead_id=result.lead_id,
+        scale=scale_out(result.scale),
     )
