@@ -250,7 +250,7 @@ def test_navigation_and_routes_follow_the_roles(web: Web, page: Page) -> None:
     page.get_by_role("button", name="Sign out").click()
     sign_in(page, web, "audit")
     expect(page).to_have_url(re.compile(r"/app/ledger"))
-    assert nav_titles(page) == ["Ledger"]
+    assert nav_titles(page) == ["Ledger", "Review"]  # auditors read leads, never decide
     response = page.goto(f"{web.url}/app/search")
     assert response is not None and response.status == 403
 

@@ -91,8 +91,9 @@ PAGES: tuple[Page, ...] = (
         "/app/streams",
         ("SearchFacesByImage", "CreateStreamProcessor", "ListStreamProcessors"),
     ),
-    Page("review", "Review", "/app/review", ("ReviewLead", "ListLeads")),
+    # the ledger before the review queue: an auditor (who may read leads) starts at the ledger
     Page("ledger", "Ledger", "/app/ledger", ("ReadLedger",)),
+    Page("review", "Review", "/app/review", ("ReviewLead", "ListLeads")),
 )
 PAGES_BY_KEY = {page.key: page for page in PAGES}
 
