@@ -19,7 +19,7 @@ from faceledger.evaluation.calibration_fit import Exclusions
 from faceledger.inference.engine import FaceEngine
 from faceledger.inference.imaging import load_image
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "bench").is_dir())
 RESULT = REPO / "bench" / "results" / "one_to_n_open_set.json"
 
 
