@@ -74,6 +74,27 @@ def load_key(path: Path) -> bytes | None:
     return key
 
 
+def create_key_file(path: Path, size: int) -> None:
+    """Create ``path`` with ``size`` random bytes (0600, folder 0700) unless it exists. Atomic
+    and never overwriting: a complete temporary file is hard-linked into place, so two
+    processes that start at once end up with the same key. ``OSError`` on failure."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, secrets.token_bytes(size))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another process won the race: use its key
+    finally:
+        tmp.unlink()
+    _fsync_dir(path.parent)
+
+
 def load_or_create_key(path: Path) -> bytes:
     """The key in ``path``, created (32 random bytes, 0600, folder 0700) if absent.
 
@@ -84,21 +105,7 @@ def load_or_create_key(path: Path) -> bytes:
     if key is not None:
         return key
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, secrets.token_bytes(KEY_BYTES))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # another process won the race: use its key
-        finally:
-            tmp.unlink()
-        _fsync_dir(path.parent)
+        create_key_file(path, KEY_BYTES)
     except OSError as exc:
         raise LedgerError(f"cannot create the ledger key {path}: {exc.strerror or exc}") from None
     key = load_key(path)

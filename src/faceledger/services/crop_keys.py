@@ -10,7 +10,6 @@ the data folder: whoever copies the data folder must not get the crops' key with
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import stat
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from faceledger.audit.signing import default_key_file
+from faceledger.audit.signing import create_key_file, default_key_file
 from faceledger.config import Settings
 from faceledger.domain.errors import CropKeyError
 
@@ -73,20 +72,7 @@ def load_or_create_crop_key(path: Path) -> bytes:
     if key is not None:
         return key
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, secrets.token_bytes(CROP_KEY_BYTES))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # another process won the race: use its key
-        finally:
-            tmp.unlink()
+        create_key_file(path, CROP_KEY_BYTES)
     except OSError as exc:
         raise CropKeyError(f"cannot create the crop key {path}: {exc.strerror or exc}") from None
     key = load_crop_key(path)
