@@ -52,9 +52,10 @@ def open_backends(settings: Settings, *, ledger: ChainLedger | None = None) -> B
         raise
 
 
-def ledger_record(ledger: ChainLedger) -> Record:
+def ledger_record(ledger: ChainLedger, leads: LeadService | None = None) -> Record:
     """Ledger something that happened after the call that caused it (a video job's end, a
-    stream match), on behalf of the caller who started it."""
+    stream match), on behalf of the caller who started it; a record that names a lead puts
+    the lead in the queue (``LeadService.recorded``)."""
 
     def record(
         caller: Caller,
@@ -68,6 +69,8 @@ def ledger_record(ledger: ChainLedger) -> Record:
                 caller, operation, outcome=outcome, collection_id=collection_id, result=result
             )
         )
+        if leads is not None and outcome == "ok":
+            leads.recorded(operation, result)
 
     return record
 
@@ -132,7 +135,7 @@ def build_services(
                 settings,
                 collections,
                 objects,
-                ledger_record(backends.ledger),
+                ledger_record(backends.ledger, leads),
                 store=stores.video,
                 labels=labels,
                 leads=leads,

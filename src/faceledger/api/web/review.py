@@ -1,5 +1,7 @@
 """The Review page: open leads, oldest first, each candidate beside the search that found it,
-and a decision form per candidate (confirmed, rejected or inconclusive, with a note).
+and a decision form per candidate (confirmed, rejected or inconclusive, with a note). On
+request (one tap per candidate) the searched face and the candidate's enrolled face are shown
+side by side, each view a ledger record (``GetLeadProbeCrop``, ``GetFaceCrop``).
 
 Every read and every decision is a gateway verb (``ListLeads``, ``ReviewLead``) with source
 ``web``, so each is a ledger record linked to the search's. Auditors see the queue; only the
@@ -12,11 +14,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from faceledger.api import run_blocking
 from faceledger.api.native.auth import GatewayDep
 from faceledger.api.web.views import (
+    SECURITY_HEADERS,
+    UserDep,
     WebUser,
     describe_error,
     error_status,
@@ -122,3 +126,28 @@ async def decide(request: Request, lead_id: str, user: ReviewUser, gate: Gateway
             **queue,
         )
     return RedirectResponse(f"/app/review?done={decision}", status_code=303)
+
+
+@router.get("/leads/{lead_id}/probe-crop", response_model=None)
+async def probe_crop(
+    request: Request,
+    lead_id: str,
+    user: UserDep,
+    gate: GatewayDep,
+    purpose: str = "",
+    case: str = "",
+) -> Response:
+    """A lead's searched face as ``image/jpeg`` (an ``<img>`` on the review page): any
+    signed-in user, the gateway decides (roles search and review; each view ledgered). A
+    refusal is a short plain-text answer with the error's status."""
+    try:
+        jpeg = await run_blocking(
+            request, gate.get_lead_probe_crop, user.caller(purpose, case), lead_id
+        )
+    except FaceLedgerError as exc:
+        return PlainTextResponse(
+            describe_error(exc).message, status_code=error_status(exc), headers=SECURITY_HEADERS
+        )
+    return Response(
+        jpeg, media_type="image/jpeg", headers={**SECURITY_HEADERS, "Cache-Control": "no-store"}
+    )
