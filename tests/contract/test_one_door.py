@@ -228,6 +228,7 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "cli audit checkpoint": [("CheckpointLedger", OK)],
     "cli audit leads": [("ListLeads", OK)],
     "cli audit decide": [("ReviewLead", OK)],
+    "cli audit probe-crop": [("GetLeadProbeCrop", NOT_FOUND)],
     "cli audit decisions": [("ListLeads", OK)],
     "cli audit rotate-key": [("RotateLedgerKey", OK)],
     "cli backup": [("CreateBackup", OK)],
@@ -854,6 +855,8 @@ def _walk_cli(
         ),
     )
     walk("cli audit decisions", lambda: cli("audit", "decisions", "--json"))
+    crop = str(tmp_path / "probe.jpg")  # door2 keeps no crops: no searched face
+    walk("cli audit probe-crop", lambda: cli("audit", "probe-crop", lead["lead_id"], "-o", crop))
     walk("cli backup", lambda: cli("backup", str(tmp_path / "backup")))
     walk("cli restore", lambda: cli("restore", str(tmp_path / "backup")))
     walk("cli audit rotate-key", lambda: cli("audit", "rotate-key"))  # the server follows it
