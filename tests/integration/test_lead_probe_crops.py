@@ -243,6 +243,13 @@ def test_the_native_api_serves_a_leads_probe(
         assert missing.json()["error"]["code"] == "ResourceNotFoundException"
         bad = reviewer.get("/v1/leads/not-a-lead/probe-crop")
         assert bad.status_code in (400, 422) and "error" in bad.json()
+        # its search was recorded: listed as work, not among the unrecorded
+        listed = reviewer.get("/v1/leads", params={"collection_id": "probe-http"})
+        assert [lead["lead_id"] for lead in listed.json()["leads"]] == [lead_id]
+        hidden = reviewer.get(
+            "/v1/leads", params={"collection_id": "probe-http", "unrecorded": "true"}
+        )
+        assert hidden.status_code == 200 and hidden.json()["leads"] == []
     key_id, secret = make_key("probe-enroller", ["enrol"])  # type: ignore[operator]
     denied = httpx.get(
         f"{live_server}/v1/leads/{lead_id}/probe-crop",
