@@ -32,6 +32,7 @@ from faceledger.domain.leads import (
 )
 from faceledger.domain.results import UserMatch
 from faceledger.domain.scale import SearchScale
+from faceledger.services.lead_probes import JpegProbes
 from faceledger.store.base import LeadStore
 from faceledger.store.records import LeadProbe
 
@@ -79,10 +80,12 @@ def user_candidates(matches: Sequence[UserMatch]) -> tuple[LeadCandidate, ...]:
 
 
 class LeadService:
-    """Leads over a ``LeadStore`` (the wiring root gives it the process's store)."""
+    """Leads over a ``LeadStore`` (the wiring root gives it the process's store);
+    ``jpeg_probes``: keeps a stream match's best shot as its lead's searched face."""
 
-    def __init__(self, store: LeadStore) -> None:
+    def __init__(self, store: LeadStore, *, jpeg_probes: JpegProbes | None = None) -> None:
         self.store = store
+        self._jpeg_probes = jpeg_probes
 
     def open_lead(
         self,
@@ -93,10 +96,12 @@ class LeadService:
         candidates: tuple[LeadCandidate, ...],
         scale: SearchScale | None = None,
         probe: ProbeMaker | None = None,
+        probe_jpeg: bytes = b"",
     ) -> str | None:
         """Write a lead for a search with candidates (state ``open``, not yet recorded) with
-        what ``probe`` keeps of the searched face, and return its id; None (and nothing
-        written) when there is no candidate."""
+        what ``probe`` keeps of the searched face (or, for a stream match, ``probe_jpeg``: its
+        face crop, kept when the collection keeps crops), and return its id; None (and
+        nothing written) when there is no candidate."""
         if not candidates:
             return None
         lead = Lead(
@@ -115,7 +120,13 @@ class LeadService:
             fpir=None if scale is None else scale.fpir,
             hit_rate=None if scale is None else scale.hit_rate,
         )
-        self.store.add_lead(lead, None if probe is None else probe(lead.lead_id))
+        if probe is not None:
+            kept = probe(lead.lead_id)
+        elif probe_jpeg and self._jpeg_probes is not None:
+            kept = self._jpeg_probes.seal(collection_id, lead.lead_id, probe_jpeg)
+        else:
+            kept = None
+        self.store.add_lead(lead, kept)
         return lead.lead_id
 
     def recorded(self, operation: str, result: dict[str, Any]) -> None:

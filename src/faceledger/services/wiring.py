@@ -21,6 +21,7 @@ from faceledger.services.crops import CropService
 from faceledger.services.faces import FaceService
 from faceledger.services.keys import KeyService
 from faceledger.services.labels import LabelService
+from faceledger.services.lead_probes import JpegProbes
 from faceledger.services.leads import LeadService
 from faceledger.services.objects import ImageObjects
 from faceledger.services.users import UserService
@@ -122,7 +123,8 @@ def build_services(
         collections = CollectionService(settings, face_service, store=stores.faces)
         objects = ImageObjects(settings)
         labels = LabelService(settings)
-        leads = LeadService(stores.leads)
+        crops = CropService(settings, store=stores.crops)
+        leads = LeadService(stores.leads, jpeg_probes=JpegProbes(crops, stores.faces))
         return Services(
             backends=backends,
             faces=face_service,
@@ -141,7 +143,7 @@ def build_services(
                 leads=leads,
             ),
             leads=leads,
-            crops=CropService(settings, store=stores.crops),
+            crops=crops,
         )
     except BaseException:
         backends.close()
