@@ -14,18 +14,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from faceledger.api import run_blocking
 from faceledger.api.native.auth import GatewayDep
+from faceledger.api.web.images import jpeg_answer
 from faceledger.api.web.views import (
-    SECURITY_HEADERS,
     UserDep,
     WebUser,
-    describe_error,
-    error_status,
     false_match_text,
     for_page,
+    problem_of,
     read_form,
     render,
     text_field,
@@ -81,9 +80,8 @@ async def review_page(request: Request, user: ReviewUser, gate: GatewayDep) -> H
             request,
             "review.html",
             user,
-            status=error_status(exc),
+            **problem_of(exc),
             active="review",
-            problem=describe_error(exc),
             cards=[],
         )
     return render(
@@ -117,9 +115,8 @@ async def decide(request: Request, lead_id: str, user: ReviewUser, gate: Gateway
             request,
             "review.html",
             user,
-            status=error_status(exc),
+            **problem_of(exc),
             active="review",
-            problem=describe_error(exc),
             decisions=DECISIONS,
             max_note=MAX_NOTE_CHARS,
             failed={"lead_id": lead_id, "candidate_id": candidate_id, "note": note},
@@ -140,14 +137,5 @@ async def probe_crop(
     """A lead's searched face as ``image/jpeg`` (an ``<img>`` on the review page): any
     signed-in user, the gateway decides (roles search and review; each view ledgered). A
     refusal is a short plain-text answer with the error's status."""
-    try:
-        jpeg = await run_blocking(
-            request, gate.get_lead_probe_crop, user.caller(purpose, case), lead_id
-        )
-    except FaceLedgerError as exc:
-        return PlainTextResponse(
-            describe_error(exc).message, status_code=error_status(exc), headers=SECURITY_HEADERS
-        )
-    return Response(
-        jpeg, media_type="image/jpeg", headers={**SECURITY_HEADERS, "Cache-Control": "no-store"}
-    )
+    caller = user.caller(purpose, case)
+    return await jpeg_answer(request, lambda: gate.get_lead_probe_crop(caller, lead_id))

@@ -35,6 +35,7 @@ from faceledger.api.web.views import (
     false_match_text,
     for_page,
     number_field,
+    problem_of,
     read_form,
     read_image,
     render,
@@ -185,8 +186,7 @@ async def search(request: Request, user: SearchUser, gate: GatewayDep) -> HTMLRe
             request,
             "search.html",
             user,
-            status=error_status(exc),
-            problem=describe_error(exc),
+            **problem_of(exc),
             **page,
         )
     store = sessions(request)
@@ -279,9 +279,8 @@ async def compare(request: Request, user: CompareUser, gate: GatewayDep) -> HTML
             request,
             "compare.html",
             user,
-            status=error_status(exc),
+            **problem_of(exc),
             active="compare",
-            problem=describe_error(exc),
         )
     return render(request, "compare.html", user, active="compare", result=result)
 
