@@ -257,3 +257,31 @@ def test_the_native_api_serves_a_leads_probe(
     )
     assert denied.status_code == 403
     assert denied.json()["error"]["code"] == "AccessDeniedException"
+
+
+@pytest.mark.parametrize("store_backend", ["sqlite"], indirect=True)
+def test_a_server_refuses_to_start_when_only_probes_need_the_missing_key(
+    gate: Gateway, couple: bytes, tmp_path: Path
+) -> None:
+    gate.create_collection(ROOT, "kept")
+    gate.put_policy(ROOT, "kept", CollectionPolicy(keep_face_crops=True))
+    faces = [f.face_id for f, _ in gate.index_faces(ROOT, "kept", couple).face_records]
+    lead_id = gate.search_faces_by_image(SEARCHER, "kept", couple).lead_id
+    assert lead_id is not None
+    gate.delete_faces(ROOT, "kept", faces)  # no enrolled crop left; the lead keeps its probe
+    assert not gate._crops._store.has_crops()
+    gate.check_crop_key()  # the key is there
+    key = tmp_path / "keys" / "crops.key"
+    key.rename(tmp_path / "elsewhere.key")
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=gate.settings.database_url,
+        crop_key_file=key,
+        workers=1,
+    )
+    restarted = Gateway(settings, faces=gate._faces)
+    try:
+        with pytest.raises(CropKeyError, match="missing"):
+            restarted.check_crop_key()
+    finally:
+        restarted.close()

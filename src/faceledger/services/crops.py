@@ -78,8 +78,9 @@ class CropService:
             )
         return self._key(create=False).open(face_id, sealed)
 
-    def check_key(self) -> None:
-        """Refuse (``CropKeyError``) when crops are stored but their key cannot be loaded: a
-        server checks this before it serves."""
-        if self._store.has_crops():
+    def check_key(self, *, probes_kept: bool = False) -> None:
+        """Refuse (``CropKeyError``) when crops (or, ``probes_kept``, leads' sealed searched
+        faces) are stored but their key cannot be loaded: a server checks this before it
+        serves."""
+        if probes_kept or self._store.has_crops():
             self._key(create=False)

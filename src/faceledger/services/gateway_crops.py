@@ -23,9 +23,10 @@ class CropVerbs(PolicyVerbs):
     """Viewing the encrypted crop a collection keeps of an enrolled face."""
 
     def check_crop_key(self) -> None:
-        """Raise ``CropKeyError`` when crops are stored but their key is missing or unreadable
-        (a server calls this at start and refuses to serve; nothing is read or recorded)."""
-        self._crops.check_key()
+        """Raise ``CropKeyError`` when crops (enrolled faces' or leads' searched faces) are
+        stored but their key is missing or unreadable (a server calls this at start and refuses
+        to serve; nothing is read or recorded)."""
+        self._crops.check_key(probes_kept=self._leads.store.has_sealed_probes())
 
     def get_face_crop(self, caller: Caller, collection_id: str, face_id: str) -> bytes:
         """The JPEG crop of ``face_id`` (``ResourceNotFoundError`` when none is kept)."""

@@ -209,6 +209,14 @@ class LeadTables:
             return None
         return LeadProbe(row[0], None if row[1] is None else bytes(row[1]))
 
+    def has_sealed_probes(self) -> bool:
+        """Whether any lead keeps a sealed searched face (then the crop key must be at hand)."""
+        with self._sql.reading() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM lead_probes WHERE sealed IS NOT NULL LIMIT 1"
+            ).fetchone()
+        return row is not None
+
     def delete_probes(self, collection_id: str) -> int:
         """Delete the searched faces kept for a collection's leads (the leads stay); how
         many."""
