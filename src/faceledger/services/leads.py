@@ -4,9 +4,9 @@ The gateway calls it: inside a search's ``work`` (``open_lead``, before the sear
 record, whose result then names the lead), after that record (``recorded``: the lead joins
 the queue) and from the lead verbs (``gateway_leads.py``). A lead whose record never landed
 (a crash or a failed ledger write in between) stays out of the queue: ``audit verify`` names
-it and ``list_leads(recorded=False)`` lists it. It
-checks what a decision may be (``domain/leads.py``) and that nobody reviews their own search
-(separation of duties, like enrolment and search); the ledger records are the gateway's.
+it and ``list_leads(recorded=False)`` lists it. It checks what a decision may be
+(``domain/leads.py``) and that nobody reviews their own search (separation of duties, like
+enrolment and search); the ledger records are the gateway's.
 """
 
 from __future__ import annotations
