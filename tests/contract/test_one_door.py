@@ -131,6 +131,7 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "GET /v1/stream-processors/{name}/events": [("GetStreamEvents", NOT_FOUND)],
     "GET /v1/leads": [("ListLeads", OK)],
     "GET /v1/leads/{lead_id}": [("GetLead", OK)],
+    "GET /v1/leads/{lead_id}/probe-crop": [("GetLeadProbeCrop", NOT_FOUND)],
     "POST /v1/leads/{lead_id}/decisions": [("ReviewLead", OK)],
     "/v1 a searcher reviewing their own lead": [("ReviewLead", DENIED)],
     "/v1 refused by validation": [("ListFaces", INVALID)],
@@ -174,6 +175,7 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "GET /app/ledger?verify=1": [("ReadLedger", OK), ("VerifyLedger", OK)],
     "GET /app/ledger/export": [("ExportLedger", OK)],
     "GET /app/review": [("ListLeads", OK)],
+    "GET /app/leads/{lead_id}/probe-crop": [("GetLeadProbeCrop", NOT_FOUND)],
     # a decision on a lead that does not exist: refused, then the queue again
     "POST /app/review/{lead_id}": [("ReviewLead", NOT_FOUND), ("ListLeads", OK)],
     "POST /app/logout": [],
@@ -226,6 +228,7 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "cli audit checkpoint": [("CheckpointLedger", OK)],
     "cli audit leads": [("ListLeads", OK)],
     "cli audit decide": [("ReviewLead", OK)],
+    "cli audit probe-crop": [("GetLeadProbeCrop", NOT_FOUND)],
     "cli audit decisions": [("ListLeads", OK)],
     "cli audit rotate-key": [("RotateLedgerKey", OK)],
     "cli backup": [("CreateBackup", OK)],
@@ -620,6 +623,7 @@ def _walk_leads(
         lead = listed["leads"][0]
         path = f"/v1/leads/{lead['lead_id']}"
         walk("GET /v1/leads/{lead_id}", lambda: api.get(path))
+        walk("GET /v1/leads/{lead_id}/probe-crop", lambda: api.get(f"{path}/probe-crop"))
         decision = {
             "candidate_id": lead["candidates"][0]["candidate_id"],
             "decision": "rejected",
@@ -757,6 +761,10 @@ def _walk_web(
             data={"key_id": reviewer[0], "secret": reviewer[1], "csrf_token": _token(form.text)},
         )
         page = walk("GET /app/review", lambda: web.get("/app/review"))
+        walk(
+            "GET /app/leads/{lead_id}/probe-crop",
+            lambda: web.get("/app/leads/00000000-0000-4000-8000-00000000beef/probe-crop"),
+        )
         decision = {
             "csrf_token": _token(page.text),
             "candidate_id": "00000000-0000-4000-8000-000000000000",
@@ -847,6 +855,8 @@ def _walk_cli(
         ),
     )
     walk("cli audit decisions", lambda: cli("audit", "decisions", "--json"))
+    crop = str(tmp_path / "probe.jpg")  # door2 keeps no crops: no searched face
+    walk("cli audit probe-crop", lambda: cli("audit", "probe-crop", lead["lead_id"], "-o", crop))
     walk("cli backup", lambda: cli("backup", str(tmp_path / "backup")))
     walk("cli restore", lambda: cli("restore", str(tmp_path / "backup")))
     walk("cli audit rotate-key", lambda: cli("audit", "rotate-key"))  # the server follows it

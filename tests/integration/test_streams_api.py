@@ -102,6 +102,11 @@ def test_live_http_stream_matches_and_reconnects(
 ) -> None:
     _, enrol_photo = lobby
     assert api.post("/v1/collections", json={"collection_id": "lobby"}).status_code == 201
+    kept = api.put(  # Rekognition's floor, and a searched face kept with each match's lead
+        "/v1/collections/lobby/policy",
+        json={"require_purpose": False, "threshold_floor": 80, "keep_face_crops": True},
+    )
+    assert kept.status_code == 200, kept.text
     enrolled = api.post(
         "/v1/collections/lobby/faces",
         files={"image": ("p.jpg", enrol_photo.read_bytes(), "image/jpeg")},
@@ -212,6 +217,8 @@ def test_live_http_stream_matches_and_reconnects(
             )
             assert [c["external_image_id"] for c in lead["candidates"]] == ["wanted"]
             assert lead["case_reference"] == START["case_reference"]
+            probe = review.get(f"/v1/leads/{lead_id}/probe-crop")  # the match's best shot
+            assert probe.status_code == 200 and probe.content.startswith(b"\xff\xd8\xff")
 
 
 def test_native_stream_errors(api: httpx.Client) -> None:

@@ -100,6 +100,19 @@ def site(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[S
                 },
             )
             assert made.status_code == 201, made.text
+            # a collection that keeps face crops: a lead shows both faces on request
+            assert api.post("/v1/collections", json={"collection_id": "fit-crops"}).is_success
+            policy = api.put(
+                "/v1/collections/fit-crops/policy",
+                json={"require_purpose": True, "keep_face_crops": True},
+            )
+            assert policy.status_code == 200, policy.text
+            enrolled = api.post(
+                "/v1/collections/fit-crops/faces",
+                files={"image": ("p.jpg", people[0][1][0].read_bytes(), "image/jpeg")},
+                data={"external_image_id": people[0][0], "quality_filter": "NONE"},
+            )
+            assert enrolled.status_code == 200, enrolled.text
         photos = {"enrolled": people[0][1][1], "stranger": people[3][1][1]}
         yield Site(url, keys, photos, settings)
 
@@ -125,10 +138,12 @@ def sign_in(page: Page, site: Site, who: str) -> None:
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
 
 
-def search_for(page: Page, site: Site, photo: Path | dict[str, object]) -> None:
+def search_for(
+    page: Page, site: Site, photo: Path | dict[str, object], collection: str = "fit"
+) -> None:
     sign_in(page, site, "search")
     page.goto(f"{site.url}/app/search")
-    page.get_by_label("Collection").select_option("fit")
+    page.get_by_label("Collection").select_option(collection)
     page.get_by_label("Choose a photo file").set_input_files(photo)  # type: ignore[arg-type]
     expect(page.locator("#probe-status")).to_contain_text(re.compile(r"found|usable|not"))
     page.get_by_label("Purpose of the search").fill("missing person report")
@@ -240,6 +255,18 @@ def review_refused(page: Page, site: Site) -> None:
     expect(page.get_by_role("alert")).to_be_visible()
 
 
+def review_faces_shown(page: Page, site: Site) -> None:
+    """A lead of a collection that keeps crops, its searched and enrolled faces shown."""
+    search_for(page, site, site.photos["enrolled"], collection="fit-crops")
+    lead_id = page.locator("#lead-id code").inner_text()
+    sign_in(page, site, "review")
+    page.goto(f"{site.url}/app/review")
+    card = page.locator(f"#lead-{lead_id} .candidate").first
+    card.get_by_role("link", name="Show the faces").click()
+    for image in (card.locator("img").first, card.locator("img").nth(1)):
+        expect(image).to_have_attribute("src", re.compile(r"^blob:"))
+
+
 def refused_page(page: Page, site: Site) -> None:
     sign_in(page, site, "search")
     page.goto(f"{site.url}/app/ledger")
@@ -265,6 +292,7 @@ STATES: dict[str, Callable[[Page, Site], None]] = {
         ledger_page,
         review_queue,
         review_refused,
+        review_faces_shown,
         refused_page,
     )
 }
@@ -524,7 +552,7 @@ def test_a_review_round_trip_search_lead_decision_ledger_report(
     assert sum(r["rejected"] for r in fit) >= 1
 
 
-def test_a_reviewer_sees_the_enrolled_crop_only_on_request_and_the_view_is_recorded(
+def test_a_reviewer_sees_both_faces_only_on_request_and_each_view_is_recorded(
     site: Site, page: Page, data_dir: Path
 ) -> None:
     photos = next(iter(lfw_people(data_dir, min_images=2, count=1).values()))
@@ -555,11 +583,14 @@ def test_a_reviewer_sees_the_enrolled_crop_only_on_request_and_the_view_is_recor
     sign_in(page, site, "review")
     page.goto(f"{site.url}/app/review")
     card = page.locator(f"#lead-{lead_id}")
-    image = card.locator("img").first
-    expect(image).to_have_attribute("src", "/app/static/face-placeholder.svg")  # not by default
-    card.get_by_role("link", name="Show the enrolled face").click()
-    expect(image).to_have_attribute("src", re.compile(r"^blob:"))
-    expect(card).to_contain_text("this view is recorded")
+    searched, enrolled = card.locator("img").first, card.locator("img").nth(1)
+    for image in (searched, enrolled):  # not by default
+        expect(image).to_have_attribute("src", "/app/static/face-placeholder.svg")
+    expect(card.locator("figcaption")).to_have_text(["Searched", "Enrolled"])
+    card.get_by_role("link", name="Show the faces").click()  # one tap: side by side
+    for image in (searched, enrolled):
+        expect(image).to_have_attribute("src", re.compile(r"^blob:"))
+    expect(card).to_contain_text("each view is recorded")
 
     from faceledger.audit.ledger import Ledger
 
@@ -567,6 +598,16 @@ def test_a_reviewer_sees_the_enrolled_crop_only_on_request_and_the_view_is_recor
         views = [
             e.event
             for e in ledger.entries()
-            if e.event is not None and e.event.operation == "GetFaceCrop"
+            if e.event is not None and e.event.operation in ("GetFaceCrop", "GetLeadProbeCrop")
         ]
-    assert any(v.principal == "fit-reviewer" and v.outcome == "ok" for v in views)
+    seen = {(v.operation, v.principal, v.outcome) for v in views}
+    assert ("GetFaceCrop", "fit-reviewer", "ok") in seen
+    assert ("GetLeadProbeCrop", "fit-reviewer", "ok") in seen
+    [probe] = [
+        v
+        for v in views
+        if v.operation == "GetLeadProbeCrop"
+        and v.principal == "fit-reviewer"
+        and v.result["lead_id"] == lead_id
+    ]
+    assert probe.result["as"] == "review"

@@ -50,6 +50,7 @@ def _verbs(image: bytes) -> dict[str, Callable[[Gateway, Caller], Any]]:
         "PutCollectionPolicy": lambda g, c: g.put_policy(c, "c", CollectionPolicy()),
         "IndexFaces": lambda g, c: g.index_faces(c, "c", image),
         "GetFaceCrop": lambda g, c: g.get_face_crop(c, "c", FACE_ID),
+        "GetLeadProbeCrop": lambda g, c: g.get_lead_probe_crop(c, FACE_ID),
         "ListFaces": lambda g, c: g.list_faces(c, "c"),
         "DeleteFaces": lambda g, c: g.delete_faces(c, "c", [FACE_ID]),
         "CreateUser": lambda g, c: g.create_user(c, "c", f"user-{c.principal.name}"),

@@ -356,8 +356,16 @@ def leads(
     ] = False,
     count: Annotated[int, typer.Option("-n", "--limit", min=1, max=100, help="How many.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    unrecorded: Annotated[
+        bool,
+        typer.Option(
+            "--unrecorded",
+            help="Only the leads whose search's ledger record never landed (not in the queue).",
+        ),
+    ] = False,
 ) -> None:
-    """Leads (searches with candidates) and what reviewers decided: oldest first."""
+    """Leads (searches with candidates) and what reviewers decided: oldest first. Only leads
+    whose search was recorded, unless --unrecorded."""
     with _ledger() as gate:
         page = gate.list_leads(
             cli_caller(),
@@ -365,17 +373,23 @@ def leads(
             collection_id=collection,
             newest_first=newest_first,
             limit=count,
+            unrecorded=unrecorded,
         )
     if as_json:
         print_json([lead_record(lead) for lead in page.leads])
         return
+    title = "Unrecorded leads" if unrecorded else "Leads"
+    _print_leads(page.leads, title + (f" ({state.value})" if state is not None else ""))
+
+
+def _print_leads(leads: tuple[Lead, ...], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Leads" + (f" ({state.value})" if state is not None else ""))
+    table = Table(title=title)
     for column in ("lead", "time (UTC)", "state", "collection", "searcher", "case", "candidates"):
         table.add_column(column, no_wrap=column in ("lead", "time (UTC)"))
-    for lead in page.leads:
+    for lead in leads:
         latest = lead.latest()
         table.add_row(
             lead.lead_id,
@@ -394,8 +408,24 @@ def leads(
     if not console.is_terminal:
         console = Console(width=240)
     console.print(table)
-    if not page.leads:
+    if not leads:
         typer.echo("no leads")
+
+
+@audit_app.command("probe-crop")
+def probe_crop(
+    lead_id: Annotated[str, typer.Argument(metavar="LEAD_ID")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Write the JPEG here (refused if it exists).")
+    ],
+) -> None:
+    """Write a lead's searched face (JPEG) to a file: a ledgered view (GetLeadProbeCrop)."""
+    if out.exists():
+        raise CliError(f"{out} exists: choose another file")
+    with _ledger() as gate:
+        jpeg = gate.get_lead_probe_crop(cli_caller(), lead_id)
+    out.write_bytes(jpeg)
+    typer.echo(f"wrote {out} ({len(jpeg):,} bytes)")
 
 
 @audit_app.command("decide")

@@ -111,6 +111,7 @@ VACUUM_TABLES = (
     "request_tokens",
     "access_keys",
     "face_crops",
+    "lead_probes",
 )
 
 

@@ -16,7 +16,8 @@ table governs every surface. Duties are separated: no role does everything.
 | `audit`  | read, verify and export the ledger; list and read leads                            |
 | `review` | list and read leads, record a decision on a lead's candidates (``admin`` does not |
 |          | imply it; nobody reviews their own search); view enrolled faces' crops        |
-|          | (``GetFaceCrop``; ``search`` may too)                                             |
+|          | (``GetFaceCrop``) and leads' searched faces (``GetLeadProbeCrop``; ``search`` may |
+|          | too)                                                                              |
 """
 
 from __future__ import annotations
@@ -81,10 +82,11 @@ ROLE_OPERATIONS: dict[str, frozenset[str]] = {
         "StopStreamProcessor",
         "GetStreamEvents",
         "GetFaceCrop",
+        "GetLeadProbeCrop",
     }
     | _PROCESSOR_READS,
     "audit": frozenset({"ReadLedger", "VerifyLedger", "ExportLedger"}) | _LEAD_READS,
-    "review": _LEAD_READS | {"ReviewLead", "GetFaceCrop"},
+    "review": _LEAD_READS | {"ReviewLead", "GetFaceCrop", "GetLeadProbeCrop"},
 }
 
 

@@ -45,3 +45,24 @@ def face_crop_jpeg(
     if not ok:  # pragma: no cover - OpenCV encodes any non-empty BGR array
         raise ValueError("the face crop could not be encoded as JPEG")
     return encoded.tobytes()
+
+
+def shrink_crop_jpeg(
+    jpeg: bytes, *, max_side_px: int = CROP_MAX_SIDE_PX, quality: int = CROP_JPEG_QUALITY
+) -> bytes:
+    """A face crop that is already a JPEG (a stream's best shot: the face box with a margin)
+    re-encoded like a kept crop: at most ``max_side_px`` on its longer side, JPEG
+    ``quality``. ``ValueError`` when ``jpeg`` does not decode."""
+    pixels = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if pixels is None or pixels.size == 0:
+        raise ValueError("the face crop is not a decodable image")
+    crop = np.asarray(pixels, np.uint8)
+    longer = max(crop.shape[0], crop.shape[1])
+    if longer > max_side_px:
+        scale = max_side_px / longer
+        size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+        crop = np.asarray(cv2.resize(crop, size, interpolation=cv2.INTER_AREA), np.uint8)
+    ok, encoded = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:  # pragma: no cover - OpenCV encodes any non-empty BGR array
+        raise ValueError("the face crop could not be encoded as JPEG")
+    return encoded.tobytes()

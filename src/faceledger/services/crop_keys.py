@@ -1,7 +1,9 @@
 """The face-crop key: AES-256-GCM sealing of crops, under a key file outside the data folder.
 
 A crop is sealed as ``nonce (12 random bytes) || ciphertext+tag`` with the FaceId as
-associated data, so a sealed crop copied onto another face's row does not open. The key file
+associated data, so a sealed crop copied onto another face's row does not open. A lead's probe
+crop (the searched face) is sealed the same way with ``lead:<lead id>`` as associated data: it
+opens for its own lead only, never as a face's crop or another lead's. The key file
 (``FACELEDGER_CROP_KEY_FILE``; default ``crops.key`` beside the ledger key) holds 32 random
 bytes, is created 0600 in a 0700 folder when the first crop is kept, and must not be inside
 the data folder: whoever copies the data folder must not get the crops' key with it.
@@ -82,8 +84,11 @@ def load_or_create_crop_key(path: Path) -> bytes:
     return key
 
 
+LEAD_PREFIX = "lead:"
+
+
 class CropCipher:
-    """AES-256-GCM over crops; the FaceId is the associated data."""
+    """AES-256-GCM over crops; the FaceId (or ``lead:<lead id>``) is the associated data."""
 
     def __init__(self, key: bytes, key_file: Path) -> None:
         self._aead = AESGCM(key)
@@ -104,4 +109,20 @@ class CropCipher:
                 f"the crop of face {face_id} does not open with the crop key {self.key_file}: "
                 "it was sealed under another key (FACELEDGER_CROP_KEY_FILE), or the stored "
                 "crop was altered"
+            ) from None
+
+    def seal_probe(self, lead_id: str, jpeg: bytes) -> bytes:
+        """``nonce || ciphertext`` of a lead's probe crop, bound to the lead."""
+        return self.seal(LEAD_PREFIX + lead_id, jpeg)
+
+    def open_probe(self, lead_id: str, sealed: bytes) -> bytes:
+        """The probe crop sealed for ``lead_id``; ``CropKeyError`` otherwise."""
+        nonce, body = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
+        try:
+            return self._aead.decrypt(nonce, body, (LEAD_PREFIX + lead_id).encode("ascii"))
+        except (InvalidTag, ValueError):
+            raise CropKeyError(
+                f"the searched-face crop of lead {lead_id} does not open with the crop key "
+                f"{self.key_file}: it was sealed under another key, for another lead, or the "
+                "stored crop was altered"
             ) from None

@@ -25,6 +25,8 @@ from faceledger.store.base import CropStore
 
 #: Seals a face's JPEG crop for its FaceId: (face_id, jpeg) → ``nonce || ciphertext``.
 CropSealer = Callable[[str, bytes], bytes]
+#: Seals a lead's probe crop for the lead: (lead_id, jpeg) → ``nonce || ciphertext``.
+ProbeSealer = Callable[[str, bytes], bytes]
 
 
 class CropService:
@@ -57,6 +59,14 @@ class CropService:
         """What IndexFaces seals a new face's crop with (the key is created on first use)."""
         return self._key(create=True).seal
 
+    def probe_sealer(self) -> ProbeSealer:
+        """What a search seals its lead's probe crop with (the key is created on first use)."""
+        return self._key(create=True).seal_probe
+
+    def view_probe(self, lead_id: str, sealed: bytes) -> bytes:
+        """The JPEG of a lead's probe crop (``CropKeyError`` when it does not open)."""
+        return self._key(create=False).open_probe(lead_id, sealed)
+
     def view(self, collection_id: str, face_id: str) -> bytes:
         """The JPEG crop of the collection's face; ``ResourceNotFoundError`` when it has
         none (no such face, or enrolled while the policy did not keep crops)."""
@@ -68,8 +78,9 @@ class CropService:
             )
         return self._key(create=False).open(face_id, sealed)
 
-    def check_key(self) -> None:
-        """Refuse (``CropKeyError``) when crops are stored but their key cannot be loaded: a
-        server checks this before it serves."""
-        if self._store.has_crops():
+    def check_key(self, *, probes_kept: bool = False) -> None:
+        """Refuse (``CropKeyError``) when crops (or, ``probes_kept``, leads' sealed searched
+        faces) are stored but their key cannot be loaded: a server checks this before it
+        serves."""
+        if probes_kept or self._store.has_crops():
             self._key(create=False)

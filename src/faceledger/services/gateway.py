@@ -158,7 +158,7 @@ class Gateway(
         self._leads = parts.leads
         self._crops = parts.crops
         # Ledgers what happens after the call that caused it, for the caller who started it.
-        self._record = ledger_record(self._ledger)
+        self._record = ledger_record(self._ledger, self._leads)
         self._in_flight: set[str] = set()  # this process's intents whose call still runs
         self._in_flight_lock = threading.Lock()
         try:
@@ -336,7 +336,9 @@ class Gateway(
             except Exception:
                 record("InternalServerError", {})
                 raise
-            record("ok", summary(value) if summary is not None else {})
+            result = summary(value) if summary is not None else {}
+            record("ok", result)
+            self._leads.recorded(operation, result)  # a lead it names joins the queue
             return value
         finally:
             if intent_id is not None:  # outcome written, or left for ``reconcile``

@@ -61,6 +61,7 @@ class CollectionVerbs(GatewayParts):
         def work() -> int:
             faces = self._collections.describe_collection(collection_id).face_count
             self._collections.delete_collection(collection_id)
+            self._leads.store.delete_probes(collection_id)  # the leads stay, not their probes
             return faces
 
         self._run(

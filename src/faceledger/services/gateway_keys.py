@@ -1,9 +1,11 @@
-"""The gateway's verbs on access keys, and ``Authentication``: what adapters may ask of the key
-store without a record."""
+"""The gateway's verbs on access keys; ``Authentication``: what adapters may ask of the key
+store without a record; ``Preferences``: a principal's small settings of the web app (the
+last collection searched), kept in the key store so every server process shares them."""
 
 from __future__ import annotations
 
 from faceledger.domain.audit import Caller
+from faceledger.domain.collections import COLLECTION_ID_RE
 from faceledger.domain.principals import Principal
 from faceledger.services.gateway_base import GatewayParts
 from faceledger.services.keys import AccessKey, KeyService
@@ -29,12 +31,36 @@ class Authentication:
         return self._keys.authenticate_bearer(authorization)
 
 
+LAST_COLLECTION = "last_collection"
+
+
+class Preferences:
+    """A principal's web-app preferences (no record: they change nothing the ledger tracks)."""
+
+    def __init__(self, keys: KeyService) -> None:
+        self._keys = keys
+
+    def last_collection(self, principal: Principal) -> str:
+        """The collection the principal searched last ("" when none, or not a valid id)."""
+        value = self._keys.preference(principal.name, LAST_COLLECTION) or ""
+        return value if COLLECTION_ID_RE.fullmatch(value) else ""
+
+    def remember_collection(self, principal: Principal, collection_id: str) -> None:
+        """Remember the collection the principal just searched (a valid id only)."""
+        if COLLECTION_ID_RE.fullmatch(collection_id):
+            self._keys.set_preference(principal.name, LAST_COLLECTION, collection_id)
+
+
 class KeyVerbs(GatewayParts):
     """Access keys: created, listed and revoked on the record."""
 
     @property
     def authentication(self) -> Authentication:
         return Authentication(self._keys)
+
+    @property
+    def preferences(self) -> Preferences:
+        return Preferences(self._keys)
 
     def create_key(
         self,

@@ -28,17 +28,22 @@ class LeadVerbs(GatewayParts):
         newest_first: bool = False,
         after: str | None = None,
         limit: int = MAX_LEADS_PER_PAGE,
+        unrecorded: bool = False,
     ) -> LeadPage:
         """Leads by state and collection; oldest first (the queue) unless ``newest_first``;
-        ``after``: the ``next_token`` of the previous page."""
+        ``after``: the ``next_token`` of the previous page. Only leads whose search's record
+        landed, unless ``unrecorded``: then only the others (for an auditor)."""
 
         def summary(page: LeadPage) -> dict[str, Any]:
-            return {
+            out: dict[str, Any] = {
                 "state": state,
                 "newest_first": newest_first,
                 "count": len(page.leads),
                 "lead_ids": [lead.lead_id for lead in page.leads],
             }
+            if unrecorded:
+                out["unrecorded"] = True
+            return out
 
         return self._run(
             caller,
@@ -49,6 +54,7 @@ class LeadVerbs(GatewayParts):
                 newest_first=newest_first,
                 after=after,
                 limit=limit,
+                recorded=not unrecorded,
             ),
             collection_id=collection_id,
             summary=summary,

@@ -311,6 +311,14 @@ class KeyService:
         key, _ = self._active_key(key_id)
         self.limiter.admit(key)
 
+    def preference(self, principal: str, name: str) -> str | None:
+        """A principal's stored preference (``principal_preferences``), or None."""
+        return self.store.preference(principal, name)
+
+    def set_preference(self, principal: str, name: str, value: str) -> None:
+        """Store a principal's preference (shared by every process of the installation)."""
+        self.store.set_preference(principal, name, value, time.time())
+
     def authenticate_bearer(self, authorization: str | None) -> Principal:
         """The principal of a native-API ``Authorization: Bearer <key_id>:<secret>`` header.
 

@@ -1,16 +1,21 @@
 """``LeadService``: makes a lead of a search with candidates, records decisions, reads leads.
 
 The gateway calls it: inside a search's ``work`` (``open_lead``, before the search's ledger
-record, whose result then names the lead) and from the lead verbs (``gateway_leads.py``). It
-checks what a decision may be (``domain/leads.py``) and that nobody reviews their own search
-(separation of duties, like enrolment and search); the ledger records are the gateway's.
+record, whose result then names the lead), after that record (``recorded``: the lead joins
+the queue) and from the lead verbs (``gateway_leads.py``). A lead whose record never landed
+(a crash or a failed ledger write in between) stays out of the queue: ``audit verify`` names
+it and ``list_leads(recorded=False)`` lists it. It checks what a decision may be
+(``domain/leads.py``) and that nobody reviews their own search (separation of duties, like
+enrolment and search); the ledger records are the gateway's.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from faceledger.audit.core import ChainLedger
 from faceledger.domain.audit import Caller
@@ -27,8 +32,14 @@ from faceledger.domain.leads import (
 )
 from faceledger.domain.results import UserMatch
 from faceledger.domain.scale import SearchScale
+from faceledger.services.lead_probes import JpegProbes
 from faceledger.store.base import LeadStore
+from faceledger.store.records import LeadProbe
 
+logger = logging.getLogger(__name__)
+
+#: Makes what a lead keeps of its searched face, once the lead's id is chosen.
+ProbeMaker = Callable[[str], LeadProbe | None]
 MAX_LEADS_PER_PAGE = 100
 # The operations whose ledger records name the lead they made (``result["lead_id"]``).
 LEAD_OPERATIONS = (
@@ -69,10 +80,12 @@ def user_candidates(matches: Sequence[UserMatch]) -> tuple[LeadCandidate, ...]:
 
 
 class LeadService:
-    """Leads over a ``LeadStore`` (the wiring root gives it the process's store)."""
+    """Leads over a ``LeadStore`` (the wiring root gives it the process's store);
+    ``jpeg_probes``: keeps a stream match's best shot as its lead's searched face."""
 
-    def __init__(self, store: LeadStore) -> None:
+    def __init__(self, store: LeadStore, *, jpeg_probes: JpegProbes | None = None) -> None:
         self.store = store
+        self._jpeg_probes = jpeg_probes
 
     def open_lead(
         self,
@@ -82,9 +95,13 @@ class LeadService:
         threshold: float,
         candidates: tuple[LeadCandidate, ...],
         scale: SearchScale | None = None,
+        probe: ProbeMaker | None = None,
+        probe_jpeg: bytes = b"",
     ) -> str | None:
-        """Write a lead for a search with candidates (state ``open``) and return its id; None
-        (and nothing written) when there is no candidate."""
+        """Write a lead for a search with candidates (state ``open``, not yet recorded) with
+        what ``probe`` keeps of the searched face (or, for a stream match, ``probe_jpeg``: its
+        face crop, kept when the collection keeps crops), and return its id; None (and
+        nothing written) when there is no candidate."""
         if not candidates:
             return None
         lead = Lead(
@@ -103,8 +120,26 @@ class LeadService:
             fpir=None if scale is None else scale.fpir,
             hit_rate=None if scale is None else scale.hit_rate,
         )
-        self.store.add_lead(lead)
+        if probe is not None:
+            kept = probe(lead.lead_id)
+        elif probe_jpeg and self._jpeg_probes is not None:
+            kept = self._jpeg_probes.seal(collection_id, lead.lead_id, probe_jpeg)
+        else:
+            kept = None
+        self.store.add_lead(lead, kept)
         return lead.lead_id
+
+    def recorded(self, operation: str, result: dict[str, Any]) -> None:
+        """After a record of ``operation`` landed with ``result``: the lead it names (if any)
+        joins the queue. A failure is logged, not raised (the call itself succeeded);
+        ``audit verify`` sets the flag of a lead a record names."""
+        lead_id = result.get("lead_id")
+        if operation not in LEAD_OPERATIONS or not isinstance(lead_id, str):
+            return
+        try:
+            self.store.mark_recorded(lead_id)
+        except Exception:
+            logger.exception("lead %s: its record landed but it could not be marked", lead_id)
 
     def lead(self, lead_id: str) -> Lead:
         check_lead_id(lead_id)
@@ -118,8 +153,10 @@ class LeadService:
         newest_first: bool = False,
         after: str | None = None,
         limit: int = MAX_LEADS_PER_PAGE,
+        recorded: bool = True,
     ) -> LeadPage:
-        """A page of leads (oldest first: the review queue) and the token of the next."""
+        """A page of leads (oldest first: the review queue) and the token of the next;
+        ``recorded=False``: the leads whose search's record never landed instead."""
         check_state(state)
         if after is not None:
             check_lead_id(after)
@@ -131,18 +168,24 @@ class LeadService:
             newest_first=newest_first,
             after=after,
             limit=limit + 1,
+            recorded=recorded,
         )
         more = len(leads) > limit
         page = tuple(leads[:limit])
         return LeadPage(page, page[-1].lead_id if more else None)
 
-    def every_lead(self, collection_id: str | None = None) -> list[Lead]:
-        """Every lead (of one collection), oldest first, read a page at a time."""
+    def every_lead(
+        self, collection_id: str | None = None, *, recorded: bool | None = None
+    ) -> list[Lead]:
+        """Every lead (of one collection; recorded or not), oldest first, a page at a time."""
         out: list[Lead] = []
         after: str | None = None
         while True:
             page = self.store.list_leads(
-                collection_id=collection_id, after=after, limit=MAX_LEADS_PER_PAGE
+                collection_id=collection_id,
+                after=after,
+                limit=MAX_LEADS_PER_PAGE,
+                recorded=recorded,
             )
             out += page
             if len(page) < MAX_LEADS_PER_PAGE:
@@ -152,14 +195,18 @@ class LeadService:
     def unrecorded(self, ledger: ChainLedger) -> list[str]:
         """The ids of leads named by no ledger record (a crash between writing the lead and
         its search's record), oldest first. The leads are read before the ledger, so a search
-        running meanwhile is never counted."""
+        running meanwhile is never counted. A lead that a record names but that is not marked
+        recorded (its mark failed after the record) is marked now: it joins the queue."""
         leads = self.every_lead()
+        unmarked = {lead.lead_id for lead in self.every_lead(recorded=False)}
         named: set[str] = set()
         for operation in LEAD_OPERATIONS:
             for entry in ledger.entries(operation=operation, outcome="ok"):
                 lead_id = entry.event.result.get("lead_id") if entry.event is not None else None
                 if isinstance(lead_id, str):
                     named.add(lead_id)
+        for lead_id in sorted(unmarked & named):
+            self.store.mark_recorded(lead_id)
         return [lead.lead_id for lead in leads if lead.lead_id not in named]
 
     def decide(

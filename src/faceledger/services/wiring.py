@@ -21,6 +21,7 @@ from faceledger.services.crops import CropService
 from faceledger.services.faces import FaceService
 from faceledger.services.keys import KeyService
 from faceledger.services.labels import LabelService
+from faceledger.services.lead_probes import JpegProbes
 from faceledger.services.leads import LeadService
 from faceledger.services.objects import ImageObjects
 from faceledger.services.users import UserService
@@ -52,9 +53,10 @@ def open_backends(settings: Settings, *, ledger: ChainLedger | None = None) -> B
         raise
 
 
-def ledger_record(ledger: ChainLedger) -> Record:
+def ledger_record(ledger: ChainLedger, leads: LeadService | None = None) -> Record:
     """Ledger something that happened after the call that caused it (a video job's end, a
-    stream match), on behalf of the caller who started it."""
+    stream match), on behalf of the caller who started it; a record that names a lead puts
+    the lead in the queue (``LeadService.recorded``)."""
 
     def record(
         caller: Caller,
@@ -68,6 +70,8 @@ def ledger_record(ledger: ChainLedger) -> Record:
                 caller, operation, outcome=outcome, collection_id=collection_id, result=result
             )
         )
+        if leads is not None and outcome == "ok":
+            leads.recorded(operation, result)
 
     return record
 
@@ -119,7 +123,8 @@ def build_services(
         collections = CollectionService(settings, face_service, store=stores.faces)
         objects = ImageObjects(settings)
         labels = LabelService(settings)
-        leads = LeadService(stores.leads)
+        crops = CropService(settings, store=stores.crops)
+        leads = LeadService(stores.leads, jpeg_probes=JpegProbes(crops, stores.faces))
         return Services(
             backends=backends,
             faces=face_service,
@@ -132,13 +137,13 @@ def build_services(
                 settings,
                 collections,
                 objects,
-                ledger_record(backends.ledger),
+                ledger_record(backends.ledger, leads),
                 store=stores.video,
                 labels=labels,
                 leads=leads,
             ),
             leads=leads,
-            crops=CropService(settings, store=stores.crops),
+            crops=crops,
         )
     except BaseException:
         backends.close()

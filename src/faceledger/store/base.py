@@ -32,6 +32,7 @@ from faceledger.store.records import (
     FaceRow,
     IntentChange,
     JobRow,
+    LeadProbe,
     NewFace,
     ProcessorRow,
     RequestRecord,
@@ -216,6 +217,10 @@ class KeyStore(Protocol):
 
     def revoke(self, key_id: str, at: float) -> AccessKey | None: ...
 
+    def preference(self, principal: str, name: str) -> str | None: ...
+
+    def set_preference(self, principal: str, name: str, value: str, at: float) -> None: ...
+
 
 class VideoStore(Protocol):
     """Stored-video jobs (claimed with a lease by one worker) and stream processors."""
@@ -265,7 +270,7 @@ class LeadStore(Protocol):
 
     def close(self) -> None: ...
 
-    def add_lead(self, lead: Lead) -> None: ...
+    def add_lead(self, lead: Lead, probe: LeadProbe | None = None) -> None: ...
 
     def lead(self, lead_id: str) -> Lead: ...
 
@@ -277,6 +282,7 @@ class LeadStore(Protocol):
         newest_first: bool = False,
         after: str | None = None,
         limit: int = 100,
+        recorded: bool | None = None,
     ) -> list[Lead]: ...
 
     def add_decision(self, decision: LeadDecision) -> Lead: ...
@@ -284,6 +290,18 @@ class LeadStore(Protocol):
     def delete_leads(
         self, collection_id: str, *, created_before: float | None = None
     ) -> list[str]: ...
+
+    def mark_recorded(self, lead_id: str) -> None:
+        """The lead's search record landed: it joins the review queue."""
+        ...
+
+    def lead_probe(self, lead_id: str) -> LeadProbe | None: ...
+
+    def has_sealed_probes(self) -> bool: ...
+
+    def delete_probes(self, collection_id: str) -> int:
+        """Delete the searched faces kept for a collection's leads (the leads stay)."""
+        ...
 
 
 class CropStore(Protocol):

@@ -10,6 +10,9 @@ servers starting at once create one, not two.
 ``SQLiteKeyStore`` and ``PostgresKeyStore`` are this class over their own connections; they
 differ in how a role is looked up in the JSON ``roles`` column, in the lock the first key takes
 on PostgreSQL, and in how a secret is scrubbed.
+
+The same store keeps small per-principal preferences (``principal_preferences``: the web
+app's last collection), so every server process of an installation shares them.
 """
 
 from __future__ import annotations
@@ -110,3 +113,23 @@ class KeyTables:
         self._forget_secret()
         found = self.get(key_id)
         return None if found is None else found[0]
+
+    # -- preferences ----------------------------------------------------------------------
+    def preference(self, principal: str, name: str) -> str | None:
+        """The principal's preference ``name``, or None when never set."""
+        with self._sql.reading() as conn:
+            row = conn.execute(
+                "SELECT value FROM principal_preferences WHERE principal = %s AND name = %s",
+                (principal, name),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_preference(self, principal: str, name: str, value: str, at: float) -> None:
+        """Set (or replace) the principal's preference ``name`` (``at``: epoch seconds)."""
+        with self._sql.transaction() as conn:
+            conn.execute(
+                "INSERT INTO principal_preferences (principal, name, value, updated_at)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (principal, name)"
+                " DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                (principal, name, value, at),
+            )

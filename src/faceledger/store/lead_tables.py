@@ -1,12 +1,14 @@
 """Leads, their candidates and the decisions on them, written once for both backends (over
 ``Sql``).
 
-Three tables: ``leads`` (one row per search with candidates, with its ``state``),
-``lead_candidates`` (the candidates, best first) and ``lead_decisions`` (append-only: a later
-decision on a candidate supersedes an earlier one, both stay). A decision and the lead's new
-state are written in one transaction. ``SQLiteLeadStore`` and ``PostgresLeadStore`` are this
-class over their own tables (made by ``SCHEMA`` on SQLite, by the migration ``0007_leads`` on
-PostgreSQL).
+Four tables: ``leads`` (one row per search with candidates, with its ``state`` and whether
+its search's ledger record landed: ``recorded``), ``lead_candidates`` (the candidates, best
+first), ``lead_decisions`` (append-only: a later decision on a candidate supersedes an earlier
+one, both stay) and ``lead_probes`` (the searched face, when the collection keeps crops;
+written with the lead, deleted with it). A decision and the lead's new state are written in
+one transaction. ``SQLiteLeadStore`` and ``PostgresLeadStore`` are this
+class over their own tables (made by ``SCHEMA`` and ``store/sqlite/lead_probes.py`` on SQLite,
+by the migrations ``0007_leads`` and ``0009_lead_probes`` on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from faceledger.domain.errors import ResourceNotFoundError
 from faceledger.domain.leads import DECIDED, OPEN, Lead, LeadCandidate, LeadDecision
+from faceledger.store.records import LeadProbe
 from faceledger.store.sql import Connection, Sql
 
 LEAD_COLUMNS = (
@@ -42,8 +45,9 @@ class LeadTables:
     def __init__(self, sql: Sql) -> None:
         self._sql = sql
 
-    def add_lead(self, lead: Lead) -> None:
-        """Write a new lead (state ``open``) with its candidates."""
+    def add_lead(self, lead: Lead, probe: LeadProbe | None = None) -> None:
+        """Write a new lead (state ``open``, not yet ``recorded``) with its candidates and
+        its searched face (``probe``), in one transaction."""
         with self._sql.transaction() as conn:
             conn.execute(
                 f"INSERT INTO leads ({LEAD_COLUMNS}, state)"
@@ -78,6 +82,18 @@ class LeadTables:
                         c.external_image_id,
                     ),
                 )
+            if probe is not None:
+                conn.execute(
+                    "INSERT INTO lead_probes (lead_id, collection_id, face_id, sealed, created_at)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    (
+                        lead.lead_id,
+                        lead.collection_id,
+                        probe.face_id,
+                        probe.sealed,
+                        lead.created_at,
+                    ),
+                )
 
     def lead(self, lead_id: str) -> Lead:
         """The lead with its candidates and decisions; ``ResourceNotFoundException``."""
@@ -95,11 +111,16 @@ class LeadTables:
         newest_first: bool = False,
         after: str | None = None,
         limit: int = 100,
+        recorded: bool | None = None,
     ) -> list[Lead]:
         """Leads in creation order (oldest first: the review queue; or newest first), after
-        the lead ``after`` (a page's last), at most ``limit``."""
+        the lead ``after`` (a page's last), at most ``limit``; ``recorded``: only the leads
+        whose search's record landed (True) or only the others (False)."""
         where: list[str] = []
         params: list[Any] = []
+        if recorded is not None:
+            where.append("recorded = %s")
+            params.append(recorded)
         if state is not None:
             where.append("state = %s")
             params.append(state)
@@ -167,10 +188,41 @@ class LeadTables:
                 for r in conn.execute(f"SELECT lead_id FROM leads WHERE {where}", params).fetchall()
             ]
             chosen = f"SELECT lead_id FROM leads WHERE {where}"
+            conn.execute(f"DELETE FROM lead_probes WHERE lead_id IN ({chosen})", params)
             conn.execute(f"DELETE FROM lead_decisions WHERE lead_id IN ({chosen})", params)
             conn.execute(f"DELETE FROM lead_candidates WHERE lead_id IN ({chosen})", params)
             conn.execute(f"DELETE FROM leads WHERE {where}", params)
         return ids
+
+    def mark_recorded(self, lead_id: str) -> None:
+        """Note that the lead's search record landed (the lead joins the queue)."""
+        with self._sql.transaction() as conn:
+            conn.execute("UPDATE leads SET recorded = %s WHERE lead_id = %s", (True, lead_id))
+
+    def lead_probe(self, lead_id: str) -> LeadProbe | None:
+        """The lead's searched face, or None when none was kept (or it was deleted)."""
+        with self._sql.reading() as conn:
+            row = conn.execute(
+                "SELECT face_id, sealed FROM lead_probes WHERE lead_id = %s", (lead_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        return LeadProbe(row[0], None if row[1] is None else bytes(row[1]))
+
+    def has_sealed_probes(self) -> bool:
+        """Whether any lead keeps a sealed searched face (then the crop key must be at hand)."""
+        with self._sql.reading() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM lead_probes WHERE sealed IS NOT NULL LIMIT 1"
+            ).fetchone()
+        return row is not None
+
+    def delete_probes(self, collection_id: str) -> int:
+        """Delete the searched faces kept for a collection's leads (the leads stay); how
+        many."""
+        with self._sql.transaction() as conn:
+            cur = conn.execute("DELETE FROM lead_probes WHERE collection_id = %s", (collection_id,))
+            return int(cur.rowcount)
 
     def _lead(self, conn: Connection, row: Any) -> Lead:
         lead_id = str(row[0])

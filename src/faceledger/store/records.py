@@ -164,3 +164,15 @@ class ProcessorRow:
     created_at: float = 0.0
     updated_at: float = 0.0
     owner: str | None = None  # the process running it (while RUNNING)
+
+
+# -- leads -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LeadProbe:
+    """The searched face of a lead, kept when its collection keeps face crops: the enrolled
+    face that was searched (``face_id``: its own kept crop is shown, never copied), or the
+    crop of the searched photo's face sealed for the lead (``sealed``: ``nonce ||
+    ciphertext``)."""
+
+    face_id: str | None = None
+    sealed: bytes | None = None

@@ -27,9 +27,8 @@ from faceledger.api.native.auth import GatewayDep
 from faceledger.api.web.views import (
     SECURITY_HEADERS,
     WebUser,
-    describe_error,
-    error_status,
     for_page,
+    problem_of,
     render,
 )
 from faceledger.audit.export import entry_record
@@ -112,11 +111,10 @@ async def ledger_page(request: Request, user: LedgerUser, gate: GatewayDep) -> H
             request,
             "ledger.html",
             user,
-            status=error_status(exc),
+            **problem_of(exc),
             active="ledger",
             filters=filters,
             operations=KNOWN_OPERATIONS,
-            problem=describe_error(exc),
             rows=[],
         )
     # The last verification stays shown (with its time) while the records are filtered.
@@ -168,11 +166,10 @@ async def export(request: Request, user: LedgerUser, gate: GatewayDep) -> Respon
             request,
             "ledger.html",
             user,
-            status=error_status(exc),
+            **problem_of(exc),
             active="ledger",
             filters=filters,
             operations=KNOWN_OPERATIONS,
-            problem=describe_error(exc),
             rows=[],
         )
 

@@ -16,11 +16,12 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
 from faceledger.api import run_blocking
 from faceledger.api.native.auth import GatewayDep
+from faceledger.api.web.images import jpeg_answer
 from faceledger.api.web.views import (
     SECURITY_HEADERS,
     Problem,
@@ -30,6 +31,7 @@ from faceledger.api.web.views import (
     error_status,
     for_page,
     number_field,
+    problem_of,
     read_form,
     read_image,
     render,
@@ -147,9 +149,7 @@ async def _failed(
     request: Request, gate: Gateway, user: WebUser, collection_id: str, exc: FaceLedgerError
 ) -> HTMLResponse:
     """The collection's page again, with the refusal or error as a readable message."""
-    return await _detail(
-        request, gate, user, collection_id, status=error_status(exc), problem=describe_error(exc)
-    )
+    return await _detail(request, gate, user, collection_id, **problem_of(exc))
 
 
 async def _detail(
@@ -191,9 +191,7 @@ async def _detail(
     try:
         data = await run_blocking(request, load)
     except FaceLedgerError as exc:
-        return await _list_page(
-            request, gate, user, status=error_status(exc), problem=describe_error(exc)
-        )
+        return await _list_page(request, gate, user, **problem_of(exc))
     return render(
         request,
         "collection.html",
@@ -346,16 +344,8 @@ async def face_crop(
     signed-in user, the gateway decides (roles search and review; each view ledgered; a
     searcher sends ``purpose`` and ``case`` when the collection's policy requires them). A
     refusal is a short plain-text answer with the error's status."""
-    try:
-        jpeg = await run_blocking(
-            request, gate.get_face_crop, user.caller(purpose, case), collection_id, face_id
-        )
-    except FaceLedgerError as exc:
-        return PlainTextResponse(
-            describe_error(exc).message, status_code=error_status(exc), headers=SECURITY_HEADERS
-        )
-    headers = {**SECURITY_HEADERS, "Cache-Control": "no-store"}
-    return Response(jpeg, media_type="image/jpeg", headers=headers)
+    caller = user.caller(purpose, case)
+    return await jpeg_answer(request, lambda: gate.get_face_crop(caller, collection_id, face_id))
 
 
 @router.post("/collections/{collection_id}/policy", response_model=None)

@@ -1,5 +1,7 @@
 """The Review page: open leads, oldest first, each candidate beside the search that found it,
-and a decision form per candidate (confirmed, rejected or inconclusive, with a note).
+and a decision form per candidate (confirmed, rejected or inconclusive, with a note). On
+request (one tap per candidate) the searched face and the candidate's enrolled face are shown
+side by side, each view a ledger record (``GetLeadProbeCrop``, ``GetFaceCrop``).
 
 Every read and every decision is a gateway verb (``ListLeads``, ``ReviewLead``) with source
 ``web``, so each is a ledger record linked to the search's. Auditors see the queue; only the
@@ -16,12 +18,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from faceledger.api import run_blocking
 from faceledger.api.native.auth import GatewayDep
+from faceledger.api.web.images import jpeg_answer
 from faceledger.api.web.views import (
+    UserDep,
     WebUser,
-    describe_error,
-    error_status,
     false_match_text,
     for_page,
+    problem_of,
     read_form,
     render,
     text_field,
@@ -77,9 +80,8 @@ async def review_page(request: Request, user: ReviewUser, gate: GatewayDep) -> H
             request,
             "review.html",
             user,
-            status=error_status(exc),
+            **problem_of(exc),
             active="review",
-            problem=describe_error(exc),
             cards=[],
         )
     return render(
@@ -113,12 +115,27 @@ async def decide(request: Request, lead_id: str, user: ReviewUser, gate: Gateway
             request,
             "review.html",
             user,
-            status=error_status(exc),
+            **problem_of(exc),
             active="review",
-            problem=describe_error(exc),
             decisions=DECISIONS,
             max_note=MAX_NOTE_CHARS,
             failed={"lead_id": lead_id, "candidate_id": candidate_id, "note": note},
             **queue,
         )
     return RedirectResponse(f"/app/review?done={decision}", status_code=303)
+
+
+@router.get("/leads/{lead_id}/probe-crop", response_model=None)
+async def probe_crop(
+    request: Request,
+    lead_id: str,
+    user: UserDep,
+    gate: GatewayDep,
+    purpose: str = "",
+    case: str = "",
+) -> Response:
+    """A lead's searched face as ``image/jpeg`` (an ``<img>`` on the review page): any
+    signed-in user, the gateway decides (roles search and review; each view ledgered). A
+    refusal is a short plain-text answer with the error's status."""
+    caller = user.caller(purpose, case)
+    return await jpeg_answer(request, lambda: gate.get_lead_probe_crop(caller, lead_id))

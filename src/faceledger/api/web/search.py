@@ -35,6 +35,7 @@ from faceledger.api.web.views import (
     false_match_text,
     for_page,
     number_field,
+    problem_of,
     read_form,
     read_image,
     render,
@@ -74,13 +75,14 @@ def _box(box: Box) -> dict[str, float]:
     }
 
 
-def _search_values(form: FormData | None, request: Request, user: WebUser) -> dict[str, Any]:
+def _search_values(
+    form: FormData | None, request: Request, last_collection: str = ""
+) -> dict[str, Any]:
     """The form's fields as the page shows them again. A new visit pre-selects the collection
     this user searched last; the threshold stays empty unless the user sets one."""
     if form is None:
         return {
-            "collection": request.query_params.get("collection", "")
-            or sessions(request).last_collection(user.principal),
+            "collection": request.query_params.get("collection", "") or last_collection,
             "purpose": "",
             "case_reference": "",
             "threshold": "",
@@ -95,13 +97,14 @@ def _search_values(form: FormData | None, request: Request, user: WebUser) -> di
 
 @router.get("/search", response_class=HTMLResponse)
 async def search_page(request: Request, user: SearchUser, gate: GatewayDep) -> HTMLResponse:
+    last = await run_blocking(request, gate.preferences.last_collection, user.principal)
     return render(
         request,
         "search.html",
         user,
         active="search",
         collections=await collection_ids(request, gate, user),
-        values=_search_values(None, request, user),
+        values=_search_values(None, request, last),
     )
 
 
@@ -151,7 +154,7 @@ def _missing(values: dict[str, Any], has_photo: bool) -> list[str]:
 async def search(request: Request, user: SearchUser, gate: GatewayDep) -> HTMLResponse:
     form = await read_form(request, user, images=1)
     collections = await collection_ids(request, gate, user)
-    values = _search_values(form, request, user)
+    values = _search_values(form, request)
     page: dict[str, Any] = {"active": "search", "collections": collections, "values": values}
     files = uploads(form, "image")
     kept = sessions(request).kept_probe(user.session, text_field(form, "probe_token"))
@@ -183,12 +186,13 @@ async def search(request: Request, user: SearchUser, gate: GatewayDep) -> HTMLRe
             request,
             "search.html",
             user,
-            status=error_status(exc),
-            problem=describe_error(exc),
+            **problem_of(exc),
             **page,
         )
     store = sessions(request)
-    store.remember_collection(user.principal, values["collection"])
+    await run_blocking(
+        request, gate.preferences.remember_collection, user.principal, values["collection"]
+    )
     if len(result["faces"]) > 1:  # another face of this photo can be searched without a resend
         result["probe_token"] = store.keep_probe(user.session, data)
     return render(request, "search.html", user, result=result, **page)
@@ -275,9 +279,8 @@ async def compare(request: Request, user: CompareUser, gate: GatewayDep) -> HTML
             request,
             "compare.html",
             user,
-            status=error_status(exc),
+            **problem_of(exc),
             active="compare",
-            problem=describe_error(exc),
         )
     return render(request, "compare.html", user, active="compare", result=result)
 

@@ -130,8 +130,6 @@ class SessionStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._sessions: dict[str, WebSession] = {}
-        # Per principal: the collection they searched last (pre-selected on their next visit).
-        self._last_collection: dict[str, str] = {}
 
     def _expired(self, session: WebSession, now: float) -> bool:
         return (
@@ -189,14 +187,6 @@ class SessionStore:
         if kept is None or not kept.usable(token, self._clock()):
             return None
         return kept.data
-
-    def remember_collection(self, principal: Principal, collection_id: str) -> None:
-        with self._lock:
-            self._last_collection[principal.name] = collection_id
-
-    def last_collection(self, principal: Principal) -> str:
-        with self._lock:
-            return self._last_collection.get(principal.name, "")
 
     def __len__(self) -> int:
         return len(self._sessions)

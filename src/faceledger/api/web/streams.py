@@ -31,6 +31,7 @@ from faceledger.api.web.views import (
     describe_error,
     error_status,
     for_page,
+    problem_of,
     read_form,
     render,
     text_field,
@@ -191,9 +192,7 @@ async def start_or_stop(
         verb = hook.start if action == "start" else hook.stop
         await run_blocking(request, verb, caller, name)
     except FaceLedgerError as exc:
-        return await _page(
-            request, gate, user, status=error_status(exc), problem=describe_error(exc)
-        )
+        return await _page(request, gate, user, **problem_of(exc))
     done = "started" if action == "start" else "stopped"
     return await _page(request, gate, user, message=f"Stream processor {name} {done}.")
 

@@ -285,6 +285,12 @@ def error_status(exc: FaceLedgerError) -> int:
     return exc.http_status if 400 <= exc.http_status < 500 else 500
 
 
+def problem_of(exc: FaceLedgerError) -> dict[str, Any]:
+    """What ``render`` takes to show a page again with an error in place: its status and the
+    readable problem (``render(…, **problem_of(exc))``)."""
+    return {"status": error_status(exc), "problem": describe_error(exc)}
+
+
 def describe_error(exc: FaceLedgerError) -> Problem:
     title = ERROR_TITLES.get(exc.code, "Something went wrong")
     if exc.http_status >= 500:

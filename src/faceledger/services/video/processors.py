@@ -571,6 +571,7 @@ class _RunningProcessor:
                 self.threshold,
                 (candidate,),
                 self.scale,
+                probe_jpeg=event.best_shot_jpeg,  # kept when the collection keeps crops
             )
         except Exception:
             logger.exception("stream %s: a match's lead could not be written", self.row.name)

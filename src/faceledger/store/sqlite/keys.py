@@ -49,6 +49,13 @@ CREATE TABLE IF NOT EXISTS access_keys (
     burst INTEGER
 );
 CREATE INDEX IF NOT EXISTS access_keys_by_principal ON access_keys(principal);
+CREATE TABLE IF NOT EXISTS principal_preferences (
+    principal TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (principal, name)
+);
 """
 
 #: Columns added after the first release: (name, SQL type), added to older databases on open.

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from faceledger.store.lead_tables import LeadTables
 from faceledger.store.sqlite.connections import Connections, SqliteSql
+from faceledger.store.sqlite.lead_probes import add_lead_extras, scrub_wal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS leads (
@@ -61,8 +62,23 @@ class SQLiteLeadStore(LeadTables):
         self._connections = Connections(Path(path))
         with self._connections.write_lock:
             self._connections.db().executescript(SCHEMA)
+        add_lead_extras(self._connections)
         super().__init__(SqliteSql(self._connections))
 
     def close(self) -> None:
         """Close this thread's connection (other threads close their own on exit)."""
         self._connections.close()
+
+    def delete_leads(self, collection_id: str, *, created_before: float | None = None) -> list[str]:
+        """``LeadTables.delete_leads``, then the WAL is truncated (kept probes go from it)."""
+        deleted = super().delete_leads(collection_id, created_before=created_before)
+        if deleted:
+            scrub_wal(self._connections)
+        return deleted
+
+    def delete_probes(self, collection_id: str) -> int:
+        """``LeadTables.delete_probes``, then the WAL is truncated."""
+        count = super().delete_probes(collection_id)
+        if count:
+            scrub_wal(self._connections)
+        return count

@@ -309,21 +309,34 @@ function setupFilters() {
   if (box && window.matchMedia("(min-width: 48rem)").matches) box.open = true;
 }
 
-// -- review: an enrolled face's crop, shown in its card when asked for (each view is recorded)
+// -- review: the searched face and the enrolled face, side by side when asked for (one tap;
+// each view is a ledger record)
+async function showFace(href, img, alt) {
+  const resp = await fetch(href, { credentials: "same-origin" });
+  if (!resp.ok) return await resp.text();
+  img.src = URL.createObjectURL(await resp.blob());
+  img.alt = alt;
+  return "";
+}
+
 function setupCrops() {
   document.querySelectorAll("a.show-crop").forEach((link) => link.addEventListener("click", async (e) => {
     e.preventDefault();
-    const img = document.getElementById(link.dataset.img);
     const note = link.parentElement.querySelector(".hint");
+    const wanted = [[link.href, link.dataset.img, "The searched face (a kept crop)", "Searched face"]];
+    if (link.dataset.cropHref) {
+      wanted.push([link.dataset.cropHref, link.dataset.cropImg, "The enrolled face (a kept crop)", "Enrolled face"]);
+    }
     try {
-      const resp = await fetch(link.href, { credentials: "same-origin" });
-      if (!resp.ok) { note.textContent = await resp.text(); return; }
-      img.src = URL.createObjectURL(await resp.blob());
-      img.alt = "The enrolled face (a kept crop)";
+      const problems = [];
+      for (const [href, id, alt, name] of wanted) {
+        const problem = await showFace(href, document.getElementById(id), alt);
+        if (problem) problems.push(`${name}: ${problem}`);
+      }
       link.hidden = true;
-      note.textContent = "Shown: this view is recorded in the ledger.";
+      note.textContent = ["Shown: each view is recorded in the ledger.", ...problems].join(" ");
     } catch (err) {
-      note.textContent = "The crop could not be loaded.";
+      note.textContent = "The faces could not be loaded.";
     }
   }));
 }
