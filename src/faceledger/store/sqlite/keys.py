@@ -30,7 +30,7 @@ from pathlib import Path
 from faceledger.store.key_tables import KeyTables
 from faceledger.store.records import AccessKey
 from faceledger.store.sql import Connection
-from faceledger.store.sqlite.connections import Connections, SqliteSql
+from faceledger.store.sqlite.connections import SchemaStore
 
 __all__ = ["AccessKey", "SQLiteKeyStore"]  # AccessKey as before ``store/records.py``
 
@@ -88,25 +88,18 @@ def _restrict_mode(path: Path) -> None:
             )
 
 
-class SQLiteKeyStore(KeyTables):
+class SQLiteKeyStore(SchemaStore, KeyTables):
     """Access keys with their secrets in the store's SQLite file; safe to share by threads."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         _create_private_file(self.path)
         _restrict_mode(self.path)
-        self._connections = Connections(self.path)
+        self._sql = self._open_tables(self.path, SCHEMA)
         self._write_lock = self._connections.write_lock
         self._db = self._connections.db
         self._tx = self._connections.tx
-        with self._write_lock:
-            self._db().executescript(SCHEMA)  # idempotent; executescript manages its own commit
         self._add_missing_columns()
-        self._sql = SqliteSql(self._connections)
-
-    def close(self) -> None:
-        """Close this thread's connection (other threads close their own on exit)."""
-        self._connections.close()
 
     # -- connections ----------------------------------------------------------------------
 

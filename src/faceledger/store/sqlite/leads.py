@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from faceledger.store.lead_tables import LeadTables
-from faceledger.store.sqlite.connections import Connections, SqliteSql
+from faceledger.store.sqlite.connections import SchemaStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS leads (
@@ -54,15 +54,8 @@ CREATE INDEX IF NOT EXISTS lead_decisions_lead ON lead_decisions(lead_id, seq);
 """
 
 
-class SQLiteLeadStore(LeadTables):
+class SQLiteLeadStore(SchemaStore, LeadTables):
     """Leads in the store's SQLite file; safe to share by threads."""
 
     def __init__(self, path: Path) -> None:
-        self._connections = Connections(Path(path))
-        with self._connections.write_lock:
-            self._connections.db().executescript(SCHEMA)
-        super().__init__(SqliteSql(self._connections))
-
-    def close(self) -> None:
-        """Close this thread's connection (other threads close their own on exit)."""
-        self._connections.close()
+        super().__init__(self._open_tables(path, SCHEMA))
