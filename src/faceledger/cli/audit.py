@@ -32,6 +32,7 @@ from faceledger.cli.common import (
     echo_err,
     load_settings,
     print_json,
+    print_table,
     progress_bar,
 )
 from faceledger.domain.errors import LedgerError
@@ -174,7 +175,6 @@ def tail(
     if as_json:
         print_json([entry_record(e) for e in entries])
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="Audit ledger (newest last)")
@@ -205,10 +205,7 @@ def tail(
             p.get("case_reference") or "-",
             _summary(p.get("result") or {}),
         )
-    console = Console()
-    if not console.is_terminal:  # piped: never truncate cells to an assumed 80 columns
-        console = Console(width=240)
-    console.print(table)
+    print_table(table)
     if not entries:
         typer.echo("the ledger holds no records yet")
 
@@ -369,7 +366,6 @@ def leads(
     if as_json:
         print_json([lead_record(lead) for lead in page.leads])
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="Leads" + (f" ({state.value})" if state is not None else ""))
@@ -390,10 +386,7 @@ def leads(
                 for c in lead.candidates
             ),
         )
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=240)
-    console.print(table)
+    print_table(table)
     if not page.leads:
         typer.echo("no leads")
 

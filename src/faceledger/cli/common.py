@@ -19,11 +19,17 @@ from pydantic import ValidationError
 from faceledger.config import Settings
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from faceledger.domain.audit import Caller
     from faceledger.services.faces import FaceService
     from faceledger.services.gateway import Gateway
 
 ProgressCallback = Callable[[int, int], None]  # progress(done, total)
+
+#: Columns a table is printed in when stdout is not a terminal (Rich would assume 80).
+PIPED_WIDTH = 240
 
 
 class CliError(Exception):
@@ -132,3 +138,15 @@ def print_json(data: Any) -> None:
 def echo_err(message: str) -> None:
     """One message line on stderr (progress, notes, errors)."""
     typer.echo(message, err=True)
+
+
+def print_table(table: Table, *, piped_width: int = PIPED_WIDTH) -> Console:
+    """Print ``table`` on stdout; piped, in ``piped_width`` columns (never cells truncated to an
+    assumed 80). Returns the console, for lines printed after the table."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=piped_width)
+    console.print(table)
+    return console

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from faceledger.cli.common import cli_caller, echo_err, load_settings, open_gateway, print_json
+from faceledger.cli.common import (
+    cli_caller,
+    echo_err,
+    load_settings,
+    open_gateway,
+    print_json,
+    print_table,
+)
 from faceledger.config import Settings
 
 if TYPE_CHECKING:
@@ -129,7 +136,6 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Access keys (never their secrets): id, principal, roles, created, revoked."""
-    from rich.console import Console
     from rich.table import Table
 
     with open_gateway() as gate:
@@ -149,10 +155,7 @@ def list_(
             _time(key.revoked_at),
             key.description,
         )
-    console = Console()
-    if not console.is_terminal:  # piped: never truncate cells to an assumed 80 columns
-        console = Console(width=200)
-    console.print(table)
+    print_table(table, piped_width=200)
     if not keys:
         typer.echo("no access keys" + ("" if show_all else " (add --all to see revoked ones)"))
 
