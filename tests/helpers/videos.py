@@ -11,10 +11,11 @@ than the container (a player shows it at that time; ``GroundTruth.offset_ms``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,12 +42,31 @@ class Actor:
 
     def position_at(self, t_s: float) -> tuple[int, int] | None:
         """Top-left corner at ``t_s``, or None when off screen."""
-        if not self.enter_s <= t_s < self.leave_s:
-            return None
-        f = (t_s - self.enter_s) / max(self.leave_s - self.enter_s, 1e-9)
-        x = self.start_xy[0] + f * (self.end_xy[0] - self.start_xy[0])
-        y = self.start_xy[1] + f * (self.end_xy[1] - self.start_xy[1])
-        return round(x), round(y)
+        return moving_position(self, t_s)
+
+
+class Moving(Protocol):
+    """What is on screen from ``enter_s`` to ``leave_s``, moving from ``start_xy`` to
+    ``end_xy`` (top-left corner, px) in a straight line: an ``Actor``, a ``Figure``."""
+
+    @property
+    def enter_s(self) -> float: ...
+    @property
+    def leave_s(self) -> float: ...
+    @property
+    def start_xy(self) -> tuple[float, float]: ...
+    @property
+    def end_xy(self) -> tuple[float, float]: ...
+
+
+def moving_position(thing: Moving, t_s: float) -> tuple[int, int] | None:
+    """``thing``'s top-left corner (px) at ``t_s``, or None when it is off screen then."""
+    if not thing.enter_s <= t_s < thing.leave_s:
+        return None
+    f = (t_s - thing.enter_s) / max(thing.leave_s - thing.enter_s, 1e-9)
+    x = thing.start_xy[0] + f * (thing.end_xy[0] - thing.start_xy[0])
+    y = thing.start_xy[1] + f * (thing.end_xy[1] - thing.start_xy[1])
+    return round(x), round(y)
 
 
 @dataclass(frozen=True)
@@ -130,6 +150,16 @@ def _load_face(photo: Path, size_px: int) -> NDArray[np.uint8]:
     return np.asarray(cv2.resize(face, (size_px, size_px), interpolation=cv2.INTER_AREA))
 
 
+def paste(frame: NDArray[np.uint8], cut: NDArray[np.uint8], xy: tuple[int, int]) -> None:
+    """Paste ``cut`` with its top-left corner at ``xy`` (px), clipped to ``frame`` (in place)."""
+    x, y = xy
+    h, w = frame.shape[:2]
+    x1, y1 = max(0, x), max(0, y)
+    x2, y2 = min(w, x + cut.shape[1]), min(h, y + cut.shape[0])
+    if x2 > x1 and y2 > y1:
+        frame[y1:y2, x1:x2] = cut[y1 - y : y2 - y, x1 - x : x2 - x]
+
+
 def render_frame(
     base: NDArray[np.uint8],
     actors: tuple[Actor, ...],
@@ -137,19 +167,45 @@ def render_frame(
     t_s: float,
 ) -> NDArray[np.uint8]:
     frame = base.copy()
-    h, w = frame.shape[:2]
     for a in actors:
         pos = a.position_at(t_s)
-        if pos is None:
-            continue
-        x, y = pos
-        face = faces[a.name]
-        x1, y1 = max(0, x), max(0, y)
-        x2, y2 = min(w, x + a.size_px), min(h, y + a.size_px)
-        if x2 <= x1 or y2 <= y1:
-            continue
-        frame[y1:y2, x1:x2] = face[y1 - y : y2 - y, x1 - x : x2 - x]
+        if pos is not None:
+            paste(frame, faces[a.name], pos)
     return frame
+
+
+def encode_video(
+    path: Path,
+    frames: Iterable[NDArray[np.uint8]],
+    *,
+    width: int,
+    height: int,
+    fps: int,
+    gop: int,
+) -> None:
+    """Encode BGR ``frames`` to ``path``: H.264 (MP4/MOV/MKV) or MPEG-4 Part 2 (AVI) by the
+    suffix, a key frame every ``gop`` frames."""
+    import av
+
+    codec = _CODECS[path.suffix.lower()]
+    with av.open(str(path), mode="w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = Fraction(1, fps)
+        if codec == "libx264":
+            stream.options = {"preset": "veryfast", "crf": "23", "g": str(gop)}
+        else:
+            stream.bit_rate = 2_000_000
+            stream.options = {"g": str(gop)}
+        for i, pixels in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(pixels, format="bgr24")
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
 
 
 _CODECS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".avi": "mpeg4"}
@@ -168,35 +224,17 @@ def make_video(
 ) -> GroundTruth:
     """Render and encode ``actors`` to ``path`` (container and codec from the suffix); at
     each of ``cuts`` (seconds) the backdrop changes to another one (a hard scene cut)."""
-    import av
-
-    codec = _CODECS[path.suffix.lower()]
     faces = {a.name: _load_face(a.photo, a.size_px) for a in actors}
     backdrops = [background(width, height, seed=7 + 5 * k) for k in range(len(cuts) + 1)]
     for k in range(1, len(backdrops), 2):  # another shot: another place, other light
         backdrops[k] = np.ascontiguousarray(255 - backdrops[k][:, ::-1])
     frames = round(duration_s * fps)
     actor_tuple = tuple(actors)
-    with av.open(str(path), mode="w") as out:
-        stream = out.add_stream(codec, rate=fps)
-        stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p"
-        stream.time_base = Fraction(1, fps)
-        if codec == "libx264":
-            stream.options = {"preset": "veryfast", "crf": "23", "g": str(gop)}
-        else:
-            stream.bit_rate = 2_000_000
-            stream.options = {"g": str(gop)}
-        for i in range(frames):
-            base = backdrops[sum(1 for c in cuts if i / fps >= c)]
-            pixels = render_frame(base, actor_tuple, faces, i / fps)
-            frame = av.VideoFrame.from_ndarray(pixels, format="bgr24")
-            frame.pts = i
-            frame.time_base = Fraction(1, fps)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    pictures = (
+        render_frame(backdrops[sum(1 for c in cuts if i / fps >= c)], actor_tuple, faces, i / fps)
+        for i in range(frames)
+    )
+    encode_video(path, pictures, width=width, height=height, fps=fps, gop=gop)
     return GroundTruth(path, width, height, fps, frames, actor_tuple, cuts=tuple(cuts))
 
 
