@@ -34,6 +34,7 @@ from faceledger.cli.common import (
     print_json,
     print_table,
     progress_bar,
+    utc_text,
 )
 from faceledger.domain.errors import LedgerError
 
@@ -88,10 +89,6 @@ def parse_time(text: str | None, option: str) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.timestamp()
-
-
-def _utc(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _summary(result: dict[str, Any], width: int = 60) -> str:
@@ -195,7 +192,7 @@ def tail(
         p = entry.payload
         table.add_row(
             str(entry.seq),
-            _utc(entry.time),
+            utc_text(entry.time),
             str(p.get("principal", "")),
             ", ".join(p.get("roles", ())),
             str(p.get("operation", "")),
@@ -375,7 +372,7 @@ def leads(
         latest = lead.latest()
         table.add_row(
             lead.lead_id,
-            _utc(lead.created_at),
+            utc_text(lead.created_at),
             lead.state,
             lead.collection_id,
             lead.principal,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -150,3 +151,10 @@ def print_table(table: Table, *, piped_width: int = PIPED_WIDTH) -> Console:
         console = Console(width=piped_width)
     console.print(table)
     return console
+
+
+def utc_text(epoch_s: float | None) -> str:
+    """``2025-01-31 12:00:00Z`` (a table cell), or ``-`` for None."""
+    if epoch_s is None:
+        return "-"
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%d %H:%M:%SZ")

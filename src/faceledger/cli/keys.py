@@ -10,7 +10,6 @@ ledger record); the first admin key that ``serve`` makes is not a request and do
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -22,6 +21,7 @@ from faceledger.cli.common import (
     open_gateway,
     print_json,
     print_table,
+    utc_text,
 )
 from faceledger.config import Settings
 
@@ -40,12 +40,6 @@ def endpoint_url(settings: Settings) -> str:
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.host, settings.host)
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{settings.port}"
-
-
-def _time(epoch_s: float | None) -> str:
-    if epoch_s is None:
-        return "-"
-    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _key_dict(key: AccessKey) -> dict[str, Any]:
@@ -151,8 +145,8 @@ def list_(
             key.key_id,
             key.principal,
             ", ".join(key.roles),
-            _time(key.created_at),
-            _time(key.revoked_at),
+            utc_text(key.created_at),
+            utc_text(key.revoked_at),
             key.description,
         )
     print_table(table, piped_width=200)
