@@ -21,20 +21,17 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from helpers.videos import background, encode_video, moving_position, paste
+from helpers.videos import Moving, background, encode_video, paste, photo_region
 
 HEAD_AND_SHOULDERS = (slice(40, 250), slice(50, 200))  # rows, cols of a 250×250 LFW photo
 HAIR_BGR = (30, 35, 45)
 
 
 @dataclass(frozen=True)
-class Figure:
-    name: str
-    photo: Path
-    enter_s: float
-    leave_s: float
-    start_xy: tuple[float, float]
-    end_xy: tuple[float, float]
+class Figure(Moving):
+    """Head and shoulders, ``height_px`` tall; the face covered from ``hide_from_s`` to
+    ``hide_until_s``."""
+
     height_px: int = 240
     hide_from_s: float = -1.0
     hide_until_s: float = -1.0
@@ -42,9 +39,6 @@ class Figure:
     @property
     def width_px(self) -> int:
         return round(150 * self.height_px / 210)
-
-    def position_at(self, t_s: float) -> tuple[int, int] | None:
-        return moving_position(self, t_s)
 
     def face_hidden_at(self, t_s: float) -> bool:
         return self.hide_from_s <= t_s < self.hide_until_s
@@ -54,11 +48,8 @@ def figure_pixels(photo: Path, height_px: int, *, hidden: bool) -> NDArray[np.ui
     """The figure's cut-out at ``height_px``; ``hidden``: its face covered (seen from behind)."""
     import cv2
 
-    tile = cv2.imread(str(photo))
-    if tile is None:
-        raise FileNotFoundError(photo)
     width_px = round(150 * height_px / 210)
-    cut = cv2.resize(tile[HEAD_AND_SHOULDERS], (width_px, height_px), interpolation=cv2.INTER_AREA)
+    cut = photo_region(photo, HEAD_AND_SHOULDERS, (width_px, height_px))
     if hidden:
         s = height_px / 210
         centre = (int(75 * s), int(80 * s))

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,42 +31,33 @@ LFW_CROP = (slice(45, 205), slice(45, 205))
 
 
 @dataclass(frozen=True)
-class Actor:
+class Moving:
+    """Someone (an LFW photo) on screen from ``enter_s`` to ``leave_s``, moving from
+    ``start_xy`` to ``end_xy`` (top-left corner, px) in a straight line: an ``Actor`` here, a
+    ``Figure`` in ``body_videos.py``."""
+
     name: str
     photo: Path
     enter_s: float
     leave_s: float
     start_xy: tuple[float, float]
     end_xy: tuple[float, float]
-    size_px: int = 160  # side of the pasted square
 
     def position_at(self, t_s: float) -> tuple[int, int] | None:
         """Top-left corner at ``t_s``, or None when off screen."""
-        return moving_position(self, t_s)
+        if not self.enter_s <= t_s < self.leave_s:
+            return None
+        f = (t_s - self.enter_s) / max(self.leave_s - self.enter_s, 1e-9)
+        x = self.start_xy[0] + f * (self.end_xy[0] - self.start_xy[0])
+        y = self.start_xy[1] + f * (self.end_xy[1] - self.start_xy[1])
+        return round(x), round(y)
 
 
-class Moving(Protocol):
-    """What is on screen from ``enter_s`` to ``leave_s``, moving from ``start_xy`` to
-    ``end_xy`` (top-left corner, px) in a straight line: an ``Actor``, a ``Figure``."""
+@dataclass(frozen=True)
+class Actor(Moving):
+    """A face: the photo's central square, ``size_px`` a side."""
 
-    @property
-    def enter_s(self) -> float: ...
-    @property
-    def leave_s(self) -> float: ...
-    @property
-    def start_xy(self) -> tuple[float, float]: ...
-    @property
-    def end_xy(self) -> tuple[float, float]: ...
-
-
-def moving_position(thing: Moving, t_s: float) -> tuple[int, int] | None:
-    """``thing``'s top-left corner (px) at ``t_s``, or None when it is off screen then."""
-    if not thing.enter_s <= t_s < thing.leave_s:
-        return None
-    f = (t_s - thing.enter_s) / max(thing.leave_s - thing.enter_s, 1e-9)
-    x = thing.start_xy[0] + f * (thing.end_xy[0] - thing.start_xy[0])
-    y = thing.start_xy[1] + f * (thing.end_xy[1] - thing.start_xy[1])
-    return round(x), round(y)
+    size_px: int = 160  # side of the pasted square
 
 
 @dataclass(frozen=True)
@@ -140,14 +131,20 @@ def background(width: int, height: int, seed: int = 7) -> NDArray[np.uint8]:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _load_face(photo: Path, size_px: int) -> NDArray[np.uint8]:
+def photo_region(
+    photo: Path, region: tuple[slice, slice], size_px: tuple[int, int]
+) -> NDArray[np.uint8]:
+    """``region`` (rows, cols) of the image file ``photo``, resized to ``size_px`` (w, h)."""
     import cv2
 
     img = cv2.imread(str(photo))
     if img is None:
         raise FileNotFoundError(photo)
-    face = img[LFW_CROP]
-    return np.asarray(cv2.resize(face, (size_px, size_px), interpolation=cv2.INTER_AREA))
+    return np.asarray(cv2.resize(img[region], size_px, interpolation=cv2.INTER_AREA))
+
+
+def _load_face(photo: Path, size_px: int) -> NDArray[np.uint8]:
+    return photo_region(photo, LFW_CROP, (size_px, size_px))
 
 
 def paste(frame: NDArray[np.uint8], cut: NDArray[np.uint8], xy: tuple[int, int]) -> None:
