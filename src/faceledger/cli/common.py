@@ -136,11 +136,6 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
-def echo_err(message: str) -> None:
-    """One message line on stderr (progress, notes, errors)."""
-    typer.echo(message, err=True)
-
-
 def print_table(table: Table, *, piped_width: int = PIPED_WIDTH) -> Console:
     """Print ``table`` on stdout; piped, in ``piped_width`` columns (never cells truncated to an
     assumed 80). Returns the console, for lines printed after the table."""
@@ -158,3 +153,8 @@ def utc_text(epoch_s: float | None) -> str:
     if epoch_s is None:
         return "-"
     return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def echo_err(message: str) -> None:
+    """One message line on stderr (progress, notes, errors)."""
+    typer.echo(message, err=True)
