@@ -20,14 +20,14 @@ from faceledger.domain.results import FaceFailure
 from faceledger.inference.imaging import load_image
 from faceledger.services.collections import CollectionService
 from faceledger.services.faces import FaceService
+from helpers import services
 from helpers.data import lfw_people
 
 
 @pytest.fixture(scope="module")
 def face_service() -> Iterator[FaceService]:
-    service = FaceService(Settings(workers=1))
-    yield service
-    service.close()
+    with services.face_service() as faces:
+        yield faces
 
 
 @pytest.fixture
@@ -35,10 +35,8 @@ def service(
     tmp_path: Path, face_service: FaceService, database_url: str | None
 ) -> Iterator[CollectionService]:
     """A collection service on each store backend (SQLite, PostgreSQL)."""
-    settings = Settings(data_dir=tmp_path, workers=1, database_url=database_url)
-    service = CollectionService(settings, faces=face_service)
-    yield service
-    service.close()
+    with services.collection_service(tmp_path, face_service, database_url) as service:
+        yield service
 
 
 @pytest.fixture(scope="module")

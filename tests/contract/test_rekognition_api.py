@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 
 from helpers.backends import BOTH_BACKENDS, POSTGRES_ONLY, SQLITE_ONLY
 from helpers.data import lfw_people
-from helpers.rekognition import REGION, ShapeChecker, rekognition_client
+from helpers.rekognition import REGION, ShapeChecker, rekognition_client, wait_for_job
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -525,18 +525,6 @@ def test_roles_are_enforced(live_server: str, live_server_settings: Any) -> None
 
 
 # -- stored video ----------------------------------------------------------------------------------
-def _wait_job(get: Any, job_id: str, timeout_s: float = 300.0) -> dict[str, Any]:
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        out: dict[str, Any] = get(JobId=job_id)
-        if out["JobStatus"] != "IN_PROGRESS":
-            return out
-        assert time.monotonic() < deadline, f"job {job_id} still IN_PROGRESS after {timeout_s} s"
-        time.sleep(0.5)
-
-
 @pytest.fixture(scope="module")
 def walk_video(live_server_settings: Any, data_dir: Path) -> Any:
     """A 6 s 640×360 MP4 in the server's ``videos`` bucket: an enrolled person (first photo
@@ -575,7 +563,7 @@ def test_stored_video_face_search(rek: Any, walk_video: Any, live_server_setting
         rek.start_face_search(
             Video=video, CollectionId="video-search", JobTag="other", ClientRequestToken="walk-1"
         )
-    done = _wait_job(rek.get_face_search, started["JobId"])
+    done = wait_for_job(rek.get_face_search, started["JobId"])
     assert done["JobStatus"] == "SUCCEEDED", done.get("StatusMessage")
     meta = done["VideoMetadata"]
     assert (meta["FrameWidth"], meta["FrameHeight"]) == (640, 360)
@@ -620,11 +608,11 @@ def test_stored_video_detection_and_tracking(rek: Any, walk_video: Any) -> None:
     video = {"S3Object": {"Bucket": "videos", "Name": "walk.mp4"}}
     faces_job = rek.start_face_detection(Video=video)["JobId"]
     persons_job = rek.start_person_tracking(Video=video)["JobId"]
-    faces = _wait_job(rek.get_face_detection, faces_job)
+    faces = wait_for_job(rek.get_face_detection, faces_job)
     assert faces["JobStatus"] == "SUCCEEDED"
     assert faces["Faces"] and all(0 <= f["Timestamp"] <= truth.duration_ms for f in faces["Faces"])
     assert all(f["Face"]["Confidence"] > 50 for f in faces["Faces"])
-    tracked = _wait_job(rek.get_person_tracking, persons_job)
+    tracked = wait_for_job(rek.get_person_tracking, persons_job)
     assert tracked["JobStatus"] == "SUCCEEDED"
     # each person keeps one index: every detection of an index lies on the same actor
     who: dict[int, set[str]] = {}
@@ -651,7 +639,7 @@ def test_stored_video_bad_input(rek: Any, live_server_settings: Any) -> None:
     with pytest.raises(rek.exceptions.ResourceNotFoundException):
         rek.get_face_detection(JobId="no-such-job")
     job = rek.start_face_detection(Video={"S3Object": {"Bucket": "videos", "Name": "broken.mp4"}})
-    failed = _wait_job(rek.get_face_detection, job["JobId"])
+    failed = wait_for_job(rek.get_face_detection, job["JobId"])
     assert failed["JobStatus"] == "FAILED"
     assert failed["StatusMessage"] and "Traceback" not in failed["StatusMessage"]
     assert failed["Faces"] == []
@@ -791,7 +779,7 @@ def test_stored_video_label_detection_in_shape(rek: Any, walk_video: Any) -> Non
     member); what the labels are is tested in tests/integration/test_video_labels.py."""
     video = {"S3Object": {"Bucket": "videos", "Name": "walk.mp4"}}
     started = rek.start_label_detection(Video=video, MinConfidence=40, JobTag="labels")
-    done = _wait_job(rek.get_label_detection, started["JobId"])
+    done = wait_for_job(rek.get_label_detection, started["JobId"])
     assert done["JobStatus"] == "SUCCEEDED", done.get("StatusMessage")
     assert done["VideoMetadata"]["FrameWidth"] == 640 and isinstance(done["Labels"], list)
     by_segment = rek.get_label_detection(JobId=started["JobId"], AggregateBy="SEGMENTS")

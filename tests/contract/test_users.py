@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import pytest
 
-from faceledger.config import Settings
 from faceledger.domain.errors import (
     IdempotentParameterMismatchError,
     InvalidPaginationTokenError,
@@ -25,6 +24,7 @@ from faceledger.services import users as users_module
 from faceledger.services.collections import CollectionService
 from faceledger.services.faces import FaceService
 from faceledger.services.users import UserService, centroid
+from helpers import services
 from helpers.data import lfw_people
 
 MISSING_FACE = "00000000-0000-0000-0000-000000000000"
@@ -37,9 +37,8 @@ def _parts(outcome: AssociationOutcome) -> tuple[list[str], list[FaceFailure], s
 
 @pytest.fixture(scope="module")
 def face_service() -> Iterator[FaceService]:
-    service = FaceService(Settings(workers=1))
-    yield service
-    service.close()
+    with services.face_service() as faces:
+        yield faces
 
 
 @pytest.fixture
@@ -47,10 +46,8 @@ def collections(
     tmp_path: Path, face_service: FaceService, database_url: str | None
 ) -> Iterator[CollectionService]:
     """A collection service on each store backend (SQLite, PostgreSQL)."""
-    settings = Settings(data_dir=tmp_path, workers=1, database_url=database_url)
-    service = CollectionService(settings, faces=face_service)
-    yield service
-    service.close()
+    with services.collection_service(tmp_path, face_service, database_url) as service:
+        yield service
 
 
 @pytest.fixture

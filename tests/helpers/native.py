@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +48,14 @@ def search(api: httpx.Client, collection: str, data: bytes, **form: Any) -> http
         files={"image": ("probe.jpg", data, "image/jpeg")},
         data={k: str(v) for k, v in form.items()},
     )
+
+
+def finished_job(api: httpx.Client, job_id: str, timeout_s: float = 300.0) -> dict[str, Any]:
+    """``GET /v1/video/jobs/{job_id}`` once the job is no longer IN_PROGRESS; fails the test
+    after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while (out := api.get(f"/v1/video/jobs/{job_id}").json())["status"] == "IN_PROGRESS":
+        assert time.monotonic() < deadline, f"job {job_id} still IN_PROGRESS after {timeout_s} s"
+        time.sleep(0.2)
+    result: dict[str, Any] = out
+    return result

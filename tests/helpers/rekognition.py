@@ -8,6 +8,7 @@ right JSON types), so a shape mistake fails a test even where botocore would sil
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import boto3
@@ -95,3 +96,15 @@ def rekognition_client(url: str, key: str, secret: str, **config: Any) -> Any:
         aws_secret_access_key=secret,
         config=Config(retries={"max_attempts": 1, "mode": "standard"}, **config),
     )
+
+
+def wait_for_job(get: Any, job_id: str, timeout_s: float = 300.0) -> dict[str, Any]:
+    """``get(JobId=job_id)`` (a stored-video Get… call) once the job is no longer IN_PROGRESS;
+    fails the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        out: dict[str, Any] = get(JobId=job_id)
+        if out["JobStatus"] != "IN_PROGRESS":
+            return out
+        assert time.monotonic() < deadline, f"job {job_id} still IN_PROGRESS after {timeout_s} s"
+        time.sleep(0.2)

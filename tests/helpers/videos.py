@@ -11,6 +11,7 @@ than the container (a player shows it at that time; ``GroundTruth.offset_ms``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -30,14 +31,17 @@ LFW_CROP = (slice(45, 205), slice(45, 205))
 
 
 @dataclass(frozen=True)
-class Actor:
+class Moving:
+    """Someone (an LFW photo) on screen from ``enter_s`` to ``leave_s``, moving from
+    ``start_xy`` to ``end_xy`` (top-left corner, px) in a straight line: an ``Actor`` here, a
+    ``Figure`` in ``body_videos.py``."""
+
     name: str
     photo: Path
     enter_s: float
     leave_s: float
     start_xy: tuple[float, float]
     end_xy: tuple[float, float]
-    size_px: int = 160  # side of the pasted square
 
     def position_at(self, t_s: float) -> tuple[int, int] | None:
         """Top-left corner at ``t_s``, or None when off screen."""
@@ -47,6 +51,13 @@ class Actor:
         x = self.start_xy[0] + f * (self.end_xy[0] - self.start_xy[0])
         y = self.start_xy[1] + f * (self.end_xy[1] - self.start_xy[1])
         return round(x), round(y)
+
+
+@dataclass(frozen=True)
+class Actor(Moving):
+    """A face: the photo's central square, ``size_px`` a side."""
+
+    size_px: int = 160  # side of the pasted square
 
 
 @dataclass(frozen=True)
@@ -120,14 +131,30 @@ def background(width: int, height: int, seed: int = 7) -> NDArray[np.uint8]:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _load_face(photo: Path, size_px: int) -> NDArray[np.uint8]:
+def photo_region(
+    photo: Path, region: tuple[slice, slice], size_px: tuple[int, int]
+) -> NDArray[np.uint8]:
+    """``region`` (rows, cols) of the image file ``photo``, resized to ``size_px`` (w, h)."""
     import cv2
 
     img = cv2.imread(str(photo))
     if img is None:
         raise FileNotFoundError(photo)
-    face = img[LFW_CROP]
-    return np.asarray(cv2.resize(face, (size_px, size_px), interpolation=cv2.INTER_AREA))
+    return np.asarray(cv2.resize(img[region], size_px, interpolation=cv2.INTER_AREA))
+
+
+def _load_face(photo: Path, size_px: int) -> NDArray[np.uint8]:
+    return photo_region(photo, LFW_CROP, (size_px, size_px))
+
+
+def paste(frame: NDArray[np.uint8], cut: NDArray[np.uint8], xy: tuple[int, int]) -> None:
+    """Paste ``cut`` with its top-left corner at ``xy`` (px), clipped to ``frame`` (in place)."""
+    x, y = xy
+    h, w = frame.shape[:2]
+    x1, y1 = max(0, x), max(0, y)
+    x2, y2 = min(w, x + cut.shape[1]), min(h, y + cut.shape[0])
+    if x2 > x1 and y2 > y1:
+        frame[y1:y2, x1:x2] = cut[y1 - y : y2 - y, x1 - x : x2 - x]
 
 
 def render_frame(
@@ -137,19 +164,45 @@ def render_frame(
     t_s: float,
 ) -> NDArray[np.uint8]:
     frame = base.copy()
-    h, w = frame.shape[:2]
     for a in actors:
         pos = a.position_at(t_s)
-        if pos is None:
-            continue
-        x, y = pos
-        face = faces[a.name]
-        x1, y1 = max(0, x), max(0, y)
-        x2, y2 = min(w, x + a.size_px), min(h, y + a.size_px)
-        if x2 <= x1 or y2 <= y1:
-            continue
-        frame[y1:y2, x1:x2] = face[y1 - y : y2 - y, x1 - x : x2 - x]
+        if pos is not None:
+            paste(frame, faces[a.name], pos)
     return frame
+
+
+def encode_video(
+    path: Path,
+    frames: Iterable[NDArray[np.uint8]],
+    *,
+    width: int,
+    height: int,
+    fps: int,
+    gop: int,
+) -> None:
+    """Encode BGR ``frames`` to ``path``: H.264 (MP4/MOV/MKV) or MPEG-4 Part 2 (AVI) by the
+    suffix, a key frame every ``gop`` frames."""
+    import av
+
+    codec = _CODECS[path.suffix.lower()]
+    with av.open(str(path), mode="w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = Fraction(1, fps)
+        if codec == "libx264":
+            stream.options = {"preset": "veryfast", "crf": "23", "g": str(gop)}
+        else:
+            stream.bit_rate = 2_000_000
+            stream.options = {"g": str(gop)}
+        for i, pixels in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(pixels, format="bgr24")
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
 
 
 _CODECS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".avi": "mpeg4"}
@@ -168,35 +221,17 @@ def make_video(
 ) -> GroundTruth:
     """Render and encode ``actors`` to ``path`` (container and codec from the suffix); at
     each of ``cuts`` (seconds) the backdrop changes to another one (a hard scene cut)."""
-    import av
-
-    codec = _CODECS[path.suffix.lower()]
     faces = {a.name: _load_face(a.photo, a.size_px) for a in actors}
     backdrops = [background(width, height, seed=7 + 5 * k) for k in range(len(cuts) + 1)]
     for k in range(1, len(backdrops), 2):  # another shot: another place, other light
         backdrops[k] = np.ascontiguousarray(255 - backdrops[k][:, ::-1])
     frames = round(duration_s * fps)
     actor_tuple = tuple(actors)
-    with av.open(str(path), mode="w") as out:
-        stream = out.add_stream(codec, rate=fps)
-        stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p"
-        stream.time_base = Fraction(1, fps)
-        if codec == "libx264":
-            stream.options = {"preset": "veryfast", "crf": "23", "g": str(gop)}
-        else:
-            stream.bit_rate = 2_000_000
-            stream.options = {"g": str(gop)}
-        for i in range(frames):
-            base = backdrops[sum(1 for c in cuts if i / fps >= c)]
-            pixels = render_frame(base, actor_tuple, faces, i / fps)
-            frame = av.VideoFrame.from_ndarray(pixels, format="bgr24")
-            frame.pts = i
-            frame.time_base = Fraction(1, fps)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    pictures = (
+        render_frame(backdrops[sum(1 for c in cuts if i / fps >= c)], actor_tuple, faces, i / fps)
+        for i in range(frames)
+    )
+    encode_video(path, pictures, width=width, height=height, fps=fps, gop=gop)
     return GroundTruth(path, width, height, fps, frames, actor_tuple, cuts=tuple(cuts))
 
 

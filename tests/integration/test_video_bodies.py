@@ -10,15 +10,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
-from botocore.config import Config
 
 from faceledger.audit.ledger import Ledger
 from faceledger.config import Settings
 from faceledger.video.bodies import associate_faces
 from helpers.data import lfw_people
+from helpers.native import finished_job
+from helpers.rekognition import rekognition_client, wait_for_job
 
 HIDE_FROM_MS = 2000
 VIDEO = {"S3Object": {"Bucket": "videos", "Name": "behind.mp4"}}
@@ -70,25 +70,7 @@ def figure(live_server_settings: Settings, data_dir: Path, engine: Any) -> tuple
 
 @pytest.fixture(scope="module")
 def rek(live_server: str, api_key: tuple[str, str]) -> Any:
-    key, secret = api_key
-    return boto3.client(
-        "rekognition",
-        endpoint_url=live_server,
-        region_name="us-east-1",
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
-    )
-
-
-def _wait(get: Any, job_id: str, timeout_s: float = 300.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        out: dict[str, Any] = get(JobId=job_id)
-        if out["JobStatus"] != "IN_PROGRESS":
-            return out
-        assert time.monotonic() < deadline, "the job never finished"
-        time.sleep(0.2)
+    return rekognition_client(live_server, *api_key)
 
 
 def _inside(face: dict[str, float], body: dict[str, float]) -> bool:
@@ -102,7 +84,7 @@ def test_person_tracked_by_body_before_and_after_the_face_hides(
     rek: Any, figure: tuple[str, list[Path]]
 ) -> None:
     job_id = rek.start_person_tracking(Video=VIDEO)["JobId"]
-    done = _wait(rek.get_person_tracking, job_id)
+    done = wait_for_job(rek.get_person_tracking, job_id)
     assert done["JobStatus"] == "SUCCEEDED", done.get("StatusMessage")
     persons = done["Persons"]
     assert {p["Person"]["Index"] for p in persons} == {0}  # one person, one index throughout
@@ -133,7 +115,7 @@ def test_a_face_match_attaches_to_the_persons_track(
         CollectionId="behind", Image={"Bytes": photos[1].read_bytes()}, ExternalImageId="them"
     )
     job_id = rek.start_face_search(Video=VIDEO, CollectionId="behind")["JobId"]
-    done = _wait(rek.get_face_search, job_id)
+    done = wait_for_job(rek.get_face_search, job_id)
     assert done["JobStatus"] == "SUCCEEDED", done.get("StatusMessage")
     matched = [p for p in done["Persons"] if p.get("FaceMatches")]
     assert matched, "the enrolled person was never matched"
@@ -157,10 +139,7 @@ def test_native_persons_job_and_records(
     started = api.post("/v1/video/jobs", json={"kind": "persons", "path": "behind.mp4"})
     assert started.status_code == 202, started.text
     job_id = started.json()["job_id"]
-    deadline = time.monotonic() + 300
-    while (out := api.get(f"/v1/video/jobs/{job_id}").json())["status"] == "IN_PROGRESS":
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    out = finished_job(api, job_id)
     assert out["status"] == "SUCCEEDED"
     items = out["results"]
     assert {i["index"] for i in items} == {0}

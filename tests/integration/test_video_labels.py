@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from faceledger.audit.ledger import Ledger
 from faceledger.config import Settings
 from helpers.cli import script
 from helpers.data import lfw_people
+from helpers.native import finished_job
+from helpers.rekognition import rekognition_client, wait_for_job
 
 VIDEO = {"S3Object": {"Bucket": "videos", "Name": "labels.mp4"}}
 SIGN_FAMILY = {"Stop Sign", "Road Sign", "Sign", "Symbol"}
@@ -45,45 +44,19 @@ def clip(live_server_settings: Settings, data_dir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def rek(live_server: str, api_key: tuple[str, str]) -> Any:
-    key, secret = api_key
-    return boto3.client(
-        "rekognition",
-        endpoint_url=live_server,
-        region_name="us-east-1",
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
-    )
+    return rekognition_client(live_server, *api_key)
 
 
 @pytest.fixture(scope="module")
 def raw_rek(live_server: str, api_key: tuple[str, str]) -> Any:
     """Without client-side validation, to reach the server's own checks."""
-    key, secret = api_key
-    return boto3.client(
-        "rekognition",
-        endpoint_url=live_server,
-        region_name="us-east-1",
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        config=Config(retries={"max_attempts": 1}, parameter_validation=False),
-    )
-
-
-def _wait(get: Any, job_id: str, timeout_s: float = 300.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        out: dict[str, Any] = get(JobId=job_id)
-        if out["JobStatus"] != "IN_PROGRESS":
-            return out
-        assert time.monotonic() < deadline, "the job never finished"
-        time.sleep(0.2)
+    return rekognition_client(live_server, *api_key, parameter_validation=False)
 
 
 @pytest.fixture(scope="module")
 def job(rek: Any, clip: Path) -> str:
     job_id: str = rek.start_label_detection(Video=VIDEO, JobTag="labels", MinConfidence=40)["JobId"]
-    done = _wait(rek.get_label_detection, job_id)
+    done = wait_for_job(rek.get_label_detection, job_id)
     assert done["JobStatus"] == "SUCCEEDED", done.get("StatusMessage")
     return job_id
 
@@ -160,10 +133,10 @@ def test_general_label_filters(rek: Any, clip: Path) -> None:
         Video=VIDEO,
         Settings={"GeneralLabels": {"LabelInclusionFilters": ["Person"]}},
     )["JobId"]
-    done = _wait(rek.get_label_detection, job_id)
+    done = wait_for_job(rek.get_label_detection, job_id)
     assert {x["Label"]["Name"] for x in done["Labels"]} == {"Person"}
     high = rek.start_label_detection(Video=VIDEO, MinConfidence=99.9)["JobId"]
-    assert _wait(rek.get_label_detection, high)["Labels"] == []
+    assert wait_for_job(rek.get_label_detection, high)["Labels"] == []
 
 
 def test_bad_parameters(rek: Any, raw_rek: Any, job: str) -> None:
@@ -214,10 +187,7 @@ def test_native_labels_job_and_records(
     )
     assert started.status_code == 202, started.text
     job_id = started.json()["job_id"]
-    deadline = time.monotonic() + 300
-    while (out := api.get(f"/v1/video/jobs/{job_id}").json())["status"] == "IN_PROGRESS":
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    out = finished_job(api, job_id)
     assert out["status"] == "SUCCEEDED" and out["kind"] == "labels" and out["label_model_version"]
     names = {x["label"]["name"] for x in out["results"]}
     assert "Stop Sign" in names and "Person" not in names

@@ -29,6 +29,7 @@ from faceledger.services.collections import CollectionService
 from faceledger.services.crop_keys import CropCipher
 from faceledger.services.faces import FaceService
 from faceledger.store.sqlite.faces import NewFace, SQLiteStore
+from helpers import services
 from helpers.data import lfw_people
 
 SYNTHETIC_FACES = 3000
@@ -51,9 +52,8 @@ def one_faiss_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def face_service() -> Iterator[FaceService]:
-    service = FaceService(Settings(workers=1))
-    yield service
-    service.close()
+    with services.face_service() as faces:
+        yield faces
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ against mistakes; tampering with the file itself is what ``verify`` detects).
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import threading
 import time
@@ -41,6 +40,7 @@ from faceledger.audit.intents import OpenIntent
 from faceledger.audit.signing import resolve_key_file
 from faceledger.audit.verify import Row
 from faceledger.domain.errors import LedgerError
+from faceledger.store.files import create_private_file
 from faceledger.store.rules import LedgerDialect, ledger_meta_values
 
 if TYPE_CHECKING:
@@ -88,16 +88,6 @@ _DIALECT = LedgerDialect(
     mark="?",
 )
 _FETCH_ROWS = 8192
-
-
-def _create_private_file(path: Path) -> None:
-    """Create ``path`` empty with mode 0600 (folder 0700) unless it exists."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    os.close(fd)
 
 
 def _meta(db: sqlite3.Connection) -> tuple[int, float]:
@@ -182,7 +172,7 @@ class Ledger(ChainLedger):
         )
         self._local = threading.local()
         try:
-            _create_private_file(self.path)
+            create_private_file(self.path)
             db = self._reader()
             db.executescript(SCHEMA)
             columns = {r[1] for r in db.execute("PRAGMA table_info(records)")}

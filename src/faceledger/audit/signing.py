@@ -22,20 +22,31 @@ import fcntl
 import hashlib
 import hmac
 import json
-import logging
 import os
-import secrets
-import stat
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from faceledger.audit.key_files import (
+    KeyFileKind,
+    fsync_dir,
+    load_key_file,
+    load_or_create_key_file,
+    outside_data_dir,
+)
 from faceledger.domain.errors import LedgerError
 
-logger = logging.getLogger(__name__)
-
 KEY_BYTES = 32
+LEDGER_KEY = KeyFileKind(
+    label="ledger key",
+    size_bytes=KEY_BYTES,
+    error=LedgerError,
+    env="FACELEDGER_LEDGER_KEY_FILE",
+    why_outside="a rewritten ledger could be re-signed",
+    created_label="ledger signing key",
+    logger=__name__,
+)
 
 
 def default_key_file() -> Path:
@@ -48,51 +59,12 @@ def resolve_key_file(key_file: Path | None, data_dir: Path) -> Path:
     """The key file to use; refuses one inside ``data_dir`` (whoever can rewrite the data
     directory must not also hold the key that signs the ledger)."""
     path = Path(key_file) if key_file is not None else default_key_file()
-    path = path.expanduser()
-    resolved, data = path.resolve(), Path(data_dir).expanduser().resolve()
-    if resolved == data or resolved.is_relative_to(data):
-        raise LedgerError(
-            f"the ledger key file {path} is inside the data directory {data_dir}: keep it "
-            "elsewhere (FACELEDGER_LEDGER_KEY_FILE), or a rewritten ledger could be re-signed"
-        )
-    return path
+    return outside_data_dir(path.expanduser(), data_dir, LEDGER_KEY)
 
 
 def load_key(path: Path) -> bytes | None:
     """The key in ``path``, or None if the file does not exist."""
-    try:
-        key = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise LedgerError(f"cannot read the ledger key {path}: {exc.strerror or exc}") from None
-    if len(key) != KEY_BYTES:
-        raise LedgerError(f"the ledger key {path} is not {KEY_BYTES} bytes long ({len(key)})")
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        logger.warning("the ledger key %s is mode %o; restrict it to 0600", path, mode)
-    return key
-
-
-def create_key_file(path: Path, size: int) -> None:
-    """Create ``path`` with ``size`` random bytes (0600, folder 0700) unless it exists. Atomic
-    and never overwriting: a complete temporary file is hard-linked into place, so two
-    processes that start at once end up with the same key. ``OSError`` on failure."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, secrets.token_bytes(size))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        pass  # another process won the race: use its key
-    finally:
-        tmp.unlink()
-    _fsync_dir(path.parent)
+    return load_key_file(path, LEDGER_KEY)
 
 
 def load_or_create_key(path: Path) -> bytes:
@@ -101,18 +73,7 @@ def load_or_create_key(path: Path) -> bytes:
     Creation is atomic and never overwrites: a complete temporary file is hard-linked into
     place, so two processes starting at once end up with the same key.
     """
-    key = load_key(path)
-    if key is not None:
-        return key
-    try:
-        create_key_file(path, KEY_BYTES)
-    except OSError as exc:
-        raise LedgerError(f"cannot create the ledger key {path}: {exc.strerror or exc}") from None
-    key = load_key(path)
-    if key is None:
-        raise LedgerError(f"the ledger key {path} vanished while it was being created")
-    logger.info("created the ledger signing key %s", path)
-    return key
+    return load_or_create_key_file(path, LEDGER_KEY)
 
 
 def checkpoint_mac(key: bytes, ledger_id: str, covers_seq: int, covers_digest: str) -> str:
@@ -201,14 +162,6 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_witness(path: Path, witness: Witness) -> bool:
     """Durably replace the witness with ``witness`` unless it already names a later one.
 
@@ -230,7 +183,7 @@ def write_witness(path: Path, witness: Witness) -> bool:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     return True
 
 

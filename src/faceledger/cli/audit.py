@@ -32,7 +32,9 @@ from faceledger.cli.common import (
     echo_err,
     load_settings,
     print_json,
+    print_table,
     progress_bar,
+    utc_text,
 )
 from faceledger.domain.errors import LedgerError
 
@@ -87,10 +89,6 @@ def parse_time(text: str | None, option: str) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.timestamp()
-
-
-def _utc(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _summary(result: dict[str, Any], width: int = 60) -> str:
@@ -174,7 +172,6 @@ def tail(
     if as_json:
         print_json([entry_record(e) for e in entries])
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="Audit ledger (newest last)")
@@ -195,7 +192,7 @@ def tail(
         p = entry.payload
         table.add_row(
             str(entry.seq),
-            _utc(entry.time),
+            utc_text(entry.time),
             str(p.get("principal", "")),
             ", ".join(p.get("roles", ())),
             str(p.get("operation", "")),
@@ -205,10 +202,7 @@ def tail(
             p.get("case_reference") or "-",
             _summary(p.get("result") or {}),
         )
-    console = Console()
-    if not console.is_terminal:  # piped: never truncate cells to an assumed 80 columns
-        console = Console(width=240)
-    console.print(table)
+    print_table(table)
     if not entries:
         typer.echo("the ledger holds no records yet")
 
@@ -383,7 +377,6 @@ def leads(
 
 
 def _print_leads(leads: tuple[Lead, ...], title: str) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
@@ -393,7 +386,7 @@ def _print_leads(leads: tuple[Lead, ...], title: str) -> None:
         latest = lead.latest()
         table.add_row(
             lead.lead_id,
-            _utc(lead.created_at),
+            utc_text(lead.created_at),
             lead.state,
             lead.collection_id,
             lead.principal,
@@ -404,10 +397,7 @@ def _print_leads(leads: tuple[Lead, ...], title: str) -> None:
                 for c in lead.candidates
             ),
         )
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=240)
-    console.print(table)
+    print_table(table)
     if not leads:
         typer.echo("no leads")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,11 +20,17 @@ from pydantic import ValidationError
 from faceledger.config import Settings
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from faceledger.domain.audit import Caller
     from faceledger.services.faces import FaceService
     from faceledger.services.gateway import Gateway
 
 ProgressCallback = Callable[[int, int], None]  # progress(done, total)
+
+#: Columns a table is printed in when stdout is not a terminal (Rich would assume 80).
+PIPED_WIDTH = 240
 
 
 class CliError(Exception):
@@ -127,6 +134,25 @@ def existing_file(path: Path) -> Path:
 def print_json(data: Any) -> None:
     """``data`` as indented JSON on stdout (the result of a command)."""
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def print_table(table: Table, *, piped_width: int = PIPED_WIDTH) -> Console:
+    """Print ``table`` on stdout; piped, in ``piped_width`` columns (never cells truncated to an
+    assumed 80). Returns the console, for lines printed after the table."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=piped_width)
+    console.print(table)
+    return console
+
+
+def utc_text(epoch_s: float | None) -> str:
+    """``2025-01-31 12:00:00Z`` (a table cell), or ``-`` for None."""
+    if epoch_s is None:
+        return "-"
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def echo_err(message: str) -> None:

@@ -10,12 +10,19 @@ ledger record); the first admin key that ``serve`` makes is not a request and do
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from faceledger.cli.common import cli_caller, echo_err, load_settings, open_gateway, print_json
+from faceledger.cli.common import (
+    cli_caller,
+    echo_err,
+    load_settings,
+    open_gateway,
+    print_json,
+    print_table,
+    utc_text,
+)
 from faceledger.config import Settings
 
 if TYPE_CHECKING:
@@ -33,12 +40,6 @@ def endpoint_url(settings: Settings) -> str:
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.host, settings.host)
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{settings.port}"
-
-
-def _time(epoch_s: float | None) -> str:
-    if epoch_s is None:
-        return "-"
-    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _key_dict(key: AccessKey) -> dict[str, Any]:
@@ -129,7 +130,6 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Access keys (never their secrets): id, principal, roles, created, revoked."""
-    from rich.console import Console
     from rich.table import Table
 
     with open_gateway() as gate:
@@ -145,14 +145,11 @@ def list_(
             key.key_id,
             key.principal,
             ", ".join(key.roles),
-            _time(key.created_at),
-            _time(key.revoked_at),
+            utc_text(key.created_at),
+            utc_text(key.revoked_at),
             key.description,
         )
-    console = Console()
-    if not console.is_terminal:  # piped: never truncate cells to an assumed 80 columns
-        console = Console(width=200)
-    console.print(table)
+    print_table(table, piped_width=200)
     if not keys:
         typer.echo("no access keys" + ("" if show_all else " (add --all to see revoked ones)"))
 

@@ -34,6 +34,7 @@ from faceledger.cli.common import (
     load_settings,
     open_gateway,
     print_json,
+    print_table,
     progress_bar,
 )
 from faceledger.domain.errors import FaceLedgerError
@@ -238,7 +239,6 @@ def models_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Known model packs: FaceModelVersion, licence, and whether they are installed."""
-    from rich.console import Console
     from rich.table import Table
 
     settings = load_settings()
@@ -269,10 +269,7 @@ def models_list(
             "yes" if pack["installed"] else "no",
             verified,
         )
-    console = Console()
-    if not console.is_terminal:  # piped: never truncate cells to an assumed 80 columns
-        console = Console(width=200)
-    console.print(table)
+    console = print_table(table, piped_width=200)
     dirs = ", ".join(str(d) for d in settings.model_dirs)
     console.print(f"Pack folders searched: {dirs}", highlight=False, soft_wrap=True)
 

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from faceledger.audit.key_files import fsync_dir
 from faceledger.domain.errors import FaceLedgerError
 
 MANIFEST_NAME = "manifest.json"
@@ -152,11 +153,3 @@ def file_sha256(path: Path) -> str:
 def describe(folder: Path, relative: str) -> BackupFile:
     path = folder / relative
     return BackupFile(relative, path.stat().st_size, file_sha256(path))
-
-
-def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

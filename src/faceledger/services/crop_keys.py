@@ -11,23 +11,35 @@ the data folder: whoever copies the data folder must not get the crops' key with
 
 from __future__ import annotations
 
-import logging
 import secrets
-import stat
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from faceledger.audit.signing import create_key_file, default_key_file
+from faceledger.audit.key_files import (
+    KeyFileKind,
+    load_key_file,
+    load_or_create_key_file,
+    outside_data_dir,
+)
+from faceledger.audit.signing import default_key_file
 from faceledger.config import Settings
 from faceledger.domain.errors import CropKeyError
-
-logger = logging.getLogger(__name__)
 
 CROP_KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # GCM's 96-bit nonce, random per crop
 CROP_KEY_NAME = "crops.key"
+CROP_KEY = KeyFileKind(
+    label="crop key",
+    size_bytes=CROP_KEY_BYTES,
+    error=CropKeyError,
+    env="FACELEDGER_CROP_KEY_FILE",
+    why_outside="a copy of the data folder could open the crops",
+    created_label="face-crop key",
+    logger=__name__,
+    size_note=": it is not a FaceLedger crop key",
+)
 
 
 def crop_key_file(settings: Settings) -> Path:
@@ -37,51 +49,18 @@ def crop_key_file(settings: Settings) -> Path:
     else:
         ledger_key = Path(settings.ledger_key_file or default_key_file()).expanduser()
         path = ledger_key.parent / CROP_KEY_NAME
-    resolved, data = path.resolve(), Path(settings.data_dir).expanduser().resolve()
-    if resolved == data or resolved.is_relative_to(data):
-        raise CropKeyError(
-            f"the crop key file {path} is inside the data directory {settings.data_dir}: keep "
-            "it elsewhere (FACELEDGER_CROP_KEY_FILE), or a copy of the data folder could open "
-            "the crops"
-        )
-    return path
+    return outside_data_dir(path, settings.data_dir, CROP_KEY)
 
 
 def load_crop_key(path: Path) -> bytes | None:
     """The key in ``path``, or None when the file does not exist."""
-    try:
-        key = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise CropKeyError(f"cannot read the crop key {path}: {exc.strerror or exc}") from None
-    if len(key) != CROP_KEY_BYTES:
-        raise CropKeyError(
-            f"the crop key {path} is not {CROP_KEY_BYTES} bytes long ({len(key)}): it is not "
-            "a FaceLedger crop key"
-        )
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        logger.warning("the crop key %s is mode %o; restrict it to 0600", path, mode)
-    return key
+    return load_key_file(path, CROP_KEY)
 
 
 def load_or_create_crop_key(path: Path) -> bytes:
-    """The key in ``path``, created (random, 0600, folder 0700) if absent. Creation never
-    overwrites: a complete temporary file is hard-linked into place, so two processes that
-    start at once end up with the same key."""
-    key = load_crop_key(path)
-    if key is not None:
-        return key
-    try:
-        create_key_file(path, CROP_KEY_BYTES)
-    except OSError as exc:
-        raise CropKeyError(f"cannot create the crop key {path}: {exc.strerror or exc}") from None
-    key = load_crop_key(path)
-    if key is None:  # pragma: no cover - removed between link and read
-        raise CropKeyError(f"the crop key {path} vanished while it was being created")
-    logger.info("created the face-crop key %s", path)
-    return key
+    """The key in ``path``, created (random, 0600, folder 0700) if absent; never overwritten
+    (``audit.key_files.create_key_file``)."""
+    return load_or_create_key_file(path, CROP_KEY)
 
 
 LEAD_PREFIX = "lead:"

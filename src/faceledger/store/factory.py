@@ -14,6 +14,7 @@ check and pool: tools and tests).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from psycopg_pool import ConnectionPool
 
@@ -71,7 +72,7 @@ def open_stores(settings: Settings) -> Stores:
     check and one pool for all; on SQLite the one file."""
     url = settings.database_url
     if not url:
-        path = settings.data_dir / SQLITE_FILE
+        path = _sqlite_file(settings)
         faces = SQLiteStore(path)  # first: it makes the tables the crop store refers to
         return Stores(
             faces,
@@ -92,33 +93,43 @@ def open_stores(settings: Settings) -> Stores:
     )
 
 
-def open_store(settings: Settings) -> FaceStore:
-    """Collections, faces and users: PostgreSQL when ``database_url`` is set, else SQLite."""
+def _checked_url(settings: Settings) -> str | None:
+    """``database_url`` once its schema is at head (``SchemaNotCurrentError`` otherwise), or
+    None when it is unset (SQLite: the file ``_sqlite_file(settings)``)."""
     if settings.database_url:
         require_head(settings.database_url)
-        return PostgresStore(settings.database_url)
-    return SQLiteStore(settings.data_dir / SQLITE_FILE)
+        return settings.database_url
+    return None
+
+
+def _sqlite_file(settings: Settings) -> Path:
+    """The embedded backend's file: ``<data_dir>/faceledger.sqlite3``."""
+    return settings.data_dir / SQLITE_FILE
+
+
+def open_store(settings: Settings) -> FaceStore:
+    """Collections, faces and users: PostgreSQL when ``database_url`` is set, else SQLite."""
+    if url := _checked_url(settings):
+        return PostgresStore(url)
+    return SQLiteStore(_sqlite_file(settings))
 
 
 def open_key_store(settings: Settings) -> KeyStore:
     """Access keys, in the same database as ``open_store``'s."""
-    if settings.database_url:
-        require_head(settings.database_url)
-        return PostgresKeyStore(settings.database_url)
-    return SQLiteKeyStore(settings.data_dir / SQLITE_FILE)
+    if url := _checked_url(settings):
+        return PostgresKeyStore(url)
+    return SQLiteKeyStore(_sqlite_file(settings))
 
 
 def open_video_store(settings: Settings) -> VideoStore:
     """Stored-video jobs and stream processors, in the same database as ``open_store``'s."""
-    if settings.database_url:
-        require_head(settings.database_url)
-        return PostgresVideoStore(settings.database_url)
-    return SQLiteVideoStore(settings.data_dir / SQLITE_FILE)
+    if url := _checked_url(settings):
+        return PostgresVideoStore(url)
+    return SQLiteVideoStore(_sqlite_file(settings))
 
 
 def open_lead_store(settings: Settings) -> LeadStore:
     """Leads and decisions, in the same database as ``open_store``'s."""
-    if settings.database_url:
-        require_head(settings.database_url)
-        return PostgresLeadStore(settings.database_url)
-    return SQLiteLeadStore(settings.data_dir / SQLITE_FILE)
+    if url := _checked_url(settings):
+        return PostgresLeadStore(url)
+    return SQLiteLeadStore(_sqlite_file(settings))

@@ -21,6 +21,7 @@ from faceledger.domain.collections import BoundingBox
 from faceledger.domain.errors import InvalidParameterError
 from faceledger.domain.video import PersonEvent
 from faceledger.video.bodies import BodyOptions, BodyTracker, PersonDetector
+from faceledger.video.sinks import hand_out
 
 log = logging.getLogger(__name__)
 PersonEventCallback = Callable[[PersonEvent], None]
@@ -78,13 +79,8 @@ class PersonEventPipeline:
                     crop_jpeg=_jpeg(pixels_bgr, frame.boxes_px[i]),
                 )
             )
-        for event in events:
-            self.events_emitted += 1
-            if self.on_event is not None:
-                try:
-                    self.on_event(event)
-                except Exception:  # a sink's failure must not stop the video
-                    log.exception("on_event failed for person track %d", event.track_id)
+        self.events_emitted += len(events)
+        hand_out(events, self.on_event, lambda e: f"person track {e.track_id}", log)
         return tuple(events)
 
 

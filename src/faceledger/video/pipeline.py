@@ -67,6 +67,7 @@ from faceledger.video.identity import (
     crop_signature,
     signature_correlation,
 )
+from faceledger.video.sinks import hand_out
 from faceledger.video.tracker import Tracker, TrackerOptions
 
 log = logging.getLogger(__name__)
@@ -410,13 +411,8 @@ class FramePipeline:
             for state, hits in zip(checked, results, strict=True)
             if (event := self._vote(state, hits, timestamp_ms, arrival_s)) is not None
         ]
-        for event in events:
-            self.events_emitted += 1
-            if self.on_event is not None:
-                try:
-                    self.on_event(event)
-                except Exception:  # a sink's failure must not stop the video
-                    log.exception("on_event failed for %s", event.face_id)
+        self.events_emitted += len(events)
+        hand_out(events, self.on_event, lambda e: e.face_id, log)
         return tuple(events)
 
     def _embedded(

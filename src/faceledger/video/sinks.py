@@ -26,12 +26,32 @@ import queue
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 logger = logging.getLogger(__name__)
+
+E = TypeVar("E")  # an event of a video processor (``MatchEvent``, ``PersonEvent``)
+
+
+def hand_out(
+    events: Sequence[E],
+    on_event: Callable[[E], None] | None,
+    name: Callable[[E], object],
+    log: logging.Logger,
+) -> None:
+    """Give each event to ``on_event`` in turn; a failing callback is logged on ``log``
+    (``on_event failed for <name(event)>``) and the next event still goes: a sink's failure
+    must not stop the video."""
+    if on_event is None:
+        return
+    for event in events:
+        try:
+            on_event(event)
+        except Exception:
+            log.exception("on_event failed for %s", name(event))
 
 
 def put_dropping_oldest(q: queue.Queue[Any], item: Any) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 
 from psycopg_pool import ConnectionPool
 
-from faceledger.store.postgres.pool import open_pool
+from faceledger.store.postgres.pool import PooledStore
 
 #: Connections for crop reads (a reviewer's page shows a few).
 POOL_SIZE = 2
@@ -33,20 +33,14 @@ def crop_values(collection_pk: int, face_id: str, sealed: bytes) -> tuple[Any, .
     return (collection_pk, face_id, sealed, time.time())
 
 
-class PostgresCropStore:
+class PostgresCropStore(PooledStore):
     """Reads sealed face crops from PostgreSQL; safe to share by threads and processes."""
 
     def __init__(
         self, url: str, *, pool: ConnectionPool | None = None, pool_size: int = POOL_SIZE
     ) -> None:
         self.url = url
-        self._owns_pool = pool is None
-        self._pool = pool or open_pool(url, size=pool_size, name="faceledger-crops")
-
-    def close(self) -> None:
-        """Close the pool's connections (idempotent; a shared pool is its owner's to close)."""
-        if self._owns_pool:
-            self._pool.close()
+        self._use_pool(url, pool, size=pool_size, name="faceledger-crops")
 
     def crop(self, collection_id: str, face_id: str) -> bytes | None:
         """The sealed crop of the collection's face, or None when it has none."""

@@ -76,7 +76,7 @@ from faceledger.store import rules
 from faceledger.store.face_tables import FaceTables
 from faceledger.store.postgres.crops import DELETE_CROPS, INSERT_CROP, crop_values
 from faceledger.store.postgres.hnsw import DEFAULT_EF_SEARCH, MAX_EF_SEARCH, PostgresVectors
-from faceledger.store.postgres.pool import PostgresSql, open_pool
+from faceledger.store.postgres.pool import PooledStore
 from faceledger.store.records import (
     ChangePosition,
     FaceChanges,
@@ -131,21 +131,14 @@ def _halfvecs(values: Sequence[bytes], dim: int) -> NDArray[np.float32]:
     return np.frombuffer(raw, dtype=">f2").reshape(-1, dim).astype(np.float32)
 
 
-class PostgresStore(FaceTables):
+class PostgresStore(PooledStore, FaceTables):
     """Collections, faces (vectors in pgvector), users, tags, policies and request tokens."""
 
     def __init__(
         self, url: str, *, pool: ConnectionPool | None = None, pool_size: int = POOL_SIZE
     ) -> None:
         self.url = url
-        self._owns_pool = pool is None  # a shared pool is closed by whoever opened it
-        self._pool = pool or open_pool(url, size=pool_size, name="faceledger-store")
-        self._sql = PostgresSql(self._pool)
-
-    def close(self) -> None:
-        """Close the pool's connections (idempotent; a shared pool is its owner's to close)."""
-        if self._owns_pool:
-            self._pool.close()
+        self._sql = self._use_pool(url, pool, size=pool_size, name="faceledger-store")
 
     def database_vectors(self) -> PostgresVectors:
         """pgvector's HNSW search of this store's collections (``VECTOR_SEARCH=database``)."""

@@ -16,7 +16,7 @@ import json
 from psycopg_pool import ConnectionPool
 
 from faceledger.store.key_tables import KeyTables
-from faceledger.store.postgres.pool import PostgresSql, open_pool
+from faceledger.store.postgres.pool import PooledStore
 from faceledger.store.sql import Connection
 
 #: Connections for key look-ups (each request authenticates with one).
@@ -25,21 +25,14 @@ POOL_SIZE = 4
 FIRST_KEY_LOCK_ID = 0x46_4C_4B_59  # "FLKY"
 
 
-class PostgresKeyStore(KeyTables):
+class PostgresKeyStore(PooledStore, KeyTables):
     """Access keys with their secrets in PostgreSQL; safe to share by threads and processes."""
 
     def __init__(
         self, url: str, *, pool: ConnectionPool | None = None, pool_size: int = POOL_SIZE
     ) -> None:
         self.url = url
-        self._owns_pool = pool is None
-        self._pool = pool or open_pool(url, size=pool_size, name="faceledger-keys")
-        self._sql = PostgresSql(self._pool)
-
-    def close(self) -> None:
-        """Close the pool's connections (idempotent; a shared pool is its owner's to close)."""
-        if self._owns_pool:
-            self._pool.close()
+        self._sql = self._use_pool(url, pool, size=pool_size, name="faceledger-keys")
 
     # -- KeyTables' hooks -------------------------------------------------------------------
     ROLES_PARAM = "%s::jsonb"

@@ -1,4 +1,5 @@
-"""The one way the PostgreSQL stores open their connection pools, and ``Sql`` over a pool."""
+"""The one way the PostgreSQL stores open their connection pools, ``Sql`` over a pool, and
+``PooledStore``: the pool a store is given or opens (the preamble of every PostgreSQL store)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,25 @@ class PostgresSql:
     @staticmethod
     def decode_json(value: Any) -> Any:
         return value
+
+
+class PooledStore:
+    """A PostgreSQL store's connections: ``pool`` when it is given one (a pool shared with the
+    process's other stores, closed by whoever opened it, not by ``close``), else a pool of its
+    own of ``size`` connections to ``url``. Mixed in before a store's tables class."""
+
+    _pool: ConnectionPool
+    _owns_pool: bool
+
+    def _use_pool(
+        self, url: str, pool: ConnectionPool | None, *, size: int, name: str
+    ) -> PostgresSql:
+        """Keep ``pool``, or open one of ``size`` connections named ``name``; ``Sql`` over it."""
+        self._owns_pool = pool is None
+        self._pool = pool or open_pool(url, size=size, name=name)
+        return PostgresSql(self._pool)
+
+    def close(self) -> None:
+        """Close the pool's connections (idempotent; a shared pool is its owner's to close)."""
+        if self._owns_pool:
+            self._pool.close()

@@ -62,6 +62,24 @@ class Connections:
             self._local.db = None
 
 
+class SchemaStore:
+    """A SQLite store's connections: ``Connections`` to its file, its tables made from
+    ``schema`` (idempotent). Mixed in before a store's tables class."""
+
+    _connections: Connections
+
+    def _open_tables(self, path: Path, schema: str) -> SqliteSql:
+        """Open ``path``, run ``schema`` (executescript manages its own commit); ``Sql`` over it."""
+        self._connections = Connections(Path(path))
+        with self._connections.write_lock:
+            self._connections.db().executescript(schema)
+        return SqliteSql(self._connections)
+
+    def close(self) -> None:
+        """Close this thread's connection (other threads close their own on exit)."""
+        self._connections.close()
+
+
 class _Percent:
     """A SQLite connection that takes ``%s`` placeholders (``store/sql.py``)."""
 

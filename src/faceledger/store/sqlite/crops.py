@@ -16,7 +16,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from faceledger.store.sqlite.connections import Connections
+from faceledger.store.sqlite.connections import SchemaStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS face_crops (
@@ -47,18 +47,12 @@ def delete_collection_crops(db: sqlite3.Connection, collection_id: str) -> None:
     db.execute("DELETE FROM face_crops WHERE collection_id = ?", (collection_id,))
 
 
-class SQLiteCropStore:
+class SQLiteCropStore(SchemaStore):
     """Reads sealed face crops from the store's SQLite file; safe to share by threads."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._connections = Connections(self.path)
-        with self._connections.write_lock:
-            self._connections.db().executescript(SCHEMA)  # idempotent
-
-    def close(self) -> None:
-        """Close this thread's connection (other threads close their own on exit)."""
-        self._connections.close()
+        self._open_tables(self.path, SCHEMA)
 
     def crop(self, collection_id: str, face_id: str) -> bytes | None:
         """The sealed crop of the collection's face, or None when it has none."""

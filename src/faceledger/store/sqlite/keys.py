@@ -27,10 +27,11 @@ import os
 import stat
 from pathlib import Path
 
+from faceledger.store.files import create_private_file
 from faceledger.store.key_tables import KeyTables
 from faceledger.store.records import AccessKey
 from faceledger.store.sql import Connection
-from faceledger.store.sqlite.connections import Connections, SqliteSql
+from faceledger.store.sqlite.connections import SchemaStore
 
 __all__ = ["AccessKey", "SQLiteKeyStore"]  # AccessKey as before ``store/records.py``
 
@@ -62,18 +63,6 @@ CREATE TABLE IF NOT EXISTS principal_preferences (
 ADDED_COLUMNS: tuple[tuple[str, str], ...] = (("rate_per_second", "REAL"), ("burst", "INTEGER"))
 
 
-def _create_private_file(path: Path) -> None:
-    """Create ``path`` empty with mode 0600 unless it exists (an empty file is a valid,
-    empty SQLite database, so SQLite then adopts it and its mode)."""
-    if not path.parent.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    os.close(fd)
-
-
 def _restrict_mode(path: Path) -> None:
     """Narrow ``path`` (and its WAL/shared-memory files) to 0600 if others may read it."""
     for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
@@ -95,25 +84,18 @@ def _restrict_mode(path: Path) -> None:
             )
 
 
-class SQLiteKeyStore(KeyTables):
+class SQLiteKeyStore(SchemaStore, KeyTables):
     """Access keys with their secrets in the store's SQLite file; safe to share by threads."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        _create_private_file(self.path)
+        create_private_file(self.path)
         _restrict_mode(self.path)
-        self._connections = Connections(self.path)
+        self._sql = self._open_tables(self.path, SCHEMA)
         self._write_lock = self._connections.write_lock
         self._db = self._connections.db
         self._tx = self._connections.tx
-        with self._write_lock:
-            self._db().executescript(SCHEMA)  # idempotent; executescript manages its own commit
         self._add_missing_columns()
-        self._sql = SqliteSql(self._connections)
-
-    def close(self) -> None:
-        """Close this thread's connection (other threads close their own on exit)."""
-        self._connections.close()
 
     # -- connections ----------------------------------------------------------------------
 

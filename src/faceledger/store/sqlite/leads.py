@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from faceledger.store.lead_tables import LeadTables
-from faceledger.store.sqlite.connections import Connections, SqliteSql
+from faceledger.store.sqlite.connections import SchemaStore
 from faceledger.store.sqlite.lead_probes import add_lead_extras, scrub_wal
 
 SCHEMA = """
@@ -55,19 +55,13 @@ CREATE INDEX IF NOT EXISTS lead_decisions_lead ON lead_decisions(lead_id, seq);
 """
 
 
-class SQLiteLeadStore(LeadTables):
+class SQLiteLeadStore(SchemaStore, LeadTables):
     """Leads in the store's SQLite file; safe to share by threads."""
 
     def __init__(self, path: Path) -> None:
-        self._connections = Connections(Path(path))
-        with self._connections.write_lock:
-            self._connections.db().executescript(SCHEMA)
+        sql = self._open_tables(path, SCHEMA)
         add_lead_extras(self._connections)
-        super().__init__(SqliteSql(self._connections))
-
-    def close(self) -> None:
-        """Close this thread's connection (other threads close their own on exit)."""
-        self._connections.close()
+        super().__init__(sql)
 
     def delete_leads(self, collection_id: str, *, created_before: float | None = None) -> list[str]:
         """``LeadTables.delete_leads``, then the WAL is truncated (kept probes go from it)."""

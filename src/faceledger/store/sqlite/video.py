@@ -16,7 +16,7 @@ from faceledger.store.rules import (
     encode_results,
     same_request,
 )
-from faceledger.store.sqlite.connections import Connections, SqliteSql
+from faceledger.store.sqlite.connections import SchemaStore
 
 __all__ = [  # importable from here too, as before ``store/records.py`` and ``store/rules.py``
     "FAILED",
@@ -69,15 +69,8 @@ CREATE TABLE IF NOT EXISTS stream_processors (
 """
 
 
-class SQLiteVideoStore(VideoTables):
+class SQLiteVideoStore(SchemaStore, VideoTables):
     """Jobs and stream processors in the store's SQLite file; safe to share by threads."""
 
     def __init__(self, path: Path) -> None:
-        self._connections = Connections(Path(path))
-        with self._connections.write_lock:
-            self._connections.db().executescript(SCHEMA)
-        super().__init__(SqliteSql(self._connections))
-
-    def close(self) -> None:
-        """Close this thread's connection (other threads close their own on exit)."""
-        self._connections.close()
+        super().__init__(self._open_tables(path, SCHEMA))
