@@ -13,7 +13,7 @@ from faceledger.services.collections import DEFAULT_FACE_MATCH_THRESHOLD
 from faceledger.services.gateway_base import scale_summary
 from faceledger.services.gateway_policy import PolicyVerbs
 from faceledger.services.labels import LabelFilters
-from faceledger.services.video.jobs import JobPage
+from faceledger.services.video.jobs import JobPage, job_scale
 from faceledger.store.records import JobRow, ProcessorRow
 
 # The Rekognition operation that starts / gets each kind of stored-video job (the records'
@@ -59,23 +59,25 @@ class VideoVerbs(PolicyVerbs):
         label_filters: LabelFilters | None = None,
     ) -> JobRow:
         """Queue a stored-video job (``kind``: faces, search, persons, labels). A face search
-        applies the collection's policy now: purpose required, threshold raised to the floor.
+        applies the collection's policy now: purpose required, threshold raised to the floor,
+        and the collection's scale at this size kept with the job (``job_scale``).
         ``notification`` is Rekognition's NotificationChannel (completion message);
         ``min_confidence_pct`` and ``label_filters`` (Settings.GeneralLabels) are for labels."""
         operation = START_OPERATIONS.get(kind, "StartPersonTracking")
 
         def work() -> JobRow:
-            effective = threshold
+            scale = None
             if kind == "search" and collection_id is not None:
                 policy = self._search_policy(caller, collection_id)
                 requested = DEFAULT_FACE_MATCH_THRESHOLD if threshold is None else threshold
-                effective = self._effective(policy, collection_id, requested)
+                scale = self.search_scale(collection_id, policy, requested)
             return self._video.jobs.start_job(
                 caller,
                 kind,
                 video,
                 collection_id=collection_id,
-                threshold=effective,
+                threshold=threshold if scale is None else scale.threshold,
+                scale=scale,
                 job_tag=job_tag,
                 client_token=client_token,
                 notification=notification,
@@ -93,6 +95,7 @@ class VideoVerbs(PolicyVerbs):
                 "video": job.video,
                 "requested_threshold": threshold,
                 "threshold": job.params.get("threshold"),
+                **({"scale": scale_summary(kept.scale)} if (kept := job_scale(job)) else {}),
                 **(
                     {"min_confidence": job.params["min_confidence"]}
                     if "min_confidence" in job.params

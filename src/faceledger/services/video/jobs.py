@@ -30,8 +30,10 @@ from faceledger.domain.errors import (
     ResourceNotFoundError,
 )
 from faceledger.domain.leads import LeadCandidate
+from faceledger.domain.scale import SearchScale, VideoSearchScale
 from faceledger.domain.video import Hit, VideoAnalysis
 from faceledger.services.collections import CollectionService
+from faceledger.services.gateway_base import scale_summary
 from faceledger.services.labels import LabelFilters, LabelService
 from faceledger.services.leads import LeadService
 from faceledger.services.objects import ImageObjects
@@ -103,11 +105,37 @@ def job_candidates(analysis: VideoAnalysis) -> tuple[LeadCandidate, ...]:
     )
 
 
+def job_scale(job: JobRow) -> VideoSearchScale | None:
+    """A face-search job's scale: the collection's when the job started, with the people the
+    job tracked once it has succeeded; None for other kinds (and jobs started without one)."""
+    kept = job.params.get("scale")
+    if job.kind != "search" or not isinstance(kept, dict):
+        return None
+    tracked = (job.metadata or {}).get("persons_tracked") if job.status == SUCCEEDED else None
+    return VideoSearchScale(SearchScale.from_dict(kept), tracked)
+
+
+def _scale_of_done(job: JobRow, persons_tracked: int) -> dict[str, Any]:
+    """A face-search job's scale for its end record: the scale it started with, the people it
+    tracked and the false candidates expected among them if none is enrolled."""
+    kept = job.params.get("scale")
+    if not isinstance(kept, dict):
+        return {}
+    done = VideoSearchScale(SearchScale.from_dict(kept), persons_tracked)
+    expected = done.expected_false_persons
+    return {
+        "scale": scale_summary(done.scale),
+        "persons_tracked": persons_tracked,
+        "expected_false_persons": None if expected is None else float(f"{expected:.3g}"),
+    }
+
+
 @dataclasses.dataclass(frozen=True)
 class JobPage:
     job: JobRow
     items: list[dict[str, Any]]
     next_token: str | None
+    scale: VideoSearchScale | None = None  # a face search's (``job_scale``)
 
 
 class VideoJobs:
@@ -206,6 +234,7 @@ class VideoJobs:
         *,
         collection_id: str | None = None,
         threshold: float | None = None,
+        scale: SearchScale | None = None,
         job_tag: str | None = None,
         client_token: str | None = None,
         notification: dict[str, Any] | None = None,
@@ -213,7 +242,8 @@ class VideoJobs:
         label_filters: LabelFilters | None = None,
     ) -> JobRow:
         """Queue a job. ``min_confidence_pct`` and ``label_filters`` (Settings.GeneralLabels)
-        are for kind "labels" only."""
+        are for kind "labels" only; ``scale`` (a face search's, at the collection's size now)
+        is kept with the job and stated with its results."""
         if kind not in KINDS:
             raise InvalidParameterError(f"unknown video job kind {kind!r}")
         self._check_video(video)
@@ -232,6 +262,7 @@ class VideoJobs:
                 **params,
                 "collection_id": collection_id,
                 "threshold": DEFAULT_JOB_THRESHOLD if threshold is None else float(threshold),
+                **({"scale": scale.as_dict()} if scale is not None else {}),
             }
         job = JobRow(
             job_id=uuid.uuid4().hex,
@@ -330,6 +361,7 @@ class VideoJobs:
                 metadata = jsonable(analysis.metadata)
                 if job.kind == "search":
                     summary["matches"] = matched_faces(analysis)
+                    metadata["persons_tracked"] = analysis.persons_tracked
         except AnalysisCancelled:
             return  # shutting down: the job stays IN_PROGRESS and is queued on the next start
         except FaceLedgerError as exc:
@@ -340,6 +372,7 @@ class VideoJobs:
         self.store.finish_job(job.job_id, status=SUCCEEDED, metadata=metadata, results=items)
         summary["items"] = len(items)
         if job.kind == "search":
+            summary.update(_scale_of_done(job, analysis.persons_tracked))
             summary["lead_id"] = self._open_lead(job, caller, operation, analysis)
         self.record(caller, operation, collection_id, summary, "ok")
         self.notifier.notify(job, SUCCEEDED)
@@ -360,6 +393,7 @@ class VideoJobs:
                 collection_id,
                 float(job.params.get("threshold", DEFAULT_JOB_THRESHOLD)),
                 job_candidates(analysis),
+                kept.scale if (kept := job_scale(job)) is not None else None,
             )
         except Exception:
             logger.exception("video job %s: its lead could not be written", job.job_id)
@@ -449,7 +483,7 @@ class VideoJobs:
         if job.kind != kind:
             raise ResourceNotFoundError(f"the job {job_id!r} is not a {KINDS[kind][5:]} job")
         if job.status != SUCCEEDED:
-            return JobPage(job, [], None)
+            return JobPage(job, [], None, job_scale(job))
         start = 0
         scope = f"{job_id}:{sort_by}" + (f":{aggregation}" if kind == "labels" else "")
         if next_token:
@@ -468,4 +502,4 @@ class VideoJobs:
         page = items[start : start + max_results]
         more = start + max_results < len(items)
         token = self._tokens.encode("video-job", scope, start + max_results) if more else None
-        return JobPage(job, page, token)
+        return JobPage(job, page, token, job_scale(job))
