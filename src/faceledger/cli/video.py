@@ -29,6 +29,7 @@ from faceledger.cli.common import (
     scale_lines,
 )
 from faceledger.domain.scale import SearchScale
+from faceledger.services.video.jobs import JobRequest
 
 video_app = typer.Typer(help="Analyse stored video files.", no_args_is_help=True)
 stream_app = typer.Typer(help="Live stream processors.", no_args_is_help=True)
@@ -60,14 +61,14 @@ def _analyse(
     settings = base.model_copy(update={"video_dirs": [*base.video_dirs, path.parent]})
     with open_gateway(settings) as gate:
         caller = cli_caller(purpose, case)
-        job = gate.start_video_job(
-            caller,
+        request = JobRequest(
             kind,
             {"path": str(path)},
             collection_id=collection,
             threshold=threshold,
             **(start_options or {}),
         )
+        job = gate.start_video_job(caller, request)
         gate.run_video_job(job.job_id)
         items: list[dict[str, Any]] = []
         token: str | None = None

@@ -28,7 +28,7 @@ from faceledger.domain.errors import InvalidParameterError
 from faceledger.domain.policy import MAX_CASE_CHARS, MAX_PURPOSE_CHARS
 from faceledger.domain.scale import VideoSearchScale
 from faceledger.services.labels import LabelFilters
-from faceledger.services.video.jobs import JobPage, job_scale
+from faceledger.services.video.jobs import JobPage, JobRequest, job_scale
 from faceledger.store.records import ProcessorRow
 
 router = APIRouter(prefix="/v1", responses=COMMON_ERRORS)
@@ -213,10 +213,7 @@ async def start_job(
             include_categories=frozenset(f.include_categories),
             exclude_categories=frozenset(f.exclude_categories),
         )
-    job = await run_blocking(
-        request,
-        gate.start_video_job,
-        caller,
+    asked = JobRequest(
         body.kind,
         video,
         collection_id=body.collection_id,
@@ -226,6 +223,7 @@ async def start_job(
         min_confidence_pct=body.min_confidence,
         label_filters=filters,
     )
+    job = await run_blocking(request, gate.start_video_job, caller, asked)
     return JobOut(
         job_id=job.job_id,
         kind=job.kind,

@@ -21,7 +21,7 @@ from faceledger.api.rekognition.dispatch import Context, operation
 from faceledger.api.rekognition.labels import general_label_filters
 from faceledger.domain.errors import InvalidParameterError, ResourceNotFoundError
 from faceledger.domain.scale import VideoSearchScale
-from faceledger.services.video.jobs import JobPage, job_scale
+from faceledger.services.video.jobs import JobPage, JobRequest, job_scale
 from faceledger.services.video.processors import rekognition_status
 from faceledger.store.records import ProcessorRow
 
@@ -33,8 +33,7 @@ def _start(ctx: Context, kind: str, p: dict[str, Any]) -> dict[str, Any]:
     video = p["Video"]
     if "S3Object" not in video:
         raise ctx.refuse(InvalidParameterError("Video must have an S3Object"))
-    job = ctx.gate.start_video_job(
-        ctx.caller,
+    request = JobRequest(
         kind,
         {"S3Object": video["S3Object"]},
         collection_id=p.get("CollectionId"),
@@ -43,6 +42,7 @@ def _start(ctx: Context, kind: str, p: dict[str, Any]) -> dict[str, Any]:
         client_token=p.get("ClientRequestToken"),
         notification=p.get("NotificationChannel"),
     )
+    job = ctx.gate.start_video_job(ctx.caller, request)
     if job.params.get("threshold") is not None and kind == "search":
         ctx.effective_threshold(float(job.params["threshold"]))
     _job_scale(ctx, job_scale(job))
@@ -122,8 +122,7 @@ def start_label_detection(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     features = p.get("Features") or ["GENERAL_LABELS"]
     if list(features) != ["GENERAL_LABELS"]:
         raise ctx.refuse(InvalidParameterError("Features may only be GENERAL_LABELS"))
-    job = ctx.gate.start_video_job(
-        ctx.caller,
+    request = JobRequest(
         "labels",
         {"S3Object": video["S3Object"]},
         job_tag=p.get("JobTag"),
@@ -132,6 +131,7 @@ def start_label_detection(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
         min_confidence_pct=p.get("MinConfidence"),
         label_filters=general_label_filters(p.get("Settings") or {}),
     )
+    job = ctx.gate.start_video_job(ctx.caller, request)
     return {"JobId": job.job_id}
 
 

@@ -131,6 +131,26 @@ def _scale_of_done(job: JobRow, persons_tracked: int) -> dict[str, Any]:
 
 
 @dataclasses.dataclass(frozen=True)
+class JobRequest:
+    """What a Start… call asks for, as the gateway (which applies a face search's policy) and
+    ``VideoJobs.start_job`` both take it. ``video``: ``{"S3Object": {"Bucket", "Name"[,
+    "Version"]}}``, or ``{"path": …}`` inside ``Settings.video_dirs`` (/v1 and the CLI);
+    ``collection_id`` and ``threshold``: a face search's; ``notification``: Rekognition's
+    NotificationChannel (a completion message); ``min_confidence_pct`` and ``label_filters``
+    (Settings.GeneralLabels): label detection's."""
+
+    kind: str  # one of KINDS: faces, search, persons, labels
+    video: dict[str, Any]
+    collection_id: str | None = None
+    threshold: float | None = None
+    job_tag: str | None = None
+    client_token: str | None = None
+    notification: dict[str, Any] | None = None
+    min_confidence_pct: float | None = None
+    label_filters: LabelFilters | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class JobPage:
     job: JobRow
     items: list[dict[str, Any]]
@@ -227,33 +247,23 @@ class VideoJobs:
 
     # -- starting a job ------------------------------------------------------------------------
     def start_job(
-        self,
-        caller: Caller,
-        kind: str,
-        video: dict[str, Any],
-        *,
-        collection_id: str | None = None,
-        threshold: float | None = None,
-        scale: SearchScale | None = None,
-        job_tag: str | None = None,
-        client_token: str | None = None,
-        notification: dict[str, Any] | None = None,
-        min_confidence_pct: float | None = None,
-        label_filters: LabelFilters | None = None,
+        self, caller: Caller, request: JobRequest, *, scale: SearchScale | None = None
     ) -> JobRow:
-        """Queue a job. ``min_confidence_pct`` and ``label_filters`` (Settings.GeneralLabels)
-        are for kind "labels" only; ``scale`` (a face search's, at the collection's size now)
-        is kept with the job and stated with its results."""
+        """Queue a job. ``request.threshold`` is a face search's effective one; ``scale`` (a
+        face search's, at the collection's size now) is kept with the job and stated with its
+        results."""
+        kind, collection_id, threshold = request.kind, request.collection_id, request.threshold
+        min_confidence_pct, label_filters = request.min_confidence_pct, request.label_filters
         if kind not in KINDS:
             raise InvalidParameterError(f"unknown video job kind {kind!r}")
-        self._check_video(video)
+        self._check_video(request.video)
         params: dict[str, Any] = {}
         if kind == "labels":
             params = label_params(self.labels, min_confidence_pct, label_filters)
         elif min_confidence_pct is not None or label_filters is not None:
             raise InvalidParameterError("MinConfidence and label filters are for label jobs")
-        if notification is not None:
-            params["notification_channel"] = self.notifier.check_channel(notification)
+        if request.notification is not None:
+            params["notification_channel"] = self.notifier.check_channel(request.notification)
         if kind == "search":
             if collection_id is None:
                 raise InvalidParameterError("a face search needs a CollectionId")
@@ -269,10 +279,10 @@ class VideoJobs:
             kind=kind,
             status=IN_PROGRESS,
             status_message="",
-            video=video,
+            video=request.video,
             params=params,
-            job_tag=job_tag,
-            client_token=client_token,
+            job_tag=request.job_tag,
+            client_token=request.client_token,
             principal=caller.principal.name,
             caller=caller_to_json(caller),
             created_at=time.time(),
