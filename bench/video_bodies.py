@@ -94,6 +94,7 @@ def main() -> None:
     from faceledger.inference.engine import FaceEngine
     from faceledger.services.gateway import Gateway, local_operator
     from faceledger.services.labels import LabelService
+    from faceledger.services.video.jobs import JobRequest
     from faceledger.services.video.labels import person_detector
     from faceledger.video.stored import analyse_video
     from helpers.body_videos import make_figure_video, seen_from_behind_people
@@ -122,7 +123,7 @@ def main() -> None:
     gate = Gateway(settings)
     try:
         caller = local_operator()
-        job = gate.start_video_job(caller, "labels", {"path": str(clip)})
+        job = gate.start_video_job(caller, JobRequest("labels", {"path": str(clip)}))
         t0 = time.perf_counter()
         gate.run_video_job(job.job_id)
         label_s = time.perf_counter() - t0

@@ -189,6 +189,9 @@ def test_live_http_stream_matches_and_reconnects(
         assert all(r.result["scale"]["face_count"] >= 1 for r in matched)
         assert all(json.loads(x)["scale"]["threshold"] == matched[0].result["scale"]["threshold"]
                    for x in lines)  # fmt: skip
+        # … in the same sentence as every search (and a stored-video face search)
+        assert all(json.loads(x)["scale"]["statement"].startswith("at this threshold ")
+                   for x in lines)  # fmt: skip
         assert all(isinstance(t, int) and t >= 0 for t in stamps)
         every = [e.event.operation for e in ledger.entries() if e.event is not None]
         assert "StartStreamProcessor" in every and "StopStreamProcessor" in every

@@ -28,6 +28,7 @@ from faceledger.domain.errors import (
 )
 from faceledger.domain.principals import ROLES, Principal
 from faceledger.services.gateway import Gateway
+from faceledger.services.video.jobs import JobRequest
 from faceledger.video.sinks import EventHub, JsonlSink, WebhookSink
 from helpers.data import lfw_people
 
@@ -75,8 +76,8 @@ def test_jobs_left_unfinished_are_run_on_the_next_start(
     first = Gateway(settings)  # no workers: as if the process died before running them
     first.create_collection(ROOT, "c")
     first.index_faces(ROOT, "c", enrol_photo.read_bytes(), external_image_id="them")
-    kept = first.start_video_job(ROOT, "search", {"path": "one.mp4"}, collection_id="c")
-    lost = first.start_video_job(ROOT, "faces", {"path": "gone.mp4"})
+    kept = first.start_video_job(ROOT, JobRequest("search", {"path": "one.mp4"}, "c"))
+    lost = first.start_video_job(ROOT, JobRequest("faces", {"path": "gone.mp4"}))
     assert first.get_video_job(ROOT, None, kept.job_id).job.status == "IN_PROGRESS"
     first.close()
     (videos / "gone.mp4").unlink()
@@ -116,7 +117,7 @@ def test_video_paths_stay_inside_the_video_dirs(
     try:
         for path in ("../one.mp4", "/etc/passwd", str(tmp_path), "missing.mp4"):
             with pytest.raises(InvalidParameterError):
-                gate.start_video_job(ROOT, "faces", {"path": path})
+                gate.start_video_job(ROOT, JobRequest("faces", {"path": path}))
         with pytest.raises(ResourceNotFoundError):
             gate.create_stream_processor(ROOT, "p", "rtsp://127.0.0.1:1/x", collection_id="x")
         gate.create_collection(ROOT, "x")

@@ -17,6 +17,7 @@ from faceledger.domain.errors import AccessDeniedError, FaceLedgerError
 from faceledger.domain.policy import CollectionPolicy
 from faceledger.domain.principals import ROLE_OPERATIONS, ROLES, Principal
 from faceledger.services.gateway import Gateway
+from faceledger.services.video.jobs import JobRequest
 
 FACE_ID = "00000000-0000-4000-8000-000000000000"
 
@@ -69,15 +70,21 @@ def _verbs(image: bytes) -> dict[str, Callable[[Gateway, Caller], Any]]:
         "CreateKey": lambda g, c: g.create_key(c, f"made-by-{c.principal.name}", ["search"]),
         "ListKeys": lambda g, c: g.list_keys(c),
         "RevokeKey": lambda g, c: g.revoke_key(c, "FLAKAAAAAAAAAAAAAAAA"),
-        "StartFaceDetection": lambda g, c: g.start_video_job(c, "faces", {"path": "none.mp4"}),
+        "StartFaceDetection": lambda g, c: g.start_video_job(
+            c, JobRequest("faces", {"path": "none.mp4"})
+        ),
         "GetFaceDetection": lambda g, c: g.get_video_job(c, "faces", "no-such-job"),
         "StartFaceSearch": lambda g, c: g.start_video_job(
-            c, "search", {"path": "none.mp4"}, collection_id="c"
+            c, JobRequest("search", {"path": "none.mp4"}, collection_id="c")
         ),
         "GetFaceSearch": lambda g, c: g.get_video_job(c, "search", "no-such-job"),
-        "StartPersonTracking": lambda g, c: g.start_video_job(c, "persons", {"path": "x.mp4"}),
+        "StartPersonTracking": lambda g, c: g.start_video_job(
+            c, JobRequest("persons", {"path": "x.mp4"})
+        ),
         "GetPersonTracking": lambda g, c: g.get_video_job(c, "persons", "no-such-job"),
-        "StartLabelDetection": lambda g, c: g.start_video_job(c, "labels", {"path": "x.mp4"}),
+        "StartLabelDetection": lambda g, c: g.start_video_job(
+            c, JobRequest("labels", {"path": "x.mp4"})
+        ),
         "GetLabelDetection": lambda g, c: g.get_video_job(c, "labels", "no-such-job"),
         "CreateStreamProcessor": lambda g, c: g.create_stream_processor(
             c, f"sp-{c.principal.name}", "rtsp://127.0.0.1:9/x", collection_id="c"

@@ -23,9 +23,9 @@ from faceledger.cli.common import (
     existing_file,
     open_gateway,
     print_json,
+    scale_lines,
 )
 from faceledger.domain.errors import FaceLedgerError
-from faceledger.domain.scale import FLOOR_FROM_POLICY, SearchScale
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -432,28 +432,8 @@ def _print_candidates(
             f"(faceledger audit decide {result.lead_id} FACE_ID --decision …)"
         )
     if result.scale is not None:
-        typer.echo(_scale_lines(result.scale))
+        typer.echo(scale_lines(result.scale))
     typer.echo("A match is a lead for human review, not an identification.")
-
-
-def _scale_lines(scale: SearchScale) -> str:
-    """The search's scale for people: size, floor, FPIR, hit rate, per-comparison FMR."""
-
-    def rate(value: float | None) -> str:
-        return "unknown" if value is None else f"{value:.2%}" if value >= 1e-4 else f"{value:.1e}"
-
-    floor = (
-        f"floor {scale.floor:g} (pinned by the collection's policy)"
-        if scale.floor_source == FLOOR_FROM_POLICY
-        else f"floor {scale.floor:g} (follows the collection's size)"
-    )
-    return (
-        f"{scale.face_count:,} faces searched; {floor}.\n"
-        f"Expected at Similarity ≥ {scale.threshold:g}: searches for someone not enrolled "
-        f"with a candidate (FPIR) {rate(scale.fpir)}, up to {rate(scale.fpir_upper)}; "
-        f"enrolled people found first {rate(scale.hit_rate)}; per-comparison FMR "
-        f"{rate(scale.fmr)}.\n{scale.statement[0].upper()}{scale.statement[1:]}."
-    )
 
 
 def register(app: typer.Typer) -> None:

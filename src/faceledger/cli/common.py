@@ -18,6 +18,7 @@ import typer
 from pydantic import ValidationError
 
 from faceledger.config import Settings
+from faceledger.domain.scale import FLOOR_FROM_POLICY, SearchScale
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -158,3 +159,23 @@ def utc_text(epoch_s: float | None) -> str:
 def echo_err(message: str) -> None:
     """One message line on stderr (progress, notes, errors)."""
     typer.echo(message, err=True)
+
+
+def scale_lines(scale: SearchScale) -> str:
+    """A search's scale for people: size, floor, FPIR, hit rate, per-comparison FMR."""
+
+    def rate(value: float | None) -> str:
+        return "unknown" if value is None else f"{value:.2%}" if value >= 1e-4 else f"{value:.1e}"
+
+    floor = (
+        f"floor {scale.floor:g} (pinned by the collection's policy)"
+        if scale.floor_source == FLOOR_FROM_POLICY
+        else f"floor {scale.floor:g} (follows the collection's size)"
+    )
+    return (
+        f"{scale.face_count:,} faces searched; {floor}.\n"
+        f"Expected at Similarity ≥ {scale.threshold:g}: searches for someone not enrolled "
+        f"with a candidate (FPIR) {rate(scale.fpir)}, up to {rate(scale.fpir_upper)}; "
+        f"enrolled people found first {rate(scale.hit_rate)}; per-comparison FMR "
+        f"{rate(scale.fmr)}.\n{scale.statement[0].upper()}{scale.statement[1:]}."
+    )

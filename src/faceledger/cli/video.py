@@ -26,7 +26,10 @@ from faceledger.cli.common import (
     load_settings,
     open_gateway,
     print_json,
+    scale_lines,
 )
+from faceledger.domain.scale import SearchScale
+from faceledger.services.video.jobs import JobRequest
 
 video_app = typer.Typer(help="Analyse stored video files.", no_args_is_help=True)
 stream_app = typer.Typer(help="Live stream processors.", no_args_is_help=True)
@@ -58,14 +61,14 @@ def _analyse(
     settings = base.model_copy(update={"video_dirs": [*base.video_dirs, path.parent]})
     with open_gateway(settings) as gate:
         caller = cli_caller(purpose, case)
-        job = gate.start_video_job(
-            caller,
+        request = JobRequest(
             kind,
             {"path": str(path)},
             collection_id=collection,
             threshold=threshold,
             **(start_options or {}),
         )
+        job = gate.start_video_job(caller, request)
         gate.run_video_job(job.job_id)
         items: list[dict[str, Any]] = []
         token: str | None = None
@@ -79,7 +82,10 @@ def _analyse(
                 break
     if page.job.status != "SUCCEEDED":
         raise CliError(f"the analysis failed: {page.job.status_message}")
-    out = {"job_id": job.job_id, "metadata": page.job.metadata, "results": items}
+    out: dict[str, Any] = {"job_id": job.job_id, "metadata": page.job.metadata, "results": items}
+    if page.scale is not None:  # a face search: what a candidate means at the collection's size
+        out["threshold"] = page.scale.scale.threshold
+        out["scale"] = page.scale.as_dict()
     if "label_model_version" in page.job.params:
         out["label_model_version"] = page.job.params["label_model_version"]
     return out
@@ -155,6 +161,10 @@ def video_search(
             f"person {row['person']} ({row['first_ms']} – {row['last_ms']} ms): "
             f"{row['external_image_id'] or row['face_id']} Similarity {row['similarity']}"
         )
+    if "scale" in out:
+        said = out["scale"]["video_statement"]
+        typer.echo(scale_lines(SearchScale.from_dict(out["scale"])))
+        typer.echo(f"{said[0].upper()}{said[1:]}.")
     typer.echo("A match is a lead for human review, not an identification.")
 
 

@@ -8,7 +8,8 @@ someone not enrolled that return any candidate, at this threshold and this colle
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 FLOOR_FROM_SIZE = "collection size"
@@ -80,3 +81,65 @@ class SearchScale:
         out = asdict(self)
         out["one_in"] = self.one_in
         return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchScale:
+        """A scale kept with ``as_dict`` (a stored-video job's); derived keys are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class VideoSearchScale:
+    """The scale of a stored-video face search. The rates are per *search*, and each person
+    tracked in the video is searched as one: if none of the ``persons_tracked`` people is
+    enrolled, about ``persons_tracked × FPIR`` of them are expected to get a false candidate
+    (an upper bound on the expected false persons of a job; docs/OPEN_SET.md)."""
+
+    scale: SearchScale  # the collection's at the job's start (its effective threshold)
+    persons_tracked: int | None  # people tracked (and searched); None until the job succeeded
+
+    @property
+    def expected_false_persons(self) -> float | None:
+        """``persons_tracked × FPIR``: the false candidates expected if nobody is enrolled."""
+        if self.persons_tracked is None or self.scale.fpir is None:
+            return None
+        return self.persons_tracked * self.scale.fpir
+
+    @property
+    def statement(self) -> str:
+        """What the rates mean for this job, in one plain sentence."""
+        said = "each person tracked in the video is one search"
+        expected = self.expected_false_persons
+        if self.persons_tracked is None:
+            return said
+        people = f"{self.persons_tracked:,} " + (
+            "person" if self.persons_tracked == 1 else "people"
+        )
+        if expected is None:
+            return f"{said}: {people} tracked here; the chance of a false candidate is unknown"
+        return (
+            f"{said}: if none of the {people} tracked here is enrolled, about {expected:.2g} "
+            f"of them would get a false candidate ({self.persons_tracked:,} × FPIR)"
+        )
+
+    def headers(self) -> dict[str, str]:
+        """The search's headers (as every search's) plus the job's own."""
+        out = self.scale.headers()
+        if self.persons_tracked is not None:
+            out["X-FaceLedger-Persons-Tracked"] = str(self.persons_tracked)
+            expected = self.expected_false_persons
+            out["X-FaceLedger-Expected-False-Persons"] = (
+                "unknown" if expected is None else f"{expected:.3g}"
+            )
+        out["X-FaceLedger-Video-Scale"] = self.statement
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.scale.as_dict(),
+            "statement": self.scale.statement,
+            "persons_tracked": self.persons_tracked,
+            "expected_false_persons": self.expected_false_persons,
+            "video_statement": self.statement,
+        }

@@ -5,18 +5,23 @@
 domain objects; the adapters (CLI, HTTP) shape them.
 
 Quality filter (IndexFaces, and searches when asked): a face is refused, with every reason that
-applies, when it falls below the level's limits. AUTO is MEDIUM. Limits were chosen from the
-LFW development split's distribution (sharpness 1st percentile 9.9, brightness 30.6–69.9 for
-1–99 %) and checked against search (``bench/pose_quality.py``, with the solvePnP pose): AUTO
-rejects 0.52 % of DevTrain faces, and each reason it uses there picks faces that search finds
-less often than average (at the default floor 96.8, leave-one-out, rank 1: 85.7 % of all
-faces; LOW_SHARPNESS 78 % of 23; EXTREME_POSE 0 of 2; faces at |yaw| 40–60° 64 % of 11,
-which is why the yaw limit stays at 60° and not lower):
+applies, when it falls below the level's limits. Limits were chosen from the LFW development
+split's distribution (brightness 30.6–69.9 for 1–99 %) and checked against search
+(``bench/pose_quality.py``, with the solvePnP pose; docs/POSE_AND_QUALITY.md).
+
+AUTO is MEDIUM with the sharpness limit at 10, DevTrain's blurriest 1.2 % (its 1st percentile
+is 9.4): those faces are found less often than average at the floor of every collection size
+(leave-one-out, rank 1; 10 K faces, floor 87.9: 94.2 % of 69 against 95.5 %; 100 K: 91.3 %
+against 93.6 %; 1 M: 81.2 % against 89.7 %). MEDIUM's 8 picked the 23 blurriest, all of them
+found at the floors of 10 K and 100 K faces, so it did not refuse what hurts there, while the
+46 with sharpness 8–10 are found less often than average at every floor. The yaw limit stays
+at 60°: three-quarter views (20–60°) are found nearly as often as frontal ones.
 
 | level  | confidence | sharpness | brightness  | face width | yaw / pitch |
 |--------|-----------:|----------:|------------:|-----------:|------------:|
 | LOW    | < 0.60     | < 4       | < 10, > 95  | < 24 px    | > 75 / 60   |
 | MEDIUM | < 0.70     | < 8       | < 15, > 92  | < 32 px    | > 60 / 45   |
+| AUTO   | < 0.70     | < 10      | < 15, > 92  | < 32 px    | > 60 / 45   |
 | HIGH   | < 0.80     | < 15      | < 25, > 85  | < 48 px    | > 40 / 30   |
 
 Bulk enrolment (``subject_only``, the CLI's ``index`` and the web app's enrolment by default)
@@ -39,7 +44,7 @@ import hashlib
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -104,7 +109,7 @@ QUALITY_LIMITS: dict[str, QualityLimits] = {
     "MEDIUM": QualityLimits(0.70, 8.0, (15.0, 92.0), 32.0, 60.0, 45.0),
     "HIGH": QualityLimits(0.80, 15.0, (25.0, 85.0), 48.0, 40.0, 30.0),
 }
-QUALITY_LIMITS["AUTO"] = QUALITY_LIMITS["MEDIUM"]
+QUALITY_LIMITS["AUTO"] = replace(QUALITY_LIMITS["MEDIUM"], min_sharpness=10.0)
 
 
 def quality_reasons(faces: Faces, level: str) -> list[list[UnindexedReason]]:

@@ -58,11 +58,6 @@ class PolicyVerbs(GatewayParts):
             fmr=engine.calibration.false_match_rate(threshold),
         )
 
-    def _effective(self, policy: CollectionPolicy, collection_id: str, requested: float) -> float:
-        if policy.floor_pinned:
-            return policy.effective_threshold(requested)
-        return policy.effective_threshold(requested, self.size_floor(collection_id)[0])
-
     def _search_policy(self, caller: Caller, collection_id: str) -> CollectionPolicy:
         policy = self._policy_of(collection_id)
         if policy.require_purpose and not (caller.purpose and caller.case_reference):

@@ -4,6 +4,7 @@ end, each stream match) on behalf of the caller who started it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from faceledger.domain.audit import Caller
@@ -12,8 +13,7 @@ from faceledger.domain.scale import SearchScale
 from faceledger.services.collections import DEFAULT_FACE_MATCH_THRESHOLD
 from faceledger.services.gateway_base import scale_summary
 from faceledger.services.gateway_policy import PolicyVerbs
-from faceledger.services.labels import LabelFilters
-from faceledger.services.video.jobs import JobPage
+from faceledger.services.video.jobs import JobPage, JobRequest, job_scale
 from faceledger.store.records import JobRow, ProcessorRow
 
 # The Rekognition operation that starts / gets each kind of stored-video job (the records'
@@ -44,44 +44,21 @@ class VideoVerbs(PolicyVerbs):
         """Start the job workers (and re-queue jobs a previous run left unfinished)."""
         self._video.start_workers()
 
-    def start_video_job(
-        self,
-        caller: Caller,
-        kind: str,
-        video: dict[str, Any],
-        *,
-        collection_id: str | None = None,
-        threshold: float | None = None,
-        job_tag: str | None = None,
-        client_token: str | None = None,
-        notification: dict[str, Any] | None = None,
-        min_confidence_pct: float | None = None,
-        label_filters: LabelFilters | None = None,
-    ) -> JobRow:
-        """Queue a stored-video job (``kind``: faces, search, persons, labels). A face search
-        applies the collection's policy now: purpose required, threshold raised to the floor.
-        ``notification`` is Rekognition's NotificationChannel (completion message);
-        ``min_confidence_pct`` and ``label_filters`` (Settings.GeneralLabels) are for labels."""
-        operation = START_OPERATIONS.get(kind, "StartPersonTracking")
+    def start_video_job(self, caller: Caller, request: JobRequest) -> JobRow:
+        """Queue a stored-video job (``request.kind``: faces, search, persons, labels). A face
+        search applies the collection's policy now: purpose required, threshold raised to the
+        floor, and the collection's scale at this size kept with the job (``job_scale``)."""
+        operation = START_OPERATIONS.get(request.kind, "StartPersonTracking")
+        collection_id, threshold = request.collection_id, request.threshold
 
         def work() -> JobRow:
-            effective = threshold
-            if kind == "search" and collection_id is not None:
-                policy = self._search_policy(caller, collection_id)
-                requested = DEFAULT_FACE_MATCH_THRESHOLD if threshold is None else threshold
-                effective = self._effective(policy, collection_id, requested)
-            return self._video.jobs.start_job(
-                caller,
-                kind,
-                video,
-                collection_id=collection_id,
-                threshold=effective,
-                job_tag=job_tag,
-                client_token=client_token,
-                notification=notification,
-                min_confidence_pct=min_confidence_pct,
-                label_filters=label_filters,
-            )
+            if request.kind != "search" or collection_id is None:
+                return self._video.jobs.start_job(caller, request)
+            policy = self._search_policy(caller, collection_id)
+            requested = DEFAULT_FACE_MATCH_THRESHOLD if threshold is None else threshold
+            scale = self.search_scale(collection_id, policy, requested)
+            effective = replace(request, threshold=scale.threshold)
+            return self._video.jobs.start_job(caller, effective, scale=scale)
 
         return self._run(
             caller,
@@ -93,6 +70,7 @@ class VideoVerbs(PolicyVerbs):
                 "video": job.video,
                 "requested_threshold": threshold,
                 "threshold": job.params.get("threshold"),
+                **({"scale": scale_summary(kept.scale)} if (kept := job_scale(job)) else {}),
                 **(
                     {"min_confidence": job.params["min_confidence"]}
                     if "min_confidence" in job.params

@@ -22,11 +22,13 @@ from pydantic import BaseModel, Field
 
 from faceledger.api import run_blocking
 from faceledger.api.native.auth import CallerDep, GatewayDep, with_purpose
+from faceledger.api.native.collections.schemas import SearchScaleOut
 from faceledger.api.native.routes import COMMON_ERRORS
 from faceledger.domain.errors import InvalidParameterError
 from faceledger.domain.policy import MAX_CASE_CHARS, MAX_PURPOSE_CHARS
+from faceledger.domain.scale import VideoSearchScale
 from faceledger.services.labels import LabelFilters
-from faceledger.services.video.jobs import JobPage
+from faceledger.services.video.jobs import JobPage, JobRequest, job_scale
 from faceledger.store.records import ProcessorRow
 
 router = APIRouter(prefix="/v1", responses=COMMON_ERRORS)
@@ -68,6 +70,21 @@ class StartJobIn(BaseModel):
     case_reference: Case = None
 
 
+class VideoSearchScaleOut(SearchScaleOut):
+    """A face-search job's scale: the collection's at the job's start (as a search of it then
+    would state), and what it means for the people the job tracked."""
+
+    persons_tracked: int | None = Field(
+        description="People tracked in the video, each searched as one search (null until "
+        "the job succeeded)."
+    )
+    expected_false_persons: float | None = Field(
+        description="persons_tracked × fpir: how many of them would be expected to get a "
+        "false candidate if none of them is enrolled (an upper bound)."
+    )
+    video_statement: str = Field(description="The same, in one sentence.")
+
+
 class JobOut(BaseModel):
     job_id: str
     kind: str
@@ -77,6 +94,10 @@ class JobOut(BaseModel):
     results: list[dict[str, Any]] = []
     next_token: str | None = None
     label_model_version: str | None = None
+    threshold: float | None = Field(None, description="A face search's effective threshold.")
+    scale: VideoSearchScaleOut | None = Field(
+        None, description="A face search's: what a candidate means at the collection's size."
+    )
 
 
 class PersonEventsIn(BaseModel):
@@ -124,6 +145,15 @@ class StartIn(BaseModel):
     case_reference: Case = None
 
 
+def _scale(scale: VideoSearchScale | None) -> VideoSearchScaleOut | None:
+    if scale is None:
+        return None
+    data = scale.as_dict()
+    return VideoSearchScaleOut(
+        **{k: v for k, v in data.items() if k in VideoSearchScaleOut.model_fields}
+    )
+
+
 def _job(page: JobPage) -> JobOut:
     job = page.job
     return JobOut(
@@ -135,6 +165,8 @@ def _job(page: JobPage) -> JobOut:
         results=page.items,
         next_token=page.next_token,
         label_model_version=job.params.get("label_model_version"),
+        threshold=job.params.get("threshold") if job.kind == "search" else None,
+        scale=_scale(page.scale),
     )
 
 
@@ -181,10 +213,7 @@ async def start_job(
             include_categories=frozenset(f.include_categories),
             exclude_categories=frozenset(f.exclude_categories),
         )
-    job = await run_blocking(
-        request,
-        gate.start_video_job,
-        caller,
+    asked = JobRequest(
         body.kind,
         video,
         collection_id=body.collection_id,
@@ -194,7 +223,14 @@ async def start_job(
         min_confidence_pct=body.min_confidence,
         label_filters=filters,
     )
-    return JobOut(job_id=job.job_id, kind=job.kind, status=job.status)
+    job = await run_blocking(request, gate.start_video_job, caller, asked)
+    return JobOut(
+        job_id=job.job_id,
+        kind=job.kind,
+        status=job.status,
+        threshold=job.params.get("threshold") if job.kind == "search" else None,
+        scale=_scale(job_scale(job)),
+    )
 
 
 @router.get("/video/jobs/{job_id}", tags=["video"], summary="A stored-video job and its results")

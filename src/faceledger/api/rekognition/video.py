@@ -20,7 +20,8 @@ from faceledger.api.rekognition import shapes
 from faceledger.api.rekognition.dispatch import Context, operation
 from faceledger.api.rekognition.labels import general_label_filters
 from faceledger.domain.errors import InvalidParameterError, ResourceNotFoundError
-from faceledger.services.video.jobs import JobPage
+from faceledger.domain.scale import VideoSearchScale
+from faceledger.services.video.jobs import JobPage, JobRequest, job_scale
 from faceledger.services.video.processors import rekognition_status
 from faceledger.store.records import ProcessorRow
 
@@ -32,8 +33,7 @@ def _start(ctx: Context, kind: str, p: dict[str, Any]) -> dict[str, Any]:
     video = p["Video"]
     if "S3Object" not in video:
         raise ctx.refuse(InvalidParameterError("Video must have an S3Object"))
-    job = ctx.gate.start_video_job(
-        ctx.caller,
+    request = JobRequest(
         kind,
         {"S3Object": video["S3Object"]},
         collection_id=p.get("CollectionId"),
@@ -42,9 +42,20 @@ def _start(ctx: Context, kind: str, p: dict[str, Any]) -> dict[str, Any]:
         client_token=p.get("ClientRequestToken"),
         notification=p.get("NotificationChannel"),
     )
+    job = ctx.gate.start_video_job(ctx.caller, request)
     if job.params.get("threshold") is not None and kind == "search":
         ctx.effective_threshold(float(job.params["threshold"]))
+    _job_scale(ctx, job_scale(job))
     return {"JobId": job.job_id}
+
+
+def _job_scale(ctx: Context, scale: VideoSearchScale | None) -> None:
+    """A face-search job's scale as response headers: the ones every search sends (the same
+    values a search of the collection at the job's start reported), plus the job's own
+    (x-faceledger-persons-tracked, -expected-false-persons, -video-scale)."""
+    if scale is not None:
+        ctx.effective_threshold(scale.scale.threshold)
+        ctx.headers.update(scale.headers())
 
 
 def _get(ctx: Context, kind: str, p: dict[str, Any], member: str) -> dict[str, Any]:
@@ -54,6 +65,7 @@ def _get(ctx: Context, kind: str, p: dict[str, Any], member: str) -> dict[str, A
     if "SortBy" in p:
         options["sort_by"] = p["SortBy"]
     page: JobPage = ctx.gate.get_video_job(ctx.caller, kind, p["JobId"], **options)
+    _job_scale(ctx, page.scale)
     job = page.job
     out: dict[str, Any] = {"JobId": job.job_id, "JobStatus": job.status, member: []}
     if job.status_message:
@@ -110,8 +122,7 @@ def start_label_detection(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     features = p.get("Features") or ["GENERAL_LABELS"]
     if list(features) != ["GENERAL_LABELS"]:
         raise ctx.refuse(InvalidParameterError("Features may only be GENERAL_LABELS"))
-    job = ctx.gate.start_video_job(
-        ctx.caller,
+    request = JobRequest(
         "labels",
         {"S3Object": video["S3Object"]},
         job_tag=p.get("JobTag"),
@@ -120,6 +131,7 @@ def start_label_detection(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
         min_confidence_pct=p.get("MinConfidence"),
         label_filters=general_label_filters(p.get("Settings") or {}),
     )
+    job = ctx.gate.start_video_job(ctx.caller, request)
     return {"JobId": job.job_id}
 
 

@@ -30,8 +30,10 @@ from faceledger.domain.errors import (
     ResourceNotFoundError,
 )
 from faceledger.domain.leads import LeadCandidate
+from faceledger.domain.scale import SearchScale, VideoSearchScale
 from faceledger.domain.video import Hit, VideoAnalysis
 from faceledger.services.collections import CollectionService
+from faceledger.services.gateway_base import scale_summary
 from faceledger.services.labels import LabelFilters, LabelService
 from faceledger.services.leads import LeadService
 from faceledger.services.objects import ImageObjects
@@ -103,11 +105,57 @@ def job_candidates(analysis: VideoAnalysis) -> tuple[LeadCandidate, ...]:
     )
 
 
+def job_scale(job: JobRow) -> VideoSearchScale | None:
+    """A face-search job's scale: the collection's when the job started, with the people the
+    job tracked once it has succeeded; None for other kinds (and jobs started without one)."""
+    kept = job.params.get("scale")
+    if job.kind != "search" or not isinstance(kept, dict):
+        return None
+    tracked = (job.metadata or {}).get("persons_tracked") if job.status == SUCCEEDED else None
+    return VideoSearchScale(SearchScale.from_dict(kept), tracked)
+
+
+def _scale_of_done(job: JobRow, persons_tracked: int) -> dict[str, Any]:
+    """A face-search job's scale for its end record: the scale it started with, the people it
+    tracked and the false candidates expected among them if none is enrolled."""
+    kept = job.params.get("scale")
+    if not isinstance(kept, dict):
+        return {}
+    done = VideoSearchScale(SearchScale.from_dict(kept), persons_tracked)
+    expected = done.expected_false_persons
+    return {
+        "scale": scale_summary(done.scale),
+        "persons_tracked": persons_tracked,
+        "expected_false_persons": None if expected is None else float(f"{expected:.3g}"),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class JobRequest:
+    """What a Start… call asks for, as the gateway (which applies a face search's policy) and
+    ``VideoJobs.start_job`` both take it. ``video``: ``{"S3Object": {"Bucket", "Name"[,
+    "Version"]}}``, or ``{"path": …}`` inside ``Settings.video_dirs`` (/v1 and the CLI);
+    ``collection_id`` and ``threshold``: a face search's; ``notification``: Rekognition's
+    NotificationChannel (a completion message); ``min_confidence_pct`` and ``label_filters``
+    (Settings.GeneralLabels): label detection's."""
+
+    kind: str  # one of KINDS: faces, search, persons, labels
+    video: dict[str, Any]
+    collection_id: str | None = None
+    threshold: float | None = None
+    job_tag: str | None = None
+    client_token: str | None = None
+    notification: dict[str, Any] | None = None
+    min_confidence_pct: float | None = None
+    label_filters: LabelFilters | None = None
+
+
 @dataclasses.dataclass(frozen=True)
 class JobPage:
     job: JobRow
     items: list[dict[str, Any]]
     next_token: str | None
+    scale: VideoSearchScale | None = None  # a face search's (``job_scale``)
 
 
 class VideoJobs:
@@ -199,31 +247,23 @@ class VideoJobs:
 
     # -- starting a job ------------------------------------------------------------------------
     def start_job(
-        self,
-        caller: Caller,
-        kind: str,
-        video: dict[str, Any],
-        *,
-        collection_id: str | None = None,
-        threshold: float | None = None,
-        job_tag: str | None = None,
-        client_token: str | None = None,
-        notification: dict[str, Any] | None = None,
-        min_confidence_pct: float | None = None,
-        label_filters: LabelFilters | None = None,
+        self, caller: Caller, request: JobRequest, *, scale: SearchScale | None = None
     ) -> JobRow:
-        """Queue a job. ``min_confidence_pct`` and ``label_filters`` (Settings.GeneralLabels)
-        are for kind "labels" only."""
+        """Queue a job. ``request.threshold`` is a face search's effective one; ``scale`` (a
+        face search's, at the collection's size now) is kept with the job and stated with its
+        results."""
+        kind, collection_id, threshold = request.kind, request.collection_id, request.threshold
+        min_confidence_pct, label_filters = request.min_confidence_pct, request.label_filters
         if kind not in KINDS:
             raise InvalidParameterError(f"unknown video job kind {kind!r}")
-        self._check_video(video)
+        self._check_video(request.video)
         params: dict[str, Any] = {}
         if kind == "labels":
             params = label_params(self.labels, min_confidence_pct, label_filters)
         elif min_confidence_pct is not None or label_filters is not None:
             raise InvalidParameterError("MinConfidence and label filters are for label jobs")
-        if notification is not None:
-            params["notification_channel"] = self.notifier.check_channel(notification)
+        if request.notification is not None:
+            params["notification_channel"] = self.notifier.check_channel(request.notification)
         if kind == "search":
             if collection_id is None:
                 raise InvalidParameterError("a face search needs a CollectionId")
@@ -232,16 +272,17 @@ class VideoJobs:
                 **params,
                 "collection_id": collection_id,
                 "threshold": DEFAULT_JOB_THRESHOLD if threshold is None else float(threshold),
+                **({"scale": scale.as_dict()} if scale is not None else {}),
             }
         job = JobRow(
             job_id=uuid.uuid4().hex,
             kind=kind,
             status=IN_PROGRESS,
             status_message="",
-            video=video,
+            video=request.video,
             params=params,
-            job_tag=job_tag,
-            client_token=client_token,
+            job_tag=request.job_tag,
+            client_token=request.client_token,
             principal=caller.principal.name,
             caller=caller_to_json(caller),
             created_at=time.time(),
@@ -330,6 +371,7 @@ class VideoJobs:
                 metadata = jsonable(analysis.metadata)
                 if job.kind == "search":
                     summary["matches"] = matched_faces(analysis)
+                    metadata["persons_tracked"] = analysis.persons_tracked
         except AnalysisCancelled:
             return  # shutting down: the job stays IN_PROGRESS and is queued on the next start
         except FaceLedgerError as exc:
@@ -340,6 +382,7 @@ class VideoJobs:
         self.store.finish_job(job.job_id, status=SUCCEEDED, metadata=metadata, results=items)
         summary["items"] = len(items)
         if job.kind == "search":
+            summary.update(_scale_of_done(job, analysis.persons_tracked))
             summary["lead_id"] = self._open_lead(job, caller, operation, analysis)
         self.record(caller, operation, collection_id, summary, "ok")
         self.notifier.notify(job, SUCCEEDED)
@@ -360,6 +403,7 @@ class VideoJobs:
                 collection_id,
                 float(job.params.get("threshold", DEFAULT_JOB_THRESHOLD)),
                 job_candidates(analysis),
+                kept.scale if (kept := job_scale(job)) is not None else None,
             )
         except Exception:
             logger.exception("video job %s: its lead could not be written", job.job_id)
@@ -449,7 +493,7 @@ class VideoJobs:
         if job.kind != kind:
             raise ResourceNotFoundError(f"the job {job_id!r} is not a {KINDS[kind][5:]} job")
         if job.status != SUCCEEDED:
-            return JobPage(job, [], None)
+            return JobPage(job, [], None, job_scale(job))
         start = 0
         scope = f"{job_id}:{sort_by}" + (f":{aggregation}" if kind == "labels" else "")
         if next_token:
@@ -468,4 +512,4 @@ class VideoJobs:
         page = items[start : start + max_results]
         more = start + max_results < len(items)
         token = self._tokens.encode("video-job", scope, start + max_results) if more else None
-        return JobPage(job, page, token)
+        return JobPage(job, page, token, job_scale(job))

@@ -588,8 +588,8 @@ class _RunningProcessor:
             }
         )
         scale = self.scale.as_dict() if self.scale is not None else None
-        if scale is not None:
-            data["scale"] = scale
+        if self.scale is not None:  # with the sentence every search's answer states
+            data["scale"] = {**self.scale.as_dict(), "statement": self.scale.statement}
         lead_id = self._open_lead(event)
         try:
             self.service.record(

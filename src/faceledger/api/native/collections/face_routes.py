@@ -80,7 +80,8 @@ async def index_faces(
         Form(ge=1, le=MAX_FACES_PER_IMAGE, description="Index at most this many faces."),
     ] = MAX_FACES_PER_IMAGE,
     quality_filter: Annotated[
-        QualityFilter, Form(description="Refuse faces below this quality (AUTO = MEDIUM).")
+        QualityFilter,
+        Form(description="Refuse faces below this quality (AUTO: MEDIUM, sharpness < 10)."),
     ] = "AUTO",
 ) -> IndexFacesOut:
     """Detects the faces, refuses those that fail the quality filter (with reasons) and keeps
