@@ -26,6 +26,7 @@ from faceledger.domain.errors import (
     InvalidParameterError,
     ResourceNotFoundError,
 )
+from faceledger.domain.policy import CollectionPolicy
 from faceledger.domain.principals import ROLES, Principal
 from faceledger.services.gateway import Gateway
 from faceledger.services.video.jobs import JobRequest
@@ -75,6 +76,7 @@ def test_jobs_left_unfinished_are_run_on_the_next_start(
     (videos / "gone.mp4").write_bytes((videos / "one.mp4").read_bytes())
     first = Gateway(settings)  # no workers: as if the process died before running them
     first.create_collection(ROOT, "c")
+    first.put_policy(ROOT, "c", CollectionPolicy(keep_face_crops=True))
     first.index_faces(ROOT, "c", enrol_photo.read_bytes(), external_image_id="them")
     kept = first.start_video_job(ROOT, JobRequest("search", {"path": "one.mp4"}, "c"))
     lost = first.start_video_job(ROOT, JobRequest("faces", {"path": "gone.mp4"}))
@@ -98,12 +100,18 @@ def test_jobs_left_unfinished_are_run_on_the_next_start(
         assert ("FaceDetectionJob", "InvalidParameterException", "video") in ops
         end = next(r for r in records if r is not None and r.operation == "FaceSearchJob")
         assert end.result["matches"] and end.purpose == "test" and end.case_reference == "case-1"
-        # a face-search job that matched someone is one lead, named by its end record
+        # each person a face-search job matched is one lead, named by its end record, and
+        # keeps the person's best shot from the video as its searched face (crops are kept)
         reviewer = Caller(Principal("video-reviewer", ("review",), "KR"), "native", "rev")
-        lead = second.get_lead(reviewer, end.result["lead_id"])
+        (lead_id,) = end.result["lead_ids"]
+        lead = second.get_lead(reviewer, lead_id)
         assert (lead.operation, lead.source, lead.state) == ("FaceSearchJob", "video", "open")
         assert [c.external_image_id for c in lead.candidates] == ["them"]
         assert lead.case_reference == "case-1"
+        assert lead_id in {one.lead_id for one in second.list_leads(reviewer).leads}  # recorded
+        probe = second.get_lead_probe_crop(reviewer, lead_id)
+        _, _, compared = second.compare_faces(ROOT, enrol_photo.read_bytes(), probe)
+        assert compared.matches[0].similarity >= 80  # the video's face of the enrolled person
         assert second._ledger.verify().ok
     finally:
         second.close()

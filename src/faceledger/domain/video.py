@@ -114,6 +114,12 @@ class VideoAnalysis:
     frames_decoded: int = 0
     frames_analysed: int = 0
     persons_tracked: int = 0
+    # face search: (person index, JPEG of the person's best matched face), for the leads
+    best_shots: tuple[tuple[int, bytes], ...] = ()
+
+    def best_shot(self, index: int) -> bytes:
+        """The best-shot JPEG of matched person ``index`` (empty when none was kept)."""
+        return next((jpeg for i, jpeg in self.best_shots if i == index), b"")
 
 
 @dataclass(frozen=True, eq=False)

@@ -41,7 +41,8 @@ logger = logging.getLogger(__name__)
 #: Makes what a lead keeps of its searched face, once the lead's id is chosen.
 ProbeMaker = Callable[[str], LeadProbe | None]
 MAX_LEADS_PER_PAGE = 100
-# The operations whose ledger records name the lead they made (``result["lead_id"]``).
+# The operations whose ledger records name the leads they made (``result["lead_id"]``; a
+# face-search job's end record: ``result["lead_ids"]``, one lead per matched person).
 LEAD_OPERATIONS = (
     "SearchFaces",
     "SearchFacesByImage",
@@ -50,6 +51,15 @@ LEAD_OPERATIONS = (
     "StreamFaceMatch",
     "FaceSearchJob",
 )
+
+
+def named_leads(result: dict[str, Any]) -> list[str]:
+    """The lead ids a ledger record's result names (``lead_id`` and ``lead_ids``)."""
+    named = [result.get("lead_id")]
+    many = result.get("lead_ids")
+    if isinstance(many, list):
+        named += many
+    return [lead_id for lead_id in named if isinstance(lead_id, str)]
 
 
 def face_candidates(matches: Sequence[CollectionMatch]) -> tuple[LeadCandidate, ...]:
@@ -133,13 +143,13 @@ class LeadService:
         """After a record of ``operation`` landed with ``result``: the lead it names (if any)
         joins the queue. A failure is logged, not raised (the call itself succeeded);
         ``audit verify`` sets the flag of a lead a record names."""
-        lead_id = result.get("lead_id")
-        if operation not in LEAD_OPERATIONS or not isinstance(lead_id, str):
+        if operation not in LEAD_OPERATIONS:
             return
-        try:
-            self.store.mark_recorded(lead_id)
-        except Exception:
-            logger.exception("lead %s: its record landed but it could not be marked", lead_id)
+        for lead_id in named_leads(result):
+            try:
+                self.store.mark_recorded(lead_id)
+            except Exception:
+                logger.exception("lead %s: its record landed but it could not be marked", lead_id)
 
     def lead(self, lead_id: str) -> Lead:
         check_lead_id(lead_id)
@@ -202,9 +212,8 @@ class LeadService:
         named: set[str] = set()
         for operation in LEAD_OPERATIONS:
             for entry in ledger.entries(operation=operation, outcome="ok"):
-                lead_id = entry.event.result.get("lead_id") if entry.event is not None else None
-                if isinstance(lead_id, str):
-                    named.add(lead_id)
+                if entry.event is not None:
+                    named.update(named_leads(entry.event.result))
         for lead_id in sorted(unmarked & named):
             self.store.mark_recorded(lead_id)
         return [lead.lead_id for lead in leads if lead.lead_id not in named]

@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 from faceledger.domain.collections import BoundingBox
 from faceledger.domain.video import Hit, VideoFace
 from faceledger.video.bodies import BodyTracker, associate_faces
-from faceledger.video.pipeline import FrameResult, video_face
+from faceledger.video.pipeline import FrameResult, best_matched_view, video_face
 
 Observation = tuple[int, BoundingBox, VideoFace | None]
 
@@ -62,6 +62,7 @@ class Person:
     observations: tuple[Observation, ...]
     hits: tuple[Hit, ...]
     has_body: bool
+    best_shot_jpeg: bytes = b""  # the best face of its matched face tracks (kept views only)
 
 
 class PeopleFrames:
@@ -176,4 +177,5 @@ class PeopleFrames:
                         best[face_id] = hit
         ordered = tuple(seen[ts] for ts in sorted(seen))
         hits = tuple(sorted(best.values(), key=lambda h: -h.similarity))
-        return Person(ordered[0][0], ordered, hits, has_body)
+        states = [state for part in parts for state in part.states]
+        return Person(ordered[0][0], ordered, hits, has_body, best_matched_view(states))

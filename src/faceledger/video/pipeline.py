@@ -51,6 +51,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -212,6 +213,28 @@ class FrameResult:
     events: tuple[MatchEvent, ...] = ()
 
 
+def view_jpeg(view: NDArray[np.uint8] | None) -> bytes:
+    """A best shot's face region as JPEG (quality 90); empty without one."""
+    import cv2
+
+    if view is None or not view.size:
+        return b""
+    ok, encoded = cv2.imencode(".jpg", view, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return encoded.tobytes() if ok else b""
+
+
+def best_matched_view(states: Sequence[Any]) -> bytes:
+    """The best shot (highest quality, kept views only) among the track parts of ``states``
+    that declared a match, as JPEG; empty when none kept a view. Stored face searches keep it
+    as the searched face of the person's lead."""
+    shots = [
+        s.best for s in states if s.declared and s.best is not None and s.best.view is not None
+    ]
+    if not shots:
+        return b""
+    return view_jpeg(max(shots, key=lambda shot: shot.quality).view)
+
+
 def _offer(state: _TrackState, shot: _Shot) -> None:
     """Keep ``shot`` as the track's face to embed next if it is better than the pending one
     (or that one predates the track turning suspect), and as its best face if it is."""
@@ -244,6 +267,7 @@ class FramePipeline:
         source_id: str = "",
         keep_observations: bool = False,
         identify: bool | None = None,
+        keep_views: bool = False,
     ) -> None:
         if not 0 <= threshold <= 100:
             raise InvalidParameterError(f"threshold must be between 0 and 100, got {threshold}")
@@ -254,6 +278,8 @@ class FramePipeline:
         self.on_event = on_event
         self.source_id = source_id
         self.keep_observations = keep_observations
+        # keep each shot's face region (for best-shot JPEGs): always with ``on_event``
+        self.keep_views = keep_views or on_event is not None
         self.identify = searcher is not None if identify is None else identify
         self.tracker = Tracker(self.options.tracker)
         self.frames_analysed = 0
@@ -305,7 +331,7 @@ class FramePipeline:
                 shot = _Shot(
                     float(quality[i]), crops[i].copy(), faces.boxes_px[i].copy(), timestamp_ms
                 )
-                if self.on_event is not None:
+                if self.keep_views:
                     shot.view = self._view(pixels_bgr, faces.boxes_px[i])
                 _offer(state, shot)
         for tid in update.removed:
@@ -523,15 +549,9 @@ class FramePipeline:
     def _event(
         self, state: _TrackState, hit: Hit, timestamp_ms: int, arrival_s: float
     ) -> MatchEvent:
-        import cv2
-
         best = state.best
         assert best is not None
-        jpeg = b""
-        view = best.view if best.view is not None else None
-        if view is not None and view.size:
-            ok, encoded = cv2.imencode(".jpg", view, [cv2.IMWRITE_JPEG_QUALITY, 90])
-            jpeg = encoded.tobytes() if ok else b""
+        jpeg = view_jpeg(best.view)
         frame_w, frame_h = self._frame_size
         return MatchEvent(
             source_id=self.source_id,

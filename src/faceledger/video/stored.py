@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -35,6 +35,7 @@ from faceledger.video.pipeline import (
     FramePipeline,
     PipelineOptions,
     Searcher,
+    best_matched_view,
     video_face,
 )
 from faceledger.video.sources import (
@@ -129,6 +130,7 @@ def _analysers(
         options=opts,
         keep_observations=mode != "faces",
         identify=mode != "faces",
+        keep_views=mode == "search",  # each matched person's best shot, for its lead
     )
     people = (
         PeopleFrames(BodyTracker(person_detector))
@@ -209,6 +211,7 @@ def _people_results(
     appearance."""
     persons: list[PersonAt] = []
     matches: list[FaceSearchAt] = []
+    shots: list[tuple[int, bytes]] = []
     found = people.people(pipeline.finished_tracks)
     for index, person in enumerate(found):
         if mode == "persons":
@@ -218,6 +221,7 @@ def _people_results(
                 FaceSearchAt(ts, index, box, face, person.hits)
                 for ts, box, face in person.observations
             ]
+            shots.append((index, person.best_shot_jpeg))
     persons.sort(key=lambda p: (p.timestamp_ms, p.index))
     matches.sort(key=lambda m: (m.timestamp_ms, m.index))
     return VideoAnalysis(
@@ -228,6 +232,7 @@ def _people_results(
         frames_decoded=decoded,
         frames_analysed=pipeline.frames_analysed,
         persons_tracked=len(found),
+        best_shots=tuple(shots),
     )
 
 
@@ -277,7 +282,17 @@ def _results(
         frames_decoded=decoded,
         frames_analysed=pipeline.frames_analysed,
         persons_tracked=len(order),
+        best_shots=_best_shots(tracks, order) if mode == "search" else (),
     )
+
+
+def _best_shots(tracks: Sequence[Any], order: dict[int, int]) -> tuple[tuple[int, bytes], ...]:
+    """(person index, best matched face JPEG) of each person with a match."""
+    by_person: dict[int, list[Any]] = {}
+    for state in tracks:
+        if state.declared and state.index is not None:
+            by_person.setdefault(order[state.index], []).append(state)
+    return tuple((index, best_matched_view(states)) for index, states in sorted(by_person.items()))
 
 
 def _decoded(

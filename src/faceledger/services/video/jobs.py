@@ -91,18 +91,23 @@ def matched_faces(analysis: VideoAnalysis) -> list[list[Any]]:
     return [[face_id, round(sim, 3)] for face_id, sim in sorted(best.items())]
 
 
-def job_candidates(analysis: VideoAnalysis) -> tuple[LeadCandidate, ...]:
-    """The faces a face-search job matched, as one lead's candidates (best Similarity first)."""
-    best: dict[str, Hit] = {}
+def job_candidates(analysis: VideoAnalysis) -> dict[int, tuple[LeadCandidate, ...]]:
+    """The faces a face-search job matched, per matched person (index, in order of first
+    appearance): each person's lead candidates, best Similarity first."""
+    best: dict[int, dict[str, Hit]] = {}
     for person in analysis.matches:
+        mine = best.setdefault(person.index, {})
         for hit in person.matches:
-            if hit.face_id not in best or hit.similarity > best[hit.face_id].similarity:
-                best[hit.face_id] = hit
-    ranked = sorted(best.values(), key=lambda h: (-h.similarity, h.face_id))
-    return tuple(
-        LeadCandidate(h.face_id, "face", round(h.similarity, 3), rank, h.external_image_id)
-        for rank, h in enumerate(ranked)
-    )
+            if hit.face_id not in mine or hit.similarity > mine[hit.face_id].similarity:
+                mine[hit.face_id] = hit
+    out: dict[int, tuple[LeadCandidate, ...]] = {}
+    for index in sorted(best):
+        ranked = sorted(best[index].values(), key=lambda h: (-h.similarity, h.face_id))
+        out[index] = tuple(
+            LeadCandidate(h.face_id, "face", round(h.similarity, 3), rank, h.external_image_id)
+            for rank, h in enumerate(ranked)
+        )
+    return out
 
 
 def job_scale(job: JobRow) -> VideoSearchScale | None:
@@ -383,31 +388,40 @@ class VideoJobs:
         summary["items"] = len(items)
         if job.kind == "search":
             summary.update(_scale_of_done(job, analysis.persons_tracked))
-            summary["lead_id"] = self._open_lead(job, caller, operation, analysis)
+            summary["lead_ids"] = self._open_leads(job, caller, operation, analysis)
         self.record(caller, operation, collection_id, summary, "ok")
         self.notifier.notify(job, SUCCEEDED)
 
-    def _open_lead(
+    def _open_leads(
         self, job: JobRow, caller: Caller, operation: str, analysis: VideoAnalysis
-    ) -> str | None:
-        """One lead for a face-search job that matched someone (written before the job's end
-        record); None without matches, without a lead service, or when it could not be
-        written (the job's end is still recorded)."""
+    ) -> list[str]:
+        """One lead per person the face-search job matched, in order of first appearance,
+        each with the person's best shot as its searched face (kept when the collection keeps
+        crops); written before the job's end record, which names them. A lead that could not
+        be written is logged and left out (the job's end is still recorded)."""
         collection_id = job.params.get("collection_id")
         if self.leads is None or not isinstance(collection_id, str):
-            return None
-        try:
-            return self.leads.open_lead(
-                caller,
-                operation,
-                collection_id,
-                float(job.params.get("threshold", DEFAULT_JOB_THRESHOLD)),
-                job_candidates(analysis),
-                kept.scale if (kept := job_scale(job)) is not None else None,
-            )
-        except Exception:
-            logger.exception("video job %s: its lead could not be written", job.job_id)
-            return None
+            return []
+        threshold = float(job.params.get("threshold", DEFAULT_JOB_THRESHOLD))
+        scale = kept.scale if (kept := job_scale(job)) is not None else None
+        lead_ids: list[str] = []
+        for index, candidates in job_candidates(analysis).items():
+            try:
+                lead_id = self.leads.open_lead(
+                    caller,
+                    operation,
+                    collection_id,
+                    threshold,
+                    candidates,
+                    scale,
+                    probe_jpeg=analysis.best_shot(index),
+                )
+            except Exception:
+                logger.exception("video job %s: a person's lead could not be written", job.job_id)
+                continue
+            if lead_id is not None:
+                lead_ids.append(lead_id)
+        return lead_ids
 
     def _analyse(self, job: JobRow) -> VideoAnalysis:
         """Analyse the job's video, renewing its lease as frames go by (a temporary download
