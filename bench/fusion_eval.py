@@ -135,7 +135,8 @@ def outcomes(
     return {
         "mated": np.full(first.shape[1], int((rows & probes.mated).sum())),
         "hits": (own_first & mated[:, None]).sum(axis=0),
-        "non_mated": np.full(first.shape[1], int(nm.sum())),
+        # non-mated probes without a face are searches that return no candidate
+        "non_mated": np.full(first.shape[1], int((rows & ~probes.mated).sum())),
         "false_nm": false_nm.sum(axis=0),
         "false_nm_nt": false_nm_nt.sum(axis=0),
         "lpo_searches": np.full(first.shape[1], int(searchable.sum())),
@@ -193,11 +194,19 @@ def rates(c: dict[str, NDArray[np.int64]], g: int) -> dict[str, Any]:
     }
 
 
-def best(c: dict[str, NDArray[np.int64]], target: float = TARGET_FPIR) -> int | None:
+def false_counts(c: dict[str, NDArray[np.int64]], twins: bool = True) -> NDArray[np.int64]:
+    """Searches with a false candidate, per gate: twins counted, or left apart."""
+    if twins:
+        return c["false_nm"] + c["false_lpo"]
+    return c["false_nm_nt"] + c["false_lpo_nt"]
+
+
+def best(
+    c: dict[str, NDArray[np.int64]], target: float = TARGET_FPIR, twins: bool = True
+) -> int | None:
     """The gate with the most hits whose pooled FPIR is within ``target`` (ties: the last,
     i.e. the strictest in a grid ordered from lenient to strict); None if none is."""
-    searches = c["non_mated"] + c["lpo_searches"]
-    ok = (c["false_nm"] + c["false_lpo"]) <= target * searches
+    ok = false_counts(c, twins) <= target * (c["non_mated"] + c["lpo_searches"])
     if not ok.any():
         return None
     hits = np.where(ok, c["hits"], -1)
