@@ -316,6 +316,25 @@ def choose(
     return out
 
 
+def standing(
+    at_floor: dict[str, Any], probes: Probes, pl: Pools, passed: Any, s2: NDArray[np.float32]
+) -> None:
+    """dlib's second opinion on SFace's false candidates at the default floor: each one's
+    dlib score and the share of SFace's hits there whose dlib score is lower."""
+    rows = np.arange(len(probes.rels))
+    hit = probes.mated & probes.found & passed[:, 0] & pl.main.own[:, 0]
+    hits_dlib = s2[rows[hit], pl.main.idx[hit, 0]]
+    where = {r: i for i, r in enumerate(probes.rels)}
+    column = {str(e): j for j, e in enumerate(probes.gallery_ext)}
+    for f in at_floor["false_candidates"]:
+        v = float(s2[where[f["probe"]], column[f["candidate"]]])
+        f["dlib_score"] = round(v, 4)
+        f["share_of_hits_with_lower_dlib_score"] = round(float(np.mean(hits_dlib < v)), 4)
+    at_floor["hits_dlib_score_quantiles"] = {
+        str(q): round(float(np.quantile(hits_dlib, q)), 4) for q in (0.01, 0.05, 0.1, 0.5)
+    }
+
+
 def cost(root: Path, rels: list[str]) -> dict[str, Any]:
     """Per-face CPU time, side by side on the same faces, one thread each: the engine's
     detection, SFace (alignment + embedding) and dlib (shape predictor + descriptor)."""
@@ -411,6 +430,7 @@ def main() -> None:
         **rates(product.counts["all"], 0),
         "false_candidates": offenders(probes, pl, pm, po),
     }
+    standing(at_floor, probes, pl, pm, s2)
     reports = [
         {**select(fused, probes, np.flatnonzero(w_of == 1.0)), "name": "sface"},
         {**select(fused, probes, np.flatnonzero(w_of == 0.0)), "name": "dlib"},
@@ -434,6 +454,12 @@ def main() -> None:
         f"false {at_floor['false_non_mated']} non-mated + {at_floor['false_leave_person_out']} "
         f"leave-person-out / {at_floor['searches']} (open-set bench: 1,076; 3 + 4 / 2,608)"
     )
+    for f in at_floor["false_candidates"]:
+        print(
+            f"  {f['probe']} -> {f['candidate']} ({f['search']}"
+            f"{', twin' if f['listed_twin'] else ''}): dlib {f['dlib_score']:.3f}, "
+            f"{f['share_of_hits_with_lower_dlib_score']:.1%} of hits score lower"
+        )
     for twins in (True, False):
         print(f"twins {'counted' if twins else 'left apart'}:")
         print(f"{'method':<20} {'in-sample hits@0.1%':>22} {'held-out':>9} FPIR {'FPIR@90%':>15}")
