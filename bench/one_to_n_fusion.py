@@ -38,6 +38,7 @@ the other, both ways. Writes bench/results/one_to_n_fusion.json.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -316,6 +317,34 @@ def choose(
     return out
 
 
+def crosscheck(
+    probes: Probes, exclusions: Any, s1: NDArray[np.float32], calibration: Any
+) -> list[dict[str, Any]]:
+    """SFace alone at the open-set bench's sweep thresholds, counted by this bench, beside
+    the figures bench/results/one_to_n_open_set.json recorded (they must be equal)."""
+    path = REPO / "bench" / "results" / "one_to_n_open_set.json"
+    if not path.exists():
+        return []
+    sweep = json.loads(path.read_text())["sweep"]
+    pl = pools(probes, exclusions, s1)
+    main, others = pooled(s1, pl)
+    grid = np.array([calibration.cosine(r["threshold"]) for r in sweep])
+    everyone = np.ones(len(probes.rels), bool)
+    c = outcomes(probes, pl, main[:, :, None] >= grid, others[:, :, None] >= grid, everyone)
+    return [
+        {
+            "similarity": r["threshold"],
+            "hits": int(c["hits"][k]),
+            "open_set_hits": r["hits"],
+            "false_non_mated": int(c["false_nm"][k]),
+            "open_set_false_non_mated": r["non_mated_with_candidate_not_label_fault"],
+            "false_non_mated_not_twins": int(c["false_nm_nt"][k]),
+            "open_set_false_non_mated_not_twins": r["non_mated_with_candidate_not_fault_not_twin"],
+        }
+        for k, r in enumerate(sweep)
+    ]
+
+
 def standing(
     at_floor: dict[str, Any], probes: Probes, pl: Pools, passed: Any, s2: NDArray[np.float32]
 ) -> None:
@@ -460,6 +489,17 @@ def main() -> None:
             f"{', twin' if f['listed_twin'] else ''}): dlib {f['dlib_score']:.3f}, "
             f"{f['share_of_hits_with_lower_dlib_score']:.1%} of hits score lower"
         )
+    checked = crosscheck(probes, exclusions, s1, calibration)
+    same = all(
+        r["hits"] == r["open_set_hits"]
+        and r["false_non_mated"] == r["open_set_false_non_mated"]
+        and r["false_non_mated_not_twins"] == r["open_set_false_non_mated_not_twins"]
+        for r in checked
+    )
+    print(
+        f"SFace at the open-set bench's {len(checked)} sweep thresholds: hits and non-mated "
+        f"false candidates {'equal to' if same else 'DIFFER FROM'} its recorded figures"
+    )
     for twins in (True, False):
         print(f"twins {'counted' if twins else 'left apart'}:")
         print(f"{'method':<20} {'in-sample hits@0.1%':>22} {'held-out':>9} FPIR {'FPIR@90%':>15}")
@@ -496,6 +536,7 @@ def main() -> None:
             },
             "cost_per_face": spent,
             "sface_at_default_floor": at_floor,
+            "sface_vs_open_set_sweep": checked,
             "methods": reports,
             "load_before": [round(x, 2) for x in load_before],
             "load_after": [round(x, 2) for x in os.getloadavg()],
