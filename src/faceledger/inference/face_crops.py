@@ -36,15 +36,7 @@ def face_crop_jpeg(
         left, top = min(max(0, left), width - 1), min(max(0, top), height - 1)
         right, bottom = left + 1, top + 1
     crop: NDArray[np.uint8] = image.pixels_bgr[top:bottom, left:right]
-    longer = max(crop.shape[0], crop.shape[1])
-    if longer > max_side_px:
-        scale = max_side_px / longer
-        size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
-        crop = np.asarray(cv2.resize(crop, size, interpolation=cv2.INTER_AREA), np.uint8)
-    ok, encoded = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:  # pragma: no cover - OpenCV encodes any non-empty BGR array
-        raise ValueError("the face crop could not be encoded as JPEG")
-    return encoded.tobytes()
+    return _shrunk_jpeg(crop, max_side_px, quality)
 
 
 def shrink_crop_jpeg(
@@ -57,6 +49,11 @@ def shrink_crop_jpeg(
     if pixels is None or pixels.size == 0:
         raise ValueError("the face crop is not a decodable image")
     crop = np.asarray(pixels, np.uint8)
+    return _shrunk_jpeg(crop, max_side_px, quality)
+
+
+def _shrunk_jpeg(crop: NDArray[np.uint8], max_side_px: int, quality: int) -> bytes:
+    """``crop`` at most ``max_side_px`` on its longer side, as JPEG ``quality``."""
     longer = max(crop.shape[0], crop.shape[1])
     if longer > max_side_px:
         scale = max_side_px / longer
