@@ -191,7 +191,8 @@ def test_connected_home_person_events_are_ledgered(
     )
     assert started.status_code == 200, started.text
     deadline = time.monotonic() + 120
-    while rek.describe_stream_processor(Name="porch")["Status"] in ("RUNNING", "STOPPING"):
+    running = ("STARTING", "RUNNING", "STOPPING")  # until the file source has ended
+    while rek.describe_stream_processor(Name="porch")["Status"] in running:
         assert time.monotonic() < deadline, "the file source never ended"
         time.sleep(0.5)
     lines = (live_server_settings.data_dir / "streams" / "porch.jsonl").read_text().splitlines()
