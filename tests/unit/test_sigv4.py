@@ -259,7 +259,8 @@ def test_a_revoked_key_is_unrecognized(keys: KeyService, alice: tuple[str, str])
 
 def test_a_wrong_secret_does_not_match(keys: KeyService, alice: tuple[str, str]) -> None:
     with pytest.raises(InvalidSignatureError) as caught:
-        verify(sign(alice[0], alice[1][:-1] + "A"), keys.credentials)
+        wrong = alice[1][:-1] + ("B" if alice[1].endswith("A") else "A")  # always differs
+        verify(sign(alice[0], wrong), keys.credentials)
     assert caught.value.message == MISMATCH_MESSAGE
 
 
