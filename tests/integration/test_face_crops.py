@@ -31,6 +31,7 @@ from faceledger.inference.face_crops import face_crop_jpeg
 from faceledger.services.crop_keys import CropCipher
 from faceledger.services.faces import FaceService
 from faceledger.services.gateway import Gateway
+from helpers.postgres import database_files
 
 ROOT = Caller(Principal("root", ROLES, "ROOT"), source="cli", request_id="setup")
 REVIEWER = Caller(Principal("rita-reviewer", ("review",), "K-REVIEW"), "native", "r1")
@@ -344,18 +345,6 @@ def test_the_cli_sets_the_policy_and_bulk_enrolment_keeps_crops(
 
 
 # -- PostgreSQL: deletion on disk ------------------------------------------------------------------
-def _database_files(url: str) -> bytes:
-    """Every file of the database (heap, TOAST, indexes), after a CHECKPOINT."""
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CHECKPOINT")
-        (data_dir,) = conn.execute("SHOW data_directory").fetchone()  # type: ignore[misc]
-        (oid,) = conn.execute(
-            "SELECT oid FROM pg_database WHERE datname = current_database()"
-        ).fetchone()  # type: ignore[misc]
-    folder = Path(data_dir) / "base" / str(oid)
-    return b"".join(p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file())
 
 
 def test_postgres_deletion_leaves_no_copy_of_a_kept_crop(migrated_database: str) -> None:
@@ -391,13 +380,13 @@ def test_postgres_deletion_leaves_no_copy_of_a_kept_crop(migrated_database: str)
                     for f in face_ids
                 ],
             )
-        raw = _database_files(migrated_database)
+        raw = database_files(migrated_database)
         assert all(s[100:132] in raw for s in sealed.values())  # stored: the search can fail
 
         assert store.delete_faces("case", [ids[0]]) == [ids[0]]
         store.delete_collection("gone")
         store.vacuum(*VACUUM_TABLES, full=True)
-        raw = _database_files(migrated_database)
+        raw = database_files(migrated_database)
         assert sealed[ids[0]][100:132] not in raw and sealed[ids[2]][100:132] not in raw
         assert sealed[ids[1]][100:132] in raw  # the face not deleted keeps its crop
     finally:

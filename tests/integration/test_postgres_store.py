@@ -36,6 +36,7 @@ from faceledger.store.postgres.faces import (
 )
 from faceledger.store.sqlite.faces import NewFace
 from helpers.cli import script
+from helpers.postgres import database_files
 
 DIM = 32
 
@@ -150,17 +151,6 @@ def test_serve_refuses_to_start_on_an_unmigrated_database(
 
 
 # -- real deletion -------------------------------------------------------------------------------
-def _database_files(url: str) -> bytes:
-    """Every heap and index file of the database, after a CHECKPOINT (so pages in shared
-    buffers are on disk)."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CHECKPOINT")
-        (data_dir,) = conn.execute("SHOW data_directory").fetchone()  # type: ignore[misc]
-        (oid,) = conn.execute(
-            "SELECT oid FROM pg_database WHERE datname = current_database()"
-        ).fetchone()  # type: ignore[misc]
-    folder = Path(data_dir) / "base" / str(oid)
-    return b"".join(p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file())
 
 
 def _fp16(vector: NDArray[np.float32]) -> bytes:
@@ -177,7 +167,7 @@ def _relation_file(url: str, relation: str) -> bytes:
     return (Path(data_dir) / path).read_bytes()
 
 
-def test_deletion_leaves_no_copy_in_the_database_files(
+def test_deletion_leaves_no_copy_in_thedatabase_files(
     store: PostgresStore, migrated_database: str
 ) -> None:
     """Deleted vectors leave the HNSW index at once (VACUUM after the delete); after
@@ -192,7 +182,7 @@ def test_deletion_leaves_no_copy_in_the_database_files(
     store.add_faces("case", _faces(_unit(rng, 30), "bystander"))
     index = hnsw_index_name(2)  # "case" is the second collection
 
-    raw = _database_files(migrated_database)
+    raw = database_files(migrated_database)
     assert raw.count(b"suspect-4711") == 3
     # each vector is in the heap and in the collection's HNSW index
     assert all(raw.count(_fp16(v)) == 2 for v in doomed_vectors)
@@ -200,7 +190,7 @@ def test_deletion_leaves_no_copy_in_the_database_files(
     user = "user-who-asked-to-be-forgotten"
     store.create_user("case", user)
     store.associate("case", user, [doomed[2].face.face_id])  # an UPDATE: a new row version
-    assert user.encode() in _database_files(migrated_database)
+    assert user.encode() in database_files(migrated_database)
 
     deleted = store.delete_faces("case", [r.face.face_id for r in doomed[:2]] + ["missing"])
     assert deleted == [r.face.face_id for r in doomed[:2]]
@@ -212,7 +202,7 @@ def test_deletion_leaves_no_copy_in_the_database_files(
 
     result = _cli("db", "vacuum", "--full", url=migrated_database)
     assert result.returncode == 0, result.stderr
-    raw = _database_files(migrated_database)
+    raw = database_files(migrated_database)
     for row in doomed[:2]:
         face = row.face
         assert face.face_id.encode() not in raw  # (its ImageId is doomed[2]'s too)
@@ -223,7 +213,7 @@ def test_deletion_leaves_no_copy_in_the_database_files(
     assert raw.count(_fp16(doomed_vectors[2])) == 2
 
     store.delete_collection("case")  # drops its partition: its files go, no VACUUM FULL needed
-    raw = _database_files(migrated_database)
+    raw = database_files(migrated_database)
     assert b"suspect-4711" not in raw and b"bystander" not in raw
     assert _fp16(doomed_vectors[2]) not in raw
     assert b"kept-face-0" in raw  # the other collection is untouched
