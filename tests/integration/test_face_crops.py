@@ -31,6 +31,7 @@ from faceledger.inference.face_crops import face_crop_jpeg
 from faceledger.services.crop_keys import CropCipher
 from faceledger.services.faces import FaceService
 from faceledger.services.gateway import Gateway
+from helpers import services
 from helpers.postgres import database_files
 
 ROOT = Caller(Principal("root", ROLES, "ROOT"), source="cli", request_id="setup")
@@ -49,9 +50,8 @@ JPEG_START = b"\xff\xd8\xff"
 # -- fixtures ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def face_service() -> Iterator[FaceService]:
-    service = FaceService(Settings(workers=1))
-    yield service
-    service.close()
+    with services.face_service() as service:
+        yield service
 
 
 @pytest.fixture(scope="module")

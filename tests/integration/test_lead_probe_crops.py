@@ -27,6 +27,7 @@ from faceledger.inference.face_crops import face_crop_jpeg
 from faceledger.services.crop_keys import CropCipher
 from faceledger.services.faces import FaceService
 from faceledger.services.gateway import Gateway
+from helpers import services
 
 ROOT = Caller(Principal("root", ROLES, "ROOT"), source="cli", request_id="setup")
 REVIEWER = Caller(Principal("rita-reviewer", ("review",), "K-REVIEW"), "native", "r1")
@@ -44,9 +45,8 @@ SEARCH_RECORD_KEYS = {"requested_threshold", "threshold", "matches", "scale", "l
 
 @pytest.fixture(scope="module")
 def face_service() -> Iterator[FaceService]:
-    service = FaceService(Settings(workers=1))
-    yield service
-    service.close()
+    with services.face_service() as service:
+        yield service
 
 
 @pytest.fixture(scope="module")
