@@ -235,16 +235,21 @@ def best_matched_view(states: Sequence[Any]) -> bytes:
     return view_jpeg(max(shots, key=lambda shot: shot.quality).view)
 
 
-def _offer(state: _TrackState, shot: _Shot) -> None:
+def _offer(state: _TrackState, shot: _Shot) -> bool:
     """Keep ``shot`` as the track's face to embed next if it is better than the pending one
-    (or that one predates the track turning suspect), and as its best face if it is."""
+    (or that one predates the track turning suspect), and as its best face if it is; whether
+    it was kept either way."""
     stale = state.suspect_ms is not None and (
         state.pending is None or state.pending.timestamp_ms < state.suspect_ms
     )
+    kept = False
     if state.pending is None or shot.quality > state.pending.quality or stale:
         state.pending = shot
+        kept = True
     if state.best is None or shot.quality > state.best.quality:
         state.best = shot
+        kept = True
+    return kept
 
 
 class FramePipeline:
@@ -331,9 +336,8 @@ class FramePipeline:
                 shot = _Shot(
                     float(quality[i]), crops[i].copy(), faces.boxes_px[i].copy(), timestamp_ms
                 )
-                if self.keep_views:
+                if _offer(state, shot) and self.keep_views:  # only a kept shot needs its view
                     shot.view = self._view(pixels_bgr, faces.boxes_px[i])
-                _offer(state, shot)
         for tid in update.removed:
             ended = self._states.pop(tid, None)
             if ended is not None:
