@@ -1,6 +1,7 @@
 """The gateway's maintenance pass (the server runs it periodically; ``faceledger maintain`` by
 hand): jobs of dead processes queued again, open intents reconciled, faces and leads past their
-collection's retention purged on the record, index snapshots saved."""
+collection's retention purged on the record, index snapshots saved, the replay keys of expired
+signatures forgotten."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class MaintenanceVerbs(PolicyVerbs):
                 break
         self._collections.indexes.refresh_all()  # other replicas' deletions leave this one too
         self._collections.indexes.save_all(only_if_changed=True)
+        self._keys.purge_signatures()  # replay keys of expired signatures
         return {"purged": purged}
 
     def _purge_expired_leads(self, system: Caller, cid: str) -> list[str]:

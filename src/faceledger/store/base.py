@@ -36,6 +36,7 @@ from faceledger.store.records import (
     NewFace,
     ProcessorRow,
     RequestRecord,
+    SignatureCheck,
     UserFacesChange,
 )
 
@@ -201,7 +202,9 @@ class FaceStore(Protocol):
 
 
 class KeyStore(Protocol):
-    """Access keys with their secrets (retrievable: SigV4 needs them)."""
+    """Access keys with their secrets (retrievable: SigV4 needs them); per-principal
+    preferences; the keys of verified SigV4 requests until they expire (the replay check every
+    server process shares)."""
 
     def close(self) -> None: ...
 
@@ -220,6 +223,10 @@ class KeyStore(Protocol):
     def preference(self, principal: str, name: str) -> str | None: ...
 
     def set_preference(self, principal: str, name: str, value: str, at: float) -> None: ...
+
+    def remember_signature(self, key_sha256: bytes, expires_at: float) -> SignatureCheck: ...
+
+    def purge_signatures(self, before: float) -> int: ...
 
 
 class VideoStore(Protocol):

@@ -4,7 +4,7 @@ the methods; ``store/sqlite/`` and ``store/postgres/`` implement them)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -126,6 +126,13 @@ class AccessKey:
     def active(self) -> bool:
         """Whether the key may still authenticate (it has not been revoked)."""
         return self.revoked_at is None
+
+
+#: What the key store says of a verified SigV4 request's key (``remember_signature``): "new"
+#: (remembered now: accept it), "replay" (seen before, and this is the first time it came back),
+#: "repeated_replay" (it came back before), "too_old" (it expires at or before the purge
+#: horizon, so a row that would prove a replay may already be gone).
+SignatureCheck = Literal["new", "replay", "repeated_replay", "too_old"]
 
 
 # -- stored-video jobs and stream processors ------------------------------------------------
