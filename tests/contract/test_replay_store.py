@@ -9,6 +9,8 @@ fails refuses every request.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,8 +24,10 @@ from faceledger.domain.errors import (
     ReplayCheckUnavailableError,
     ReplayedRequestError,
 )
+from faceledger.services.gateway import Gateway
 from faceledger.services.keys import KeyService
 from faceledger.services.replays import PURGE_GRACE_SECONDS, ReplayGuard
+from faceledger.store.factory import SQLITE_FILE
 
 SKEW_S = 300
 
@@ -97,3 +101,37 @@ def test_a_failing_store_refuses_rather_than_admits() -> None:
     with pytest.raises(ReplayCheckUnavailableError) as refused:
         guard.admit("sig", _at(time.time()))
     assert (refused.value.code, refused.value.http_status) == ("ThrottlingException", 503)
+
+
+def _rows(settings: Settings) -> int:
+    """Test-only: how many keys the ``sigv4_seen`` table holds."""
+    sql = "SELECT count(*) FROM sigv4_seen"
+    if settings.database_url:
+        import psycopg
+
+        with psycopg.connect(settings.database_url) as db:
+            row = db.execute(sql).fetchone()
+    else:
+        with contextlib.closing(sqlite3.connect(settings.data_dir / SQLITE_FILE)) as db:
+            row = db.execute(sql).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_the_maintenance_pass_purges_expired_keys(tmp_path: Path, database_url: str | None) -> None:
+    settings = Settings(data_dir=tmp_path / "data", workers=1, database_url=database_url)
+    gate = Gateway(settings)
+    try:
+        now_s = time.time()
+        expired = _at(now_s - SKEW_S - PURGE_GRACE_SECONDS - 1)
+        gate.authentication.admit_signature("expired", expired)
+        gate.authentication.admit_signature("live", _at(now_s))
+        assert _rows(settings) == 2
+        gate.maintain()
+        assert _rows(settings) == 1
+        with pytest.raises(ReplayedRequestError):
+            gate.authentication.admit_signature("live", _at(now_s))
+        with pytest.raises(InvalidSignatureError, match="too old"):
+            gate.authentication.admit_signature("expired", expired)
+    finally:
+        gate.close()
