@@ -37,6 +37,7 @@ from faceledger.store.records import (
     ProcessorRow,
     RequestRecord,
     SignatureCheck,
+    UserChange,
     UserFacesChange,
 )
 
@@ -147,6 +148,8 @@ class FaceStore(Protocol):
     def changes_since(self, collection_id: str, seq: int) -> FaceChanges: ...
 
     def intent_changes(self, intent_id: str) -> list[IntentChange]: ...
+
+    def user_intent_changes(self, intent_id: str) -> list[UserChange]: ...
 
     # -- users ------------------------------------------------------------------------------
     def create_user(self, collection_id: str, user_id: str) -> None: ...

@@ -22,6 +22,21 @@ class IntentChange:
     deleted: bool
 
 
+#: What a change of a user's faces did, as ``user_changes`` logs it under an intent.
+UserChangeKind = Literal["associate", "disassociate", "delete_user"]
+
+
+@dataclass(frozen=True)
+class UserChange:
+    """One association change committed under an intent record (``user_intent_changes``):
+    the faces (dis)associated, or a user deleted (``face_ids``: the faces it let go)."""
+
+    collection_id: str
+    user_id: str
+    kind: UserChangeKind
+    face_ids: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class NewFace:
     """A face to enrol (the store assigns ImageId, and FaceId unless ``face_id`` is given).
