@@ -5,6 +5,7 @@ from the store's ``user_changes`` log. On both backends."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ CALLER = local_operator()
 USER = "u1"
 
 
-def _prepare(settings: Settings, verb: str) -> str:
+def _prepare(settings: Settings, verb: str, user_id: str = USER) -> str:
     """A collection with two faces and a user (who owns the first face, unless the worker is
     to associate it); the first face's id."""
     gate = Gateway(settings)
@@ -33,9 +34,9 @@ def _prepare(settings: Settings, verb: str) -> str:
         image = synthetic_image(np.random.default_rng(7), 2, dim)
         indexed = gate.index_faces(CALLER, COLLECTION, image, quality_filter="NONE")
         face_id = indexed.face_records[0][0].face_id
-        gate.create_user(CALLER, COLLECTION, USER)
+        gate.create_user(CALLER, COLLECTION, user_id)
         if verb != "associate":
-            gate.associate_faces(CALLER, COLLECTION, USER, [face_id])
+            gate.associate_faces(CALLER, COLLECTION, user_id, [face_id])
         return face_id
     finally:
         gate.close()
@@ -107,7 +108,46 @@ def test_a_change_outside_an_intent_logs_nothing(tmp_path: Path, database_url: s
         ]
         assert outcome.intent_id is not None
         [logged] = store.user_intent_changes(outcome.intent_id)
-        assert (logged.kind, logged.face_ids, logged.user_id) == ("disassociate", (face_id,), USER)
+        assert (logged.collection_id, logged.kind, logged.face_ids) == (
+            COLLECTION,
+            "disassociate",
+            (face_id,),
+        )
         assert gate._ledger.open_intents() == [] and gate.reconcile() == []
+    finally:
+        gate.close()
+
+
+def _intent_of(gate: Gateway, operation: str) -> str:
+    [intent_id] = [
+        e.event.intent_id
+        for e in gate._ledger.entries(operation=operation)
+        if e.event.phase == "outcome" and e.event.intent_id
+    ]
+    return intent_id
+
+
+def test_settled_rows_are_pruned_and_a_deleted_user_leaves_no_trace(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", workers=1, database_url=database_url)
+    forgotten = "user-who-asked-to-be-forgotten"
+    face_id = _prepare(settings, "associate", forgotten)
+    gate = Gateway(settings)
+    try:
+        store = gate._collections.store
+        gate.associate_faces(CALLER, COLLECTION, forgotten, [face_id])
+        gate.delete_user(CALLER, COLLECTION, forgotten)
+        associated, deleted = _intent_of(gate, "AssociateFaces"), _intent_of(gate, "DeleteUser")
+        assert [c.kind for c in store.user_intent_changes(deleted)] == ["delete_user"]
+        if database_url is None:  # the store's files never name the deleted user
+            files = [p for p in settings.data_dir.iterdir() if p.name.startswith("faceledger")]
+            assert files and not any(forgotten.encode() in p.read_bytes() for p in files)
+        gate.maintain()  # the rows are younger than the margin: kept
+        assert store.user_intent_changes(associated) and store.user_intent_changes(deleted)
+        # rows of settled intents go; those of intents still open (here: one named) stay
+        assert store.prune_user_changes(time.time() + 1, [deleted]) == 1
+        assert store.user_intent_changes(associated) == []
+        assert [c.face_ids for c in store.user_intent_changes(deleted)] == [(face_id,)]
     finally:
         gate.close()

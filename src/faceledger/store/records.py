@@ -29,10 +29,11 @@ UserChangeKind = Literal["associate", "disassociate", "delete_user"]
 @dataclass(frozen=True)
 class UserChange:
     """One association change committed under an intent record (``user_intent_changes``):
-    the faces (dis)associated, or a user deleted (``face_ids``: the faces it let go)."""
+    the faces (dis)associated, or a user deleted (``face_ids``: the faces it let go). The
+    user is not named: the intent record names it, and a deleted user leaves no trace in the
+    store."""
 
     collection_id: str
-    user_id: str
     kind: UserChangeKind
     face_ids: tuple[str, ...]
 

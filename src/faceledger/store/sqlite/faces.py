@@ -134,7 +134,6 @@ CREATE TABLE IF NOT EXISTS user_changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     intent TEXT NOT NULL,
     collection_id TEXT NOT NULL,
-    user_id TEXT NOT NULL,
     kind TEXT NOT NULL CHECK (kind IN ('associate', 'disassociate', 'delete_user')),
     face_ids TEXT NOT NULL,
     at REAL NOT NULL

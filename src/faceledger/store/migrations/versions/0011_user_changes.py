@@ -6,9 +6,11 @@ Revises: 0010_sigv4_seen
 Create Date: 2026-12-06
 
 ``user_changes``: one row per transaction that changed a user's faces under an intent
-(``domain.audit.CURRENT_INTENT``), written in that transaction: the collection and user (as
-text: the row outlives a deleted collection, as the ledger does), ``kind`` (associate,
-disassociate, delete_user) and the FaceIds it changed (a JSON list). Looked up by intent id.
+(``domain.audit.CURRENT_INTENT``), written in that transaction: the collection (as text: the
+row outlives a deleted collection), ``kind`` (associate, disassociate, delete_user) and the
+FaceIds it changed (a JSON list), never the user (the intent record names it; a deleted user
+leaves no trace in the store). Looked up by intent id; rows of settled intents are pruned by the
+maintenance pass (``at``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ CREATE TABLE user_changes (
     seq BIGSERIAL PRIMARY KEY,
     intent TEXT NOT NULL,
     collection_id TEXT NOT NULL,
-    user_id TEXT NOT NULL,
     kind TEXT NOT NULL CHECK (kind IN ('associate', 'disassociate', 'delete_user')),
     face_ids TEXT NOT NULL,
     at DOUBLE PRECISION NOT NULL
