@@ -8,12 +8,15 @@ PostgreSQL database with a data folder each — and boto3 talking to them:
   is refused without another record);
 - boto3 keeps working: two identical calls in the same second (one signature, different
   invocation ids, as behind a load balancer) are both answered, one by each server;
-- a restart keeps what was seen: a replay sent to the restarted server is refused.
+- a restart keeps what was seen: a replay sent to the restarted server is refused;
+- when the check cannot be made (the table gone from under a server), the request is refused
+  with ``ThrottlingException`` (HTTP 503, which SDKs retry), never run unchecked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,11 +25,13 @@ from unittest import mock
 
 import botocore.auth
 import pytest
+from botocore.exceptions import ClientError
 
 from faceledger.audit.ledger import Ledger
 from faceledger.config import Settings
+from faceledger.store.factory import SQLITE_FILE
 from helpers.forgery import Wire, boto3_client, captured
-from helpers.live import create_key
+from helpers.live import create_key, start_live_server
 from helpers.serving import serve_process
 
 PRINCIPAL = "replay-officer"
@@ -118,3 +123,37 @@ def test_a_replay_to_another_server_is_refused_and_ledgered(
         ("ListCollections", "ok"),
         ("ListCollections", "InvalidSignatureException"),  # the second twin's replay
     ]
+
+
+def _rename_seen_table(settings: Settings, old: str, new: str) -> None:
+    """Test-only: make the replay table vanish (or come back) under a running server."""
+    sql = f"ALTER TABLE {old} RENAME TO {new}"
+    if settings.database_url:
+        import psycopg
+
+        with psycopg.connect(settings.database_url) as db:
+            db.execute(sql)
+        return
+    with contextlib.closing(sqlite3.connect(settings.data_dir / SQLITE_FILE)) as db:
+        db.execute(sql)
+
+
+def test_a_replay_check_that_cannot_be_made_refuses_the_request(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url)
+    key = create_key(settings, PRINCIPAL, ["search"])
+    with start_live_server(settings) as url:
+        client = boto3_client(url, key)
+        client.list_collections()
+        _rename_seen_table(settings, "sigv4_seen", "sigv4_seen_away")
+        with pytest.raises(ClientError) as refused:
+            client.list_collections()
+        error = refused.value.response
+        assert error["Error"]["Code"] == "ThrottlingException"
+        assert error["ResponseMetadata"]["HTTPStatusCode"] == 503
+        assert "not run" in error["Error"]["Message"]
+        _rename_seen_table(settings, "sigv4_seen_away", "sigv4_seen")
+        client.list_collections()  # the check is back: requests run again
+    # the refused request never ran: two lists on the record, not three
+    assert _records(settings) == [("ListCollections", "ok"), ("ListCollections", "ok")]
