@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,9 @@ import pytest
 from faceledger.config import Settings
 from faceledger.domain.leads import Lead, LeadCandidate
 from faceledger.services.gateway import Gateway
+from helpers.cli import Cli, in_process
 from helpers.data import lfw_people
 
-Cli = Callable[..., tuple[int, str, str]]
 JPEG_START = b"\xff\xd8\xff"
 
 
@@ -25,21 +24,13 @@ JPEG_START = b"\xff\xd8\xff"
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
     """Runs ``faceledger ARGS`` in this process on a fresh data directory:
     (exit code, stdout, stderr)."""
-    from faceledger.cli.main import main
-
-    monkeypatch.setenv("FACELEDGER_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("FACELEDGER_CROP_KEY_FILE", str(tmp_path / "keys" / "crops.key"))
-    monkeypatch.setenv("FACELEDGER_DEFAULT_THRESHOLD_FLOOR", "80")
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as stopped:
-            main(list(args))
-        code = stopped.value.code
-        out = capsys.readouterr()
-        return (code if isinstance(code, int) else 1), out.out, out.err
-
-    return run
+    return in_process(
+        monkeypatch,
+        capsys,
+        tmp_path / "data",
+        FACELEDGER_CROP_KEY_FILE=str(tmp_path / "keys" / "crops.key"),
+        FACELEDGER_DEFAULT_THRESHOLD_FLOOR="80",
+    )
 
 
 def test_a_leads_searched_face_is_written_to_a_file(
