@@ -5,17 +5,16 @@ only leads whose search was recorded, ``--unrecorded`` the others."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from faceledger.config import Settings
-from faceledger.domain.leads import Lead, LeadCandidate
 from faceledger.services.gateway import Gateway
 from helpers.cli import Cli, in_process
 from helpers.data import lfw_people
+from helpers.leads import a_lead
 
 JPEG_START = b"\xff\xd8\xff"
 
@@ -70,17 +69,7 @@ def test_audit_leads_lists_unrecorded_leads_apart(cli: Cli, tmp_path: Path) -> N
     assert cli("collections", "create", "cases")[0] == 0
     gate = Gateway(Settings(data_dir=tmp_path / "data"))
     try:
-        lost = Lead(
-            lead_id=str(uuid.uuid4()),
-            created_at=time.time(),
-            request_id="req-lost",
-            operation="SearchFacesByImage",
-            source="native",
-            principal="officer",
-            collection_id="cases",
-            threshold=80.0,
-            candidates=(LeadCandidate(str(uuid.uuid4()), "face", 93.0, 0),),
-        )
+        lost = a_lead(request_id="req-lost", collection_id="cases")
         gate._leads.store.add_lead(lost)  # as if the process died before the search's record
     finally:
         gate.close()
