@@ -110,3 +110,60 @@ def test_a_job_handed_back_at_sigterm_is_taken_by_the_next_server_at_once(
     finally:
         assert second.terminate() == 0, second.log()[-3000:]
     assert _job(settings, job_id).claimed_by is None  # handed back again
+
+
+def test_a_running_server_takes_a_job_handed_back_elsewhere_at_its_next_poll(
+    tmp_path: Path, database_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server already running beside the one that stopped: its idle worker looks for unheld
+    jobs every ``JOB_POLL_S`` (made short here) and runs the one handed back."""
+    from faceledger.services.gateway import Gateway
+    from faceledger.services.video import jobs
+
+    monkeypatch.setattr(jobs, "JOB_POLL_S", 0.2)
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=5",
+         "-t", "1", "-pix_fmt", "yuv420p", str(clips / "short.mp4")],
+        check=True,
+    )  # fmt: skip
+    data = tmp_path / "data"
+    data.mkdir()
+    settings = Settings(
+        data_dir=data,
+        database_url=database_url,
+        ledger_key_file=tmp_path / "keys" / "ledger.key",
+        video_dirs=[clips],
+    )
+    gate = Gateway(settings)
+    try:
+        gate.start_video_workers()  # nothing to do yet: the worker waits, polling
+        store = open_video_store(settings)
+        try:
+            job = JobRow(
+                job_id="handed-back-elsewhere",
+                kind="faces",
+                status=IN_PROGRESS,
+                status_message="",
+                video={"path": str(clips / "short.mp4")},
+                params={},
+                job_tag=None,
+                client_token=None,
+                principal="aws-code",
+                caller={"principal": "aws-code", "roles": ["search"], "key_id": "K"},
+                created_at=time.time(),
+                finished_at=None,
+                metadata=None,
+                attempts=0,
+            )
+            store.create_job(job)  # started on another server, which ran it …
+            assert store.claim_job(job.job_id, "elsewhere:1:aaaa", 300.0)
+            assert store.release_claim(job.job_id, "elsewhere:1:aaaa")  # … and handed it back
+            _wait("the running server ran it", lambda: store.job(job.job_id).status != IN_PROGRESS)
+            assert store.job(job.job_id).status == "SUCCEEDED"
+        finally:
+            store.close()
+    finally:
+        gate.close()
+        gate.close_models()

@@ -76,6 +76,9 @@ DEFAULT_JOB_THRESHOLD = 80.0
 # A worker renews its claim on a running job at least every tenth of this; a job whose claim is
 # older is taken over (its process died).
 JOB_LEASE_S = 300.0
+# An idle worker pool looks for jobs nobody holds (handed back by a stopping server, or left by
+# a dead one) this often, so a server running beside the one that stopped takes them soon.
+JOB_POLL_S = 30.0
 
 
 def analysis_items(analysis: VideoAnalysis) -> tuple[Any, ...]:
@@ -217,7 +220,9 @@ class VideoJobs:
         if self._workers:
             return
         for i in range(self.settings.video_workers):
-            thread = threading.Thread(target=self._work, name=f"video-job-{i}", daemon=True)
+            thread = threading.Thread(
+                target=self._work, args=(i == 0,), name=f"video-job-{i}", daemon=True
+            )
             thread.start()
             self._workers.append(thread)
         self.requeue_unclaimed()
@@ -345,9 +350,15 @@ class VideoJobs:
         """Run a queued job in this thread (the CLI, which has no worker pool)."""
         self._run_job(self.store.job(job_id))
 
-    def _work(self) -> None:
+    def _work(self, polls: bool = False) -> None:
+        """Run queued jobs until told to stop; the worker that ``polls`` looks for unheld jobs
+        whenever it has waited ``JOB_POLL_S`` without one."""
         while True:
-            job_id = self._queue.get()
+            try:
+                job_id = self._queue.get(timeout=JOB_POLL_S if polls else None)
+            except queue.Empty:
+                self._poll()
+                continue
             if job_id is None:
                 return
             try:
@@ -360,6 +371,14 @@ class VideoJobs:
                 with self._lock:
                     self._pending.discard(job_id)
                 self._renewed.pop(job_id, None)
+
+    def _poll(self) -> None:
+        if self._cancel.is_set():
+            return
+        try:
+            self.requeue_unclaimed()
+        except Exception:  # the store is unreachable for now: the next poll tries again
+            logger.exception("looking for unheld video jobs failed")
 
     def _run_job(self, job: JobRow) -> None:
         with self._lock:
