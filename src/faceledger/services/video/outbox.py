@@ -82,9 +82,13 @@ class NotificationOutbox:
         self._wake.set()
         with self._lock:
             thread = self._thread
-        if thread is not None:
-            thread.join(timeout=POST_TIMEOUT_S + 5)
-        self.store.release_notifications(self.owner)
+        if thread is None:
+            return  # never sent anything: holds no claim
+        thread.join(timeout=POST_TIMEOUT_S + 5)
+        try:
+            self.store.release_notifications(self.owner)
+        except Exception:  # stopping goes on; the claims' leases run out instead
+            logger.exception("notification outbox: claims not handed back")
 
     def _run(self) -> None:
         while not self._stop.is_set():
