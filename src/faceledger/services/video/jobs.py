@@ -383,6 +383,8 @@ class VideoJobs:
     def _run_job(self, job: JobRow) -> None:
         with self._lock:
             take_from = self._take_from.pop(job.job_id, None)
+        if self._cancel.is_set():
+            return  # stopping: a job still queued here is left to the next server
         if job.status != IN_PROGRESS or not self.store.claim_job(
             job.job_id, self._owner, JOB_LEASE_S, take_from=take_from
         ):

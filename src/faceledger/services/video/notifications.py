@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from faceledger.config import Settings
-from faceledger.domain.errors import InvalidParameterError
+from faceledger.domain.errors import InvalidParameterError, NotificationKeyError
 from faceledger.services.video.common import KINDS
 from faceledger.services.video.notification_keys import NotificationSigner
 from faceledger.services.video.outbox import NotificationOutbox
@@ -124,7 +124,14 @@ class CompletionNotifier:
         )
 
     def start(self) -> None:
-        """Start sending (the server: what earlier runs left pending goes first)."""
+        """Start sending (the server: what earlier runs left pending goes first). A key that
+        cannot be used is logged now; each attempt then fails with the reason, and the
+        notification is given up (and ledgered) after the last."""
+        if self.settings.notification_targets:
+            try:
+                self.signer.key()
+            except NotificationKeyError as exc:
+                logger.error("completion notifications cannot be signed: %s", exc.message)
         self.outbox.start()
 
     def close(self) -> None:

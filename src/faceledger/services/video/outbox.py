@@ -102,21 +102,31 @@ class NotificationOutbox:
             self._wake.wait(wait_s)
 
     def _wait_s(self) -> float:
+        """Until the next row is due; a row due already is another sender's for now (its
+        claim runs out within ``CLAIM_LEASE_S``): look again in a second."""
         due = self.store.next_notification_at()
         if due is None:
             return POLL_S
-        return min(max(due - time.time(), 0.05), POLL_S)
+        wait_s = due - time.time()
+        return 1.0 if wait_s <= 0 else min(wait_s, POLL_S)
 
     def send_due(self) -> int:
-        """Attempt every row due now that no other sender holds; how many were delivered."""
+        """Attempt every row due now that no other sender holds, a batch at a time; how many
+        were delivered."""
         delivered = 0
-        for row in self.store.due_notifications(time.time(), CLAIM_LEASE_S, BATCH):
-            if self._stop.is_set():
+        while not self._stop.is_set():
+            rows = self.store.due_notifications(time.time(), CLAIM_LEASE_S, BATCH)
+            claimed = 0
+            for row in rows:
+                if self._stop.is_set():
+                    break
+                if self.store.claim_notification(
+                    row.message_id, self.owner, time.time(), CLAIM_LEASE_S
+                ):
+                    claimed += 1
+                    delivered += self._attempt(row)
+            if len(rows) < BATCH or claimed == 0:
                 break
-            if self.store.claim_notification(
-                row.message_id, self.owner, time.time(), CLAIM_LEASE_S
-            ):
-                delivered += self._attempt(row)
         return delivered
 
     def _attempt(self, row: OutboxRow) -> int:
