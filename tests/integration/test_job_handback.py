@@ -46,16 +46,22 @@ def _wait(what: str, ready: Callable[[], bool], timeout_s: float = 120) -> None:
         time.sleep(0.2)
 
 
-def test_a_job_handed_back_at_sigterm_is_taken_by_the_next_server_at_once(
-    tmp_path: Path, database_url: str | None
-) -> None:
-    clips = tmp_path / "clips"
-    clips.mkdir()
-    subprocess.run(  # 20 minutes of small frames: still running when the server is stopped
-        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=5",
-         "-t", "1200", "-pix_fmt", "yuv420p", str(clips / "long.mp4")],
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A local bucket with ``long.mp4``: 20 minutes of small frames, still being analysed when
+    the server is stopped."""
+    folder = tmp_path_factory.mktemp("clips")
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=2",
+         "-t", "1200", "-pix_fmt", "yuv420p", str(folder / "long.mp4")],
         check=True,
     )  # fmt: skip
+    return folder
+
+
+def test_a_job_handed_back_at_sigterm_is_taken_by_the_next_server_at_once(
+    tmp_path: Path, database_url: str | None, clips: Path
+) -> None:
     data, key_file = tmp_path / "data", tmp_path / "keys" / "ledger.key"
     data.mkdir()
     settings = Settings(data_dir=data, database_url=database_url, ledger_key_file=key_file)
