@@ -31,6 +31,19 @@ def require_lfw() -> Path:
     return root
 
 
+def lfw_photos(root: Path, people: int, min_photos: int = 1) -> list[list[Path]]:
+    """The photos (in name order) of the first ``people`` people, in name order, under ``root``
+    that have at least ``min_photos`` photos each."""
+    chosen: list[list[Path]] = []
+    for person in sorted(root.iterdir()):
+        if len(chosen) == people:
+            break
+        photos = sorted(person.glob("*.jpg"))
+        if len(photos) >= min_photos:
+            chosen.append(photos)
+    return chosen
+
+
 def machine() -> dict[str, Any]:
     import cv2
     import numpy as np

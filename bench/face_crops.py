@@ -12,55 +12,25 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
-import time
-from pathlib import Path
+from functools import partial
 
-from _common import machine, require_lfw, write_result
-from faceledger.config import Settings
-from faceledger.domain.audit import Caller
-from faceledger.domain.policy import CollectionPolicy
-from faceledger.domain.principals import ROLES, Principal
-from faceledger.services.gateway import Gateway
+from _common import lfw_photos, machine, require_lfw, write_result
+from _crop_policy import CALLER, alternately, plain_and_kept, timed_ms
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=60)
     args = parser.parse_args()
-    root = require_lfw()
-    photos = [next(iter(sorted(p.glob("*.jpg")))) for p in sorted(root.iterdir())[: args.photos]]
-    caller = Caller(Principal("bench", ROLES, "BENCH"), source="cli", request_id="bench")
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
-            data_dir=Path(tmp) / "data",
-            ledger_key_file=Path(tmp) / "keys" / "ledger.key",
-            crop_key_file=Path(tmp) / "keys" / "crops.key",
-            workers=1,
-        )
-        gate = Gateway(settings)
-        try:
-            gate.create_collection(caller, "plain")
-            gate.create_collection(caller, "kept")
-            gate.put_policy(caller, "kept", CollectionPolicy(keep_face_crops=True))
-            gate.index_faces(caller, "plain", photos[0].read_bytes(), external_image_id="warm")
-            times: dict[str, list[float]] = {"plain": [], "kept": []}
-            kept_ids: list[str] = []
-            for photo in photos:
-                data = photo.read_bytes()
-                for collection in ("plain", "kept"):
-                    start = time.perf_counter()
-                    result = gate.index_faces(caller, collection, data)
-                    times[collection].append((time.perf_counter() - start) * 1000)
-                    if collection == "kept":
-                        kept_ids += [f.face_id for f, _ in result.face_records]
-            sizes, views = [], []
-            for face_id in kept_ids:
-                start = time.perf_counter()
-                sizes.append(len(gate.get_face_crop(caller, "kept", face_id)))
-                views.append((time.perf_counter() - start) * 1000)
-        finally:
-            gate.close()
+    photos = [person[0].read_bytes() for person in lfw_photos(require_lfw(), args.photos)]
+    with plain_and_kept() as gate:
+        gate.index_faces(CALLER, "plain", photos[0], external_image_id="warm")
+        times, indexed = alternately(photos, partial(gate.index_faces, CALLER))
+        sizes, views = [], []
+        for face_id in [face.face_id for result in indexed for face, _ in result.face_records]:
+            crop, took_ms = timed_ms(partial(gate.get_face_crop, CALLER, "kept", face_id))
+            sizes.append(len(crop))
+            views.append(took_ms)
     payload = {
         "photos": len(photos),
         "crops": len(sizes),

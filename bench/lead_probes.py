@@ -15,54 +15,26 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
-import time
-from pathlib import Path
+from functools import partial
 
-from _common import machine, require_lfw, write_result
-from faceledger.config import Settings
-from faceledger.domain.audit import Caller
-from faceledger.domain.policy import CollectionPolicy
-from faceledger.domain.principals import ROLES, Principal
+from _common import lfw_photos, machine, require_lfw, write_result
+from _crop_policy import CALLER, COLLECTIONS, alternately, plain_and_kept, timed_ms
 from faceledger.services.gateway import Gateway
 
-COLLECTIONS = ("plain", "kept")
 
-
-def _pairs(root: Path, people: int) -> list[tuple[bytes, bytes]]:
-    """(enrolled photo, searched photo) of the first ``people`` people with ≥ 2 photos."""
-    out = []
-    for person in sorted(root.iterdir()):
-        photos = sorted(person.glob("*.jpg"))
-        if len(photos) >= 2:
-            out.append((photos[0].read_bytes(), photos[1].read_bytes()))
-        if len(out) == people:
-            break
-    return out
-
-
-def _run(gate: Gateway, caller: Caller, pairs: list[tuple[bytes, bytes]]) -> dict[str, object]:
-    for name in COLLECTIONS:
-        gate.create_collection(caller, name)
-    gate.put_policy(caller, "kept", CollectionPolicy(keep_face_crops=True))
+def _run(gate: Gateway, pairs: list[tuple[bytes, bytes]]) -> dict[str, object]:
     for enrolled, _ in pairs:
         for name in COLLECTIONS:
-            gate.index_faces(caller, name, enrolled)
-    gate.search_faces_by_image(caller, "plain", pairs[0][1])  # warm the models
-    times: dict[str, list[float]] = {name: [] for name in COLLECTIONS}
-    leads: list[str] = []
-    for _, searched in pairs:
-        for name in COLLECTIONS:
-            start = time.perf_counter()
-            found = gate.search_faces_by_image(caller, name, searched)
-            times[name].append((time.perf_counter() - start) * 1000)
-            if name == "kept" and found.lead_id is not None:
-                leads.append(found.lead_id)
+            gate.index_faces(CALLER, name, enrolled)
+    gate.search_faces_by_image(CALLER, "plain", pairs[0][1])  # warm the models
+    searched = [photo for _, photo in pairs]
+    times, found = alternately(searched, partial(gate.search_faces_by_image, CALLER))
+    leads = [result.lead_id for result in found if result.lead_id is not None]
     sizes, sealed, views = [], [], []
     for lead_id in leads:
-        start = time.perf_counter()
-        sizes.append(len(gate.get_lead_probe_crop(caller, lead_id)))
-        views.append((time.perf_counter() - start) * 1000)
+        crop, took_ms = timed_ms(partial(gate.get_lead_probe_crop, CALLER, lead_id))
+        sizes.append(len(crop))
+        views.append(took_ms)
         probe = gate._leads.store.lead_probe(lead_id)
         sealed.append(len(probe.sealed or b"") if probe is not None else 0)
     return {
@@ -76,25 +48,13 @@ def _run(gate: Gateway, caller: Caller, pairs: list[tuple[bytes, bytes]]) -> dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--people", type=int, default=40)
     args = parser.parse_args()
-    pairs = _pairs(require_lfw(), args.people)
-    caller = Caller(
-        Principal("bench", ROLES, "BENCH"), "cli", "bench", purpose="bench", case_reference="B"
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
-            data_dir=Path(tmp) / "data",
-            ledger_key_file=Path(tmp) / "keys" / "ledger.key",
-            crop_key_file=Path(tmp) / "keys" / "crops.key",
-            workers=1,
-        )
-        gate = Gateway(settings)
-        try:
-            payload = _run(gate, caller, pairs)
-        finally:
-            gate.close()
+    people = lfw_photos(require_lfw(), args.people, min_photos=2)
+    pairs = [(photos[0].read_bytes(), photos[1].read_bytes()) for photos in people]
+    with plain_and_kept() as gate:
+        payload = _run(gate, pairs)
     payload["machine"] = machine()
     plain, kept = payload["search_by_image_ms_median"].values()  # type: ignore[attr-defined]
     print(

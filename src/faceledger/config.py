@@ -162,6 +162,15 @@ class Settings(BaseSettings):
     # ``arn:aws:sns:us-east-1:111122223333:done=https://hooks.example/rek`` (comma-separated)
     # or a JSON object. A Start… naming a topic that is not mapped here is refused.
     notification_targets: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    # HMAC-SHA256 key signing each completion notification (``X-FaceLedger-Signature``;
+    # ``docs/NOTIFICATIONS.md``). Outside ``data_dir``; default ``notifications.key`` beside
+    # the ledger key, created 0600 on first use; ``faceledger video notification-key`` prints it.
+    notification_key_file: Path | None = None
+    # Delivery attempts per notification (kept in the job store, so retries outlive a restart),
+    # waiting ``first`` seconds after the first failure, doubling up to ``max``.
+    notification_attempts: int = Field(default=8, ge=1, le=100)
+    notification_retry_first_s: float = Field(default=1.0, gt=0)
+    notification_retry_max_s: float = Field(default=30.0, gt=0)
 
     # -- server backend ------------------------------------------------------------------------
     # ``postgresql://…``: collections, faces, users, jobs, keys and the ledger in PostgreSQL

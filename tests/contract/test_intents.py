@@ -5,19 +5,19 @@ change log. On both backends."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from faceledger.config import Settings
 from faceledger.domain.audit import AuditEvent
 from faceledger.domain.errors import LedgerError
-from faceledger.evaluation.synthetic import synthetic_image
+from faceledger.domain.faces import AnalysedImage
 from faceledger.services.gateway import Gateway, local_operator
 from helpers import intent_worker
+from helpers.gateways import gateway_settings, opened_gateway, refused_appends, synthetic_faces
 from helpers.processes import run_and_kill
 
 WORKER = Path(intent_worker.__file__)
@@ -27,20 +27,17 @@ CALLER = local_operator()
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str | None) -> Settings:
-    return Settings(data_dir=tmp_path / "data", workers=1, database_url=database_url)
+    return gateway_settings(tmp_path, database_url)
 
 
 @pytest.fixture
 def gate(settings: Settings) -> Iterator[Gateway]:
-    opened = Gateway(settings)
-    opened.create_collection(CALLER, COLLECTION)
-    yield opened
-    opened.close()
+    with opened_gateway(settings, CALLER, COLLECTION) as opened:
+        yield opened
 
 
-def _image(gate: Gateway, seed: int, faces: int = 2) -> Any:
-    dim = gate._collections.store.embedding_dim(COLLECTION)
-    return synthetic_image(np.random.default_rng(seed), faces, dim)
+def _image(gate: Gateway, seed: int) -> AnalysedImage:
+    return synthetic_faces(gate, COLLECTION, seed)
 
 
 def _records(gate: Gateway, operation: str | None = None) -> list[dict[str, Any]]:
@@ -52,17 +49,9 @@ def _stored(gate: Gateway) -> set[str]:
     return {r.face.face_id for r in rows}
 
 
-class _FailingAppends:
-    """Makes the gateway's ledger refuse the records of one phase (as a full disk would)."""
-
-    def __init__(self, gate: Gateway, phase: str) -> None:
-        self.gate, self.phase = gate, phase
-        self.real = gate._ledger.append
-
-    def __call__(self, event: AuditEvent) -> Any:
-        if event.phase == self.phase:
-            raise LedgerError("injected: the ledger write failed")
-        return self.real(event)
+def _phase(phase: str) -> Callable[[AuditEvent], bool]:
+    """Picks the records of one phase, for the ledger to refuse (as a full disk would)."""
+    return lambda event: event.phase == phase
 
 
 def test_a_change_writes_an_intent_then_its_outcome(gate: Gateway) -> None:
@@ -82,8 +71,7 @@ def test_a_change_writes_an_intent_then_its_outcome(gate: Gateway) -> None:
 
 
 def test_if_the_intent_cannot_be_written_nothing_changes(gate: Gateway) -> None:
-    gate._ledger.append = _FailingAppends(gate, "intent")  # type: ignore[method-assign]
-    with pytest.raises(LedgerError):
+    with refused_appends(gate, _phase("intent")), pytest.raises(LedgerError):
         gate.index_faces(CALLER, COLLECTION, _image(gate, 2), quality_filter="NONE")
     assert gate._collections.store.collection(COLLECTION).face_count == 0
     assert gate._ledger.open_intents() == []
@@ -94,13 +82,11 @@ def test_a_failed_outcome_write_is_recovered_from_the_change_log(
 ) -> None:
     kept = gate.index_faces(CALLER, COLLECTION, _image(gate, 3), quality_filter="NONE")
     victim = kept.face_records[0][0].face_id
-    failing = _FailingAppends(gate, "outcome")
-    gate._ledger.append = failing  # type: ignore[method-assign]
-    with pytest.raises(LedgerError):  # the store committed; the outcome record did not
-        gate.index_faces(CALLER, COLLECTION, _image(gate, 4), quality_filter="NONE")
-    with pytest.raises(LedgerError):
-        gate.delete_faces(CALLER, COLLECTION, [victim])
-    gate._ledger.append = failing.real  # type: ignore[method-assign]
+    with refused_appends(gate, _phase("outcome")):
+        with pytest.raises(LedgerError):  # the store committed; the outcome record did not
+            gate.index_faces(CALLER, COLLECTION, _image(gate, 4), quality_filter="NONE")
+        with pytest.raises(LedgerError):
+            gate.delete_faces(CALLER, COLLECTION, [victim])
     stored = _stored(gate)
     unrecorded = stored - {f.face_id for f, _ in kept.face_records}
     assert len(unrecorded) == 2 and victim not in stored

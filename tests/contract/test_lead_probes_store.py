@@ -7,27 +7,17 @@ store opened on the same data (another process, a restart)."""
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 from faceledger.config import Settings
-from faceledger.domain.leads import Lead, LeadCandidate
+from faceledger.domain.leads import Lead
 from faceledger.store.factory import open_key_store, open_lead_store
 from faceledger.store.records import LeadProbe
+from helpers.leads import a_lead
 
 
 def _lead(created_at: float, collection_id: str = "c1") -> Lead:
-    return Lead(
-        lead_id=str(uuid.uuid4()),
-        created_at=created_at,
-        request_id=f"req-{created_at}",
-        operation="SearchFacesByImage",
-        source="native",
-        principal="searcher",
-        collection_id=collection_id,
-        threshold=80.0,
-        candidates=(LeadCandidate("face-a", "face", 91.5, 0, "alice.jpg"),),
-    )
+    return a_lead(created_at=created_at, collection_id=collection_id)
 
 
 def test_a_probe_is_written_with_its_lead_and_deleted_with_it(

@@ -9,14 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from faceledger.config import Settings
 from faceledger.domain.policy import CollectionPolicy
-from faceledger.evaluation.synthetic import synthetic_image
 from faceledger.services.gateway import Gateway, local_operator
 from faceledger.store.factory import SQLITE_FILE
+from helpers.gateways import gateway_settings, opened_gateway, synthetic_faces
 
 CALLER = local_operator()
 DAY_S = 86400.0
@@ -24,20 +23,18 @@ DAY_S = 86400.0
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str | None) -> Settings:
-    return Settings(data_dir=tmp_path / "data", workers=1, database_url=database_url)
+    return gateway_settings(tmp_path, database_url)
 
 
 @pytest.fixture
 def gate(settings: Settings) -> Iterator[Gateway]:
-    opened = Gateway(settings)
-    yield opened
-    opened.close()
+    with opened_gateway(settings) as opened:
+        yield opened
 
 
 def _enrol(gate: Gateway, collection_id: str, seed: int) -> list[str]:
     gate.create_collection(CALLER, collection_id)
-    dim = gate._collections.store.embedding_dim(collection_id)
-    image = synthetic_image(np.random.default_rng(seed), 3, dim)
+    image = synthetic_faces(gate, collection_id, seed, faces=3)
     result = gate.index_faces(CALLER, collection_id, image, quality_filter="NONE")
     return [face.face_id for face, _ in result.face_records]
 

@@ -217,6 +217,7 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("GetLabelDetection", OK),
     ],
     "cli video search": [("StartFaceSearch", NOT_FOUND)],  # the collection is gone
+    "cli video notification-key": [("GetNotificationKey", OK)],
     "cli stream create": [("CreateStreamProcessor", NOT_FOUND)],
     "cli stream list": [("ListStreamProcessors", OK)],
     "cli stream describe": [("DescribeStreamProcessor", NOT_FOUND)],
@@ -821,6 +822,7 @@ def _walk_cli(
     walk("cli video persons", lambda: cli("video", "persons", str(clip)))
     walk("cli video labels", lambda: cli("video", "labels", str(clip)))
     walk("cli video search", lambda: cli("video", "search", str(clip), "--collection", "door4"))
+    walk("cli video notification-key", lambda: cli("video", "notification-key", "--json"))
     walk(
         "cli stream create",
         lambda: cli(

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 
 from faceledger.config import Settings
-from faceledger.domain.audit import AuditEvent, Caller
+from faceledger.domain.audit import Caller
 from faceledger.domain.errors import LedgerError
 from faceledger.domain.principals import ROLES, Principal
-from faceledger.evaluation.synthetic import synthetic_image
 from faceledger.services.gateway import Gateway
 from helpers import lead_kill_worker
+from helpers.gateways import gateway_settings, opened_gateway, refused_appends, synthetic_faces
 from helpers.processes import python_env
 
 ROOT = Caller(Principal("root", ROLES, "ROOT"), source="cli", request_id="setup")
@@ -37,38 +37,23 @@ WORKER = Path(lead_kill_worker.__file__)
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str | None) -> Settings:
-    return Settings(data_dir=tmp_path / "data", workers=1, database_url=database_url)
+    return gateway_settings(tmp_path, database_url)
 
 
 @pytest.fixture
 def gate(settings: Settings) -> Iterator[Gateway]:
-    opened = Gateway(settings)
-    opened.create_collection(ROOT, COLLECTION)
-    yield opened
-    opened.close()
+    with opened_gateway(settings, ROOT, COLLECTION) as opened:
+        yield opened
 
 
 def _twins(gate: Gateway, seed: int) -> list[str]:
     """Enrol two faces with the same embedding: a search with either finds the other."""
-    dim = gate._collections.store.embedding_dim(COLLECTION)
-    image = synthetic_image(np.random.default_rng(seed), 2, dim)
+    image = synthetic_faces(gate, COLLECTION, seed)
     assert image.faces.embeddings is not None
     same = np.stack([image.faces.embeddings[0]] * 2)
     image = replace(image, faces=replace(image.faces, embeddings=same))
     result = gate.index_faces(ROOT, COLLECTION, image, quality_filter="NONE")
     return [face.face_id for face, _ in result.face_records]
-
-
-class _FailingSearchRecord:
-    """The ledger refuses the SearchFaces record (as a full disk would)."""
-
-    def __init__(self, gate: Gateway) -> None:
-        self.real = gate._ledger.append
-
-    def __call__(self, event: AuditEvent) -> Any:
-        if event.operation == "SearchFaces":
-            raise LedgerError("injected: the ledger write failed")
-        return self.real(event)
 
 
 def _queue(gate: Gateway, caller: Caller = REVIEWER, **kw: Any) -> list[str]:
@@ -83,11 +68,9 @@ def test_a_lead_whose_record_failed_is_not_in_the_queue(gate: Gateway) -> None:
     recorded = gate.search_faces(OFFICER, COLLECTION, _twins(gate, 1)[0]).lead_id
     assert recorded is not None and _queue(gate) == [recorded]
 
-    real = gate._ledger.append
-    gate._ledger.append = _FailingSearchRecord(gate)  # type: ignore[method-assign]
-    with pytest.raises(LedgerError):
+    searches = refused_appends(gate, lambda event: event.operation == "SearchFaces")
+    with searches, pytest.raises(LedgerError):  # its record fails (as on a full disk)
         gate.search_faces(OFFICER, COLLECTION, _twins(gate, 2)[0])
-    gate._ledger.append = real  # type: ignore[method-assign]
     [lost] = [lead_id for lead_id in _lead_ids(gate) if lead_id != recorded]
 
     assert _queue(gate) == [recorded]  # the review queue: recorded leads only

@@ -1,4 +1,5 @@
-"""The real ``faceledger`` console script, run as a subprocess (as an operator would)."""
+"""The ``faceledger`` command: the real console script run as a subprocess (as an operator
+would), or its ``main`` called in the test's process."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+Cli = Callable[..., tuple[int, str, str]]
 
 
 def script() -> str:
@@ -27,3 +31,26 @@ def run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [script(), *args], cwd=cwd, env=environ, capture_output=True, text=True, timeout=180
     )
+
+
+def in_process(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], data_dir: Path, **env: str
+) -> Cli:
+    """A function that runs ``faceledger ARGS…`` in this process with its data directory
+    ``data_dir`` and ``env`` set (for the test's duration): (exit code, stdout, stderr) of that
+    call alone."""
+    from faceledger.cli.main import main
+
+    monkeypatch.setenv("FACELEDGER_DATA_DIR", str(data_dir))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    def call(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stopped:
+            main(list(args))
+        code = stopped.value.code
+        out = capsys.readouterr()
+        return (code if isinstance(code, int) else 1), out.out, out.err
+
+    return call

@@ -5,25 +5,10 @@ db vacuum --full`` (``lead_probes`` is one of its tables), as a deleted face's c
 from __future__ import annotations
 
 import os
-import uuid
 
-from faceledger.domain.leads import Lead, LeadCandidate
 from faceledger.store.records import LeadProbe
+from helpers.leads import a_lead
 from helpers.postgres import database_files
-
-
-def _lead(collection_id: str, created_at: float) -> Lead:
-    return Lead(
-        lead_id=str(uuid.uuid4()),
-        created_at=created_at,
-        request_id="r",
-        operation="SearchFacesByImage",
-        source="native",
-        principal="officer",
-        collection_id=collection_id,
-        threshold=80.0,
-        candidates=(LeadCandidate("face-a", "face", 91.5, 0),),
-    )
 
 
 def test_postgres_deletion_leaves_no_copy_of_a_leads_probe(migrated_database: str) -> None:
@@ -36,9 +21,9 @@ def test_postgres_deletion_leaves_no_copy_of_a_leads_probe(migrated_database: st
     faces = PostgresStore(migrated_database)
     try:
         made = {
-            "old": _lead("case", 100.0),
-            "new": _lead("case", 10_000.0),
-            "gone": _lead("gone", 100.0),
+            "old": a_lead(collection_id="case", created_at=100.0),
+            "new": a_lead(collection_id="case", created_at=10_000.0),
+            "gone": a_lead(collection_id="gone", created_at=100.0),
         }
         sealed = {name: os.urandom(6000) for name in made}
         for name, lead in made.items():

@@ -32,9 +32,24 @@ from faceledger.config import Settings
 from faceledger.store.factory import SQLITE_FILE
 from helpers.forgery import Wire, boto3_client, captured
 from helpers.live import create_key, start_live_server
-from helpers.serving import serve_process
+from helpers.serve import ServerProcess
 
 PRINCIPAL = "replay-officer"
+
+
+@contextlib.contextmanager
+def serve_process(data_dir: Path, database_url: str | None) -> Iterator[str]:
+    """``faceledger serve`` as a process of its own on ``data_dir`` (and the database); its URL."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = {"FACELEDGER_DATA_DIR": str(data_dir), "FACELEDGER_LOG_LEVEL": "WARNING"}
+    if database_url:
+        env["FACELEDGER_DATABASE_URL"] = database_url
+    server = ServerProcess(env, data_dir.parent / f"serve-{data_dir.name}.log")
+    try:
+        yield server.start().url
+    finally:
+        if server.proc is not None and server.proc.poll() is None:
+            server.terminate()
 
 
 class _Held(Exception):

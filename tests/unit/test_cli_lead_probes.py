@@ -5,19 +5,17 @@ only leads whose search was recorded, ``--unrecorded`` the others."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from faceledger.config import Settings
-from faceledger.domain.leads import Lead, LeadCandidate
 from faceledger.services.gateway import Gateway
+from helpers.cli import Cli, in_process
 from helpers.data import lfw_people
+from helpers.leads import a_lead
 
-Cli = Callable[..., tuple[int, str, str]]
 JPEG_START = b"\xff\xd8\xff"
 
 
@@ -25,21 +23,13 @@ JPEG_START = b"\xff\xd8\xff"
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
     """Runs ``faceledger ARGS`` in this process on a fresh data directory:
     (exit code, stdout, stderr)."""
-    from faceledger.cli.main import main
-
-    monkeypatch.setenv("FACELEDGER_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("FACELEDGER_CROP_KEY_FILE", str(tmp_path / "keys" / "crops.key"))
-    monkeypatch.setenv("FACELEDGER_DEFAULT_THRESHOLD_FLOOR", "80")
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as stopped:
-            main(list(args))
-        code = stopped.value.code
-        out = capsys.readouterr()
-        return (code if isinstance(code, int) else 1), out.out, out.err
-
-    return run
+    return in_process(
+        monkeypatch,
+        capsys,
+        tmp_path / "data",
+        FACELEDGER_CROP_KEY_FILE=str(tmp_path / "keys" / "crops.key"),
+        FACELEDGER_DEFAULT_THRESHOLD_FLOOR="80",
+    )
 
 
 def test_a_leads_searched_face_is_written_to_a_file(
@@ -79,17 +69,7 @@ def test_audit_leads_lists_unrecorded_leads_apart(cli: Cli, tmp_path: Path) -> N
     assert cli("collections", "create", "cases")[0] == 0
     gate = Gateway(Settings(data_dir=tmp_path / "data"))
     try:
-        lost = Lead(
-            lead_id=str(uuid.uuid4()),
-            created_at=time.time(),
-            request_id="req-lost",
-            operation="SearchFacesByImage",
-            source="native",
-            principal="officer",
-            collection_id="cases",
-            threshold=80.0,
-            candidates=(LeadCandidate(str(uuid.uuid4()), "face", 93.0, 0),),
-        )
+        lost = a_lead(request_id="req-lost", collection_id="cases")
         gate._leads.store.add_lead(lost)  # as if the process died before the search's record
     finally:
         gate.close()

@@ -5,7 +5,6 @@ operator made the search or the decision is not allowed."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,29 +13,17 @@ from faceledger.config import Settings
 from faceledger.domain.audit import Caller
 from faceledger.domain.principals import Principal
 from faceledger.services.gateway import Gateway
+from helpers.cli import Cli, in_process
 from helpers.data import lfw_people
-
-Cli = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
     """Runs ``faceledger ARGS`` in this process on a fresh data directory:
     (exit code, stdout, stderr)."""
-    from faceledger.cli.main import main
-
-    monkeypatch.setenv("FACELEDGER_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("FACELEDGER_DEFAULT_THRESHOLD_FLOOR", "80")
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as stopped:
-            main(list(args))
-        code = stopped.value.code
-        out = capsys.readouterr()
-        return (code if isinstance(code, int) else 1), out.out, out.err
-
-    return run
+    return in_process(
+        monkeypatch, capsys, tmp_path / "data", FACELEDGER_DEFAULT_THRESHOLD_FLOOR="80"
+    )
 
 
 def test_search_lists_and_decides_leads(cli: Cli, tmp_path: Path, data_dir: Path) -> None:

@@ -5,32 +5,21 @@ is given). A failed outcome, or a record of another operation, leaves the lead o
 
 from __future__ import annotations
 
-import time
-import uuid
 from pathlib import Path
 
 from faceledger.config import Settings
 from faceledger.domain.audit import Caller
-from faceledger.domain.leads import Lead, LeadCandidate
+from faceledger.domain.leads import Lead
 from faceledger.domain.principals import Principal
 from faceledger.services.gateway import Gateway
+from helpers.leads import a_lead
 
 STARTER = Caller(Principal("officer", ("search",), "K1"), "native", "s1")
 REVIEWER = Caller(Principal("reviewer", ("review",), "K2"), "native", "r1")
 
 
 def _lead(operation: str) -> Lead:
-    return Lead(
-        lead_id=str(uuid.uuid4()),
-        created_at=time.time(),
-        request_id="req",
-        operation=operation,
-        source="stream",
-        principal="officer",
-        collection_id="c",
-        threshold=80.0,
-        candidates=(LeadCandidate(str(uuid.uuid4()), "face", 93.0, 0),),
-    )
+    return a_lead(operation=operation, source="stream")
 
 
 def test_the_after_the_call_recorder_puts_a_lead_in_the_queue(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ newer leads and collections without retention keep theirs."""
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -13,27 +12,19 @@ import pytest
 from faceledger.config import Settings
 from faceledger.domain.audit import Caller
 from faceledger.domain.errors import ResourceNotFoundError
-from faceledger.domain.leads import Lead, LeadCandidate
+from faceledger.domain.leads import Lead
 from faceledger.domain.policy import CollectionPolicy
 from faceledger.domain.principals import ROLES, Principal
 from faceledger.services.gateway import Gateway
+from helpers.leads import a_lead
 
 ADMIN = Caller(Principal("admin", ROLES, "K0"), "cli", "setup")
 REVIEWER = Caller(Principal("reviewer", ("review",), "K1"), "native", "r")
 
 
 def _lead(collection_id: str, age_days: float) -> Lead:
-    return Lead(
-        lead_id=str(uuid.uuid4()),
-        created_at=time.time() - age_days * 86400.0,
-        request_id="search-1",
-        operation="SearchFaces",
-        source="native",
-        principal="officer",
-        collection_id=collection_id,
-        threshold=90.0,
-        candidates=(LeadCandidate(str(uuid.uuid4()), "face", 93.0, 0),),
-    )
+    created_at = time.time() - age_days * 86400.0
+    return a_lead(collection_id=collection_id, created_at=created_at, threshold=90.0)
 
 
 def test_maintenance_purges_leads_past_retention(tmp_path: Path) -> None:

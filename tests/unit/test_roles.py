@@ -101,6 +101,7 @@ def _verbs(image: bytes) -> dict[str, Callable[[Gateway, Caller], Any]]:
         "ExportLedger": lambda g, c: g.export_ledger(c, io.StringIO()),
         "CheckpointLedger": lambda g, c: g.checkpoint_ledger(c),
         "RotateLedgerKey": lambda g, c: g.rotate_ledger_key(c),
+        "GetNotificationKey": lambda g, c: g.get_notification_key(c),
         "ListLeads": lambda g, c: g.list_leads(c),
         "GetLead": lambda g, c: g.get_lead(c, FACE_ID),
         "ReviewLead": lambda g, c: g.review_lead(c, FACE_ID, FACE_ID, decision="rejected"),

@@ -4,39 +4,23 @@ a lead its search's record names is not."""
 
 from __future__ import annotations
 
-import time
-import uuid
 from pathlib import Path
 
 from faceledger.config import Settings
 from faceledger.domain.audit import AuditEvent, Caller
-from faceledger.domain.leads import Lead, LeadCandidate
 from faceledger.domain.principals import ROLES, Principal
 from faceledger.services.gateway import Gateway
+from helpers.leads import a_lead
 
 OPERATOR = Caller(Principal("operator", ROLES, "K0"), "cli", "")
 OFFICER = Caller(Principal("officer", ("search",), "K1"), "native", "search-1")
-
-
-def _lead() -> Lead:
-    return Lead(
-        lead_id=str(uuid.uuid4()),
-        created_at=time.time(),
-        request_id=OFFICER.request_id,
-        operation="SearchFacesByImage",
-        source="native",
-        principal="officer",
-        collection_id="c",
-        threshold=90.0,
-        candidates=(LeadCandidate(str(uuid.uuid4()), "face", 93.0, 0),),
-    )
 
 
 def test_verify_names_leads_in_no_record(tmp_path: Path) -> None:
     gate = Gateway(Settings(data_dir=tmp_path / "data"))
     try:
         assert gate.verify_ledger(OPERATOR).warnings == ()
-        recorded, lost = _lead(), _lead()
+        recorded, lost = (a_lead(request_id=OFFICER.request_id) for _ in range(2))
         gate._leads.store.add_lead(recorded)
         gate._leads.store.add_lead(lost)
         gate._ledger.append(

@@ -1,4 +1,5 @@
-"""CLI verbs for video: ``video faces|persons|search|labels VIDEO`` and ``stream …``.
+"""CLI verbs for video: ``video faces|persons|search|labels VIDEO``, ``video notification-key``
+(the key a receiver of job notifications verifies them with) and ``stream …``.
 
 ``video`` analyses a stored video in this process (through the gateway, so the job
 and its end are ledgered) and prints what it found. ``stream`` manages stream processor
@@ -205,6 +206,22 @@ def video_labels(
         )
         instances = f", {len(label['instances'])} instances" if label["instances"] else ""
         typer.echo(f"{span}: {label['name']} ({label['confidence_pct']:.1f}%{instances})")
+
+
+@video_app.command("notification-key")
+def notification_key(as_json: AsJson = False) -> None:
+    """Print the key that signs job completion notifications (created if absent), for a
+    receiver's ``verify_notification``: its id, the key in hex, and its file. Keep it secret.
+    An admin verb, ledgered (GetNotificationKey; the record names the key id, not the key)."""
+    with open_gateway(load_settings()) as gate:
+        got = gate.get_notification_key(cli_caller())
+    out = {"key_id": got.key_id, "key_hex": got.key.hex(), "key_file": str(got.key_file)}
+    if as_json:
+        print_json(out)
+        return
+    typer.echo(f"key id:    {out['key_id']}")
+    typer.echo(f"key (hex): {out['key_hex']}")
+    typer.echo(f"key file:  {out['key_file']}")
 
 
 # -- stream processors ---------------------------------------------------------------------------

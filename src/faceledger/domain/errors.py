@@ -219,3 +219,11 @@ class VideoTooLargeError(FaceLedgerError):
 
     code = "VideoTooLargeException"
     http_status = 400
+
+
+class NotificationKeyError(FaceLedgerError):
+    """The key signing completion notifications is unreadable, the wrong size, or inside the
+    data folder: notifications are not sent unsigned instead."""
+
+    code = "InternalServerError"
+    http_status = 500

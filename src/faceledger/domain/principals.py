@@ -8,7 +8,8 @@ table governs every surface. Duties are separated: no role does everything.
 | role     | may call                                                                          |
 |----------|-----------------------------------------------------------------------------------|
 | `admin`  | collections (create, delete, describe, list, tags), access keys, policies;         |
-|          | stream processors (create, update, delete, describe, list); ledger checkpoints     |
+|          | stream processors (create, update, delete, describe, list); ledger checkpoints;    |
+|          | the key that signs job notifications (``GetNotificationKey``)                      |
 | `enrol`  | index, list and delete faces; create, list and delete users; (dis)associate faces  |
 | `search` | detect faces, labels and text; compare, search faces and users; describe and   |
 |          | list collections; stored-video jobs (start, get); start, stop, describe and list  |
@@ -47,6 +48,7 @@ ROLE_OPERATIONS: dict[str, frozenset[str]] = {
         "DeleteStreamProcessor",
         "CheckpointLedger",
         "RotateLedgerKey",
+        "GetNotificationKey",
     }
     | _PROCESSOR_READS,
     "enrol": _COLLECTION_READS

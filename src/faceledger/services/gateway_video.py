@@ -4,16 +4,19 @@ end, each stream match) on behalf of the caller who started it."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from faceledger.domain.audit import Caller
 from faceledger.domain.errors import AccessDeniedError
+from faceledger.domain.notification_signatures import key_id_of
 from faceledger.domain.scale import SearchScale
 from faceledger.services.collections import DEFAULT_FACE_MATCH_THRESHOLD
 from faceledger.services.gateway_base import scale_summary
 from faceledger.services.gateway_policy import PolicyVerbs
 from faceledger.services.video.jobs import JobPage, JobRequest, job_scale
+from faceledger.services.video.notification_keys import notification_key_file
 from faceledger.store.records import JobRow, ProcessorRow
 
 # The Rekognition operation that starts / gets each kind of stored-video job (the records'
@@ -32,6 +35,15 @@ GET_OPERATIONS = {
 }
 
 
+@dataclass(frozen=True)
+class NotificationKey:
+    """The notification signing key as an operator hands it to a receiver."""
+
+    key_id: str
+    key: bytes
+    key_file: Path
+
+
 class VideoVerbs(PolicyVerbs):
     """Stored-video jobs and stream processors."""
 
@@ -43,6 +55,23 @@ class VideoVerbs(PolicyVerbs):
     def start_video_workers(self) -> None:
         """Start the job workers (and re-queue jobs a previous run left unfinished)."""
         self._video.start_workers()
+
+    def get_notification_key(self, caller: Caller) -> NotificationKey:
+        """The key that signs completion notifications (created if absent), for the operator
+        to give to a receiver (``domain/notification_signatures.py``). Admin only; ledgered as
+        GetNotificationKey with the key's id and file, never the key."""
+
+        def work() -> NotificationKey:
+            signer = self._video.jobs.notifier.signer
+            key = signer.key()
+            return NotificationKey(key_id_of(key), key, notification_key_file(self.settings))
+
+        return self._run(
+            caller,
+            "GetNotificationKey",
+            work,
+            summary=lambda got: {"key_id": got.key_id, "key_file": str(got.key_file)},
+        )
 
     def start_video_job(self, caller: Caller, request: JobRequest) -> JobRow:
         """Queue a stored-video job (``request.kind``: faces, search, persons, labels). A face

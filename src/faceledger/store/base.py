@@ -34,6 +34,7 @@ from faceledger.store.records import (
     JobRow,
     LeadProbe,
     NewFace,
+    OutboxRow,
     ProcessorRow,
     RequestRecord,
     SignatureCheck,
@@ -235,7 +236,8 @@ class KeyStore(Protocol):
 
 
 class VideoStore(Protocol):
-    """Stored-video jobs (claimed with a lease by one worker) and stream processors."""
+    """Stored-video jobs (claimed with a lease by one worker), stream processors, and the
+    outbox of jobs' completion notifications."""
 
     def close(self) -> None: ...
 
@@ -253,6 +255,8 @@ class VideoStore(Protocol):
 
     def renew_claim(self, job_id: str, owner: str) -> None: ...
 
+    def release_claim(self, job_id: str, owner: str) -> bool: ...
+
     def finish_job(
         self,
         job_id: str,
@@ -264,6 +268,27 @@ class VideoStore(Protocol):
     ) -> None: ...
 
     def job_results(self, job_id: str) -> list[Any]: ...
+
+    # the notification outbox (``store/outbox.py``)
+    def add_notification(self, row: OutboxRow) -> None: ...
+
+    def notifications(self, *, status: str | None = None) -> list[OutboxRow]: ...
+
+    def due_notifications(self, now_s: float, lease_s: float, limit: int) -> list[OutboxRow]: ...
+
+    def next_notification_at(self) -> float | None: ...
+
+    def claim_notification(
+        self, message_id: str, owner: str, now_s: float, lease_s: float
+    ) -> bool: ...
+
+    def notification_delivered(self, message_id: str) -> None: ...
+
+    def notification_attempt_failed(
+        self, message_id: str, *, attempts: int, next_attempt_at: float | None, error: str
+    ) -> None: ...
+
+    def release_notifications(self, owner: str) -> int: ...
 
     def create_processor(self, processor: ProcessorRow) -> None: ...
 

@@ -12,7 +12,8 @@ A stream processor row holds its definition (source, outputs, settings) and its 
 status; the running state (threads, counters) lives in the service.
 
 ``SQLiteVideoStore`` and ``PostgresVideoStore`` are this class over their own tables (made by
-``SCHEMA`` on SQLite, by the migration ``0003_video`` on PostgreSQL).
+``SCHEMA`` on SQLite, by the migrations ``0003_video`` and ``0010_notification_outbox`` on
+PostgreSQL).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from faceledger.domain.errors import ResourceInUseError
 from faceledger.store import rules
+from faceledger.store.outbox import OutboxTables
 from faceledger.store.records import IN_PROGRESS, JobRow, ProcessorRow
 from faceledger.store.rules import JOB_COLUMNS, PROCESSOR_COLUMNS, decode_results, same_request
 from faceledger.store.sql import Sql
@@ -30,8 +32,9 @@ _JOB = f"SELECT {JOB_COLUMNS} FROM video_jobs"
 _PROCESSOR = f"SELECT {PROCESSOR_COLUMNS} FROM stream_processors"
 
 
-class VideoTables:
-    """The ``VideoStore`` protocol over ``sql``; safe to share by threads (and processes)."""
+class VideoTables(OutboxTables):
+    """The ``VideoStore`` protocol over ``sql``; safe to share by threads (and processes).
+    The notification outbox's half is ``store/outbox.py``."""
 
     def __init__(self, sql: Sql) -> None:
         self._sql = sql
@@ -111,6 +114,17 @@ class VideoTables:
                 "UPDATE video_jobs SET claimed_at = %s WHERE job_id = %s AND claimed_by = %s",
                 (time.time(), job_id, owner),
             )
+
+    def release_claim(self, job_id: str, owner: str) -> bool:
+        """Hand back a job ``owner`` holds and has not finished (a stopping process): its lease
+        is cleared, so any worker takes it at once. Whether it held one."""
+        with self._sql.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE video_jobs SET claimed_by = NULL, claimed_at = NULL"
+                " WHERE job_id = %s AND claimed_by = %s AND status = %s",
+                (job_id, owner, IN_PROGRESS),
+            )
+            return bool(cur.rowcount == 1)
 
     def finish_job(
         self,

@@ -175,6 +175,30 @@ class JobRow:
     claimed_at: float | None = None
 
 
+# A notification waits in the outbox until delivered (the row is then deleted) or given up.
+PENDING = "PENDING"
+GIVEN_UP = "GIVEN_UP"
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """A job's completion notification waiting for delivery: ``body`` is the exact text posted
+    (signed again at each attempt); ``attempts`` made so far; ``next_attempt_at`` epoch seconds;
+    ``status`` PENDING or GIVEN_UP (after the last attempt, with ``last_error``)."""
+
+    message_id: str
+    job_id: str
+    topic_arn: str
+    url: str
+    body: str
+    created_at: float
+    next_attempt_at: float
+    attempts: int = 0
+    status: str = PENDING
+    last_error: str = ""
+    claimed_by: str | None = None
+
+
 @dataclass(frozen=True)
 class ProcessorRow:
     name: str

@@ -68,6 +68,32 @@ def put_dropping_oldest(q: queue.Queue[Any], item: Any) -> int:
                 dropped += 1
 
 
+def post_json(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> None:
+    """POST ``body`` (JSON bytes, sent as they are) to ``url`` with ``headers``; an
+    ``OSError`` / ``URLError`` unless the answer is 2xx."""
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "faceledger-webhook",
+            **headers,
+        },
+    )
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        if response.status >= 300:
+            raise urllib.error.HTTPError(
+                url, response.status, "not a 2xx answer", response.headers, None
+            )
+
+
+def retry_delay_s(failed_attempts: int, first_s: float, max_s: float) -> float:
+    """The wait after the ``failed_attempts``-th failure in a row: ``first_s``, doubling each
+    time, at most ``max_s`` (1 s, 2 s, 4 s … 30 s by default)."""
+    return float(min(first_s * 2 ** max(failed_attempts - 1, 0), max_s))
+
+
 class Sink(Protocol):
     def send(self, event: dict[str, Any]) -> None: ...
 
@@ -132,21 +158,7 @@ class WebhookSink:
         self.dropped += put_dropping_oldest(self._queue, event)
 
     def _post(self, body: bytes) -> None:
-        request = urllib.request.Request(
-            self.url,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "User-Agent": "faceledger-webhook",
-                **self.headers,
-            },
-        )
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            if response.status >= 300:
-                raise urllib.error.HTTPError(
-                    self.url, response.status, "not a 2xx answer", response.headers, None
-                )
+        post_json(self.url, body, self.headers, self.timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -154,7 +166,6 @@ class WebhookSink:
             if event is None:
                 return
             body = json.dumps(event, separators=(",", ":"), sort_keys=True).encode()
-            delay = self.first_delay
             for attempt in range(1, self.attempts + 1):
                 try:
                     self._post(body)
@@ -170,9 +181,8 @@ class WebhookSink:
                             exc,
                         )
                         break
-                    if self._stop.wait(delay):
+                    if self._stop.wait(retry_delay_s(attempt, self.first_delay, self.max_delay)):
                         return
-                    delay = min(delay * 2, self.max_delay)
 
     def close(self) -> None:
         self._stop.set()

@@ -8,7 +8,9 @@ from the beginning; a job whose video is gone by then is marked ``FAILED`` with 
 job whose lease ran out (its process died) is taken over. Results are stored once, when the
 job succeeds, and paged by ``get_job``. Each job's end is ledgered through ``record`` (by the
 principal who started it, source ``video``, with the matched FaceIds for a face search) and
-announced on its notification channel (``notifications.py``).
+announced on its notification channel (``notifications.py``; a notification given up after its
+last attempt is ledgered too). A server that stops gracefully hands its running jobs back
+(their leases cleared), so another server takes them at once instead of after the lease.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from faceledger.store.records import (
     IN_PROGRESS,
     SUCCEEDED,
     JobRow,
+    OutboxRow,
 )
 from faceledger.video.pipeline import AnalysisCancelled
 from faceledger.video.sampling import SamplingCancelled
@@ -73,6 +76,9 @@ DEFAULT_JOB_THRESHOLD = 80.0
 # A worker renews its claim on a running job at least every tenth of this; a job whose claim is
 # older is taken over (its process died).
 JOB_LEASE_S = 300.0
+# An idle worker pool looks for jobs nobody holds (handed back by a stopping server, or left by
+# a dead one) this often, so a server running beside the one that stopped takes them soon.
+JOB_POLL_S = 30.0
 
 
 def analysis_items(analysis: VideoAnalysis) -> tuple[Any, ...]:
@@ -191,7 +197,9 @@ class VideoJobs:
         self.leads = leads
         self._tokens = tokens
         self._owner = owner
-        self.notifier = CompletionNotifier(settings)
+        self.notifier = CompletionNotifier(
+            settings, store, owner=owner, on_give_up=self._notification_given_up
+        )
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._workers: list[threading.Thread] = []
         self._cancel = threading.Event()
@@ -212,10 +220,13 @@ class VideoJobs:
         if self._workers:
             return
         for i in range(self.settings.video_workers):
-            thread = threading.Thread(target=self._work, name=f"video-job-{i}", daemon=True)
+            thread = threading.Thread(
+                target=self._work, args=(i == 0,), name=f"video-job-{i}", daemon=True
+            )
             thread.start()
             self._workers.append(thread)
         self.requeue_unclaimed()
+        self.notifier.start()  # and post what an earlier run left undelivered
 
     def requeue_unclaimed(self) -> int:
         """Queue the jobs in progress that no live worker holds (left by a stopped process, or
@@ -242,7 +253,8 @@ class VideoJobs:
         return True
 
     def stop_workers(self) -> None:
-        """Cancel the running analyses (their jobs stay ``IN_PROGRESS``) and end the workers."""
+        """Cancel the running analyses and end the workers; each job cancelled stays
+        ``IN_PROGRESS`` and is handed back (its lease cleared: any server takes it at once)."""
         self._cancel.set()
         for _ in self._workers:
             self._queue.put(None)
@@ -338,9 +350,15 @@ class VideoJobs:
         """Run a queued job in this thread (the CLI, which has no worker pool)."""
         self._run_job(self.store.job(job_id))
 
-    def _work(self) -> None:
+    def _work(self, polls: bool = False) -> None:
+        """Run queued jobs until told to stop; the worker that ``polls`` looks for unheld jobs
+        whenever it has waited ``JOB_POLL_S`` without one."""
         while True:
-            job_id = self._queue.get()
+            try:
+                job_id = self._queue.get(timeout=JOB_POLL_S if polls else None)
+            except queue.Empty:
+                self._poll()
+                continue
             if job_id is None:
                 return
             try:
@@ -354,9 +372,19 @@ class VideoJobs:
                     self._pending.discard(job_id)
                 self._renewed.pop(job_id, None)
 
+    def _poll(self) -> None:
+        if self._cancel.is_set():
+            return
+        try:
+            self.requeue_unclaimed()
+        except Exception:  # the store is unreachable for now: the next poll tries again
+            logger.exception("looking for unheld video jobs failed")
+
     def _run_job(self, job: JobRow) -> None:
         with self._lock:
             take_from = self._take_from.pop(job.job_id, None)
+        if self._cancel.is_set():
+            return  # stopping: a job still queued here is left to the next server
         if job.status != IN_PROGRESS or not self.store.claim_job(
             job.job_id, self._owner, JOB_LEASE_S, take_from=take_from
         ):
@@ -377,8 +405,10 @@ class VideoJobs:
                 if job.kind == "search":
                     summary["matches"] = matched_faces(analysis)
                     metadata["persons_tracked"] = analysis.persons_tracked
-        except AnalysisCancelled:
-            return  # shutting down: the job stays IN_PROGRESS and is queued on the next start
+        except AnalysisCancelled:  # shutting down: the job stays IN_PROGRESS, handed back
+            if self.store.release_claim(job.job_id, self._owner):
+                logger.info("video job %s handed back at shutdown", job.job_id)
+            return
         except FaceLedgerError as exc:
             self.store.finish_job(job.job_id, status=FAILED, message=exc.message[:1000])
             self.record(caller, operation, collection_id, {"job_id": job.job_id}, exc.code)
@@ -474,6 +504,24 @@ class VideoJobs:
         if now - self._renewed.get(job_id, 0.0) >= JOB_LEASE_S / 10:
             self._renewed[job_id] = now
             self.store.renew_claim(job_id, self._owner)
+
+    def _notification_given_up(self, row: OutboxRow) -> None:
+        """Ledger a completion notification given up after its last attempt, for the caller
+        who started the job (``JobNotification``, outcome ``NotificationUndelivered``)."""
+        job = self.store.job(row.job_id)
+        self.record(
+            caller_from_json(job.caller),
+            "JobNotification",
+            job.params.get("collection_id"),
+            {
+                "job_id": row.job_id,
+                "message_id": row.message_id,
+                "topic_arn": row.topic_arn,
+                "attempts": row.attempts,
+                "last_error": row.last_error[:300],
+            },
+            "NotificationUndelivered",
+        )
 
     # -- results -------------------------------------------------------------------------------
     def kind_of(self, job_id: str) -> str:

@@ -1,21 +1,25 @@
 """A stored-video job's completion message: Rekognition Video's ``NotificationChannel``, posted
 SNS-style to the webhook the operator mapped its topic to (``Settings.notification_targets``),
-queued and retried with back-off by one ``WebhookSink`` per target."""
+signed with the notification key (``X-FaceLedger-Signature``; ``docs/NOTIFICATIONS.md``), kept
+in the video store's outbox until delivered and retried with back-off across restarts
+(``outbox.py``)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from faceledger.config import Settings
-from faceledger.domain.errors import InvalidParameterError
+from faceledger.domain.errors import InvalidParameterError, NotificationKeyError
 from faceledger.services.video.common import KINDS
-from faceledger.store.records import JobRow
-from faceledger.video.sinks import WebhookSink
+from faceledger.services.video.notification_keys import NotificationSigner
+from faceledger.services.video.outbox import NotificationOutbox
+from faceledger.store.base import VideoStore
+from faceledger.store.records import JobRow, OutboxRow
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +47,8 @@ def completion_message(job: JobRow, status: str) -> dict[str, Any]:
 
 def sns_envelope(topic_arn: str, message: dict[str, Any]) -> dict[str, Any]:
     """An SNS HTTP(S) notification carrying ``message`` as its JSON ``Message`` (what an SNS
-    topic posts to an HTTP subscriber; unsigned)."""
+    topic posts to an HTTP subscriber). SNS's own certificate signature fields stay empty: the
+    post is signed in FaceLedger's headers instead."""
     now = time.time()
     return {
         "Type": "Notification",
@@ -59,13 +64,23 @@ def sns_envelope(topic_arn: str, message: dict[str, Any]) -> dict[str, Any]:
 
 
 class CompletionNotifier:
-    """Checks a job's ``NotificationChannel`` when it starts and posts its completion message
-    when it ends."""
+    """Checks a job's ``NotificationChannel`` when it starts, and when it ends puts its
+    completion message in the outbox, whose sender posts it (``owner``: this process;
+    ``on_give_up``: called with a row given up after the last attempt)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: VideoStore,
+        *,
+        owner: str,
+        on_give_up: Callable[[OutboxRow], None] | None = None,
+    ) -> None:
         self.settings = settings
-        self._lock = threading.Lock()
-        self._sinks: dict[str, WebhookSink] = {}  # completion webhooks by URL
+        self.signer = NotificationSigner(settings)
+        self.outbox = NotificationOutbox(
+            settings, store, owner=owner, signer=self.signer, on_give_up=on_give_up
+        )
 
     def check_channel(self, channel: dict[str, Any]) -> dict[str, str]:
         """A ``NotificationChannel`` whose topic the operator mapped to a webhook."""
@@ -84,8 +99,8 @@ class CompletionNotifier:
         return out
 
     def notify(self, job: JobRow, status: str) -> None:
-        """Post the job's completion message to its notification channel's webhook (queued;
-        retried with back-off by a ``WebhookSink`` per target)."""
+        """Keep the job's completion message for its notification channel's webhook in the
+        outbox (posted, signed, by the outbox's sender; retried there, across restarts)."""
         channel = job.params.get("notification_channel")
         if not channel:
             return
@@ -94,16 +109,30 @@ class CompletionNotifier:
         if url is None:  # unmapped since the job started
             logger.warning("job %s: topic %s is no longer mapped; not notified", job.job_id, topic)
             return
-        with self._lock:
-            sink = self._sinks.get(url)
-            if sink is None:
-                sink = WebhookSink(url, headers={"x-amz-sns-message-type": "Notification"})
-                self._sinks[url] = sink
-        sink.send(sns_envelope(topic, completion_message(job, status)))
+        envelope = sns_envelope(topic, completion_message(job, status))
+        now = time.time()
+        self.outbox.add(
+            OutboxRow(
+                message_id=envelope["MessageId"],
+                job_id=job.job_id,
+                topic_arn=topic,
+                url=url,
+                body=json.dumps(envelope, separators=(",", ":"), sort_keys=True),
+                created_at=now,
+                next_attempt_at=now,
+            )
+        )
+
+    def start(self) -> None:
+        """Start sending (the server: what earlier runs left pending goes first). A key that
+        cannot be used is logged now; each attempt then fails with the reason, and the
+        notification is given up (and ledgered) after the last."""
+        if self.settings.notification_targets:
+            try:
+                self.signer.key()
+            except NotificationKeyError as exc:
+                logger.error("completion notifications cannot be signed: %s", exc.message)
+        self.outbox.start()
 
     def close(self) -> None:
-        with self._lock:
-            sinks = list(self._sinks.values())
-            self._sinks.clear()
-        for sink in sinks:
-            sink.close()
+        self.outbox.close()

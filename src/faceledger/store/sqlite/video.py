@@ -1,4 +1,5 @@
-"""Stored-video jobs and stream processors: two tables of the store's SQLite file.
+"""Stored-video jobs, stream processors and the notification outbox: tables of the store's
+SQLite file.
 
 What the store does and guarantees is written once for both backends (``store/jobs.py``); this
 module makes the tables.
@@ -66,6 +67,22 @@ CREATE TABLE IF NOT EXISTS stream_processors (
     updated_at REAL NOT NULL,
     owner TEXT
 );
+CREATE TABLE IF NOT EXISTS notification_outbox (
+    message_id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    topic_arn TEXT NOT NULL,
+    url TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    next_attempt_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '',
+    claimed_by TEXT,
+    claimed_at REAL
+);
+CREATE INDEX IF NOT EXISTS notification_outbox_due
+    ON notification_outbox(status, next_attempt_at);
 """
 
 

@@ -1,8 +1,8 @@
 """The association changes made under each intent record, so that reconciliation can say
 whether an interrupted AssociateFaces / DisassociateFaces / DeleteUser was applied.
 
-Revision ID: 0011_user_changes
-Revises: 0010_sigv4_seen
+Revision ID: 0012_user_changes
+Revises: 0011_sigv4_seen
 Create Date: 2026-12-06
 
 ``user_changes``: one row per transaction that changed a user's faces under an intent
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0011_user_changes"
-down_revision = "0010_sigv4_seen"
+revision = "0012_user_changes"
+down_revision = "0011_sigv4_seen"
 branch_labels = None
 depends_on = None
 

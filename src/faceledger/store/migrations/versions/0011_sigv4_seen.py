@@ -1,7 +1,7 @@
 """The keys of verified SigV4 requests, shared by every server process (the replay check).
 
-Revision ID: 0010_sigv4_seen
-Revises: 0009_lead_probes
+Revision ID: 0011_sigv4_seen
+Revises: 0010_notification_outbox
 Create Date: 2026-12-06
 
 - ``sigv4_seen``: one row per accepted Rekognition request, keyed by the SHA-256 of its
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0010_sigv4_seen"
-down_revision = "0009_lead_probes"
+revision = "0011_sigv4_seen"
+down_revision = "0010_notification_outbox"
 branch_labels = None
 depends_on = None
 
