@@ -3,7 +3,8 @@
 The attacks (``tests/forgery.py``) go to a real server over HTTP: a verbatim replay of a
 boto3 request, an officer's refused search re-sent with a purpose injected, headers the
 signature leaves out (target, content type, purpose, case), signed values swapped, an expired
-signature. Every one must be refused before anything runs, so none leaves a ledger record.
+signature. Every one must be refused before anything runs. Only the verbatim replay leaves a
+record (its refusal, under the key that signed it); the forgeries leave none.
 """
 
 from __future__ import annotations
@@ -61,12 +62,13 @@ def test_every_forged_or_replayed_request_is_refused(
     for unsigned in ("injected purpose (unsigned)", "injected case (unsigned)", "unsigned target"):
         assert "must be a 'SignedHeader'" in why[unsigned], why[unsigned]
     assert "expired" in why["expired signature"]
-    # Only the two genuine requests are ledgered: the list, and the search refused for want of
-    # a purpose; nothing carries the injected purpose.
+    # The two genuine requests are ledgered (the list, and the search refused for want of a
+    # purpose), then the list's replay refused; nothing carries the injected purpose.
     records = _records(live_server_settings, "forgery-officer")
     assert [(r.operation, r.outcome) for r in records] == [
         ("ListCollections", "ok"),
         ("SearchFacesByImage", "AccessDeniedException"),
+        ("ListCollections", "InvalidSignatureException"),
     ]
     assert all(r.purpose is None and r.case_reference is None for r in records)
     api.delete("/v1/collections/forgery-1")

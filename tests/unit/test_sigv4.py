@@ -15,7 +15,6 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from faceledger.api.rekognition.replay import ReplayCache
 from faceledger.api.rekognition.sigv4 import AMZ_DATE_FORMAT, MISMATCH_MESSAGE, verify_sigv4
 from faceledger.config import Settings
 from faceledger.domain.errors import (
@@ -521,7 +520,7 @@ def test_on_verified_sees_only_signatures_that_hold(
             credentials=keys.credentials,
             region=REGION,
             now=w.signed_at,
-            on_verified=lambda s, t: seen.append((s, t)),
+            on_verified=lambda p, s, t: seen.append((s, t)),
         )
 
     check(wire)
@@ -529,30 +528,3 @@ def test_on_verified_sees_only_signatures_that_hold(
         check(replace(wire, body=b"{}"))
     signature = wire.header("Authorization").rpartition("Signature=")[2]
     assert seen == [(signature, wire.signed_at)]
-
-
-def test_the_replay_cache_accepts_a_key_once() -> None:
-    cache = ReplayCache(max_skew_seconds=300)
-    t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    cache.admit("a", t0, t0)
-    cache.admit("b", t0, t0)
-    with pytest.raises(InvalidSignatureError, match="already received"):
-        cache.admit("a", t0, t0 + timedelta(seconds=299))
-    # once its signature has expired the key is forgotten (the clock check refuses it then)
-    cache.admit("c", t0 + timedelta(seconds=400), t0 + timedelta(seconds=400))
-    assert len(cache) == 1
-
-
-def test_a_full_replay_cache_shrinks_the_window_and_never_forgets_silently() -> None:
-    cache = ReplayCache(max_skew_seconds=300, max_entries=3)
-    t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    for i in range(3):
-        cache.admit(f"k{i}", t0 + timedelta(seconds=i), t0 + timedelta(seconds=10))
-    cache.admit("k3", t0 + timedelta(seconds=5), t0 + timedelta(seconds=10))  # evicts k0
-    assert len(cache) == 3
-    for key, signed in [("k0", 0), ("other", 0)]:  # k0 can no longer be checked: refused
-        with pytest.raises(InvalidSignatureError, match="too old"):
-            cache.admit(key, t0 + timedelta(seconds=signed), t0 + timedelta(seconds=10))
-    with pytest.raises(InvalidSignatureError, match="already received"):
-        cache.admit("k1", t0 + timedelta(seconds=1), t0 + timedelta(seconds=10))
-    cache.admit("new", t0 + timedelta(seconds=9), t0 + timedelta(seconds=10))

@@ -49,7 +49,6 @@ from faceledger.api.native.routes import router as native_router
 from faceledger.api.native.video import router as native_video_router
 from faceledger.api.pre_auth import PathCheck, PreReadAuthMiddleware
 from faceledger.api.rekognition.pre_auth import check_before_body
-from faceledger.api.rekognition.replay import ReplayCache
 from faceledger.api.rekognition.router import error_response as rekognition_error_response
 from faceledger.api.rekognition.router import router as rekognition_router
 from faceledger.api.transport import HstsMiddleware
@@ -497,7 +496,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan(settings),
     )
     app.state.settings = settings
-    app.state.replay_cache = ReplayCache(max_skew_seconds=settings.max_clock_skew_seconds)
     _document_400s(app)
     app.add_exception_handler(FaceLedgerError, _faceledger_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

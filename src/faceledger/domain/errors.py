@@ -144,6 +144,17 @@ class InvalidSignatureError(AuthError):
     code = "InvalidSignatureException"
 
 
+class ReplayedRequestError(InvalidSignatureError):
+    """A verified request received before, by this or another server process (a replay).
+
+    ``first``: the first time this request came back (its refusal is ledgered; later copies
+    are refused without a record, so one captured request cannot flood the ledger)."""
+
+    def __init__(self, message: str, *, first: bool) -> None:
+        super().__init__(message)
+        self.first = first
+
+
 class AccessDeniedError(FaceLedgerError):
     """A known principal whose roles do not allow the operation."""
 
@@ -185,6 +196,15 @@ class ThrottlingError(FaceLedgerError):
 
     code = "ThrottlingException"
     http_status = 400
+
+
+class ReplayCheckUnavailableError(FaceLedgerError):
+    """The shared replay check could not be made (its database did not answer): the request is
+    refused, never run unchecked. Rekognition's "temporarily unable to process the request"
+    (HTTP 503), which boto3 and the AWS CLI retry."""
+
+    code = "ThrottlingException"
+    http_status = 503
 
 
 class ResourceInUseError(FaceLedgerError):

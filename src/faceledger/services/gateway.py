@@ -15,8 +15,9 @@ This is the composition root that the HTTP adapters and the CLI use. Each verb t
 **No biometric change without a record.** A verb that adds or removes faces or their
 associations (``BIOMETRIC_CHANGES``) first appends an *intent* record (operation, collection,
 principal, purpose, image hashes; ``phase`` "intent"); if that fails, nothing changes. The store
-then logs each face it adds or deletes under the intent's id (``CURRENT_INTENT``), and the
-outcome record (``phase`` "outcome") closes the intent. An intent left open — the process was
+then logs each face it adds or deletes, and each association change (``user_changes``: faces
+associated or disassociated, a user deleted), under the intent's id (``CURRENT_INTENT``), and
+the outcome record (``phase`` "outcome") closes the intent. An intent left open — the process was
 killed, or the outcome could not be written — is *reconciled* (``reconcile``: at start, and by
 the maintenance pass) once its process is gone: a ``phase`` "recovered" record, attributed to
 the original caller, states what the store's change log shows was actually committed. Both
@@ -88,8 +89,10 @@ BIOMETRIC_CHANGES = frozenset(
         "PurgeExpiredFaces",
     }
 )
-# Changes whose faces the store's change log shows (the others are reconciled as "Unknown").
+# Changes whose faces the store's change log shows.
 _LOGGED_CHANGES = frozenset({"IndexFaces", "DeleteFaces", "PurgeExpiredFaces"})
+# Changes of users' faces, which the store logs in ``user_changes`` (``user_intent_changes``).
+_USER_CHANGES = frozenset({"AssociateFaces", "DisassociateFaces", "DeleteUser"})
 # An intent written on another host is reconciled once it is this old (its process may live).
 INTENT_TIMEOUT_S = 900.0
 
@@ -260,6 +263,8 @@ class Gateway(
         operation = announced.operation
         if operation in _LOGGED_CHANGES:
             outcome = "ok" if changes else "NoChange"
+        elif operation in _USER_CHANGES:
+            outcome = self._recovered_user_change(intent.intent_id, result)
         elif operation == "DeleteCollection" and announced.collection_id is not None:
             try:
                 self._collections.store.face_model_version(announced.collection_id)
@@ -267,7 +272,7 @@ class Gateway(
             except ResourceNotFoundError:
                 outcome = "ok"
         else:
-            outcome = "Unknown"  # association changes are not in the change log
+            outcome = "Unknown"  # a change the stores keep no log of
         self._ledger.append(
             AuditEvent(
                 **{
@@ -285,6 +290,15 @@ class Gateway(
             announced.principal,
             outcome,
         )
+
+    def _recovered_user_change(self, intent_id: str, result: dict[str, Any]) -> str:
+        """The outcome of an association change left open ("ok": committed, "NoChange": not),
+        from the store's ``user_changes``; what it changed is added to ``result``."""
+        logged = self._collections.store.user_intent_changes(intent_id)
+        result["associated"] = [f for c in logged if c.kind == "associate" for f in c.face_ids]
+        result["disassociated"] = [f for c in logged if c.kind != "associate" for f in c.face_ids]
+        result["user_deleted"] = any(c.kind == "delete_user" for c in logged)
+        return "ok" if logged else "NoChange"
 
     # -- the one wrapper ---------------------------------------------------------------------
     def _run(

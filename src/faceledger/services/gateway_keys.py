@@ -4,6 +4,8 @@ last collection searched), kept in the key store so every server process shares 
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from faceledger.domain.audit import Caller
 from faceledger.domain.collections import COLLECTION_ID_RE
 from faceledger.domain.principals import Principal
@@ -12,8 +14,9 @@ from faceledger.services.keys import AccessKey, KeyService
 
 
 class Authentication:
-    """What adapters may ask of the key store: who signed a request, and whether that key is
-    within its rate. Creating, listing and revoking keys are gateway verbs."""
+    """What adapters may ask of the key store: who signed a request, whether that request was
+    received before, and whether that key is within its rate. Creating, listing and revoking
+    keys are gateway verbs."""
 
     def __init__(self, keys: KeyService) -> None:
         self._keys = keys
@@ -21,6 +24,11 @@ class Authentication:
     def credentials(self, key_id: str) -> tuple[Principal, str]:
         """The principal and secret of an active key, for SigV4 verification."""
         return self._keys.credentials(key_id)
+
+    def admit_signature(self, key: str, signed_at: datetime) -> None:
+        """Accept a verified SigV4 request's replay key once, across every server process
+        (``ReplayedRequestError`` for a replay; ``services/replays.py``)."""
+        self._keys.admit_signature(key, signed_at)
 
     def admit(self, key_id: str) -> None:
         """Spend one of the key's tokens (ThrottlingError when over its rate)."""

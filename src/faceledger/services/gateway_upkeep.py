@@ -1,6 +1,7 @@
 """The gateway's maintenance pass (the server runs it periodically; ``faceledger maintain`` by
 hand): jobs of dead processes queued again, open intents reconciled, faces and leads past their
-collection's retention purged on the record, index snapshots saved."""
+collection's retention purged on the record, index snapshots saved, the replay keys of expired
+signatures forgotten."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from faceledger.domain.principals import Principal
 from faceledger.services.gateway_base import ledgered_ids
 from faceledger.services.gateway_policy import PolicyVerbs
 
+#: Association log rows younger than this are kept by the prune (their intent may be newer
+#: than the snapshot of open intents on a host whose clock runs ahead).
+USER_CHANGES_MARGIN_S = 60.0
+
 
 class MaintenanceVerbs(PolicyVerbs):
     """The maintenance pass."""
@@ -23,6 +28,7 @@ class MaintenanceVerbs(PolicyVerbs):
         lost faces, by the ``system`` principal) and save changed index snapshots."""
         self._video.jobs.requeue_unclaimed()  # jobs of a server process that died
         self.reconcile()  # intents whose outcome could not be written
+        self._prune_user_changes()
         system = Caller(Principal("system:retention", (), "SYSTEM"), source="system", request_id="")
         purged: dict[str, int] = {}
         token: str | None = None
@@ -37,7 +43,15 @@ class MaintenanceVerbs(PolicyVerbs):
                 break
         self._collections.indexes.refresh_all()  # other replicas' deletions leave this one too
         self._collections.indexes.save_all(only_if_changed=True)
+        self._keys.purge_signatures()  # replay keys of expired signatures
         return {"purged": purged}
+
+    def _prune_user_changes(self) -> None:
+        """Forget the association log rows of settled intents (written before a snapshot of
+        the open ones, less a minute for clocks of other hosts)."""
+        before = time.time() - USER_CHANGES_MARGIN_S
+        keep = [intent.intent_id for intent in self._ledger.open_intents()]
+        self._collections.store.prune_user_changes(before, keep)
 
     def _purge_expired_leads(self, system: Caller, cid: str) -> list[str]:
         """Delete the collection's leads (with their decisions) made before its retention

@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from faceledger.config import Settings
 from faceledger.domain.errors import (
@@ -44,6 +45,7 @@ from faceledger.domain.errors import (
     UnrecognizedClientError,
 )
 from faceledger.domain.principals import ROLES, Principal
+from faceledger.services.replays import ReplayGuard
 from faceledger.store.base import KeyStore
 from faceledger.store.factory import open_key_store
 from faceledger.store.records import AccessKey
@@ -215,6 +217,7 @@ class KeyService:
         self.limiter = RateLimiter(
             settings.default_rate_per_second, settings.default_burst, clock=clock
         )
+        self.replays = ReplayGuard(self.store, max_skew_seconds=settings.max_clock_skew_seconds)
 
     def close(self) -> None:
         if self._owns_store:
@@ -310,6 +313,15 @@ class KeyService:
         """Spend one of a verified key's tokens (ThrottlingError when over its rate)."""
         key, _ = self._active_key(key_id)
         self.limiter.admit(key)
+
+    def admit_signature(self, key: str, signed_at: datetime) -> None:
+        """Accept a verified request's replay key once across every server process
+        (``services/replays.py``); called before :meth:`admit`."""
+        self.replays.admit(key, signed_at)
+
+    def purge_signatures(self) -> int:
+        """Forget the replay keys of expired signatures (the maintenance pass)."""
+        return self.replays.purge()
 
     def preference(self, principal: str, name: str) -> str | None:
         """A principal's stored preference (``principal_preferences``), or None."""

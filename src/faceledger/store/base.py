@@ -37,6 +37,8 @@ from faceledger.store.records import (
     OutboxRow,
     ProcessorRow,
     RequestRecord,
+    SignatureCheck,
+    UserChange,
     UserFacesChange,
 )
 
@@ -148,6 +150,10 @@ class FaceStore(Protocol):
 
     def intent_changes(self, intent_id: str) -> list[IntentChange]: ...
 
+    def user_intent_changes(self, intent_id: str) -> list[UserChange]: ...
+
+    def prune_user_changes(self, before: float, keep: Sequence[str]) -> int: ...
+
     # -- users ------------------------------------------------------------------------------
     def create_user(self, collection_id: str, user_id: str) -> None: ...
 
@@ -202,7 +208,9 @@ class FaceStore(Protocol):
 
 
 class KeyStore(Protocol):
-    """Access keys with their secrets (retrievable: SigV4 needs them)."""
+    """Access keys with their secrets (retrievable: SigV4 needs them); per-principal
+    preferences; the keys of verified SigV4 requests until they expire (the replay check every
+    server process shares)."""
 
     def close(self) -> None: ...
 
@@ -221,6 +229,10 @@ class KeyStore(Protocol):
     def preference(self, principal: str, name: str) -> str | None: ...
 
     def set_preference(self, principal: str, name: str, value: str, at: float) -> None: ...
+
+    def remember_signature(self, key_sha256: bytes, expires_at: float) -> SignatureCheck: ...
+
+    def purge_signatures(self, before: float) -> int: ...
 
 
 class VideoStore(Protocol):

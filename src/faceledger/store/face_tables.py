@@ -10,20 +10,33 @@ keep what really differs: collections, enrolment, vectors and the change log.
 **Users own faces** through ``faces.user_id`` (a face belongs to at most one user); associating,
 disassociating and deleting a user are one transaction each, which locks the user's row and
 the faces it reads on PostgreSQL, so concurrent calls from several processes cannot take a
-user past its limit or give a face two users. **Request tokens** (``request_tokens``) remember
+user past its limit or give a face two users. Each of these transactions that changes something
+under an intent record (``domain.audit.CURRENT_INTENT``) also logs what it did in
+``user_changes``, so that an intent left open is reconciled as applied or not
+(``user_intent_changes``); the maintenance pass prunes the rows of settled intents
+(``prune_user_changes``). The log never names the user (the intent record does), so a
+deleted user leaves no trace in the store. **Request tokens** (``request_tokens``) remember
 a ClientRequestToken's parameters and response for ``REQUEST_TOKEN_TTL_S`` so a retried call
 is answered once; on PostgreSQL an advisory lock per token serialises calls with one token.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from faceledger.domain.audit import CURRENT_INTENT
 from faceledger.domain.collections import Collection, User
 from faceledger.store import rules
-from faceledger.store.records import FaceRow, RequestRecord, UserFacesChange
+from faceledger.store.records import (
+    FaceRow,
+    RequestRecord,
+    UserChange,
+    UserChangeKind,
+    UserFacesChange,
+)
 from faceledger.store.rules import FACE_COLUMNS
 from faceledger.store.sql import Connection, Sql
 
@@ -323,6 +336,40 @@ class FaceTables:
         ).fetchone()
         return int(row[0]) if row else 0
 
+    def _log_user_change(
+        self, conn: Connection, collection_id: str, kind: UserChangeKind, face_ids: Sequence[str]
+    ) -> None:
+        """Log the change under the current intent, in its transaction (no intent: no row)."""
+        intent_id = CURRENT_INTENT.get()
+        if intent_id is None:
+            return
+        conn.execute(
+            "INSERT INTO user_changes (intent, collection_id, kind, face_ids, at)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (intent_id, collection_id, kind, json.dumps(list(face_ids)), time.time()),
+        )
+
+    def user_intent_changes(self, intent_id: str) -> list[UserChange]:
+        """The association changes committed under the intent record ``intent_id``, in
+        commit order (none: nothing was committed under it)."""
+        with self._sql.reading() as conn:
+            rows = conn.execute(
+                "SELECT collection_id, kind, face_ids FROM user_changes"
+                " WHERE intent = %s ORDER BY seq",
+                (intent_id,),
+            ).fetchall()
+        return [UserChange(r[0], r[1], tuple(json.loads(r[2]))) for r in rows]
+
+    def prune_user_changes(self, before: float, keep: Sequence[str]) -> int:
+        """Delete the log rows written before ``before`` (epoch seconds) except those of the
+        intents in ``keep`` (the open ones); how many went. A row is written after its intent
+        record, so one older than a snapshot of the open intents not in it was settled."""
+        spared = ", ".join(["%s"] * len(keep))
+        unless = f" AND intent NOT IN ({spared})" if keep else ""
+        with self._sql.transaction() as conn:
+            cur = conn.execute(f"DELETE FROM user_changes WHERE at < %s{unless}", (before, *keep))
+            return int(cur.rowcount)
+
     def associate(
         self,
         collection_id: str,
@@ -354,6 +401,7 @@ class FaceTables:
                     "AND user_id IS NULL",
                     (user_id, key, *values),
                 )
+                self._log_user_change(conn, collection_id, "associate", plan.change)
         return plan.outcome(count + len(plan.change))
 
     def disassociate(
@@ -375,6 +423,7 @@ class FaceTables:
                     f"UPDATE faces SET user_id = NULL WHERE {self.KEY} = %s AND {which}",
                     (key, *values),
                 )
+                self._log_user_change(conn, collection_id, "disassociate", plan.change)
             count = self._face_count(conn, key, user_id)
         return plan.outcome(count)
 
@@ -401,6 +450,10 @@ class FaceTables:
                 return earlier
             self._lock_user(conn, key, collection_id, user_id)
             where = f"WHERE {self.KEY} = %s AND user_id = %s"
+            if CURRENT_INTENT.get() is not None:  # the faces it lets go, for the log
+                rows = conn.execute(f"SELECT face_id FROM faces {where}", (key, user_id))
+                faces = [r[0] for r in rows.fetchall()]
+                self._log_user_change(conn, collection_id, "delete_user", faces)
             conn.execute(f"UPDATE faces SET user_id = NULL {where}", (key, user_id))
             conn.execute(f"DELETE FROM users {where}", (key, user_id))
             self._count_users(conn, key, -1)

@@ -12,7 +12,14 @@ differ in how a role is looked up in the JSON ``roles`` column, in the lock the 
 on PostgreSQL, and in how a secret is scrubbed.
 
 The same store keeps small per-principal preferences (``principal_preferences``: the web
-app's last collection), so every server process of an installation shares them.
+app's last collection), so every server process of an installation shares them, and the keys
+of verified SigV4 requests until their signatures expire (``sigv4_seen``): the replay check
+every server process shares (``services/replays.py``). A request is remembered by one
+``INSERT … ON CONFLICT DO NOTHING`` (no row inserted: seen before); the maintenance pass deletes
+expired rows and raises the *purge horizon* (``sigv4_horizon``, one row) to its cut-off, and a
+key that expires at or before the horizon is never inserted: its row, if any, may be gone, so it
+is refused as too old to be checked rather than accepted unchecked (a process whose clock lags
+the purger's cannot take a purged request for a new one).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from faceledger.store import rules
-from faceledger.store.records import AccessKey
+from faceledger.store.records import AccessKey, SignatureCheck
 from faceledger.store.rules import KEY_COLUMNS
 from faceledger.store.sql import Connection, Sql
 
@@ -132,4 +139,47 @@ class KeyTables:
                 " VALUES (%s, %s, %s, %s) ON CONFLICT (principal, name)"
                 " DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                 (principal, name, value, at),
+            )
+
+    # -- signatures seen (the shared SigV4 replay check) ------------------------------------
+    def remember_signature(self, key_sha256: bytes, expires_at: float) -> SignatureCheck:
+        """Remember a verified request's key until ``expires_at`` (epoch seconds).
+
+        "new" when first seen (one INSERT: the request may run); otherwise why not: "replay"
+        (seen before, coming back for the first time), "repeated_replay" (it came back before),
+        "too_old" (it expires at or before the purge horizon). Atomic across processes: of two
+        processes remembering one key at once, one gets "new".
+        """
+        with self._sql.transaction() as conn:
+            inserted = conn.execute(
+                "INSERT INTO sigv4_seen (key_sha256, expires_at, replays) SELECT %s, %s, 0"
+                " WHERE %s > COALESCE((SELECT purged_before FROM sigv4_horizon), 0)"
+                " ON CONFLICT (key_sha256) DO NOTHING",
+                (key_sha256, expires_at, expires_at),
+            ).rowcount
+            if inserted == 1:
+                return "new"
+            row = conn.execute("SELECT purged_before FROM sigv4_horizon").fetchone()
+            if row is not None and expires_at <= float(row[0]):
+                return "too_old"
+            counted = conn.execute(
+                "UPDATE sigv4_seen SET replays = replays + 1 WHERE key_sha256 = %s"
+                " RETURNING replays",
+                (key_sha256,),
+            ).fetchone()
+        if counted is None:  # purged since the INSERT looked (PostgreSQL: another snapshot)
+            return "too_old"
+        return "replay" if int(counted[0]) == 1 else "repeated_replay"
+
+    def purge_signatures(self, before: float) -> int:
+        """Forget keys that expire at or before ``before`` (epoch seconds) and raise the purge
+        horizon to it (never lower it); how many rows went."""
+        with self._sql.transaction() as conn:
+            conn.execute(
+                "UPDATE sigv4_horizon SET purged_before ="
+                " CASE WHEN purged_before < %s THEN %s ELSE purged_before END",
+                (before, before),
+            )
+            return int(
+                conn.execute("DELETE FROM sigv4_seen WHERE expires_at <= %s", (before,)).rowcount
             )

@@ -4,7 +4,7 @@ the methods; ``store/sqlite/`` and ``store/postgres/`` implement them)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,6 +20,22 @@ class IntentChange:
     collection_id: str
     face_id: str
     deleted: bool
+
+
+#: What a change of a user's faces did, as ``user_changes`` logs it under an intent.
+UserChangeKind = Literal["associate", "disassociate", "delete_user"]
+
+
+@dataclass(frozen=True)
+class UserChange:
+    """One association change committed under an intent record (``user_intent_changes``):
+    the faces (dis)associated, or a user deleted (``face_ids``: the faces it let go). The
+    user is not named: the intent record names it, and a deleted user leaves no trace in the
+    store."""
+
+    collection_id: str
+    kind: UserChangeKind
+    face_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -126,6 +142,13 @@ class AccessKey:
     def active(self) -> bool:
         """Whether the key may still authenticate (it has not been revoked)."""
         return self.revoked_at is None
+
+
+#: What the key store says of a verified SigV4 request's key (``remember_signature``): "new"
+#: (remembered now: accept it), "replay" (seen before, and this is the first time it came back),
+#: "repeated_replay" (it came back before), "too_old" (it expires at or before the purge
+#: horizon, so a row that would prove a replay may already be gone).
+SignatureCheck = Literal["new", "replay", "repeated_replay", "too_old"]
 
 
 # -- stored-video jobs and stream processors ------------------------------------------------

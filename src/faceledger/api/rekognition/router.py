@@ -1,10 +1,11 @@
 """``POST /``: the Rekognition JSON 1.1 endpoint that boto3, the AWS CLI and AWS SDKs call.
 
 One request: read the body (capped) → verify its SigV4 signature against ``faceledger keys``
-(the target, content type, purpose and case headers must be signed when sent; an exact replay
-is refused, ``replay.py``) → find the operation from ``X-Amz-Target`` → check the principal's
-roles → validate the body against botocore's input shape → run the operation's handler in a
-worker thread → answer ``application/x-amz-json-1.1`` with ``x-amzn-RequestId``.
+(the target, content type, purpose and case headers must be signed when sent; an exact replay,
+to any server process, is refused: ``services/replays.py``) → find the operation from
+``X-Amz-Target`` → check the principal's roles → validate the body against botocore's input
+shape → run the operation's handler in a worker thread → answer ``application/x-amz-json-1.1``
+with ``x-amzn-RequestId``.
 
 Errors leave from one place (``error_response``) as ``{"__type": Code, "message": …}`` with the
 code also in ``X-Amzn-ErrorType``; anything unexpected is logged with the request id and
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -35,13 +37,14 @@ from faceledger.api.rekognition.protocol import (
     parse_body,
     validate,
 )
-from faceledger.api.rekognition.replay import ReplayCache
+from faceledger.api.rekognition.replay import replay_key
 from faceledger.api.rekognition.sigv4 import verify_sigv4
 from faceledger.config import Settings
 from faceledger.domain.audit import Caller
-from faceledger.domain.errors import FaceLedgerError, ImageTooLargeError
+from faceledger.domain.errors import FaceLedgerError, ImageTooLargeError, ReplayedRequestError
 from faceledger.domain.principals import INSECURE_DEV_PRINCIPAL, Principal
 from faceledger.services.gateway import Gateway
+from faceledger.services.gateway_keys import Authentication
 
 logger = logging.getLogger("faceledger.api.rekognition")
 
@@ -58,8 +61,6 @@ PURPOSE_HEADER = "x-faceledger-purpose"
 CASE_HEADER = "x-faceledger-case"
 # Headers the service acts on or records: a signature must cover each one that arrives.
 SIGNED_IF_PRESENT = ("x-amz-target", "content-type", PURPOSE_HEADER, CASE_HEADER)
-# Unsigned headers that tell apart two identical SDK calls made in the same second (replay.py).
-SDK_INVOCATION_HEADERS = ("amz-sdk-invocation-id", "amz-sdk-request")
 # A refused request's operation name, as recorded, is cut to this length.
 MAX_OPERATION_CHARS = 128
 # JSON, base64 and the other members around the images a request may carry (CompareFaces: 2).
@@ -110,16 +111,48 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def authenticate(request: Request, body: bytes, settings: Settings) -> Principal:
-    """The principal whose access key signed this request (SigV4)."""
+def caller_of(request: Request, principal: Principal, request_id: str) -> Caller:
+    """Who the request is from, and why (the purpose and case headers, signed when sent)."""
+    return Caller(
+        principal,
+        source="rekognition",
+        request_id=request_id,
+        purpose=request.headers.get(PURPOSE_HEADER) or None,
+        case_reference=request.headers.get(CASE_HEADER) or None,
+    )
+
+
+def _record_replay(
+    request: Request, principal: Principal, body: bytes, request_id: str, exc: FaceLedgerError
+) -> None:
+    """Ledger a replay's refusal under the key that signed the request (everything the record
+    names, the target, purpose, case and body, is covered by that signature)."""
+    try:
+        params = json.loads(body)
+    except (ValueError, RecursionError):
+        params = None
+    gate: Gateway = request.app.state.gateway
+    operation = _refused_operation(request.headers.get("x-amz-target"))
+    caller = caller_of(request, principal, request_id)
+    gate.record_refusal(caller, operation, collection_hint(params), exc.code, exc.message)
+
+
+def authenticate(request: Request, body: bytes, settings: Settings, request_id: str) -> Principal:
+    """The principal whose access key signed this request (SigV4), for this request only: a
+    replay, to this or any other server process, is refused (and ledgered the first time it
+    comes back) before the key's rate limit. Blocking (the key store): run it in a thread."""
     if settings.insecure_accept_any_signature:
         return INSECURE_DEV_PRINCIPAL
     now = datetime.now(UTC)
-    replays: ReplayCache = request.app.state.replay_cache
+    keys: Authentication = request.app.state.keys
 
-    def once(signature: str, signed_at: datetime) -> None:
-        unsigned = "\n".join(request.headers.get(name, "") for name in SDK_INVOCATION_HEADERS)
-        replays.admit(f"{signature}\n{unsigned}", signed_at, now)
+    def once(principal: Principal, signature: str, signed_at: datetime) -> None:
+        try:
+            keys.admit_signature(replay_key(signature, request.headers), signed_at)
+        except ReplayedRequestError as exc:
+            if exc.first:
+                _record_replay(request, principal, body, request_id, exc)
+            raise
 
     principal = verify_sigv4(
         method=request.method,
@@ -128,7 +161,7 @@ def authenticate(request: Request, body: bytes, settings: Settings) -> Principal
         query_string=request.url.query,
         headers=request.headers,
         body=body,
-        credentials=request.app.state.keys.credentials,
+        credentials=keys.credentials,
         region=settings.region,
         service="rekognition",
         now=now,
@@ -136,7 +169,7 @@ def authenticate(request: Request, body: bytes, settings: Settings) -> Principal
         must_sign_if_present=SIGNED_IF_PRESENT,
         on_verified=once,
     )
-    request.app.state.keys.admit(principal.key_id)  # rate limit, once the signature holds
+    keys.admit(principal.key_id)  # rate limit, once the signature holds
     return principal
 
 
@@ -187,16 +220,12 @@ async def rekognition(request: Request) -> Response:
     target = request.headers.get("x-amz-target")
     try:
         body = await read_body(request, body_limit(settings))
-        principal = authenticate(request, body, settings)
+        principal = await anyio.to_thread.run_sync(
+            authenticate, request, body, settings, request_id
+        )
         note_caller(request.state, principal.name, request_id)  # for the access log
         gate: Gateway = request.app.state.gateway
-        caller = Caller(
-            principal,
-            source="rekognition",
-            request_id=request_id,
-            purpose=request.headers.get(PURPOSE_HEADER) or None,
-            case_reference=request.headers.get(CASE_HEADER) or None,
-        )
+        caller = caller_of(request, principal, request_id)
         context = Context(settings=settings, gate=gate, caller=caller)
 
         def handle() -> dict[str, Any]:

@@ -25,7 +25,7 @@ What the signature must cover is the caller's policy: ``Host`` and ``X-Amz-Date`
 that must be signed whenever they arrive (a header the service acts on or records must not be
 addable in transit). A header outside the signed set is refused with
 ``InvalidSignatureException``, in AWS's wording for an unsigned ``Host``. ``on_verified`` sees
-each signature that holds (the replay cache, ``replay.py``).
+each signature that holds, with its principal (the replay check, ``services/replays.py``).
 
 Pure: no web framework, no clock unless ``now`` is omitted, no I/O beyond ``credentials``.
 """
@@ -338,7 +338,7 @@ def verify_sigv4(
     max_skew_seconds: int = 300,
     must_sign: Iterable[str] = (),
     must_sign_if_present: Iterable[str] = (),
-    on_verified: Callable[[str, datetime], None] | None = None,
+    on_verified: Callable[[Principal, str, datetime], None] | None = None,
 ) -> Principal:
     """The principal whose key signed this request, or an ``AuthError`` saying why not.
 
@@ -350,8 +350,8 @@ def verify_sigv4(
     (``UnrecognizedClientError``). ``now`` (default: the current UTC time; naive means UTC)
     is compared with X-Amz-Date, allowing ``max_skew_seconds`` either way. Lower-case names
     in ``must_sign`` must arrive and be signed, those in ``must_sign_if_present`` be signed when
-    they arrive (``Host`` and ``X-Amz-Date`` always). ``on_verified(signature, signed_at)`` runs
-    once the signature holds and may refuse by raising (a replay).
+    they arrive (``Host`` and ``X-Amz-Date`` always). ``on_verified(principal, signature,
+    signed_at)`` runs once the signature holds and may refuse by raising (a replay).
     """
     by_name = _header_lists(headers)
     auth = _authorization(by_name)
@@ -373,5 +373,5 @@ def verify_sigv4(
     if not hmac.compare_digest(expected.encode("ascii"), auth.signature.lower().encode("utf-8")):
         raise InvalidSignatureError(MISMATCH_MESSAGE)
     if on_verified is not None:
-        on_verified(auth.signature.lower(), moment)
+        on_verified(principal, auth.signature.lower(), moment)
     return principal

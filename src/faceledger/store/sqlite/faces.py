@@ -130,6 +130,15 @@ CREATE TABLE IF NOT EXISTS changes (
     intent TEXT
 );
 CREATE INDEX IF NOT EXISTS changes_by_collection ON changes(collection_id, seq);
+CREATE TABLE IF NOT EXISTS user_changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    intent TEXT NOT NULL,
+    collection_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('associate', 'disassociate', 'delete_user')),
+    face_ids TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS user_changes_by_intent ON user_changes(intent);
 """
 
 

@@ -57,6 +57,16 @@ CREATE TABLE IF NOT EXISTS principal_preferences (
     updated_at REAL NOT NULL,
     PRIMARY KEY (principal, name)
 );
+CREATE TABLE IF NOT EXISTS sigv4_seen (
+    key_sha256 BLOB PRIMARY KEY,
+    expires_at REAL NOT NULL,
+    replays INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sigv4_horizon (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    purged_before REAL NOT NULL
+);
+INSERT INTO sigv4_horizon (id, purged_before) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
 """
 
 #: Columns added after the first release: (name, SQL type), added to older databases on open.
