@@ -3,7 +3,7 @@
 The store is the source of truth, and keeps a change log: a sequence number per added or
 deleted face, per collection. Each collection's index lives in memory; a snapshot on disk
 (``<data_dir>/indexes/<collection>.index`` plus ``.json`` with the store's change sequence it
-reflects) makes start-up fast: on first use the snapshot is loaded and the store's changes
+reflects; ``snapshot_stem`` shortens long ids) makes start-up fast: on first use the snapshot is loaded and the store's changes
 since its sequence are replayed; without a usable snapshot the index is rebuilt from the store.
 A crash can therefore lose no acknowledged write: the snapshot is only a cache. Before each
 search the changes since the index's sequence are replayed, so with PostgreSQL, where every
@@ -16,6 +16,7 @@ and removes the collection's snapshot, which still holds them; the next save wri
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -87,6 +88,18 @@ class _Entry:
     generation: int  # of the collection it was built for
 
 
+MAX_PLAIN_STEM = 128  # a file name is at most 255 bytes; ids may be 255 characters long
+
+
+def snapshot_stem(collection_id: str) -> str:
+    """The snapshot files' name for a collection: its id, or for a long id its first 64
+    characters and a SHA-256 digest (``~`` never occurs in a collection id)."""
+    if len(collection_id) <= MAX_PLAIN_STEM:
+        return collection_id
+    digest = hashlib.sha256(collection_id.encode()).hexdigest()[:32]
+    return f"{collection_id[:64]}~{digest}"
+
+
 class CollectionIndexes:
     """In-memory indexes over either store; see the module docstring.
 
@@ -105,10 +118,8 @@ class CollectionIndexes:
         self._policy = IndexPolicy()
 
     def _paths(self, collection_id: str) -> tuple[Path, Path]:
-        return (
-            self._folder / f"{collection_id}.index",
-            self._folder / f"{collection_id}.json",
-        )
+        stem = snapshot_stem(collection_id)
+        return self._folder / f"{stem}.index", self._folder / f"{stem}.json"
 
     def get(self, collection_id: str) -> VectorIndex:
         """The collection's index, current with every committed write."""
