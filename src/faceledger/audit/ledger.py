@@ -87,7 +87,7 @@ _DIALECT = LedgerDialect(
     time_sql=f"json_extract({_JSON_SQL}, '$.time')",
     mark="?",
 )
-_FETCH_ROWS = 8192
+_FETCH_ROWS = 1024
 
 
 def _meta(db: sqlite3.Connection) -> tuple[int, float]:
