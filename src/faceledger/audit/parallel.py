@@ -1,0 +1,209 @@
+"""Verify a long SQLite ledger on several cores, judged exactly as one pass judges it.
+
+One pass (``verify.verify_chain``) is CPU-bound: per record it reads the row, hashes the body
+(SHA-256) and checks its MAC (HMAC-SHA256), ~1 KB each. Here the seqs 1..N are cut into ranges
+of ``range_records``; worker processes check them (``check_sqlite_range``: every row's seq,
+link, digest and MAC, checkpoints, rotations, the records the witness and the tip name — the
+same walk, over a read-only connection of their own) and the calling process joins their
+answers in seq order (``verify.RangeJoin``: each range must continue the chain, and the MAC
+key, exactly where the previous one ended).
+
+Only a chain that joins from record 1 to the newest gets its report from here. Anything else —
+a range that fails or does not join, seqs that do not start at 1, anchor files that do not
+verify, a pool that cannot start — returns None, and the caller runs the one pass, which
+names the first bad record and why exactly as it always has (it stops there, so it reads only
+up to that record).
+
+Workers are started with ``spawn`` (never ``fork``: safe from a threaded server, and
+available on every platform). Memory stays bounded: at most ``2 × workers`` ranges are in
+flight, each worker holds one fetch of rows, and a range's answer is a few numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from faceledger.audit.keyring import Keyring
+from faceledger.audit.verify import (
+    Anchors,
+    MacRule,
+    Progress,
+    RangeCheck,
+    RangeJoin,
+    VerifyReport,
+    check_range,
+)
+
+logger = logging.getLogger(__name__)
+
+_FETCH_ROWS = 1024
+_MAX_WORKERS = 8
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on every platform
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class ParallelPlan:
+    """How ``verify`` may spread the work: ``workers`` processes (1: one pass, in this
+    process), each checking ``range_records`` consecutive records at a time, for ledgers of at
+    least ``min_records`` records (below that, starting the processes costs more than it
+    saves)."""
+
+    workers: int
+    range_records: int = 100_000
+    min_records: int = 400_000
+
+    @classmethod
+    def auto(cls) -> ParallelPlan:
+        """One worker per available CPU (at most 8)."""
+        return cls(workers=min(available_cpus(), _MAX_WORKERS))
+
+    @classmethod
+    def one_pass(cls) -> ParallelPlan:
+        return cls(workers=1)
+
+    def applies(self, records: int) -> bool:
+        return self.workers > 1 and records >= max(self.min_records, 2)
+
+
+@dataclass(frozen=True)
+class RangeTask:
+    """One range for a worker: records ``first``..``last`` of the SQLite ledger at ``path``."""
+
+    path: str
+    anchors: Anchors
+    first: int
+    last: int
+
+
+def check_sqlite_range(task: RangeTask) -> RangeCheck:
+    """Check one range in a worker process (``verify.check_range``), chained to the stored
+    digest of record ``first - 1``, with the MAC rule one pass starts with."""
+    anchors = task.anchors
+    uri = f"{Path(task.path).resolve().as_uri()}?mode=ro"
+    db = sqlite3.connect(uri, uri=True, timeout=30)
+    try:
+        after = None
+        if task.first > 1:
+            digest = _digest_at(db, task.first - 1)
+            if digest is None:
+                return RangeCheck.failed(task.first)
+            after = (task.first - 1, digest)
+        tip = anchors.tip
+        rule = MacRule(
+            Keyring.load(anchors.key_file), tip.macs_from if tip else None, anchors.key_file
+        )
+        cursor = db.execute(
+            "SELECT seq, body, digest, mac FROM records WHERE seq >= ? AND seq <= ? ORDER BY seq",
+            (task.first, task.last),
+        )
+        chunks = iter(partial(cursor.fetchmany, _FETCH_ROWS), [])
+        return check_range(
+            chunks, anchors, rule=rule, digest_at=partial(_digest_at, db), after=after
+        )
+    finally:
+        db.close()
+
+
+def _digest_at(db: sqlite3.Connection, seq: int) -> bytes | None:
+    row = db.execute("SELECT digest FROM records WHERE seq = ?", (seq,)).fetchone()
+    return bytes(row[0]) if row is not None and isinstance(row[0], bytes) else None
+
+
+def _extent(path: Path) -> tuple[int, int]:
+    """``(lowest seq, highest seq)`` of the ledger at ``path`` (two indexed look-ups)."""
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    try:
+        low = db.execute("SELECT min(seq) FROM records").fetchone()[0]
+        high = db.execute("SELECT max(seq) FROM records").fetchone()[0]
+    finally:
+        db.close()
+    return (low, high) if isinstance(low, int) and isinstance(high, int) else (0, 0)
+
+
+def verify_sqlite_in_parallel(
+    path: Path,
+    anchors: Anchors,
+    keyring: Keyring,
+    plan: ParallelPlan,
+    progress: Progress | None = None,
+) -> VerifyReport | None:
+    """The passing report of the SQLite ledger at ``path`` checked by ``plan.workers``
+    processes, or None: the plan does not apply, or the chain does not join from record 1 to
+    the newest (then the one pass must judge it; see the module docstring). ``anchors``: the
+    witness and tip as read before the rows."""
+    started = time.perf_counter()
+    try:
+        low, total = _extent(path)
+    except sqlite3.Error:
+        return None
+    if low != 1 or not plan.applies(total):
+        return None
+    tip = anchors.tip
+    join = RangeJoin(anchors, MacRule(keyring, tip.macs_from if tip else None, anchors.key_file))
+    if not join.anchors_signed():
+        return None
+    tasks = (
+        RangeTask(str(path), anchors, first, min(first + plan.range_records - 1, total))
+        for first in range(1, total + 1, plan.range_records)
+    )
+    try:
+        pool = ProcessPoolExecutor(plan.workers, mp_context=multiprocessing.get_context("spawn"))
+    except (OSError, ValueError, ImportError) as exc:  # no processes or semaphores here
+        logger.warning("verifying in one process: cannot start worker processes (%s)", exc)
+        return None
+    try:
+        joined = _join_in_order(pool, tasks, join, 2 * plan.workers, progress, total)
+    except (OSError, BrokenProcessPool) as exc:
+        logger.warning("verifying in one process: the worker processes failed (%s)", exc)
+        return None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return join.report(started) if joined else None
+
+
+def _join_in_order(
+    pool: ProcessPoolExecutor,
+    tasks: Iterator[RangeTask],
+    join: RangeJoin,
+    in_flight: int,
+    progress: Progress | None,
+    total: int,
+) -> bool:
+    """Submit ``tasks`` (at most ``in_flight`` ahead) and join their answers in order; False
+    at the first range that fails or does not join (the rest are cancelled)."""
+    pending: deque[tuple[RangeTask, Future[RangeCheck]]] = deque()
+
+    def submit_next() -> None:
+        task = next(tasks, None)
+        if task is not None:
+            pending.append((task, pool.submit(check_sqlite_range, task)))
+
+    for _ in range(in_flight):
+        submit_next()
+    while pending:
+        task, future = pending.popleft()
+        check = future.result()
+        if not join.add(check) or check.last_seq != task.last:
+            return False
+        if progress is not None:
+            progress(check.last_seq, total)
+        submit_next()
+    return True
