@@ -1,5 +1,5 @@
 """The fast paths of ``verify``, in one process: each MAC checked inline from precomputed HMAC
-states (``_Walk.rows``), and ranges checked apart and joined in order (``check_range`` and
+states (``ChainWalk.rows``), and ranges checked apart and joined in order (``check_range`` and
 ``RangeJoin``, what the parallel verify's workers and caller do; the worker function runs
 here in-process). Each is held to the one pass that checks every MAC through
 ``MacRule.check``: the same report, the same first bad record, the same reason.
@@ -23,7 +23,8 @@ from faceledger.audit import Ledger, VerifyReport
 from faceledger.audit.chain import PREFIX_LEN, body_payload
 from faceledger.audit.keyring import Keyring
 from faceledger.audit.parallel import ParallelPlan, RangeTask, check_sqlite_range
-from faceledger.audit.verify import MacRule, RangeJoin
+from faceledger.audit.ranges import RangeJoin
+from faceledger.audit.verify import MacRule
 from helpers.ledger import event, raw
 
 SEQUENTIAL = ParallelPlan.one_pass()

@@ -5,7 +5,7 @@ One pass (``verify.verify_chain``) is CPU-bound: per record it reads the row, ha
 of ``range_records``; worker processes check them (``check_sqlite_range``: every row's seq,
 link, digest and MAC, checkpoints, rotations, the records the witness and the tip name — the
 same walk, over a read-only connection of their own) and the calling process joins their
-answers in seq order (``verify.RangeJoin``: each range must continue the chain, and the MAC
+answers in seq order (``ranges.RangeJoin``: each range must continue the chain, and the MAC
 key, exactly where the previous one ended).
 
 Only a chain that joins from record 1 to the newest gets its report from here. Anything else —
@@ -35,15 +35,8 @@ from functools import partial
 from pathlib import Path
 
 from faceledger.audit.keyring import Keyring
-from faceledger.audit.verify import (
-    Anchors,
-    MacRule,
-    Progress,
-    RangeCheck,
-    RangeJoin,
-    VerifyReport,
-    check_range,
-)
+from faceledger.audit.ranges import RangeCheck, RangeJoin, check_range
+from faceledger.audit.verify import Anchors, MacRule, Progress, VerifyReport
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +87,7 @@ class RangeTask:
 
 
 def check_sqlite_range(task: RangeTask) -> RangeCheck:
-    """Check one range in a worker process (``verify.check_range``), chained to the stored
+    """Check one range in a worker process (``ranges.check_range``), chained to the stored
     digest of record ``first - 1``, with the MAC rule one pass starts with."""
     anchors = task.anchors
     uri = f"{Path(task.path).resolve().as_uri()}?mode=ro"
@@ -150,6 +143,8 @@ def verify_sqlite_in_parallel(
     the newest (then the one pass must judge it; see the module docstring). ``anchors``: the
     witness and tip as read before the rows."""
     started = time.perf_counter()
+    if plan.workers < 2:
+        return None
     try:
         low, total = _extent(path)
     except sqlite3.Error:

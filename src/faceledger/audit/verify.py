@@ -22,6 +22,12 @@ Every record since per-record MACs exist carries one (``keyring``); records afte
 signed checkpoint — the *unsigned tail* — are therefore authenticated too, and the tip file
 beside the key names the newest record a writer committed, so cutting the tail shows. The
 report states the unsigned tail explicitly (``unsigned_tail``).
+
+**Speed.** Per record the loop hashes the body once (SHA-256) and checks its MAC from HMAC
+states precomputed for the key it expects (``MacRule.fast_states``); any MAC that shortcut does
+not pass goes to ``MacRule.check``, which decides and says why. ``faceledger.audit.ranges``
+walks consecutive ranges apart and joins them into this one pass, for several processes
+(``faceledger.audit.parallel``); a chain that does not join is judged by the one pass.
 """
 
 from __future__ import annotations
@@ -92,7 +98,7 @@ class VerifyReport:
         return data
 
 
-class _Bad(Exception):
+class BadRecord(Exception):
     """The first bad record: raised out of the loop with its seq and a human reason."""
 
     def __init__(self, seq: int | None, reason: str) -> None:
@@ -175,9 +181,9 @@ class MacRule:
         try:
             new = bytes.fromhex(str(body_payload(body)["new_key_id"]))
         except (ValueError, KeyError, TypeError):
-            raise _Bad(seq, f"key rotation record {seq} is malformed") from None
+            raise BadRecord(seq, f"key rotation record {seq} is malformed") from None
         if len(new) != KEY_ID_BYTES:
-            raise _Bad(seq, f"key rotation record {seq} names a malformed key id")
+            raise BadRecord(seq, f"key rotation record {seq} names a malformed key id")
         self.expected_kid = new
 
 
@@ -188,48 +194,52 @@ def _diagnose(
     expected: int,
     prev_hex: bytes,
     digest_at: Callable[[int], bytes | None],
-) -> _Bad:
+) -> BadRecord:
     """Why row ``seq`` failed the fast path (``expected``: the seq it should have had)."""
     if seq != expected:
         if seq > expected:
             missing = f"{expected}" if seq == expected + 1 else f"{expected}–{seq - 1}"
-            return _Bad(expected, f"record {missing} is missing (deleted); the next is {seq}")
-        return _Bad(seq, f"record {seq} is out of order (expected {expected})")
+            return BadRecord(expected, f"record {missing} is missing (deleted); the next is {seq}")
+        return BadRecord(seq, f"record {seq} is out of order (expected {expected})")
     if isinstance(body, str):  # rewritten through SQL text functions: judge its content
         body = body.encode("utf-8", "surrogateescape")
     if not isinstance(body, bytes) or not isinstance(digest, bytes):
-        return _Bad(seq, f"record {seq} is malformed (its body or digest is not a byte string)")
+        return BadRecord(
+            seq, f"record {seq} is malformed (its body or digest is not a byte string)"
+        )
     named = body_seq(body)
     if named is None:
-        return _Bad(seq, f"record {seq} is malformed (its body does not start with its seq)")
+        return BadRecord(seq, f"record {seq} is malformed (its body does not start with its seq)")
     if named != seq:
         if named < seq:
             before = GENESIS_HEX if named == 1 else hexlify(digest_at(named - 1) or b"")
             if body[PREV_START:PREV_END] == before:
                 count = seq - named
-                return _Bad(
+                return BadRecord(
                     named,
                     f"record {named} is now stored at seq {seq}: {count} record(s) were "
                     f"inserted at seq {named}",
                 )
-        return _Bad(
+        return BadRecord(
             seq,
             f"record {seq} holds the body of record {named} (records were reordered, or "
             "deleted and renumbered)",
         )
     if hashlib.sha256(body).digest() != digest:
-        return _Bad(seq, f"record {seq} was edited: its body does not match its digest")
+        return BadRecord(seq, f"record {seq} was edited: its body does not match its digest")
     if body[PREV_START:PREV_END] != prev_hex:
         if seq == 1:
-            return _Bad(1, "record 1 does not start the chain (its previous digest is not zero)")
-        return _Bad(
+            return BadRecord(
+                1, "record 1 does not start the chain (its previous digest is not zero)"
+            )
+        return BadRecord(
             seq - 1,
             f"record {seq - 1} was changed: its digest is not the one record {seq} was "
             f"chained to (edited and its digest recomputed, or record {seq} was forged)",
         )
     if body_kind(body) is None:
-        return _Bad(seq, f"record {seq} has an unknown kind marker")
-    return _Bad(seq, f"record {seq} was rewritten (its body is stored as text, not bytes)")
+        return BadRecord(seq, f"record {seq} has an unknown kind marker")
+    return BadRecord(seq, f"record {seq} was rewritten (its body is stored as text, not bytes)")
 
 
 def checkpoint_signed(keyring: Keyring, ledger_id: str, seq: int, digest: str, mac: str) -> bool:
@@ -251,24 +261,24 @@ def tip_signed(keyring: Keyring, tip: Tip) -> bool:
 def _check_checkpoint(
     seq: int, body: bytes, prev_hex: bytes, ledger_id: str, keyring: Keyring, key_file: Path
 ) -> None:
-    """Raise ``_Bad`` unless checkpoint ``seq`` signs its predecessor with our key."""
+    """Raise ``BadRecord`` unless checkpoint ``seq`` signs its predecessor with our key."""
     try:
         cp = body_payload(body)
         covers_seq, covers_digest = int(cp["covers_seq"]), str(cp["covers_digest"])
         cp_ledger, mac = str(cp["ledger_id"]), str(cp["hmac"])
         kind = cp["kind"]
     except (ValueError, KeyError, TypeError):
-        raise _Bad(seq, f"checkpoint {seq} is malformed") from None
+        raise BadRecord(seq, f"checkpoint {seq} is malformed") from None
     if kind != KIND_CHECKPOINT:
-        raise _Bad(seq, f"record {seq} is marked as a checkpoint but its content is not one")
+        raise BadRecord(seq, f"record {seq} is marked as a checkpoint but its content is not one")
     if cp_ledger != ledger_id:
-        raise _Bad(
+        raise BadRecord(
             seq,
             f"checkpoint {seq} belongs to ledger {cp_ledger}, not to this ledger {ledger_id} "
             "(records copied from another ledger, or the ledger id was changed)",
         )
     if covers_seq != seq - 1 or covers_digest.encode("ascii") != prev_hex:
-        raise _Bad(
+        raise BadRecord(
             seq,
             f"checkpoint {seq} signed record {covers_seq} with digest {covers_digest[:16]}…, "
             f"but the chain now holds {prev_hex[:16].decode()}… at seq {seq - 1}: the records "
@@ -280,7 +290,7 @@ def _check_checkpoint(
             "not exist (point FACELEDGER_LEDGER_KEY_FILE at the key that signed this ledger)"
         )
     if not checkpoint_signed(keyring, ledger_id, covers_seq, covers_digest, mac):
-        raise _Bad(
+        raise BadRecord(
             seq,
             f"the signature of checkpoint {seq} does not verify: records up to {seq - 1} were "
             "rewritten and re-chained (or this is not the key that signed the ledger)",
@@ -307,7 +317,7 @@ def verify_chain(
     if rule is None:
         tip = anchors.tip
         rule = MacRule(keyring, tip.macs_from if tip is not None else None, anchors.key_file)
-    walk = _Walk(anchors, rule, digest_at, after)
+    walk = ChainWalk(anchors, rule, digest_at, after)
     try:
         anchors.check_signed(keyring)
         for chunk in chunks:
@@ -315,132 +325,9 @@ def verify_chain(
             if progress is not None:
                 progress(walk.expected - 1, max(total, walk.expected - 1))
         anchors.check_end(walk.expected - 1)
-    except _Bad as bad:
+    except BadRecord as bad:
         return walk.report(started, bad=bad)
     return walk.report(started)
-
-
-@dataclass(frozen=True)
-class RangeCheck:
-    """What one walk over consecutive rows found, for joining walks done apart (the parallel
-    verify, ``faceledger.audit.parallel``): where it started (the seq it expected first and
-    the digest, hex, it continued from) and ended, whether every row passed, the key id the
-    first row's MAC carries, the MAC rule's state at the end, and the signed checkpoints."""
-
-    passed: bool
-    first_seq: int
-    start_hex: bytes
-    last_seq: int
-    end_hex: bytes
-    first_mac_kid: bytes | None
-    expected_kid: bytes | None
-    macs_from: int | None
-    checkpoints: int
-    last_checkpoint_seq: int | None
-
-    @classmethod
-    def failed(cls, first_seq: int) -> RangeCheck:
-        """A range that could not be checked (say, its predecessor's digest is missing)."""
-        return cls(False, first_seq, b"", first_seq - 1, b"", None, None, None, 0, None)
-
-
-def check_range(
-    chunks: Iterable[Sequence[Row]],
-    anchors: Anchors,
-    *,
-    rule: MacRule,
-    digest_at: Callable[[int], bytes | None],
-    after: tuple[int, bytes] | None,
-) -> RangeCheck:
-    """Walk ``chunks`` exactly as ``verify_chain`` walks its rows (continuing the chain at
-    ``after``, with ``rule``'s MAC state), without the checks that need the whole chain (the
-    anchor files' signatures, where the ledger ends); stops at the first bad row."""
-    walk = _Walk(anchors, rule, digest_at, after)
-    first_seq, start_hex = walk.expected, walk.prev_hex
-    first_mac_kid: bytes | None = None
-    passed = True
-    try:
-        for chunk in chunks:
-            if walk.expected == first_seq and chunk:
-                mac = chunk[0][3]
-                if isinstance(mac, bytes) and len(mac) == MAC_BYTES:
-                    first_mac_kid = mac[:KEY_ID_BYTES]
-            walk.rows(chunk)
-    except _Bad:
-        passed = False
-    return RangeCheck(
-        passed=passed,
-        first_seq=first_seq,
-        start_hex=start_hex,
-        last_seq=walk.expected - 1,
-        end_hex=walk.prev_hex,
-        first_mac_kid=first_mac_kid,
-        expected_kid=rule.expected_kid,
-        macs_from=rule.macs_from,
-        checkpoints=walk.checkpoints,
-        last_checkpoint_seq=walk.last_cp,
-    )
-
-
-class RangeJoin:
-    """Joins ``RangeCheck``s of consecutive ranges, in seq order, into the walk one
-    ``verify_chain`` pass would have made, or says it cannot (then only that pass may judge:
-    it names the first bad record).
-
-    A range joins when it passed and continues the chain where the last one ended: its first
-    seq follows, the digest it continued from is the one the last range computed, and — once
-    a MAC was verified (a key is expected) — its first record carries a MAC under that key.
-    Until a MAC is verified, the MAC rule's state (no key expected, ``macs_from`` from the
-    tip) is the same at every range's start as the walker's; after its first record, a range
-    walked with the expected key behaves as the one pass would (``macs_from`` matters only
-    while no key is expected). So a chain that joins to the end passes every check the one
-    pass makes, and a chain that fails any of them fails to join."""
-
-    def __init__(self, anchors: Anchors, rule: MacRule) -> None:
-        self.anchors, self.rule = anchors, rule
-        self.last_seq, self.end_hex = 0, GENESIS_HEX
-        self.checkpoints = 0
-        self.last_cp: int | None = None
-
-    def anchors_signed(self) -> bool:
-        """Whether the witness and the tip belong to this ledger and are signed by its keys
-        (what the one pass checks before any row)."""
-        try:
-            self.anchors.check_signed(self.rule.keyring)
-        except _Bad:
-            return False
-        return True
-
-    def add(self, check: RangeCheck) -> bool:
-        """Join ``check`` (the next range); False if it does not join."""
-        rule = self.rule
-        if (
-            not check.passed
-            or check.first_seq != self.last_seq + 1
-            or check.start_hex != self.end_hex
-            or check.last_seq < check.first_seq
-            or (rule.expected_kid is not None and check.first_mac_kid != rule.expected_kid)
-        ):
-            return False
-        self.last_seq, self.end_hex = check.last_seq, check.end_hex
-        rule.expected_kid = check.expected_kid
-        if rule.macs_from is None:
-            rule.macs_from = check.macs_from
-        self.checkpoints += check.checkpoints
-        if check.last_checkpoint_seq is not None:
-            self.last_cp = check.last_checkpoint_seq
-        return True
-
-    def report(self, started: float) -> VerifyReport | None:
-        """The passing report of the joined chain, or None if it does not reach the records
-        the witness and the tip name (the one pass then says how it fails)."""
-        try:
-            self.anchors.check_end(self.last_seq)
-        except _Bad:
-            return None
-        return _final_report(
-            self.anchors, self.rule, self.last_seq, self.checkpoints, self.last_cp, started
-        )
 
 
 @dataclass(frozen=True)
@@ -473,29 +360,31 @@ class Anchors:
         witness, tip = self.witness, self.tip
         if witness is not None:
             if witness.ledger_id != self.ledger_id:
-                raise _Bad(None, f"the witness {self.witness_file} belongs to another ledger")
+                raise BadRecord(None, f"the witness {self.witness_file} belongs to another ledger")
             if keyring and not checkpoint_signed(
                 keyring, self.ledger_id, witness.covers_seq, witness.covers_digest, witness.hmac
             ):
-                raise _Bad(None, f"the witness {self.witness_file} is not signed by the ledger key")
+                raise BadRecord(
+                    None, f"the witness {self.witness_file} is not signed by the ledger key"
+                )
         if tip is not None:
             if tip.ledger_id != self.ledger_id:
-                raise _Bad(None, f"the tip {self.tip_file} belongs to another ledger")
+                raise BadRecord(None, f"the tip {self.tip_file} belongs to another ledger")
             if keyring and not tip_signed(keyring, tip):
-                raise _Bad(None, f"the tip {self.tip_file} is not signed by the ledger key")
+                raise BadRecord(None, f"the tip {self.tip_file} is not signed by the ledger key")
 
     def check_end(self, last_seq: int) -> None:
         """The chain reaches the records both files name (nothing was cut off)."""
         witness, tip = self.witness, self.tip
         if witness is not None and last_seq < witness.seq:
-            raise _Bad(
+            raise BadRecord(
                 last_seq + 1,
                 f"the ledger ends at record {last_seq}, but the witness {self.witness_file} "
                 f"names checkpoint {witness.seq} (signed {_iso(witness.time)}): records from "
                 f"{last_seq + 1} on were removed (truncated)",
             )
         if tip is not None and last_seq < tip.seq:
-            raise _Bad(
+            raise BadRecord(
                 last_seq + 1,
                 f"the ledger ends at record {last_seq}, but the tip {self.tip_file} says record "
                 f"{tip.seq} was committed: records from {last_seq + 1} on were removed (the "
@@ -539,7 +428,7 @@ class Anchors:
         return found
 
 
-class _Walk:
+class ChainWalk:
     """One pass along the chain: the seq and previous digest it expects next, the MAC rule,
     and the checkpoints seen so far."""
 
@@ -597,7 +486,7 @@ class _Walk:
                 if not passed:
                     why = rule.check(seq, body, mac)
                     if why is not None:
-                        raise _Bad(seq, why)
+                        raise BadRecord(seq, why)
                     kid, inner, outer = rule.fast_states()
                 kind = body[KIND_AT]
                 if kind != event_code:
@@ -608,9 +497,9 @@ class _Walk:
                         kid, inner, outer = rule.fast_states()
                 prev_hex = hexlify(digest)
                 if seq == witness_seq and prev_hex != witness_hex:
-                    raise _Bad(seq, anchors.witness_mismatch(seq))
+                    raise BadRecord(seq, anchors.witness_mismatch(seq))
                 if seq == tip_seq and prev_hex != tip_hex:
-                    raise _Bad(seq, anchors.tip_mismatch(seq))
+                    raise BadRecord(seq, anchors.tip_mismatch(seq))
                 expected += 1
         finally:
             self.expected, self.prev_hex = expected, prev_hex
@@ -623,21 +512,21 @@ class _Walk:
         self.checkpoints += 1
         self.last_cp = seq
 
-    def report(self, started: float, *, bad: _Bad | None = None) -> VerifyReport:
+    def report(self, started: float, *, bad: BadRecord | None = None) -> VerifyReport:
         """The report of this walk: failed at ``bad``, or passed with its warnings."""
-        return _final_report(
+        return walk_report(
             self.anchors, self.rule, self.expected - 1, self.checkpoints, self.last_cp, started, bad
         )
 
 
-def _final_report(
+def walk_report(
     anchors: Anchors,
     rule: MacRule,
     last_seq: int,
     checkpoints: int,
     last_cp: int | None,
     started: float,
-    bad: _Bad | None = None,
+    bad: BadRecord | None = None,
 ) -> VerifyReport:
     """The report of a walk that ended at ``last_seq``: failed at ``bad``, or passed with its
     warnings."""
