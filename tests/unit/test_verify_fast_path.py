@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import pytest
 
 from faceledger.audit import Ledger, VerifyReport
 from faceledger.audit.chain import PREFIX_LEN, body_payload
-from faceledger.audit.keyring import Keyring
+from faceledger.audit.keyring import Keyring, stage_key
 from faceledger.audit.parallel import ParallelPlan, RangeTask, check_sqlite_range
 from faceledger.audit.ranges import RangeJoin
 from faceledger.audit.verify import MacRule
@@ -221,3 +222,17 @@ def test_a_range_that_passes_alone_does_not_join_where_the_key_does_not_continue
     report = ledger.verify(plan=SEQUENTIAL)
     assert report.first_bad_seq == 40
     assert _joined(ledger, [40, 60]) is None
+
+
+def test_a_range_walked_with_other_keys_does_not_join(tmp_path: Path) -> None:
+    """A key file appearing beside the ledger key between the caller's look and a worker's
+    (the keys decide which MACs verify): the one pass judges."""
+    ledger = _ledger(tmp_path, 40)
+    anchors = ledger.anchors.read()
+    keyring = Keyring.load(ledger.key_file)
+    tip = anchors.tip
+    join = RangeJoin(anchors, MacRule(keyring, tip.macs_from if tip else None, ledger.key_file))
+    stage_key(ledger.key_file, secrets.token_bytes(32))  # a retired key the caller never saw
+    check = check_sqlite_range(RangeTask(str(ledger.path), anchors, 1, ledger.last_seq()))
+    assert check.passed and check.key_ids > keyring.ids()
+    assert not join.add(check)

@@ -146,3 +146,7 @@ class Keyring:
 
     def all(self) -> list[RecordSigner]:
         return list(self._signers.values())
+
+    def ids(self) -> frozenset[bytes]:
+        """The ids of every key known."""
+        return frozenset(self._signers)

@@ -31,7 +31,8 @@ class RangeCheck:
     """What one walk over consecutive rows found, for joining walks done apart (the parallel
     verify, ``faceledger.audit.parallel``): where it started (the seq it expected first and
     the digest, hex, it continued from) and ended, whether every row passed, the key id the
-    first row's MAC carries, the MAC rule's state at the end, and the signed checkpoints."""
+    first row's MAC carries, the MAC rule's state at the end, the signed checkpoints, and the
+    ids of the keys the walk started with."""
 
     passed: bool
     first_seq: int
@@ -43,11 +44,14 @@ class RangeCheck:
     macs_from: int | None
     checkpoints: int
     last_checkpoint_seq: int | None
+    key_ids: frozenset[bytes]
 
     @classmethod
     def failed(cls, first_seq: int) -> RangeCheck:
         """A range that could not be checked (say, its predecessor's digest is missing)."""
-        return cls(False, first_seq, b"", first_seq - 1, b"", None, None, None, 0, None)
+        return cls(
+            False, first_seq, b"", first_seq - 1, b"", None, None, None, 0, None, frozenset()
+        )
 
 
 def check_range(
@@ -62,7 +66,7 @@ def check_range(
     ``after``, with ``rule``'s MAC state), without the checks that need the whole chain (the
     anchor files' signatures, where the ledger ends); stops at the first bad row."""
     walk = ChainWalk(anchors, rule, digest_at, after)
-    first_seq, start_hex = walk.expected, walk.prev_hex
+    first_seq, start_hex, key_ids = walk.expected, walk.prev_hex, rule.keyring.ids()
     first_mac_kid: bytes | None = None
     passed = True
     try:
@@ -85,6 +89,7 @@ def check_range(
         macs_from=rule.macs_from,
         checkpoints=walk.checkpoints,
         last_checkpoint_seq=walk.last_cp,
+        key_ids=key_ids,
     )
 
 
@@ -93,7 +98,8 @@ class RangeJoin:
     ``verify_chain`` pass would have made, or says it cannot (then only that pass may judge:
     it names the first bad record).
 
-    A range joins when it passed and continues the chain where the last one ended: its first
+    A range joins when it passed, was walked with the keys the join knows (the key files did
+    not change in between), and continues the chain where the last one ended: its first
     seq follows, the digest it continued from is the one the last range computed, and — once
     a MAC was verified (a key is expected) — its first record carries a MAC under that key.
     Until a MAC is verified, the MAC rule's state (no key expected, ``macs_from`` from the
@@ -104,6 +110,7 @@ class RangeJoin:
 
     def __init__(self, anchors: Anchors, rule: MacRule) -> None:
         self.anchors, self.rule = anchors, rule
+        self.key_ids = rule.keyring.ids()
         self.last_seq, self.end_hex = 0, GENESIS_HEX
         self.checkpoints = 0
         self.last_cp: int | None = None
@@ -122,6 +129,7 @@ class RangeJoin:
         rule = self.rule
         if (
             not check.passed
+            or check.key_ids != self.key_ids
             or check.first_seq != self.last_seq + 1
             or check.start_hex != self.end_hex
             or check.last_seq < check.first_seq
