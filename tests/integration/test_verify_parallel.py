@@ -8,16 +8,18 @@ forked, and verify still answers when no worker process can start.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from faceledger.audit import Ledger, VerifyReport, parallel
+from faceledger.audit import Ledger, VerifyReport, range_worker
 from faceledger.audit.keyring import Keyring
 from faceledger.audit.parallel import ParallelPlan, verify_sqlite_in_parallel
 from helpers.ledger import event, raw
+from helpers.processes import python_env
 
 SEQUENTIAL = ParallelPlan.one_pass()
 # 40 records a range: ranges start at 1, 41, 81, 121, … (small, so that a 300-record ledger
@@ -103,30 +105,43 @@ def test_the_first_bad_record_is_named_as_the_one_pass_names_it(
     assert _fields(ledger.verify(plan=SPREAD)) == _fields(one_pass)
 
 
-def test_the_workers_are_spawned_never_forked(
-    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+def test_the_workers_never_run_the_callers_script_again(ledger: Ledger, tmp_path: Path) -> None:
+    """A script without a ``__main__`` guard (as a library user may write): its top level
+    runs once, in its own process; the workers are fresh interpreters running only the worker
+    module (``multiprocessing``'s spawn would run it again in every worker)."""
+    marker = tmp_path / "runs.txt"
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from pathlib import Path\n"
+        "from faceledger.audit import Ledger\n"
+        "from faceledger.audit.keyring import Keyring\n"
+        "from faceledger.audit.parallel import ParallelPlan, verify_sqlite_in_parallel\n"
+        f"with open({str(marker)!r}, 'a') as runs:\n"
+        "    runs.write('ran\\n')\n"
+        f"ledger = Ledger(Path({str(ledger.path)!r}), key_file=Path({str(ledger.key_file)!r}))\n"
+        "plan = ParallelPlan(workers=2, range_records=40, min_records=1)\n"
+        "report = verify_sqlite_in_parallel(\n"
+        "    ledger.path, ledger.anchors.read(), Keyring.load(ledger.key_file), plan\n"
+        ")\n"
+        "print('workers', report is not None and report.ok and report.records)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], env=python_env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "workers 303"
+    assert marker.read_text() == "ran\n"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["/nonexistent/python"], [sys.executable, "-c", "import sys; sys.exit(3)"]],
+    ids=["cannot-start", "stops-without-answering"],
+)
+def test_verify_answers_in_one_process_when_the_workers_fail(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch, command: list[str]
 ) -> None:
-    """As where ``fork`` does not exist (or must not be used: a threaded server)."""
-    real = multiprocessing.get_context
-
-    def no_fork(method: str | None = None) -> Any:
-        if method != "spawn":
-            raise ValueError(f"cannot find context for {method!r}")
-        return real(method)
-
-    monkeypatch.setattr(multiprocessing, "get_context", no_fork)
-    anchors, keyring = ledger.anchors.read(), Keyring.load(ledger.key_file)
-    spread = verify_sqlite_in_parallel(ledger.path, anchors, keyring, SPREAD)
-    assert spread is not None and spread.ok and spread.records == 303
-
-
-def test_verify_answers_in_one_process_when_no_worker_can_start(
-    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def refuse(*args: object, **kwargs: object) -> Any:
-        raise OSError("no processes here")
-
-    monkeypatch.setattr(parallel, "ProcessPoolExecutor", refuse)
+    monkeypatch.setattr(range_worker, "worker_command", lambda: command)
     anchors, keyring = ledger.anchors.read(), Keyring.load(ledger.key_file)
     assert verify_sqlite_in_parallel(ledger.path, anchors, keyring, SPREAD) is None
     report = ledger.verify(plan=SPREAD)

@@ -23,7 +23,8 @@ import pytest
 from faceledger.audit import Ledger, VerifyReport
 from faceledger.audit.chain import PREFIX_LEN, body_payload
 from faceledger.audit.keyring import Keyring, stage_key
-from faceledger.audit.parallel import ParallelPlan, RangeTask, check_sqlite_range
+from faceledger.audit.parallel import ParallelPlan
+from faceledger.audit.range_worker import RangeTask, check_sqlite_range
 from faceledger.audit.ranges import RangeJoin
 from faceledger.audit.verify import MacRule
 from helpers.ledger import event, raw

@@ -2,45 +2,42 @@
 
 One pass (``verify.verify_chain``) is CPU-bound: per record it reads the row, hashes the body
 (SHA-256) and checks its MAC (HMAC-SHA256), ~1 KB each. Here the seqs 1..N are cut into ranges
-of ``range_records``; worker processes check them (``check_sqlite_range``: every row's seq,
-link, digest and MAC, checkpoints, rotations, the records the witness and the tip name — the
-same walk, over a read-only connection of their own) and the calling process joins their
+of ``range_records``; worker processes check them (``range_worker``: every row's seq, link,
+digest and MAC, checkpoints, rotations, the records the witness and the tip name — the same
+walk, over a read-only connection of their own) and the calling process joins their
 answers in seq order (``ranges.RangeJoin``: each range must continue the chain, and the MAC
 key, exactly where the previous one ended).
 
 Only a chain that joins from record 1 to the newest gets its report from here. Anything else —
 a range that fails or does not join, seqs that do not start at 1, anchor files that do not
-verify, a pool that cannot start — returns None, and the caller runs the one pass, which
+verify, workers that cannot start or stop — returns None, and the caller runs the one pass, which
 names the first bad record and why exactly as it always has (it stops there, so it reads only
 up to that record).
 
-Workers are started with ``spawn`` (never ``fork``: safe from a threaded server, and
-available on every platform). Memory stays bounded: at most ``2 × workers`` ranges are in
-flight, each worker holds one fetch of rows, and a range's answer is a few numbers.
+Workers are fresh interpreters (``range_worker``: never ``fork``, safe from a threaded server,
+available on every platform, and nothing of the caller's ``__main__`` is run again). Memory
+stays bounded: at most ``2 × workers`` ranges are in flight, each worker holds one fetch of
+rows, and a range's answer is a few numbers.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import sqlite3
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from faceledger.audit.keyring import Keyring
-from faceledger.audit.ranges import RangeCheck, RangeJoin, check_range
+from faceledger.audit.range_worker import RangeTask, RangeWorkers
+from faceledger.audit.ranges import RangeJoin
 from faceledger.audit.verify import Anchors, MacRule, Progress, VerifyReport
 
 logger = logging.getLogger(__name__)
 
-_FETCH_ROWS = 1024
 _MAX_WORKERS = 8
 
 
@@ -74,50 +71,6 @@ class ParallelPlan:
 
     def applies(self, records: int) -> bool:
         return self.workers > 1 and records >= max(self.min_records, 2)
-
-
-@dataclass(frozen=True)
-class RangeTask:
-    """One range for a worker: records ``first``..``last`` of the SQLite ledger at ``path``."""
-
-    path: str
-    anchors: Anchors
-    first: int
-    last: int
-
-
-def check_sqlite_range(task: RangeTask) -> RangeCheck:
-    """Check one range in a worker process (``ranges.check_range``), chained to the stored
-    digest of record ``first - 1``, with the MAC rule one pass starts with."""
-    anchors = task.anchors
-    uri = f"{Path(task.path).resolve().as_uri()}?mode=ro"
-    db = sqlite3.connect(uri, uri=True, timeout=30)
-    try:
-        after = None
-        if task.first > 1:
-            digest = _digest_at(db, task.first - 1)
-            if digest is None:
-                return RangeCheck.failed(task.first)
-            after = (task.first - 1, digest)
-        tip = anchors.tip
-        rule = MacRule(
-            Keyring.load(anchors.key_file), tip.macs_from if tip else None, anchors.key_file
-        )
-        cursor = db.execute(
-            "SELECT seq, body, digest, mac FROM records WHERE seq >= ? AND seq <= ? ORDER BY seq",
-            (task.first, task.last),
-        )
-        chunks = iter(partial(cursor.fetchmany, _FETCH_ROWS), [])
-        return check_range(
-            chunks, anchors, rule=rule, digest_at=partial(_digest_at, db), after=after
-        )
-    finally:
-        db.close()
-
-
-def _digest_at(db: sqlite3.Connection, seq: int) -> bytes | None:
-    row = db.execute("SELECT digest FROM records WHERE seq = ?", (seq,)).fetchone()
-    return bytes(row[0]) if row is not None and isinstance(row[0], bytes) else None
 
 
 def _extent(path: Path) -> tuple[int, int]:
@@ -160,45 +113,48 @@ def verify_sqlite_in_parallel(
         for first in range(1, total + 1, plan.range_records)
     )
     try:
-        pool = ProcessPoolExecutor(plan.workers, mp_context=multiprocessing.get_context("spawn"))
-    except (OSError, ValueError, ImportError) as exc:  # no processes or semaphores here
+        workers = RangeWorkers(plan.workers)
+    except OSError as exc:  # no processes here
         logger.warning("verifying in one process: cannot start worker processes (%s)", exc)
         return None
     try:
-        joined = _join_in_order(pool, tasks, join, 2 * plan.workers, progress, total)
-    except (OSError, BrokenProcessPool) as exc:
-        logger.warning("verifying in one process: the worker processes failed (%s)", exc)
+        joined = _join_in_order(workers, tasks, join, 2 * plan.workers, progress, total)
+    except OSError as exc:
+        logger.warning("verifying in one process: %s", exc)
         return None
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        workers.close()
     return join.report(started) if joined else None
 
 
 def _join_in_order(
-    pool: ProcessPoolExecutor,
+    workers: RangeWorkers,
     tasks: Iterator[RangeTask],
     join: RangeJoin,
     in_flight: int,
     progress: Progress | None,
     total: int,
 ) -> bool:
-    """Submit ``tasks`` (at most ``in_flight`` ahead) and join their answers in order; False
-    at the first range that fails or does not join (the rest are cancelled)."""
-    pending: deque[tuple[RangeTask, Future[RangeCheck]]] = deque()
+    """Send ``tasks`` (at most ``in_flight`` ahead) and join their answers in order; False at
+    the first range that fails or does not join (the caller then stops the workers)."""
+    sent: deque[RangeTask] = deque()
 
-    def submit_next() -> None:
+    def send_next() -> None:
         task = next(tasks, None)
         if task is not None:
-            pending.append((task, pool.submit(check_sqlite_range, task)))
+            workers.send(len(sent) + done, task)
+            sent.append(task)
 
+    done = 0
     for _ in range(in_flight):
-        submit_next()
-    while pending:
-        task, future = pending.popleft()
-        check = future.result()
+        send_next()
+    while sent:
+        task = sent.popleft()
+        check = workers.receive(done)
+        done += 1
         if not join.add(check) or check.last_seq != task.last:
             return False
         if progress is not None:
             progress(check.last_seq, total)
-        submit_next()
+        send_next()
     return True
