@@ -8,6 +8,7 @@ forked, and verify still answers when no worker process can start.
 from __future__ import annotations
 
 import hashlib
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -134,15 +135,24 @@ def test_the_workers_never_run_the_callers_script_again(ledger: Ledger, tmp_path
 
 
 @pytest.mark.parametrize(
-    "command",
-    [["/nonexistent/python"], [sys.executable, "-c", "import sys; sys.exit(3)"]],
+    ("command", "logged"),
+    [
+        (["/nonexistent/python"], "cannot start worker processes"),
+        ([sys.executable, "-c", "import sys; sys.exit('no answer from me')"], "no answer from me"),
+    ],
     ids=["cannot-start", "stops-without-answering"],
 )
 def test_verify_answers_in_one_process_when_the_workers_fail(
-    ledger: Ledger, monkeypatch: pytest.MonkeyPatch, command: list[str]
+    ledger: Ledger,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    command: list[str],
+    logged: str,
 ) -> None:
     monkeypatch.setattr(range_worker, "worker_command", lambda: command)
     anchors, keyring = ledger.anchors.read(), Keyring.load(ledger.key_file)
-    assert verify_sqlite_in_parallel(ledger.path, anchors, keyring, SPREAD) is None
+    with caplog.at_level(logging.WARNING, logger="faceledger.audit.parallel"):
+        assert verify_sqlite_in_parallel(ledger.path, anchors, keyring, SPREAD) is None
+    assert logged in caplog.text  # the worker's own words, when it said any
     report = ledger.verify(plan=SPREAD)
     assert report.ok and report.records == 303

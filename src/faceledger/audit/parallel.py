@@ -60,6 +60,10 @@ class ParallelPlan:
     range_records: int = 100_000
     min_records: int = 400_000
 
+    def __post_init__(self) -> None:
+        if self.workers < 1 or self.range_records < 1 or self.min_records < 0:
+            raise ValueError("a plan needs ≥ 1 worker, ≥ 1 record a range and min_records ≥ 0")
+
     @classmethod
     def auto(cls) -> ParallelPlan:
         """One worker per available CPU (at most 8)."""

@@ -18,6 +18,7 @@ import pickle
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -110,14 +111,17 @@ class RangeWorkers:
         # the workers import faceledger from where this process does
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         self._procs: list[subprocess.Popen[bytes]] = []
+        # a file, not a pipe: a worker that writes much there never blocks on it
+        self._errors: list[IO[bytes]] = []
         try:
             for _ in range(count):
+                self._errors.append(tempfile.TemporaryFile())  # noqa: SIM115 (closed in close)
                 self._procs.append(
                     subprocess.Popen(
                         list(command or worker_command()),
                         stdin=subprocess.PIPE,
                         stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE,
+                        stderr=self._errors[-1],
                         env=env,
                     )
                 )
@@ -138,26 +142,29 @@ class RangeWorkers:
         assert proc.stdout is not None
         answer = _read_frame(proc.stdout)
         if not isinstance(answer, RangeCheck):
-            raise OSError(f"verify worker {proc.pid} stopped: {self._last_words(proc)}")
+            raise OSError(f"verify worker {proc.pid} stopped: {self._last_words(n)}")
         return answer
 
-    @staticmethod
-    def _last_words(proc: subprocess.Popen[bytes]) -> str:
-        """The last line the stopped worker wrote to stderr (its error)."""
+    def _last_words(self, n: int) -> str:
+        """The last line the stopped worker ``n`` wrote to stderr (its error)."""
+        proc, errors = self._proc(n), self._errors[n % len(self._procs)]
         with suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)
-        text = proc.stderr.read().decode("utf-8", "replace").strip() if proc.stderr else ""
+        errors.seek(0)
+        text = errors.read().decode("utf-8", "replace").strip()
         return text.splitlines()[-1] if text else f"exit status {proc.returncode}"
 
     def close(self) -> None:
         for proc in self._procs:
-            for stream in (proc.stdin, proc.stdout, proc.stderr):
+            for stream in (proc.stdin, proc.stdout):
                 with suppress(OSError):
                     if stream is not None:
                         stream.close()
             if proc.poll() is None:
                 proc.terminate()
             proc.wait()
+        for errors in self._errors:
+            errors.close()
 
 
 def serve(tasks: IO[bytes], answers: IO[bytes]) -> None:
