@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/ledger.py [--seconds 60] [--rate 1000] [--threads 8]
                                      [--records 10000000] [--skip-overhead] [--skip-verify]
+                                     [--compare-sequential] [--baseline-src DIR]
 
 1. **Overhead** — ``Ledger.append`` of realistic ``SearchFacesByImage`` events (a probe
    SHA-256, three matched FaceIds with Similarity, purpose and case reference) from
@@ -12,8 +13,15 @@
 2. **Verify** — a ledger of ``--records`` records is built quickly (correctly chained rows, each
    with its MAC, a signed checkpoint every 1,000, made with the ledger's own ``chain.link`` and
    ``signing.checkpoint_payload``, inserted in big transactions with ``synchronous=OFF`` — a
-   fixture, not 10 M group commits), then ``Ledger.verify`` is timed. Reports records/s,
-   seconds and the file size. Goal: 10 M records in ≤ 60 s.
+   fixture, not 10 M group commits), then ``Ledger.verify`` is timed (its default: worker
+   processes for a long ledger, ``faceledger.audit.parallel``). Reports records/s, seconds
+   and the file size. Goal: 10 M records in ≤ 60 s.
+3. **Side by side** (``--compare-sequential``) — on the same ledger file, in one run, each in
+   a fresh process: ``verify`` in one pass (``ParallelPlan.one_pass()``) and with its default
+   plan, and with ``--baseline-src DIR`` also the ``verify`` of another source tree (say the
+   code before a change: ``--baseline-src ../main/src``). Wall and CPU seconds (the
+   process and its workers), records/s and the load average before each. Written to
+   ``bench/results/ledger_verify.json`` for ≥ 1 M records.
 
 Writes ``bench/results/ledger.json`` (full runs only: ≥ 60 s, ≥ 10 M records, nothing
 skipped); shorter smoke runs print their JSON instead. The ledger and its key live in a
@@ -25,9 +33,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -152,6 +162,15 @@ def overhead(folder: Path, seconds: float, rate: float, threads: int) -> dict[st
 
 
 # -- 2. verification speed -------------------------------------------------------------------
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (verify's worker processes)."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def build(ledger: Ledger, records: int, batch: int = 200_000) -> float:
     """Fill an empty ledger with ``records`` correctly chained and MAC'd records (a signed
     checkpoint every ``CHECKPOINT_EVERY``) and write its witness and tip; returns seconds
@@ -207,14 +226,18 @@ def build(ledger: Ledger, records: int, batch: int = 200_000) -> float:
     return time.perf_counter() - started
 
 
-def verify_speed(folder: Path, records: int) -> dict[str, Any]:
+def verify_speed(
+    folder: Path, records: int, side_by_side: bool = False, baseline_src: Path | None = None
+) -> dict[str, Any]:
     ledger = Ledger(folder / "data" / "ledger.sqlite3", key_file=folder / "keys" / "ledger.key")
     build_s = build(ledger, records)
     size = ledger.path.stat().st_size
     print(f"built {records:,} records in {build_s:.1f} s ({size / 1e9:.2f} GB)")
-    cpu0 = time.process_time()
+    compared = compare(ledger, baseline_src) if side_by_side else None
+    load = os.getloadavg()
+    cpu0 = _cpu_s()
     report = ledger.verify()
-    cpu = time.process_time() - cpu0
+    cpu = _cpu_s() - cpu0
     ledger.close()
     result = {
         "records": records,
@@ -228,12 +251,71 @@ def verify_speed(folder: Path, records: int) -> dict[str, Any]:
         "checkpoints": report.checkpoints,
         "goal_s_for_10M": GOAL_VERIFY_S,
         "projected_s_for_10M": round(report.seconds * 10_000_000 / max(records, 1), 1),
+        "load_average_before": load,
     }
+    if compared is not None:
+        result["side_by_side"] = compared
     print(
         f"verify: {records:,} records in {report.seconds:.2f} s "
         f"({result['records_per_s']:,}/s), ok={report.ok}"
     )
     return result
+
+
+_TIMED_VERIFY = """
+import json, os, resource, sys, time
+from pathlib import Path
+from faceledger.audit import Ledger
+path, key_file, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+kwargs = {}
+if mode != "baseline":
+    from faceledger.audit.parallel import ParallelPlan
+    kwargs["plan"] = ParallelPlan.one_pass() if mode == "one_pass" else ParallelPlan.auto()
+ledger = Ledger(path, key_file=key_file)
+def cpu(who):
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+load, cpu0, wall0 = os.getloadavg(), cpu(resource.RUSAGE_SELF), time.perf_counter()
+report = ledger.verify(**kwargs)
+wall = time.perf_counter() - wall0
+cpu_s = cpu(resource.RUSAGE_SELF) - cpu0 + cpu(resource.RUSAGE_CHILDREN)
+print(json.dumps({"ok": report.ok, "records": report.records, "wall_s": wall, "cpu_s": cpu_s,
+                  "load_average_before": load}))
+"""
+
+
+def compare(ledger: Ledger, baseline_src: Path | None) -> dict[str, Any]:
+    """``verify`` of the same file in a fresh process each: the baseline source tree's (if
+    given), one pass, and the default plan; wall and CPU seconds, records/s."""
+    src = Path(__file__).resolve().parents[1] / "src"
+    runs = [("one_pass", src), ("default_plan", src)]
+    if baseline_src is not None:
+        runs.insert(0, ("baseline", baseline_src.resolve()))
+    results: dict[str, Any] = {}
+    for mode, tree in runs:
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        args = [str(ledger.path), str(ledger.key_file), mode]
+        done = subprocess.run(
+            [sys.executable, "-c", _TIMED_VERIFY, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        run = json.loads(done.stdout.strip().splitlines()[-1])
+        run["source"] = str(tree)
+        run["records_per_s"] = round(run["records"] / run["wall_s"])
+        run["wall_s"], run["cpu_s"] = round(run["wall_s"], 2), round(run["cpu_s"], 2)
+        results[mode] = run
+        print(
+            f"  {mode:>12}: {run['records']:,} records in {run['wall_s']:.2f} s wall, "
+            f"{run['cpu_s']:.2f} s CPU ({run['records_per_s']:,}/s), ok={run['ok']}, "
+            f"load before {run['load_average_before'][0]:.2f}"
+        )
+    one = results["one_pass"]["wall_s"]
+    for run in results.values():
+        run["wall_vs_one_pass"] = round(run["wall_s"] / one, 3) if one else None
+    return results
 
 
 def main() -> None:
@@ -245,6 +327,17 @@ def main() -> None:
     parser.add_argument("--skip-overhead", action="store_true")
     parser.add_argument("--skip-verify", action="store_true")
     parser.add_argument("--tmp", type=Path, default=None, help="folder for the test ledgers")
+    parser.add_argument(
+        "--compare-sequential",
+        action="store_true",
+        help="also verify the same ledger in one pass and with the default plan, side by side",
+    )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        help="with --compare-sequential: also time the verify of this source tree (its src/)",
+    )
     args = parser.parse_args()
     payload: dict[str, Any] = {
         "machine": machine(),
@@ -257,7 +350,9 @@ def main() -> None:
                 folder / "overhead", args.seconds, args.rate, args.threads
             )
         if not args.skip_verify:
-            payload["verify"] = verify_speed(folder / "verify", args.records)
+            payload["verify"] = verify_speed(
+                folder / "verify", args.records, args.compare_sequential, args.baseline_src
+            )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     payload["machine_after"] = {"load_average": os.getloadavg()}
@@ -269,6 +364,8 @@ def main() -> None:
     )
     if full:
         write_result("ledger.json", payload)
+    elif args.compare_sequential and args.records >= 1_000_000 and "verify" in payload:
+        write_result("ledger_verify.json", payload)
     else:
         print(json.dumps(payload, indent=2, default=float))
 

@@ -108,6 +108,15 @@ class RecordSigner:
         """The ``mac`` column of a record with ``body``: key id + HMAC over key id and body."""
         return self.kid + self.hmac(self.kid + body)
 
+    def record_states(self) -> tuple[Any, Any]:
+        """HMAC's inner state already fed the key id, and its outer state: what a loop that
+        checks many records' MACs copies per record instead of calling ``mac`` (the same
+        HMAC-SHA256 over key id + body, without concatenating the body or a call per record).
+        Copy both before updating them."""
+        inner = self._inner.copy()
+        inner.update(self.kid)
+        return inner, self._outer.copy()
+
 
 class Keyring:
     """Every key a verifier knows, by key id: the current one and the retired ones."""
@@ -137,3 +146,7 @@ class Keyring:
 
     def all(self) -> list[RecordSigner]:
         return list(self._signers.values())
+
+    def ids(self) -> frozenset[bytes]:
+        """The ids of every key known."""
+        return frozenset(self._signers)

@@ -37,8 +37,10 @@ from faceledger.audit.core import (
     VerifySnapshot,
 )
 from faceledger.audit.intents import OpenIntent
+from faceledger.audit.keyring import Keyring
+from faceledger.audit.parallel import ParallelPlan, verify_sqlite_in_parallel
 from faceledger.audit.signing import resolve_key_file
-from faceledger.audit.verify import Row
+from faceledger.audit.verify import Anchors, Progress, Row, VerifyReport
 from faceledger.domain.errors import LedgerError
 from faceledger.store.files import create_private_file
 from faceledger.store.rules import LedgerDialect, ledger_meta_values
@@ -87,7 +89,7 @@ _DIALECT = LedgerDialect(
     time_sql=f"json_extract({_JSON_SQL}, '$.time')",
     mark="?",
 )
-_FETCH_ROWS = 8192
+_FETCH_ROWS = 1024
 
 
 def _meta(db: sqlite3.Connection) -> tuple[int, float]:
@@ -293,6 +295,11 @@ class Ledger(ChainLedger):
             cursor.close()
         finally:
             db.execute("COMMIT")
+
+    def _verify_in_parallel(
+        self, anchors: Anchors, keyring: Keyring, plan: ParallelPlan, progress: Progress | None
+    ) -> VerifyReport | None:
+        return verify_sqlite_in_parallel(self.path, anchors, keyring, plan, progress)
 
     def _open_intents(self) -> list[OpenIntent]:
         rows = self._reader().execute(

@@ -208,6 +208,8 @@ class LeadService:
         running meanwhile is never counted. A lead that a record names but that is not marked
         recorded (its mark failed after the record) is marked now: it joins the queue."""
         leads = self.every_lead()
+        if not leads:  # nothing to look for: the ledger (maybe millions of records) is not read
+            return []
         unmarked = {lead.lead_id for lead in self.every_lead(recorded=False)}
         named: set[str] = set()
         for operation in LEAD_OPERATIONS:
