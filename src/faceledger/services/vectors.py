@@ -1,13 +1,14 @@
 """One vector index per collection, kept in step with the store (either backend).
 
-The store is the source of truth, and keeps a change log: a sequence number per added or
-deleted face, per collection. Each collection's index lives in memory; a snapshot on disk
+The store is the source of truth, and keeps a change log: a sequence number per added or deleted
+face, per collection. Each collection's index lives in memory; a snapshot on disk
 (``<data_dir>/indexes/<collection>.index`` plus ``.json`` with the store's change sequence it
-reflects; ``snapshot_stem`` shortens long ids) makes start-up fast: on first use the snapshot is loaded and the store's changes
-since its sequence are replayed; without a usable snapshot the index is rebuilt from the store.
-A crash can therefore lose no acknowledged write: the snapshot is only a cache. Before each
-search the changes since the index's sequence are replayed, so with PostgreSQL, where every
-API process keeps its own indexes, each process sees every other's committed writes at once.
+reflects; ``snapshot_stem`` shortens long ids) makes start-up fast: on first use the snapshot is
+loaded and the store's changes since its sequence are replayed; without a usable snapshot the
+index is rebuilt from the store. A crash can therefore lose no acknowledged write: the snapshot
+is only a cache. Before each search the changes since the index's sequence are replayed, so with
+PostgreSQL, where every API process keeps its own indexes, each process sees every other's
+committed writes at once.
 
 Deletion is final here too: after faces are deleted from the store, ``purge_deleted`` takes
 them out of the in-memory index at once (both backends erase the vectors, not only their ids)
