@@ -116,6 +116,7 @@ class _Query:
     limit: int | None = None
     newest_first: bool = False
     include_checkpoints: bool = False
+    contains: bytes | None = None
 
 
 def test_ledger_dialect_builds_one_statement_for_either_backend() -> None:
@@ -125,6 +126,7 @@ def test_ledger_dialect_builds_one_statement_for_either_backend() -> None:
         field_sql=lambda name: f"F({name}) = ?",
         time_sql="T",
         mark="?",
+        contains_sql="HAS(?)",
     )
     sql, params = dialect.select(_Query({"operation": "X"}, since=1.0, until=2.0, limit=5))
     assert sql == (
@@ -134,3 +136,6 @@ def test_ledger_dialect_builds_one_statement_for_either_backend() -> None:
     assert params == ["X", 1.0, 2.0, 5]
     sql, params = dialect.select(_Query({}, newest_first=True, include_checkpoints=True))
     assert (sql, params) == ("SELECT seq, body, digest FROM records ORDER BY seq DESC", [])
+    sql, params = dialect.select(_Query({}, contains=b'"lead_id'))
+    assert sql == "SELECT seq, body, digest FROM records WHERE IS_EVENT AND HAS(?) ORDER BY seq"
+    assert params == [b'"lead_id']

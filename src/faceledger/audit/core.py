@@ -541,6 +541,24 @@ class ChainLedger(ABC):
         )
         return decode_rows(self._select(query))
 
+    def entries_containing(
+        self, needle: bytes, *, since: float | None = None
+    ) -> Iterator[LedgerEntry]:
+        """Event records whose stored body holds the bytes ``needle`` (and whose time is at
+        or after ``since``), oldest first: the database tests the raw bytes, and only those
+        records are decoded (``entries`` with field filters has the database parse every
+        record's JSON, once per query)."""
+        query = EntryQuery(
+            fields={},
+            since=None if since is None else float(since),
+            until=None,
+            limit=None,
+            newest_first=False,
+            include_checkpoints=False,
+            contains=needle,
+        )
+        return decode_rows(self._select(query))
+
     # -- verification ---------------------------------------------------------------------
     def verify(
         self, *, progress: Progress | None = None, plan: ParallelPlan | None = None

@@ -88,6 +88,7 @@ _DIALECT = LedgerDialect(
     field_sql=lambda name: f"json_extract({_JSON_SQL}, '$.{name}') = ?",
     time_sql=f"json_extract({_JSON_SQL}, '$.time')",
     mark="?",
+    contains_sql="instr(body, ?) > 0",
 )
 _FETCH_ROWS = 1024
 

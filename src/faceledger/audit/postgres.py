@@ -61,6 +61,7 @@ _DIALECT = LedgerDialect(
     field_sql=lambda name: f"({_JSON_SQL} ->> '{name}') = %s",  # names: core.FIELD_FILTERS
     time_sql=f"({_JSON_SQL} ->> 'time')::float8",
     mark="%s",
+    contains_sql="position(%s::bytea in body) > 0",
 )
 
 

@@ -63,7 +63,8 @@ class LedgerEntry:
 @dataclass(frozen=True)
 class EntryQuery:
     """What ``entries`` asks a backend for: rows whose event fields equal ``fields`` and whose
-    time is in ``[since, until)``; events only unless ``include_checkpoints``."""
+    time is in ``[since, until)``; events only unless ``include_checkpoints``; with
+    ``contains``, only bodies holding those bytes (tested by the database, before decoding)."""
 
     fields: Mapping[str, str]
     since: float | None
@@ -71,6 +72,7 @@ class EntryQuery:
     limit: int | None
     newest_first: bool
     include_checkpoints: bool
+    contains: bytes | None = None
 
 
 class LedgerWrite(Protocol):

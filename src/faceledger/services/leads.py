@@ -43,6 +43,7 @@ ProbeMaker = Callable[[str], LeadProbe | None]
 MAX_LEADS_PER_PAGE = 100
 # The operations whose ledger records name the leads they made (``result["lead_id"]``; a
 # face-search job's end record: ``result["lead_ids"]``, one lead per matched person).
+CLOCK_SLACK_S = 300.0  # records before the oldest lead, less this, are not read
 LEAD_OPERATIONS = (
     "SearchFaces",
     "SearchFacesByImage",
@@ -211,11 +212,13 @@ class LeadService:
         if not leads:  # nothing to look for: the ledger (maybe millions of records) is not read
             return []
         unmarked = {lead.lead_id for lead in self.every_lead(recorded=False)}
+        # A lead is written before the record naming it: older records cannot name one.
+        since = min(lead.created_at for lead in leads) - CLOCK_SLACK_S
         named: set[str] = set()
-        for operation in LEAD_OPERATIONS:
-            for entry in ledger.entries(operation=operation, outcome="ok"):
-                if entry.event is not None:
-                    named.update(named_leads(entry.event.result))
+        for entry in ledger.entries_containing(b'"lead_id', since=since):  # and "lead_ids"
+            event = entry.event
+            if event is not None and event.operation in LEAD_OPERATIONS and event.outcome == "ok":
+                named.update(named_leads(event.result))
         for lead_id in sorted(unmarked & named):
             self.store.mark_recorded(lead_id)
         return [lead.lead_id for lead in leads if lead.lead_id not in named]

@@ -486,7 +486,7 @@ def processor_values(processor: ProcessorRow, encode: Encode) -> tuple[Any, ...]
 class EntryFilter(Protocol):
     """What a ledger read asks for (``audit.core.EntryQuery``): records whose event fields
     equal ``fields`` and whose time is in ``[since, until)``; events only unless
-    ``include_checkpoints``."""
+    ``include_checkpoints``; bodies holding ``contains`` only, when given."""
 
     @property
     def fields(self) -> Mapping[str, str]: ...
@@ -506,6 +506,9 @@ class EntryFilter(Protocol):
     @property
     def include_checkpoints(self) -> bool: ...
 
+    @property
+    def contains(self) -> bytes | None: ...
+
 
 @dataclass(frozen=True)
 class LedgerDialect:
@@ -519,6 +522,7 @@ class LedgerDialect:
     field_sql: Callable[[str], str]
     time_sql: str
     mark: str
+    contains_sql: str  # the body holds the bytes of one placeholder
 
     def select(self, query: EntryFilter) -> tuple[str, list[Any]]:
         """The statement (``seq, body, digest`` in ``seq`` order) and its parameters."""
@@ -527,6 +531,9 @@ class LedgerDialect:
         for name, value in query.fields.items():
             conditions.append(self.field_sql(name))
             params.append(value)
+        if query.contains is not None:
+            conditions.append(self.contains_sql)
+            params.append(query.contains)
         for bound, op in ((query.since, ">="), (query.until, "<")):
             if bound is not None:
                 conditions.append(f"{self.time_sql} {op} {self.mark}")
