@@ -35,10 +35,10 @@ from helpers.live import start_live_server
 playwright_api = pytest.importorskip("playwright.sync_api")
 axe_api = pytest.importorskip("axe_playwright_python.sync_playwright")
 from axe_playwright_python.sync_playwright import Axe  # noqa: E402
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+from helpers.browser import chromium  # noqa: E402
+
 ARTIFACTS = Path(__file__).parent / "artifacts"
 VIEWPORTS = {"phone": (375, 812), "desktop": (1440, 900)}
 MIN_TOUCH_PX = 44
@@ -119,12 +119,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[S
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"Debian chromium not found at {CHROMIUM} (make test installs it)")
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 # -- the states ------------------------------------------------------------------------------
