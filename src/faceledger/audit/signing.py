@@ -55,6 +55,15 @@ def default_key_file() -> Path:
     return Path(base) / "faceledger" / "ledger.key"
 
 
+def beside_ledger_key(
+    explicit: str | Path | None, ledger_key_file: str | Path | None, name: str
+) -> Path:
+    """Another key's file: ``explicit`` when set, else ``name`` in the ledger key's folder."""
+    if explicit is not None:
+        return Path(explicit).expanduser()
+    return Path(ledger_key_file or default_key_file()).expanduser().parent / name
+
+
 def resolve_key_file(key_file: Path | None, data_dir: Path) -> Path:
     """The key file to use; refuses one inside ``data_dir`` (whoever can rewrite the data
     directory must not also hold the key that signs the ledger)."""

@@ -23,7 +23,7 @@ from faceledger.audit.key_files import (
     load_or_create_key_file,
     outside_data_dir,
 )
-from faceledger.audit.signing import default_key_file
+from faceledger.audit.signing import beside_ledger_key
 from faceledger.config import Settings
 from faceledger.domain.errors import CropKeyError
 
@@ -44,11 +44,7 @@ CROP_KEY = KeyFileKind(
 
 def crop_key_file(settings: Settings) -> Path:
     """The crop key file of ``settings``; refused (``CropKeyError``) inside ``data_dir``."""
-    if settings.crop_key_file is not None:
-        path = Path(settings.crop_key_file).expanduser()
-    else:
-        ledger_key = Path(settings.ledger_key_file or default_key_file()).expanduser()
-        path = ledger_key.parent / CROP_KEY_NAME
+    path = beside_ledger_key(settings.crop_key_file, settings.ledger_key_file, CROP_KEY_NAME)
     return outside_data_dir(path, settings.data_dir, CROP_KEY)
 
 

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from faceledger.audit.key_files import KeyFileKind, load_or_create_key_file, outside_data_dir
-from faceledger.audit.signing import default_key_file
+from faceledger.audit.signing import beside_ledger_key
 from faceledger.config import Settings
 from faceledger.domain.errors import NotificationKeyError
 from faceledger.domain.notification_signatures import key_id_of, sign_notification
@@ -37,11 +37,9 @@ NOTIFICATION_KEY = KeyFileKind(
 def notification_key_file(settings: Settings) -> Path:
     """The notification key file of ``settings``; refused (``NotificationKeyError``) inside
     ``data_dir``."""
-    if settings.notification_key_file is not None:
-        path = Path(settings.notification_key_file).expanduser()
-    else:
-        ledger_key = Path(settings.ledger_key_file or default_key_file()).expanduser()
-        path = ledger_key.parent / NOTIFICATION_KEY_NAME
+    path = beside_ledger_key(
+        settings.notification_key_file, settings.ledger_key_file, NOTIFICATION_KEY_NAME
+    )
     return outside_data_dir(path, settings.data_dir, NOTIFICATION_KEY)
 
 
