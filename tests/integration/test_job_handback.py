@@ -17,13 +17,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import boto3
 import pytest
 
 from faceledger.config import Settings
 from faceledger.store.factory import open_video_store
 from faceledger.store.records import IN_PROGRESS, JobRow
 from helpers.live import create_key
+from helpers.rekognition import rekognition_client
 from helpers.serve import ServerProcess, can_fake_host
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs Debian's ffmpeg")
@@ -78,13 +78,7 @@ def test_a_job_handed_back_at_sigterm_is_taken_by_the_next_server_at_once(
     other_host = FIRST_HOST if can_fake_host() else None
     first = ServerProcess(env, log, other_host=other_host).start()
     try:
-        client = boto3.client(
-            "rekognition",
-            endpoint_url=first.url,
-            region_name="us-east-1",
-            aws_access_key_id=key_id,
-            aws_secret_access_key=secret,
-        )
+        client = rekognition_client(first.url, key_id, secret)
         job_id = client.start_face_detection(
             Video={"S3Object": {"Bucket": "clips", "Name": "long.mp4"}}
         )["JobId"]

@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-import boto3
 import pytest
 
 from faceledger.audit import Ledger
@@ -33,6 +32,7 @@ from faceledger.domain.notification_signatures import NotificationRejected, veri
 from faceledger.store.factory import open_video_store
 from faceledger.store.records import GIVEN_UP, OutboxRow
 from helpers.live import create_key, start_live_server
+from helpers.rekognition import rekognition_client
 from helpers.serve import ServerProcess, free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs Debian's ffmpeg")
@@ -95,16 +95,6 @@ def _outbox(settings: Settings) -> list[OutboxRow]:
         store.close()
 
 
-def _rekognition(url: str, key: tuple[str, str]) -> Any:
-    return boto3.client(
-        "rekognition",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=key[0],
-        aws_secret_access_key=key[1],
-    )
-
-
 def test_a_notification_pending_at_sigterm_is_delivered_signed_after_the_restart(
     tmp_path: Path, database_url: str | None, receive_on: Callable[[int], None]
 ) -> None:
@@ -129,7 +119,7 @@ def test_a_notification_pending_at_sigterm_is_delivered_signed_after_the_restart
     log = tmp_path / "servers.log"
     first = ServerProcess(env, log).start()
     try:
-        client = _rekognition(first.url, key)
+        client = rekognition_client(first.url, *key)
         job_id = client.start_face_detection(
             Video={"S3Object": {"Bucket": "clips", "Name": "door.mp4"}},
             NotificationChannel=CHANNEL,
@@ -190,7 +180,7 @@ def test_an_undeliverable_notification_is_given_up_and_ledgered(tmp_path: Path) 
     )
     key = create_key(settings, "aws-code", ["search"])
     with start_live_server(settings) as url:
-        job_id = _rekognition(url, key).start_face_detection(
+        job_id = rekognition_client(url, *key).start_face_detection(
             Video={"S3Object": {"Bucket": "clips", "Name": "door.mp4"}},
             NotificationChannel=CHANNEL,
         )["JobId"]
