@@ -36,7 +36,7 @@ def test_verify_names_leads_in_no_record(tmp_path: Path) -> None:
 
 
 def test_only_ok_records_of_lead_operations_name_a_lead(tmp_path: Path) -> None:
-    """The one-pass scan (``entries_containing``) counts what the per-operation queries did:
+    """The one-pass scan (``entries(contains=…)``) counts what the per-operation queries did:
     a job's ``lead_ids`` name leads; a refused search or another verb mentioning a lead does not."""
     gate = Gateway(Settings(data_dir=tmp_path / "data"))
     try:

@@ -526,10 +526,13 @@ class ChainLedger(ABC):
         limit: int | None = None,
         newest_first: bool = False,
         include_checkpoints: bool = False,
+        contains: bytes | None = None,
     ) -> Iterator[LedgerEntry]:
         """Records matching every filter given (times in epoch seconds, ``since`` inclusive,
         ``until`` exclusive), oldest first unless ``newest_first``. Checkpoints are left out
-        unless ``include_checkpoints`` (and no event filter is given)."""
+        unless ``include_checkpoints`` (and no event filter is given). ``contains``: only
+        bodies holding those bytes, tested by the database before anything is decoded (field
+        filters have it parse every record's JSON)."""
         values = (principal, collection_id, operation, outcome)
         query = EntryQuery(
             fields={k: v for k, v in zip(FIELD_FILTERS, values, strict=True) if v is not None},
@@ -538,24 +541,7 @@ class ChainLedger(ABC):
             limit=None if limit is None else int(limit),
             newest_first=newest_first,
             include_checkpoints=include_checkpoints,
-        )
-        return decode_rows(self._select(query))
-
-    def entries_containing(
-        self, needle: bytes, *, since: float | None = None
-    ) -> Iterator[LedgerEntry]:
-        """Event records whose stored body holds the bytes ``needle`` (and whose time is at
-        or after ``since``), oldest first: the database tests the raw bytes, and only those
-        records are decoded (``entries`` with field filters has the database parse every
-        record's JSON, once per query)."""
-        query = EntryQuery(
-            fields={},
-            since=None if since is None else float(since),
-            until=None,
-            limit=None,
-            newest_first=False,
-            include_checkpoints=False,
-            contains=needle,
+            contains=contains,
         )
         return decode_rows(self._select(query))
 

@@ -215,7 +215,7 @@ class LeadService:
         # A lead is written before the record naming it: older records cannot name one.
         since = min(lead.created_at for lead in leads) - CLOCK_SLACK_S
         named: set[str] = set()
-        for entry in ledger.entries_containing(b'"lead_id', since=since):  # and "lead_ids"
+        for entry in ledger.entries(since=since, contains=b'"lead_id'):  # and "lead_ids"
             event = entry.event
             if event is not None and event.operation in LEAD_OPERATIONS and event.outcome == "ok":
                 named.update(named_leads(event.result))
