@@ -7,13 +7,8 @@ search answered again, an enrolment made twice), to any server process of the in
 ``store/key_tables.py``: SQLite's key-store database, or the PostgreSQL database every replica
 shares) until its signature would have expired anyway, and refuses the same key again.
 
-What the key is. boto3 and the AWS CLI sign with one-second resolution and no signed nonce:
-two identical calls in the same second (a polling loop, two threads reading the same
-collection) carry the same signature. They differ in ``amz-sdk-invocation-id`` and
-``amz-sdk-request``, which botocore adds after signing. The Rekognition router's key is
-therefore the signature plus those two headers: an exact replay is refused and boto3 keeps
-working; a replay that also rewrites the unsigned invocation id is not detected (a client that
-needs that must sign a nonce header of its own, e.g. from a ``before-sign`` hook).
+The key (the signature plus the SDK's unsigned invocation headers) is built by the adapter:
+``api/rekognition/replay.py`` says why it is that.
 
 Refusals, all before the key's rate limit:
 
